@@ -1,0 +1,3 @@
+from connwatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Command-line front. Imports stay lazy so `connwatch --help` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from connwatch import __version__
+from connwatch.errors import EXIT_UNKNOWN, ConnwatchError
+
+# Subcommand modules under connwatch.commands; each defines NAME, HELP, add_arguments(), run().
+COMMANDS = ("check", "snapshot", "listeners", "alerts")
+
+EPILOG = """exit codes (check): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (error).
+other commands: 0 success, 3 error. Errors print one line on stderr."""
+
+
+def add_common(parser: argparse.ArgumentParser, *, state: bool = False, config: bool = False) -> None:
+    """Options shared by several commands."""
+    parser.add_argument("--proc-root", default=os.environ.get("CONNWATCH_PROC_ROOT", "/proc"),
+                        help="read procfs from this root (default /proc)")
+    parser.add_argument("--no-netlink", action="store_true",
+                        help="do not use netlink sock_diag; read /proc/net/tcp (loses backlog and drops)")
+    if state:
+        parser.add_argument("--state-dir", default=None,
+                            help="alert history directory (default /var/lib/connwatch as root, "
+                            "~/.local/state/connwatch otherwise; env CONNWATCH_STATE_DIR)")
+    if config:
+        parser.add_argument("--config", default=None, help="TOML rules file overriding the defaults")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="connwatch", description="Find every way this host turns TCP connections away.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"connwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"connwatch.commands.{name}")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_UNKNOWN
+    try:
+        return int(args._module.run(args))
+    except ConnwatchError as exc:
+        print(f"connwatch: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("connwatch: interrupted", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except BrokenPipeError:
+        return EXIT_UNKNOWN
+    except Exception as exc:  # never a traceback for users; keep one for developers
+        if os.environ.get("CONNWATCH_DEBUG"):
+            raise
+        print(f"connwatch: internal error: {type(exc).__name__}: {exc} (set CONNWATCH_DEBUG=1 for details)",
+              file=sys.stderr)
+        return EXIT_UNKNOWN

@@ -1,0 +1,144 @@
+"""Sources + parsers -> Snapshot. Records each source's success and duration; interprets nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from connwatch.clock import Clock
+from connwatch.errors import ParseError, SourceUnavailable
+from connwatch.model import Listener, Process, SocketSummary, Snapshot, SourceStatus
+from connwatch.parsers.proc_tcp import parse_proc_tcp
+from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
+from connwatch.sources import netlink, processes
+from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
+
+T = TypeVar("T")
+NETLINK = "netlink sock_diag"
+SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
+FAMILIES = ((4, socket.AF_INET), (6, socket.AF_INET6))
+
+
+@dataclass(frozen=True, slots=True)
+class CollectOptions:
+    proc_root: str = "/proc"
+    use_netlink: bool = True  # False forces the /proc/net/tcp fallback (tests, broken kernels)
+    sockets: bool = True  # dump non-listening sockets too (costs time with 100k+ sockets)
+    owners: bool = True
+
+
+def _timed(statuses: list[SourceStatus], name: str, call: Callable[[], T]) -> T | None:
+    """Run one source; record ok/failed and duration; a failure returns None, never raises."""
+    start = time.perf_counter()
+    try:
+        result = call()
+    except (SourceUnavailable, ParseError) as exc:
+        statuses.append(SourceStatus(name, False, str(exc), _ms(start)))
+        return None
+    statuses.append(SourceStatus(name, True, "", _ms(start)))
+    return result
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def _netlink_listeners(sock: socket.socket) -> list[Listener]:
+    found: list[Listener] = []
+    for _fam, afam in FAMILIES:
+        netlink.dump(sock, afam, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found))
+    return found
+
+
+def _netlink_sockets(sock: socket.socket, aggregator: SocketAggregator) -> SocketSummary:
+    for _fam, afam in FAMILIES:
+        netlink.dump(sock, afam, netlink.TCPF_ALL_BUT_LISTEN, 0, aggregator)
+    return aggregator.summary()
+
+
+def _proc_tcp(proc: ProcFS, aggregator: SocketAggregator | None) -> list[Listener]:
+    found: list[Listener] = []
+    for fam, _afam in FAMILIES:
+        rel = "net/tcp6" if fam == 6 else "net/tcp"
+        try:
+            text = proc.read_text(rel)
+        except SourceUnavailable:
+            if fam == 6:
+                continue  # a kernel without IPv6 has no tcp6
+            raise
+        parse_proc_tcp(text.splitlines(), str(proc.path(rel)), fam, found, aggregator)
+    return found
+
+
+def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], limits: list[str],
+             tw_delay: int | None) -> tuple[list[Listener], SocketSummary | None]:
+    sock = None
+    if opts.use_netlink:
+        sock = _timed(statuses, NETLINK, netlink.open_socket)
+    if sock is not None:
+        with sock:
+            listeners = _timed(statuses, f"{NETLINK} listeners", lambda: _netlink_listeners(sock))
+            if listeners is not None:
+                summary = None
+                if opts.sockets:
+                    agg = SocketAggregator(frozenset(x.port for x in listeners), tw_delay)
+                    summary = _timed(statuses, f"{NETLINK} sockets", lambda: _netlink_sockets(sock, agg))
+                return listeners, summary
+    limits.append("netlink sock_diag unavailable: read /proc/net/tcp instead, which shows no listen "
+                  "backlog and no per-listener drop counter (BacklogRejectsByPort falls back to host "
+                  "counters, AcceptQueueFill is not measured)")
+    plain = _timed(statuses, "/proc/net/tcp listeners", lambda: _proc_tcp(proc, None)) or []
+    if not opts.sockets:
+        return plain, None
+    agg = SocketAggregator(frozenset(x.port for x in plain), tw_delay)
+    summary = _timed(statuses, "/proc/net/tcp sockets", lambda: (_proc_tcp(proc, agg), agg.summary())[1])
+    return plain, summary
+
+
+def _with_owners(listeners: list[Listener], proc_root: str, limits: list[str]) -> list[Listener]:
+    scan = processes.scan_socket_owners((x.inode for x in listeners), proc_root)
+    cache: dict[int, Process | None] = {}
+    out = []
+    for lst in listeners:
+        pid = scan.owners.get(lst.inode)
+        if pid is not None and pid not in cache:
+            cache[pid] = processes.describe_process(pid)
+        out.append(dataclasses.replace(lst, owner=cache.get(pid) if pid is not None else None))
+    if scan.unreadable:
+        limits.append(f"{scan.unreadable} processes of other users could not be inspected (running as "
+                      f"uid {os.geteuid()}): their sockets' owners are unknown; run as root to see them")
+    return out
+
+
+def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
+    """Take one sample of everything connwatch reads."""
+    opts = opts or CollectOptions()
+    proc = ProcFS(opts.proc_root)
+    statuses: list[SourceStatus] = []
+    limits: list[str] = []
+    taken_at, mono = clock.time(), clock.monotonic()
+    sysctls, st = read_sysctls(proc)
+    statuses += st
+    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay)
+    counters, st = read_counters(proc)
+    statuses += st
+    sockstat, st = read_sockstat(proc)
+    statuses += st
+    if opts.owners and listeners:
+        listeners = _with_owners(listeners, opts.proc_root, limits)
+    listeners.sort(key=lambda x: (x.port, x.family, x.address, x.inode))
+    return Snapshot(
+        taken_at=taken_at, monotonic=mono, host=read_host(proc), counters=counters, sockstat=sockstat,
+        sysctls=sysctls, listeners=tuple(listeners), sockets=summary, statuses=tuple(statuses),
+        limitations=tuple(limits),
+    )
+
+
+def proc_root_path(root: str) -> Path:
+    return Path(root)

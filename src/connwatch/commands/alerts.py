@@ -1,0 +1,50 @@
+"""`connwatch alerts [--all]` and `connwatch alerts show ID`: the alert history."""
+
+from __future__ import annotations
+
+import argparse
+
+from connwatch.cli import add_common
+
+NAME = "alerts"
+HELP = "list active alerts (--all: also cleared ones) or `alerts show ID` one in full"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", choices=("show",), help="show one alert in full")
+    p.add_argument("id", nargs="?", type=int, help="alert ID (with show)")
+    p.add_argument("--all", action="store_true", help="include cleared alerts")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_common(p, state=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from connwatch.commands.common import open_store
+    from connwatch.errors import ConnwatchError
+    from connwatch.outputs.jsonout import alert_dict, dumps
+
+    if args.action == "show" and args.id is None:
+        raise ConnwatchError("alerts show needs an alert ID (see `connwatch alerts --all`)")
+    with open_store(args) as store:
+        if args.action == "show":
+            alert = store.get(args.id)
+            if alert is None:
+                raise ConnwatchError(f"no alert with ID {args.id} in {store.path}")
+            alerts = [alert]
+        else:
+            alerts = store.history(include_cleared=args.all)
+    if args.format == "json":
+        print(dumps({"alerts": [alert_dict(a) for a in alerts]}))
+        return 0
+    from rich.console import Console
+
+    from connwatch.outputs.text import alert_block, alerts_table
+
+    console = Console()
+    if args.action == "show":
+        console.print(alert_block(alerts[0]))
+    elif alerts:
+        console.print(alerts_table(alerts))
+    else:
+        console.print("No active alerts." if not args.all else "No alerts recorded.")
+    return 0

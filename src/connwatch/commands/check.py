@@ -1,0 +1,93 @@
+"""`connwatch check`: sample, wait, sample again, evaluate, print, exit like a Nagios plugin."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from connwatch.cli import add_common
+
+NAME = "check"
+HELP = "sample twice INTERVAL seconds apart, raise alerts, exit 0 OK / 1 WARNING / 2 CRITICAL / 3 UNKNOWN"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between the two samples (default 5)")
+    p.add_argument("--format", choices=("text", "json", "nagios"), default="text")
+    add_common(p, state=True, config=True)
+
+
+def _wait(seconds: float, show: bool) -> None:
+    import time
+
+    if not show:
+        time.sleep(seconds)
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("sampling: waiting {task.total:.0f} s for the second sample"), BarColumn(),
+                  TimeRemainingColumn(), transient=True, console=_stderr()) as progress:
+        task = progress.add_task("wait", total=seconds)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.1, left))
+            progress.update(task, completed=seconds - max(left, 0))
+
+
+def _stderr():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from connwatch.clock import SystemClock
+    from connwatch.collect import collect
+    from connwatch.commands.common import collect_options
+    from connwatch.errors import ConfigError
+    from connwatch.rules.spec import load_rules
+
+    if args.interval <= 0 or args.interval > 3600:
+        raise ConfigError(f"--interval must be between 0 and 3600 seconds, got {args.interval}")
+    rules = load_rules(args.config)
+    clock = SystemClock()
+    opts = collect_options(args)
+    prev = collect(clock, opts)
+    _wait(args.interval, args.format == "text" and sys.stderr.isatty())
+    cur = collect(clock, opts)
+    result = _judge(args, prev, cur, rules)
+    _print(args.format, result)
+    return result.exit_code
+
+
+def _judge(args, prev, cur, rules):  # type: ignore[no-untyped-def]
+    """Evaluate with the alert store; without it (one clear warning) if the state dir is unusable."""
+    import dataclasses
+
+    from connwatch.commands.common import open_store
+    from connwatch.engine import judge
+    from connwatch.errors import StateError
+
+    try:
+        with open_store(args) as store:
+            return judge(prev, cur, rules, store)
+    except StateError as exc:
+        print(f"connwatch: warning: {exc}", file=sys.stderr)
+        return dataclasses.replace(judge(prev, cur, rules, None), store_error=str(exc))
+
+
+def _print(fmt: str, result) -> None:  # type: ignore[no-untyped-def]
+    if fmt == "json":
+        from connwatch.outputs.jsonout import check_dict, dumps
+
+        print(dumps(check_dict(result)))
+    elif fmt == "nagios":
+        from connwatch.outputs.nagios import render
+
+        print(render(result))
+    else:
+        from rich.console import Console
+
+        from connwatch.outputs.text import render_check
+
+        render_check(result, Console())

@@ -1,0 +1,55 @@
+"""`connwatch snapshot`: one raw sample (counters, sysctls, listeners, socket aggregates)."""
+
+from __future__ import annotations
+
+import argparse
+
+from connwatch.cli import add_common
+
+NAME = "snapshot"
+HELP = "print one raw snapshot (JSON by default: usable later as an offline capture)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("json", "text"), default="json")
+    p.add_argument("--listeners-only", action="store_true",
+                   help="skip the dump of non-listening sockets (sub-millisecond on any host)")
+    add_common(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from connwatch.clock import SystemClock
+    from connwatch.collect import collect
+    from connwatch.commands.common import collect_options
+
+    snap = collect(SystemClock(), collect_options(args, sockets=not args.listeners_only))
+    if args.format == "json":
+        from connwatch.outputs.jsonout import dumps
+        from connwatch.snapshot_json import to_dict
+
+        print(dumps(to_dict(snap)))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from connwatch.outputs.text import listeners_table
+
+    console = Console()
+    console.print(listeners_table(snap))
+    if snap.sockets is not None:
+        states = Table(title=f"TCP sockets by state ({snap.sockets.total} total)", title_justify="left")
+        states.add_column("State")
+        states.add_column("Sockets", justify="right")
+        for name, count in sorted(snap.sockets.by_state.items(), key=lambda kv: -kv[1]):
+            states.add_row(name, str(count))
+        console.print(states)
+    counters = Table(title="Counters (cumulative since boot)", title_justify="left")
+    counters.add_column("Counter")
+    counters.add_column("Value", justify="right")
+    for name in sorted(snap.counters):
+        if name.startswith(("TcpExt.Listen", "TcpExt.TCPReqQ", "TcpExt.Syncookies", "TcpExt.TW", "Tcp.")):
+            counters.add_row(name, str(snap.counters[name]))
+    console.print(counters)
+    for note in snap.limitations:
+        console.print(f"[dim]note: {note}[/dim]")
+    return 0

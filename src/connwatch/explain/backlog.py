@@ -1,0 +1,155 @@
+"""Words for backlog alerts, built from measured facts.
+
+Answers the questions support asked in seed 000: did it clear, were other ports hit, is the
+application new; and says why (backlog in force = min(listen() argument, somaxconn), fixed at
+listen() time) and what to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connwatch.findings import Explanation, Finding, format_number
+
+TEXTS = {
+    "BacklogRejectsByPort": "Counter attribute BacklogRejectsByPort measures connection requests rejected "
+    "because the listener's accept queue (backlog) was full, summed over every listener on the port.",
+    "AcceptQueueFill": "AcceptQueueFill measures the accept-queue length as a percentage of the backlog in "
+    "force; the kernel admits one connection beyond the backlog, so a full queue reads above 100 %.",
+    "ListenOverflows": "Counter attribute ListenOverflows is the host-wide TcpExt ListenOverflows delta: "
+    "packets dropped because some listener's accept queue was full.",
+    "SynQueueDrops": "Counter attribute SynQueueDrops is the host-wide TcpExt TCPReqQFullDrop delta: SYNs "
+    "dropped because the SYN queue was full and syncookies could not be used.",
+}
+
+CLIENT_VIEW = (
+    "Clients are not refused: their SYN is dropped silently and retried after about 1, 2, 3, 4, 5 s, "
+    "then doubling, until connect() times out after about 2 minutes. The kernel counts each dropped "
+    "packet, so one client can account for several rejects."
+)
+
+
+def owner_words(listener: dict[str, Any]) -> str:
+    owner = listener.get("owner")
+    if not owner:
+        return "owner unknown (not visible to this user)"
+    return f"pid {owner['pid']} ({owner['command']}, user {owner.get('user') or '?'})"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _cleared(d: dict[str, Any]) -> str:
+    worst = max(d["listeners"], key=lambda x: x.get("fill") or 0)
+    if d.get("queue_full_now"):
+        return (f"It persists: at the last sample the queue of {worst['endpoint']} held {worst['queue']} "
+                f"of a backlog of {worst['backlog']} (full), so new connections are still being dropped.")
+    return (f"At the last sample the queue had room again ({worst['queue']} of {worst['backlog']} on "
+            f"{worst['endpoint']}): the burst has passed for now; watch whether it recurs.")
+
+
+def _other_ports(d: dict[str, Any]) -> str:
+    others = [p for p in d.get("rejecting_ports", []) if p != d.get("port")]
+    if not others:
+        return "No other port rejected connections in this interval: the cause is specific to this service."
+    return (f"Ports {', '.join(map(str, others))} also rejected connections in this interval: a host-wide "
+            "cause (CPU or memory starvation, a flood of connection attempts) is likelier than one application.")
+
+
+def _application(d: dict[str, Any]) -> list[str]:
+    out = []
+    for lst in d["listeners"]:
+        owner = lst.get("owner")
+        if not owner:
+            continue
+        if owner.get("age_s") is not None:
+            new = " (recently started: a new or restarted application)" if owner["age_s"] < 3600 else ""
+            out.append(f"{lst['endpoint']} is served by {owner_words(lst)}, running for {_age(owner['age_s'])}"
+                       f"{new}; the listener is at most that old.")
+        fds, limit = owner.get("open_fds"), owner.get("fd_limit")
+        if fds is not None and limit and fds >= 0.95 * limit:
+            out.append(f"pid {owner['pid']} holds {fds} of its {limit} file descriptors: accept() fails with "
+                       "EMFILE, so the queue cannot drain.")
+    if d.get("first_seen_s") is not None:
+        out.append(f"connwatch first saw this port listening {_age(d['first_seen_s'])} ago.")
+    return out
+
+
+def _backlog_cause(d: dict[str, Any]) -> tuple[str, str]:
+    somax = d.get("somaxconn")
+    backlogs = sorted({x["backlog"] for x in d["listeners"] if x["backlog"] is not None})
+    if not backlogs or somax is None:
+        return ("The backlog in force could not be read (no sock_diag).", "")
+    b = backlogs[0]
+    if b >= somax:
+        return (f"The backlog in force ({b}) equals net.core.somaxconn ({somax}): the application's listen() "
+                f"argument was capped by somaxconn (effective backlog = min(listen backlog, somaxconn), fixed "
+                f"when listen() is called).",
+                f"Raise net.core.somaxconn (sysctl -w net.core.somaxconn={max(somax * 4, 1024)}, persisted in "
+                "/etc/sysctl.d/) and the application's backlog, then restart the service: an existing "
+                "listener keeps its backlog until it calls listen() again.")
+    return (f"The application asked listen() for a backlog of {b}; somaxconn ({somax}) would allow up to "
+            f"{somax}. Effective backlog = min(listen backlog, somaxconn), fixed when listen() is called.",
+            f"Raise the application's backlog setting (listen() argument; e.g. nginx `listen ... backlog=`, "
+            f"a server's `backlog`/`acceptCount` option) towards {somax}, then restart it.")
+
+
+def explain_port(f: Finding) -> Explanation:
+    d = dict(f.measurement.detail)
+    m = f.measurement
+    cause, change = _backlog_cause(d)
+    facts = [
+        f"The latest sample value is {format_number(m.value)} {m.unit} over {d.get('interval_s')} s; the high "
+        f"limit is {format_number(f.limit)} {m.unit}.",
+        _cleared(d), _other_ports(d), *_application(d), cause, CLIENT_VIEW, _reconciliation(d),
+    ]
+    actions = [
+        "Check that the owner is alive and calling accept() fast enough (py-spy dump / strace -p PID; a "
+        "stuck or saturated worker pool stops accepting).", change,
+        "If the load is legitimate, add accept throughput (more workers or SO_REUSEPORT listeners).",
+        "If it is a flood from few sources, see `connwatch sources` and limit them.",
+    ]
+    owners = "; ".join(f"{x['endpoint']} {owner_words(x)}" for x in d["listeners"])
+    return Explanation(TEXTS[m.attribute], " ".join(x for x in facts if x), " ".join(a for a in actions if a),
+                       owners)
+
+
+def _reconciliation(d: dict[str, Any]) -> str:
+    rec = d.get("reconciliation") or {}
+    if rec.get("host_listen_drops") is None:
+        return ""
+    text = (f"Host-wide ListenDrops rose by {rec['host_listen_drops']} (ListenOverflows "
+            f"{rec.get('host_listen_overflows')}); per-listener counters account for {rec.get('attributed')}")
+    if rec.get("unattributed"):
+        text += f", {rec['unattributed']} unattributed (a listener that closed, or drops before a socket matched)"
+    return text + "."
+
+
+def explain_host(f: Finding) -> Explanation:
+    d = dict(f.measurement.detail)
+    ports = d.get("rejecting_ports") or []
+    where = (f"Per-listener counters show rejects on port(s) {', '.join(map(str, ports))}."
+             if ports else "No current listener's counter rose: the drops belong to a listener that has "
+             "closed, or per-listener counters are unavailable.")
+    cookies = d.get("cookies_sent")
+    extra = f" The SYN queue overflowed into syncookies {cookies} times." if cookies else ""
+    return Explanation(TEXTS[f.measurement.attribute],
+                       f"{format_number(f.measurement.value)} drops in {d.get('interval_s')} s. {where}{extra} "
+                       + CLIENT_VIEW + " " + _reconciliation(d),
+                       "See the per-port alerts (connwatch listeners) for the service concerned; check "
+                       "tcp_max_syn_backlog and tcp_syncookies for SYN-queue drops.")
+
+
+EXPLAINERS = {
+    "BacklogRejectsByPort": explain_port,
+    "AcceptQueueFill": explain_port,
+    "ListenOverflows": explain_host,
+    "SynQueueDrops": explain_host,
+}

@@ -1,0 +1,110 @@
+"""What attributes measure, what rules make of it, and the alerts that result.
+
+Measurement (attributes/) -> Finding (rules/evaluate.py) -> Alert (alerts/lifecycle.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ResourceValue = str | int | None
+
+SEVERITY_NAMES: Mapping[int, str] = {1: "Critical", 2: "High", 3: "Medium", 4: "Low"}
+
+
+def severity_name(severity: int) -> str:
+    return SEVERITY_NAMES.get(severity, str(severity))
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One attribute's value for one resource in one sample (or over one interval)."""
+
+    attribute: str  # e.g. "BacklogRejectsByPort"
+    resource: Mapping[str, ResourceValue]  # JSON resource keys: {"port": 1414}, {"destination": ...}
+    resource_key: str  # human identity of the resource: "TCP(1414)"
+    value: float
+    unit: str  # "conns", "%", "drops", "sockets"
+    mode: str = "value"  # "value" (per sample / per interval) or "rate" (per second)
+    detail: Mapping[str, Any] = field(default_factory=dict)  # facts for the explanation
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Words for one alert, built from measured facts (explain/)."""
+
+    text: str  # what the attribute measures
+    explanation: str  # why it happened, with the facts (cleared? other ports? new app?)
+    action: str  # what to change
+    owner: str = ""  # owner process of the resource, in words
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A measurement judged against the rule that applies to it."""
+
+    measurement: Measurement
+    limit: float
+    severity: int  # 1 Critical .. 4 Low
+    alert_class: str
+    clear_after: int  # clean samples that clear an active alert
+    breached: bool
+    explanation: Explanation | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.measurement.attribute, self.measurement.resource_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert's current record. Identity: attribute + resource_key."""
+
+    attribute: str
+    resource_key: str
+    resource: Mapping[str, ResourceValue]
+    value: float
+    unit: str
+    limit: float
+    severity: int
+    alert_class: str
+    state: str  # "active" or "cleared"
+    created_at: float
+    last_updated: float
+    occurrences: int
+    last_occurred: float
+    clear_after: int
+    system_name: str
+    clean_samples: int = 0
+    cleared_at: float | None = None
+    text: str = ""
+    explanation: str = ""
+    action: str = ""
+    owner: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    id: int | None = None  # assigned by the store
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.attribute, self.resource_key)
+
+    @property
+    def severity_name(self) -> str:
+        return severity_name(self.severity)
+
+    @property
+    def description(self) -> str:
+        """The seed's description line: `TCP(1414) BacklogRejectsByPort High, 124 conns > 20 conns`."""
+        return (
+            f"{self.resource_key} {self.attribute} High, "
+            f"{format_number(self.value)} {self.unit} > {format_number(self.limit)} {self.unit}"
+        )
+
+
+def format_number(value: float) -> str:
+    """124.0 -> '124', 87.5 -> '87.5'."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.1f}"

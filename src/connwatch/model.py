@@ -1,0 +1,178 @@
+"""The frozen data model that flows one way: sources -> model -> attributes -> rules -> alerts.
+
+`None` always means "not available from the sources we had", never zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class TcpState(IntEnum):
+    """TCP states as numbered in include/net/tcp_states.h."""
+
+    ESTABLISHED = 1
+    SYN_SENT = 2
+    SYN_RECV = 3
+    FIN_WAIT1 = 4
+    FIN_WAIT2 = 5
+    TIME_WAIT = 6
+    CLOSE = 7
+    CLOSE_WAIT = 8
+    LAST_ACK = 9
+    LISTEN = 10
+    CLOSING = 11
+    NEW_SYN_RECV = 12
+
+    @classmethod
+    def name_of(cls, number: int) -> str:
+        try:
+            return cls(number).name
+        except ValueError:
+            return f"STATE_{number}"
+
+
+# Names indexed by state number, for hot loops (no enum construction per socket).
+STATE_NAMES: tuple[str, ...] = tuple(TcpState.name_of(i) for i in range(16))
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """The owner of a socket, as far as we could see it."""
+
+    pid: int
+    command: str
+    cmdline: str = ""
+    user: str | None = None
+    started_at: float | None = None  # epoch seconds
+    open_fds: int | None = None
+    fd_limit: int | None = None  # soft RLIMIT_NOFILE
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One LISTEN socket. Several may share a port (IPv4+IPv6, SO_REUSEPORT, addresses)."""
+
+    family: int  # 4 or 6
+    address: str
+    port: int
+    queue: int  # accept-queue length now (idiag_rqueue)
+    backlog: int | None  # backlog in force (idiag_wqueue); None from /proc/net/tcp
+    drops: int | None  # SK_MEMINFO_DROPS; None when unavailable
+    inode: int
+    uid: int
+    cookie: int = 0  # sock_diag socket cookie; 0 when read from /proc/net/tcp
+    owner: Process | None = None
+
+    @property
+    def identity(self) -> tuple[int, int, int, str]:
+        """Stable identity across samples (same socket object in the kernel)."""
+        return (self.inode, self.cookie, self.port, self.address)
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.address}]:{self.port}" if self.family == 6 else f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationUsage:
+    """Sockets holding a local (ephemeral) port toward one remote ip:port from one local address."""
+
+    local_address: str
+    remote_address: str
+    remote_port: int
+    states: Mapping[str, int]
+    time_wait_young: int = 0  # TIME_WAIT younger than tcp_tw_reuse_delay (not yet reusable)
+    owner_inodes: tuple[int, ...] = ()  # inodes of some ESTABLISHED sockets (bounded sample)
+
+    @property
+    def total(self) -> int:
+        return sum(self.states.values())
+
+    @property
+    def destination(self) -> str:
+        if ":" in self.remote_address:
+            return f"[{self.remote_address}]:{self.remote_port}"
+        return f"{self.remote_address}:{self.remote_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceUsage:
+    """Sockets from one remote address to one local listening port."""
+
+    source: str
+    port: int
+    states: Mapping[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.states.values())
+
+
+@dataclass(frozen=True, slots=True)
+class SocketSummary:
+    """Aggregates over every non-listening TCP socket, built while parsing (no per-socket objects)."""
+
+    total: int
+    by_state: Mapping[str, int]
+    destinations: tuple[DestinationUsage, ...] = ()
+    sources: tuple[SourceUsage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Sysctls:
+    """Kernel settings that decide how connections are turned away. None = could not read."""
+
+    somaxconn: int | None = None
+    tcp_max_syn_backlog: int | None = None
+    tcp_syncookies: int | None = None
+    tcp_abort_on_overflow: int | None = None
+    ip_local_port_range: tuple[int, int] | None = None
+    ip_local_reserved_ports: tuple[tuple[int, int], ...] | None = None
+    tcp_tw_reuse: int | None = None
+    tcp_tw_reuse_delay: int | None = None  # milliseconds (newer kernels only; None before)
+    tcp_max_tw_buckets: int | None = None
+    tcp_max_orphans: int | None = None
+    tcp_fin_timeout: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """How one source fared in this sample."""
+
+    name: str  # e.g. "netlink", "/proc/net/netstat"
+    ok: bool
+    detail: str = ""
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    hostname: str
+    kernel: str = ""
+    platform: str = "linux"
+    boot_time: float | None = None  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one sample saw. Built by collect.py, or loaded from a capture."""
+
+    taken_at: float  # epoch seconds (from the clock passed in)
+    monotonic: float  # for intervals between samples of one process
+    host: HostInfo
+    counters: Mapping[str, int]  # "TcpExt.ListenOverflows", "Tcp.ActiveOpens", ...
+    sockstat: Mapping[str, int]  # "TCP.tw", "TCP.orphan", "TCP6.inuse", ...
+    sysctls: Sysctls
+    listeners: tuple[Listener, ...]
+    sockets: SocketSummary | None
+    statuses: tuple[SourceStatus, ...] = ()
+    limitations: tuple[str, ...] = field(default=())  # what this sample could not see, in words
+
+    def counter(self, name: str) -> int | None:
+        return self.counters.get(name)
+
+    def listeners_on(self, port: int) -> tuple[Listener, ...]:
+        return tuple(lst for lst in self.listeners if lst.port == port)

@@ -1,0 +1,85 @@
+"""JSON output. The keys here are the contract documented in the README: keep them stable."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from connwatch import __version__
+from connwatch.attributes.backlog import fill_percent
+from connwatch.engine import CheckResult
+from connwatch.findings import Alert, Finding
+from connwatch.model import Listener, Snapshot
+from connwatch.snapshot_json import listener_dict
+
+RESOURCE_KEYS = ("port", "source", "destination", "local_address")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def alert_dict(a: Alert) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "id": a.id, "attribute": a.attribute, "resource": a.resource_key, "port": None,
+    }
+    for key in RESOURCE_KEYS:
+        if key in a.resource:
+            d[key] = a.resource[key]
+    d.update({
+        "value": a.value, "unit": a.unit, "limit": a.limit, "severity": a.severity,
+        "severity_name": a.severity_name, "class": a.alert_class, "state": a.state,
+        "description": a.description, "text": a.text, "explanation": a.explanation, "action": a.action,
+        "owner": a.owner, "system_name": a.system_name, "created_at": iso(a.created_at),
+        "last_updated": iso(a.last_updated), "occurrences": a.occurrences,
+        "last_occurred": iso(a.last_occurred), "cleared_at": iso(a.cleared_at),
+        "clean_samples": a.clean_samples, "clear_after": a.clear_after, "detail": dict(a.detail),
+    })
+    return d
+
+
+def listener_row(lst: Listener, drops_delta: int | None = None) -> dict[str, Any]:
+    d = listener_dict(lst)
+    d["fill"] = fill_percent(lst)
+    d["drops_delta"] = drops_delta
+    return d
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    m = f.measurement
+    return {"attribute": m.attribute, "resource": m.resource_key, **dict(m.resource), "value": m.value,
+            "unit": m.unit, "limit": f.limit, "severity": f.severity, "breached": f.breached}
+
+
+def check_dict(result: CheckResult) -> dict[str, Any]:
+    from connwatch.attributes.backlog import drop_deltas
+
+    cur = result.current
+    deltas = drop_deltas(result.previous, cur)
+    active = result.step.raised + result.step.updated
+    return {
+        "connwatch": __version__, "status": result.status, "exit_code": result.exit_code,
+        "host": cur.host.hostname, "taken_at": iso(cur.taken_at),
+        "interval_s": round(cur.monotonic - result.previous.monotonic, 3),
+        "alerts": [alert_dict(a) for a in sorted(active, key=lambda a: (a.severity, a.resource_key))],
+        "cleared": [alert_dict(a) for a in result.step.cleared],
+        "clearing": [alert_dict(a) for a in result.step.still_active_clean],
+        "listeners": [listener_row(x, deltas.get(x.identity)) for x in cur.listeners],
+        "measurements": [finding_dict(f) for f in result.findings],
+        "reconciliation": result.reconciliation,
+        "limitations": list(cur.limitations),
+        "sources": [{"name": s.name, "ok": s.ok, "detail": s.detail, "duration_ms": s.duration_ms}
+                    for s in cur.statuses],
+        "store_error": result.store_error,
+    }
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str)
+
+
+def snapshot_listeners(snap: Snapshot) -> list[dict[str, Any]]:
+    return [listener_row(x) for x in snap.listeners]

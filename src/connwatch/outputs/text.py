@@ -1,0 +1,109 @@
+"""Human output with rich: listener tables and alerts in the layout of seed 000."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from connwatch.attributes.backlog import drop_deltas, fill_percent
+from connwatch.engine import CheckResult
+from connwatch.findings import Alert
+from connwatch.model import Listener, Snapshot
+
+STATUS_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red", "UNKNOWN": "bold magenta"}
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).astimezone().strftime("%a %d-%b-%Y %H:%M:%S %Z").upper()
+
+
+def fill_bar(lst: Listener, width: int = 10) -> Text:
+    fill = fill_percent(lst)
+    if fill is None:
+        return Text("n/a", style="dim")
+    blocks = min(width, round(width * fill / 100))
+    style = "red" if fill > 100 else "yellow" if fill >= 80 else "green"
+    return Text("█" * blocks + "·" * (width - blocks), style=style) + Text(f" {fill:.0f}%")
+
+
+def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None) -> Table:
+    table = Table(title="TCP listeners", title_justify="left", expand=False)
+    for col, just in (("Port", "right"), ("Address", "left"), ("Queue/Backlog", "right"), ("Fill", "left"),
+                      ("Drops", "right"), ("Owner", "left"), ("Listening since", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for lst in snap.listeners:
+        backlog = "?" if lst.backlog is None else str(lst.backlog)
+        drops = "n/a" if lst.drops is None else str(lst.drops)
+        if deltas is not None and deltas.get(lst.identity):
+            drops = f"[red]{drops} (+{deltas[lst.identity]})[/red]"
+        owner = lst.owner
+        who = "?" if owner is None else f"{owner.command} [dim]pid {owner.pid}[/dim]"
+        if owner is not None and owner.open_fds is not None and owner.fd_limit:
+            who += f" [dim]fds {owner.open_fds}/{owner.fd_limit}[/dim]"
+        since = "?" if owner is None or owner.started_at is None else f"≤ {when(owner.started_at)}"
+        table.add_row(str(lst.port), lst.address, f"{lst.queue}/{backlog}", fill_bar(lst), drops, who, since)
+    return table
+
+
+def alert_block(a: Alert) -> RenderableType:
+    """An alert in the layout of seed 000."""
+    lines = [
+        ("Alert Description", [a.description]),
+        ("Alert History", [
+            f"Created at .................. {when(a.created_at)}",
+            f"Last Updated at ............. {when(a.last_updated)}",
+            f"Number of occurrences ....... {a.occurrences}",
+            f"Last occurred at ............ {when(a.last_occurred)}",
+        ] + ([f"Cleared at .................. {when(a.cleared_at)}"] if a.cleared_at else [])),
+        ("Alert Identification", [
+            f"Alert ID ............ {a.id if a.id is not None else '-'}",
+            f"Severity ............ {a.severity} ({a.severity_name})",
+            f"State ............... {a.state}",
+            f"System Name ......... {a.system_name}",
+            f"Alert Class ......... {a.alert_class}",
+            f"Resource ............ {a.resource_key} {a.owner}".rstrip(),
+        ]),
+        ("Alert Text", [a.text]), ("Alert Explanation", [a.explanation]), ("User Action", [a.action]),
+    ]
+    parts: list[RenderableType] = []
+    for title, body in lines:
+        parts.append(Text(title, style="bold"))
+        parts.extend(Text("  " + line) for line in body if line)
+        parts.append(Text(""))
+    return Group(*parts)
+
+
+def render_check(result: CheckResult, console: Console) -> None:
+    status = result.status
+    alerts = sorted(result.step.raised + result.step.updated, key=lambda a: (a.severity, a.resource_key))
+    console.print(Text(f"connwatch {status}", style=STATUS_STYLE[status]) + Text(
+        f" — {len(alerts)} alert(s), {len(result.current.listeners)} listeners, host "
+        f"{result.current.host.hostname}"))
+    console.print()
+    for a in alerts:
+        console.print(alert_block(a))
+    for a in result.step.cleared:
+        console.print(Text(f"cleared: {a.description}", style="green"))
+    for a in result.step.still_active_clean:
+        console.print(Text(f"clearing ({a.clean_samples}/{a.clear_after} clean samples): {a.description}",
+                           style="yellow"))
+    console.print(listeners_table(result.current, drop_deltas(result.previous, result.current)))
+    for note in result.current.limitations:
+        console.print(Text(f"note: {note}", style="dim"))
+    if result.store_error:
+        console.print(Text(f"warning: alert history not kept: {result.store_error}", style="yellow"))
+
+
+def alerts_table(alerts: list[Alert]) -> Table:
+    table = Table(title="Alerts", title_justify="left")
+    for col in ("ID", "State", "Sev", "Description", "Occurrences", "Last occurred"):
+        table.add_column(col)
+    for a in alerts:
+        table.add_row(str(a.id), a.state, f"{a.severity} {a.severity_name}", a.description,
+                      str(a.occurrences), when(a.last_occurred))
+    return table

@@ -1,0 +1,147 @@
+"""Parsers for the kernel's SNMP-style counter files: /proc/net/netstat, /proc/net/snmp, /proc/net/snmp6.
+
+Pure functions over text: no I/O here (see connwatch.sources.procfs for the readers).
+Every malformed input raises ParseError naming the source and the 1-based line.
+"""
+
+from __future__ import annotations
+
+import re
+
+from connwatch.errors import ParseError
+
+_INT = re.compile(r"-?[0-9]+")
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]*:")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_SHOWN = 40  # longest token quoted back in an error message
+
+
+def shown(token: str) -> str:
+    """A token as quoted in an error message: repr'd (one line) and cut short."""
+    return repr(token if len(token) <= _SHOWN else token[:_SHOWN] + "...")
+
+
+def to_int(token: str, source: str, line: int | None, what: str = "value") -> int:
+    """One decimal integer token as the kernel prints it (%lu, %ld, %d); anything else is a ParseError.
+
+    Only ASCII digits with an optional leading minus: Python's int() would also take
+    "+5", "1_000" and non-ASCII digits, none of which a kernel writes.
+    """
+    if not _INT.fullmatch(token):
+        raise ParseError(source, f"non-integer {what} {shown(token)}", line)
+    try:
+        return int(token)
+    except ValueError as exc:  # more digits than int() accepts (sys.int_info)
+        raise ParseError(source, f"unreadable {what} {shown(token)}: {exc}", line) from None
+
+
+def numbered_lines(text: str) -> list[tuple[int, list[str]]]:
+    """The non-blank lines of `text` as (1-based line number, whitespace-split tokens).
+
+    Lines are split on "\\n" only, so numbers match what `sed -n Np` shows for the file.
+    """
+    rows: list[tuple[int, list[str]]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        tokens = line.split()
+        if tokens:
+            rows.append((number, tokens))
+    return rows
+
+
+def _header(tokens: list[str], line: int, source: str) -> tuple[str, list[str]]:
+    prefix, names = tokens[0], tokens[1:]
+    if not _PREFIX.fullmatch(prefix):
+        raise ParseError(source, f"expected a 'Prefix:' header, got {shown(prefix)}", line)
+    if not names:
+        raise ParseError(source, f"header {prefix} names no counters", line)
+    if all(_INT.fullmatch(name) for name in names):
+        raise ParseError(source, f"value line for {prefix} without a header line before it", line)
+    for name in names:
+        if not _NAME.fullmatch(name):
+            raise ParseError(source, f"invalid counter name {shown(name)} in {prefix} header", line)
+    return prefix[:-1], names
+
+
+def _values(
+    prefix: str, names: list[str], tokens: list[str], header_line: int, line: int, source: str
+) -> list[tuple[str, int]]:
+    if tokens[0] != prefix + ":":
+        raise ParseError(
+            source, f"prefix mismatch: header {prefix}: (line {header_line}), values {shown(tokens[0])}", line
+        )
+    values = tokens[1:]
+    if len(values) != len(names):
+        raise ParseError(source, f"{prefix} header has {len(names)} names but {len(values)} values", line)
+    return [
+        (f"{prefix}.{name}", to_int(value, source, line, f"for {prefix}.{name}"))
+        for name, value in zip(names, values, strict=True)
+    ]
+
+
+def parse_netstat_snmp(text: str, source: str) -> dict[str, int]:
+    """Parse /proc/net/netstat or /proc/net/snmp into {"Prefix.Name": value}.
+
+    Both files are pairs of lines, a header naming the counters and a value line::
+
+        TcpExt: SyncookiesSent SyncookiesRecv SyncookiesFailed EmbryonicRsts ... ListenOverflows ListenDrops
+        TcpExt: 0 0 0 99 ... 0 2
+
+    Kernel source: net/ipv4/proc.c -- netstat_seq_show() writes "TcpExt:" and "IpExt:"
+    (net/mptcp/mib.c mptcp_seq_show() appends "MPTcpExt:"); snmp_seq_show_ipstats() and
+    snmp_seq_show_tcp_udp() write "Ip:", "Icmp:", "Tcp:", "Udp:", "UdpLite:"; icmpmsg_put()
+    writes "IcmpMsg:" in chunks of up to 16 pairs, so a prefix may repeat with new names.
+    Counter names come from the snmp4_*_list tables there, matching the LINUX_MIB_* and
+    TCP_MIB_* enums of include/uapi/linux/snmp.h. Tcp MaxConn is printed with %ld and is
+    -1 (no limit), so negative integers are valid.
+
+    Raises ParseError for: an empty file, a value line without a header, a header without
+    a value line, a prefix mismatch, a name/value count mismatch, a non-integer value, a
+    counter that appears twice.
+    """
+    rows = numbered_lines(text)
+    if not rows:
+        raise ParseError(source, "empty file")
+    counters: dict[str, int] = {}
+    for index in range(0, len(rows), 2):
+        header_line, header_tokens = rows[index]
+        prefix, names = _header(header_tokens, header_line, source)
+        if index + 1 >= len(rows):
+            raise ParseError(source, f"header {prefix}: has no value line after it", header_line)
+        line, tokens = rows[index + 1]
+        for key, value in _values(prefix, names, tokens, header_line, line, source):
+            if key in counters:
+                raise ParseError(source, f"counter {key} appears twice", line)
+            counters[key] = value
+    return counters
+
+
+def parse_snmp6(text: str, source: str) -> dict[str, int]:
+    """Parse /proc/net/snmp6 into {"snmp6.<kernel name>": value}, e.g. "snmp6.Ip6InReceives".
+
+    One counter per line, the name padded to 32 columns then a TAB and the value::
+
+        Ip6InReceives                   \t92166
+
+    Kernel source: net/ipv6/proc.c -- snmp6_seq_show() via snmp6_seq_show_item() and
+    snmp6_seq_show_icmpv6msg(), format "%-32s\\t%lu\\n"; names from snmp6_ipstats_list,
+    snmp6_icmp6_list, snmp6_udp6_list, snmp6_udplite6_list there, plus generated
+    "Icmp6InType<N>"/"Icmp6OutType<N>" rows.
+
+    Raises ParseError for: an empty file, a line that is not exactly "name value", a name
+    that is not a kernel-style identifier, a non-integer value, a name that appears twice.
+    """
+    rows = numbered_lines(text)
+    if not rows:
+        raise ParseError(source, "empty file")
+    counters: dict[str, int] = {}
+    for line, tokens in rows:
+        if len(tokens) != 2:
+            raise ParseError(source, f"expected 'Name value', got {len(tokens)} fields", line)
+        name, value = tokens
+        if not _NAME.fullmatch(name):
+            raise ParseError(source, f"invalid counter name {shown(name)}", line)
+        key = f"snmp6.{name}"
+        if key in counters:
+            raise ParseError(source, f"counter {key} appears twice", line)
+        counters[key] = to_int(value, source, line, f"for {name}")
+    return counters

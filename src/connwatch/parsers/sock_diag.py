@@ -1,0 +1,219 @@
+"""Decode sock_diag replies (pure: bytes in, model out), aggregating while decoding.
+
+Layouts follow include/uapi/linux/inet_diag.h and include/uapi/linux/sock_diag.h:
+
+    struct inet_diag_msg {            /* 72 bytes */
+        __u8 idiag_family, idiag_state, idiag_timer, idiag_retrans;
+        struct inet_diag_sockid id;   /* __be16 sport, dport; __be32 src[4], dst[4]; __u32 if;
+                                         __u32 cookie[2] */
+        __u32 idiag_expires, idiag_rqueue, idiag_wqueue, idiag_uid, idiag_inode;
+    };
+
+followed by struct rtattr attributes; INET_DIAG_SKMEMINFO (7) carries __u32[SK_MEMINFO_VARS] whose
+index SK_MEMINFO_DROPS (8) is the listener's drop counter (`d` in `ss -ltnm`). For LISTEN sockets
+idiag_rqueue is the accept-queue length and idiag_wqueue the backlog in force
+(net/ipv4/tcp_diag.c, tcp_diag_get_info).
+
+Hot path: one struct unpack per socket, counts kept in lists keyed by raw address bytes, addresses
+formatted once per distinct key at the end. No object per socket survives the sample.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from connwatch.errors import ParseError, SourceUnavailable
+from connwatch.model import STATE_NAMES, DestinationUsage, Listener, SocketSummary, SourceUsage, TcpState
+
+K = TypeVar("K", bound=Hashable)
+
+SOURCE = "netlink sock_diag"
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+SOCK_DIAG_BY_FAMILY = 20
+INET_DIAG_SKMEMINFO = 7
+SK_MEMINFO_DROPS = 8
+TIME_WAIT_LEN_MS = 60_000  # TCP_TIMEWAIT_LEN, include/net/tcp.h
+
+_HDR = struct.Struct("=IHHII")
+_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
+_RTA = struct.Struct("=HH")
+_V4MAPPED = b"\x00" * 10 + b"\xff\xff"
+_NSTATES = 13
+_OWNER_SAMPLE = 8  # ESTABLISHED inodes kept per destination to name the owners (bounded)
+
+_ST_ESTABLISHED = int(TcpState.ESTABLISHED)
+_ST_SYN_SENT = int(TcpState.SYN_SENT)
+_ST_TIME_WAIT = int(TcpState.TIME_WAIT)
+_ST_CLOSE = int(TcpState.CLOSE)
+
+
+def format_address(family: int, raw: bytes) -> str:
+    """16 raw address bytes as text; IPv4-mapped IPv6 addresses become plain IPv4."""
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if raw[:12] == _V4MAPPED:
+        return socket.inet_ntop(socket.AF_INET, raw[12:16])
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+def _check_header(chunk: bytes, offset: int, length: int, kind: int) -> bool:
+    """True when the message ends the dump; raises on an error reply or a truncated message."""
+    if length < _HDR.size or offset + length > len(chunk):
+        raise ParseError(SOURCE, f"truncated netlink message at offset {offset} (length {length})")
+    if kind == NLMSG_DONE:
+        return True
+    if kind == NLMSG_ERROR:
+        code = -struct.unpack_from("=i", chunk, offset + _HDR.size)[0]
+        if code == 0:
+            return True
+        raise SourceUnavailable(SOURCE, f"kernel refused the dump: {errno.errorcode.get(code, code)}")
+    return False
+
+
+def _skmeminfo_drops(chunk: bytes, start: int, end: int) -> int | None:
+    """SK_MEMINFO_DROPS from the rtattrs between start and end, or None when absent."""
+    while start + _RTA.size <= end:
+        rta_len, rta_type = _RTA.unpack_from(chunk, start)
+        if rta_len < _RTA.size:
+            return None
+        if rta_type == INET_DIAG_SKMEMINFO and rta_len >= _RTA.size + 4 * (SK_MEMINFO_DROPS + 1):
+            return int(struct.unpack_from("=I", chunk, start + _RTA.size + 4 * SK_MEMINFO_DROPS)[0])
+        start += (rta_len + 3) & ~3
+    return None
+
+
+@dataclass(slots=True)
+class ListenerDecoder:
+    """Collects LISTEN sockets from a dump requested with the SKMEMINFO extension."""
+
+    listeners: list[Listener]
+
+    def __call__(self, chunk: bytes) -> bool:
+        offset = 0
+        size = len(chunk)
+        while offset + _HDR.size <= size:
+            length, kind, _flags, _seq, _pid = _HDR.unpack_from(chunk, offset)
+            if _check_header(chunk, offset, length, kind):
+                return True
+            if kind == SOCK_DIAG_BY_FAMILY:
+                self._decode(chunk, offset + _HDR.size, offset + length)
+            offset += (length + 3) & ~3
+        return False
+
+    def _decode(self, chunk: bytes, start: int, end: int) -> None:
+        if end - start < _MSG.size:
+            raise ParseError(SOURCE, f"inet_diag_msg of {end - start} bytes, expected {_MSG.size}")
+        (family, _state, _t, _r, sport, _dport, src, _dst, _if, ck0, ck1,
+         _exp, rqueue, wqueue, uid, inode) = _MSG.unpack_from(chunk, start)
+        drops = _skmeminfo_drops(chunk, start + _MSG.size, end)
+        self.listeners.append(Listener(
+            family=6 if family == socket.AF_INET6 else 4,
+            address=format_address(family, src) if family == socket.AF_INET else socket.inet_ntop(
+                socket.AF_INET6, src),
+            port=socket.ntohs(sport), queue=rqueue, backlog=wqueue, drops=drops,
+            inode=inode, uid=uid, cookie=(ck1 << 32) | ck0,
+        ))
+
+
+class SocketAggregator:
+    """Aggregates non-listening sockets while decoding.
+
+    A socket whose local port is a listening port is inbound: counted per (source address, port).
+    Any other socket holds a local (ephemeral) port: counted per (local address, destination).
+    """
+
+    def __init__(self, listen_ports: frozenset[int], tw_reuse_delay_ms: int | None = None) -> None:
+        self.listen_ports = listen_ports
+        # TIME_WAIT sockets with more than this left to live are younger than the reuse delay.
+        self.young_expires = TIME_WAIT_LEN_MS - (tw_reuse_delay_ms if tw_reuse_delay_ms is not None else 1000)
+        self.by_state = [0] * 16
+        self.total = 0
+        self.destinations: dict[tuple[int, bytes, bytes, int], list[int]] = {}
+        self.sources: dict[tuple[int, bytes, int], list[int]] = {}
+        self.owner_inodes: dict[tuple[int, bytes, bytes, int], list[int]] = {}
+
+    def __call__(self, chunk: bytes) -> bool:
+        offset = 0
+        size = len(chunk)
+        unpack_hdr = _HDR.unpack_from
+        while offset + 16 <= size:
+            length, kind, _flags, _seq, _pid = unpack_hdr(chunk, offset)
+            if kind != SOCK_DIAG_BY_FAMILY and _check_header(chunk, offset, length, kind):
+                return True
+            if kind == SOCK_DIAG_BY_FAMILY:
+                if length < 16 + 72 or offset + length > size:
+                    raise ParseError(SOURCE, f"truncated inet_diag_msg at offset {offset}")
+                self.add(*_MSG.unpack_from(chunk, offset + 16))
+            offset += (length + 3) & ~3
+        return False
+
+    def add(self, family: int, state: int, _timer: int, _retrans: int, sport: int, dport: int,
+            src: bytes, dst: bytes, _if: int, _ck0: int, _ck1: int, expires: int,
+            _rq: int, _wq: int, _uid: int, inode: int) -> None:
+        self.total += 1
+        self.by_state[state & 15] += 1
+        if socket.ntohs(sport) in self.listen_ports and state != _ST_SYN_SENT:
+            skey = (family, dst, sport)
+            counts = self.sources.get(skey)
+            if counts is None:
+                counts = self.sources[skey] = [0] * _NSTATES
+            counts[state if state < _NSTATES else 0] += 1
+            return
+        if state == _ST_CLOSE and dport == 0:
+            return  # bound but unconnected: no destination yet
+        dkey = (family, src, dst, dport)
+        counts = self.destinations.get(dkey)
+        if counts is None:
+            counts = self.destinations[dkey] = [0] * (_NSTATES + 1)
+        counts[state if state < _NSTATES else 0] += 1
+        if state == _ST_TIME_WAIT and expires > self.young_expires:
+            counts[_NSTATES] += 1
+        elif state == _ST_ESTABLISHED:
+            inodes = self.owner_inodes.setdefault(dkey, [])
+            if len(inodes) < _OWNER_SAMPLE:
+                inodes.append(inode)
+
+    def summary(self) -> SocketSummary:
+        """Format each distinct key once and freeze the aggregates.
+
+        Keys that differ only by an IPv4-mapped IPv6 form merge into one plain-IPv4 entry.
+        """
+        dests: dict[tuple[str, str, int], list[int]] = {}
+        inodes: dict[tuple[str, str, int], list[int]] = {}
+        for key, counts in self.destinations.items():
+            fam, src, dst, dport = key
+            name = (format_address(fam, src), format_address(fam, dst), socket.ntohs(dport))
+            _merge(dests, name, counts)
+            inodes.setdefault(name, []).extend(self.owner_inodes.get(key, ()))
+        srcs: dict[tuple[str, int], list[int]] = {}
+        for (fam, dst, sport), counts in self.sources.items():
+            _merge(srcs, (format_address(fam, dst), socket.ntohs(sport)), counts)
+        destinations = tuple(
+            DestinationUsage(local_address=local, remote_address=remote, remote_port=port,
+                             states=_named(counts[:_NSTATES]), time_wait_young=counts[_NSTATES],
+                             owner_inodes=tuple(inodes[(local, remote, port)][:_OWNER_SAMPLE]))
+            for (local, remote, port), counts in dests.items()
+        )
+        sources = tuple(SourceUsage(source=source, port=port, states=_named(counts))
+                        for (source, port), counts in srcs.items())
+        return SocketSummary(total=self.total, by_state=_named(self.by_state),
+                             destinations=destinations, sources=sources)
+
+
+def _merge(into: dict[K, list[int]], key: K, counts: list[int]) -> None:
+    have = into.get(key)
+    if have is None:
+        into[key] = list(counts)
+    else:
+        for i, n in enumerate(counts):
+            have[i] += n
+
+
+def _named(counts: list[int]) -> dict[str, int]:
+    return {STATE_NAMES[i]: n for i, n in enumerate(counts) if n}

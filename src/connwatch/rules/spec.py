@@ -1,0 +1,152 @@
+"""Rules: built-in defaults, overridable by a TOML file (`--config`).
+
+    [settings]
+    clear_after = 3            # clean samples that clear an active alert
+    replace_defaults = false   # true: only the rules of this file apply
+
+    [[rules]]
+    attribute = "BacklogRejectsByPort"
+    port = 1414                # optional resource filter (port, address)
+    high = 50                  # the high limit; "unlimited" switches the attribute off there
+    mode = "value"             # "value" (per sample) or "rate" (per second)
+    severity = 2               # 1 Critical, 2 High, 3 Medium, 4 Low
+    class = "backlog"
+
+For one resource only the most specific matching rules apply (port/address rules replace the
+generic ones); among them the most severe breached rule decides the alert.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from connwatch.errors import ConfigError
+from connwatch.findings import Measurement
+
+# attribute -> (unit, counter?): counters may be judged as a rate.
+KNOWN_ATTRIBUTES: dict[str, tuple[str, bool]] = {
+    "BacklogRejectsByPort": ("conns", True),
+    "AcceptQueueFill": ("%", False),
+    "ListenOverflows": ("drops", True),
+    "SynQueueDrops": ("drops", True),
+}
+DEFAULT_CLEAR_AFTER = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    attribute: str
+    high: float | None  # None = unlimited: never alerts
+    severity: int = 3
+    alert_class: str = "connwatch"
+    mode: str = "value"
+    port: int | None = None
+    address: str | None = None
+    clear_after: int = DEFAULT_CLEAR_AFTER
+
+    @property
+    def specificity(self) -> int:
+        return (self.port is not None) + (self.address is not None)
+
+    def matches(self, m: Measurement) -> bool:
+        if m.attribute != self.attribute:
+            return False
+        if self.port is not None and m.resource.get("port") != self.port:
+            return False
+        if self.address is not None:
+            values = {str(v) for k, v in m.resource.items() if k != "port" and v is not None}
+            values |= set(m.detail.get("addresses", ()))
+            if self.address not in values:
+                return False
+        return True
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("BacklogRejectsByPort", 0, severity=3, alert_class="backlog"),
+    Rule("BacklogRejectsByPort", 100, severity=2, alert_class="backlog"),
+    Rule("AcceptQueueFill", 80, severity=4, alert_class="backlog"),
+    Rule("AcceptQueueFill", 100, severity=2, alert_class="backlog"),
+    Rule("ListenOverflows", 0, severity=4, alert_class="backlog"),
+    Rule("SynQueueDrops", 0, severity=3, alert_class="backlog"),
+)
+
+
+def load_rules(path: str | Path | None) -> tuple[Rule, ...]:
+    """The rules in force: defaults, then the file's rules (which replace or extend them)."""
+    if path is None:
+        return DEFAULT_RULES
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return parse_rules(data, str(path))
+
+
+def parse_rules(data: dict[str, Any], source: str) -> tuple[Rule, ...]:
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{source}: [settings] must be a table")
+    unknown = set(data) - {"settings", "rules"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected [settings], [[rules]]")
+    clear_after = _int_in(settings.get("clear_after", DEFAULT_CLEAR_AFTER), 1, 1000, f"{source}: clear_after")
+    raw = data.get("rules", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: rules must be an array of tables ([[rules]])")
+    rules = tuple(_rule(item, f"{source}: rules[{i}]", clear_after) for i, item in enumerate(raw))
+    if settings.get("replace_defaults", False):
+        return rules
+    return tuple(replace(r, clear_after=clear_after) for r in DEFAULT_RULES) + rules
+
+
+_RULE_KEYS = {"attribute", "high", "severity", "class", "mode", "port", "address", "clear_after"}
+
+
+def _rule(item: Any, where: str, clear_after: int) -> Rule:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: must be a table")
+    extra = set(item) - _RULE_KEYS
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; allowed: {sorted(_RULE_KEYS)}")
+    attribute = item.get("attribute")
+    if attribute not in KNOWN_ATTRIBUTES:
+        raise ConfigError(f"{where}: unknown attribute {attribute!r}; known: {', '.join(KNOWN_ATTRIBUTES)}")
+    mode = item.get("mode", "value")
+    if mode not in ("value", "rate") or (mode == "rate" and not KNOWN_ATTRIBUTES[attribute][1]):
+        raise ConfigError(f"{where}: mode must be 'value'{' or rate' if KNOWN_ATTRIBUTES[attribute][1] else ''}")
+    port = item.get("port")
+    if port is not None:
+        port = _int_in(port, 1, 65535, f"{where}: port")
+    address = item.get("address")
+    if address is not None and not isinstance(address, str):
+        raise ConfigError(f"{where}: address must be a string")
+    return Rule(
+        attribute=attribute, high=parse_limit(item.get("high"), f"{where}: high"),
+        severity=_int_in(item.get("severity", 3), 1, 4, f"{where}: severity"),
+        alert_class=str(item.get("class", "connwatch")), mode=mode, port=port, address=address,
+        clear_after=_int_in(item.get("clear_after", clear_after), 1, 1000, f"{where}: clear_after"),
+    )
+
+
+def parse_limit(value: Any, where: str, low: float = 0, top: float | None = None) -> float | None:
+    """A number >= low (and <= top), or "unlimited" (None)."""
+    if value == "unlimited":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: must be a number or \"unlimited\", got {value!r}")
+    if value < low or (top is not None and value > top):
+        rng = f"{low}–{top}" if top is not None else f">= {low}"
+        raise ConfigError(f"{where}: {value} is out of range ({rng}, or \"unlimited\")")
+    return float(value)
+
+
+def _int_in(value: Any, low: int, top: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
+        raise ConfigError(f"{where}: must be a whole number from {low} to {top}, got {value!r}")
+    return value

@@ -1,0 +1,100 @@
+"""Snapshot <-> JSON-safe dict. The `snapshot` command's output is a capture `analyze` can read back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from connwatch.errors import ParseError
+from connwatch.model import (
+    DestinationUsage,
+    HostInfo,
+    Listener,
+    Process,
+    SocketSummary,
+    Snapshot,
+    SourceStatus,
+    SourceUsage,
+    Sysctls,
+)
+
+FORMAT = "connwatch-snapshot"
+VERSION = 1
+
+
+def listener_dict(lst: Listener) -> dict[str, Any]:
+    d = dataclasses.asdict(lst)
+    d["endpoint"] = lst.endpoint
+    return d
+
+
+def to_dict(snap: Snapshot) -> dict[str, Any]:
+    sockets = None
+    if snap.sockets is not None:
+        s = snap.sockets
+        sockets = {
+            "total": s.total, "by_state": dict(s.by_state),
+            "destinations": [dataclasses.asdict(d) for d in s.destinations],
+            "sources": [dataclasses.asdict(x) for x in s.sources],
+        }
+    return {
+        "format": FORMAT, "version": VERSION, "taken_at": snap.taken_at, "monotonic": snap.monotonic,
+        "host": dataclasses.asdict(snap.host), "counters": dict(snap.counters),
+        "sockstat": dict(snap.sockstat), "sysctls": dataclasses.asdict(snap.sysctls),
+        "listeners": [listener_dict(x) for x in snap.listeners], "sockets": sockets,
+        "sources": [dataclasses.asdict(x) for x in snap.statuses], "limitations": list(snap.limitations),
+    }
+
+
+def _build(cls: Any, data: Mapping[str, Any], source: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as exc:
+        raise ParseError(source, f"bad {cls.__name__} record: {exc}") from exc
+
+
+def _sysctls(data: Mapping[str, Any], source: str) -> Sysctls:
+    fixed = dict(data)
+    if fixed.get("ip_local_port_range") is not None:
+        fixed["ip_local_port_range"] = tuple(fixed["ip_local_port_range"])
+    if fixed.get("ip_local_reserved_ports") is not None:
+        fixed["ip_local_reserved_ports"] = tuple(tuple(r) for r in fixed["ip_local_reserved_ports"])
+    return _build(Sysctls, fixed, source)  # type: ignore[no-any-return]
+
+
+def _listener(data: Mapping[str, Any], source: str) -> Listener:
+    owner = data.get("owner")
+    fixed = {**data, "owner": _build(Process, owner, source) if owner else None}
+    return _build(Listener, fixed, source)  # type: ignore[no-any-return]
+
+
+def _sockets(data: Mapping[str, Any] | None, source: str) -> SocketSummary | None:
+    if data is None:
+        return None
+    dests = tuple(_build(DestinationUsage, {**d, "owner_inodes": tuple(d.get("owner_inodes", ()))}, source)
+                  for d in data.get("destinations", []))
+    srcs = tuple(_build(SourceUsage, x, source) for x in data.get("sources", []))
+    return SocketSummary(total=int(data.get("total", 0)), by_state=dict(data.get("by_state", {})),
+                         destinations=dests, sources=srcs)
+
+
+def from_dict(data: Any, source: str) -> Snapshot:
+    """Rebuild a Snapshot written by to_dict; ParseError naming `source` when it is not one."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ParseError(source, f"not a connwatch snapshot (no \"format\": \"{FORMAT}\")")
+    try:
+        return Snapshot(
+            taken_at=float(data["taken_at"]), monotonic=float(data.get("monotonic", data["taken_at"])),
+            host=_build(HostInfo, data.get("host", {"hostname": "?"}), source),
+            counters={str(k): int(v) for k, v in data.get("counters", {}).items()},
+            sockstat={str(k): int(v) for k, v in data.get("sockstat", {}).items()},
+            sysctls=_sysctls(data.get("sysctls", {}), source),
+            listeners=tuple(_listener(x, source) for x in data.get("listeners", [])),
+            sockets=_sockets(data.get("sockets"), source),
+            statuses=tuple(_build(SourceStatus, x, source) for x in data.get("sources", [])),
+            limitations=tuple(str(x) for x in data.get("limitations", [])),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ParseError(source, f"bad snapshot field: {exc}") from exc

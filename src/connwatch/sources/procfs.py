@@ -1,0 +1,208 @@
+"""Readers for /proc: counters, sockstat, sysctls and host facts, from the live host or a copied tree.
+
+Every reader takes a ProcFS, whose root defaults to "/proc"; tests point it at
+tests/fixtures/proc/<label>. I/O lives here; the parsing is in connwatch.parsers.
+One bad file never stops the others: each gets a SourceStatus, and its values are left
+out (never reported as zero).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from connwatch.errors import ConnwatchError, ParseError, SourceUnavailable
+from connwatch.model import HostInfo, SourceStatus, Sysctls
+from connwatch.parsers.netstat_snmp import numbered_lines, parse_netstat_snmp, parse_snmp6, to_int
+from connwatch.parsers.sockstat import parse_sockstat
+from connwatch.parsers.sysctl import parse_int, parse_port_range, parse_reserved_ports
+
+T = TypeVar("T")
+Parser = Callable[[str, str], dict[str, int]]
+
+LIVE_ROOT = Path("/proc")
+NO_SUCH_FILE = "no such file"
+
+COUNTER_FILES: tuple[tuple[str, Parser], ...] = (
+    ("net/netstat", parse_netstat_snmp),
+    ("net/snmp", parse_netstat_snmp),
+    ("net/snmp6", parse_snmp6),
+)
+SOCKSTAT_FILES: tuple[tuple[str, Parser], ...] = (
+    ("net/sockstat", parse_sockstat),
+    ("net/sockstat6", parse_sockstat),
+)
+# Sysctls whose absence is normal on some kernels: noted in the status detail, but not a failure.
+OPTIONAL_SYSCTLS = frozenset({"tcp_tw_reuse_delay"})
+
+
+class ProcFS:
+    """A /proc tree: the live one, or a copy laid out the same way (net/netstat, sys/net/...)."""
+
+    def __init__(self, root: str | Path = LIVE_ROOT) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ProcFS({str(self.root)!r})"
+
+    @property
+    def is_live(self) -> bool:
+        """True when this is the running kernel's /proc (not a copied tree)."""
+        return self.root == LIVE_ROOT
+
+    def path(self, rel: str) -> Path:
+        """The full path of `rel` ("net/netstat", "sys/net/core/somaxconn") under the root."""
+        return self.root / rel.lstrip("/")
+
+    def read_text(self, rel: str) -> str:
+        """The whole file as text; SourceUnavailable (naming the full path) if it cannot be read.
+
+        Undecodable bytes become U+FFFD so the parser, not the reader, reports them.
+        """
+        path = self.path(rel)
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise SourceUnavailable(str(path), NO_SUCH_FILE) from None
+        except PermissionError:
+            raise SourceUnavailable(str(path), "permission denied") from None
+        except OSError as exc:
+            raise SourceUnavailable(str(path), exc.strerror or type(exc).__name__) from None
+
+
+def _elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def read_parsed(proc: ProcFS, rel: str, parser: Parser) -> tuple[dict[str, int] | None, SourceStatus]:
+    """Read and parse one file; on failure the values are None and the status says why."""
+    start = time.perf_counter()
+    name = str(proc.path(rel))
+    try:
+        values = parser(proc.read_text(rel), name)
+    except SourceUnavailable as exc:
+        return None, SourceStatus(name, False, f"unavailable: {exc.reason}", _elapsed_ms(start))
+    except ParseError as exc:
+        return None, SourceStatus(name, False, str(exc), _elapsed_ms(start))
+    return values, SourceStatus(name, True, f"{len(values)} values", _elapsed_ms(start))
+
+
+def _read_merged(
+    proc: ProcFS, files: tuple[tuple[str, Parser], ...]
+) -> tuple[dict[str, int], list[SourceStatus]]:
+    merged: dict[str, int] = {}
+    statuses: list[SourceStatus] = []
+    for rel, parser in files:
+        values, status = read_parsed(proc, rel, parser)
+        statuses.append(status)
+        if values is not None:
+            merged.update(values)
+    return merged, statuses
+
+
+def read_counters(proc: ProcFS) -> tuple[dict[str, int], list[SourceStatus]]:
+    """Merged counters of net/netstat, net/snmp and net/snmp6, one SourceStatus per file.
+
+    Keys: "TcpExt.ListenOverflows", "Tcp.ActiveOpens", "snmp6.Ip6InReceives", ...
+    A missing or malformed file gets ok=False and contributes no keys.
+    """
+    return _read_merged(proc, COUNTER_FILES)
+
+
+def read_sockstat(proc: ProcFS) -> tuple[dict[str, int], list[SourceStatus]]:
+    """Merged net/sockstat and net/sockstat6 ("TCP.tw", "TCP6.inuse", ...), one SourceStatus per file."""
+    return _read_merged(proc, SOCKSTAT_FILES)
+
+
+def _sysctl(proc: ProcFS, rel: str, parser: Callable[[str, str], T], problems: list[str]) -> T | None:
+    """One sysctl value, or None with a note in `problems` ("tcp_fin_timeout: unavailable: ...")."""
+    name = rel.rsplit("/", 1)[-1]
+    try:
+        return parser(proc.read_text(rel), str(proc.path(rel)))
+    except SourceUnavailable as exc:
+        if name in OPTIONAL_SYSCTLS and exc.reason == NO_SUCH_FILE:
+            problems.append(f"{name}: absent (optional)")
+        else:
+            problems.append(f"{name}: unavailable: {exc.reason}")
+    except ParseError as exc:
+        problems.append(f"{name}: {exc.message} (line {exc.line})")
+    return None
+
+
+def _ipv4(proc: ProcFS, name: str, problems: list[str]) -> int | None:
+    return _sysctl(proc, f"sys/net/ipv4/{name}", parse_int, problems)
+
+
+def read_sysctls(proc: ProcFS) -> tuple[Sysctls, list[SourceStatus]]:
+    """The sysctls in model.Sysctls, each None when unreadable, plus one SourceStatus named "sysctl".
+
+    The status is ok unless a non-optional sysctl was missing or malformed; its detail lists
+    every sysctl that could not be read. tcp_tw_reuse_delay only exists on newer kernels.
+    """
+    start = time.perf_counter()
+    problems: list[str] = []
+    sysctls = Sysctls(
+        somaxconn=_sysctl(proc, "sys/net/core/somaxconn", parse_int, problems),
+        tcp_max_syn_backlog=_ipv4(proc, "tcp_max_syn_backlog", problems),
+        tcp_syncookies=_ipv4(proc, "tcp_syncookies", problems),
+        tcp_abort_on_overflow=_ipv4(proc, "tcp_abort_on_overflow", problems),
+        ip_local_port_range=_sysctl(proc, "sys/net/ipv4/ip_local_port_range", parse_port_range, problems),
+        ip_local_reserved_ports=_sysctl(
+            proc, "sys/net/ipv4/ip_local_reserved_ports", parse_reserved_ports, problems
+        ),
+        tcp_tw_reuse=_ipv4(proc, "tcp_tw_reuse", problems),
+        tcp_tw_reuse_delay=_ipv4(proc, "tcp_tw_reuse_delay", problems),
+        tcp_max_tw_buckets=_ipv4(proc, "tcp_max_tw_buckets", problems),
+        tcp_max_orphans=_ipv4(proc, "tcp_max_orphans", problems),
+        tcp_fin_timeout=_ipv4(proc, "tcp_fin_timeout", problems),
+    )
+    ok = all(problem.endswith("(optional)") for problem in problems)
+    status = SourceStatus("sysctl", ok, "; ".join(problems), _elapsed_ms(start))
+    return sysctls, [status]
+
+
+def parse_btime(text: str, source: str) -> int:
+    """The boot time (epoch seconds) from the "btime" line of /proc/stat.
+
+    Sample input line::
+
+        btime 1795382281
+
+    Kernel source: fs/proc/stat.c show_stat(), which prints "btime %llu\\n".
+    Raises ParseError when there is no btime line, or its value is not one integer.
+    """
+    for number, tokens in numbered_lines(text):
+        if tokens[0] == "btime":
+            if len(tokens) != 2:
+                raise ParseError(source, f"expected 'btime <seconds>', got {len(tokens)} fields", number)
+            return to_int(tokens[1], source, number, "btime")
+    raise ParseError(source, "no btime line")
+
+
+def _optional_text(proc: ProcFS, rel: str) -> str:
+    try:
+        return proc.read_text(rel).strip()
+    except SourceUnavailable:
+        return ""
+
+
+def read_host(proc: ProcFS) -> HostInfo:
+    """Hostname, kernel release and boot time; missing pieces are "" or None.
+
+    The socket.gethostname() fallback is only used on the live /proc: a copied tree
+    without sys/kernel/hostname must not be labelled with this machine's name.
+    """
+    hostname = _optional_text(proc, "sys/kernel/hostname")
+    if not hostname and proc.is_live:
+        hostname = socket.gethostname()
+    boot_time: float | None
+    try:
+        boot_time = float(parse_btime(proc.read_text("stat"), str(proc.path("stat"))))
+    except ConnwatchError:
+        boot_time = None
+    return HostInfo(
+        hostname=hostname, kernel=_optional_text(proc, "sys/kernel/osrelease"), boot_time=boot_time
+    )

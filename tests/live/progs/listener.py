@@ -1,0 +1,35 @@
+"""A TCP listener for tests: listen(BACKLOG) on HOST:PORT, accept or never accept. Bounded lifetime."""
+
+import argparse
+import socket
+import sys
+import threading
+import time
+
+p = argparse.ArgumentParser()
+p.add_argument("--host", default="127.0.0.1")
+p.add_argument("--port", type=int, required=True)
+p.add_argument("--backlog", type=int, default=5)
+p.add_argument("--accept", action="store_true", help="accept and keep connections (healthy server)")
+p.add_argument("--lifetime", type=float, default=300.0, help="exit after this many seconds")
+a = p.parse_args()
+
+fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+srv = socket.socket(fam, socket.SOCK_STREAM)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((a.host, a.port))
+srv.listen(a.backlog)
+held = []
+
+
+def accept_loop() -> None:
+    while True:
+        conn, _ = srv.accept()
+        held.append(conn)
+
+
+if a.accept:
+    threading.Thread(target=accept_loop, daemon=True).start()
+print("READY", flush=True)
+time.sleep(a.lifetime)
+sys.exit(0)
