@@ -18,6 +18,23 @@ from typing import Any
 
 from connwatch.findings import Measurement
 from connwatch.model import Listener, Snapshot
+from connwatch.rules.spec import Rule
+
+ATTRIBUTES: dict[str, tuple[str, bool]] = {
+    "BacklogRejectsByPort": ("conns", True),
+    "AcceptQueueFill": ("%", False),
+    "ListenOverflows": ("drops", True),
+    "SynQueueDrops": ("drops", True),
+}
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("BacklogRejectsByPort", 0, severity=3, alert_class="backlog"),
+    Rule("BacklogRejectsByPort", 100, severity=2, alert_class="backlog"),
+    Rule("AcceptQueueFill", 80, severity=4, alert_class="backlog"),
+    Rule("AcceptQueueFill", 100, severity=2, alert_class="backlog"),
+    Rule("ListenOverflows", 0, severity=4, alert_class="backlog"),
+    Rule("SynQueueDrops", 0, severity=3, alert_class="backlog"),
+)
 
 
 def counter_delta(prev: Snapshot, cur: Snapshot, name: str) -> int | None:

@@ -1,20 +1,26 @@
-"""Explanation catalogue: attribute -> function building the alert's words from measured facts."""
+"""Explanation catalogue: attribute -> function building the alert's words from measured facts.
+
+One module per attribute module (see connwatch.attributes.MODULES), each exporting EXPLAINERS.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from functools import cache
 
 from connwatch.findings import Explanation, Finding, format_number
 
 Explainer = Callable[[Finding], Explanation]
 
 
+@cache
 def _registry() -> dict[str, Explainer]:
-    from connwatch.explain import backlog
+    from connwatch.attributes import MODULES
 
     table: dict[str, Explainer] = {}
-    for module in (backlog,):
-        table.update(module.EXPLAINERS)
+    for name in MODULES:
+        table.update(importlib.import_module(f"connwatch.explain.{name}").EXPLAINERS)
     return table
 
 

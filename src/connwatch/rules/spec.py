@@ -26,13 +26,6 @@ from typing import Any
 from connwatch.errors import ConfigError
 from connwatch.findings import Measurement
 
-# attribute -> (unit, counter?): counters may be judged as a rate.
-KNOWN_ATTRIBUTES: dict[str, tuple[str, bool]] = {
-    "BacklogRejectsByPort": ("conns", True),
-    "AcceptQueueFill": ("%", False),
-    "ListenOverflows": ("drops", True),
-    "SynQueueDrops": ("drops", True),
-}
 DEFAULT_CLEAR_AFTER = 3
 
 
@@ -64,20 +57,23 @@ class Rule:
         return True
 
 
-DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule("BacklogRejectsByPort", 0, severity=3, alert_class="backlog"),
-    Rule("BacklogRejectsByPort", 100, severity=2, alert_class="backlog"),
-    Rule("AcceptQueueFill", 80, severity=4, alert_class="backlog"),
-    Rule("AcceptQueueFill", 100, severity=2, alert_class="backlog"),
-    Rule("ListenOverflows", 0, severity=4, alert_class="backlog"),
-    Rule("SynQueueDrops", 0, severity=3, alert_class="backlog"),
-)
+def known_attributes() -> dict[str, tuple[str, bool]]:
+    """attribute -> (unit, is_counter); counters may be judged as a rate."""
+    from connwatch.attributes import known_attributes as known
+
+    return known()
+
+
+def default_rules() -> tuple[Rule, ...]:
+    from connwatch.attributes import default_rules as defaults
+
+    return defaults()
 
 
 def load_rules(path: str | Path | None) -> tuple[Rule, ...]:
     """The rules in force: defaults, then the file's rules (which replace or extend them)."""
     if path is None:
-        return DEFAULT_RULES
+        return default_rules()
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -102,7 +98,7 @@ def parse_rules(data: dict[str, Any], source: str) -> tuple[Rule, ...]:
     rules = tuple(_rule(item, f"{source}: rules[{i}]", clear_after) for i, item in enumerate(raw))
     if settings.get("replace_defaults", False):
         return rules
-    return tuple(replace(r, clear_after=clear_after) for r in DEFAULT_RULES) + rules
+    return tuple(replace(r, clear_after=clear_after) for r in default_rules()) + rules
 
 
 _RULE_KEYS = {"attribute", "high", "severity", "class", "mode", "port", "address", "clear_after"}
@@ -115,11 +111,14 @@ def _rule(item: Any, where: str, clear_after: int) -> Rule:
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; allowed: {sorted(_RULE_KEYS)}")
     attribute = item.get("attribute")
-    if attribute not in KNOWN_ATTRIBUTES:
-        raise ConfigError(f"{where}: unknown attribute {attribute!r}; known: {', '.join(KNOWN_ATTRIBUTES)}")
+    known = known_attributes()
+    if attribute not in known:
+        raise ConfigError(f"{where}: unknown attribute {attribute!r}; known: {', '.join(known)}")
     mode = item.get("mode", "value")
-    if mode not in ("value", "rate") or (mode == "rate" and not KNOWN_ATTRIBUTES[attribute][1]):
-        raise ConfigError(f"{where}: mode must be 'value'{' or rate' if KNOWN_ATTRIBUTES[attribute][1] else ''}")
+    counter = known[attribute][1]
+    if mode not in ("value", "rate") or (mode == "rate" and not counter):
+        allowed = "'value' or 'rate'" if counter else "'value' (not a counter)"
+        raise ConfigError(f"{where}: mode must be {allowed}, got {mode!r}")
     port = item.get("port")
     if port is not None:
         port = _int_in(port, 1, 65535, f"{where}: port")
