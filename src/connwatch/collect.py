@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from connwatch.clock import Clock
 from connwatch.errors import ParseError, SourceUnavailable
-from connwatch.model import Listener, Process, SocketSummary, Snapshot, SourceStatus
+from connwatch.model import Listener, Process, Snapshot, SocketSummary, SourceStatus
 from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
 from connwatch.sources import netlink, processes

@@ -12,8 +12,8 @@ from connwatch.model import (
     HostInfo,
     Listener,
     Process,
-    SocketSummary,
     Snapshot,
+    SocketSummary,
     SourceStatus,
     SourceUsage,
     Sysctls,
@@ -86,7 +86,7 @@ def from_dict(data: Any, source: str) -> Snapshot:
         raise ParseError(source, f"not a connwatch snapshot (no \"format\": \"{FORMAT}\")")
     try:
         return Snapshot(
-            taken_at=float(data["taken_at"]), monotonic=float(data.get("monotonic", data["taken_at"])),
+            taken_at=float(data["taken_at"]), monotonic=float(data.get("monotonic") or data["taken_at"]),
             host=_build(HostInfo, data.get("host", {"hostname": "?"}), source),
             counters={str(k): int(v) for k, v in data.get("counters", {}).items()},
             sockstat={str(k): int(v) for k, v in data.get("sockstat", {}).items()},

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 PROGS = Path(__file__).parent / "progs"
@@ -78,10 +78,8 @@ class Netns:
         for proc in self.procs:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 @contextmanager

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from connwatch.cli import add_common
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from connwatch.engine import CheckResult
+    from connwatch.model import Snapshot
+    from connwatch.rules.spec import Rule
 
 NAME = "check"
 HELP = "sample twice INTERVAL seconds apart, raise alerts, exit 0 OK / 1 WARNING / 2 CRITICAL / 3 UNKNOWN"
@@ -34,7 +43,7 @@ def _wait(seconds: float, show: bool) -> None:
             progress.update(task, completed=seconds - max(left, 0))
 
 
-def _stderr():  # type: ignore[no-untyped-def]
+def _stderr() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -60,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _judge(args, prev, cur, rules):  # type: ignore[no-untyped-def]
+def _judge(args: argparse.Namespace, prev: Snapshot, cur: Snapshot, rules: Sequence[Rule]) -> CheckResult:
     """Evaluate with the alert store; without it (one clear warning) if the state dir is unusable."""
     import dataclasses
 
@@ -76,7 +85,7 @@ def _judge(args, prev, cur, rules):  # type: ignore[no-untyped-def]
         return dataclasses.replace(judge(prev, cur, rules, None), store_error=str(exc))
 
 
-def _print(fmt: str, result) -> None:  # type: ignore[no-untyped-def]
+def _print(fmt: str, result: CheckResult) -> None:
     if fmt == "json":
         from connwatch.outputs.jsonout import check_dict, dumps
 

@@ -10,6 +10,7 @@ struct nlmsghdr (include/uapi/linux/netlink.h).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -51,10 +52,8 @@ def open_socket() -> socket.socket:
         raise SourceUnavailable(
             "netlink sock_diag", f"cannot open NETLINK_SOCK_DIAG socket ({os.strerror(exc.errno or 0)})"
         ) from exc
-    try:
+    with contextlib.suppress(OSError):  # a smaller receive buffer only means more recv() calls
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_SIZE)
-    except OSError:
-        pass  # a smaller receive buffer only means more recv() calls
     return sock
 
 
