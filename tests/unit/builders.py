@@ -1,0 +1,22 @@
+"""Hand-built snapshots for pure tests (attributes, rules, explanations)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from connwatch.model import HostInfo, Listener, Process, Snapshot, SocketSummary, Sysctls
+
+
+def listener(port: int, queue: int = 0, backlog: int | None = 128, drops: int | None = 0, *,
+             address: str = "0.0.0.0", family: int = 4, inode: int | None = None,
+             owner: Process | None = None) -> Listener:
+    return Listener(family=family, address=address, port=port, queue=queue, backlog=backlog, drops=drops,
+                    inode=inode if inode is not None else port * 10 + family, uid=0, cookie=port * 100 + family,
+                    owner=owner)
+
+
+def snapshot(at: float, listeners: tuple[Listener, ...] = (), counters: Mapping[str, int] | None = None,
+             somaxconn: int = 4096, sockets: SocketSummary | None = None) -> Snapshot:
+    return Snapshot(taken_at=at, monotonic=at, host=HostInfo(hostname="testhost"),
+                    counters=dict(counters or {}), sockstat={}, sysctls=Sysctls(somaxconn=somaxconn),
+                    listeners=listeners, sockets=sockets)
