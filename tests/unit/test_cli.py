@@ -1,0 +1,68 @@
+"""CLI contract: exit codes, one-line errors, lazy imports (fast --help)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connwatch.cli import main
+
+PROC = str(Path(__file__).parents[1] / "fixtures" / "proc" / "local_6x")
+OFFLINE = ["--proc-root", PROC, "--no-netlink"]
+
+
+def test_check_on_a_quiet_capture_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "--interval", "0.01", "--format", "json", "--state-dir", str(tmp_path), *OFFLINE])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["status"] == "OK" and report["exit_code"] == 0
+    assert report["alerts"] == [] and isinstance(report["listeners"], list)
+    assert any("no listen backlog" in x for x in report["limitations"])
+
+
+def test_nagios_ok_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "--interval", "0.01", "--format", "nagios", "--state-dir", str(tmp_path), *OFFLINE])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("CONNWATCH OK - ") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["check", "--config", "/nonexistent.toml"], "cannot read config"),
+    (["check", "--interval", "-1"], "--interval must be between"),
+    (["alerts", "show"], "alerts show needs an alert ID"),
+])
+def test_errors_are_one_line_with_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         args: list[str], message: str) -> None:
+    code = main([*args, "--state-dir", str(tmp_path), *(OFFLINE if args[0] == "check" else [])])
+    err = capsys.readouterr().err
+    assert code == 3 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unusable_state_dir_still_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = main(["check", "--interval", "0.01", "--format", "json", "--state-dir", str(blocker / "state"),
+                 *OFFLINE])
+    captured = capsys.readouterr()
+    assert code == 0 and "warning:" in captured.err and str(blocker) in captured.err
+    assert json.loads(captured.out)["store_error"]
+
+
+def test_alerts_with_unusable_state_dir_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "connwatch.db").write_bytes(b"garbage, not sqlite" * 100)
+    code = main(["alerts", "--state-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 3 and "connwatch.db" in err and err.count("\n") == 1
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = ("import sys, connwatch.cli as c\n"
+            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('rich', 'psutil', 'sqlite3', 'prometheus_client', 'connwatch.collect') "
+            "if m in sys.modules]\n"
+            "print('HEAVY', heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out and "check" in out and "listeners" in out
