@@ -36,7 +36,7 @@ def owner_words(listener: dict[str, Any]) -> str:
     return f"pid {owner['pid']} ({owner['command']}, user {owner.get('user') or '?'})"
 
 
-def _age(seconds: float) -> str:
+def age_words(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -71,14 +71,14 @@ def _application(d: dict[str, Any]) -> list[str]:
             continue
         if owner.get("age_s") is not None:
             new = " (recently started: a new or restarted application)" if owner["age_s"] < 3600 else ""
-            out.append(f"{lst['endpoint']} is served by {owner_words(lst)}, running for {_age(owner['age_s'])}"
+            out.append(f"{lst['endpoint']} is served by {owner_words(lst)}, running for {age_words(owner['age_s'])}"
                        f"{new}; the listener is at most that old.")
         fds, limit = owner.get("open_fds"), owner.get("fd_limit")
         if fds is not None and limit and fds >= 0.95 * limit:
             out.append(f"pid {owner['pid']} holds {fds} of its {limit} file descriptors: accept() fails with "
                        "EMFILE, so the queue cannot drain.")
     if d.get("first_seen_s") is not None:
-        out.append(f"connwatch first saw this port listening {_age(d['first_seen_s'])} ago.")
+        out.append(f"connwatch first saw this port listening {age_words(d['first_seen_s'])} ago.")
     return out
 
 
@@ -105,11 +105,17 @@ def explain_port(f: Finding) -> Explanation:
     d = dict(f.measurement.detail)
     m = f.measurement
     cause, change = _backlog_cause(d)
-    facts = [
-        f"The latest sample value is {format_number(m.value)} {m.unit} over {d.get('interval_s')} s; the high "
-        f"limit is {format_number(f.limit)} {m.unit}.",
-        _cleared(d), _other_ports(d), *_application(d), cause, CLIENT_VIEW, _reconciliation(d),
-    ]
+    if m.attribute == "AcceptQueueFill":
+        facts = [f"The fullest listener's accept queue is at {format_number(m.value)} % of its backlog; the high "
+                 f"limit is {format_number(f.limit)} %. A queue that stays full means the application does not "
+                 "call accept() as fast as connections complete; once it is full, new SYNs are dropped.",
+                 _cleared(d), *_application(d), cause]
+    else:
+        facts = [
+            f"The latest sample value is {format_number(m.value)} {m.unit} over {d.get('interval_s')} s; the high "
+            f"limit is {format_number(f.limit)} {m.unit}.",
+            _cleared(d), _other_ports(d), *_application(d), cause, CLIENT_VIEW, _reconciliation(d),
+        ]
     actions = [
         "Check that the owner is alive and calling accept() fast enough (py-spy dump / strace -p PID; a "
         "stuck or saturated worker pool stops accepting).", change,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -20,6 +21,15 @@ def when(ts: float | None) -> str:
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts).astimezone().strftime("%a %d-%b-%Y %H:%M:%S %Z").upper()
+
+
+def short_when(ts: float, now: float) -> str:
+    """'21:32:18 (5 s ago)' today, '2026-11-20 08:00 (2.5 days ago)' otherwise."""
+    from connwatch.explain.backlog import age_words
+
+    stamp = datetime.fromtimestamp(ts).astimezone()
+    shown = stamp.strftime("%H:%M:%S") if now - ts < 86400 else stamp.strftime("%Y-%m-%d %H:%M")
+    return f"{shown} ({age_words(max(now - ts, 0))} ago)"
 
 
 def fill_bar(lst: Listener, width: int = 10) -> Text:
@@ -45,7 +55,7 @@ def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int]
         who = "?" if owner is None else f"{owner.command} [dim]pid {owner.pid}[/dim]"
         if owner is not None and owner.open_fds is not None and owner.fd_limit:
             who += f" [dim]fds {owner.open_fds}/{owner.fd_limit}[/dim]"
-        since = "?" if owner is None or owner.started_at is None else f"≤ {when(owner.started_at)}"
+        since = "?" if owner is None or owner.started_at is None else f"≤ {short_when(owner.started_at, snap.taken_at)}"
         table.add_row(str(lst.port), lst.address, f"{lst.queue}/{backlog}", fill_bar(lst), drops, who, since)
     return table
 
@@ -73,7 +83,7 @@ def alert_block(a: Alert) -> RenderableType:
     parts: list[RenderableType] = []
     for title, body in lines:
         parts.append(Text(title, style="bold"))
-        parts.extend(Text("  " + line) for line in body if line)
+        parts.extend(Padding(Text(line), (0, 0, 0, 2)) for line in body if line)
         parts.append(Text(""))
     return Group(*parts)
 
