@@ -96,3 +96,16 @@ def test_history_and_nagios_output(ns: Netns, tmp_path: Any) -> None:
     missing = ns.connwatch("alerts", "show", "999", "--state-dir", str(tmp_path))
     assert missing.returncode == 3 and "no alert with ID 999" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_owner_at_fd_limit_is_named_as_the_cause(ns: Netns, tmp_path: Any) -> None:
+    ns.python("listener.py", "--port", str(HOT), "--backlog", "8", "--accept", "--max-fds", "64")
+    ns.python("flood.py", "--port", str(HOT), "--count", "30", "--hold", "60")
+    assert poll(lambda: ns.ss_drops(HOT) > 0, 10), "accept() kept up although every fd was in use"
+    code, report = _check(ns, tmp_path)
+    assert code == 2
+    [alert] = _alerts(report, "BacklogRejectsByPort", HOT)
+    [lst] = [x for x in report["listeners"] if x["port"] == HOT]
+    assert lst["owner"]["fd_limit"] == 64 and lst["owner"]["open_fds"] == 64
+    assert "holds 64 of its 64 file descriptors: accept() fails with EMFILE" in alert["explanation"]
+    assert "LimitNOFILE" in alert["action"]

@@ -82,6 +82,12 @@ def _application(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def _fd_starved(d: dict[str, Any]) -> bool:
+    owners = [x["owner"] for x in d["listeners"] if x.get("owner")]
+    return any(o.get("open_fds") is not None and o.get("fd_limit") and o["open_fds"] >= 0.95 * o["fd_limit"]
+               for o in owners)
+
+
 def _backlog_cause(d: dict[str, Any]) -> tuple[str, str]:
     somax = d.get("somaxconn")
     backlogs = sorted({x["backlog"] for x in d["listeners"] if x["backlog"] is not None})
@@ -118,7 +124,9 @@ def explain_port(f: Finding) -> Explanation:
         ]
     actions = [
         "Check that the owner is alive and calling accept() fast enough (py-spy dump / strace -p PID; a "
-        "stuck or saturated worker pool stops accepting).", change,
+        "stuck or saturated worker pool stops accepting).",
+        "Raise the owner's file-descriptor limit (LimitNOFILE= in its systemd unit, or ulimit -n) and look "
+        "for descriptor leaks (ls /proc/PID/fd)." if _fd_starved(d) else "", change,
         "If the load is legitimate, add accept throughput (more workers or SO_REUSEPORT listeners).",
         "If it is a flood from few sources, see `connwatch sources` and limit them.",
     ]

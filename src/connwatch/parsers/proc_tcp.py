@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from connwatch.errors import ParseError
 from connwatch.model import Listener, TcpState
-from connwatch.parsers.sock_diag import SocketAggregator, format_address
+from connwatch.parsers.sock_diag import SocketAggregator
 
 _LISTEN = int(TcpState.LISTEN)
 USER_HZ_MS = 10
@@ -63,7 +63,8 @@ def parse_proc_tcp(lines: Iterable[str], source: str, family: int,
         except (ValueError, IndexError) as exc:
             raise ParseError(source, f"malformed socket row ({exc}): {line.strip()[:80]!r}", number) from exc
         if state == _LISTEN:
-            listeners.append(Listener(family=family, address=format_address(afam, src), port=sport,
+            address = socket.inet_ntop(afam, src if family == 6 else src[:4])  # as sock_diag shows it
+            listeners.append(Listener(family=family, address=address, port=sport,
                                       queue=rx, backlog=None, drops=None, inode=inode, uid=uid))
         elif aggregator is not None:
             aggregator.add(afam, state, 0, 0, socket.htons(sport), socket.htons(dport), src, dst,

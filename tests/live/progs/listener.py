@@ -11,6 +11,8 @@ p.add_argument("--host", default="127.0.0.1")
 p.add_argument("--port", type=int, required=True)
 p.add_argument("--backlog", type=int, default=5)
 p.add_argument("--accept", action="store_true", help="accept and keep connections (healthy server)")
+p.add_argument("--max-fds", type=int, default=0,
+               help="lower RLIMIT_NOFILE to this and use every fd up, so accept() fails with EMFILE")
 p.add_argument("--lifetime", type=float, default=300.0, help="exit after this many seconds")
 a = p.parse_args()
 
@@ -24,8 +26,23 @@ held = []
 
 def accept_loop() -> None:
     while True:
-        conn, _ = srv.accept()
+        try:
+            conn, _ = srv.accept()
+        except OSError:  # EMFILE: the queue cannot drain
+            time.sleep(0.05)
+            continue
         held.append(conn)
+
+
+if a.max_fds:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (a.max_fds, a.max_fds))
+    try:
+        while True:
+            held.append(open("/dev/null"))  # noqa: SIM115 - held on purpose until exit
+    except OSError:
+        pass
 
 
 if a.accept:
