@@ -53,7 +53,17 @@ INNER = textwrap.dedent("""
     collect(SystemClock(), opts)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
+    from connwatch.parsers.sock_diag import ListenerDecoder
+    from connwatch.sources import netlink
+    nl = netlink.open_socket()
+
+    def listener_dump():
+        found = []
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            netlink.dump(nl, fam, netlink.TCPF_LISTEN, 1 << 6, ListenerDecoder(found))
+
     res = {
+        "listener_dump_ms": timed(listener_dump),
         "sockets": snap.sockets.total + len(snap.listeners),
         "by_state": dict(snap.sockets.by_state),
         "collect_ms": timed(lambda: collect(SystemClock(), opts)),

@@ -113,7 +113,39 @@ def _with_owners(listeners: list[Listener], proc_root: str, limits: list[str]) -
     if scan.unreadable:
         limits.append(f"{scan.unreadable} processes of other users could not be inspected (running as "
                       f"uid {os.geteuid()}): their sockets' owners are unknown; run as root to see them")
+    orphans = sorted({x.port for x in out if x.owner is None})
+    if orphans and not scan.unreadable:
+        limits.append(f"no process here holds the listener(s) on port(s) {', '.join(map(str, orphans[:10]))}: "
+                      "the owner runs in another PID namespace (a container, or the host seen from one)")
     return out
+
+
+OWNED_DESTINATIONS = 16  # busiest destinations whose ESTABLISHED owners are looked up (bounded cost)
+
+
+def _with_destination_owners(summary: SocketSummary, proc_root: str) -> tuple[SocketSummary, int]:
+    """Name the processes holding ESTABLISHED sockets toward the busiest destinations (one fd scan).
+
+    The attribution is inferred: TIME_WAIT sockets have no owner, so the owners of the ESTABLISHED
+    connections to the same destination stand in for whoever left them. Returns (summary, unreadable).
+    """
+    busiest = sorted(summary.destinations, key=lambda d: d.total, reverse=True)[:OWNED_DESTINATIONS]
+    wanted = {inode for d in busiest for inode in d.owner_inodes}
+    if not wanted:
+        return summary, 0
+    scan = processes.scan_socket_owners(wanted, proc_root)
+    described: dict[int, Process | None] = {}
+    for pid in sorted(set(scan.owners.values())):
+        described[pid] = processes.describe_process(pid)
+    chosen = {id(d) for d in busiest}
+    dests = []
+    for d in summary.destinations:
+        if id(d) in chosen:
+            pids = dict.fromkeys(scan.owners[i] for i in d.owner_inodes if i in scan.owners)
+            owners = tuple(p for p in (described.get(pid) for pid in pids) if p is not None)
+            d = dataclasses.replace(d, owners=owners)
+        dests.append(d)
+    return dataclasses.replace(summary, destinations=tuple(dests)), scan.unreadable
 
 
 def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
@@ -132,6 +164,11 @@ def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
     statuses += st
     if opts.owners and listeners:
         listeners = _with_owners(listeners, opts.proc_root, limits)
+    if opts.owners and summary is not None:
+        summary, unreadable = _with_destination_owners(summary, opts.proc_root)
+        if unreadable and not listeners:
+            limits.append(f"{unreadable} processes of other users could not be inspected: owners of "
+                          "outbound connections may be unknown; run as root to see them")
     listeners.sort(key=lambda x: (x.port, x.family, x.address, x.inode))
     return Snapshot(
         taken_at=taken_at, monotonic=mono, host=read_host(proc), counters=counters, sockstat=sockstat,

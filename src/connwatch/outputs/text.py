@@ -52,7 +52,7 @@ def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int]
         if deltas is not None and deltas.get(lst.identity):
             drops = f"[red]{drops} (+{deltas[lst.identity]})[/red]"
         owner = lst.owner
-        who = "?" if owner is None else f"{owner.command} [dim]pid {owner.pid}[/dim]"
+        who = "[dim]not visible[/dim]" if owner is None else f"{owner.command} [dim]pid {owner.pid}[/dim]"
         if owner is not None and owner.open_fds is not None and owner.fd_limit:
             who += f" [dim]fds {owner.open_fds}/{owner.fd_limit}[/dim]"
         since = "?" if owner is None or owner.started_at is None else f"≤ {short_when(owner.started_at, snap.taken_at)}"
