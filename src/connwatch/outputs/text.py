@@ -44,8 +44,8 @@ def fill_bar(lst: Listener, width: int = 10) -> Text:
 def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None) -> Table:
     table = Table(title="TCP listeners", title_justify="left", expand=False)
     for col, just in (("Port", "right"), ("Address", "left"), ("Queue/Backlog", "right"), ("Fill", "left"),
-                      ("Drops", "right"), ("Owner", "left"), ("Listening since", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+                      ("Drops", "right"), ("Owner", "left"), ("Since", "left")):
+        table.add_column(col, justify=just, no_wrap=col in ("Port", "Fill", "Queue/Backlog"))  # type: ignore[arg-type]
     for lst in snap.listeners:
         backlog = "?" if lst.backlog is None else str(lst.backlog)
         drops = "n/a" if lst.drops is None else str(lst.drops)
