@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from connwatch.clock import Clock
 from connwatch.errors import ParseError, SourceUnavailable
-from connwatch.model import Listener, Process, Snapshot, SocketSummary, SourceStatus
+from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus
 from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
 from connwatch.sources import netlink, processes
@@ -101,8 +101,10 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
     return plain, summary
 
 
-def _with_owners(listeners: list[Listener], proc_root: str, limits: list[str]) -> list[Listener]:
-    scan = processes.scan_socket_owners((x.inode for x in listeners), proc_root)
+def _with_owners(listeners: list[Listener], proc_root: str, limits: list[str],
+                 scan: processes.OwnerScan | None = None) -> list[Listener]:
+    if scan is None:
+        scan = processes.scan_socket_owners((x.inode for x in listeners), proc_root)
     cache: dict[int, Process | None] = {}
     out = []
     for lst in listeners:
@@ -120,20 +122,29 @@ def _with_owners(listeners: list[Listener], proc_root: str, limits: list[str]) -
     return out
 
 
-OWNED_DESTINATIONS = 16  # busiest destinations whose ESTABLISHED owners are looked up (bounded cost)
+OWNED_DESTINATIONS = 20  # busiest destinations whose ESTABLISHED owners are looked up (= destinations --top)
 
 
-def _with_destination_owners(summary: SocketSummary, proc_root: str) -> tuple[SocketSummary, int]:
-    """Name the processes holding ESTABLISHED sockets toward the busiest destinations (one fd scan).
+def _busiest(summary: SocketSummary | None) -> list[DestinationUsage]:
+    if summary is None:
+        return []
+    return sorted(summary.destinations, key=lambda d: d.total, reverse=True)[:OWNED_DESTINATIONS]
+
+
+def _with_destination_owners(summary: SocketSummary, proc_root: str,
+                             scan: processes.OwnerScan | None = None) -> tuple[SocketSummary, int]:
+    """Name the processes holding ESTABLISHED sockets toward the busiest destinations.
 
     The attribution is inferred: TIME_WAIT sockets have no owner, so the owners of the ESTABLISHED
     connections to the same destination stand in for whoever left them. Returns (summary, unreadable).
+    `scan` may be one fd scan shared with the listeners (it must include these inodes).
     """
-    busiest = sorted(summary.destinations, key=lambda d: d.total, reverse=True)[:OWNED_DESTINATIONS]
+    busiest = _busiest(summary)
     wanted = {inode for d in busiest for inode in d.owner_inodes}
     if not wanted:
         return summary, 0
-    scan = processes.scan_socket_owners(wanted, proc_root)
+    if scan is None:
+        scan = processes.scan_socket_owners(wanted, proc_root)
     described: dict[int, Process | None] = {}
     for pid in sorted(set(scan.owners.values())):
         described[pid] = processes.describe_process(pid)
@@ -162,10 +173,14 @@ def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
     statuses += st
     sockstat, st = read_sockstat(proc)
     statuses += st
+    scan = None
+    if opts.owners:  # one fd scan for listeners and the busiest destinations' connections
+        inodes = [x.inode for x in listeners] + [i for d in _busiest(summary) for i in d.owner_inodes]
+        scan = processes.scan_socket_owners(inodes, opts.proc_root)
     if opts.owners and listeners:
-        listeners = _with_owners(listeners, opts.proc_root, limits)
+        listeners = _with_owners(listeners, opts.proc_root, limits, scan)
     if opts.owners and summary is not None:
-        summary, unreadable = _with_destination_owners(summary, opts.proc_root)
+        summary, unreadable = _with_destination_owners(summary, opts.proc_root, scan)
         if unreadable and not listeners:
             limits.append(f"{unreadable} processes of other users could not be inspected: owners of "
                           "outbound connections may be unknown; run as root to see them")

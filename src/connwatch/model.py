@@ -86,6 +86,7 @@ class DestinationUsage:
     states: Mapping[str, int]
     time_wait_young: int = 0  # TIME_WAIT younger than tcp_tw_reuse_delay (not yet reusable)
     owner_inodes: tuple[int, ...] = ()  # inodes of some ESTABLISHED sockets (bounded sample)
+    owners: tuple[Process, ...] = ()  # processes holding owner_inodes (inferred: TIME_WAIT has no owner)
 
     @property
     def total(self) -> int:

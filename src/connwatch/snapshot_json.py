@@ -73,7 +73,9 @@ def _listener(data: Mapping[str, Any], source: str) -> Listener:
 def _sockets(data: Mapping[str, Any] | None, source: str) -> SocketSummary | None:
     if data is None:
         return None
-    dests = tuple(_build(DestinationUsage, {**d, "owner_inodes": tuple(d.get("owner_inodes", ()))}, source)
+    dests = tuple(_build(DestinationUsage, {**d, "owner_inodes": tuple(d.get("owner_inodes", ())),
+                                            "owners": tuple(_build(Process, p, source)
+                                                            for p in d.get("owners", ()))}, source)
                   for d in data.get("destinations", []))
     srcs = tuple(_build(SourceUsage, x, source) for x in data.get("sources", []))
     return SocketSummary(total=int(data.get("total", 0)), by_state=dict(data.get("by_state", {})),
