@@ -160,3 +160,15 @@ def test_lifecycle_through_engine_with_fake_clock(tmp_path: Path) -> None:
             res = judge(same, same, default_rules(), store)
         assert [a.id for a in res.step.cleared if a.attribute == "BacklogRejectsByPort"] == [raised.id]
         assert ("BacklogRejectsByPort", "TCP(1414)") not in store.load_active()
+
+
+def test_generic_rule_in_file_replaces_built_in_limits(tmp_path: Path) -> None:
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text('[[rules]]\nattribute = "BacklogRejectsByPort"\nhigh = 200\nseverity = 3\n')
+    rules = load_rules(cfg)
+    assert [r.high for r in rules if r.attribute == "BacklogRejectsByPort"] == [200]
+    assert len([r for r in rules if r.attribute == "AcceptQueueFill"]) == 2  # others keep their defaults
+    prev, cur = _pair(10, 130)
+    [f] = [f for f in evaluate(rules, measure(prev, cur))
+           if f.measurement.attribute == "BacklogRejectsByPort" and f.measurement.resource_key == "TCP(1414)"]
+    assert not f.breached and f.limit == 200

@@ -20,7 +20,7 @@ from connwatch.model import Snapshot
 if TYPE_CHECKING:
     from connwatch.rules.spec import Rule
 
-MODULES = ("backlog", "ephemeral")
+MODULES = ("backlog", "ephemeral", "sources")
 
 
 @cache

@@ -12,8 +12,9 @@
     severity = 2               # 1 Critical, 2 High, 3 Medium, 4 Low
     class = "backlog"
 
-For one resource only the most specific matching rules apply (port/address rules replace the
-generic ones); among them the most severe breached rule decides the alert.
+A generic rule of the file (no port, no address) replaces the built-in rules of its attribute. For
+one resource only the most specific matching rules apply (port/address rules replace the generic
+ones); among them the most severe breached rule decides the alert.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from connwatch.errors import ConfigError
 from connwatch.findings import Measurement
+from connwatch.rules import sources as source_settings
 
 DEFAULT_CLEAR_AFTER = 3
 
@@ -73,6 +75,7 @@ def default_rules() -> tuple[Rule, ...]:
 def load_rules(path: str | Path | None) -> tuple[Rule, ...]:
     """The rules in force: defaults, then the file's rules (which replace or extend them)."""
     if path is None:
+        source_settings.configure(source_settings.DEFAULT)
         return default_rules()
     try:
         with open(path, "rb") as fh:
@@ -88,17 +91,24 @@ def parse_rules(data: dict[str, Any], source: str) -> tuple[Rule, ...]:
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
         raise ConfigError(f"{source}: [settings] must be a table")
-    unknown = set(data) - {"settings", "rules"}
+    unknown = set(data) - {"settings", "rules", "sources"}
     if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected [settings], [[rules]]")
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected [settings], [[rules]], "
+                          "[sources]")
     clear_after = _int_in(settings.get("clear_after", DEFAULT_CLEAR_AFTER), 1, 1000, f"{source}: clear_after")
     raw = data.get("rules", [])
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: rules must be an array of tables ([[rules]])")
     rules = tuple(_rule(item, f"{source}: rules[{i}]", clear_after) for i, item in enumerate(raw))
+    sources = source_settings.parse_settings(data.get("sources"), f"{source}: [sources]")
+    source_settings.configure(sources)  # measurement settings (aggregation, bounds) for attributes/sources.py
     if settings.get("replace_defaults", False):
         return rules
-    return tuple(replace(r, clear_after=clear_after) for r in default_rules()) + rules
+    # A generic rule of the file (no port, no address) replaces the built-in rules of its attribute
+    # rather than adding a second limit beside them: `high = 20` then means 20, not "20 or the default".
+    overridden = {r.attribute for r in rules if r.specificity == 0}
+    defaults = source_settings.apply_to_defaults(default_rules(), sources)
+    return tuple(replace(r, clear_after=clear_after) for r in defaults if r.attribute not in overridden) + rules
 
 
 _RULE_KEYS = {"attribute", "high", "severity", "class", "mode", "port", "address", "clear_after"}
@@ -125,8 +135,10 @@ def _rule(item: Any, where: str, clear_after: int) -> Rule:
     address = item.get("address")
     if address is not None and not isinstance(address, str):
         raise ConfigError(f"{where}: address must be a string")
+    high = parse_limit(item.get("high"), f"{where}: high")
+    source_settings.check_rule_limit(attribute, high, f"{where}: high")
     return Rule(
-        attribute=attribute, high=parse_limit(item.get("high"), f"{where}: high"),
+        attribute=attribute, high=high,
         severity=_int_in(item.get("severity", 3), 1, 4, f"{where}: severity"),
         alert_class=str(item.get("class", "connwatch")), mode=mode, port=port, address=address,
         clear_after=_int_in(item.get("clear_after", clear_after), 1, 1000, f"{where}: clear_after"),

@@ -1,0 +1,144 @@
+"""Benchmark: per-source attributes with 100,000 distinct sources, against `ss -tan` and psutil.
+
+    sudo python bench/bench_sources.py [--sources 100000] [--held 5000] [--repeat 5]
+
+Runs inside a network namespace it creates (and deletes):
+- `--sources` distinct loopback sources (127.x.y.z, bound before connect) each make one connection
+  that the server closes first, leaving a server-side TIME_WAIT socket per source on port 7100
+  (TIME_WAIT holds no fd, so the 20,000 fd limit does not bind; they live 60 s, the run is shorter);
+- `--held` further sources hold 2 ESTABLISHED connections each to port 7101 (client processes hold
+  them, the listener accepts and keeps them).
+Then times, in one process: the socket dump (collect), `measure()` of the per-source attributes, the
+whole `connwatch sources` report, peak memory of measure(), and `ss -tan` / psutil on the same
+sockets. Reports medians, ratios, and how many measurements (alert candidates) came out: capped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+CLIENT = textwrap.dedent("""
+    import socket, sys, time
+    port, first, count, mode = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    def addr(i):
+        high, low = divmod(i, 254)
+        return f"127.{10 + high // 256}.{high % 256}.{low + 1}"
+    held = []
+    for i in range(first, first + count):
+        for _ in range(1 if mode == "tw" else 2):
+            s = socket.socket(); s.bind((addr(i), 0)); s.connect(("127.0.0.1", port))
+            if mode == "tw":
+                s.recv(1); s.close()   # the server closed first: its socket goes to TIME_WAIT
+            else:
+                held.append(s)
+    print("READY", flush=True)
+    if mode != "tw":
+        time.sleep(120)
+""")
+
+INNER = textwrap.dedent("""
+    import json, socket, statistics, subprocess, sys, threading, time, tracemalloc
+    n_sources, n_held, repeat, client = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    def server(port, keep):
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port)); s.listen(4096)
+        kept = []
+        def loop():
+            while True:
+                c, _ = s.accept()
+                kept.append(c) if keep else c.close()
+        threading.Thread(target=loop, daemon=True).start()
+    server(7100, False); server(7101, True)
+    start = time.monotonic()
+    def spawn(port, first, count, mode):
+        return subprocess.Popen([sys.executable, "-c", client, str(port), str(first), str(count), mode],
+                                stdout=subprocess.PIPE, text=True)
+    workers = [spawn(7100, i * (n_sources // 4), n_sources // 4, "tw") for i in range(4)]
+    holders = [spawn(7101, n_sources + i * (n_held // 2), n_held // 2, "held") for i in range(2)]
+    for w in workers + holders:
+        assert w.stdout.readline().startswith("READY")
+    setup_s = time.monotonic() - start
+    time.sleep(0.5)
+
+    from connwatch.attributes import sources as attr
+    from connwatch.clock import SystemClock
+    from connwatch.collect import CollectOptions, collect
+    from connwatch.commands.sources import build_report
+    from connwatch.rules import sources as settings_mod
+    from connwatch.rules.spec import parse_rules
+    import psutil
+
+    def timed(fn):
+        out = []
+        for _ in range(repeat):
+            t = time.perf_counter(); fn(); out.append((time.perf_counter() - t) * 1000)
+        return round(statistics.median(out), 1)
+
+    rules = parse_rules({"sources": {"limit": 1}}, "bench")
+    settings = settings_mod.current()
+    opts = CollectOptions(owners=False)
+    prev = collect(SystemClock(), opts)
+    cur = collect(SystemClock(), opts)
+    tracemalloc.start()
+    measured = attr.measure(prev, cur, settings)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    agg = settings_mod.SourceSettings(aggregate=True)
+    res = {
+        "setup_s": round(setup_s, 1),
+        "sockets": cur.sockets.total,
+        "distinct_sources": len({u.source for u in cur.sockets.sources}),
+        "collect_ms": timed(lambda: collect(SystemClock(), opts)),
+        "measure_ms": timed(lambda: attr.measure(prev, cur, settings)),
+        "measure_aggregated_ms": timed(lambda: attr.measure(prev, cur, agg)),
+        "report_ms": timed(lambda: build_report(prev, cur, rules, settings, None, 10)),
+        "measure_peak_kib": round(peak / 1024),
+        "measurements": len(measured),
+        "measurements_by_attribute": {a: sum(m.attribute == a for m in measured)
+                                      for a in ("ConnectionsPerSource", "HalfOpenPerSource", "PortsPerSource")},
+        "ss_tan_ms": timed(lambda: subprocess.run(["ss", "-tan"], stdout=subprocess.DEVNULL, check=True)),
+        "psutil_ms": timed(lambda: psutil.net_connections("tcp")),
+        "cli_sources_ms": timed(lambda: subprocess.run([sys.executable, "-m", "connwatch", "sources", "--format",
+                                                        "json"], stdout=subprocess.DEVNULL, check=True)),
+        "elapsed_s": round(time.monotonic() - start, 1),
+    }
+    for h in holders:
+        h.kill()
+    print(json.dumps(res))
+""")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sources", type=int, default=100_000, help="distinct TIME_WAIT sources (multiple of 4)")
+    ap.add_argument("--held", type=int, default=5000, help="sources holding 2 connections each (<= 14,000)")
+    ap.add_argument("--repeat", type=int, default=5)
+    a = ap.parse_args()
+    if a.sources > 500_000 or a.held > 14_000:
+        ap.error("--sources at most 500,000 and --held at most 14,000 (fd limit)")
+    ns = f"cwbench-src-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=1000000"],
+                       check=True)
+        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", INNER, str(a.sources),
+                               str(a.held), str(a.repeat), CLIENT], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            sys.exit(f"bench failed: {done.stderr.strip().splitlines()[-1:]}")
+        res = json.loads(done.stdout)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    res["ratio_collect_vs_ss"] = round(res["collect_ms"] / res["ss_tan_ms"], 2)
+    res["ratio_collect_plus_measure_vs_ss"] = round((res["collect_ms"] + res["measure_ms"]) / res["ss_tan_ms"], 2)
+    res["ratio_psutil_vs_collect_plus_measure"] = round(res["psutil_ms"] / (res["collect_ms"] + res["measure_ms"]), 1)
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Words for per-source alerts, built from measured facts.
+
+Says who serves the port, whether the source is this host, how many other sources are over the
+limit (alerts are capped per port), and how to limit a source at the application (Exchange, nginx,
+HAProxy) and in the kernel, with a ready nftables rule for that port and limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from connwatch.findings import Explanation, Finding, format_number
+from connwatch.remedy.nftables import PerSourceLimit, render
+
+TEXTS = {
+    "ConnectionsPerSource": "ConnectionsPerSource measures the connections one remote address (or prefix) "
+    "holds to one listening port: ESTABLISHED and CLOSE_WAIT sockets, accepted or waiting in the accept "
+    "queue, which is what a per-source limit such as Exchange's MaxInboundConnectionPerSource (default 100) "
+    "or nftables `ct count` counts.",
+    "HalfOpenPerSource": "HalfOpenPerSource measures the half-open connections (SYN_RECV: SYN answered, "
+    "final ACK not yet received) from one source to one listening port.",
+    "PortsPerSource": "PortsPerSource measures how many distinct listening ports one source held or tried "
+    "in the interval (union of both samples), as a port scan or a runaway client would.",
+}
+
+
+def owner_words(owners: Sequence[dict[str, Any]]) -> str:
+    parts = []
+    for x in owners:
+        o = x.get("owner")
+        who = f"pid {o['pid']} ({o['command']}, user {o.get('user') or '?'})" if o else "an owner not visible " \
+            "to this user (run as root)"
+        parts.append(f"{who} on {x['endpoint']}")
+    return "; ".join(parts) if parts else "no listener any more"
+
+
+def _who(d: dict[str, Any], ss_filter: str | None = None) -> str:
+    source = d["source"]
+    ss_filter = ss_filter or f"src {source} and dst :{d['port']}"
+    members = ""
+    if d.get("member_count", 1) > 1:
+        members = (f" ({d['member_count']} addresses counted as one, e.g. {', '.join(d.get('members', []))})")
+    if d.get("local"):
+        return (f"{source}{members} is this host itself (loopback or one of its addresses): a local process "
+                f"opens these connections; `ss -tnp '( {ss_filter} )'` names it.")
+    return f"{source}{members} is not an address this host uses: the client is remote."
+
+
+def over_limit(histogram: Sequence[Sequence[int]], limit: float) -> int:
+    """Sources whose value exceeds the limit, from the port's (value, sources) histogram."""
+    return sum(n for value, n in histogram if value > limit)
+
+
+def _others(d: dict[str, Any], limit: float, what: str) -> str:
+    over = over_limit(d.get("histogram", ()), limit)
+    cap = d.get("max_alerts_per_port", 10)
+    text = (f"Port {d['port']} has {d.get('port_sources')} sources holding {d.get('port_' + what)} "
+            f"{what.replace('_', '-')} in all; this one ranks {d.get('rank')}.")
+    if over > 1:
+        text += f" {over} sources are over the limit on this port"
+        text += (f"; connwatch alerts on the {cap} heaviest only (see `connwatch sources --port {d['port']}`)."
+                 if over > cap else ".")
+    return text
+
+
+def _states(states: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(states.items(), key=lambda kv: -kv[1]))
+
+
+def application_limits(port: int, limit: int) -> str:
+    return (f"At the application: Exchange `Set-ReceiveConnector -Identity <connector> "
+            f"-MaxInboundConnectionPerSource {limit}` (1–10000 or unlimited); nginx `limit_conn_zone "
+            f"$binary_remote_addr zone=perip:10m;` and `limit_conn perip {limit};` (stream or http); HAProxy "
+            f"`stick-table type ip size 100k expire 30s store conn_cur`, `tcp-request connection track-sc0 src`, "
+            f"`tcp-request connection reject if {{ sc_conn_cur(0) gt {limit} }}` (`maxconn` caps the total, not "
+            "per source).")
+
+
+def nft_rule(d: dict[str, Any], limit: float) -> str:
+    prefix = d.get("prefix") or {}
+    n = max(1, min(int(limit), 10000))
+    return render(PerSourceLimit(int(d["port"]), n, prefix.get("ipv4"), prefix.get("ipv6")))
+
+
+def explain_connections(f: Finding) -> Explanation:
+    d = dict(f.measurement.detail)
+    value, limit = f.measurement.value, f.limit
+    states = d.get("states", {})
+    facts = [f"{d['source']} holds {format_number(value)} connections to port {d['port']} "
+             f"({_states(states)}); the high limit is {format_number(limit)}.", _who(d),
+             f"Port {d['port']} is served by {owner_words(d.get('owners', []))}.", _others(d, limit, "connections"),
+             "An application that enforces a per-source limit refuses the next connection from this source "
+             "(Exchange logs event 1021 and answers 421); without one, a single client can take every worker."]
+    if states.get("CLOSE_WAIT"):
+        facts.append(f"{states['CLOSE_WAIT']} of them are CLOSE_WAIT: the client has already closed and the "
+                     "application has not; those are held by the application (a leak or slow close), not the client.")
+    if states.get("SYN_RECV"):
+        facts.append(f"Another {states['SYN_RECV']} are half-open (SYN_RECV), not counted here.")
+    actions = [
+        "Find out who the client is and whether the load is legitimate (a mail relay, a proxy, a NAT gateway "
+        "or a client without connection reuse).",
+        f"If legitimate, raise the limit for this port: [[rules]] attribute = \"ConnectionsPerSource\", "
+        f"port = {d['port']}, high = N (or \"unlimited\"), and at the application.",
+        "If not, limit it. " + application_limits(int(d["port"]), int(limit)),
+        "In the kernel (refuses the next connection with a TCP reset; `connwatch sources --port "
+        f"{d['port']} --nft` prints it again):\n" + nft_rule(d, limit),
+    ]
+    return Explanation(TEXTS["ConnectionsPerSource"], " ".join(facts), "\n".join(actions),
+                       owner_words(d.get("owners", [])))
+
+
+def explain_half_open(f: Finding) -> Explanation:
+    d = dict(f.measurement.detail)
+    cookies = d.get("tcp_syncookies")
+    facts = [f"{d['source']} has {format_number(f.measurement.value)} half-open connections to port {d['port']}; "
+             f"the high limit is {format_number(f.limit)}.", _who(d),
+             f"Port {d['port']} is served by {owner_words(d.get('owners', []))}.", _others(d, f.limit, "half_open"),
+             "Many SYN_RECV from one source is a SYN flood, or a client whose final ACKs are lost (packet loss, "
+             "an asymmetric route or a firewall dropping the ACK)."]
+    if cookies is not None:
+        facts.append(f"net.ipv4.tcp_syncookies is {cookies}" + (
+            ": when the SYN queue fills, the kernel answers with syncookies and keeps serving." if cookies else
+            ": a full SYN queue drops new clients; set it to 1."))
+    actions = ["Keep net.ipv4.tcp_syncookies=1. A flood from spoofed sources cannot be limited per source; "
+               "syncookies and upstream filtering are the defence.",
+               "For a real source, limit it in the kernel (ct count also counts half-open connections):\n"
+               + nft_rule(d, f.limit)]
+    return Explanation(TEXTS["HalfOpenPerSource"], " ".join(facts), "\n".join(actions),
+                       owner_words(d.get("owners", [])))
+
+
+def explain_ports(f: Finding) -> Explanation:
+    d = dict(f.measurement.detail)
+    ports = d.get("ports", [])
+    over = over_limit(d.get("histogram", ()), f.limit)
+    facts = [f"{d['source']} held or tried {format_number(f.measurement.value)} distinct listening ports in "
+             f"{d.get('interval_s')} s (ports {', '.join(map(str, ports))}); the high limit is "
+             f"{format_number(f.limit)}.", _who(d, f"src {d['source']}")]
+    facts.append("Only ports with a listener leave a socket: probes of closed ports are answered with a reset "
+                 "and not seen here (Tcp OutRsts rises), so a scan may be wider than this.")
+    if over > 1:
+        facts.append(f"{over} sources exceed the limit in this interval.")
+    actions = [f"If {d['source']} is not a known monitoring or client host, treat it as a scan: block it "
+               f"(`nft add rule inet filter input {'ip6' if ':' in d['source'] else 'ip'} saddr {d['source']} drop`, "
+               "or in the upstream firewall) "
+               "and check the services it reached.",
+               f"If it is expected (a monitoring system), exempt it: [[rules]] attribute = \"PortsPerSource\", "
+               f"address = \"{d['source']}\", high = \"unlimited\"."]
+    return Explanation(TEXTS["PortsPerSource"], " ".join(facts), "\n".join(actions), "")
+
+
+EXPLAINERS = {
+    "ConnectionsPerSource": explain_connections,
+    "HalfOpenPerSource": explain_half_open,
+    "PortsPerSource": explain_ports,
+}

@@ -1,0 +1,1 @@
+"""Ready-to-apply remedies generated from findings (firewall rules, config snippets)."""
