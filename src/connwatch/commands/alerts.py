@@ -36,15 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(dumps({"alerts": [alert_dict(a) for a in alerts]}))
         return 0
-    from rich.console import Console
-
+    from connwatch.outputs.console import console
     from connwatch.outputs.text import alert_block, alerts_table
 
-    console = Console()
+    out = console()
     if args.action == "show":
-        console.print(alert_block(alerts[0]))
+        out.print(alert_block(alerts[0]))
     elif alerts:
-        console.print(alerts_table(alerts))
+        out.print(alerts_table(alerts))
     else:
-        console.print("No active alerts." if not args.all else "No alerts recorded.")
+        out.print("No active alerts." if not args.all else "No alerts recorded.")
     return 0

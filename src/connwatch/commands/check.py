@@ -44,9 +44,9 @@ def _wait(seconds: float, show: bool) -> None:
 
 
 def _stderr() -> Console:
-    from rich.console import Console
+    from connwatch.outputs.console import console
 
-    return Console(stderr=True)
+    return console(stderr=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,8 +95,7 @@ def _print(fmt: str, result: CheckResult) -> None:
 
         print(render(result))
     else:
-        from rich.console import Console
-
+        from connwatch.outputs.console import console
         from connwatch.outputs.text import render_check
 
-        render_check(result, Console())
+        render_check(result, console())

@@ -26,12 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
         print(dumps({"listeners": snapshot_listeners(snap), "limitations": list(snap.limitations)}))
         return 0
-    from rich.console import Console
-
+    from connwatch.outputs.console import console
     from connwatch.outputs.text import listeners_table
 
-    console = Console()
-    console.print(listeners_table(snap))
+    out = console()
+    out.print(listeners_table(snap))
     for note in snap.limitations:
-        console.print(f"[dim]note: {note}[/dim]")
+        out.print(f"[dim]note: {note}[/dim]")
     return 0

@@ -29,27 +29,27 @@ def run(args: argparse.Namespace) -> int:
 
         print(dumps(to_dict(snap)))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
+    from connwatch.outputs.console import console
     from connwatch.outputs.text import listeners_table
 
-    console = Console()
-    console.print(listeners_table(snap))
+    out = console()
+    out.print(listeners_table(snap))
     if snap.sockets is not None:
         states = Table(title=f"TCP sockets by state ({snap.sockets.total} total)", title_justify="left")
         states.add_column("State")
         states.add_column("Sockets", justify="right")
         for name, count in sorted(snap.sockets.by_state.items(), key=lambda kv: -kv[1]):
             states.add_row(name, str(count))
-        console.print(states)
+        out.print(states)
     counters = Table(title="Counters (cumulative since boot)", title_justify="left")
     counters.add_column("Counter")
     counters.add_column("Value", justify="right")
     for name in sorted(snap.counters):
         if name.startswith(("TcpExt.Listen", "TcpExt.TCPReqQ", "TcpExt.Syncookies", "TcpExt.TW", "Tcp.")):
             counters.add_row(name, str(snap.counters[name]))
-    console.print(counters)
+    out.print(counters)
     for note in snap.limitations:
-        console.print(f"[dim]note: {note}[/dim]")
+        out.print(f"[dim]note: {note}[/dim]")
     return 0

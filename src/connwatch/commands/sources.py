@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
         print(dumps(data))
     else:
-        from rich.console import Console
+        from connwatch.outputs.console import console
 
-        render(data, Console())
+        render(data, console())
     return 0
 
 
