@@ -7,12 +7,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from connwatch import __version__
 from connwatch.errors import EXIT_UNKNOWN, ConnwatchError
 
 # Subcommand modules under connwatch.commands; each defines NAME, HELP, add_arguments(), run().
-COMMANDS = ("check", "snapshot", "listeners", "alerts", "destinations", "sources")
+COMMANDS = ("check", "snapshot", "listeners", "alerts", "destinations", "sources", "analyze")
 
 EPILOG = """exit codes (check): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (error).
 other commands: 0 success, 3 error. Errors print one line on stderr."""
@@ -32,8 +33,16 @@ def add_common(parser: argparse.ArgumentParser, *, state: bool = False, config: 
         parser.add_argument("--config", default=None, help="TOML rules file overriding the defaults")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which a Nagios caller would read as CRITICAL: exit 3 instead."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_UNKNOWN)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="connwatch", description="Find every way this host turns TCP connections away.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"connwatch {__version__}")

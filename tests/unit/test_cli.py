@@ -66,3 +66,11 @@ def test_help_imports_nothing_heavy() -> None:
             "print('HEAVY', heavy)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out and "check" in out and "listeners" in out
+
+
+@pytest.mark.parametrize("args", [["check", "--format", "xml"], ["check", "--interval", "soon"], ["nosuchcommand"]])
+def test_usage_errors_exit_3_not_critical(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 3 and err.count("\n") == 1 and "error:" in err

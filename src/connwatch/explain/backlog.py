@@ -29,10 +29,18 @@ CLIENT_VIEW = (
 )
 
 
+def over(d: dict[str, Any]) -> str:
+    """'over 5.0 s', or 'since boot' for a single offline capture (no interval)."""
+    interval = d.get("interval_s")
+    return f"over {interval} s" if interval is not None else "since boot"
+
+
 def owner_words(listener: dict[str, Any]) -> str:
     owner = listener.get("owner")
     if not owner:
         return "owner unknown (not visible to this user)"
+    if owner.get("pid") is None or owner["pid"] < 0:  # captures may name a program without its pid
+        return f"{owner['command']}"
     return f"pid {owner['pid']} ({owner['command']}, user {owner.get('user') or '?'})"
 
 
@@ -91,8 +99,13 @@ def _fd_starved(d: dict[str, Any]) -> bool:
 def _backlog_cause(d: dict[str, Any]) -> tuple[str, str]:
     somax = d.get("somaxconn")
     backlogs = sorted({x["backlog"] for x in d["listeners"] if x["backlog"] is not None})
-    if not backlogs or somax is None:
-        return ("The backlog in force could not be read (no sock_diag).", "")
+    if not backlogs:
+        return ("The backlog in force could not be read (no sock_diag: /proc/net/tcp shows no backlog).", "")
+    if somax is None:
+        return (f"The backlog in force is {backlogs[0]}; net.core.somaxconn could not be read, so whether it or "
+                "the application's listen() argument set the backlog is unknown.",
+                "Raise the application's backlog setting (listen() argument) and net.core.somaxconn if it "
+                "caps it, then restart the service.")
     b = backlogs[0]
     if b >= somax:
         return (f"The backlog in force ({b}) equals net.core.somaxconn ({somax}): the application's listen() "
@@ -118,7 +131,7 @@ def explain_port(f: Finding) -> Explanation:
                  _cleared(d), *_application(d), cause]
     else:
         facts = [
-            f"The latest sample value is {format_number(m.value)} {m.unit} over {d.get('interval_s')} s; the high "
+            f"The latest sample value is {format_number(m.value)} {m.unit} {over(d)}; the high "
             f"limit is {format_number(f.limit)} {m.unit}.",
             _cleared(d), _other_ports(d), *_application(d), cause, CLIENT_VIEW, _reconciliation(d),
         ]
@@ -139,8 +152,9 @@ def _reconciliation(d: dict[str, Any]) -> str:
     rec = d.get("reconciliation") or {}
     if rec.get("host_listen_drops") is None:
         return ""
-    text = (f"Host-wide ListenDrops rose by {rec['host_listen_drops']} (ListenOverflows "
-            f"{rec.get('host_listen_overflows')}); per-listener counters account for {rec.get('attributed')}")
+    text = f"Host-wide ListenDrops rose by {rec['host_listen_drops']} (ListenOverflows {rec.get('host_listen_overflows')})"
+    if rec.get("attributed") is not None:
+        text += f"; per-listener counters account for {rec['attributed']}"
     if rec.get("unattributed"):
         text += f", {rec['unattributed']} unattributed (a listener that closed, or drops before a socket matched)"
     return text + "."
@@ -155,7 +169,7 @@ def explain_host(f: Finding) -> Explanation:
     cookies = d.get("cookies_sent")
     extra = f" The SYN queue overflowed into syncookies {cookies} times." if cookies else ""
     return Explanation(TEXTS[f.measurement.attribute],
-                       f"{format_number(f.measurement.value)} drops in {d.get('interval_s')} s. {where}{extra} "
+                       f"{format_number(f.measurement.value)} drops {over(d)}. {where}{extra} "
                        + CLIENT_VIEW + " " + _reconciliation(d),
                        "See the per-port alerts (connwatch listeners) for the service concerned; check "
                        "tcp_max_syn_backlog and tcp_syncookies for SYN-queue drops.")

@@ -1,0 +1,295 @@
+"""Capture files -> one Snapshot per capture, streamed in two passes.
+
+Pass 1 parses every non-connection file (counters, sysctls, uptime, snapshot JSON) and collects
+listeners from connection lists. Pass 2 re-reads the connection lists and feeds every other
+socket to parsers/sock_diag.SocketAggregator with the listening ports of the whole capture, so
+inbound and outbound sockets are told apart exactly as on the live path. Memory is bounded by
+the number of distinct (source, port) and (local, destination) keys, not by file size.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from connwatch import snapshot_json
+from connwatch.analyze import detect as fmt
+from connwatch.analyze.hostfacts import (
+    merge_sysctls,
+    parse_date,
+    parse_sysctl_lines,
+    parse_uptime,
+    sysctl_file,
+    sysctls_from,
+)
+from connwatch.analyze.inputs import InputFile, iter_lines, read_head
+from connwatch.errors import ParseError
+from connwatch.model import HostInfo, Listener, Process, Snapshot, Sysctls, TcpState
+from connwatch.parsers.conn_rows import ConnRow, raw_address
+from connwatch.parsers.netstat_snmp import parse_netstat_snmp, parse_snmp6
+from connwatch.parsers.netstat_stats import parse_linux_netstat_s, parse_nstat, parse_windows_netstat_s
+from connwatch.parsers.netstat_text import BSD, BSD_LISTEN, LINUX, WINDOWS, iter_netstat
+from connwatch.parsers.proc_tcp import parse_proc_tcp
+from connwatch.parsers.sock_diag import SocketAggregator
+from connwatch.parsers.sockstat import parse_sockstat
+from connwatch.parsers.ss_text import iter_ss, parse_ss_summary
+
+_DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_BSD: BSD,
+            fmt.NETSTAT_BSD_LISTEN: BSD_LISTEN}
+_COUNTER_PARSERS = {fmt.PROC_NETSTAT: parse_netstat_snmp, fmt.PROC_SNMP: parse_netstat_snmp,
+                    fmt.PROC_SNMP6: parse_snmp6}
+_LISTEN = int(TcpState.LISTEN)
+
+
+@dataclass
+class Capture:
+    """What one capture (a file, a set of files, a directory or tarball) showed."""
+
+    name: str
+    files: list[dict[str, object]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    formats: set[str] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=dict)
+    sockstat: dict[str, int] = field(default_factory=dict)
+    sysctls: Sysctls = field(default_factory=Sysctls)
+    listeners: dict[tuple[int, str, int], list[Listener]] = field(default_factory=dict)
+    uptime_s: float | None = None
+    taken_at: float | None = None  # from a `date` file in the capture
+    hostname: str = ""
+    snapshot: Snapshot | None = None
+    mtime: float | None = None
+    connection_rows: int = 0
+    skipped: int = 0
+    conn_files: list[tuple[InputFile, str, str]] = field(default_factory=list)
+
+    @property
+    def timestamped(self) -> bool:
+        """True when the capture says when it was taken (snapshot JSON or a `date` file), not file times."""
+        return self.snapshot is not None or self.taken_at is not None
+
+    @property
+    def platform(self) -> str:
+        found = {fmt.PLATFORM.get(k, "linux") for k in self.formats if k not in (fmt.UPTIME, fmt.SYSCTL_A)}
+        if self.snapshot is not None:
+            found.add(self.snapshot.host.platform)
+        return found.pop() if len(found) == 1 else "linux"
+
+
+def _rows(f: InputFile, kind: str, enc: str, notes: list[str]) -> Iterator[ConnRow]:
+    lines = iter_lines(f, enc)
+    if kind == fmt.SS:
+        return iter_ss(lines, f.name, notes)
+    return iter_netstat(lines, f.name, _DIALECT[kind])
+
+
+def _listener(row: ConnRow) -> Listener:
+    owner = None
+    if row.pid is not None or row.command:
+        owner = Process(row.pid if row.pid is not None else -1, row.command or "?")
+    return Listener(family=row.family, address=row.local or "?", port=row.local_port, queue=row.recv_q or 0,
+                    backlog=row.backlog, drops=row.drops, inode=0, uid=0, owner=owner)
+
+
+def _add_listeners(cap: Capture, found: list[Listener]) -> None:
+    """Merge a file's listeners; a later file replaces one that showed less (e.g. -Lan over -an)."""
+    mine: dict[tuple[int, str, int], list[Listener]] = {}
+    for lst in found:
+        mine.setdefault((lst.family, lst.address, lst.port), []).append(lst)
+    for key, group in mine.items():
+        have = cap.listeners.get(key)
+        if have is None or (have[0].backlog is None and group[0].backlog is not None) or (
+                have[0].drops is None and group[0].drops is not None):
+            cap.listeners[key] = group
+
+
+def _first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
+    """Parse one file; returns the number of records it gave."""
+    lines = iter_lines(f, enc)
+    if kind == fmt.SNAPSHOT:
+        try:
+            data = json.loads("\n".join(lines))
+        except json.JSONDecodeError as exc:
+            raise ParseError(f.name, f"invalid JSON ({exc.msg})", exc.lineno) from None
+        cap.snapshot = snapshot_json.from_dict(data, f.name)
+        return 1
+    if kind in _COUNTER_PARSERS:
+        got = _COUNTER_PARSERS[kind]("\n".join(lines), f.name)
+    elif kind == fmt.NETSTAT_S_LINUX:
+        got = parse_linux_netstat_s(lines, f.name, cap.notes)
+    elif kind == fmt.NETSTAT_S_WINDOWS:
+        got = parse_windows_netstat_s(lines, f.name)
+    elif kind == fmt.NSTAT:
+        got = parse_nstat(lines, f.name)
+    elif kind in (fmt.PROC_SOCKSTAT, fmt.PROC_SOCKSTAT6, fmt.SS_SUMMARY):
+        parser = parse_ss_summary if kind == fmt.SS_SUMMARY else (lambda ls, s: parse_sockstat("\n".join(ls), s))
+        stat = parser(lines, f.name)
+        cap.sockstat.update(stat)
+        return len(stat)
+    elif kind == fmt.UPTIME:
+        cap.uptime_s = parse_uptime(next(iter(x for x in lines if x.strip())), f.name)
+        return 1
+    elif kind == fmt.SYSCTL_A:
+        values = parse_sysctl_lines(lines, f.name)
+        cap.sysctls = merge_sysctls(cap.sysctls, sysctls_from(values, f.name))
+        return len(values)
+    else:
+        return _first_pass_sockets(cap, f, kind, enc)
+    cap.counters.update(got)
+    return len(got)
+
+
+def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
+    found: list[Listener] = []
+    count = 0
+    if kind in (fmt.PROC_TCP, fmt.PROC_TCP6):
+        seen = [0]
+        parse_proc_tcp(_counting(iter_lines(f, enc), seen), f.name, 6 if kind == fmt.PROC_TCP6 else 4, found, None)
+        count = max(seen[0] - 1, 0)  # minus the header line
+    else:
+        for row in _rows(f, kind, enc, cap.notes):
+            count += 1
+            if row.state == _LISTEN:
+                found.append(_listener(row))
+    _add_listeners(cap, found)
+    cap.connection_rows += count - len(found)
+    cap.conn_files.append((f, kind, enc))
+    return count
+
+
+def _counting(lines: Iterator[str], seen: list[int]) -> Iterator[str]:
+    """Pass lines through, counting the non-blank ones (streamed: no list of the file)."""
+    for line in lines:
+        if line.strip():
+            seen[0] += 1
+        yield line
+
+
+def _second_pass(cap: Capture, agg: SocketAggregator) -> None:
+    unresolved = 0
+    for f, kind, enc in cap.conn_files:
+        try:
+            if kind in (fmt.PROC_TCP, fmt.PROC_TCP6):
+                parse_proc_tcp(iter_lines(f, enc), f.name, 6 if kind == fmt.PROC_TCP6 else 4, [], agg)
+                continue
+            for row in _rows(f, kind, enc, []):
+                if row.state == _LISTEN:
+                    continue
+                if not row.resolved or row.remote is None:
+                    agg.total += 1
+                    agg.by_state[row.state & 15] += 1
+                    unresolved += 1
+                    continue
+                _feed(agg, row)
+        except ParseError as exc:  # cannot happen after a clean first pass unless the file changed
+            cap.errors.append(str(exc))
+    if unresolved:
+        cap.notes.append(f"{unresolved} sockets were shown with host names (no -n): counted by state only, "
+                         "not per destination or source")
+
+
+def _feed(agg: SocketAggregator, row: ConnRow) -> None:
+    fam, src = raw_address(row.local, row.family)
+    rfam, dst = raw_address(row.remote or "", row.family)
+    if rfam != fam:  # IPv4 local with IPv6 peer text (or the reverse): use the IPv6 form for both
+        fam = socket.AF_INET6
+        src = src if len(row.local) and ":" in row.local else b"\0" * 10 + b"\xff\xff" + src[:4]
+        dst = dst if ":" in (row.remote or "") else b"\0" * 10 + b"\xff\xff" + dst[:4]
+    agg.add(fam, row.state, 0, 0, socket.htons(row.local_port), socket.htons(row.remote_port), src, dst,
+            0, 0, 0, row.expires_ms, row.recv_q or 0, row.send_q or 0, 0, 0)
+
+
+def read_file_into(cap: Capture, f: InputFile, explicit_kind: str | None = None) -> None:
+    """Detect and parse one file (pass 1); a bad file is recorded in cap.errors, never raised."""
+    try:
+        head, enc = read_head(f)
+        sysctl = sysctl_file(f.rel)
+        if sysctl is not None:
+            value = head.decode(enc, "replace")
+            cap.sysctls = merge_sysctls(cap.sysctls, sysctls_from({sysctl: value}, f.name))
+            return
+        base = f.rel.rsplit("/", 1)[-1]
+        if base == "hostname" and not f.explicit:
+            cap.hostname = head.decode(enc, "replace").strip()[:255]
+            return
+        if base == "date" and not f.explicit:
+            cap.taken_at = parse_date(head.decode(enc, "replace"))
+            return
+        kind = explicit_kind or fmt.detect(head.decode(enc, "replace"), f.rel)
+        if kind is None:
+            if f.explicit:
+                raise ParseError(f.name, "unrecognised format (not ss, netstat, netstat -s, nstat, /proc/net "
+                                 "or a connwatch snapshot)")
+            cap.skipped += 1
+            return
+        records = _first_pass(cap, f, kind, enc)
+    except ParseError as exc:
+        if f.explicit or kind_known(f):
+            cap.errors.append(str(exc))
+        else:
+            cap.skipped += 1
+        return
+    cap.formats.add(kind)
+    cap.mtime = max(cap.mtime or 0.0, f.mtime or 0.0) or None
+    cap.files.append({"path": f.name, "format": kind, "records": records})
+
+
+def kind_known(f: InputFile) -> bool:
+    """Inside a directory: files whose path says they are a source we read (errors there are reported)."""
+    rel = f.rel
+    return rel.startswith(("proc/net/", "net/")) or "/proc/net/" in rel or "sos_commands/networking/" in rel
+
+
+def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
+    """The capture's Snapshot: listeners, socket aggregates, counters, sysctls, host."""
+    if cap.snapshot is not None and not cap.conn_files and not cap.counters:
+        return cap.snapshot
+    listeners = [x for group in cap.listeners.values() for x in group]
+    ports = frozenset(x.port for x in listeners)
+    if not listeners and cap.conn_files:
+        ports = _inferred_ports(cap, port_range)
+    summary = None
+    complete = any(kind in (fmt.PROC_TCP, fmt.PROC_TCP6) for _f, kind, _e in cap.conn_files)  # every socket
+    if cap.conn_files and cap.connection_rows == 0 and not complete:
+        cap.notes.append("the socket listings show only listening sockets (`ss -l`, `netstat -L`): no "
+                         "connections to measure per destination or source")
+    elif cap.conn_files:
+        agg = SocketAggregator(ports, cap.sysctls.tcp_tw_reuse_delay)
+        _second_pass(cap, agg)
+        summary = agg.summary()
+    listeners.sort(key=lambda x: (x.port, x.family, x.address))
+    if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD}:
+        cap.notes.append("this netstat shows no accept-queue lengths: the listeners' queue reads 0 for "
+                         "'not shown'")
+    base = cap.snapshot
+    taken = base.taken_at if base else (cap.taken_at or cap.mtime or 0.0)
+    host = base.host if base else HostInfo(hostname=cap.hostname or "unknown host", platform=cap.platform)
+    return Snapshot(
+        taken_at=taken, monotonic=base.monotonic if base else taken, host=host,
+        counters={**(base.counters if base else {}), **cap.counters},
+        sockstat={**(base.sockstat if base else {}), **cap.sockstat},
+        sysctls=merge_sysctls(base.sysctls, cap.sysctls) if base else cap.sysctls,
+        listeners=tuple(listeners) if listeners or not base else base.listeners,
+        sockets=summary if summary is not None else (base.sockets if base else None),
+        statuses=base.statuses if base else (), limitations=tuple(cap.notes),
+    )
+
+
+def _inferred_ports(cap: Capture, port_range: tuple[int, int]) -> frozenset[int]:
+    """No LISTEN rows (a grep'ed listing): a local port outside the ephemeral range that several sockets
+    share is taken as a listening port, so their peers count as sources, not destinations."""
+    counts: dict[int, int] = {}
+    for f, kind, enc in cap.conn_files:
+        if kind in (fmt.PROC_TCP, fmt.PROC_TCP6):
+            continue
+        for row in _rows(f, kind, enc, []):
+            if row.remote is not None and row.state != int(TcpState.SYN_SENT):
+                counts[row.local_port] = counts.get(row.local_port, 0) + 1
+    low, high = port_range
+    ports = frozenset(p for p, n in counts.items() if n >= 2 and not low <= p <= high)
+    if ports:
+        cap.notes.append(f"the capture shows no LISTEN rows; port(s) {', '.join(map(str, sorted(ports)))} "
+                         "taken as listening (several sockets share them outside the ephemeral range)")
+    return ports

@@ -1,0 +1,107 @@
+"""Analysis -> JSON (the check contract plus `findings`, `unsupported`, `captures`), text, nagios."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from connwatch import __version__
+from connwatch.analyze.hostfacts import ADVICE
+from connwatch.analyze.report import Analysis
+from connwatch.engine import STATUS_NAMES
+from connwatch.model import Snapshot
+from connwatch.outputs.jsonout import alert_dict, finding_dict, iso, listener_row
+
+
+def _basis(detail: Any, fallback: str) -> str:
+    return str(detail.get("basis", fallback)) if hasattr(detail, "get") else fallback
+
+
+def analysis_dict(a: Analysis) -> dict[str, Any]:
+    cur = a.result.current
+    alerts = []
+    for alert in a.result.step.raised:
+        d = alert_dict(alert)
+        d["basis"] = _basis(alert.detail, a.basis)
+        alerts.append(d)
+    findings = []
+    for f in a.result.findings:
+        d = finding_dict(f)
+        d["basis"] = _basis(f.measurement.detail, a.basis)
+        findings.append(d)
+    return {
+        "connwatch": __version__, "command": "analyze", "status": STATUS_NAMES[a.exit_code],
+        "exit_code": a.exit_code, "host": cur.host.hostname, "platform": a.platform, "basis": a.basis,
+        "interval_s": a.interval_s, "uptime_s": a.uptime_s,
+        "alerts": alerts, "findings": findings, "unsupported": list(a.unsupported),
+        "captures": [{"name": c.name, "taken_at": iso(c.snapshot.taken_at) if c.snapshot else None,
+                      "files": c.files, "skipped_files": c.skipped, "notes": list(dict.fromkeys(c.notes))}
+                     for c in a.captures],
+        "listeners": [listener_row(x) for x in cur.listeners],
+        "sockets": None if cur.sockets is None else {"total": cur.sockets.total,
+                                                     "by_state": dict(cur.sockets.by_state)},
+        "counters": {k: v for k, v in sorted(cur.counters.items()) if k.startswith(
+            ("TcpExt.Listen", "TcpExt.TCPReqQ", "TcpExt.Syncookies", "TcpExt.TW", "Tcp."))},
+        "reconciliation": a.result.reconciliation,
+        "limitations": list(cur.limitations),
+        "advice": ADVICE.get(a.platform, []),
+        "errors": list(a.errors),
+    }
+
+
+def render_text(a: Analysis, console: Console) -> None:
+    from connwatch.outputs.text import STATUS_STYLE, alert_block, listeners_table
+
+    cur = a.result.current
+    status = STATUS_NAMES[a.exit_code]
+    alerts = a.result.step.raised
+    console.print(Text(f"connwatch analyze {status}", style=STATUS_STYLE[status]) + Text(
+        f" — {len(alerts)} alert(s), host {cur.host.hostname} ({a.platform}), "
+        + ("counters cumulative since boot" + (f", uptime {a.uptime_s:.0f} s" if a.uptime_s else ", uptime unknown")
+           if a.basis == "since boot" else f"rates over {a.interval_s:.0f} s between captures")))
+    for cap in a.captures:
+        formats = ", ".join(f"{f['path']} ({f['format']})" for f in cap.files)
+        console.print(Text(f"capture {cap.name}: {formats}", style="dim"))
+    console.print()
+    for alert in alerts:
+        console.print(alert_block(alert))
+    if cur.listeners:
+        console.print(_listeners(cur, listeners_table))
+    if cur.sockets is not None and cur.sockets.total:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(cur.sockets.by_state.items(), key=lambda kv: -kv[1]))
+        console.print(f"TCP sockets: {cur.sockets.total} ({states})")
+    if a.unsupported:
+        console.print(Text("Not supported by this capture:", style="bold"))
+        for item in a.unsupported:
+            console.print(Text(f"  {item['check']}: {item['reason']}"))
+    for note in cur.limitations:
+        console.print(Text(f"note: {note}", style="dim"))
+    for line in ADVICE.get(a.platform, []):
+        console.print(Text(f"advice: {line}", style="cyan"))
+
+
+def _listeners(snap: Snapshot, table: Callable[[Snapshot], Table]) -> Table:
+    """The live listener table; owners known only by name (Windows -b) are shown without a pid."""
+    named = tuple(replace(x, owner=None) if x.owner is not None and x.owner.pid < 0 else x for x in snap.listeners)
+    out = table(replace(snap, listeners=named))
+    names = {x.endpoint: x.owner.command for x in snap.listeners if x.owner is not None and x.owner.pid < 0}
+    if names:
+        out.caption = "owners by name only (netstat -b): " + ", ".join(
+            f"{k} {v}" for k, v in list(names.items())[:12]) + (" …" if len(names) > 12 else "")
+    return out
+
+
+def render_nagios(a: Analysis) -> str:
+    from connwatch.outputs.nagios import render
+
+    line = render(a.result)
+    status = STATUS_NAMES[a.exit_code]
+    if status != a.result.status:
+        line = line.replace(f"CONNWATCH {a.result.status}", f"CONNWATCH {status}", 1)
+        line = line.replace(" - ", f" - {len(a.errors)} unreadable file(s); ", 1)
+    return line

@@ -1,0 +1,148 @@
+"""Parse protocol statistics: `netstat -s` (Linux net-tools, Windows) and iproute2 `nstat`.
+
+All three print the kernel's cumulative counters (since boot). Keys are the /proc names used by
+parsers/netstat_snmp.py ("TcpExt.ListenOverflows", "Tcp.ActiveOpens") so the same attributes apply.
+
+Linux `netstat -s` (net-tools statistics.c): sections "Tcp:", "TcpExt:"; counters as sentences
+whose wording changed between releases, or "Name: value" for counters net-tools has no sentence for::
+
+    TcpExt:
+        7203095 times the listen queue of a socket overflowed
+        7203095 SYNs to LISTEN sockets dropped
+        TCPReqQFullDrop: 11
+
+Windows `netstat -s` (netstat.exe message table MSG_TCP_*; one section per address family)::
+
+    TCP Statistics for IPv4
+
+      Active Opens                        = 64644
+      Failed Connection Attempts          = 5800
+
+`nstat` / `nstat -az` (iproute2 misc/nstat.c: name, value, rate; "#kernel" first)::
+
+    #kernel
+    TcpExtListenOverflows           4                  0.0
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from connwatch.errors import ParseError
+
+# net-tools statistics.c sentences (old and new spellings) -> /proc counter names.
+LINUX_SENTENCES: dict[str, str] = {
+    "active connections openings": "Tcp.ActiveOpens", "active connection openings": "Tcp.ActiveOpens",
+    "passive connection openings": "Tcp.PassiveOpens", "failed connection attempts": "Tcp.AttemptFails",
+    "connection resets received": "Tcp.EstabResets", "connections established": "Tcp.CurrEstab",
+    "segments received": "Tcp.InSegs", "segments send out": "Tcp.OutSegs", "segments sent out": "Tcp.OutSegs",
+    "segments retransmited": "Tcp.RetransSegs", "segments retransmitted": "Tcp.RetransSegs",
+    "bad segments received.": "Tcp.InErrs", "bad segments received": "Tcp.InErrs", "resets sent": "Tcp.OutRsts",
+    "SYN cookies sent": "TcpExt.SyncookiesSent", "SYN cookies received": "TcpExt.SyncookiesRecv",
+    "invalid SYN cookies received": "TcpExt.SyncookiesFailed",
+    "resets received for embryonic SYN_RECV sockets": "TcpExt.EmbryonicRsts",
+    "TCP sockets finished time wait in fast timer": "TcpExt.TW",
+    "TCP sockets finished time wait in slow timer": "TcpExt.TWKilled",
+    "time wait sockets recycled by time stamp": "TcpExt.TWRecycled",
+    "times the listen queue of a socket overflowed": "TcpExt.ListenOverflows",
+    "SYNs to LISTEN sockets dropped": "TcpExt.ListenDrops", "SYNs to LISTEN sockets ignored": "TcpExt.ListenDrops",
+    "packets pruned from receive queue because of socket buffer overrun": "TcpExt.PruneCalled",
+}
+WINDOWS_LABELS: dict[str, str] = {
+    "Active Opens": "Tcp.ActiveOpens", "Passive Opens": "Tcp.PassiveOpens",
+    "Failed Connection Attempts": "Tcp.AttemptFails", "Reset Connections": "Tcp.EstabResets",
+    "Current Connections": "Tcp.CurrEstab", "Segments Received": "Tcp.InSegs", "Segments Sent": "Tcp.OutSegs",
+    "Segments Retransmitted": "Tcp.RetransSegs",
+}
+NSTAT_PREFIXES = ("TcpExt", "IpExt", "MPTcpExt", "UdpLite6", "UdpLite", "Udp6", "Udp", "Tcp", "Icmp6",
+                  "IcmpMsg", "Icmp", "Ip6", "Ip", "Sctp")
+_SECTION = re.compile(r"([A-Za-z][A-Za-z0-9]*):$")
+_LEADING = re.compile(r"(\d+) (.+)$")
+_NAMED = re.compile(r"([A-Za-z][A-Za-z0-9_]*): (\d+)$")
+_WIN_VALUE = re.compile(r"(.+?)\s+=\s+(\d+)$")
+_NSTAT_ROW = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s+(\d+)\s+(-?[0-9.]+(?:e[+-]?\d+)?)$")
+
+
+def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | None = None) -> dict[str, int]:
+    """Linux `netstat -s` -> counters. Sentences net-tools prints but connwatch does not use are skipped."""
+    counters: dict[str, int] = {}
+    section = ""
+    sections = skipped = 0
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        m = _SECTION.fullmatch(text)
+        if m and not line[:1].isspace():
+            section, sections = m.group(1), sections + 1
+            continue
+        if not section:
+            raise ParseError(source, "counter line before any 'Section:' header", number)
+        named = _NAMED.fullmatch(text)
+        lead = _LEADING.fullmatch(text)
+        if named:
+            key = f"{section}.{named.group(1)}"
+            value = int(named.group(2))
+        elif lead and lead.group(2) in LINUX_SENTENCES:
+            key, value = LINUX_SENTENCES[lead.group(2)], int(lead.group(1))
+        else:
+            skipped += 1
+            continue
+        counters[key] = value
+    if not sections:
+        raise ParseError(source, "no 'Tcp:'/'TcpExt:' sections: not `netstat -s` output")
+    if skipped and notes is not None:
+        notes.append(f"{source}: {skipped} netstat -s lines carry counters connwatch does not use (skipped)")
+    return counters
+
+
+def parse_windows_netstat_s(lines: Iterable[str], source: str) -> dict[str, int]:
+    """Windows `netstat -s` -> Tcp.* counters summed over the IPv4 and IPv6 sections."""
+    counters: dict[str, int] = {}
+    in_tcp = False
+    seen = 0
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        m = _WIN_VALUE.fullmatch(text)
+        if m is None:
+            in_tcp = text.upper().startswith("TCP")  # "TCP Statistics for IPv4" (localized: "Statistiques TCP")
+            in_tcp = in_tcp or " TCP " in f" {text} "
+            continue
+        seen += 1
+        if len(m.group(1)) > 80:
+            raise ParseError(source, "label too long for netstat -s", number)
+        key = WINDOWS_LABELS.get(m.group(1))
+        if in_tcp and key is not None:
+            counters[key] = counters.get(key, 0) + int(m.group(2))
+    if not seen:
+        raise ParseError(source, "no 'Label = value' lines: not Windows `netstat -s` output")
+    return counters
+
+
+def nstat_key(name: str) -> str:
+    for prefix in NSTAT_PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return f"{prefix}.{name[len(prefix):]}"
+    return name
+
+
+def parse_nstat(lines: Iterable[str], source: str) -> dict[str, int]:
+    """`nstat` output -> counters. Every non-comment line must be `Name value rate`."""
+    counters: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        m = _NSTAT_ROW.fullmatch(text)
+        if m is None:
+            raise ParseError(source, f"expected 'Name value rate', got {text[:60]!r}", number)
+        key = nstat_key(m.group(1))
+        if key in counters:
+            raise ParseError(source, f"counter {m.group(1)} appears twice", number)
+        counters[key] = int(m.group(2))
+    if not counters:
+        raise ParseError(source, "no counters (empty nstat output)")
+    return counters

@@ -1,0 +1,201 @@
+"""Parse `netstat` connection tables: Linux net-tools, Windows, macOS/FreeBSD (-an and -Lan).
+
+Linux (net-tools netstat.c tcp_do_one(); -e adds User/Inode, -p PID/Program name, -o Timer)::
+
+    Proto Recv-Q Send-Q Local Address           Foreign Address         State       PID/Program name
+    tcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN      659/sshd
+    tcp        0      0 10.24.1.245:80          10.24.36.145:32790      SYN_RECV    -   on (0.79/0/0)
+
+For LISTEN rows Recv-Q is the accept-queue length; Send-Q is 0 (net-tools reads /proc/net/tcp,
+which does not show the backlog), so a Linux netstat capture cannot measure AcceptQueueFill.
+
+Windows (netstat.exe; headers are localized, e.g. French "Adresse locale"; -o adds PID; -b adds
+"[name.exe]" lines under a row)::
+
+      TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1192
+      TCP    [::1]:50515            [::1]:50051            TIME_WAIT
+
+macOS / FreeBSD (usr.bin/netstat/inet.c protopr(); the port follows the last dot)::
+
+    tcp4       0      0  192.168.1.10.52345     17.57.144.20.5223      ESTABLISHED
+    tcp46      0      0  *.8080                 *.*                    LISTEN
+
+and `netstat -Lan` listen queues qlen/incqlen/maxqlen (so_qlen, so_incqlen, so_qlimit; macOS omits
+the Proto column)::
+
+    Current listen queue sizes (qlen/incqlen/maxqlen)
+    Proto Listen         Local Address
+    tcp4  192/0/128      *.80
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from connwatch.errors import ParseError
+from connwatch.model import TcpState
+from connwatch.parsers.conn_rows import NETSTAT_STATES, ConnRow, split_colon, split_dot
+
+LINUX, WINDOWS, BSD, BSD_LISTEN = "linux", "windows", "bsd", "bsd-listen"
+_LINUX_PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udpl", "udpl6", "unix", "sctp"})
+_BSD_PROTOS = frozenset({"tcp", "tcp4", "tcp6", "tcp46", "udp", "udp4", "udp6", "udp46", "icm4", "icm6",
+                         "sctp", "sctp4", "sctp6", "sctp46", "div4", "div6"})
+_WIN_PROTOS = frozenset({"TCP", "UDP", "TCPv6", "UDPv6"})
+_TIMER = re.compile(r"\s*(off|on|keepalive|timewait|unkn-\d+)\s+\(([\d.]+)/\d+/\d+\)\s*$")
+_PID = re.compile(r"(?:^|\s)(\d+)/(\S.*)$")
+_QUEUES = re.compile(r"(\d+)/(\d+)/(\d+)")
+_END_SECTIONS = ("Active UNIX", "Active LOCAL", "Active Bluetooth", "Active IPX", "Active AX.25",
+                 "Active NET/ROM", "Registered kernel", "Active kernel", "Active Multipath")
+
+
+def _state(word: str, source: str, number: int) -> int:
+    state = NETSTAT_STATES.get(word.upper()) or NETSTAT_STATES.get(word)
+    if state is None:
+        raise ParseError(source, f"unknown TCP state {word[:30]!r}", number)
+    return int(state)
+
+
+def _linux_row(tokens: list[str], line: str, source: str, number: int) -> ConnRow | None:
+    if tokens[0] not in ("tcp", "tcp6"):
+        return None
+    if len(tokens) < 6:
+        raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
+    if not (tokens[1].isdigit() and tokens[2].isdigit()):
+        raise ParseError(source, "expected Recv-Q and Send-Q numbers", number)
+    fam = 6 if tokens[0] == "tcp6" else 4
+    state = _state(tokens[5], source, number)
+    rest = line.split(tokens[5], 1)[1]
+    expires = 0
+    timer = _TIMER.search(rest)
+    if timer:
+        rest = rest[:timer.start()]
+        if timer.group(1) == "timewait":
+            expires = int(float(timer.group(2)) * 1000)
+    owner = _PID.search(rest.strip())
+    try:
+        local, lport, fam = split_colon(tokens[3], fam)
+        remote, rport, _ = split_colon(tokens[4], fam)
+    except ValueError as exc:
+        raise ParseError(source, f"bad address: {exc}", number) from None
+    return ConnRow(fam, state, local, lport, None if state == TcpState.LISTEN else remote, rport,
+                   int(tokens[1]), int(tokens[2]), None, None, expires,
+                   int(owner.group(1)) if owner else None, owner.group(2).strip() if owner else None, number)
+
+
+def _windows_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
+    if tokens[0] not in ("TCP", "TCPv6"):
+        return None
+    if len(tokens) < 4:
+        raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
+    state = _state(tokens[3], source, number)
+    pid = None
+    if len(tokens) > 4:
+        if not tokens[4].isdigit():
+            raise ParseError(source, f"expected a PID, got {tokens[4][:20]!r}", number)
+        pid = int(tokens[4])
+    try:
+        local, lport, fam = split_colon(tokens[1])
+        remote, rport, _ = split_colon(tokens[2], fam)
+    except ValueError as exc:
+        raise ParseError(source, f"bad address: {exc}", number) from None
+    return ConnRow(fam, state, local, lport, None if state == TcpState.LISTEN else remote, rport,
+                   pid=pid, line=number)
+
+
+def _bsd_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
+    if not tokens[0].startswith("tcp"):
+        return None
+    if len(tokens) < 6:
+        raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
+    if not (tokens[1].isdigit() and tokens[2].isdigit()):
+        raise ParseError(source, "expected Recv-Q and Send-Q numbers", number)
+    hint = 6 if tokens[0] == "tcp6" else 4
+    state = _state(tokens[5], source, number)
+    try:
+        local, lport, fam = split_dot(tokens[3], hint)
+        remote, rport, _ = split_dot(tokens[4], fam)
+    except ValueError as exc:
+        raise ParseError(source, f"bad address: {exc}", number) from None
+    return ConnRow(fam, state, local, lport, None if state == TcpState.LISTEN else remote, rport,
+                   int(tokens[1]), int(tokens[2]), line=number)
+
+
+def _bsd_listen_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
+    if tokens[0] in _BSD_PROTOS or tokens[0] == "unix":
+        if not tokens[0].startswith("tcp"):
+            return None
+        proto, tokens = tokens[0], tokens[1:]
+    else:
+        proto = "tcp"
+    if len(tokens) < 2:
+        raise ParseError(source, "truncated listen-queue row", number)
+    m = _QUEUES.fullmatch(tokens[0])
+    if m is None:
+        raise ParseError(source, f"expected qlen/incqlen/maxqlen, got {tokens[0][:30]!r}", number)
+    qlen, _incqlen, maxqlen = (int(x) for x in m.groups())
+    try:
+        local, lport, fam = split_dot(tokens[1], 6 if proto == "tcp6" else None)
+    except ValueError as exc:
+        raise ParseError(source, f"bad address: {exc}", number) from None
+    return ConnRow(fam, int(TcpState.LISTEN), local, lport, None, 0, qlen, maxqlen, backlog=maxqlen,
+                   line=number)
+
+
+def _is_row(dialect: str, tokens: list[str]) -> bool:
+    first = tokens[0]
+    if dialect == LINUX:
+        return first in _LINUX_PROTOS
+    if dialect == WINDOWS:
+        return first in _WIN_PROTOS
+    if dialect == BSD:
+        return first in _BSD_PROTOS
+    return bool(_QUEUES.fullmatch(first)) or (first in _BSD_PROTOS and len(tokens) > 1
+                                               and bool(_QUEUES.fullmatch(tokens[1])))
+
+
+def iter_netstat(lines: Iterable[str], source: str, dialect: str) -> Iterator[ConnRow]:
+    """TCP rows of a netstat table in `dialect` (LINUX, WINDOWS, BSD, BSD_LISTEN), streamed.
+
+    A Windows row is held until its `-b` lines have been read, so `[name.exe]` names its owner.
+    """
+    started = ended = False
+    loose = 0  # Windows -b lines after the last row
+    rows = 0
+    pending: ConnRow | None = None
+    for number, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if not tokens or ended:
+            continue
+        if line.startswith(_END_SECTIONS):
+            ended = dialect != WINDOWS
+            continue
+        if not _is_row(dialect, tokens):
+            if not started or line.startswith(("Active ", "Proto ", "Current listen", "Some tcp sockets")):
+                continue  # titles and (possibly localized) headers before the rows
+            if dialect == WINDOWS and loose < 3:
+                loose += 1  # `netstat -b`: component and [executable] lines under a row
+                text = line.strip()
+                if pending is not None and text.startswith("[") and text.endswith("]") and len(text) < 260:
+                    pending = pending._replace(command=text[1:-1])
+                continue
+            raise ParseError(source, f"unexpected line in a netstat table: {line.strip()[:60]!r}", number)
+        started, loose = True, 0
+        rows += 1
+        if pending is not None:
+            yield pending
+        pending = _row(dialect, tokens, line, source, number)
+    if pending is not None:
+        yield pending
+    if not rows:
+        raise ParseError(source, "no socket rows (empty netstat table)")
+
+
+def _row(dialect: str, tokens: list[str], line: str, source: str, number: int) -> ConnRow | None:
+    if dialect == LINUX:
+        return _linux_row(tokens, line, source, number)
+    if dialect == WINDOWS:
+        return _windows_row(tokens, source, number)
+    if dialect == BSD:
+        return _bsd_row(tokens, source, number)
+    return _bsd_listen_row(tokens, source, number)

@@ -1,0 +1,163 @@
+"""Parse `ss` text output (iproute2 misc/ss.c): socket lists and the `ss -s` summary.
+
+Socket lists, with or without the header, with or without the Netid and State columns (a state
+filter such as `ss -tn state established` drops the State column), IPv4/IPv6, tabs or spaces::
+
+    State  Recv-Q Send-Q  Local Address:Port  Peer Address:Port Process
+    LISTEN 10     10            0.0.0.0:80         0.0.0.0:*     users:(("nginx",pid=10491,fd=6))
+    tcp    TIME-WAIT  0      0   100.96.253.46:8080        172.1.44.48:52961
+    ESTAB  0      0      10.0.0.1:22   10.0.0.2:51000  timer:(keepalive,119min,0)
+             skmem:(r0,rb131072,t0,tb2626560,f0,w0,o0,bl0,d3)
+
+For LISTEN rows ss prints the accept-queue length as Recv-Q and the backlog in force as Send-Q
+(net/ipv4/tcp_diag.c tcp_diag_get_info: idiag_rqueue = sk_ack_backlog, idiag_wqueue =
+sk_max_ack_backlog). `-m` adds skmem:(...,dN) whose d is SK_MEMINFO_DROPS; `-o` adds
+timer:(timewait,59sec,0); `-p` adds users:(("name",pid=N,fd=M)). Lines that start with
+whitespace continue the previous socket (`-i`, `-m` output). Non-TCP sockets are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from connwatch.errors import ParseError
+from connwatch.model import TcpState
+from connwatch.parsers.conn_rows import SS_STATES, ConnRow, split_colon
+
+NETIDS = frozenset({"tcp", "udp", "raw", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "p_dgr", "mptcp",
+                    "sctp", "dccp", "v_str", "v_dgr", "tipc", "xdp", "u_seqpacket", "icmp6", "unknown"})
+_TCP_NETIDS = frozenset({"tcp", "mptcp"})
+_USERS = re.compile(r'users:\(\("((?:[^"\\]|\\.)*)",pid=(\d+)')
+_TIMER = re.compile(r"timer:\((\w+),((?:\d+min)?(?:\d+sec)?(?:\d+ms)?)")
+_DROPS = re.compile(r"skmem:\([^)]*\bd(\d+)\)")
+_DURATION = re.compile(r"(?:(\d+)min)?(?:(\d+)sec)?(?:(\d+)ms)?")
+_SUMMARY_TCP = re.compile(r"TCP:\s+(\d+) \(estab (\d+), closed (\d+), orphaned (\d+), "
+                          r"(?:synrecv (\d+), )?timewait (\d+)/(\d+)\)")
+_LISTEN_PEERS = frozenset({"*:*", "0.0.0.0:*", "[::]:*", ":::*", "*", "[::]:0"})
+
+
+def _ms(text: str) -> int:
+    m = _DURATION.fullmatch(text)
+    if not m:
+        return 0
+    mins, secs, ms = (int(x) if x else 0 for x in m.groups())
+    return (mins * 60 + secs) * 1000 + ms
+
+
+def is_header(tokens: list[str]) -> bool:
+    return bool(tokens) and tokens[0] in ("State", "Netid", "Recv-Q")
+
+
+class _Pending:
+    """The socket row being read, until its continuation lines have been seen."""
+
+    def __init__(self, tokens: list[str], number: int, source: str, notes: list[str]) -> None:
+        self.number = number
+        self.source = source
+        self.notes = notes
+        self.extra: list[str] = []
+        netid = tokens[0] if tokens[0] in NETIDS else None
+        rest = tokens[1:] if netid else tokens
+        self.tcp = netid is None or netid in _TCP_NETIDS
+        self.state: int | None = None
+        if rest and rest[0] in SS_STATES:
+            self.state = int(SS_STATES[rest[0]])
+            rest = rest[1:]
+        if len(rest) < 4:
+            raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
+        if not (rest[0].isdigit() and rest[1].isdigit()):
+            raise ParseError(source, f"expected Recv-Q and Send-Q numbers, got {rest[0][:20]!r} "
+                             f"{rest[1][:20]!r}", number)
+        self.recv_q, self.send_q = int(rest[0]), int(rest[1])
+        self.local, self.peer = rest[2], rest[3]
+        self.extra.append(" ".join(rest[4:]))
+
+    def row(self) -> ConnRow | None:
+        if not self.tcp:
+            return None
+        text = " ".join(self.extra)
+        listen = self.peer in _LISTEN_PEERS or self.peer.endswith(":*")
+        state = self.state
+        timer = _TIMER.search(text)
+        if state is None:
+            state = int(TcpState.LISTEN if listen else TcpState.TIME_WAIT if timer and timer.group(1) ==
+                        "timewait" else TcpState.ESTABLISHED)
+            if not listen:
+                self.notes.append("ss output without a State column (a state filter was used): sockets "
+                                  "counted as ESTABLISHED unless a timer says TIME_WAIT")
+        try:
+            local, lport, fam = split_colon(self.local)
+            remote: str | None = None
+            rport = 0
+            if not (listen and state == TcpState.LISTEN):
+                remote, rport, _ = split_colon(self.peer, fam)
+        except ValueError as exc:
+            raise ParseError(self.source, f"bad address: {exc}", self.number) from None
+        users = _USERS.search(text)
+        drops = _DROPS.search(text)
+        return ConnRow(
+            family=fam, state=state, local=local, local_port=lport, remote=remote, remote_port=rport,
+            recv_q=self.recv_q, send_q=self.send_q,
+            backlog=self.send_q if state == TcpState.LISTEN else None, drops=int(drops.group(1)) if drops else None,
+            expires_ms=_ms(timer.group(2)) if timer else 0,
+            pid=int(users.group(2)) if users else None, command=users.group(1) if users else None,
+            line=self.number)
+
+
+def iter_ss(lines: Iterable[str], source: str, notes: list[str] | None = None) -> Iterator[ConnRow]:
+    """TCP sockets of an `ss` listing, one ConnRow each, streamed (one row held at a time)."""
+    notes = notes if notes is not None else []
+    pending: _Pending | None = None
+    seen = 0
+    for number, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if line[:1] in (" ", "\t") and pending is not None and tokens[0] not in NETIDS \
+                and tokens[0] not in SS_STATES:
+            pending.extra.append(line)
+            continue
+        if is_header(tokens):
+            continue
+        if pending is not None and (row := pending.row()) is not None:
+            yield row
+        pending = _Pending(tokens, number, source, notes)
+        seen += 1
+    if pending is not None and (row := pending.row()) is not None:
+        yield row
+    if not seen:
+        raise ParseError(source, "no socket rows (empty ss output)")
+
+
+def parse_ss_summary(lines: Iterable[str], source: str) -> dict[str, int]:
+    """`ss -s` -> sockstat-style counts ("TCP.tw", "TCP.orphan", "TCP.inuse", "TCP6.inuse", ...)::
+
+        TCP:   4595 (estab 3548, closed 956, orphaned 8, synrecv 0, timewait 954/0), ports 0
+        TCP       3639      1859      1780
+
+    From iproute2 misc/ss.c print_summary(), which reads /proc/net/sockstat{,6} and the
+    tcp_diag summary.
+    """
+    out: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if tokens[0] == "TCP:":
+            m = _SUMMARY_TCP.search(line)
+            if not m:
+                raise ParseError(source, "unreadable 'TCP:' summary line", number)
+            total, estab, closed, orphan, synrecv, tw, _tw2 = m.groups()
+            out.update({"ss.total": int(total), "ss.estab": int(estab), "ss.closed": int(closed),
+                        "TCP.orphan": int(orphan), "TCP.tw": int(tw)})
+            if synrecv is not None:
+                out["ss.synrecv"] = int(synrecv)
+        elif tokens[0] == "TCP" and len(tokens) == 4:
+            try:
+                out["TCP.inuse"], out["TCP6.inuse"] = int(tokens[2]), int(tokens[3])
+            except ValueError:
+                raise ParseError(source, "unreadable TCP transport row", number) from None
+    if "TCP.tw" not in out:
+        raise ParseError(source, "no 'TCP:' line: not complete `ss -s` output")
+    return out
