@@ -68,13 +68,18 @@ def test_usage_then_exhaustion_without_reuse(ns: Netns, tmp_path: Any) -> None:
     holder, ready = _start(ns, "--port", str(BUSY), "--hold", "40", "--cycles", "100", "--lifetime", "60")
     assert "cycles=100 error=none" in ready, ready
     assert _client(ns, "--port", str(LIGHT), "--cycles", "5")["error"] == "none"
-    assert poll(lambda: _states(ns, busy) == Counter({"ESTAB": 40, "TIME-WAIT": 100}), 10), _states(ns, busy)
+    # A connect+close cycle now and then leaves no client TIME_WAIT (seen 0.2-1.9 %, ss agrees with
+    # connwatch), so the expected count is whatever ss holds once every socket has settled.
+    settled = lambda: (st := _states(ns, busy))["ESTAB"] == 40 and 95 <= st["TIME-WAIT"] <= 100 and \
+        sum(st.values()) == st["ESTAB"] + st["TIME-WAIT"]  # noqa: E731
+    assert poll(settled, 10), _states(ns, busy)
+    held = _states(ns, busy)
     code, report = _check(ns, tmp_path)
     [alert] = _alerts(report, "EphemeralPortUsage", busy)
     assert alert["local_address"] == "127.0.0.1" and alert["resource"] == f"TCP(127.0.0.1->{busy})"
-    assert alert["value"] == 100 * sum(_states(ns, busy).values()) / 200 == 70.0
+    assert alert["value"] == 100 * sum(held.values()) / 200 >= 67.5
     assert alert["limit"] == 50.0 and alert["severity"] == 3 and code == 1
-    assert alert["detail"]["states"] == {"TIME_WAIT": 100, "ESTABLISHED": 40}
+    assert alert["detail"]["states"] == {"TIME_WAIT": held["TIME-WAIT"], "ESTABLISHED": 40}
     assert f"pid {holder.pid} " in alert["owner"] and "inferred" in alert["owner"]
     assert not _alerts(report, "EphemeralPortUsage", light)
     quiet = _measured(report, "EphemeralPortUsage", light)
@@ -82,7 +87,9 @@ def test_usage_then_exhaustion_without_reuse(ns: Netns, tmp_path: Any) -> None:
 
     # Use up the rest: the kernel refuses the 61st connect, connwatch says 100 %.
     burst = _client(ns, "--port", str(BUSY), "--cycles", "1000")
-    assert burst["error"] == "EADDRNOTAVAIL" and int(burst["cycles"]) == 60
+    # Within one or two ports of the rest of the range: now and then the kernel frees a port early
+    # (the same cycles that leave no TIME_WAIT above), so the exact count is not the kernel's promise.
+    assert burst["error"] == "EADDRNOTAVAIL" and abs(int(burst["cycles"]) - (200 - sum(held.values()))) <= 2
     assert _client(ns, "--port", str(LIGHT), "--cycles", "1")["error"] == "none"  # per destination
     code, report = _check(ns, tmp_path)
     [full] = _alerts(report, "EphemeralPortUsage", busy)

@@ -14,7 +14,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -92,6 +92,28 @@ CREATE TABLE IF NOT EXISTS seen (
 );
 """
 
+# The notification outbox (agent delivery). Created with IF NOT EXISTS on every open, so a
+# version-1 database written before the outbox existed gains the table in place (additive: older
+# connwatch versions ignore it). One row per (receiver, alert, kind); `next_attempt_at` NULL = done.
+_OUTBOX_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    receiver TEXT NOT NULL,
+    alert_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sends INTEGER NOT NULL DEFAULT 0,
+    last_sent_at REAL,
+    last_error TEXT NOT NULL DEFAULT '',
+    UNIQUE (receiver, alert_id, kind)
+)""",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (receiver, next_attempt_at) "
+    "WHERE next_attempt_at IS NOT NULL",
+)
+
 _COLS = ", ".join(c for c, _ in _COLUMNS)
 _UPSERT = (
     f"INSERT INTO alerts (id, {_COLS}) VALUES (?, {', '.join('?' for _ in _COLUMNS)}) "
@@ -111,6 +133,20 @@ def default_state_dir() -> Path:
     if xdg and os.path.isabs(xdg):  # the XDG spec says to ignore relative paths
         return Path(xdg) / "connwatch"
     return Path.home() / ".local" / "state" / "connwatch"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One queued notification: `kind` is "firing" or "resolved"; `payload` is JSON text."""
+
+    id: int
+    receiver: str
+    alert_id: int
+    kind: str
+    payload: str
+    created_at: float
+    attempts: int  # failed attempts since the last delivery
+    sends: int  # successful deliveries so far
 
 
 class AlertStore:
@@ -217,6 +253,79 @@ class AlertStore:
                 first[key] = float(row[0])
         return first
 
+    # -- notification outbox (the agent's delivery) ----------------------------
+
+    def outbox_put(self, receiver: str, items: Iterable[tuple[int, str, str]], now: float) -> None:
+        """Queue (alert_id, kind, payload JSON) for `receiver`, due now, in one transaction.
+
+        A row that exists for (receiver, alert_id, kind) is never queued twice: a pending one gets
+        the newer payload, a finished one is left alone. Queuing "resolved" finishes the alert's
+        pending "firing" row for this receiver (no point announcing what is already over).
+        """
+        upsert = (
+            "INSERT INTO outbox (receiver, alert_id, kind, payload, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (receiver, alert_id, kind) DO UPDATE SET "
+            "payload = excluded.payload WHERE next_attempt_at IS NOT NULL"
+        )
+        rows = list(items)
+        with self._guard("write state"), self._transaction() as conn:
+            for alert_id, kind, payload in rows:
+                conn.execute(upsert, (receiver, alert_id, kind, payload, now, now))
+                if kind == "resolved":
+                    conn.execute("UPDATE outbox SET next_attempt_at = NULL WHERE receiver = ? AND "
+                                 "alert_id = ? AND kind = 'firing'", (receiver, alert_id))
+
+    def outbox_due(self, receiver: str, now: float, limit: int = 500) -> list[OutboxItem]:
+        """Rows of `receiver` due for (re)delivery, oldest first."""
+        sql = ("SELECT id, receiver, alert_id, kind, payload, created_at, attempts, sends FROM outbox "
+               "WHERE receiver = ? AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? "
+               "ORDER BY id LIMIT ?")
+        with self._guard("read state"):
+            rows = self._db().execute(sql, (receiver, now, limit)).fetchall()
+        return [OutboxItem(int(r[0]), r[1], int(r[2]), r[3], r[4], float(r[5]), int(r[6]), int(r[7]))
+                for r in rows]
+
+    def outbox_sent(self, ids: Iterable[int], now: float, resend_at: float | None = None) -> None:
+        """Delivered: finish the rows, or (resend_at) schedule them again (active Alertmanager alerts)."""
+        sql = ("UPDATE outbox SET next_attempt_at = ?, attempts = 0, sends = sends + 1, last_sent_at = ?, "
+               "last_error = '' WHERE id = ? AND next_attempt_at IS NOT NULL")
+        with self._guard("write state"), self._transaction() as conn:
+            conn.executemany(sql, ((resend_at, now, i) for i in ids))
+
+    def outbox_failed(self, ids: Iterable[int], error: str, retry_at: float) -> None:
+        """Not delivered: count the attempt and retry at `retry_at`."""
+        sql = ("UPDATE outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? "
+               "WHERE id = ? AND next_attempt_at IS NOT NULL")
+        with self._guard("write state"), self._transaction() as conn:
+            conn.executemany(sql, ((retry_at, error, i) for i in ids))
+
+    def outbox_pending(self) -> dict[str, int]:
+        """Undelivered (or awaiting re-send) rows per receiver."""
+        sql = "SELECT receiver, count(*) FROM outbox WHERE next_attempt_at IS NOT NULL GROUP BY receiver"
+        with self._guard("read state"):
+            return {r[0]: int(r[1]) for r in self._db().execute(sql).fetchall()}
+
+    def outbox_history(self, receiver: str | None = None) -> list[OutboxItem]:
+        """Every row (finished ones too), oldest first: for tests and `alerts` diagnostics."""
+        sql = "SELECT id, receiver, alert_id, kind, payload, created_at, attempts, sends FROM outbox"
+        args: tuple[str, ...] = ()
+        if receiver is not None:
+            sql, args = sql + " WHERE receiver = ?", (receiver,)
+        with self._guard("read state"):
+            rows = self._db().execute(sql + " ORDER BY id", args).fetchall()
+        return [OutboxItem(int(r[0]), r[1], int(r[2]), r[3], r[4], float(r[5]), int(r[6]), int(r[7]))
+                for r in rows]
+
+    def outbox_prune(self, finished_before: float, pending_before: float) -> int:
+        """Forget finished rows older than `finished_before`, and never-delivered ones created before
+        `pending_before` (a receiver gone for days). Returns how many undelivered rows were dropped."""
+        with self._guard("write state"), self._transaction() as conn:
+            conn.execute("DELETE FROM outbox WHERE next_attempt_at IS NULL AND coalesce(last_sent_at, "
+                         "created_at) < ?", (finished_before,))
+            dropped = conn.execute("DELETE FROM outbox WHERE next_attempt_at IS NOT NULL AND "
+                                   "sends = 0 AND created_at < ?", (pending_before,)).rowcount
+        return int(dropped)
+
     # -- internals -----------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
@@ -242,6 +351,9 @@ class AlertStore:
                 f"{self.path}: state database schema version {version} is newer than this "
                 f"connwatch supports ({SCHEMA_VERSION}); {HINT_STATE_DIR}"
             )
+        with self._guard("open state"):
+            for statement in _OUTBOX_SCHEMA:
+                self._db().execute(statement)
 
     def _schema_version(self) -> int | None:
         conn = self._db()

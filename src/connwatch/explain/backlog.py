@@ -152,7 +152,8 @@ def _reconciliation(d: dict[str, Any]) -> str:
     rec = d.get("reconciliation") or {}
     if rec.get("host_listen_drops") is None:
         return ""
-    text = f"Host-wide ListenDrops rose by {rec['host_listen_drops']} (ListenOverflows {rec.get('host_listen_overflows')})"
+    text = (f"Host-wide ListenDrops rose by {rec['host_listen_drops']} "
+            f"(ListenOverflows {rec.get('host_listen_overflows')})")
     if rec.get("attributed") is not None:
         text += f"; per-listener counters account for {rec['attributed']}"
     if rec.get("unattributed"):

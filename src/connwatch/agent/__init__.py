@@ -1,0 +1,1 @@
+"""The long-running agent behind `connwatch run`: sampling loop, /metrics server, notification outbox."""

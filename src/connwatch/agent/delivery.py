@@ -1,0 +1,197 @@
+"""Delivery: a thread that drains the SQLite outbox to Alertmanager and webhooks, with backoff.
+
+The sampling loop only writes to the outbox (`enqueue`), so a slow or absent receiver never delays
+a sample. This thread has its own database connection (WAL: readers and the writer do not block
+each other for long). A receiver that fails is retried after 1, 2, 4 ... seconds up to
+--retry-max; nothing is dropped while it is down (undelivered rows are kept for 7 days), and one
+log line says so when the outage starts and one when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from connwatch.alerts.store import AlertStore, OutboxItem
+from connwatch.clock import Clock
+from connwatch.errors import StateError
+from connwatch.findings import Alert
+from connwatch.outputs.alertmanager import (
+    ALERTMANAGER,
+    DeliveryError,
+    Receiver,
+    Sender,
+    am_alert,
+    notification_id,
+    payload,
+    webhook_body,
+)
+
+log = logging.getLogger("connwatch.agent")
+RETRY_MIN_S = 1.0
+KEEP_FINISHED_S = 7 * 86400
+KEEP_UNDELIVERED_S = 7 * 86400
+BATCH = 500
+PRUNE_EVERY_S = 3600.0
+
+
+def enqueue(store: AlertStore, receivers: Sequence[Receiver], firing: Iterable[Alert],
+            resolved: Iterable[Alert], instance: str, now: float) -> None:
+    """Queue the notifications of one lifecycle step (raises StateError when the disk refuses)."""
+    items = [(a.id, "firing", payload(a, instance)) for a in firing if a.id is not None]
+    items += [(a.id, "resolved", payload(a, instance)) for a in resolved if a.id is not None]
+    if not items or not receivers:
+        return
+    for rcv in receivers:
+        store.outbox_put(rcv.name, items, now)
+
+
+def reconcile(store: AlertStore, receivers: Sequence[Receiver], instance: str, now: float) -> None:
+    """At start: queue what a crash between saving an alert and queuing it may have left out.
+
+    Active alerts get their "firing" row (a no-op when it exists); cleared alerts this receiver was
+    told about get their "resolved" row. Existing rows are never queued twice, so nothing repeats.
+    """
+    active = list(store.load_active().values())
+    recent = [a for a in store.history(include_cleared=True, limit=1000)
+              if a.state == "cleared" and (a.cleared_at or 0) > now - KEEP_FINISHED_S]
+    for rcv in receivers:
+        rows = store.outbox_history(rcv.name)
+        told = {r.alert_id for r in rows if r.kind == "firing"}
+        closed = {r.alert_id for r in rows if r.kind == "resolved"}
+        items = [(a.id, "firing", payload(a, instance)) for a in active if a.id is not None]
+        items += [(a.id, "resolved", payload(a, instance)) for a in recent
+                  if a.id in told and a.id not in closed]
+        if items:
+            store.outbox_put(rcv.name, items, now)
+
+
+class Delivery(threading.Thread):
+    def __init__(self, receivers: Sequence[Receiver], state_dir: Path, clock: Clock, resend_s: float,
+                 retry_max_s: float) -> None:
+        super().__init__(name="connwatch-delivery", daemon=True)
+        self.receivers = tuple(receivers)
+        self.state_dir = state_dir
+        self.clock = clock
+        self.resend_s = resend_s
+        self.retry_max_s = retry_max_s
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.pending: dict[str, int] = {r.name: 0 for r in receivers}
+        self.sent: dict[str, int] = {r.name: 0 for r in receivers}
+        self.failures: dict[str, int] = {r.name: 0 for r in receivers}
+        self._failing: dict[str, int] = {}  # receiver -> consecutive failures
+        self._next_try: dict[str, float] = {}
+        self._pruned_at = 0.0
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> None:
+        sender = Sender(self.receivers)
+        store: AlertStore | None = None
+        try:
+            while not self.stopping.is_set():
+                try:
+                    store = self._round(sender, store)
+                except Exception as exc:  # delivery must outlive one bad row or response
+                    log.error("delivery round failed (%s: %s); retrying", type(exc).__name__, exc)
+                self.wake.wait(timeout=1.0)
+                self.wake.clear()
+        finally:
+            sender.close()
+            if store is not None:
+                store.close()
+
+    def _round(self, sender: Sender, store: AlertStore | None) -> AlertStore | None:
+        """One pass over every receiver; state errors close the store (the loop logs them)."""
+        try:
+            if store is None:
+                store = AlertStore.open(self.state_dir)
+            for rcv in self.receivers:
+                if self.stopping.is_set():
+                    break
+                self._deliver(sender, store, rcv)
+            counts = store.outbox_pending()
+            with self.lock:
+                self.pending = {r.name: counts.get(r.name, 0) for r in self.receivers}
+            now = self.clock.time()
+            if now - self._pruned_at >= PRUNE_EVERY_S:
+                self._pruned_at = now
+                dropped = store.outbox_prune(now - KEEP_FINISHED_S, now - KEEP_UNDELIVERED_S)
+                if dropped:
+                    log.error("outbox: dropped %d notification(s) undelivered for 7 days", dropped)
+        except StateError as exc:
+            log.debug("delivery: %s", exc)
+            if store is not None:
+                store.close()
+            return None
+        return store
+
+    def _deliver(self, sender: Sender, store: AlertStore, rcv: Receiver) -> None:
+        now = self.clock.time()
+        if now < self._next_try.get(rcv.name, 0.0):
+            return
+        due = store.outbox_due(rcv.name, now, BATCH)
+        if not due:
+            return
+        # Alertmanager: one POST for all of them; webhook: one event per request.
+        batches = [due] if rcv.kind == ALERTMANAGER else [[item] for item in due]
+        for batch in batches:
+            if not self._send(sender, store, rcv, batch):
+                return
+
+    def _send(self, sender: Sender, store: AlertStore, rcv: Receiver, batch: list[OutboxItem]) -> bool:
+        now = self.clock.time()
+        try:
+            if rcv.kind == ALERTMANAGER:
+                sender.post(rcv, [am_alert(json.loads(i.payload), i.kind, now, self.resend_s) for i in batch])
+            else:
+                item = batch[0]
+                key = notification_id(rcv.name, item.alert_id, item.kind)
+                sender.post(rcv, webhook_body(json.loads(item.payload), rcv, item.alert_id, item.kind), key)
+        except DeliveryError as exc:
+            return self._failed(store, rcv, batch, exc, now)
+        self._succeeded(store, rcv, batch, now)
+        return True
+
+    def _succeeded(self, store: AlertStore, rcv: Receiver, batch: list[OutboxItem], now: float) -> None:
+        again = [i.id for i in batch if rcv.kind == ALERTMANAGER and i.kind == "firing"]
+        store.outbox_sent(again, now, resend_at=now + self.resend_s)
+        store.outbox_sent([i.id for i in batch if i.id not in set(again)], now)
+        failed_before = self._failing.pop(rcv.name, 0)
+        self._next_try.pop(rcv.name, None)
+        with self.lock:
+            self.sent[rcv.name] += len(batch)
+        if failed_before:
+            log.info("%s: delivering again after %d failed attempt(s); nothing was lost", rcv.name,
+                     failed_before)
+
+    def _failed(self, store: AlertStore, rcv: Receiver, batch: list[OutboxItem], exc: DeliveryError,
+                now: float) -> bool:
+        with self.lock:
+            self.failures[rcv.name] += 1
+        if exc.permanent:
+            log.error("%s: refused %d notification(s) (%s); dropping them, retrying cannot help",
+                      rcv.name, len(batch), exc)
+            store.outbox_sent([i.id for i in batch], now)
+            return True
+        count = self._failing.get(rcv.name, 0) + 1
+        self._failing[rcv.name] = count
+        delay = min(RETRY_MIN_S * 2 ** (count - 1), self.retry_max_s) * random.uniform(0.9, 1.1)
+        self._next_try[rcv.name] = now + delay
+        store.outbox_failed([i.id for i in batch], str(exc), now + delay)
+        if count == 1:
+            log.error("%s: cannot deliver (%s); notifications are kept in the outbox and retried with "
+                      "backoff up to %g s", rcv.name, exc, self.retry_max_s)
+        return False
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        with self.lock:
+            return dict(self.pending), dict(self.sent), dict(self.failures)

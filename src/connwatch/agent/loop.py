@@ -1,0 +1,251 @@
+"""The agent's main loop: a full sample every --interval, listeners alone in between.
+
+Full sample: every source (sockets included) -> judge against the previous full sample (alerts
+saved in the state database) -> notifications queued in the outbox -> /metrics families rebuilt.
+Listener poll (every --listener-interval, < 1 ms): queue lengths only; the largest queue seen since
+the previous full sample is what the next judgement sees (AcceptQueueFill is the interval's peak),
+so a queue that filled and drained between two full samples is not missed. Drop counters are
+cumulative, so no drop is ever missed between samples.
+
+Signals: SIGTERM/SIGINT stop cleanly (the current sample finishes, the outbox stays on disk);
+SIGHUP reloads --config (a bad file is refused with one line and the rules in force are kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from connwatch.agent.delivery import Delivery, enqueue, reconcile
+from connwatch.agent.options import AgentOptions
+from connwatch.agent.poll import ListenerPoller
+from connwatch.agent.server import serve
+from connwatch.agent.state import StateKeeper
+from connwatch.clock import Clock
+from connwatch.collect import CollectOptions, collect
+from connwatch.engine import CheckResult, judge
+from connwatch.errors import ConfigError, StateError
+from connwatch.findings import Alert
+from connwatch.model import Listener, Snapshot
+from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
+from connwatch.rules.spec import Rule, load_rules
+
+log = logging.getLogger("connwatch.agent")
+Identity = tuple[int, int, int, str]
+OWNER_REFRESH_S = 60.0
+
+
+class Agent:
+    def __init__(self, opts: AgentOptions, rules: Sequence[Rule], clock: Clock) -> None:
+        self.opts, self.rules, self.clock = opts, tuple(rules), clock
+        self.keeper = StateKeeper(opts.state_dir)
+        self.collector = SnapshotCollector()
+        self.registry = CollectorRegistry()
+        self.registry.register(self.collector)
+        ProcessCollector(namespace="connwatch_agent", registry=self.registry)
+        self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s)
+                         if opts.receivers else None)
+        self.poller = ListenerPoller(opts.proc_root, opts.use_netlink)
+        self.wake = threading.Event()
+        self.stopping = False
+        self.reload_requested = False
+        self.prev: Snapshot | None = None
+        self.peaks: dict[Identity, int] = {}
+        self.owners: dict[Identity, Listener] = {}
+        self.owners_at = 0.0
+        self.raised = False
+        self.alerts: tuple[Alert, ...] = ()
+        self.samples = {"full": 0, "listeners": 0}
+        self.sample_seconds: dict[str, float] = {}
+        self.source_errors: dict[str, int] = {}
+        self.reload_failures = 0
+        self.config_ok = True
+        self._last_error: dict[str, str] = {}
+
+    # -- life cycle ------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_requested = True
+        self.wake.set()
+
+    def run(self) -> int:
+        o = self.opts
+        httpd = (serve(o.listen_host, o.listen_port, self.registry, o.tls_cert, o.tls_key, o.basic_auth_file)
+                 if o.listen_port else None)
+        where = f"/metrics on {o.listen_host}:{httpd.server_port}" if httpd else "no /metrics server"
+        log.info("started: full sample every %g s, listeners every %g s, %s, state %s, %d receiver(s)",
+                 o.interval, o.listener_interval, where, o.state_dir, len(o.receivers))
+        self._reconcile()
+        if self.delivery is not None:
+            self.delivery.start()
+        try:
+            self._loop()
+        finally:
+            if httpd is not None:
+                httpd.shutdown()
+                httpd.server_close()
+            if self.delivery is not None:
+                self.delivery.stop()
+                self.delivery.join(timeout=15)
+            self.keeper.close()
+            self.poller.close()
+        log.info("stopped")
+        return 0
+
+    def _reconcile(self) -> None:
+        store = self.keeper.get()
+        if store is None or not self.opts.receivers:
+            return
+        try:
+            reconcile(store, self.opts.receivers, self.instance(None), self.clock.time())
+        except StateError as exc:
+            self.keeper.failed(exc)
+
+    def _loop(self) -> None:
+        next_full = self.clock.monotonic()
+        while not self.stopping:
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            if self.clock.monotonic() >= next_full:
+                self._guarded(self.full_sample)
+                next_full += self.opts.interval
+                next_full = max(next_full, self.clock.monotonic())
+            else:
+                self._guarded(self.listener_poll)
+            now = self.clock.monotonic()
+            wait = min(next_full, now + self.opts.listener_interval) - now
+            if wait > 0 and not self.stopping:
+                self.wake.wait(wait)
+                self.wake.clear()
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """A failure of one sample is logged (once per kind and message), never fatal."""
+        kind = step.__name__
+        try:
+            step()
+            self._last_error.pop(kind, None)
+        except Exception as exc:  # the agent must outlive any one bad sample
+            message = f"{type(exc).__name__}: {exc}"
+            self.source_errors["sample"] = self.source_errors.get("sample", 0) + 1
+            if message != self._last_error.get(kind):
+                log.error("%s failed (%s); continuing with the next one", kind.replace("_", " "), message,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+            self._last_error[kind] = message
+
+    def reload(self) -> None:
+        try:
+            rules = load_rules(self.opts.config)
+        except ConfigError as exc:
+            self.reload_failures += 1
+            self.config_ok = False
+            log.error("config reload refused: %s; keeping the %d rules in force", exc, len(self.rules))
+            return
+        self.rules, self.config_ok = rules, True
+        log.info("config reloaded from %s: %d rules", self.opts.config or "built-in defaults", len(rules))
+
+    def instance(self, snap: Snapshot | None) -> str:
+        if self.opts.instance:
+            return self.opts.instance
+        if snap is not None and snap.host.hostname:
+            return snap.host.hostname
+        import socket
+
+        return socket.gethostname()
+
+    # -- sampling --------------------------------------------------------------
+
+    def _needs_owners(self) -> bool:
+        """Scan /proc/*/fd for owners (the costly part of a sample: ~10 ms per 1,000 open fds) only
+        when it can tell something new: a listener appeared, the last judgement raised an alert (the
+        next explanation names owners afresh), or OWNER_REFRESH_S passed. Otherwise the owners known
+        per listener stay (outbound-connection owners are then those of the last scan's alerts)."""
+        if self.prev is None or self.raised or self.clock.monotonic() - self.owners_at >= OWNER_REFRESH_S:
+            return True
+        return any(x.identity not in self.owners for x in self.poller.last)
+
+    def _collect(self) -> Snapshot:
+        owners = self._needs_owners()
+        opts = CollectOptions(proc_root=self.opts.proc_root, use_netlink=self.opts.use_netlink, owners=owners)
+        start = time.perf_counter()
+        snap = collect(self.clock, opts)
+        if owners:
+            self.owners_at = self.clock.monotonic()
+            self.owners = {x.identity: x for x in snap.listeners}
+        else:
+            snap = dataclasses.replace(snap, listeners=tuple(self._owned(x) for x in snap.listeners))
+        self.sample_seconds["full"] = time.perf_counter() - start
+        self.samples["full"] += 1
+        for status in snap.statuses:
+            if not status.ok:
+                self.source_errors[status.name] = self.source_errors.get(status.name, 0) + 1
+        return snap
+
+    def listener_poll(self) -> None:
+        start = time.perf_counter()
+        listeners = self.poller.poll(self.clock)
+        self.sample_seconds["listeners"] = time.perf_counter() - start
+        self.samples["listeners"] += 1
+        for lst in listeners:
+            if lst.queue > self.peaks.get(lst.identity, -1):
+                self.peaks[lst.identity] = lst.queue
+        owned = tuple(self._owned(x) for x in listeners)
+        self.collector.update_listeners(owned, dict(self.peaks), self.stats())
+
+    def _owned(self, lst: Listener) -> Listener:
+        known = self.owners.get(lst.identity)
+        return lst if known is None or known.owner is None else dataclasses.replace(lst, owner=known.owner)
+
+    def full_sample(self) -> None:
+        cur = self._collect()
+        judged = dataclasses.replace(cur, listeners=tuple(
+            dataclasses.replace(x, queue=max(x.queue, self.peaks.get(x.identity, 0))) for x in cur.listeners))
+        if self.prev is not None:
+            result = self._judge(self.prev, judged)
+            self.alerts = result.step.raised + result.step.updated + result.step.still_active_clean
+            self.raised = bool(result.step.raised)
+        self.prev = cur
+        peaks, self.peaks = self.peaks, {}
+        self.collector.update(View(cur, cur.listeners, peaks, self.alerts, self.stats()))
+
+    def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
+        store = self.keeper.get()
+        name = self.instance(cur)
+        if store is not None:
+            try:
+                result = judge(prev, cur, self.rules, store, system_name=name)
+                step = result.step
+                enqueue(store, self.opts.receivers, step.raised + step.updated, step.cleared, name,
+                        cur.taken_at)
+            except StateError as exc:
+                self.keeper.failed(exc)
+            else:
+                if self.keeper.succeeded():
+                    self._reconcile()  # queue what the failed writes could not
+                if self.delivery is not None and (step.raised or step.updated or step.cleared):
+                    self.delivery.wake.set()
+                return result
+        return judge(prev, cur, self.rules, None, system_name=name)
+
+    def stats(self) -> AgentStats:
+        pending, sent, failures = self.delivery.counts() if self.delivery else ({}, {}, {})
+        return AgentStats(samples=dict(self.samples), sample_seconds=dict(self.sample_seconds),
+                          source_errors=dict(self.source_errors), state_up=self.keeper.up,
+                          state_errors=self.keeper.errors, reload_failures=self.reload_failures,
+                          config_ok=self.config_ok, pending=pending, sent=sent, failures=failures)

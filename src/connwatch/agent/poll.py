@@ -1,0 +1,52 @@
+"""The listener-only poll between full samples: one LISTEN dump over a kept-open netlink socket.
+
+About 0.2 ms for a few dozen listeners (the kernel filters by state), against ~2 ms for a
+`collect(sockets=False)` that also rereads counters and sysctls. Without netlink (or if the dump
+fails) it falls back to that collect, so the poll never stops.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from connwatch.clock import Clock
+from connwatch.collect import SKMEMINFO_EXT, CollectOptions, collect
+from connwatch.errors import ParseError, SourceUnavailable
+from connwatch.model import Listener
+from connwatch.parsers.sock_diag import ListenerDecoder
+from connwatch.sources import netlink
+
+
+class ListenerPoller:
+    def __init__(self, proc_root: str, use_netlink: bool) -> None:
+        self.proc_root = proc_root
+        self.use_netlink = use_netlink
+        self._sock: socket.socket | None = None
+        self.last: tuple[Listener, ...] = ()  # the latest poll's listeners
+
+    def poll(self, clock: Clock) -> tuple[Listener, ...]:
+        self.last = self._poll(clock)
+        return self.last
+
+    def _poll(self, clock: Clock) -> tuple[Listener, ...]:
+        if self.use_netlink:
+            try:
+                return self._dump()
+            except (SourceUnavailable, ParseError):
+                self.close()  # reopened next time; this poll falls back to procfs
+        opts = CollectOptions(proc_root=self.proc_root, use_netlink=self.use_netlink, sockets=False,
+                              owners=False)
+        return collect(clock, opts).listeners
+
+    def _dump(self) -> tuple[Listener, ...]:
+        if self._sock is None:
+            self._sock = netlink.open_socket()
+        found: list[Listener] = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            netlink.dump(self._sock, family, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found))
+        return tuple(found)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

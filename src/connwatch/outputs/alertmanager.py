@@ -1,0 +1,147 @@
+"""Notifications: Alertmanager API v2 and a generic JSON webhook, over reused HTTP connections.
+
+The outbox (alerts/store.py) stores `payload(alert, instance)`; the body is built at send time, so
+an Alertmanager alert re-sent after an outage carries a fresh endsAt.
+
+Alertmanager (POST <url>/api/v2/alerts, a list):
+    labels:      alertname = attribute, severity (critical/high/medium/low), instance, resource,
+                 class, and port / source / destination / local_address when the alert has them
+    annotations: summary (the alert's description line), explanation, action, text, owner
+    startsAt:    when connwatch raised the alert; endsAt: cleared_at once resolved, else now + 4 x
+                 the re-send interval (Alertmanager resolves it itself if the agent dies)
+Webhook (POST <url>, one notification per request): {"version": "1", "event": "firing"|"resolved",
+    "notification_id": ..., "instance": ..., "alert": <the `connwatch alerts --format json` object>}
+    with the same id in an Idempotency-Key header (delivery is at-least-once: a crash between a
+    delivery and its bookkeeping repeats that one notification with the same id).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import urllib3
+
+from connwatch.findings import Alert
+from connwatch.outputs.jsonout import RESOURCE_KEYS, alert_dict
+
+ALERTMANAGER = "alertmanager"
+WEBHOOK = "webhook"
+AM_PATH = "/api/v2/alerts"
+TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
+PERMANENT = frozenset({400, 422})  # the payload itself was refused: retrying cannot help
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    kind: str  # ALERTMANAGER or WEBHOOK
+    url: str  # without credentials
+    name: str  # "<kind> <url>": outbox key, metric label and log name
+    auth: str | None = None  # Authorization header value (from user:password@ in the URL)
+
+
+def receiver(kind: str, raw_url: str) -> Receiver:
+    """Parse a --alertmanager / --webhook URL; credentials in it become basic auth, never logged."""
+    parts = urlsplit(raw_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{raw_url!r} is not an http:// or https:// URL")
+    auth = None
+    if parts.username is not None:
+        token = f"{parts.username}:{parts.password or ''}".encode()
+        auth = "Basic " + base64.b64encode(token).decode()
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    path = parts.path.rstrip("/")
+    if kind == ALERTMANAGER and not path.endswith(AM_PATH):
+        path += AM_PATH
+    url = urlunsplit((parts.scheme, netloc, path or "/", parts.query, ""))
+    return Receiver(kind, url, f"{kind} {url}", auth)
+
+
+def payload(alert: Alert, instance: str) -> str:
+    """What the outbox stores for one alert: its JSON object plus raw times and the instance."""
+    return json.dumps({"alert": alert_dict(alert), "instance": instance, "created_at": alert.created_at,
+                       "cleared_at": alert.cleared_at, "alert_class": alert.alert_class}, default=str)
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def am_alert(stored: dict[str, Any], kind: str, now: float, resend_s: float) -> dict[str, Any]:
+    """One Alertmanager v2 postable alert."""
+    a = stored["alert"]
+    labels = {"alertname": a["attribute"], "severity": str(a["severity_name"]).lower(),
+              "instance": stored["instance"], "resource": a["resource"], "class": stored["alert_class"]}
+    for key in RESOURCE_KEYS:
+        if a.get(key) is not None:
+            labels[key] = str(a[key])
+    annotations = {"summary": a["description"], "explanation": a["explanation"], "action": a["action"],
+                   "text": a["text"], "owner": a["owner"]}
+    ends = stored["cleared_at"] if kind == "resolved" and stored["cleared_at"] else now + 4 * resend_s
+    return {"labels": labels, "annotations": {k: v for k, v in annotations.items() if v},
+            "startsAt": rfc3339(stored["created_at"]), "endsAt": rfc3339(max(ends, stored["created_at"]))}
+
+
+def notification_id(receiver_name: str, alert_id: int, kind: str) -> str:
+    digest = hashlib.sha256(receiver_name.encode()).hexdigest()[:12]
+    return f"{digest}-{alert_id}-{kind}"
+
+
+def webhook_body(stored: dict[str, Any], rcv: Receiver, alert_id: int, kind: str) -> dict[str, Any]:
+    return {"version": "1", "event": kind, "notification_id": notification_id(rcv.name, alert_id, kind),
+            "instance": stored["instance"], "alert": stored["alert"]}
+
+
+class DeliveryError(Exception):
+    """One delivery failed. `permanent`: the receiver refused the content (do not retry)."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Sender:
+    """POSTs JSON over one keep-alive connection per receiver (urllib3 pool of size 1)."""
+
+    def __init__(self, receivers: Sequence[Receiver]) -> None:
+        self._http = urllib3.PoolManager(num_pools=max(len(receivers), 1), maxsize=1, block=True,
+                                         retries=False, timeout=TIMEOUT)
+
+    def post(self, rcv: Receiver, body: Any, idempotency_key: str | None = None) -> None:
+        headers = {"Content-Type": "application/json", "User-Agent": "connwatch-agent"}
+        if rcv.auth:
+            headers["Authorization"] = rcv.auth
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        try:
+            resp = self._http.request("POST", rcv.url, body=json.dumps(body).encode(), headers=headers)
+        except urllib3.exceptions.HTTPError as exc:
+            raise DeliveryError(_reason(exc)) from exc
+        if resp.status >= 300:
+            text = resp.data[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+            raise DeliveryError(f"HTTP {resp.status} {text}".strip(), permanent=resp.status in PERMANENT)
+
+    def close(self) -> None:
+        self._http.clear()
+
+
+def _reason(exc: urllib3.exceptions.HTTPError) -> str:
+    """The innermost cause in words: 'connection refused', 'timed out', 'name resolution failed'."""
+    inner: BaseException = exc
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        inner = exc.reason
+    text = str(inner)
+    for needle, words in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                          ("Name or service not known", "name resolution failed"),
+                          ("No route to host", "no route to host"), ("CERTIFICATE_VERIFY", "TLS verify failed")):
+        if needle in text:
+            return words
+    return text.split(": ", 1)[-1][:200] or type(inner).__name__

@@ -1,0 +1,309 @@
+"""Prometheus exposition: a custom prometheus_client Collector over the agent's latest sample.
+
+The metric families are built once per sample (`build_families`) and handed out as they are on
+every scrape, so a scrape costs the text encoding only (100 scrapes/s stay cheap) and never reads
+the kernel. Every series name below is part of the contract `connwatch rules --format prometheus`
+and contrib/grafana-connwatch.json rely on.
+
+Label cardinality is bounded by design:
+- listeners: one label set per (port, address, family), at most MAX_LISTENER_GROUPS (1,000) of them,
+  the ones with drops or a queue first; SO_REUSEPORT groups are summed into their label set;
+- destinations and sources: the TOP_N (20) busiest each;
+- active alerts: at most MAX_ALERTS (200), most severe first;
+- kernel counters, sockstat keys, TCP states, sysctls, sources: fixed by the kernel and connwatch;
+- notification receivers: those configured.
+Worst case about 1,000 x 6 + 2 x 20 + 2 x 200 + ~300 ≈ 6,800 series; a typical host has a few dozen
+listeners and stays under 600.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from connwatch.findings import Alert
+from connwatch.model import Listener, Snapshot, Sysctls
+
+MAX_LISTENER_GROUPS = 1000
+TOP_N = 20
+MAX_ALERTS = 200
+# /proc/net/snmp "Tcp" fields that are settings or gauges, not counters.
+_NOT_COUNTERS = frozenset({"Tcp.RtoAlgorithm", "Tcp.RtoMin", "Tcp.RtoMax", "Tcp.MaxConn", "Tcp.CurrEstab"})
+LISTENER_LABELS = ("port", "address", "family")
+ALERT_LABELS = ("attribute", "resource", "severity", "port", "source", "destination")
+
+GroupKey = tuple[int, str, int]  # port, address, family
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStats:
+    """What the agent knows about itself, for the connwatch_agent_* / notification series."""
+
+    samples: Mapping[str, int] = field(default_factory=dict)  # kind ("full", "listeners") -> count
+    sample_seconds: Mapping[str, float] = field(default_factory=dict)  # kind -> last duration
+    source_errors: Mapping[str, int] = field(default_factory=dict)  # source -> failed samples
+    state_up: bool = True
+    state_errors: int = 0
+    reload_failures: int = 0
+    config_ok: bool = True
+    pending: Mapping[str, int] = field(default_factory=dict)  # receiver -> queued notifications
+    sent: Mapping[str, int] = field(default_factory=dict)
+    failures: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One consistent picture: the last full sample, the latest listener poll and the alerts."""
+
+    snapshot: Snapshot | None
+    listeners: Sequence[Listener] = ()  # latest poll (fresher than snapshot.listeners)
+    peaks: Mapping[tuple[int, int, int, str], int] = field(default_factory=dict)  # identity -> max queue
+    alerts: Sequence[Alert] = ()
+    stats: AgentStats = field(default_factory=AgentStats)
+
+
+class SnapshotCollector(Collector):
+    """Registered once; `update` swaps in freshly built families (thread-safe, scrapes never wait)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._view = View(None)
+        self._parts = build_parts(self._view)
+
+    def update(self, view: View) -> None:
+        """A new full sample: rebuild everything."""
+        parts = build_parts(view)
+        with self._lock:
+            self._view, self._parts = view, parts
+
+    def update_listeners(self, listeners: Sequence[Listener], peaks: Mapping[tuple[int, int, int, str], int],
+                         stats: AgentStats) -> None:
+        """A listener poll between full samples: rebuild only the listener and agent families."""
+        with self._lock:
+            view = replace(self._view, listeners=listeners, peaks=peaks, stats=stats)
+        fresh = {"listeners": _listener_families(listeners, peaks), "agent": _agent_families(stats, view.snapshot)}
+        with self._lock:
+            self._view, self._parts = view, {**self._parts, **fresh}
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            parts = self._parts
+        return iter([m for part in parts.values() for m in part])
+
+
+def build_parts(view: View) -> dict[str, list[Metric]]:
+    """The families of one view, in parts that can be rebuilt separately."""
+    snap = view.snapshot
+    host: list[Metric] = []
+    if snap is not None:
+        host = [*_host_families(snap), *_destination_families(snap), *_source_families(snap),
+                *_source_status_families(snap, view.stats)]
+    return {"listeners": _listener_families(view.listeners, view.peaks), "host": host,
+            "alerts": _alert_families(view.alerts), "agent": _agent_families(view.stats, snap)}
+
+
+def build_families(view: View) -> list[Metric]:
+    return [m for part in build_parts(view).values() for m in part]
+
+
+# -- listeners ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Group:
+    queue: int = 0
+    peak: int = 0
+    backlog: int | None = 0
+    drops: int | None = 0
+    sockets: int = 0
+    owner: tuple[str, str, str] | None = None  # command, user, pid
+
+
+def _groups(listeners: Iterable[Listener], peaks: Mapping[tuple[int, int, int, str], int]
+            ) -> dict[GroupKey, _Group]:
+    groups: dict[GroupKey, _Group] = {}
+    for lst in listeners:
+        g = groups.setdefault((lst.port, lst.address, lst.family), _Group())
+        g.queue += lst.queue
+        g.peak += max(lst.queue, peaks.get(lst.identity, 0))
+        g.backlog = None if g.backlog is None or lst.backlog is None else g.backlog + lst.backlog
+        g.drops = None if g.drops is None or lst.drops is None else g.drops + lst.drops
+        g.sockets += 1
+        if g.owner is None and lst.owner is not None:
+            o = lst.owner
+            g.owner = (o.command, o.user or "", str(o.pid))
+    return groups
+
+
+def bounded_groups(groups: Mapping[GroupKey, _Group]) -> list[tuple[GroupKey, _Group]]:
+    """At most MAX_LISTENER_GROUPS, those with drops or a queue first, then by port."""
+    ranked = sorted(groups.items(), key=lambda kv: (not (kv[1].drops or kv[1].peak), kv[0]))
+    return sorted(ranked[:MAX_LISTENER_GROUPS], key=lambda kv: kv[0])
+
+
+def _listener_families(listeners: Sequence[Listener], peaks: Mapping[tuple[int, int, int, str], int]
+                       ) -> list[Metric]:
+    labels = list(LISTENER_LABELS)
+    queue = GaugeMetricFamily("connwatch_listener_queue", "Accept-queue length now (idiag_rqueue), "
+                              "summed over SO_REUSEPORT sockets", labels=labels)
+    peak = GaugeMetricFamily("connwatch_listener_queue_peak", "Largest accept-queue length seen since "
+                             "the previous full sample (listeners are polled between samples)", labels=labels)
+    backlog = GaugeMetricFamily("connwatch_listener_backlog", "Listen backlog in force (idiag_wqueue)",
+                                labels=labels)
+    drops = CounterMetricFamily("connwatch_listener_drops", "SYNs/ACKs this listener dropped "
+                                "(SK_MEMINFO_DROPS; a client retry counts again)", labels=labels)
+    socks = GaugeMetricFamily("connwatch_listener_sockets", "LISTEN sockets behind this label set",
+                              labels=labels)
+    owner = GaugeMetricFamily("connwatch_listener_owner_info", "Process owning the listener (1)",
+                              labels=[*labels, "command", "user", "pid"])
+    groups = _groups(listeners, peaks)
+    for (port, address, family), g in bounded_groups(groups):
+        values = [str(port), address, str(family)]
+        queue.add_metric(values, g.queue)
+        peak.add_metric(values, g.peak)
+        socks.add_metric(values, g.sockets)
+        if g.backlog is not None:
+            backlog.add_metric(values, g.backlog)
+        if g.drops is not None:
+            drops.add_metric(values, g.drops)
+        if g.owner is not None:
+            owner.add_metric([*values, *g.owner], 1)
+    omitted = GaugeMetricFamily("connwatch_listeners_omitted", "Listener label sets not exported "
+                                f"(beyond the bound of {MAX_LISTENER_GROUPS})",
+                                value=max(len(groups) - MAX_LISTENER_GROUPS, 0))
+    return [queue, peak, backlog, drops, socks, owner, omitted]
+
+
+# -- host --------------------------------------------------------------------
+
+
+def _host_families(snap: Snapshot) -> list[Metric]:
+    counters = CounterMetricFamily("connwatch_kernel_counter", "Kernel TCP counters from /proc/net/netstat and "
+                                   "/proc/net/snmp (name as nstat prints it, with a dot)", labels=["counter"])
+    for name, value in sorted(snap.counters.items()):
+        if name.startswith(("Tcp.", "TcpExt.")) and name not in _NOT_COUNTERS and value >= 0:
+            counters.add_metric([name], value)
+    sockstat = GaugeMetricFamily("connwatch_sockstat", "/proc/net/sockstat{,6} values", labels=["key"])
+    for key, value in sorted(snap.sockstat.items()):
+        sockstat.add_metric([key], value)
+    out: list[Metric] = [counters, sockstat, _sysctl_family(snap.sysctls)]
+    if snap.sockets is not None:
+        states = GaugeMetricFamily("connwatch_sockets", "Non-listening TCP sockets by state",
+                                   labels=["state"])
+        for state, count in sorted(snap.sockets.by_state.items()):
+            states.add_metric([state], count)
+        out.append(states)
+    return out
+
+
+def _sysctl_family(s: Sysctls) -> Metric:
+    fam = GaugeMetricFamily("connwatch_sysctl", "Kernel settings that decide how connections are "
+                            "turned away (absent = unreadable)", labels=["sysctl"])
+    for name in Sysctls.__dataclass_fields__:
+        value = getattr(s, name)
+        if isinstance(value, int):
+            fam.add_metric([name], value)
+    if s.ip_local_port_range is not None:
+        low, high = s.ip_local_port_range
+        fam.add_metric(["ip_local_port_range_low"], low)
+        fam.add_metric(["ip_local_port_range_high"], high)
+        fam.add_metric(["ephemeral_ports"], max(high - low + 1, 0))
+    return fam
+
+
+def _destination_families(snap: Snapshot) -> list[Metric]:
+    if snap.sockets is None:
+        return []
+    labels = ["local_address", "destination"]
+    used = GaugeMetricFamily("connwatch_destination_sockets", f"Local ports held toward one destination "
+                             f"from one local address (the {TOP_N} busiest)", labels=labels)
+    young = GaugeMetricFamily("connwatch_destination_time_wait_young", "TIME_WAIT sockets toward the "
+                              "destination not yet reusable (younger than tcp_tw_reuse_delay)", labels=labels)
+    busiest = sorted(snap.sockets.destinations, key=lambda d: (-d.total, d.destination))[:TOP_N]
+    for d in busiest:
+        used.add_metric([d.local_address, d.destination], d.total)
+        young.add_metric([d.local_address, d.destination], d.time_wait_young)
+    return [used, young]
+
+
+def _source_families(snap: Snapshot) -> list[Metric]:
+    if snap.sockets is None:
+        return []
+    fam = GaugeMetricFamily("connwatch_source_sockets", f"Sockets from one remote address to one "
+                            f"listening port (the {TOP_N} busiest)", labels=["source", "port"])
+    for s in sorted(snap.sockets.sources, key=lambda s: (-s.total, s.source, s.port))[:TOP_N]:
+        fam.add_metric([s.source, str(s.port)], s.total)
+    return [fam]
+
+
+def _source_status_families(snap: Snapshot, stats: AgentStats) -> list[Metric]:
+    up = GaugeMetricFamily("connwatch_source_up", "1 if the source answered in the last full sample",
+                           labels=["source"])
+    took = GaugeMetricFamily("connwatch_source_duration_seconds", "Time to read the source in the last "
+                             "full sample", labels=["source"])
+    for st in snap.statuses:
+        up.add_metric([st.name], 1 if st.ok else 0)
+        took.add_metric([st.name], st.duration_ms / 1000)
+    errors = CounterMetricFamily("connwatch_source_errors", "Samples in which the source failed",
+                                 labels=["source"])
+    for name, count in sorted(stats.source_errors.items()):
+        errors.add_metric([name], count)
+    return [up, took, errors]
+
+
+# -- alerts and the agent ----------------------------------------------------
+
+
+def alert_label_values(a: Alert) -> list[str]:
+    res = a.resource
+    return [a.attribute, a.resource_key, a.severity_name.lower(),
+            *("" if res.get(k) is None else str(res.get(k)) for k in ("port", "source", "destination"))]
+
+
+def _alert_families(alerts: Sequence[Alert]) -> list[Metric]:
+    active = GaugeMetricFamily("connwatch_alert_active", f"Active connwatch alerts (1; at most "
+                               f"{MAX_ALERTS}, most severe first)", labels=list(ALERT_LABELS))
+    value = GaugeMetricFamily("connwatch_alert_value", "Measured value of each active alert",
+                              labels=list(ALERT_LABELS))
+    shown = sorted(alerts, key=lambda a: (a.severity, a.attribute, a.resource_key))[:MAX_ALERTS]
+    for a in shown:
+        values = alert_label_values(a)
+        active.add_metric(values, 1)
+        value.add_metric(values, a.value)
+    return [active, value]
+
+
+def _by(name: str, doc: str, label: str, values: Mapping[str, float], counter: bool = False) -> Metric:
+    fam = (CounterMetricFamily if counter else GaugeMetricFamily)(name, doc, labels=[label])
+    for key, v in sorted(values.items()):
+        fam.add_metric([key], v)
+    return fam
+
+
+def _agent_families(stats: AgentStats, snap: Snapshot | None) -> list[Metric]:
+    out = [
+        _by("connwatch_samples", "Samples taken, by kind", "kind", stats.samples, counter=True),
+        _by("connwatch_sample_duration_seconds", "Duration of the last sample, by kind", "kind",
+            stats.sample_seconds),
+        GaugeMetricFamily("connwatch_state_up", "1 if the state database is writable",
+                          value=1 if stats.state_up else 0),
+        CounterMetricFamily("connwatch_state_errors", "Failed state database operations",
+                            value=stats.state_errors),
+        GaugeMetricFamily("connwatch_config_last_reload_successful", "1 if the last config (re)load "
+                          "was accepted", value=1 if stats.config_ok else 0),
+        CounterMetricFamily("connwatch_config_reload_failures", "Refused config reloads",
+                            value=stats.reload_failures),
+        _by("connwatch_notifications_pending", "Notifications queued in the outbox (undelivered, or "
+            "active and awaiting re-send)", "receiver", stats.pending),
+        _by("connwatch_notifications_sent", "Notifications delivered", "receiver", stats.sent, counter=True),
+        _by("connwatch_notification_failures", "Failed delivery attempts", "receiver", stats.failures,
+            counter=True),
+    ]
+    if snap is not None:
+        out.append(GaugeMetricFamily("connwatch_last_sample_timestamp_seconds", "When the last full "
+                                     "sample was taken", value=snap.taken_at))
+    return out

@@ -1,0 +1,155 @@
+"""The agent without a kernel: a captured /proc, real signals, a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from connwatch.agent.loop import Agent
+from connwatch.agent.options import AgentOptions
+from connwatch.clock import SystemClock
+from connwatch.rules.spec import load_rules
+
+PROC = str(Path(__file__).parents[1] / "fixtures" / "proc" / "local_6x")
+GOOD = '[[rules]]\nattribute = "AcceptQueueFill"\nport = 8080\nhigh = 50\nseverity = 2\n'
+
+
+def _agent(state_dir: Path, config: Path | None = None) -> Agent:
+    opts = AgentOptions(state_dir=state_dir, listen_port=0, proc_root=PROC, use_netlink=False,
+                        config=str(config) if config else None)
+    return Agent(opts, load_rules(opts.config), SystemClock())
+
+
+def _metric(agent: Agent, name: str) -> float | None:
+    value = agent.registry.get_sample_value(name)
+    return value
+
+
+def test_bad_reload_is_refused_in_one_line_and_old_rules_kept(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "rules.toml"
+    config.write_text(GOOD)
+    agent = _agent(tmp_path / "state", config)
+    before = agent.rules
+    config.write_text('[[rules]]\nattribute = "NoSuchThing"\nhigh = 1\n')
+    with caplog.at_level(logging.INFO, "connwatch.agent"):
+        agent.reload()
+    assert agent.rules == before and agent.reload_failures == 1
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("config reload refused: ") and "unknown attribute 'NoSuchThing'" in line
+    assert "keeping the" in line and "\n" not in line
+    agent.full_sample()
+    assert _metric(agent, "connwatch_config_last_reload_successful") == 0
+    config.write_text(GOOD.replace("50", "60"))
+    agent.reload()
+    assert agent.config_ok and any(r.high == 60 for r in agent.rules)
+
+
+def test_unusable_state_dir_keeps_sampling_logs_once_and_recovers(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state"
+    state.write_text("not a directory")
+    agent = _agent(state)
+    with caplog.at_level(logging.INFO, "connwatch.agent"):
+        for _ in range(3):
+            agent.full_sample()
+            agent.listener_poll()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and str(state) in errors[0] and "sampling and /metrics go on" in errors[0]
+    assert _metric(agent, "connwatch_state_up") == 0 and _metric(agent, "connwatch_samples_total") is None
+    assert agent.registry.get_sample_value("connwatch_samples_total", {"kind": "full"}) == 3
+    state.unlink()
+    with caplog.at_level(logging.INFO, "connwatch.agent"):
+        agent.full_sample()
+    assert _metric(agent, "connwatch_state_up") == 1 and (state / "connwatch.db").exists()
+    assert "usable again" in caplog.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def _wait_for(check: object, deadline: float) -> bool:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            if check():  # type: ignore[operator]
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def test_process_serves_metrics_reloads_on_hup_and_stops_on_term(tmp_path: Path) -> None:
+    config = tmp_path / "rules.toml"
+    config.write_text(GOOD)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connwatch", "run", "--proc-root", PROC, "--no-netlink", "--interval", "0.5",
+         "--listener-interval", "0.1", "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "s"),
+         "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: "connwatch_listener_queue" in _get(url), 20)
+        assert 'connwatch_samples_total{kind="listeners"}' in _get(url)
+        config.write_text("this is [not toml")
+        os.kill(proc.pid, signal.SIGHUP)
+        assert _wait_for(lambda: "connwatch_config_last_reload_successful 0.0" in _get(url), 10)
+        assert proc.poll() is None  # still running on the old rules
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert err.count("config reload refused") == 1 and "invalid TOML" in err
+    assert err.rstrip().endswith("connwatch: INFO: stopped") and "Traceback" not in err
+
+
+def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
+    for args, words in ((["--interval", "0"], "--interval must be between"),
+                        (["--listen", "nowhere"], "--listen must be HOST:PORT"),
+                        (["--alertmanager", "ftp://x"], "--alertmanager: 'ftp://x' is not an http"),
+                        (["--config", str(tmp_path / "missing.toml")], "cannot read config")):
+        done = subprocess.run([sys.executable, "-m", "connwatch", "run", "--state-dir", str(tmp_path), *args],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 3 and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
+def test_a_vanishing_source_is_counted_and_the_others_go_on(tmp_path: Path) -> None:
+    import shutil
+
+    proc = tmp_path / "proc"
+    shutil.copytree(PROC, proc)
+    opts = AgentOptions(state_dir=tmp_path / "state", listen_port=0, proc_root=str(proc), use_netlink=False)
+    agent = Agent(opts, load_rules(None), SystemClock())
+    agent.full_sample()
+    netstat = str(proc / "net" / "netstat")
+    assert agent.registry.get_sample_value("connwatch_source_up", {"source": netstat}) == 1
+    (proc / "net" / "netstat").unlink()  # the source vanishes
+    agent.full_sample()
+    agent.full_sample()
+    assert agent.registry.get_sample_value("connwatch_source_up", {"source": netstat}) == 0
+    assert agent.registry.get_sample_value("connwatch_source_errors_total", {"source": netstat}) == 2
+    assert agent.registry.get_sample_value("connwatch_samples_total", {"kind": "full"}) == 3
+    snmp = agent.registry.get_sample_value("connwatch_kernel_counter_total", {"counter": "Tcp.ActiveOpens"})
+    assert snmp is not None  # /proc/net/snmp still read and exported
+    assert agent.registry.get_sample_value("connwatch_source_up", {"source": str(proc / "net" / "snmp")}) == 1

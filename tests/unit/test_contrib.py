@@ -1,0 +1,74 @@
+"""contrib/: the Grafana dashboard queries only series the agent exports, in valid PromQL; the unit is sane."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+from connwatch.model import DestinationUsage, SocketSummary, SourceStatus, SourceUsage
+from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
+
+from .builders import listener, snapshot
+from .test_prometheus import _alert
+
+CONTRIB = Path(__file__).parents[2] / "contrib"
+
+
+def _exported_names() -> set[str]:
+    summary = SocketSummary(10, {"ESTABLISHED": 10}, (DestinationUsage("a", "b", 1, {"ESTABLISHED": 1}),),
+                            (SourceUsage("c", 80, {"ESTABLISHED": 1}),))
+    snap = snapshot(1.0, (listener(80, drops=1),), {"TcpExt.ListenDrops": 1}, sockets=summary)
+    snap = snap.__class__(**{**{f: getattr(snap, f) for f in snap.__dataclass_fields__},
+                             "statuses": (SourceStatus("sysctl", True),)})
+    col = SnapshotCollector()
+    col.update(View(snap, snap.listeners, alerts=(_alert(80),), stats=AgentStats(
+        source_errors={"sysctl": 1}, sample_seconds={"full": 0.1}, pending={"r": 1}, sent={"r": 1},
+        failures={"r": 1}, samples={"full": 1})))
+    registry = CollectorRegistry()
+    registry.register(col)
+    ProcessCollector(namespace="connwatch_agent", registry=registry)
+    text = generate_latest(registry).decode()
+    return {line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def _dashboard_exprs() -> list[str]:
+    dash = json.loads((CONTRIB / "grafana-connwatch.json").read_text())
+    return [t["expr"] for p in dash["panels"] for t in p["targets"]]
+
+
+def test_dashboard_uses_only_exported_series() -> None:
+    names = _exported_names()
+    used = {m for e in _dashboard_exprs() for m in re.findall(r"\bconnwatch_[a-z_]+", e)}
+    assert used and used <= names, used - names
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)")
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    lines = ["groups:", "  - name: dashboard", "    rules:"]
+    for i, expr in enumerate(_dashboard_exprs()):
+        concrete = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+        lines += [f"      - record: dashboard:q{i}", f"        expr: {json.dumps(concrete)}"]
+    path = tmp_path / "dash.yml"
+    path.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_systemd_unit_grants_only_the_read_capabilities() -> None:
+    unit = (CONTRIB / "connwatch.service").read_text()
+    caps = re.findall(r"^(?:CapabilityBoundingSet|AmbientCapabilities)=(.*)$", unit, re.M)
+    assert caps == ["CAP_DAC_READ_SEARCH CAP_SYS_PTRACE"] * 2
+    for setting in ("DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "ExecReload=/bin/kill -HUP",
+                    "--listen 127.0.0.1:9815", "StateDirectory=connwatch"):
+        assert setting in unit
+    if shutil.which("systemd-analyze"):
+        done = subprocess.run(["systemd-analyze", "verify", str(CONTRIB / "connwatch.service")],
+                              capture_output=True, text=True, timeout=60)
+        problems = [x for x in done.stderr.splitlines() if "is not executable" not in x and x.strip()]
+        assert not problems, problems
