@@ -50,6 +50,8 @@ def _stderr() -> Console:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from connwatch.clock import SystemClock
     from connwatch.collect import collect
     from connwatch.commands.common import collect_options
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     rules = load_rules(args.config)
     clock = SystemClock()
     opts = collect_options(args)
-    prev = collect(clock, opts)
+    # Owners are only reported from the second sample: skip the fd scan in the first.
+    prev = collect(clock, dataclasses.replace(opts, owners=False))
     _wait(args.interval, args.format == "text" and sys.stderr.isatty())
     cur = collect(clock, opts)
     result = _judge(args, prev, cur, rules)
