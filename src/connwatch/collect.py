@@ -49,16 +49,28 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
-def _netlink_listeners(sock: socket.socket) -> list[Listener]:
+def _dump(sock: socket.socket, states: int, ext: int, consume: Callable[[bytes], bool], limits: list[str]) -> None:
+    """Dump IPv4 then IPv6. A kernel without IPv6 (diag) support refuses the IPv6 dump: that is a
+    limitation to name, not a reason to lose the IPv4 view; an IPv4 failure propagates."""
+    for fam, afam in FAMILIES:
+        try:
+            netlink.dump(sock, afam, states, ext, consume)
+        except SourceUnavailable as exc:
+            if fam == 4:
+                raise
+            note = f"IPv6 sockets not visible ({exc}): the kernel has no IPv6 sock_diag support"
+            if note not in limits:
+                limits.append(note)
+
+
+def _netlink_listeners(sock: socket.socket, limits: list[str]) -> list[Listener]:
     found: list[Listener] = []
-    for _fam, afam in FAMILIES:
-        netlink.dump(sock, afam, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found))
+    _dump(sock, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found), limits)
     return found
 
 
-def _netlink_sockets(sock: socket.socket, aggregator: SocketAggregator) -> SocketSummary:
-    for _fam, afam in FAMILIES:
-        netlink.dump(sock, afam, netlink.TCPF_ALL_BUT_LISTEN, 0, aggregator)
+def _netlink_sockets(sock: socket.socket, aggregator: SocketAggregator, limits: list[str]) -> SocketSummary:
+    _dump(sock, netlink.TCPF_ALL_BUT_LISTEN, 0, aggregator, limits)
     return aggregator.summary()
 
 
@@ -83,12 +95,12 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
         sock = _timed(statuses, NETLINK, netlink.open_socket)
     if sock is not None:
         with sock:
-            listeners = _timed(statuses, f"{NETLINK} listeners", lambda: _netlink_listeners(sock))
+            listeners = _timed(statuses, f"{NETLINK} listeners", lambda: _netlink_listeners(sock, limits))
             if listeners is not None:
                 summary = None
                 if opts.sockets:
                     agg = SocketAggregator(frozenset(x.port for x in listeners), tw_delay)
-                    summary = _timed(statuses, f"{NETLINK} sockets", lambda: _netlink_sockets(sock, agg))
+                    summary = _timed(statuses, f"{NETLINK} sockets", lambda: _netlink_sockets(sock, agg, limits))
                 return listeners, summary
     limits.append("netlink sock_diag unavailable: read /proc/net/tcp instead, which shows no listen "
                   "backlog and no per-listener drop counter (BacklogRejectsByPort falls back to host "
