@@ -78,17 +78,13 @@ def _since_boot_detail(f: Finding, uptime: float | None) -> Finding:
     return replace(f, measurement=replace(m, detail=detail))
 
 
-def _words(f: Finding, platform: str, basis: str, uptime: float | None) -> Finding:
+def _words(f: Finding, basis: str, uptime: float | None) -> Finding:
     e = explain(f)
     text, action = e.explanation, e.action
     if basis == SINCE_BOOT and known_attributes().get(f.measurement.attribute, ("", False))[1]:
         since = f"Cumulative since boot ({_age(uptime)} of uptime)" if uptime else "Cumulative since boot " \
             "(uptime unknown: add `uptime` or /proc/uptime to the capture, or a second capture for a rate)"
         text = f"{since}: this counts every drop since the host started, not only recent ones. " + text
-    if platform == "bsd":
-        text = text.replace("net.core.somaxconn", "kern.ipc.somaxconn")
-        action = action.replace("sysctl -w net.core.somaxconn=", "sysctl kern.ipc.somaxconn=").replace(
-            "net.core.somaxconn", "kern.ipc.somaxconn").replace("/etc/sysctl.d/", "/etc/sysctl.conf")
     return replace(f, explanation=replace(e, explanation=text, action=action))
 
 
@@ -113,7 +109,7 @@ def analyse(captures: Sequence[Capture], snaps: Sequence[Snapshot], rules: Seque
     findings = evaluate(rules, measure_all(prev, cur))
     if basis == SINCE_BOOT:
         findings = [_since_boot_detail(f, uptime) for f in findings]
-    findings = [_words(f, platform, basis, uptime) if f.breached else f for f in findings]
+    findings = [_words(f, basis, uptime) if f.breached else f for f in findings]
     name = cur.host.hostname
     alerts = tuple(raise_alert(f, cur.taken_at, name) for f in _most_severe(findings))
     result = CheckResult(prev, cur, tuple(findings), StepResult(raised=alerts), reconcile(prev, cur))

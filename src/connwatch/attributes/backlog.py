@@ -112,6 +112,7 @@ def measure(prev: Snapshot, cur: Snapshot) -> list[Measurement]:
         "interval_s": round(interval, 3), "somaxconn": cur.sysctls.somaxconn,
         "rejecting_ports": rejecting, "reconciliation": reconcile(prev, cur),
         "tcp_syncookies": cur.sysctls.tcp_syncookies, "tcp_abort_on_overflow": cur.sysctls.tcp_abort_on_overflow,
+        "platform": cur.host.platform,
     }
     out: list[Measurement] = []
     for port, group in sorted(ports.items()):

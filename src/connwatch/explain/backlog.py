@@ -96,24 +96,32 @@ def _fd_starved(d: dict[str, Any]) -> bool:
                for o in owners)
 
 
+# Where the somaxconn cap lives, per platform: (sysctl name, command that sets it, file that keeps it).
+SOMAXCONN = {
+    "bsd": ("kern.ipc.somaxconn", "sysctl kern.ipc.somaxconn={n}", "/etc/sysctl.conf"),
+    "linux": ("net.core.somaxconn", "sysctl -w net.core.somaxconn={n}", "/etc/sysctl.d/"),
+}
+
+
 def _backlog_cause(d: dict[str, Any]) -> tuple[str, str]:
     somax = d.get("somaxconn")
+    name, setter, keep = SOMAXCONN.get(d.get("platform") or "linux", SOMAXCONN["linux"])
     backlogs = sorted({x["backlog"] for x in d["listeners"] if x["backlog"] is not None})
     if not backlogs:
         return ("The backlog in force could not be read (no sock_diag: /proc/net/tcp shows no backlog).", "")
     if somax is None:
-        return (f"The backlog in force is {backlogs[0]}; net.core.somaxconn could not be read, so whether it or "
+        return (f"The backlog in force is {backlogs[0]}; {name} could not be read, so whether it or "
                 "the application's listen() argument set the backlog is unknown.",
-                "Raise the application's backlog setting (listen() argument) and net.core.somaxconn if it "
+                f"Raise the application's backlog setting (listen() argument) and {name} if it "
                 "caps it, then restart the service.")
     b = backlogs[0]
     if b >= somax:
-        return (f"The backlog in force ({b}) equals net.core.somaxconn ({somax}): the application's listen() "
+        return (f"The backlog in force ({b}) equals {name} ({somax}): the application's listen() "
                 f"argument was capped by somaxconn (effective backlog = min(listen backlog, somaxconn), fixed "
                 f"when listen() is called).",
-                f"Raise net.core.somaxconn (sysctl -w net.core.somaxconn={max(somax * 4, 1024)}, persisted in "
-                "/etc/sysctl.d/) and the application's backlog, then restart the service: an existing "
-                "listener keeps its backlog until it calls listen() again.")
+                f"Raise {name} ({setter.format(n=max(somax * 4, 1024))}, persisted in {keep}) and the "
+                "application's backlog, then restart the service: an existing listener keeps its backlog until "
+                "it calls listen() again.")
     return (f"The application asked listen() for a backlog of {b}; somaxconn ({somax}) would allow up to "
             f"{somax}. Effective backlog = min(listen backlog, somaxconn), fixed when listen() is called.",
             f"Raise the application's backlog setting (listen() argument; e.g. nginx `listen ... backlog=`, "
