@@ -8,7 +8,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from connwatch.clock import Clock
@@ -63,7 +62,7 @@ def _dump(sock: socket.socket, states: int, ext: int, consume: Callable[[bytes],
                 limits.append(note)
 
 
-def _netlink_listeners(sock: socket.socket, limits: list[str]) -> list[Listener]:
+def netlink_listeners(sock: socket.socket, limits: list[str]) -> list[Listener]:
     found: list[Listener] = []
     _dump(sock, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found), limits)
     return found
@@ -74,17 +73,25 @@ def _netlink_sockets(sock: socket.socket, aggregator: SocketAggregator, limits: 
     return aggregator.summary()
 
 
-def _proc_tcp(proc: ProcFS, aggregator: SocketAggregator | None) -> list[Listener]:
-    found: list[Listener] = []
+def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:
+    """(family, path, lines) of /proc/net/tcp and tcp6; a kernel without IPv6 has no tcp6."""
+    out = []
     for fam, _afam in FAMILIES:
         rel = "net/tcp6" if fam == 6 else "net/tcp"
         try:
             text = proc.read_text(rel)
         except SourceUnavailable:
             if fam == 6:
-                continue  # a kernel without IPv6 has no tcp6
+                continue
             raise
-        parse_proc_tcp(text.splitlines(), str(proc.path(rel)), fam, found, aggregator)
+        out.append((fam, str(proc.path(rel)), text.splitlines()))
+    return out
+
+
+def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggregator | None) -> list[Listener]:
+    found: list[Listener] = []
+    for fam, path, lines in texts:
+        parse_proc_tcp(lines, path, fam, found, aggregator)
     return found
 
 
@@ -95,7 +102,7 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
         sock = _timed(statuses, NETLINK, netlink.open_socket)
     if sock is not None:
         with sock:
-            listeners = _timed(statuses, f"{NETLINK} listeners", lambda: _netlink_listeners(sock, limits))
+            listeners = _timed(statuses, f"{NETLINK} listeners", lambda: netlink_listeners(sock, limits))
             if listeners is not None:
                 summary = None
                 if opts.sockets:
@@ -105,25 +112,21 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
     limits.append("netlink sock_diag unavailable: read /proc/net/tcp instead, which shows no listen "
                   "backlog and no per-listener drop counter (BacklogRejectsByPort falls back to host "
                   "counters, AcceptQueueFill is not measured)")
-    plain = _timed(statuses, "/proc/net/tcp listeners", lambda: _proc_tcp(proc, None)) or []
+    texts = _timed(statuses, "/proc/net/tcp", lambda: _proc_tcp_texts(proc)) or []
+    plain = _timed(statuses, "/proc/net/tcp listeners", lambda: _proc_tcp(texts, None)) or []
     if not opts.sockets:
         return plain, None
     agg = SocketAggregator(frozenset(x.port for x in plain), tw_delay)
-    summary = _timed(statuses, "/proc/net/tcp sockets", lambda: (_proc_tcp(proc, agg), agg.summary())[1])
+    summary = _timed(statuses, "/proc/net/tcp sockets", lambda: (_proc_tcp(texts, agg), agg.summary())[1])
     return plain, summary
 
 
-def _with_owners(listeners: list[Listener], proc_root: str, limits: list[str],
-                 scan: processes.OwnerScan | None = None) -> list[Listener]:
-    if scan is None:
-        scan = processes.scan_socket_owners((x.inode for x in listeners), proc_root)
-    cache: dict[int, Process | None] = {}
+def _with_owners(listeners: list[Listener], scan: processes.OwnerScan,
+                 describe: Callable[[int], Process | None], limits: list[str]) -> list[Listener]:
     out = []
     for lst in listeners:
         pid = scan.owners.get(lst.inode)
-        if pid is not None and pid not in cache:
-            cache[pid] = processes.describe_process(pid)
-        out.append(dataclasses.replace(lst, owner=cache.get(pid) if pid is not None else None))
+        out.append(dataclasses.replace(lst, owner=describe(pid) if pid is not None else None))
     if scan.unreadable:
         limits.append(f"{scan.unreadable} processes of other users could not be inspected (running as "
                       f"uid {os.geteuid()}): their sockets' owners are unknown; run as root to see them")
@@ -143,32 +146,47 @@ def _busiest(summary: SocketSummary | None) -> list[DestinationUsage]:
     return sorted(summary.destinations, key=lambda d: d.total, reverse=True)[:OWNED_DESTINATIONS]
 
 
-def _with_destination_owners(summary: SocketSummary, proc_root: str,
-                             scan: processes.OwnerScan | None = None) -> tuple[SocketSummary, int]:
+def _with_destination_owners(summary: SocketSummary, busiest: list[DestinationUsage], scan: processes.OwnerScan,
+                             describe: Callable[[int], Process | None]) -> SocketSummary:
     """Name the processes holding ESTABLISHED sockets toward the busiest destinations.
 
     The attribution is inferred: TIME_WAIT sockets have no owner, so the owners of the ESTABLISHED
-    connections to the same destination stand in for whoever left them. Returns (summary, unreadable).
-    `scan` may be one fd scan shared with the listeners (it must include these inodes).
+    connections to the same destination stand in for whoever left them.
     """
-    busiest = _busiest(summary)
-    wanted = {inode for d in busiest for inode in d.owner_inodes}
-    if not wanted:
-        return summary, 0
-    if scan is None:
-        scan = processes.scan_socket_owners(wanted, proc_root)
-    described: dict[int, Process | None] = {}
-    for pid in sorted(set(scan.owners.values())):
-        described[pid] = processes.describe_process(pid)
     chosen = {id(d) for d in busiest}
     dests = []
     for d in summary.destinations:
         if id(d) in chosen:
             pids = dict.fromkeys(scan.owners[i] for i in d.owner_inodes if i in scan.owners)
-            owners = tuple(p for p in (described.get(pid) for pid in pids) if p is not None)
+            owners = tuple(p for p in (describe(pid) for pid in pids) if p is not None)
             d = dataclasses.replace(d, owners=owners)
         dests.append(d)
-    return dataclasses.replace(summary, destinations=tuple(dests)), scan.unreadable
+    return dataclasses.replace(summary, destinations=tuple(dests))
+
+
+def _attach_owners(listeners: list[Listener], summary: SocketSummary | None, proc_root: str,
+                   limits: list[str]) -> tuple[list[Listener], SocketSummary | None]:
+    """One fd scan for the listeners and the busiest destinations' connections; each pid described once."""
+    busiest = _busiest(summary)
+    inodes = [x.inode for x in listeners] + [i for d in busiest for i in d.owner_inodes]
+    if not inodes:
+        return listeners, summary
+    scan = processes.scan_socket_owners(inodes, proc_root)
+    cache: dict[int, Process | None] = {}
+
+    def describe(pid: int) -> Process | None:
+        if pid not in cache:
+            cache[pid] = processes.describe_process(pid)
+        return cache[pid]
+
+    if listeners:
+        listeners = _with_owners(listeners, scan, describe, limits)
+    elif scan.unreadable:
+        limits.append(f"{scan.unreadable} processes of other users could not be inspected: owners of "
+                      "outbound connections may be unknown; run as root to see them")
+    if summary is not None and busiest:
+        summary = _with_destination_owners(summary, busiest, scan, describe)
+    return listeners, summary
 
 
 def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
@@ -185,17 +203,8 @@ def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
     statuses += st
     sockstat, st = read_sockstat(proc)
     statuses += st
-    scan = None
-    if opts.owners:  # one fd scan for listeners and the busiest destinations' connections
-        inodes = [x.inode for x in listeners] + [i for d in _busiest(summary) for i in d.owner_inodes]
-        scan = processes.scan_socket_owners(inodes, opts.proc_root)
-    if opts.owners and listeners:
-        listeners = _with_owners(listeners, opts.proc_root, limits, scan)
-    if opts.owners and summary is not None:
-        summary, unreadable = _with_destination_owners(summary, opts.proc_root, scan)
-        if unreadable and not listeners:
-            limits.append(f"{unreadable} processes of other users could not be inspected: owners of "
-                          "outbound connections may be unknown; run as root to see them")
+    if opts.owners:
+        listeners, summary = _attach_owners(listeners, summary, opts.proc_root, limits)
     listeners.sort(key=lambda x: (x.port, x.family, x.address, x.inode))
     return Snapshot(
         taken_at=taken_at, monotonic=mono, host=read_host(proc), counters=counters, sockstat=sockstat,
@@ -203,6 +212,3 @@ def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
         limitations=tuple(limits),
     )
 
-
-def proc_root_path(root: str) -> Path:
-    return Path(root)

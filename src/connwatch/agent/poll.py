@@ -10,10 +10,9 @@ from __future__ import annotations
 import socket
 
 from connwatch.clock import Clock
-from connwatch.collect import SKMEMINFO_EXT, CollectOptions, collect
+from connwatch.collect import CollectOptions, collect, netlink_listeners
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import Listener
-from connwatch.parsers.sock_diag import ListenerDecoder
 from connwatch.sources import netlink
 
 
@@ -41,10 +40,7 @@ class ListenerPoller:
     def _dump(self) -> tuple[Listener, ...]:
         if self._sock is None:
             self._sock = netlink.open_socket()
-        found: list[Listener] = []
-        for family in (socket.AF_INET, socket.AF_INET6):
-            netlink.dump(self._sock, family, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found))
-        return tuple(found)
+        return tuple(netlink_listeners(self._sock, []))
 
     def close(self) -> None:
         if self._sock is not None:
