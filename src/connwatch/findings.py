@@ -96,11 +96,12 @@ class Alert:
 
     @property
     def description(self) -> str:
-        """The seed's description line: `TCP(1414) BacklogRejectsByPort High, 124 conns > 20 conns`."""
-        return (
-            f"{self.resource_key} {self.attribute} High, "
-            f"{format_number(self.value)} {self.unit} > {format_number(self.limit)} {self.unit}"
-        )
+        return describe(self.resource_key, self.attribute, self.value, self.limit, self.unit)
+
+
+def describe(resource_key: str, attribute: str, value: float, limit: float, unit: str) -> str:
+    """The seed's description line: `TCP(1414) BacklogRejectsByPort High, 124 conns > 20 conns`."""
+    return f"{resource_key} {attribute} High, {format_number(value)} {unit} > {format_number(limit)} {unit}"
 
 
 def format_number(value: float) -> str:

@@ -164,7 +164,8 @@ class Delivery(threading.Thread):
     def _succeeded(self, store: AlertStore, rcv: Receiver, batch: list[OutboxItem], now: float) -> None:
         again = [i.id for i in batch if rcv.kind == ALERTMANAGER and i.kind == "firing"]
         store.outbox_sent(again, now, resend_at=now + self.resend_s)
-        store.outbox_sent([i.id for i in batch if i.id not in set(again)], now)
+        resent = set(again)
+        store.outbox_sent([i.id for i in batch if i.id not in resent], now)
         failed_before = self._failing.pop(rcv.name, 0)
         self._next_try.pop(rcv.name, None)
         with self.lock:

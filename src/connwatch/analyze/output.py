@@ -99,9 +99,7 @@ def _listeners(snap: Snapshot, table: Callable[[Snapshot], Table]) -> Table:
 def render_nagios(a: Analysis) -> str:
     from connwatch.outputs.nagios import render
 
-    line = render(a.result)
     status = STATUS_NAMES[a.exit_code]
-    if status != a.result.status:
-        line = line.replace(f"CONNWATCH {a.result.status}", f"CONNWATCH {status}", 1)
-        line = line.replace(" - ", f" - {len(a.errors)} unreadable file(s); ", 1)
-    return line
+    if status == a.result.status:
+        return render(a.result)
+    return render(a.result, status, f"{len(a.errors)} unreadable file(s); ")

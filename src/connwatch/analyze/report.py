@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from connwatch.alerts.lifecycle import StepResult, raise_alert
+from connwatch.alerts.lifecycle import StepResult, most_severe_breaches, raise_alert
 from connwatch.analyze import detect as fmt
 from connwatch.analyze.build import Capture
 from connwatch.attributes import known_attributes, measure_all
@@ -129,10 +129,7 @@ def _span(snaps: Sequence[Snapshot], interval: float | None) -> float | None:
 
 
 def _most_severe(findings: Sequence[Finding]) -> list[Finding]:
-    chosen: dict[tuple[str, str], Finding] = {}
-    for f in findings:
-        if f.breached and (f.key not in chosen or f.severity < chosen[f.key].severity):
-            chosen[f.key] = f
+    chosen = most_severe_breaches(findings)
     return sorted(chosen.values(), key=lambda f: (f.severity, f.measurement.resource_key))
 
 

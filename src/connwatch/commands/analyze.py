@@ -59,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(render_nagios(analysis))
     else:
-        from rich.console import Console
-
         from connwatch.analyze.output import render_text
+        from connwatch.outputs.console import console
 
-        render_text(analysis, Console())
+        render_text(analysis, console())
     return analysis.exit_code

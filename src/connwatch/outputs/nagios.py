@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 from connwatch.engine import CheckResult
-from connwatch.findings import format_number
+from connwatch.findings import describe, format_number
+
+MAX_PERFDATA = 50  # breached measurements first; a busy host must not print a line of megabytes
 
 
-def render(result: CheckResult) -> str:
+def render(result: CheckResult, status: str | None = None, note: str = "") -> str:
+    """`CONNWATCH STATUS - note summary | perfdata`; `status` overrides the result's (analyze's errors)."""
     breached = sorted(result.breached, key=lambda f: f.severity)
     if breached:
         first = breached[0]
         m = first.measurement
-        summary = (f"{len(breached)} alert(s): {m.resource_key} {m.attribute} High, "
-                   f"{format_number(m.value)} {m.unit} > {format_number(first.limit)} {m.unit}")
+        summary = f"{len(breached)} alert(s): " + describe(m.resource_key, m.attribute, m.value, first.limit, m.unit)
         if len(breached) > 1:
             summary += "; " + "; ".join(f"{f.measurement.resource_key} {f.measurement.attribute}"
                                          for f in breached[1:4])
     else:
         summary = f"{len(result.current.listeners)} listeners, no connection rejected"
     perf = []
-    for f in result.findings:
+    for f in sorted(result.findings, key=lambda f: not f.breached)[:MAX_PERFDATA]:
         m = f.measurement
         label = f"{m.attribute}_{m.resource_key}".replace("'", "")
-        uom = "%" if m.unit == "%" else "c" if m.unit in ("drops", "conns") else ""
+        uom = "%" if m.unit == "%" else ""  # per-interval values, not Nagios 'c' (continuous counters)
         perf.append(f"'{label}'={format_number(m.value)}{uom};{format_number(f.limit)}")
-    line = f"CONNWATCH {result.status} - {summary}"
+    line = f"CONNWATCH {status or result.status} - {note}{summary}"
     return line + (" | " + " ".join(perf) if perf else "")

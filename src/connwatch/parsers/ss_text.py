@@ -83,9 +83,10 @@ class _Pending:
         if state is None:
             state = int(TcpState.LISTEN if listen else TcpState.TIME_WAIT if timer and timer.group(1) ==
                         "timewait" else TcpState.ESTABLISHED)
-            if not listen:
-                self.notes.append("ss output without a State column (a state filter was used): sockets "
-                                  "counted as ESTABLISHED unless a timer says TIME_WAIT")
+            note = ("ss output without a State column (a state filter was used): sockets counted as "
+                    "ESTABLISHED unless a timer says TIME_WAIT")
+            if not listen and note not in self.notes:
+                self.notes.append(note)
         try:
             local, lport, fam = split_colon(self.local)
             remote: str | None = None
