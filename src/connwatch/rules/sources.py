@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from connwatch.errors import ConfigError
+from connwatch.rules.values import parse_limit, whole_number
 
 CONNECTIONS, HALF_OPEN, PORTS = "ConnectionsPerSource", "HalfOpenPerSource", "PortsPerSource"
 LIMIT_RANGE: tuple[int, int] = (1, 10000)  # MaxInboundConnectionPerSource's range (seed 003)
@@ -71,8 +72,6 @@ def configure(settings: SourceSettings) -> None:
 
 def parse_settings(table: Any, where: str) -> SourceSettings:
     """Validate a `[sources]` table; one clear ConfigError naming the key otherwise."""
-    from connwatch.rules.spec import parse_limit
-
     if table is None:
         return DEFAULT
     if not isinstance(table, dict):
@@ -92,17 +91,12 @@ def parse_settings(table: Any, where: str) -> SourceSettings:
         raise ConfigError(f"{where}: aggregate must be true or false, got {aggregate!r}")
     return SourceSettings(
         limits=tuple(limits), aggregate=aggregate,
-        ipv4_prefix=_whole(table.get("ipv4_prefix", 24), 1, 32, f"{where}: ipv4_prefix"),
-        ipv6_prefix=_whole(table.get("ipv6_prefix", 64), 1, 128, f"{where}: ipv6_prefix"),
-        top=_whole(table.get("top", 10), 1, 1000, f"{where}: top"),
-        max_alerts_per_port=_whole(table.get("max_alerts_per_port", 10), 1, 1000, f"{where}: max_alerts_per_port"),
+        ipv4_prefix=whole_number(table.get("ipv4_prefix", 24), 1, 32, f"{where}: ipv4_prefix"),
+        ipv6_prefix=whole_number(table.get("ipv6_prefix", 64), 1, 128, f"{where}: ipv6_prefix"),
+        top=whole_number(table.get("top", 10), 1, 1000, f"{where}: top"),
+        max_alerts_per_port=whole_number(table.get("max_alerts_per_port", 10), 1, 1000,
+                                         f"{where}: max_alerts_per_port"),
     )
-
-
-def _whole(value: Any, low: int, top: int, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
-        raise ConfigError(f"{where}: must be a whole number from {low} to {top}, got {value!r}")
-    return value
 
 
 def check_rule_limit(attribute: str, high: float | None, where: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from connwatch.errors import ConfigError
 from connwatch.findings import Measurement
 from connwatch.rules import sources as source_settings
+from connwatch.rules.values import parse_limit, whole_number
 
 DEFAULT_CLEAR_AFTER = 3
 
@@ -95,7 +96,7 @@ def parse_rules(data: dict[str, Any], source: str) -> tuple[Rule, ...]:
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected [settings], [[rules]], "
                           "[sources]")
-    clear_after = _int_in(settings.get("clear_after", DEFAULT_CLEAR_AFTER), 1, 1000, f"{source}: clear_after")
+    clear_after = whole_number(settings.get("clear_after", DEFAULT_CLEAR_AFTER), 1, 1000, f"{source}: clear_after")
     raw = data.get("rules", [])
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: rules must be an array of tables ([[rules]])")
@@ -131,7 +132,7 @@ def _rule(item: Any, where: str, clear_after: int) -> Rule:
         raise ConfigError(f"{where}: mode must be {allowed}, got {mode!r}")
     port = item.get("port")
     if port is not None:
-        port = _int_in(port, 1, 65535, f"{where}: port")
+        port = whole_number(port, 1, 65535, f"{where}: port")
     address = item.get("address")
     if address is not None and not isinstance(address, str):
         raise ConfigError(f"{where}: address must be a string")
@@ -139,25 +140,7 @@ def _rule(item: Any, where: str, clear_after: int) -> Rule:
     source_settings.check_rule_limit(attribute, high, f"{where}: high")
     return Rule(
         attribute=attribute, high=high,
-        severity=_int_in(item.get("severity", 3), 1, 4, f"{where}: severity"),
+        severity=whole_number(item.get("severity", 3), 1, 4, f"{where}: severity"),
         alert_class=str(item.get("class", "connwatch")), mode=mode, port=port, address=address,
-        clear_after=_int_in(item.get("clear_after", clear_after), 1, 1000, f"{where}: clear_after"),
+        clear_after=whole_number(item.get("clear_after", clear_after), 1, 1000, f"{where}: clear_after"),
     )
-
-
-def parse_limit(value: Any, where: str, low: float = 0, top: float | None = None) -> float | None:
-    """A number >= low (and <= top), or "unlimited" (None)."""
-    if value == "unlimited":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: must be a number or \"unlimited\", got {value!r}")
-    if value < low or (top is not None and value > top):
-        rng = f"{low}–{top}" if top is not None else f">= {low}"
-        raise ConfigError(f"{where}: {value} is out of range ({rng}, or \"unlimited\")")
-    return float(value)
-
-
-def _int_in(value: Any, low: int, top: int, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
-        raise ConfigError(f"{where}: must be a whole number from {low} to {top}, got {value!r}")
-    return value
