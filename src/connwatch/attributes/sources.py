@@ -23,18 +23,17 @@ uses to say how many more sources are above the limit.
 
 from __future__ import annotations
 
-import functools
-import gc
 import heapq
 import ipaddress
 import socket
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from connwatch.findings import Measurement
 from connwatch.model import Snapshot, SourceUsage
+from connwatch.perf import gc_paused
 from connwatch.rules import sources as settings_mod
 from connwatch.rules.sources import CONNECTIONS, HALF_OPEN, PORTS, SourceSettings
 from connwatch.rules.spec import Rule
@@ -57,23 +56,6 @@ HISTOGRAM_MAX = 200  # distinct values kept per port; n sockets give at most sqr
 MEMBER_SAMPLE = 5  # addresses named per aggregated prefix
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def gc_paused(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run fn with the cyclic GC paused: one pass allocates a small tuple per source (no cycles), and
-    GC passes over 100,000 of them doubled the time."""
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            if was_enabled:
-                gc.enable()
-    return wrapper
 
 
 def held(states: Mapping[str, int]) -> int:
