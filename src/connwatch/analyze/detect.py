@@ -22,8 +22,6 @@ PROC_SOCKSTAT, PROC_SOCKSTAT6, PROC_TCP, PROC_TCP6 = (
     "proc-net-sockstat", "proc-net-sockstat6", "proc-net-tcp", "proc-net-tcp6")
 UPTIME, SYSCTL_A = "uptime", "sysctl-a"
 
-CONNECTION_FORMATS = frozenset({SS, NETSTAT_LINUX, NETSTAT_WINDOWS, NETSTAT_BSD, NETSTAT_BSD_LISTEN,
-                                PROC_TCP, PROC_TCP6})
 PLATFORM = {NETSTAT_WINDOWS: "windows", NETSTAT_S_WINDOWS: "windows", NETSTAT_BSD: "bsd",
             NETSTAT_BSD_LISTEN: "bsd"}
 

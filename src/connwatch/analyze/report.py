@@ -25,7 +25,7 @@ from connwatch.rules.evaluate import evaluate
 from connwatch.rules.spec import Rule
 
 SINCE_BOOT, SINCE_OPEN, AT_CAPTURE, INTERVAL = "since boot", "since the listener opened", "at capture", "interval"
-CONNECTION_CHECKS = {"EphemeralPortUsage": "issue 3", "TimeWaitSockets": "issue 3", "ConnectionsPerSource": "issue 4"}
+CONNECTION_CHECKS = ("EphemeralPortUsage", "TimeWaitSockets", "ConnectionsPerSource")
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,6 @@ def _most_severe(findings: Sequence[Finding]) -> list[Finding]:
 def unsupported_checks(cap: Capture, snap: Snapshot) -> list[dict[str, str]]:
     """The checks this capture could not support, each with the reason and what to capture instead."""
     out: list[dict[str, str]] = []
-    known = known_attributes()
     listeners = snap.listeners
     if not any(x.backlog is not None for x in listeners):
         out.append({"check": "AcceptQueueFill", "reason": _no_backlog(cap, bool(listeners))})
@@ -146,12 +145,10 @@ def unsupported_checks(cap: Capture, snap: Snapshot) -> list[dict[str, str]]:
     for check, counter in (("ListenOverflows", "TcpExt.ListenOverflows"), ("SynQueueDrops", "TcpExt.TCPReqQFullDrop")):
         if counter not in snap.counters:
             out.append({"check": check, "reason": _no_counter(cap, counter)})
-    for check, issue in CONNECTION_CHECKS.items():
+    for check in CONNECTION_CHECKS:
         if snap.sockets is None and not (check == "TimeWaitSockets" and "TCP.tw" in snap.sockstat):
             out.append({"check": check, "reason": "the capture lists no connections, only listeners or "
                         "counters (add `ss -tan` or `netstat -an` output)"})
-        elif check not in known:
-            out.append({"check": check, "reason": f"this connwatch build has no {check} attribute yet ({issue})"})
     return out
 
 

@@ -58,14 +58,6 @@ MEMBER_SAMPLE = 5  # addresses named per aggregated prefix
 
 
 
-def held(states: Mapping[str, int]) -> int:
-    return states.get("ESTABLISHED", 0) + states.get("CLOSE_WAIT", 0)
-
-
-def half_open(states: Mapping[str, int]) -> int:
-    return states.get("SYN_RECV", 0)
-
-
 @dataclass(frozen=True, slots=True)
 class SourceRow:
     """One source (or prefix) on one port, with its counts."""
@@ -73,8 +65,8 @@ class SourceRow:
     source: str
     port: int
     states: Mapping[str, int]
-    connections: int  # held(states), computed once
-    half_open: int  # half_open(states)
+    connections: int  # ESTABLISHED + CLOSE_WAIT (HELD_STATES), computed once
+    half_open: int  # SYN_RECV (HALF_OPEN_STATES)
     members: tuple[str, ...] = ()  # addresses merged into an aggregated prefix (a sample)
     member_count: int = 1
 
@@ -120,7 +112,7 @@ def _grouped(usages: Iterable[SourceUsage], settings: SourceSettings
             merged.setdefault(key, Counter()).update(u.states)
             members[key].append(u.source)
         usages = [SourceUsage(prefix, port, dict(states)) for (prefix, port), states in merged.items()]
-    for u in usages:  # held() and half_open() inlined: this loop runs once per source
+    for u in usages:  # HELD_STATES / HALF_OPEN_STATES inlined: this loop runs once per source
         st = u.states
         by_port[u.port].append((st.get("ESTABLISHED", 0) + st.get("CLOSE_WAIT", 0), st.get("SYN_RECV", 0), u))
     return by_port, members

@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
     from connwatch.collect import collect
-    from connwatch.commands.common import collect_options
-    from connwatch.errors import ConfigError, SourceUnavailable
+    from connwatch.commands.common import collect_options, need_sockets
+    from connwatch.errors import ConfigError
     from connwatch.rules.spec import load_rules
 
     if not 0 <= args.interval <= 3600:
@@ -48,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.interval > 0:
         clock.sleep(args.interval)
         cur = collect(clock, collect_options(args))
-    if cur.sockets is None:
-        failed = "; ".join(f"{s.name}: {s.detail}" for s in cur.statuses if not s.ok) or "no socket source"
-        raise SourceUnavailable("sockets", f"could not list sockets ({failed})")
+    need_sockets(cur)
     data = build_report(prev, cur, rules, args.top)
     if args.format == "json":
         from connwatch.outputs.jsonout import dumps

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from connwatch.clock import SystemClock
     from connwatch.collect import collect
-    from connwatch.commands.common import collect_options
+    from connwatch.commands.common import collect_options, need_sockets
     from connwatch.rules import sources as settings_mod
     from connwatch.rules.spec import load_rules
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.interval > 0:
         clock.sleep(args.interval)
         cur = collect(clock, collect_options(args))
-    _need_sockets(cur)
+    need_sockets(cur)
     data = build_report(prev, cur, rules, settings, args.port, args.top or settings.top)
     data["sample_ms"] = sample_ms
     if args.format == "json":
@@ -83,14 +83,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise ConfigError("--nft needs --port: the rule limits one port")
     if args.limit is not None and not 1 <= args.limit <= 10000:
         raise ConfigError(f"--limit must be from 1 to 10000, got {args.limit}")
-
-
-def _need_sockets(cur: Snapshot) -> None:
-    from connwatch.errors import SourceUnavailable
-
-    if cur.sockets is None:
-        failed = "; ".join(f"{s.name}: {s.detail}" for s in cur.statuses if not s.ok) or "no socket source"
-        raise SourceUnavailable("sockets", f"could not list sockets ({failed})")
 
 
 def limit_for(rules: tuple[Rule, ...], attribute: str, port: int | None, source: str, value: float) -> float | None:

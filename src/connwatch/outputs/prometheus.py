@@ -1,6 +1,6 @@
 """Prometheus exposition: a custom prometheus_client Collector over the agent's latest sample.
 
-The metric families are built once per sample (`build_families`) and handed out as they are on
+The metric families are built once per sample (`build_parts`) and handed out as they are on
 every scrape, so a scrape costs the text encoding only (100 scrapes/s stay cheap) and never reads
 the kernel. Every series name below is part of the contract `connwatch rules --format prometheus`
 and contrib/grafana-connwatch.json rely on.
@@ -104,10 +104,6 @@ def build_parts(view: View) -> dict[str, list[Metric]]:
                 *_source_status_families(snap, view.stats)]
     return {"listeners": _listener_families(view.listeners, view.peaks), "host": host,
             "alerts": _alert_families(view.alerts), "agent": _agent_families(view.stats, snap)}
-
-
-def build_families(view: View) -> list[Metric]:
-    return [m for part in build_parts(view).values() for m in part]
 
 
 # -- listeners ---------------------------------------------------------------
