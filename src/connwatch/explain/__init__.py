@@ -6,12 +6,20 @@ One module per attribute module (see connwatch.attributes.MODULES), each exporti
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
+from typing import Any
 
 from connwatch.findings import Explanation, Finding, format_number
 
 Explainer = Callable[[Finding], Explanation]
+
+
+def process_words(owner: Mapping[str, Any]) -> str:
+    """'pid 4242 (runmqlsr, user mqm)'; a capture may name a program without its pid."""
+    if owner.get("pid") is None or owner["pid"] < 0:
+        return str(owner["command"])
+    return f"pid {owner['pid']} ({owner['command']}, user {owner.get('user') or '?'})"
 
 
 @cache

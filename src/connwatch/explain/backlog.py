@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
 
 TEXTS = {
@@ -39,9 +40,7 @@ def owner_words(listener: dict[str, Any]) -> str:
     owner = listener.get("owner")
     if not owner:
         return "owner unknown (not visible to this user)"
-    if owner.get("pid") is None or owner["pid"] < 0:  # captures may name a program without its pid
-        return f"{owner['command']}"
-    return f"pid {owner['pid']} ({owner['command']}, user {owner.get('user') or '?'})"
+    return process_words(owner)
 
 
 def age_words(seconds: float) -> str:
@@ -81,19 +80,22 @@ def _application(d: dict[str, Any]) -> list[str]:
             new = " (recently started: a new or restarted application)" if owner["age_s"] < 3600 else ""
             out.append(f"{lst['endpoint']} is served by {owner_words(lst)}, running for {age_words(owner['age_s'])}"
                        f"{new}; the listener is at most that old.")
-        fds, limit = owner.get("open_fds"), owner.get("fd_limit")
-        if fds is not None and limit and fds >= 0.95 * limit:
-            out.append(f"pid {owner['pid']} holds {fds} of its {limit} file descriptors: accept() fails with "
-                       "EMFILE, so the queue cannot drain.")
+        if _at_fd_limit(owner):
+            out.append(f"pid {owner['pid']} holds {owner['open_fds']} of its {owner['fd_limit']} file "
+                       "descriptors: accept() fails with EMFILE, so the queue cannot drain.")
     if d.get("first_seen_s") is not None:
         out.append(f"connwatch first saw this port listening {age_words(d['first_seen_s'])} ago.")
     return out
 
 
+def _at_fd_limit(owner: dict[str, Any]) -> bool:
+    """Within 5 % of RLIMIT_NOFILE: the next accept() is likely to fail with EMFILE."""
+    fds, limit = owner.get("open_fds"), owner.get("fd_limit")
+    return fds is not None and limit is not None and limit > 0 and fds >= 0.95 * limit
+
+
 def _fd_starved(d: dict[str, Any]) -> bool:
-    owners = [x["owner"] for x in d["listeners"] if x.get("owner")]
-    return any(o.get("open_fds") is not None and o.get("fd_limit") and o["open_fds"] >= 0.95 * o["fd_limit"]
-               for o in owners)
+    return any(_at_fd_limit(x["owner"]) for x in d["listeners"] if x.get("owner"))
 
 
 # Where the somaxconn cap lives, per platform: (sysctl name, command that sets it, file that keeps it).

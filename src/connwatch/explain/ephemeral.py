@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
 
 TEXTS = {
@@ -109,7 +110,7 @@ def owner_words(d: dict[str, Any]) -> str:
     owners = d.get("owners") or []
     if not owners:
         return ""
-    names = "; ".join(f"pid {o['pid']} ({o['command']}, user {o.get('user') or '?'})" for o in owners)
+    names = "; ".join(process_words(o) for o in owners)
     return f"inferred from ESTABLISHED connections to {d['destination']}: {names}"
 
 

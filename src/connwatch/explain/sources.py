@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
 from connwatch.remedy.nftables import PerSourceLimit, render
 
@@ -29,8 +30,7 @@ def owner_words(owners: Sequence[dict[str, Any]]) -> str:
     parts = []
     for x in owners:
         o = x.get("owner")
-        who = f"pid {o['pid']} ({o['command']}, user {o.get('user') or '?'})" if o else "an owner not visible " \
-            "to this user (run as root)"
+        who = process_words(o) if o else "an owner not visible to this user (run as root)"
         parts.append(f"{who} on {x['endpoint']}")
     return "; ".join(parts) if parts else "no listener any more"
 
