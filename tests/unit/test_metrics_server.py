@@ -7,7 +7,6 @@ import logging
 import shutil
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -51,17 +50,17 @@ def servers() -> Iterator[list[object]]:
         httpd.server_close()  # type: ignore[attr-defined]
 
 
-def test_plain_server_paths_and_100_scrapes_per_second(registry: CollectorRegistry, servers: list[object]) -> None:
+def test_plain_server_paths_and_repeated_scrapes(registry: CollectorRegistry, servers: list[object]) -> None:
     httpd = serve("127.0.0.1", 0, registry)
     servers.append(httpd)
     base = f"http://127.0.0.1:{httpd.server_port}"
     status, body = _get(base + "/metrics")
     assert status == 200 and 'connwatch_listener_queue{address="0.0.0.0",family="4",port="8080"} 3.0' in body
     assert _get(base + "/nothing")[0] == 404
-    start = time.perf_counter()
-    for _ in range(200):  # a new connection each time, like a scraper without keep-alive
-        assert _get(base + "/metrics")[0] == 200
-    assert time.perf_counter() - start < 2.0  # >= 100 scrapes/s
+    # A new connection each time, like a scraper without keep-alive; every scrape gets the same
+    # families (built once per sample). The rate is measured in bench/bench_agent.py, not here.
+    bodies = {_get(base + "/metrics") for _ in range(200)}
+    assert bodies == {(200, body)}
 
 
 def test_basic_auth(registry: CollectorRegistry, servers: list[object], tmp_path: Path) -> None:
