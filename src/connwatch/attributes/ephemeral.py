@@ -275,6 +275,11 @@ def _chosen(all_loads: list[DestinationLoad], rates: Mapping[tuple[str, str, int
             if i < TOP_DESTINATIONS or x.usage.total >= floor or rates.get(key(x.usage), 0) * TIME_WAIT_S >= floor]
 
 
+def resource_key(d: DestinationUsage) -> str:
+    """The alert identity of a destination: `TCP(10.0.0.5->10.0.0.9:5432)`."""
+    return f"TCP({d.local_address}->{d.destination})"
+
+
 def measure(prev: Snapshot, cur: Snapshot) -> list[Measurement]:
     budget = port_budget(cur)
     rates = host_rates(prev, cur)
@@ -301,7 +306,7 @@ def _destination_measurements(load: DestinationLoad, budget: PortBudget,
         load, dest_rates.get(key(d), 0.0), basis, budget, cur.sysctls.tcp_tw_reuse_delay, context["time_wait_s"])
     detail = {**context, **destination_record(load, budget, fc)}
     resource = {"destination": d.destination, "local_address": d.local_address}
-    rkey = f"TCP({d.local_address}->{d.destination})"
+    rkey = resource_key(d)
     out = [Measurement("EphemeralPortUsage", resource, rkey, load.percent or 0.0, "%", "value", detail)]
     if load.reusable:
         out.append(Measurement("EphemeralPortUsageWithoutReuse", resource, rkey,

@@ -80,7 +80,7 @@ def build_report(prev: Snapshot, cur: Snapshot, rules: tuple[Rule, ...], top: in
             fc = ephemeral.forecast(load, dest_rates.get(ephemeral.key(load.usage), 0.0), basis, budget,
                                     cur.sysctls.tcp_tw_reuse_delay, ephemeral.time_wait_seconds(cur.host.platform))
         row = ephemeral.destination_record(load, budget, fc)
-        found = findings.get(f"TCP({load.usage.local_address}->{load.usage.destination})")
+        found = findings.get(ephemeral.resource_key(load.usage))
         row.update({"value": load.percent, "limit": found.limit if found else None,
                     "severity": found.severity if found else None, "breached": bool(found and found.breached)})
         rows.append(row)
