@@ -69,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("connwatch: interrupted", file=sys.stderr)
         return EXIT_UNKNOWN
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (`| head`): not a verdict on the host
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
         return EXIT_UNKNOWN
     except Exception as exc:  # never a traceback for users; keep one for developers
         if os.environ.get("CONNWATCH_DEBUG"):

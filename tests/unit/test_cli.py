@@ -74,3 +74,15 @@ def test_usage_errors_exit_3_not_critical(args: list[str], capsys: pytest.Captur
         main(args)
     err = capsys.readouterr().err
     assert exc.value.code == 3 and err.count("\n") == 1 and "error:" in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_reader_going_away_is_unknown_not_warning(fmt: str, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "connwatch", "check", "--interval", "0.01", "--format", fmt,
+                             "--state-dir", str(tmp_path), *OFFLINE],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `| head` exiting before connwatch writes
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 3
+    assert "Traceback" not in err and "Exception ignored" not in err
