@@ -129,6 +129,14 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True, timeout=30)
 
 
+def _stop_and_unmount(stack: Stack) -> None:
+    """End the agent (by PID) before lazily unmounting its tmpfs state dir."""
+    if stack.agent is not None and stack.agent.poll() is None:
+        stack.agent.kill()
+        stack.agent.wait(timeout=10)
+    subprocess.run(["umount", "-l", str(stack.state)], capture_output=True, timeout=30)
+
+
 def test_read_only_state_bad_reload_and_unreachable_urls(ns: Netns, tmp_path: Path) -> None:
     stack = Stack(ns, tmp_path)
     stack.state.mkdir()
@@ -154,10 +162,7 @@ def test_read_only_state_bad_reload_and_unreachable_urls(ns: Netns, tmp_path: Pa
         assert poll(lambda: "http://127.0.0.1:9/nobody: cannot deliver (connection refused)" in stack.log(), 15)
         assert agent.poll() is None
     finally:
-        if stack.agent is not None and stack.agent.poll() is None:
-            stack.agent.kill()
-            stack.agent.wait(timeout=10)
-        subprocess.run(["umount", "-l", str(stack.state)], capture_output=True, timeout=30)
+        _stop_and_unmount(stack)
     log = stack.log()
     assert log.count("read-only file system") == 1 and "usable again" in log and "Traceback" not in log
     [refused] = [x for x in log.splitlines() if "config reload refused" in x]
@@ -197,10 +202,7 @@ def test_full_disk_keeps_sampling_and_recovers(ns: Netns, tmp_path: Path) -> Non
         assert poll(lambda: _metric(stack, "connwatch_state_up") == 1, 10), stack.log()
         assert poll(lambda: _active_ids(stack), 10)
     finally:
-        if stack.agent is not None and stack.agent.poll() is None:
-            stack.agent.kill()
-            stack.agent.wait(timeout=10)
-        subprocess.run(["umount", "-l", str(stack.state)], capture_output=True, timeout=30)
+        _stop_and_unmount(stack)
     log = stack.log()
     errors = [x for x in log.splitlines() if "ERROR" in x]
     assert len(errors) == 1 and "usable again" in log and "Traceback" not in log, log

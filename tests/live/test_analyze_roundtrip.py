@@ -52,18 +52,22 @@ def _load(ns: Netns) -> None:
 
 
 
+def _check_and_analyze(ns: Netns, tmp_path: Path, capture: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`check` live in the namespace, then `analyze` of the capture offline (which must say nothing on stderr)."""
+    check = ns.connwatch("check", "--interval", "1", "--format", "json", "--state-dir", str(tmp_path / "st"))
+    done = subprocess.run([sys.executable, "-m", "connwatch", "analyze", "--format", "json", str(capture)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stderr == ""
+    return json.loads(check.stdout), json.loads(done.stdout)
+
+
 def test_snapshot_analysed_offline_matches_check(ns: Netns, tmp_path: Path) -> None:
     _load(ns)
     snap = ns.connwatch("snapshot")
     assert snap.returncode == 0, snap.stderr
     capture = tmp_path / "host.json"
     capture.write_text(snap.stdout)
-    check = ns.connwatch("check", "--interval", "1", "--format", "json", "--state-dir", str(tmp_path / "st"))
-    live = json.loads(check.stdout)
-    done = subprocess.run([sys.executable, "-m", "connwatch", "analyze", "--format", "json", str(capture)],
-                          capture_output=True, text=True, timeout=60)
-    offline = json.loads(done.stdout)
-    assert done.stderr == ""
+    live, offline = _check_and_analyze(ns, tmp_path, capture)
 
     instant = INSTANT & set(known_attributes())
     got, want = _alerts(offline, instant), _alerts(live, instant)
@@ -100,12 +104,7 @@ def test_text_captures_of_the_namespace_match_check(ns: Netns, tmp_path: Path) -
     for name, args in (("ss_-tanpm", ["ss", "-tanpm"]), ("nstat_-az", ["nstat", "-az"]),
                        ("sysctl_-a", ["sysctl", "-a"])):
         (capture / name).write_text(ns.run(args, check=False).stdout)
-    check = ns.connwatch("check", "--interval", "1", "--format", "json", "--state-dir", str(tmp_path / "st"))
-    live = json.loads(check.stdout)
-    done = subprocess.run([sys.executable, "-m", "connwatch", "analyze", "--format", "json", str(capture)],
-                          capture_output=True, text=True, timeout=60)
-    offline = json.loads(done.stdout)
-    assert done.stderr == ""
+    live, offline = _check_and_analyze(ns, tmp_path, capture)
     assert {f["format"] for f in offline["captures"][0]["files"]} == {"ss", "nstat", "sysctl-a"}
     instant = INSTANT & set(known_attributes())
     assert _alerts(offline, instant) == _alerts(live, instant)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -173,18 +174,20 @@ def test_large_file_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert int(done.stderr.strip()) < 80_000  # KiB: 300k rows kept as objects would need well over 100 MB
 
 
+def _analyze_json(path: Path) -> tuple[int, io.StringIO, io.StringIO]:
+    """`connwatch analyze --format json PATH` in-process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["analyze", "--format", "json", str(path)])
+    return rc, out, err
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=600))
 def test_cli_maps_any_bytes_to_a_report_or_exit_3(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "capture.txt"
     path.write_bytes(data)
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        rc = main(["analyze", "--format", "json", str(path)])
-    finally:
-        sys.stdout, sys.stderr = old
+    rc, out, err = _analyze_json(path)
     assert rc in (0, 1, 2, 3)
     assert "internal error" not in err.getvalue() and "Traceback" not in err.getvalue()
     if rc == 3 and not out.getvalue():
@@ -230,13 +233,7 @@ FIELDS = st.sampled_from(["tcp", "TCP", "tcp4", "LISTEN", "ESTAB", "TIME_WAIT", 
 def test_cli_near_valid_captures_never_crash(tmp_path: Path, header: str, rows: list[str]) -> None:
     path = tmp_path / "capture.txt"
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        rc = main(["analyze", "--format", "json", str(path)])
-    finally:
-        sys.stdout, sys.stderr = old
+    rc, out, err = _analyze_json(path)
     assert rc in (0, 1, 2, 3) and "internal error" not in err.getvalue()
     if out.getvalue():
         json.loads(out.getvalue())
