@@ -56,13 +56,18 @@ def _state(word: str, source: str, number: int) -> int:
     return int(state)
 
 
-def _linux_row(tokens: list[str], line: str, source: str, number: int) -> ConnRow | None:
-    if tokens[0] not in ("tcp", "tcp6"):
-        return None
+def _check_queues(tokens: list[str], source: str, number: int) -> None:
+    """`Proto Recv-Q Send-Q Local Foreign State`, as Linux and BSD netstat print a row."""
     if len(tokens) < 6:
         raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
     if not (tokens[1].isdigit() and tokens[2].isdigit()):
         raise ParseError(source, "expected Recv-Q and Send-Q numbers", number)
+
+
+def _linux_row(tokens: list[str], line: str, source: str, number: int) -> ConnRow | None:
+    if tokens[0] not in ("tcp", "tcp6"):
+        return None
+    _check_queues(tokens, source, number)
     fam = 6 if tokens[0] == "tcp6" else 4
     state = _state(tokens[5], source, number)
     rest = line.split(tokens[5], 1)[1]
@@ -106,10 +111,7 @@ def _windows_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
 def _bsd_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
     if not tokens[0].startswith("tcp"):
         return None
-    if len(tokens) < 6:
-        raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
-    if not (tokens[1].isdigit() and tokens[2].isdigit()):
-        raise ParseError(source, "expected Recv-Q and Send-Q numbers", number)
+    _check_queues(tokens, source, number)
     hint = 6 if tokens[0] == "tcp6" else 4
     state = _state(tokens[5], source, number)
     try:
