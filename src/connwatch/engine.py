@@ -1,23 +1,41 @@
-"""One evaluation: two snapshots -> measurements -> findings (with words) -> alert lifecycle."""
+"""The one judging pipeline, used by `check`, the agent (`run`) and `analyze`:
+
+    two snapshots -> measurements (attribute registry) -> findings (rules) -> first-seen facts and
+    words (explain) -> alert lifecycle (raise, update, clear) -> saved in the store, when there is one.
+
+The store part is one transaction (AlertStore.step). When the store fails, the verdict is still
+made, without history, and `store_error` says why: written here once for every caller.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from connwatch.alerts.lifecycle import StepResult, step
-from connwatch.alerts.store import AlertStore
-from connwatch.attributes import measure_all
 from connwatch.attributes.backlog import reconcile
-from connwatch.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
+from connwatch.attributes.registry import INTERVAL, SINCE_BOOT, measure_all, spec
+from connwatch.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, StateError
 from connwatch.explain import explain
-from connwatch.findings import Finding
+from connwatch.findings import Alert, Finding
 from connwatch.model import Snapshot
 from connwatch.rules.evaluate import evaluate
-from connwatch.rules.spec import Rule
+
+if TYPE_CHECKING:
+    from connwatch.alerts.store import AlertStore
+    from connwatch.rules.config import Config
 
 STATUS_NAMES = {EXIT_OK: "OK", EXIT_WARNING: "WARNING", EXIT_CRITICAL: "CRITICAL", 3: "UNKNOWN"}
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """What the interval between the two snapshots is: a real INTERVAL (check, run, two captures) or
+    SINCE_BOOT (one capture judged against a host at boot: counters are cumulative)."""
+
+    mode: str = INTERVAL
+    uptime_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,39 +64,99 @@ class CheckResult:
         return STATUS_NAMES[self.exit_code]
 
 
-def _first_seen(findings: list[Finding], store: AlertStore | None, now: float) -> list[Finding]:
+def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | None, basis: Basis = Basis(),
+          system_name: str | None = None, store_error: str | None = None) -> CheckResult:
+    """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
+    findings = evaluate(config.rules, measure_all(prev, cur, config))
+    if basis.mode == SINCE_BOOT:
+        findings = [_since_boot(f, basis.uptime_s) for f in findings]
+    now, name = cur.taken_at, system_name or cur.host.hostname
+    ports = sorted({p for f in findings if isinstance(p := f.measurement.resource.get("port"), int)})
+
+    def decide(active: Mapping[tuple[str, str], Alert], first_seen: Mapping[str, float]) -> _Step:
+        judged = [_words(f, basis) if f.breached else f for f in _with_first_seen(findings, first_seen, now)]
+        return _Step(tuple(judged), step(active, judged, now, name))
+
+    done: _Step | None = None
+    if store is not None:
+        try:
+            stepped, saved = store.step((f"listen:{p}" for p in ports), now, decide, lambda s: s.result.alerts)
+            done = _Step(stepped.findings, _with_ids(stepped.result, saved))
+        except StateError as exc:
+            store_error = str(exc)
+    if done is None:
+        done = decide({}, {})
+    return CheckResult(prev, cur, done.findings, done.result, reconcile(prev, cur), store_error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    findings: tuple[Finding, ...]
+    result: StepResult
+
+
+def _with_first_seen(findings: Sequence[Finding], first_seen: Mapping[str, float], now: float) -> list[Finding]:
     """Add how long connwatch has known each port (answers "is this a new application?")."""
-    ports = sorted({int(p) for f in findings if isinstance(p := f.measurement.resource.get("port"), int)})
-    if store is None or not ports:
-        return findings
-    seen = store.mark_seen((f"listen:{p}" for p in ports), now)
+    if not first_seen:
+        return list(findings)
     out = []
     for f in findings:
-        port = f.measurement.resource.get("port")
-        first = seen.get(f"listen:{port}")
+        first = first_seen.get(f"listen:{f.measurement.resource.get('port')}")
         if first is not None and now - first > 0:
-            detail: dict[str, Any] = {**f.measurement.detail, "first_seen_s": round(now - first, 1)}
-            f = replace(f, measurement=replace(f.measurement, detail=detail))
+            f = _noted(f, {"first_seen_s": round(now - first, 1)})
         out.append(f)
     return out
 
 
-def judge(prev: Snapshot, cur: Snapshot, rules: Sequence[Rule], store: AlertStore | None,
-          system_name: str | None = None) -> CheckResult:
-    """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
-    findings = evaluate(rules, measure_all(prev, cur))
-    findings = _first_seen(findings, store, cur.taken_at)
-    findings = [replace(f, explanation=explain(f)) if f.breached else f for f in findings]
-    name = system_name or cur.host.hostname
-    active = store.load_active() if store is not None else {}
-    result = step(active, findings, cur.taken_at, name)
-    if store is not None:
-        saved = store.save(result.alerts)
-        result = _with_ids(result, saved)
-    return CheckResult(prev, cur, tuple(findings), result, reconcile(prev, cur))
+def _noted(f: Finding, notes: Mapping[str, Any]) -> Finding:
+    m = f.measurement
+    return replace(f, measurement=replace(m, notes={**m.notes, **notes}))
 
 
-def _with_ids(result: StepResult, saved: list[Any]) -> StepResult:
+def _since_boot(f: Finding, uptime: float | None) -> Finding:
+    """One capture: counters are cumulative; without the uptime there is no interval and no rate."""
+    s = spec(f.measurement.attribute)
+    f = _noted(f, {"basis": s.basis(SINCE_BOOT) if s else SINCE_BOOT, "uptime_s": uptime})
+    if uptime is None and f.measurement.get("interval_s", _MISSING) is not _MISSING:
+        f = _with_facts(f, interval_s=None, rate_per_s=None)
+    return f
+
+
+_MISSING = object()
+
+
+def _with_facts(f: Finding, **changes: Any) -> Finding:
+    """Facts with some values replaced; keys the facts do not have become notes."""
+    m = f.measurement
+    facts = m.facts
+    if is_dataclass(facts) and not isinstance(facts, type):
+        names = {x.name for x in fields(facts)}
+        facts = replace(facts, **{k: v for k, v in changes.items() if k in names})
+        extra = {k: v for k, v in changes.items() if k not in names}
+    else:
+        facts, extra = {**(facts or {}), **changes}, {}
+    return replace(f, measurement=replace(m, facts=facts, notes={**m.notes, **extra}))
+
+
+def _words(f: Finding, basis: Basis) -> Finding:
+    e = explain(f)
+    s = spec(f.measurement.attribute)
+    if basis.mode == SINCE_BOOT and s is not None and s.counter:
+        uptime = basis.uptime_s
+        since = f"Cumulative since boot ({_age(uptime)} of uptime)" if uptime else "Cumulative since boot " \
+            "(uptime unknown: add `uptime` or /proc/uptime to the capture, or a second capture for a rate)"
+        e = replace(e, explanation=f"{since}: this counts every drop since the host started, not only recent "
+                    "ones. " + e.explanation)
+    return replace(f, explanation=e)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    return f"{seconds / 86400:.1f} days" if seconds >= 172800 else f"{seconds / 3600:.1f} h"
+
+
+def _with_ids(result: StepResult, saved: list[Alert]) -> StepResult:
     """Replace the step's alerts by their saved copies (which carry ids), keeping the grouping."""
     it = iter(saved)
     groups = [tuple(next(it) for _ in group) for group in

@@ -6,7 +6,7 @@ Measurement (attributes/) -> Finding (rules/evaluate.py) -> Alert (alerts/lifecy
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 ResourceValue = str | int | None
@@ -20,7 +20,13 @@ def severity_name(severity: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """One attribute's value for one resource in one sample (or over one interval)."""
+    """One attribute's value for one resource in one sample (or over one interval).
+
+    `facts` is what the attribute's explanation reads: a frozen dataclass whose type the attribute's
+    spec names (attributes/registry.py), so mypy checks the contract between measure and explain.
+    `notes` are facts the pipeline adds afterwards (first_seen_s, basis, uptime_s). The JSON `detail`
+    is both, flattened (`detail`).
+    """
 
     attribute: str  # e.g. "BacklogRejectsByPort"
     resource: Mapping[str, ResourceValue]  # JSON resource keys: {"port": 1414}, {"destination": ...}
@@ -28,7 +34,40 @@ class Measurement:
     value: float
     unit: str  # "conns", "%", "drops", "sockets"
     mode: str = "value"  # "value" (per sample / per interval) or "rate" (per second)
-    detail: Mapping[str, Any] = field(default_factory=dict)  # facts for the explanation
+    facts: Any = None  # the attribute's facts dataclass (or, for attributes not yet typed, a mapping)
+    notes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        """Facts and notes as JSON-ready data (the alert's `detail`)."""
+        return {**facts_dict(self.facts), **self.notes}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """One fact by its JSON name, without building the whole detail."""
+        if key in self.notes:
+            return self.notes[key]
+        if isinstance(self.facts, Mapping):
+            return self.facts.get(key, default)
+        return getattr(self.facts, key, default)
+
+
+def facts_dict(facts: Any) -> dict[str, Any]:
+    """A facts dataclass (nested dataclasses, tuples) as plain JSON-ready data, in field order."""
+    if facts is None:
+        return {}
+    if isinstance(facts, Mapping):
+        return dict(facts)
+    return {f.name: _plain(getattr(facts, f.name)) for f in fields(facts)}
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return facts_dict(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import pytest
 from connwatch.agent.loop import Agent
 from connwatch.agent.options import AgentOptions
 from connwatch.clock import SystemClock
-from connwatch.rules.spec import load_rules
+from connwatch.rules.config import load_config
 
 PROC = str(Path(__file__).parents[1] / "fixtures" / "proc" / "local_6x")
 GOOD = '[[rules]]\nattribute = "AcceptQueueFill"\nport = 8080\nhigh = 50\nseverity = 2\n'
@@ -26,7 +26,7 @@ GOOD = '[[rules]]\nattribute = "AcceptQueueFill"\nport = 8080\nhigh = 50\nseveri
 def _agent(state_dir: Path, config: Path | None = None) -> Agent:
     opts = AgentOptions(state_dir=state_dir, listen_port=0, proc_root=PROC, use_netlink=False,
                         config=str(config) if config else None)
-    return Agent(opts, load_rules(opts.config), SystemClock())
+    return Agent(opts, load_config(opts.config), SystemClock())
 
 
 def _metric(agent: Agent, name: str) -> float | None:
@@ -140,7 +140,7 @@ def test_a_vanishing_source_is_counted_and_the_others_go_on(tmp_path: Path) -> N
     proc = tmp_path / "proc"
     shutil.copytree(PROC, proc)
     opts = AgentOptions(state_dir=tmp_path / "state", listen_port=0, proc_root=str(proc), use_netlink=False)
-    agent = Agent(opts, load_rules(None), SystemClock())
+    agent = Agent(opts, load_config(None), SystemClock())
     agent.full_sample()
     netstat = str(proc / "net" / "netstat")
     assert agent.registry.get_sample_value("connwatch_source_up", {"source": netstat}) == 1

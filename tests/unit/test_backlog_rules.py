@@ -12,6 +12,7 @@ from connwatch.attributes.backlog import measure, reconcile
 from connwatch.engine import judge
 from connwatch.errors import ConfigError
 from connwatch.model import Process
+from connwatch.rules.config import Config
 from connwatch.rules.evaluate import evaluate
 from connwatch.rules.spec import default_rules, load_rules
 
@@ -112,7 +113,7 @@ def test_missing_config_file() -> None:
 def test_explanation_answers_the_seed_questions(tmp_path: Path) -> None:
     prev, cur = _pair(10, 130)
     with AlertStore.open(tmp_path) as store:
-        result = judge(prev, cur, default_rules(), store)
+        result = judge(prev, cur, Config(default_rules()), store)
     [alert] = [a for a in result.step.raised if a.attribute == "BacklogRejectsByPort"]
     assert alert.description == "TCP(1414) BacklogRejectsByPort High, 124 conns > 100 conns"
     text = alert.explanation
@@ -130,7 +131,7 @@ def test_explanation_when_cleared_capped_and_fd_exhausted(tmp_path: Path) -> Non
     starved = dataclasses.replace(OWNER, open_fds=1024, started_at=T0 - 86400 * 3)
     prev = snapshot(T0, (listener(8443, 0, 16, 0, owner=starved), listener(9000, 0, 16, 0)), somaxconn=16)
     cur = snapshot(T0 + 5, (listener(8443, 2, 16, 40, owner=starved), listener(9000, 0, 16, 7)), somaxconn=16)
-    result = judge(prev, cur, default_rules(), None)
+    result = judge(prev, cur, Config(default_rules()), None)
     by = {(f.measurement.attribute, f.measurement.resource_key): f for f in result.breached}
     words = by[("BacklogRejectsByPort", "TCP(8443)")].explanation
     assert words is not None
@@ -145,9 +146,9 @@ def test_explanation_when_cleared_capped_and_fd_exhausted(tmp_path: Path) -> Non
 def test_lifecycle_through_engine_with_fake_clock(tmp_path: Path) -> None:
     prev, cur = _pair(10, 130)
     with AlertStore.open(tmp_path) as store:
-        first = judge(prev, cur, default_rules(), store)
+        first = judge(prev, cur, Config(default_rules()), store)
         again = judge(cur, dataclasses.replace(cur, taken_at=T0 + 10, monotonic=T0 + 10,
-                                               listeners=_pair(130, 200)[1].listeners), default_rules(), store)
+                                               listeners=_pair(130, 200)[1].listeners), Config(default_rules()), store)
     [raised] = [a for a in first.step.raised if a.attribute == "BacklogRejectsByPort"]
     [updated] = [a for a in again.step.updated if a.attribute == "BacklogRejectsByPort"]
     assert updated.id == raised.id and updated.occurrences == 2 and updated.created_at == T0 + 5
@@ -157,7 +158,7 @@ def test_lifecycle_through_engine_with_fake_clock(tmp_path: Path) -> None:
         for i in range(3):
             t = T0 + 20 + i
             same = dataclasses.replace(quiet, taken_at=t, monotonic=t)
-            res = judge(same, same, default_rules(), store)
+            res = judge(same, same, Config(default_rules()), store)
         assert [a.id for a in res.step.cleared if a.attribute == "BacklogRejectsByPort"] == [raised.id]
         assert ("BacklogRejectsByPort", "TCP(1414)") not in store.load_active()
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from connwatch.agent.delivery import Delivery, enqueue, reconcile
+from connwatch.agent.outbox import Outbox
 from connwatch.alerts.store import AlertStore
 from connwatch.clock import FakeClock
 from connwatch.findings import Alert
@@ -125,7 +126,7 @@ def test_alertmanager_batches_resends_and_resolves(tmp_path: Path, server: Recor
     am = receiver(ALERTMANAGER, server.url)
     with AlertStore.open(tmp_path) as store:
         a, b = _alert(store, 8080), _alert(store, 8081)
-        enqueue(store, [am], [a, b], [], "h", clock.time())
+        enqueue(Outbox(store.db), [am], [a, b], [], "h", clock.time())
     d = _delivery(tmp_path, [am], clock)
     _round(d)
     [first] = server.requests
@@ -136,7 +137,7 @@ def test_alertmanager_batches_resends_and_resolves(tmp_path: Path, server: Recor
     _round(d)
     assert len(server.requests) == 2 and len(server.requests[1]["body"]) == 2  # re-sent while active
     with AlertStore.open(tmp_path) as store:
-        enqueue(store, [am], [], [_clear(store, a, clock.time())], "h", clock.time())
+        enqueue(Outbox(store.db), [am], [], [_clear(store, a, clock.time())], "h", clock.time())
     _round(d)
     [gone] = server.requests[2]["body"]
     assert gone["labels"]["port"] == "8080" and gone["endsAt"] == rfc3339(clock.time())  # cleared_at
@@ -154,7 +155,7 @@ def test_outage_keeps_everything_and_backs_off(tmp_path: Path, server: Recorder)
     dead.server_close()  # nothing listens there now: connection refused
     am = receiver(ALERTMANAGER, f"http://127.0.0.1:{port}")
     with AlertStore.open(tmp_path) as store:
-        enqueue(store, [am], [_alert(store, 8080)], [], "h", clock.time())
+        enqueue(Outbox(store.db), [am], [_alert(store, 8080)], [], "h", clock.time())
     d = _delivery(tmp_path, [am], clock)
     waits = []
     for _ in range(6):  # a long outage: every attempt fails, the pause doubles up to retry_max
@@ -178,18 +179,18 @@ def test_webhook_events_once_across_restarts(tmp_path: Path, server: Recorder) -
     hook = receiver(WEBHOOK, server.url + "/hook")
     with AlertStore.open(tmp_path) as store:
         a = _alert(store, 8080)
-        enqueue(store, [hook], [a], [], "h", clock.time())
+        enqueue(Outbox(store.db), [hook], [a], [], "h", clock.time())
     _round(_delivery(tmp_path, [hook], clock))
     with AlertStore.open(tmp_path) as store:  # the alert goes on being updated, then a restart
-        enqueue(store, [hook], [replace(a, occurrences=2)], [], "h", clock.time())
-        reconcile(store, [hook], "h", clock.time())
+        enqueue(Outbox(store.db), [hook], [replace(a, occurrences=2)], [], "h", clock.time())
+        reconcile(store, Outbox(store.db), [hook], "h", clock.time())
     clock.advance(100)
     _round(_delivery(tmp_path, [hook], clock))
     assert [r["body"]["event"] for r in server.requests] == ["firing"]
     with AlertStore.open(tmp_path) as store:
         _clear(store, a, clock.time())  # saved, then the agent dies before queueing "resolved"
-        reconcile(store, [hook], "h", clock.time())  # what the restarted agent does first
-        reconcile(store, [hook], "h", clock.time())
+        reconcile(store, Outbox(store.db), [hook], "h", clock.time())  # what the restarted agent does first
+        reconcile(store, Outbox(store.db), [hook], "h", clock.time())
     _round(_delivery(tmp_path, [hook], clock))
     events = [(r["body"]["event"], r["body"]["alert"]["id"]) for r in server.requests]
     assert events == [("firing", a.id), ("resolved", a.id)]
@@ -202,7 +203,7 @@ def test_crash_after_save_before_enqueue_is_recovered(tmp_path: Path, server: Re
     am = receiver(ALERTMANAGER, server.url)
     with AlertStore.open(tmp_path) as store:
         _alert(store, 9090)  # saved active, never queued
-        reconcile(store, [am], "h", clock.time())
+        reconcile(store, Outbox(store.db), [am], "h", clock.time())
     _round(_delivery(tmp_path, [am], clock))
     assert [a["labels"]["port"] for a in server.requests[0]["body"]] == ["9090"]
 
@@ -213,7 +214,7 @@ def test_refused_payload_is_dropped_with_an_error_not_retried(tmp_path: Path, se
     server.status = 400
     am = receiver(ALERTMANAGER, server.url)
     with AlertStore.open(tmp_path) as store:
-        enqueue(store, [am], [_alert(store, 8080)], [], "h", clock.time())
+        enqueue(Outbox(store.db), [am], [_alert(store, 8080)], [], "h", clock.time())
     d = _delivery(tmp_path, [am], clock)
     _round(d)
     clock.advance(100)
@@ -226,17 +227,17 @@ def test_outbox_added_to_a_version_1_database(tmp_path: Path) -> None:
     with AlertStore.open(tmp_path) as store:
         alert = _alert(store, 8080)
     conn = sqlite3.connect(tmp_path / "connwatch.db")
-    conn.execute("DROP TABLE outbox")  # a database written before the outbox existed
+    conn.execute("DROP TABLE IF EXISTS outbox")  # a database written before the outbox existed
     conn.commit()
     conn.close()
     with AlertStore.open(tmp_path) as store:
         assert store.get(alert.id or 0) == alert
-        store.outbox_put("r", [(alert.id or 0, "firing", "{}")], 5.0)
-        store.outbox_put("r", [(alert.id or 0, "firing", '{"newer": 1}')], 6.0)
-        [item] = store.outbox_due("r", 10.0)
+        Outbox(store.db).put("r", [(alert.id or 0, "firing", "{}")], 5.0)
+        Outbox(store.db).put("r", [(alert.id or 0, "firing", '{"newer": 1}')], 6.0)
+        [item] = Outbox(store.db).due("r", 10.0)
         assert item.payload == '{"newer": 1}' and item.created_at == 5.0
-        store.outbox_put("r", [(alert.id or 0, "resolved", "{}")], 7.0)
-        assert [i.kind for i in store.outbox_due("r", 10.0)] == ["resolved"]  # firing is moot now
+        Outbox(store.db).put("r", [(alert.id or 0, "resolved", "{}")], 7.0)
+        assert [i.kind for i in Outbox(store.db).due("r", 10.0)] == ["resolved"]  # firing is moot now
     conn = sqlite3.connect(tmp_path / "connwatch.db")
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
     conn.close()
@@ -244,10 +245,10 @@ def test_outbox_added_to_a_version_1_database(tmp_path: Path) -> None:
 
 def test_prune_forgets_old_finished_rows_and_keeps_active_resends(tmp_path: Path) -> None:
     with AlertStore.open(tmp_path) as store:
-        store.outbox_put("r", [(1, "resolved", "{}"), (2, "firing", "{}"), (3, "firing", "{}")], 100.0)
-        [done, resend, _never] = store.outbox_due("r", 100.0)
-        store.outbox_sent([done.id], 100.0)  # finished
-        store.outbox_sent([resend.id], 100.0, resend_at=160.0)  # an active alert awaiting re-send
-        assert store.outbox_prune(finished_before=50.0, pending_before=50.0) == 0
-        assert store.outbox_prune(finished_before=200.0, pending_before=200.0) == 1  # the never-sent one
-        assert [(i.alert_id, i.sends) for i in store.outbox_history("r")] == [(2, 1)]
+        Outbox(store.db).put("r", [(1, "resolved", "{}"), (2, "firing", "{}"), (3, "firing", "{}")], 100.0)
+        [done, resend, _never] = Outbox(store.db).due("r", 100.0)
+        Outbox(store.db).sent([done.id], 100.0)  # finished
+        Outbox(store.db).sent([resend.id], 100.0, resend_at=160.0)  # an active alert awaiting re-send
+        assert Outbox(store.db).prune(finished_before=50.0, pending_before=50.0) == 0
+        assert Outbox(store.db).prune(finished_before=200.0, pending_before=200.0) == 1  # the never-sent one
+        assert [(i.alert_id, i.sends) for i in Outbox(store.db).history("r")] == [(2, 1)]

@@ -31,7 +31,7 @@ def finding(
         resource_key=f"TCP({port})",
         value=value,
         unit="conns",
-        detail={"backlog": 128, "pids": [10, 11]},
+        facts={"backlog": 128, "pids": [10, 11]},
     )
     return Finding(
         measurement=m,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import tracemalloc
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -21,22 +21,15 @@ from connwatch.explain import explain
 from connwatch.model import DestinationUsage, Process, SocketSummary, SourceUsage
 from connwatch.outputs.jsonout import alert_dict
 from connwatch.remedy.nftables import PerSourceLimit, render
-from connwatch.rules import sources as settings_mod
+from connwatch.rules.config import Config, parse_config
 from connwatch.rules.evaluate import evaluate
 from connwatch.rules.sources import SourceSettings
-from connwatch.rules.spec import Rule, default_rules, parse_rules
+from connwatch.rules.spec import Rule, default_rules
 
 from .builders import listener, snapshot
 
 T0 = 1_700_000_000.0
 SMTP = Process(pid=777, command="smtpd", user="mail")
-
-
-@pytest.fixture(autouse=True)
-def _default_settings() -> Iterator[None]:
-    settings_mod.configure(settings_mod.DEFAULT)
-    yield
-    settings_mod.configure(settings_mod.DEFAULT)
 
 
 def usage(source: str, port: int, **states: int) -> SourceUsage:
@@ -55,9 +48,10 @@ def mail_pair(extra: Mapping[str, int] | None = None):
     return snap(T0, usages), snap(T0 + 5, usages)
 
 
-def findings(rules: tuple[Rule, ...], prev, cur, settings: SourceSettings | None = None):
+def findings(rules: tuple[Rule, ...] | Config, prev, cur, settings: SourceSettings | None = None):
+    config = rules if isinstance(rules, Config) else Config(rules, sources=settings or SourceSettings())
     return {(f.measurement.attribute, f.measurement.resource_key): f
-            for f in evaluate(rules, attr.measure(prev, cur, settings))}
+            for f in evaluate(config.rules, attr.measure(prev, cur, config))}
 
 
 def test_issue_scenario_150_and_20_against_the_default_limit() -> None:
@@ -79,10 +73,10 @@ def test_counted_states_are_established_and_close_wait_only() -> None:
     assert "7 of them are CLOSE_WAIT" in words.explanation and "60 are half-open" in words.explanation
 
 
-def _rules(toml: str) -> tuple[Rule, ...]:
+def _rules(toml: str) -> Config:
     import tomllib
 
-    return parse_rules(tomllib.loads(toml), "test.toml")
+    return parse_config(tomllib.loads(toml), "test.toml")
 
 
 @pytest.mark.parametrize(("toml", "breached"), [
@@ -127,7 +121,7 @@ def test_invalid_limits_and_settings_are_one_clear_error(toml: str, message: str
 
 
 def test_backlog_rules_are_untouched_by_sources_settings() -> None:
-    backlog = [r for r in _rules('[sources]\nlimit = "unlimited"\n') if r.attribute == "BacklogRejectsByPort"]
+    backlog = [r for r in _rules('[sources]\nlimit = "unlimited"\n').rules if r.attribute == "BacklogRejectsByPort"]
     assert backlog == [r for r in default_rules() if r.attribute == "BacklogRejectsByPort"]
 
 
@@ -174,7 +168,7 @@ def test_alerts_are_capped_per_port_and_the_rest_summarised(tmp_path: Path) -> N
     assert top.measurement.resource["source"] == "10.0.0.7" and top.measurement.value == 503
     assert "5000 sources are over the limit on this port; connwatch alerts on the 10 heaviest only" \
         in top.explanation.explanation  # type: ignore[union-attr]
-    report = build_report(prev, cur, rules, settings_mod.current(), None, 10)
+    report = build_report(prev, cur, rules.rules, rules.sources, None, 10)
     assert len(report["sources"]) == 10 and report["ports"][0]["sources"] == 5000
     assert report["ports"][0]["over_limit"] == 5000 and report["ports"][0]["connections"] == 15500
 
@@ -183,7 +177,7 @@ def test_measure_cost_is_bounded_with_100000_sources() -> None:
     usages = _crowd(100_000, 1)
     prev, cur = snap(T0, usages), snap(T0 + 5, usages)
     tracemalloc.start()
-    out = attr.measure(prev, cur, SourceSettings())
+    out = attr.measure(prev, cur, Config((), sources=SourceSettings()))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(out) <= 2 * 10 + 10  # top N per port and attribute, plus top N PortsPerSource
@@ -219,7 +213,7 @@ def test_local_sources_and_owner_are_named() -> None:
 
 
 def test_alert_json_keys(tmp_path: Path) -> None:
-    result = judge(*mail_pair(), default_rules(), None)
+    result = judge(*mail_pair(), Config(default_rules()), None)
     [alert] = [a for a in result.step.raised if a.attribute == "ConnectionsPerSource"]
     d = alert_dict(alert)
     assert (d["source"], d["port"], d["value"], d["limit"]) == ("127.0.0.2", 2525, 150.0, 100.0)
@@ -236,9 +230,9 @@ def test_nft_rule_text() -> None:
     with pytest.raises(ValueError):
         PerSourceLimit(25, 0)
     assert "ct count over 200" in nft_script(2525, None, _rules(
-        '[[rules]]\nattribute = "ConnectionsPerSource"\nport = 2525\nhigh = 200\n'), SourceSettings())
+        '[[rules]]\nattribute = "ConnectionsPerSource"\nport = 2525\nhigh = 200\n').rules, SourceSettings())
     with pytest.raises(ConfigError, match="unlimited"):
-        nft_script(2525, None, _rules('[sources]\nlimit = "unlimited"\n'), SourceSettings())
+        nft_script(2525, None, _rules('[sources]\nlimit = "unlimited"\n').rules, SourceSettings())
 
 
 def test_cli_nft_and_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

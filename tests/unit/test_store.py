@@ -110,7 +110,7 @@ def test_wal_and_schema(tmp_path: Path) -> None:
 
 def test_pragmas_on_connection(tmp_path: Path) -> None:
     with AlertStore.open(tmp_path) as store:
-        conn = store._db()
+        conn = store.db._db()
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
@@ -178,7 +178,7 @@ def test_mark_seen_keeps_first_seen(tmp_path: Path) -> None:
         assert store.mark_seen([], 30.0) == {}
     with AlertStore.open(tmp_path) as store:
         assert store.mark_seen(iter(["TCP(443)"]), 40.0) == {"TCP(443)": 20.0}
-        rows = store._db().execute("SELECT key, first_seen, last_seen FROM seen ORDER BY key").fetchall()
+        rows = store.db._db().execute("SELECT key, first_seen, last_seen FROM seen ORDER BY key").fetchall()
     assert rows == [("TCP(443)", 20.0, 40.0), ("TCP(80)", 10.0, 20.0)]
 
 
@@ -224,8 +224,8 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
 def test_disk_full_rolls_back_whole_save(tmp_path: Path) -> None:
     with AlertStore.open(tmp_path) as store:
         store.save([alert(1)])
-        pages = store._db().execute("PRAGMA page_count").fetchone()[0]
-        store._db().execute(f"PRAGMA max_page_count = {pages + 2}")
+        pages = store.db._db().execute("PRAGMA page_count").fetchone()[0]
+        store.db._db().execute(f"PRAGMA max_page_count = {pages + 2}")
         many = [alert(p, detail={"pad": "x" * 2000}) for p in range(2, 60)]
         with pytest.raises(StateError) as info:
             store.save(many)

@@ -16,7 +16,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from connwatch.alerts.store import AlertStore, OutboxItem
+from connwatch.agent.outbox import Outbox, OutboxItem
+from connwatch.alerts.db import Database
+from connwatch.alerts.store import AlertStore
 from connwatch.clock import Clock
 from connwatch.errors import StateError
 from connwatch.findings import Alert
@@ -39,7 +41,7 @@ BATCH = 500
 PRUNE_EVERY_S = 3600.0
 
 
-def enqueue(store: AlertStore, receivers: Sequence[Receiver], firing: Iterable[Alert],
+def enqueue(outbox: Outbox, receivers: Sequence[Receiver], firing: Iterable[Alert],
             resolved: Iterable[Alert], instance: str, now: float) -> None:
     """Queue the notifications of one lifecycle step (raises StateError when the disk refuses)."""
     items = [(a.id, "firing", payload(a, instance)) for a in firing if a.id is not None]
@@ -47,10 +49,10 @@ def enqueue(store: AlertStore, receivers: Sequence[Receiver], firing: Iterable[A
     if not items or not receivers:
         return
     for rcv in receivers:
-        store.outbox_put(rcv.name, items, now)
+        outbox.put(rcv.name, items, now)
 
 
-def reconcile(store: AlertStore, receivers: Sequence[Receiver], instance: str, now: float) -> None:
+def reconcile(store: AlertStore, outbox: Outbox, receivers: Sequence[Receiver], instance: str, now: float) -> None:
     """At start: queue what a crash between saving an alert and queuing it may have left out.
 
     Active alerts get their "firing" row (a no-op when it exists); cleared alerts this receiver was
@@ -60,14 +62,24 @@ def reconcile(store: AlertStore, receivers: Sequence[Receiver], instance: str, n
     recent = [a for a in store.history(include_cleared=True, limit=1000)
               if a.state == "cleared" and (a.cleared_at or 0) > now - KEEP_FINISHED_S]
     for rcv in receivers:
-        rows = store.outbox_history(rcv.name)
+        rows = outbox.history(rcv.name)
         told = {r.alert_id for r in rows if r.kind == "firing"}
         closed = {r.alert_id for r in rows if r.kind == "resolved"}
         items = [(a.id, "firing", payload(a, instance)) for a in active if a.id is not None]
         items += [(a.id, "resolved", payload(a, instance)) for a in recent
                   if a.id in told and a.id not in closed]
         if items:
-            store.outbox_put(rcv.name, items, now)
+            outbox.put(rcv.name, items, now)
+
+
+def _open_outbox(state_dir: Path) -> Outbox:
+    """The delivery thread's own connection to the state database (WAL: it does not block the sampler)."""
+    db = Database.open(state_dir)
+    try:
+        return Outbox(db)
+    except StateError:
+        db.close()
+        raise
 
 
 class Delivery(threading.Thread):
@@ -95,7 +107,7 @@ class Delivery(threading.Thread):
 
     def run(self) -> None:
         sender = Sender(self.receivers)
-        store: AlertStore | None = None
+        store: Outbox | None = None
         try:
             while not self.stopping.is_set():
                 try:
@@ -107,38 +119,38 @@ class Delivery(threading.Thread):
         finally:
             sender.close()
             if store is not None:
-                store.close()
+                store.db.close()
 
-    def _round(self, sender: Sender, store: AlertStore | None) -> AlertStore | None:
+    def _round(self, sender: Sender, store: Outbox | None) -> Outbox | None:
         """One pass over every receiver; state errors close the store (the loop logs them)."""
         try:
             if store is None:
-                store = AlertStore.open(self.state_dir)
+                store = _open_outbox(self.state_dir)
             for rcv in self.receivers:
                 if self.stopping.is_set():
                     break
                 self._deliver(sender, store, rcv)
-            counts = store.outbox_pending()
+            counts = store.pending()
             with self.lock:
                 self.pending = {r.name: counts.get(r.name, 0) for r in self.receivers}
             now = self.clock.time()
             if now - self._pruned_at >= PRUNE_EVERY_S:
                 self._pruned_at = now
-                dropped = store.outbox_prune(now - KEEP_FINISHED_S, now - KEEP_UNDELIVERED_S)
+                dropped = store.prune(now - KEEP_FINISHED_S, now - KEEP_UNDELIVERED_S)
                 if dropped:
                     log.error("outbox: dropped %d notification(s) undelivered for 7 days", dropped)
         except StateError as exc:
             log.debug("delivery: %s", exc)
             if store is not None:
-                store.close()
+                store.db.close()
             return None
         return store
 
-    def _deliver(self, sender: Sender, store: AlertStore, rcv: Receiver) -> None:
+    def _deliver(self, sender: Sender, store: Outbox, rcv: Receiver) -> None:
         now = self.clock.time()
         if now < self._next_try.get(rcv.name, 0.0):
             return
-        due = store.outbox_due(rcv.name, now, BATCH)
+        due = store.due(rcv.name, now, BATCH)
         if not due:
             return
         # Alertmanager: one POST for all of them; webhook: one event per request.
@@ -147,7 +159,7 @@ class Delivery(threading.Thread):
             if not self._send(sender, store, rcv, batch):
                 return
 
-    def _send(self, sender: Sender, store: AlertStore, rcv: Receiver, batch: list[OutboxItem]) -> bool:
+    def _send(self, sender: Sender, store: Outbox, rcv: Receiver, batch: list[OutboxItem]) -> bool:
         now = self.clock.time()
         try:
             if rcv.kind == ALERTMANAGER:
@@ -161,11 +173,11 @@ class Delivery(threading.Thread):
         self._succeeded(store, rcv, batch, now)
         return True
 
-    def _succeeded(self, store: AlertStore, rcv: Receiver, batch: list[OutboxItem], now: float) -> None:
+    def _succeeded(self, store: Outbox, rcv: Receiver, batch: list[OutboxItem], now: float) -> None:
         again = [i.id for i in batch if rcv.kind == ALERTMANAGER and i.kind == "firing"]
-        store.outbox_sent(again, now, resend_at=now + self.resend_s)
+        store.sent(again, now, resend_at=now + self.resend_s)
         resent = set(again)
-        store.outbox_sent([i.id for i in batch if i.id not in resent], now)
+        store.sent([i.id for i in batch if i.id not in resent], now)
         failed_before = self._failing.pop(rcv.name, 0)
         self._next_try.pop(rcv.name, None)
         with self.lock:
@@ -174,20 +186,20 @@ class Delivery(threading.Thread):
             log.info("%s: delivering again after %d failed attempt(s); nothing was lost", rcv.name,
                      failed_before)
 
-    def _failed(self, store: AlertStore, rcv: Receiver, batch: list[OutboxItem], exc: DeliveryError,
+    def _failed(self, store: Outbox, rcv: Receiver, batch: list[OutboxItem], exc: DeliveryError,
                 now: float) -> bool:
         with self.lock:
             self.failures[rcv.name] += 1
         if exc.permanent:
             log.error("%s: refused %d notification(s) (%s); dropping them, retrying cannot help",
                       rcv.name, len(batch), exc)
-            store.outbox_sent([i.id for i in batch], now)
+            store.sent([i.id for i in batch], now)
             return True
         count = self._failing.get(rcv.name, 0) + 1
         self._failing[rcv.name] = count
         delay = min(RETRY_MIN_S * 2 ** (count - 1), self.retry_max_s) * random.uniform(0.9, 1.1)
         self._next_try[rcv.name] = now + delay
-        store.outbox_failed([i.id for i in batch], str(exc), now + delay)
+        store.failed([i.id for i in batch], str(exc), now + delay)
         if count == 1:
             log.error("%s: cannot deliver (%s); notifications are kept in the outbox and retried with "
                       "backoff up to %g s", rcv.name, exc, self.retry_max_s)

@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import FrameType
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -35,7 +35,8 @@ from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Alert
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
-from connwatch.rules.spec import Rule, load_rules
+from connwatch.rules.config import Config, load_config
+from connwatch.rules.rule import Rule
 
 log = logging.getLogger("connwatch.agent")
 Identity = tuple[int, int, int, str]
@@ -43,8 +44,8 @@ OWNER_REFRESH_S = 60.0
 
 
 class Agent:
-    def __init__(self, opts: AgentOptions, rules: Sequence[Rule], clock: Clock) -> None:
-        self.opts, self.rules, self.clock = opts, tuple(rules), clock
+    def __init__(self, opts: AgentOptions, config: Config, clock: Clock) -> None:
+        self.opts, self.config, self.clock = opts, config, clock
         self.keeper = StateKeeper(opts.state_dir)
         self.collector = SnapshotCollector()
         self.registry = CollectorRegistry()
@@ -109,11 +110,13 @@ class Agent:
         return 0
 
     def _reconcile(self) -> None:
-        store = self.keeper.get()
-        if store is None or not self.opts.receivers:
+        if not self.opts.receivers:
+            return
+        store, outbox = self.keeper.get(), self.keeper.outbox()
+        if store is None or outbox is None:
             return
         try:
-            reconcile(store, self.opts.receivers, self.instance(None), self.clock.time())
+            reconcile(store, outbox, self.opts.receivers, self.instance(None), self.clock.time())
         except StateError as exc:
             self.keeper.failed(exc)
 
@@ -149,16 +152,20 @@ class Agent:
                           exc_info=log.isEnabledFor(logging.DEBUG))
             self._last_error[kind] = message
 
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self.config.rules
+
     def reload(self) -> None:
         try:
-            rules = load_rules(self.opts.config)
+            config = load_config(self.opts.config)
         except ConfigError as exc:
             self.reload_failures += 1
             self.config_ok = False
             log.error("config reload refused: %s; keeping the %d rules in force", exc, len(self.rules))
             return
-        self.rules, self.config_ok = rules, True
-        log.info("config reloaded from %s: %d rules", self.opts.config or "built-in defaults", len(rules))
+        self.config, self.config_ok = config, True
+        log.info("config reloaded from %s: %d rules", self.opts.config or "built-in defaults", len(config.rules))
 
     def instance(self, snap: Snapshot | None) -> str:
         if self.opts.instance:
@@ -227,21 +234,24 @@ class Agent:
     def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
         store = self.keeper.get()
         name = self.instance(cur)
-        if store is not None:
-            try:
-                result = judge(prev, cur, self.rules, store, system_name=name)
-                step = result.step
-                enqueue(store, self.opts.receivers, step.raised + step.updated, step.cleared, name,
-                        cur.taken_at)
-            except StateError as exc:
-                self.keeper.failed(exc)
-            else:
-                if self.keeper.succeeded():
-                    self._reconcile()  # queue what the failed writes could not
-                if self.delivery is not None and (step.raised or step.updated or step.cleared):
-                    self.delivery.wake.set()
-                return result
-        return judge(prev, cur, self.rules, None, system_name=name)
+        result = judge(prev, cur, self.config, store, system_name=name)
+        if store is None:
+            return result
+        step = result.step
+        try:
+            if result.store_error is not None:
+                raise StateError(result.store_error)
+            outbox = self.keeper.outbox() if self.opts.receivers else None
+            if outbox is not None:
+                enqueue(outbox, self.opts.receivers, step.raised + step.updated, step.cleared, name, cur.taken_at)
+        except StateError as exc:
+            self.keeper.failed(exc)
+            return result
+        if self.keeper.succeeded():
+            self._reconcile()  # queue what the failed writes could not
+        if self.delivery is not None and (step.raised or step.updated or step.cleared):
+            self.delivery.wake.set()
+        return result
 
     def stats(self) -> AgentStats:
         pending, sent, failures = self.delivery.counts() if self.delivery else ({}, {}, {})

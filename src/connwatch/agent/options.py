@@ -33,7 +33,7 @@ class AgentOptions:
 def parse_listen(value: str) -> tuple[str, int]:
     """HOST:PORT, [V6]:PORT or :PORT (loopback); port 0 disables the server."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not port.isdecimal() or int(port) > 65535:
         raise ConfigError(f"--listen must be HOST:PORT (e.g. {DEFAULT_LISTEN}), got {value!r}")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from connwatch.agent.outbox import Outbox
 from connwatch.alerts.store import AlertStore
 from connwatch.errors import StateError
 
@@ -20,6 +21,7 @@ class StateKeeper:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.store: AlertStore | None = None
+        self._outbox: Outbox | None = None
         self.problem: str | None = None
         self.errors = 0
 
@@ -32,11 +34,19 @@ class StateKeeper:
                 self.failed(exc)
         return self.store
 
+    def outbox(self) -> Outbox | None:
+        """The outbox on the same connection (its tables made on first use), or None (logged)."""
+        store = self.get()
+        if store is not None and self._outbox is None:
+            try:
+                self._outbox = Outbox(store.db)
+            except StateError as exc:
+                self.failed(exc)
+        return self._outbox
+
     def failed(self, exc: StateError) -> None:
         self.errors += 1
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        self.close()
         message = str(exc)
         if message != self.problem:
             log.error("%s; alerts are not recorded or delivered until this is fixed, sampling and "
@@ -56,6 +66,7 @@ class StateKeeper:
         return self.problem is None
 
     def close(self) -> None:
+        self._outbox = None
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -45,7 +45,7 @@ def _ss_row(tokens: list[str]) -> bool:
     rest = tokens[1:] if tokens[0] in NETIDS else tokens
     if rest and rest[0] in SS_STATES:
         rest = rest[1:]
-    return (len(rest) >= 4 and rest[0].isdigit() and rest[1].isdigit() and ":" in rest[2]
+    return (len(rest) >= 4 and rest[0].isdecimal() and rest[1].isdecimal() and ":" in rest[2]
             and (tokens[0] in NETIDS or tokens[0] in SS_STATES))
 
 

@@ -9,23 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-from connwatch.alerts.lifecycle import StepResult, most_severe_breaches, raise_alert
+from connwatch.alerts.lifecycle import StepResult
 from connwatch.analyze import detect as fmt
 from connwatch.analyze.build import Capture
-from connwatch.attributes import known_attributes, measure_all
-from connwatch.attributes.backlog import reconcile
-from connwatch.engine import CheckResult
+from connwatch.attributes.registry import AT_CAPTURE, INTERVAL, SINCE_BOOT, SINCE_OPEN, Need, unsupported
+from connwatch.engine import Basis, CheckResult, judge
 from connwatch.errors import EXIT_CRITICAL, EXIT_UNKNOWN
-from connwatch.explain import explain
-from connwatch.findings import Finding
 from connwatch.model import Snapshot
-from connwatch.rules.evaluate import evaluate
-from connwatch.rules.spec import Rule
-
-SINCE_BOOT, SINCE_OPEN, AT_CAPTURE, INTERVAL = "since boot", "since the listener opened", "at capture", "interval"
-CONNECTION_CHECKS = ("EphemeralPortUsage", "TimeWaitSockets", "ConnectionsPerSource")
+from connwatch.rules.config import Config
 
 
 @dataclass(frozen=True)
@@ -61,60 +53,21 @@ def uptime_of(cap: Capture, snap: Snapshot) -> float | None:
     return None
 
 
-def _basis(attribute: str, mode: str) -> str:
-    if mode == INTERVAL:
-        return INTERVAL if known_attributes().get(attribute, ("", False))[1] else AT_CAPTURE
-    if not known_attributes().get(attribute, ("", False))[1]:
-        return AT_CAPTURE
-    return SINCE_OPEN if attribute == "BacklogRejectsByPort" else SINCE_BOOT
-
-
-def _since_boot_detail(f: Finding, uptime: float | None) -> Finding:
-    m = f.measurement
-    detail: dict[str, Any] = {**m.detail, "basis": _basis(m.attribute, SINCE_BOOT), "uptime_s": uptime}
-    if uptime is None and "interval_s" in detail:
-        detail["interval_s"] = None
-        detail["rate_per_s"] = None
-    return replace(f, measurement=replace(m, detail=detail))
-
-
-def _words(f: Finding, basis: str, uptime: float | None) -> Finding:
-    e = explain(f)
-    text, action = e.explanation, e.action
-    if basis == SINCE_BOOT and known_attributes().get(f.measurement.attribute, ("", False))[1]:
-        since = f"Cumulative since boot ({_age(uptime)} of uptime)" if uptime else "Cumulative since boot " \
-            "(uptime unknown: add `uptime` or /proc/uptime to the capture, or a second capture for a rate)"
-        text = f"{since}: this counts every drop since the host started, not only recent ones. " + text
-    return replace(f, explanation=replace(e, explanation=text, action=action))
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    return f"{seconds / 86400:.1f} days" if seconds >= 172800 else f"{seconds / 3600:.1f} h"
-
-
-def analyse(captures: Sequence[Capture], snaps: Sequence[Snapshot], rules: Sequence[Rule],
+def analyse(captures: Sequence[Capture], snaps: Sequence[Snapshot], config: Config,
             interval: float | None, errors: Sequence[str]) -> Analysis:
+    """The same pipeline as `check` (engine.judge), never writing the alert store."""
     cur_cap, cur = captures[-1], snaps[-1]
-    platform = cur.host.platform
     uptime = uptime_of(cur_cap, cur)
     span = _span(snaps, interval)
     if span is not None:
-        prev = replace(snaps[0], monotonic=cur.monotonic - span)
-        basis = INTERVAL
+        prev, basis = replace(snaps[0], monotonic=cur.monotonic - span), Basis(INTERVAL)
     else:
-        prev = baseline(cur, uptime)
-        basis = SINCE_BOOT
-    findings = evaluate(rules, measure_all(prev, cur))
-    if basis == SINCE_BOOT:
-        findings = [_since_boot_detail(f, uptime) for f in findings]
-    findings = [_words(f, basis, uptime) if f.breached else f for f in findings]
-    name = cur.host.hostname
-    alerts = tuple(raise_alert(f, cur.taken_at, name) for f in _most_severe(findings))
-    result = CheckResult(prev, cur, tuple(findings), StepResult(raised=alerts), reconcile(prev, cur))
-    return Analysis(result, tuple(captures), basis, span, uptime, tuple(unsupported_checks(captures[-1], cur)),
-                    tuple(errors), platform)
+        prev, basis = baseline(cur, uptime), Basis(SINCE_BOOT, uptime)
+    result = judge(prev, cur, config, None, basis)
+    raised = tuple(sorted(result.step.raised, key=lambda a: (a.severity, a.resource_key)))
+    result = replace(result, step=StepResult(raised=raised))
+    return Analysis(result, tuple(captures), basis.mode, span, uptime, tuple(unsupported_checks(cur_cap, cur)),
+                    tuple(errors), cur.host.platform)
 
 
 def _span(snaps: Sequence[Snapshot], interval: float | None) -> float | None:
@@ -128,28 +81,18 @@ def _span(snaps: Sequence[Snapshot], interval: float | None) -> float | None:
     return None
 
 
-def _most_severe(findings: Sequence[Finding]) -> list[Finding]:
-    chosen = most_severe_breaches(findings)
-    return sorted(chosen.values(), key=lambda f: (f.severity, f.measurement.resource_key))
-
-
 def unsupported_checks(cap: Capture, snap: Snapshot) -> list[dict[str, str]]:
-    """The checks this capture could not support, each with the reason and what to capture instead."""
-    out: list[dict[str, str]] = []
-    listeners = snap.listeners
-    if not any(x.backlog is not None for x in listeners):
-        out.append({"check": "AcceptQueueFill", "reason": _no_backlog(cap, bool(listeners))})
-    if not any(x.drops is not None for x in listeners):
-        out.append({"check": "BacklogRejectsByPort", "reason": "per-listener drop counters are only in "
-                    "`ss -ltnm` (skmem d) or a `connwatch snapshot`"})
-    for check, counter in (("ListenOverflows", "TcpExt.ListenOverflows"), ("SynQueueDrops", "TcpExt.TCPReqQFullDrop")):
-        if counter not in snap.counters:
-            out.append({"check": check, "reason": _no_counter(cap, counter)})
-    for check in CONNECTION_CHECKS:
-        if snap.sockets is None and not (check == "TimeWaitSockets" and "TCP.tw" in snap.sockstat):
-            out.append({"check": check, "reason": "the capture lists no connections, only listeners or "
-                        "counters (add `ss -tan` or `netstat -an` output)"})
-    return out
+    """The checks this capture could not support (from each attribute's declared needs), each with
+    the reason and what to capture instead."""
+
+    def reason(need: Need) -> str | None:
+        if need.what == "listener backlog":
+            return _no_backlog(cap, bool(snap.listeners))
+        if need.what.startswith("TcpExt."):
+            return _no_counter(cap, need.what)
+        return None
+
+    return unsupported(snap, reason)
 
 
 def _no_backlog(cap: Capture, any_listener: bool) -> str:
@@ -175,4 +118,4 @@ def _no_counter(cap: Capture, counter: str) -> str:
     return "no TcpExt counters: add `nstat -az`, `netstat -s` or /proc/net/netstat"
 
 
-__all__ = ["AT_CAPTURE", "SINCE_BOOT", "Analysis", "analyse", "unsupported_checks"]
+__all__ = ["AT_CAPTURE", "INTERVAL", "SINCE_BOOT", "SINCE_OPEN", "Analysis", "analyse", "unsupported_checks"]

@@ -12,7 +12,7 @@ from connwatch.analyze.inputs import InputFile, expand, read_head
 from connwatch.analyze.report import Analysis, analyse
 from connwatch.errors import ParseError
 from connwatch.model import Snapshot
-from connwatch.rules.spec import Rule
+from connwatch.rules.config import Config
 
 
 def _kind(f: InputFile) -> str | None:
@@ -71,7 +71,7 @@ def _check_one_host(captures: list[Capture], snaps: list[Snapshot]) -> list[str]
     return problems
 
 
-def run_analysis(args: Sequence[str], rules: Sequence[Rule], interval: float | None,
+def run_analysis(args: Sequence[str], config: Config, interval: float | None,
                  port_range: tuple[int, int] | None, somaxconn: int | None) -> tuple[Analysis | None, list[str]]:
     captures, errors = gather(args)
     if not captures:
@@ -88,7 +88,7 @@ def run_analysis(args: Sequence[str], rules: Sequence[Rule], interval: float | N
         captures[-1].notes.append(f"{len(snaps)} captures given but no timestamps: pass --interval SECONDS "
                                   "(time between them) for rates; analysed the last one alone")
         captures, snaps = captures[-1:], snaps[-1:]
-    return analyse(captures, snaps, rules, interval, errors), errors
+    return analyse(captures, snaps, config, interval, errors), errors
 
 
 def _overrides(snap: Snapshot, cap: Capture, port_range: tuple[int, int] | None, somaxconn: int | None) -> Snapshot:

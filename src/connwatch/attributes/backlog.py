@@ -14,26 +14,69 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
+from connwatch.attributes.backlog_facts import (
+    BacklogContext,
+    HostFacts,
+    ListenerFacts,
+    OwnerFacts,
+    PortFacts,
+    PortRejectFacts,
+    Reconciliation,
+)
+from connwatch.attributes.registry import SINCE_OPEN, AttributeSpec, Need, Subject
+from connwatch.explain import backlog as words
 from connwatch.findings import Measurement
 from connwatch.model import Listener, Snapshot
-from connwatch.rules.spec import Rule
+from connwatch.rules.rule import Rule
 
-ATTRIBUTES: dict[str, tuple[str, bool]] = {
-    "BacklogRejectsByPort": ("conns", True),
-    "AcceptQueueFill": ("%", False),
-    "ListenOverflows": ("drops", True),
-    "SynQueueDrops": ("drops", True),
-}
+if TYPE_CHECKING:
+    from connwatch.rules.config import Config
 
-DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule("BacklogRejectsByPort", 0, severity=3, alert_class="backlog"),
-    Rule("BacklogRejectsByPort", 100, severity=2, alert_class="backlog"),
-    Rule("AcceptQueueFill", 80, severity=4, alert_class="backlog"),
-    Rule("AcceptQueueFill", 100, severity=2, alert_class="backlog"),
-    Rule("ListenOverflows", 0, severity=4, alert_class="backlog"),
-    Rule("SynQueueDrops", 0, severity=3, alert_class="backlog"),
+LISTEN_OVERFLOWS, REQ_Q_FULL_DROP = "TcpExt.ListenOverflows", "TcpExt.TCPReqQFullDrop"
+
+
+def _has_drops(snap: Snapshot) -> bool:
+    return any(x.drops is not None for x in snap.listeners)
+
+
+def _has_backlog(snap: Snapshot) -> bool:
+    return any(x.backlog is not None for x in snap.listeners)
+
+
+def _counter_need(counter: str) -> Need:
+    return Need(counter, lambda snap: counter in snap.counters,
+                "no TcpExt counters: add `nstat -az`, `netstat -s` or /proc/net/netstat")
+
+
+SUBJECT_SPECS: tuple[AttributeSpec[PortRejectFacts] | AttributeSpec[PortFacts] | AttributeSpec[HostFacts], ...] = (
+    AttributeSpec(
+        "BacklogRejectsByPort", "conns", True, words.TEXTS["BacklogRejectsByPort"], PortRejectFacts,
+        words.explain_port,
+        (Rule("BacklogRejectsByPort", 0, severity=3, alert_class="backlog"),
+         Rule("BacklogRejectsByPort", 100, severity=2, alert_class="backlog")),
+        (Need("per-listener drop counters", _has_drops, "per-listener drop counters are only in `ss -ltnm` "
+              "(skmem d) or a `connwatch snapshot`"),),
+        promql="sum by (instance, port) (rate(connwatch_listener_drops_total{sel}[{window}])){per}",
+        capture_basis=SINCE_OPEN),
+    AttributeSpec(
+        "AcceptQueueFill", "%", False, words.TEXTS["AcceptQueueFill"], PortFacts, words.explain_port,
+        (Rule("AcceptQueueFill", 80, severity=4, alert_class="backlog"),
+         Rule("AcceptQueueFill", 100, severity=2, alert_class="backlog")),
+        (Need("listener backlog", _has_backlog, "the capture shows no listen backlog: capture `ss -ltn`"),),
+        promql="max by (instance, port) (100 * connwatch_listener_queue_peak{sel} "
+               "/ clamp_min(connwatch_listener_backlog{sel}, 1))"),
+    AttributeSpec(
+        "ListenOverflows", "drops", True, words.TEXTS["ListenOverflows"], HostFacts, words.explain_host,
+        (Rule("ListenOverflows", 0, severity=4, alert_class="backlog"),), (_counter_need(LISTEN_OVERFLOWS),),
+        promql=f'sum by (instance) (rate(connwatch_kernel_counter_total{{{{counter="{LISTEN_OVERFLOWS}"}}}}'
+               '[{window}])){per}', scope="host"),
+    AttributeSpec(
+        "SynQueueDrops", "drops", True, words.TEXTS["SynQueueDrops"], HostFacts, words.explain_host,
+        (Rule("SynQueueDrops", 0, severity=3, alert_class="backlog"),), (_counter_need(REQ_Q_FULL_DROP),),
+        promql=f'sum by (instance) (rate(connwatch_kernel_counter_total{{{{counter="{REQ_Q_FULL_DROP}"}}}}'
+               '[{window}])){per}', scope="host"),
 )
 
 
@@ -75,45 +118,40 @@ def fill_percent(lst: Listener) -> float | None:
     return round(100.0 * lst.queue / max(lst.backlog, 1), 1)
 
 
-def _listener_detail(lst: Listener, delta: int | None, now: float) -> dict[str, Any]:
-    owner = lst.owner
-    return {
-        "endpoint": lst.endpoint, "family": lst.family, "queue": lst.queue, "backlog": lst.backlog,
-        "fill": fill_percent(lst), "drops_total": lst.drops, "drops_delta": delta, "inode": lst.inode,
-        "owner": None if owner is None else {
-            "pid": owner.pid, "command": owner.command, "cmdline": owner.cmdline, "user": owner.user,
-            "started_at": owner.started_at,
-            "age_s": None if owner.started_at is None else round(now - owner.started_at, 1),
-            "open_fds": owner.open_fds, "fd_limit": owner.fd_limit,
-        },
-    }
+def _listener_facts(lst: Listener, delta: int | None, now: float) -> ListenerFacts:
+    o = lst.owner
+    owner = None if o is None else OwnerFacts(
+        o.pid, o.command, o.cmdline, o.user, o.started_at,
+        None if o.started_at is None else round(now - o.started_at, 1), o.open_fds, o.fd_limit)
+    return ListenerFacts(lst.endpoint, lst.family, lst.queue, lst.backlog, fill_percent(lst), lst.drops, delta,
+                         lst.inode, owner)
 
 
-def reconcile(prev: Snapshot, cur: Snapshot) -> dict[str, int | None]:
+def reconciliation(prev: Snapshot, cur: Snapshot) -> Reconciliation:
     """Host ListenDrops/ListenOverflows deltas against what the per-listener counters explain."""
     deltas = drop_deltas(prev, cur)
     attributed = sum(deltas.values()) if cur.listeners and all(
         x.drops is not None for x in cur.listeners) else None
     host = counter_delta(prev, cur, "TcpExt.ListenDrops")
     unattributed = None if host is None or attributed is None else max(host - attributed, 0)
-    return {
-        "host_listen_drops": host,
-        "host_listen_overflows": counter_delta(prev, cur, "TcpExt.ListenOverflows"),
-        "attributed": attributed, "unattributed": unattributed,
-    }
+    return Reconciliation(host, counter_delta(prev, cur, LISTEN_OVERFLOWS), attributed, unattributed)
 
 
-def measure(prev: Snapshot, cur: Snapshot) -> list[Measurement]:
+def reconcile(prev: Snapshot, cur: Snapshot) -> dict[str, int | None]:
+    """The reconciliation as the JSON `reconciliation` object."""
+    r = reconciliation(prev, cur)
+    return {"host_listen_drops": r.host_listen_drops, "host_listen_overflows": r.host_listen_overflows,
+            "attributed": r.attributed, "unattributed": r.unattributed}
+
+
+def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
     interval = max(cur.monotonic - prev.monotonic, 1e-9)
     deltas = drop_deltas(prev, cur)
     ports = _by_port(cur.listeners)
-    rejecting = sorted(p for p, ls in ports.items() if sum(deltas.get(x.identity, 0) for x in ls) > 0)
-    context = {
-        "interval_s": round(interval, 3), "somaxconn": cur.sysctls.somaxconn,
-        "rejecting_ports": rejecting, "reconciliation": reconcile(prev, cur),
-        "tcp_syncookies": cur.sysctls.tcp_syncookies, "tcp_abort_on_overflow": cur.sysctls.tcp_abort_on_overflow,
-        "platform": cur.host.platform,
-    }
+    rejecting = tuple(sorted(p for p, ls in ports.items() if sum(deltas.get(x.identity, 0) for x in ls) > 0))
+    context = BacklogContext(
+        round(interval, 3), cur.sysctls.somaxconn, rejecting, reconciliation(prev, cur),
+        cur.sysctls.tcp_syncookies, cur.sysctls.tcp_abort_on_overflow, cur.host.platform)
     out: list[Measurement] = []
     for port, group in sorted(ports.items()):
         out.extend(_port_measurements(port, group, deltas, context, cur.taken_at, interval))
@@ -122,32 +160,34 @@ def measure(prev: Snapshot, cur: Snapshot) -> list[Measurement]:
 
 
 def _port_measurements(port: int, group: list[Listener], deltas: dict[tuple[int, int, int, str], int],
-                       context: dict[str, Any], now: float, interval: float) -> list[Measurement]:
-    listeners = [_listener_detail(x, deltas.get(x.identity), now) for x in group]
-    detail = {**context, "port": port, "listeners": listeners,
-              "queue_full_now": any(x.backlog is not None and x.queue > x.backlog for x in group)}
+                       ctx: BacklogContext, now: float, interval: float) -> list[Measurement]:
+    listeners = tuple(_listener_facts(x, deltas.get(x.identity), now) for x in group)
+    common = (ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation, ctx.tcp_syncookies,
+              ctx.tcp_abort_on_overflow, ctx.platform, port, listeners,
+              any(x.backlog is not None and x.queue > x.backlog for x in group))
     out = []
     if all(x.drops is not None for x in group):
         rejects = sum(deltas.get(x.identity, 0) for x in group)
-        out.append(Measurement("BacklogRejectsByPort", {"port": port}, port_key(port), float(rejects),
-                               "conns", "value", {**detail, "rate_per_s": round(rejects / interval, 3)}))
+        out.append(Measurement("BacklogRejectsByPort", {"port": port}, port_key(port), float(rejects), "conns",
+                               "value", PortRejectFacts(*common, round(rejects / interval, 3))))
     fills = [f for f in (fill_percent(x) for x in group) if f is not None]
     if fills:
-        out.append(Measurement("AcceptQueueFill", {"port": port}, port_key(port), max(fills), "%",
-                               "value", detail))
+        out.append(Measurement("AcceptQueueFill", {"port": port}, port_key(port), max(fills), "%", "value",
+                               PortFacts(*common)))
     return out
 
 
-def _host_measurements(prev: Snapshot, cur: Snapshot, interval: float,
-                       context: dict[str, Any]) -> list[Measurement]:
+def _host_measurements(prev: Snapshot, cur: Snapshot, interval: float, ctx: BacklogContext) -> list[Measurement]:
     out = []
-    for attribute, counter in (("ListenOverflows", "TcpExt.ListenOverflows"),
-                               ("SynQueueDrops", "TcpExt.TCPReqQFullDrop")):
+    for attribute, counter in (("ListenOverflows", LISTEN_OVERFLOWS), ("SynQueueDrops", REQ_Q_FULL_DROP)):
         delta = counter_delta(prev, cur, counter)
         if delta is None:
             continue
-        detail = {**context, "counter": counter,
-                  "cookies_sent": counter_delta(prev, cur, "TcpExt.TCPReqQFullDoCookies"),
-                  "rate_per_s": round(delta / interval, 3)}
-        out.append(Measurement(attribute, {"port": None}, "TCP(host)", float(delta), "drops", "value", detail))
+        facts = HostFacts(ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation,
+                          ctx.tcp_syncookies, ctx.tcp_abort_on_overflow, ctx.platform, counter,
+                          counter_delta(prev, cur, "TcpExt.TCPReqQFullDoCookies"), round(delta / interval, 3))
+        out.append(Measurement(attribute, {"port": None}, "TCP(host)", float(delta), "drops", "value", facts))
     return out
+
+
+SUBJECT = Subject("backlog", SUBJECT_SPECS, measure)

@@ -27,22 +27,19 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.backlog import counter_delta
+from connwatch.attributes.registry import AttributeSpec, Need, Subject
+from connwatch.explain import ephemeral as words
 from connwatch.findings import Measurement
 from connwatch.model import DestinationUsage, Snapshot
 from connwatch.parsers.sock_diag import TIME_WAIT_LEN_MS
 from connwatch.parsers.sysctl import usable_ports
-from connwatch.rules.spec import Rule
+from connwatch.rules.rule import Rule
 
-ATTRIBUTES: dict[str, tuple[str, bool]] = {
-    "EphemeralPortUsage": ("%", False),
-    "EphemeralPortUsageWithoutReuse": ("%", False),
-    "EphemeralPortExhaustion": ("%", False),
-    "TimeWaitSockets": ("%", False),
-    "OrphanSockets": ("%", False),
-}
+if TYPE_CHECKING:
+    from connwatch.rules.config import Config
 
 # Why these limits:
 # - EphemeralPortUsage: a pooled client needs tens to hundreds of ports per destination; half of a
@@ -280,7 +277,7 @@ def resource_key(d: DestinationUsage) -> str:
     return f"TCP({d.local_address}->{d.destination})"
 
 
-def measure(prev: Snapshot, cur: Snapshot) -> list[Measurement]:
+def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
     budget = port_budget(cur)
     rates = host_rates(prev, cur)
     dest_rates, basis = destination_rates(cur, rates["time_wait_entered_per_s"])
@@ -344,3 +341,30 @@ def _host_measurements(prev: Snapshot, cur: Snapshot, all_loads: list[Destinatio
         out.append(Measurement("OrphanSockets", {"port": None}, "TCP(host)",
                                round(100.0 * orphans / limit, 2), "%", "value", detail))
     return out
+
+
+def _rules(name: str) -> tuple[Rule, ...]:
+    return tuple(r for r in DEFAULT_RULES if r.attribute == name)
+
+
+NO_CONNECTIONS = ("the capture lists no connections, only listeners or counters (add `ss -tan` or "
+                  "`netstat -an` output)")
+SOCKETS = Need("connections", lambda snap: snap.sockets is not None, NO_CONNECTIONS)
+TIME_WAIT_COUNT = Need("TIME_WAIT count", lambda snap: snap.sockets is not None or "TCP.tw" in snap.sockstat,
+                       NO_CONNECTIONS)
+Facts = dict[str, Any]  # not yet typed: the explainers read the detail mapping
+
+
+def _spec(name: str, explainer: words.Explainer, needs: tuple[Need, ...] = (),
+          scope: str = "destination") -> AttributeSpec[Facts]:
+    return AttributeSpec(name, "%", False, words.TEXTS[name], dict, lambda f, facts: explainer(f), _rules(name), needs,
+                         scope=scope)
+
+
+SUBJECT = Subject("ephemeral", (
+    _spec("EphemeralPortUsage", words.explain_destination, (SOCKETS,)),
+    _spec("EphemeralPortUsageWithoutReuse", words.explain_destination),
+    _spec("EphemeralPortExhaustion", words.explain_destination),
+    _spec("TimeWaitSockets", words.explain_time_wait, (TIME_WAIT_COUNT,), scope="host"),
+    _spec("OrphanSockets", words.explain_orphans, scope="host"),
+), measure)

@@ -29,20 +29,19 @@ import socket
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from connwatch.attributes.registry import AttributeSpec, Need, Subject
+from connwatch.explain import sources as words
 from connwatch.findings import Measurement
 from connwatch.model import Snapshot, SourceUsage
 from connwatch.perf import gc_paused
-from connwatch.rules import sources as settings_mod
+from connwatch.rules.rule import Rule
 from connwatch.rules.sources import CONNECTIONS, HALF_OPEN, PORTS, SourceSettings
-from connwatch.rules.spec import Rule
+from connwatch.rules.sources import DEFAULT as DEFAULT_SETTINGS
 
-ATTRIBUTES: dict[str, tuple[str, bool]] = {
-    CONNECTIONS: ("conns", False),
-    HALF_OPEN: ("conns", False),
-    PORTS: ("ports", False),
-}
+if TYPE_CHECKING:
+    from connwatch.rules.config import Config
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(CONNECTIONS, 100, severity=3, alert_class="sources"),
@@ -212,8 +211,8 @@ def owners(snap: Snapshot, port: int) -> list[dict[str, Any]]:
         for x in snap.listeners_on(port)]
 
 
-def measure(prev: Snapshot, cur: Snapshot, settings: SourceSettings | None = None) -> list[Measurement]:
-    s = settings or settings_mod.current()
+def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
+    s = config.sources if config is not None else DEFAULT_SETTINGS
     interval = round(max(cur.monotonic - prev.monotonic, 0.0), 3)
     local = local_addresses(cur)
     context = {"interval_s": interval, "aggregate": s.aggregate,
@@ -264,3 +263,21 @@ def _ports_measurements(prev: Snapshot, cur: Snapshot, s: SourceSettings, contex
         out.append(Measurement(PORTS, {"source": source, "port": None}, resource_key(None, source),
                                float(len(ports)), "ports", "value", detail))
     return out
+
+
+Facts = dict[str, Any]  # not yet typed: the explainers read the detail mapping
+SOCKETS = Need("connections", lambda snap: snap.sockets is not None,
+               "the capture lists no connections, only listeners or counters (add `ss -tan` or `netstat -an` output)")
+
+
+def _spec(name: str, unit: str, explainer: words.Explainer, needs: tuple[Need, ...] = ()) -> AttributeSpec[Facts]:
+    rules = tuple(r for r in DEFAULT_RULES if r.attribute == name)
+    return AttributeSpec(name, unit, False, words.TEXTS[name], dict, lambda f, facts: explainer(f), rules, needs,
+                         scope="source")
+
+
+SUBJECT = Subject("sources", (
+    _spec(CONNECTIONS, "conns", words.explain_connections, (SOCKETS,)),
+    _spec(HALF_OPEN, "conns", words.explain_half_open),
+    _spec(PORTS, "ports", words.explain_ports),
+), measure)

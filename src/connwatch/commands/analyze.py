@@ -12,13 +12,13 @@ HELP = ("analyse captures of one host (files, a directory or a tarball such as a
 
 def _port_range(text: str) -> tuple[int, int]:
     low, sep, high = text.partition("-")
-    if not sep or not low.isdigit() or not high.isdigit() or not 1 <= int(low) <= int(high) <= 65535:
+    if not sep or not low.isdecimal() or not high.isdecimal() or not 1 <= int(low) <= int(high) <= 65535:
         raise argparse.ArgumentTypeError(f"expected LO-HI with 1 <= LO <= HI <= 65535, got {text!r}")
     return int(low), int(high)
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not text.isdecimal() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(text)
 
@@ -39,12 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from connwatch.analyze.run import run_analysis
     from connwatch.errors import EXIT_UNKNOWN, ConfigError
-    from connwatch.rules.spec import load_rules
+    from connwatch.rules.config import load_config
 
     if args.interval is not None and not 0 < args.interval <= 86400 * 30:
         raise ConfigError(f"--interval must be between 0 and 30 days in seconds, got {args.interval}")
-    rules = load_rules(args.config)
-    analysis, errors = run_analysis(args.paths, rules, args.interval, args.port_range, args.somaxconn)
+    config = load_config(args.config)
+    analysis, errors = run_analysis(args.paths, config, args.interval, args.port_range, args.somaxconn)
     for line in errors:
         print(line, file=sys.stderr)
     if analysis is None:

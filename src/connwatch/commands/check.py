@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from connwatch.cli import add_common
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
 
     from connwatch.engine import CheckResult
     from connwatch.model import Snapshot
-    from connwatch.rules.spec import Rule
+    from connwatch.rules.config import Config
 
 NAME = "check"
 HELP = "sample twice INTERVAL seconds apart, raise alerts, exit 0 OK / 1 WARNING / 2 CRITICAL / 3 UNKNOWN"
@@ -56,36 +55,38 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.collect import collect
     from connwatch.commands.common import collect_options
     from connwatch.errors import ConfigError
-    from connwatch.rules.spec import load_rules
+    from connwatch.rules.config import load_config
 
     if args.interval <= 0 or args.interval > 3600:
         raise ConfigError(f"--interval must be between 0 and 3600 seconds, got {args.interval}")
-    rules = load_rules(args.config)
+    config = load_config(args.config)
     clock = SystemClock()
     opts = collect_options(args)
     # Owners are only reported from the second sample: skip the fd scan in the first.
     prev = collect(clock, dataclasses.replace(opts, owners=False))
     _wait(args.interval, args.format == "text" and sys.stderr.isatty())
     cur = collect(clock, opts)
-    result = _judge(args, prev, cur, rules)
+    result = _judge(args, prev, cur, config)
     _print(args.format, result)
     return result.exit_code
 
 
-def _judge(args: argparse.Namespace, prev: Snapshot, cur: Snapshot, rules: Sequence[Rule]) -> CheckResult:
+def _judge(args: argparse.Namespace, prev: Snapshot, cur: Snapshot, config: Config) -> CheckResult:
     """Evaluate with the alert store; without it (one clear warning) if the state dir is unusable."""
-    import dataclasses
-
     from connwatch.commands.common import open_store
     from connwatch.engine import judge
     from connwatch.errors import StateError
 
     try:
-        with open_store(args) as store:
-            return judge(prev, cur, rules, store)
+        store = open_store(args)
     except StateError as exc:
-        print(f"connwatch: warning: {exc}", file=sys.stderr)
-        return dataclasses.replace(judge(prev, cur, rules, None), store_error=str(exc))
+        result = judge(prev, cur, config, None, store_error=str(exc))
+    else:
+        with store:
+            result = judge(prev, cur, config, store)
+    if result.store_error is not None:
+        print(f"connwatch: warning: {result.store_error}", file=sys.stderr)
+    return result
 
 
 def _print(fmt: str, result: CheckResult) -> None:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from connwatch.model import Snapshot
-    from connwatch.rules.spec import Rule
+    from connwatch.rules.rule import Rule
 
 NAME = "destinations"
 HELP = ("busiest destinations (remote ip:port per local address): ephemeral ports held with usage bars, "
@@ -35,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.collect import collect
     from connwatch.commands.common import collect_options, need_sockets
     from connwatch.errors import ConfigError
-    from connwatch.rules.spec import load_rules
+    from connwatch.rules.config import load_config
 
     if not 0 <= args.interval <= 3600:
         raise ConfigError(f"--interval must be between 0 and 3600 seconds, got {args.interval}")
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
-    rules = load_rules(args.config)
+    rules = load_config(args.config).rules
     clock = SystemClock()
     prev = collect(clock, collect_options(args))
     cur = prev

@@ -21,13 +21,13 @@ def run(args: argparse.Namespace) -> int:
     import re
 
     from connwatch.errors import ConfigError
-    from connwatch.rules.spec import load_rules
+    from connwatch.rules.config import load_config
 
     if not 0.5 <= args.interval <= 3600:
         raise ConfigError(f"--interval must be between 0.5 and 3600 seconds, got {args.interval:g}")
     if not re.fullmatch(r"[0-9]+(ms|s|m|h)", args.window):
         raise ConfigError(f"--window must be a Prometheus duration like 30s, 1m or 5m, got {args.window!r}")
-    rules = load_rules(args.config)
+    rules = load_config(args.config).rules
     if args.format == "prometheus":
         from connwatch.outputs.promrules import prometheus_rules, to_yaml
 

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.agent.options import AgentOptions, check_ranges, parse_listen, parse_receivers
     from connwatch.clock import SystemClock
     from connwatch.commands.common import state_dir
-    from connwatch.rules.spec import load_rules
+    from connwatch.rules.config import load_config
 
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="connwatch: %(levelname)s: %(message)s")
@@ -54,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
         config=args.config, instance=args.instance, proc_root=args.proc_root,
         use_netlink=not args.no_netlink, tls_cert=args.tls_cert, tls_key=args.tls_key,
         basic_auth_file=args.basic_auth_file, resend_s=args.resend_interval, retry_max_s=args.retry_max)
-    agent = Agent(opts, load_rules(args.config), SystemClock())
+    agent = Agent(opts, load_config(args.config), SystemClock())
     agent.install_signals()
     return agent.run()

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
     from connwatch.attributes.sources import PortTally, SourceRow
     from connwatch.model import Snapshot
+    from connwatch.rules.rule import Rule
     from connwatch.rules.sources import SourceSettings
-    from connwatch.rules.spec import Rule
 
 NAME = "sources"
 HELP = ("heaviest sources per listening port: connections held, half-open, distinct ports, against the "
@@ -40,12 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
     from connwatch.collect import collect
     from connwatch.commands.common import collect_options, need_sockets
-    from connwatch.rules import sources as settings_mod
-    from connwatch.rules.spec import load_rules
+    from connwatch.rules.config import load_config
 
     _validate(args)
-    rules = load_rules(args.config)
-    settings = settings_mod.current()
+    config = load_config(args.config)
+    rules, settings = config.rules, config.sources
     if args.nft:
         print(nft_script(args.port, args.limit, rules, settings), end="")
         return 0

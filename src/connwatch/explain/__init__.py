@@ -1,18 +1,12 @@
-"""Explanation catalogue: attribute -> function building the alert's words from measured facts.
-
-One module per attribute module (see connwatch.attributes.MODULES), each exporting EXPLAINERS.
-"""
+"""Words for alerts, built from measured facts. Each attribute's explainer is named by its spec
+(attributes/registry.py); this package holds the explainers and the helpers they share."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
-from functools import cache
+from collections.abc import Mapping
 from typing import Any
 
 from connwatch.findings import Explanation, Finding, format_number
-
-Explainer = Callable[[Finding], Explanation]
 
 
 def process_words(owner: Mapping[str, Any]) -> str:
@@ -22,20 +16,8 @@ def process_words(owner: Mapping[str, Any]) -> str:
     return f"pid {owner['pid']} ({owner['command']}, user {owner.get('user') or '?'})"
 
 
-@cache
-def _registry() -> dict[str, Explainer]:
-    from connwatch.attributes import MODULES
-
-    table: dict[str, Explainer] = {}
-    for name in MODULES:
-        table.update(importlib.import_module(f"connwatch.explain.{name}").EXPLAINERS)
-    return table
-
-
-def explain(finding: Finding) -> Explanation:
-    explainer = _registry().get(finding.measurement.attribute)
-    if explainer is not None:
-        return explainer(finding)
+def generic(finding: Finding) -> Explanation:
+    """Words for an attribute without an explainer of its own."""
     m = finding.measurement
     return Explanation(
         text=f"{m.attribute} of {m.resource_key}.",
@@ -43,3 +25,10 @@ def explain(finding: Finding) -> Explanation:
         f"{format_number(finding.limit)} {m.unit}.",
         action="",
     )
+
+
+def explain(finding: Finding) -> Explanation:
+    """The words for a breached finding (its attribute's explainer, from the registry)."""
+    from connwatch.attributes.registry import explain as by_spec
+
+    return by_spec(finding)

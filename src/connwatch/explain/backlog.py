@@ -7,8 +7,7 @@ listen() time) and what to change.
 
 from __future__ import annotations
 
-from typing import Any
-
+from connwatch.attributes.backlog_facts import BacklogContext, HostFacts, ListenerFacts, OwnerFacts, PortFacts
 from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
 
@@ -30,17 +29,16 @@ CLIENT_VIEW = (
 )
 
 
-def over(d: dict[str, Any]) -> str:
+def over(d: BacklogContext) -> str:
     """'over 5.0 s', or 'since boot' for a single offline capture (no interval)."""
-    interval = d.get("interval_s")
-    return f"over {interval} s" if interval is not None else "since boot"
+    return f"over {d.interval_s} s" if d.interval_s is not None else "since boot"
 
 
-def owner_words(listener: dict[str, Any]) -> str:
-    owner = listener.get("owner")
-    if not owner:
+def owner_words(listener: ListenerFacts) -> str:
+    owner = listener.owner
+    if owner is None:
         return "owner unknown (not visible to this user)"
-    return process_words(owner)
+    return process_words({"pid": owner.pid, "command": owner.command, "user": owner.user})
 
 
 def age_words(seconds: float) -> str:
@@ -53,49 +51,49 @@ def age_words(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def _cleared(d: dict[str, Any]) -> str:
-    worst = max(d["listeners"], key=lambda x: x.get("fill") or 0)
-    if d.get("queue_full_now"):
-        return (f"It persists: at the last sample the queue of {worst['endpoint']} held {worst['queue']} "
-                f"of a backlog of {worst['backlog']} (full), so new connections are still being dropped.")
-    return (f"At the last sample the queue had room again ({worst['queue']} of {worst['backlog']} on "
-            f"{worst['endpoint']}): the burst has passed for now; watch whether it recurs.")
+def _cleared(d: PortFacts) -> str:
+    worst = max(d.listeners, key=lambda x: x.fill or 0)
+    if d.queue_full_now:
+        return (f"It persists: at the last sample the queue of {worst.endpoint} held {worst.queue} "
+                f"of a backlog of {worst.backlog} (full), so new connections are still being dropped.")
+    return (f"At the last sample the queue had room again ({worst.queue} of {worst.backlog} on "
+            f"{worst.endpoint}): the burst has passed for now; watch whether it recurs.")
 
 
-def _other_ports(d: dict[str, Any]) -> str:
-    others = [p for p in d.get("rejecting_ports", []) if p != d.get("port")]
+def _other_ports(d: PortFacts) -> str:
+    others = [p for p in d.rejecting_ports if p != d.port]
     if not others:
         return "No other port rejected connections in this interval: the cause is specific to this service."
     return (f"Ports {', '.join(map(str, others))} also rejected connections in this interval: a host-wide "
             "cause (CPU or memory starvation, a flood of connection attempts) is likelier than one application.")
 
 
-def _application(d: dict[str, Any]) -> list[str]:
+def _application(d: PortFacts, first_seen_s: float | None) -> list[str]:
     out = []
-    for lst in d["listeners"]:
-        owner = lst.get("owner")
-        if not owner:
+    for lst in d.listeners:
+        owner = lst.owner
+        if owner is None:
             continue
-        if owner.get("age_s") is not None:
-            new = " (recently started: a new or restarted application)" if owner["age_s"] < 3600 else ""
-            out.append(f"{lst['endpoint']} is served by {owner_words(lst)}, running for {age_words(owner['age_s'])}"
+        if owner.age_s is not None:
+            new = " (recently started: a new or restarted application)" if owner.age_s < 3600 else ""
+            out.append(f"{lst.endpoint} is served by {owner_words(lst)}, running for {age_words(owner.age_s)}"
                        f"{new}; the listener is at most that old.")
         if _at_fd_limit(owner):
-            out.append(f"pid {owner['pid']} holds {owner['open_fds']} of its {owner['fd_limit']} file "
+            out.append(f"pid {owner.pid} holds {owner.open_fds} of its {owner.fd_limit} file "
                        "descriptors: accept() fails with EMFILE, so the queue cannot drain.")
-    if d.get("first_seen_s") is not None:
-        out.append(f"connwatch first saw this port listening {age_words(d['first_seen_s'])} ago.")
+    if first_seen_s is not None:
+        out.append(f"connwatch first saw this port listening {age_words(first_seen_s)} ago.")
     return out
 
 
-def _at_fd_limit(owner: dict[str, Any]) -> bool:
+def _at_fd_limit(owner: OwnerFacts) -> bool:
     """Within 5 % of RLIMIT_NOFILE: the next accept() is likely to fail with EMFILE."""
-    fds, limit = owner.get("open_fds"), owner.get("fd_limit")
+    fds, limit = owner.open_fds, owner.fd_limit
     return fds is not None and limit is not None and limit > 0 and fds >= 0.95 * limit
 
 
-def _fd_starved(d: dict[str, Any]) -> bool:
-    return any(_at_fd_limit(x["owner"]) for x in d["listeners"] if x.get("owner"))
+def _fd_starved(d: PortFacts) -> bool:
+    return any(_at_fd_limit(x.owner) for x in d.listeners if x.owner is not None)
 
 
 # Where the somaxconn cap lives, per platform: (sysctl name, command that sets it, file that keeps it).
@@ -105,10 +103,10 @@ SOMAXCONN = {
 }
 
 
-def _backlog_cause(d: dict[str, Any]) -> tuple[str, str]:
-    somax = d.get("somaxconn")
-    name, setter, keep = SOMAXCONN.get(d.get("platform") or "linux", SOMAXCONN["linux"])
-    backlogs = sorted({x["backlog"] for x in d["listeners"] if x["backlog"] is not None})
+def _backlog_cause(d: PortFacts) -> tuple[str, str]:
+    somax = d.somaxconn
+    name, setter, keep = SOMAXCONN.get(d.platform or "linux", SOMAXCONN["linux"])
+    backlogs = sorted({x.backlog for x in d.listeners if x.backlog is not None})
     if not backlogs:
         return ("The backlog in force could not be read (no sock_diag: /proc/net/tcp shows no backlog).", "")
     if somax is None:
@@ -130,20 +128,20 @@ def _backlog_cause(d: dict[str, Any]) -> tuple[str, str]:
             f"a server's `backlog`/`acceptCount` option) towards {somax}, then restart it.")
 
 
-def explain_port(f: Finding) -> Explanation:
-    d = dict(f.measurement.detail)
+def explain_port(f: Finding, d: PortFacts) -> Explanation:
     m = f.measurement
+    first_seen = m.get("first_seen_s")
     cause, change = _backlog_cause(d)
     if m.attribute == "AcceptQueueFill":
         facts = [f"The fullest listener's accept queue is at {format_number(m.value)} % of its backlog; the high "
                  f"limit is {format_number(f.limit)} %. A queue that stays full means the application does not "
                  "call accept() as fast as connections complete; once it is full, new SYNs are dropped.",
-                 _cleared(d), *_application(d), cause]
+                 _cleared(d), *_application(d, first_seen), cause]
     else:
         facts = [
             f"The latest sample value is {format_number(m.value)} {m.unit} {over(d)}; the high "
             f"limit is {format_number(f.limit)} {m.unit}.",
-            _cleared(d), _other_ports(d), *_application(d), cause, CLIENT_VIEW, _reconciliation(d),
+            _cleared(d), _other_ports(d), *_application(d, first_seen), cause, CLIENT_VIEW, _reconciliation(d),
         ]
     actions = [
         "Check that the owner is alive and calling accept() fast enough (py-spy dump / strace -p PID; a "
@@ -153,42 +151,33 @@ def explain_port(f: Finding) -> Explanation:
         "If the load is legitimate, add accept throughput (more workers or SO_REUSEPORT listeners).",
         "If it is a flood from few sources, see `connwatch sources` and limit them.",
     ]
-    owners = "; ".join(f"{x['endpoint']} {owner_words(x)}" for x in d["listeners"])
+    owners = "; ".join(f"{x.endpoint} {owner_words(x)}" for x in d.listeners)
     return Explanation(TEXTS[m.attribute], " ".join(x for x in facts if x), " ".join(a for a in actions if a),
                        owners)
 
 
-def _reconciliation(d: dict[str, Any]) -> str:
-    rec = d.get("reconciliation") or {}
-    if rec.get("host_listen_drops") is None:
+def _reconciliation(d: BacklogContext) -> str:
+    rec = d.reconciliation
+    if rec.host_listen_drops is None:
         return ""
-    text = (f"Host-wide ListenDrops rose by {rec['host_listen_drops']} "
-            f"(ListenOverflows {rec.get('host_listen_overflows')})")
-    if rec.get("attributed") is not None:
-        text += f"; per-listener counters account for {rec['attributed']}"
-    if rec.get("unattributed"):
-        text += f", {rec['unattributed']} unattributed (a listener that closed, or drops before a socket matched)"
+    text = (f"Host-wide ListenDrops rose by {rec.host_listen_drops} "
+            f"(ListenOverflows {rec.host_listen_overflows})")
+    if rec.attributed is not None:
+        text += f"; per-listener counters account for {rec.attributed}"
+    if rec.unattributed:
+        text += f", {rec.unattributed} unattributed (a listener that closed, or drops before a socket matched)"
     return text + "."
 
 
-def explain_host(f: Finding) -> Explanation:
-    d = dict(f.measurement.detail)
-    ports = d.get("rejecting_ports") or []
+def explain_host(f: Finding, d: HostFacts) -> Explanation:
+    ports = d.rejecting_ports
     where = (f"Per-listener counters show rejects on port(s) {', '.join(map(str, ports))}."
              if ports else "No current listener's counter rose: the drops belong to a listener that has "
              "closed, or per-listener counters are unavailable.")
-    cookies = d.get("cookies_sent")
+    cookies = d.cookies_sent
     extra = f" The SYN queue overflowed into syncookies {cookies} times." if cookies else ""
     return Explanation(TEXTS[f.measurement.attribute],
                        f"{format_number(f.measurement.value)} drops {over(d)}. {where}{extra} "
                        + CLIENT_VIEW + " " + _reconciliation(d),
                        "See the per-port alerts (connwatch listeners) for the service concerned; check "
                        "tcp_max_syn_backlog and tcp_syncookies for SYN-queue drops.")
-
-
-EXPLAINERS = {
-    "BacklogRejectsByPort": explain_port,
-    "AcceptQueueFill": explain_port,
-    "ListenOverflows": explain_host,
-    "SynQueueDrops": explain_host,
-}

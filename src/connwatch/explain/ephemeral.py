@@ -8,10 +8,13 @@ made, who probably causes it, and what to change, connection reuse first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
+
+Explainer = Callable[[Finding], Explanation]
 
 TEXTS = {
     "EphemeralPortUsage": "EphemeralPortUsage measures, per destination ip:port and local address, the "
@@ -217,12 +220,3 @@ def explain_orphans(f: Finding) -> Explanation:
               "net.ipv4.tcp_orphan_retries to free them sooner; raise net.ipv4.tcp_max_orphans only with the "
               "memory for it (up to about 64 KB per orphan).")
     return Explanation(TEXTS["OrphanSockets"], text, action)
-
-
-EXPLAINERS = {
-    "EphemeralPortUsage": explain_destination,
-    "EphemeralPortUsageWithoutReuse": explain_destination,
-    "EphemeralPortExhaustion": explain_destination,
-    "TimeWaitSockets": explain_time_wait,
-    "OrphanSockets": explain_orphans,
-}

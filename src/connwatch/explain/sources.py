@@ -7,12 +7,14 @@ HAProxy) and in the kernel, with a ready nftables rule for that port and limit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
 from connwatch.remedy.nftables import PerSourceLimit, render
+
+Explainer = Callable[[Finding], Explanation]
 
 TEXTS = {
     "ConnectionsPerSource": "ConnectionsPerSource measures the connections one remote address (or prefix) "
@@ -148,10 +150,3 @@ def explain_ports(f: Finding) -> Explanation:
                f"If it is expected (a monitoring system), exempt it: [[rules]] attribute = \"PortsPerSource\", "
                f"address = \"{d['source']}\", high = \"unlimited\"."]
     return Explanation(TEXTS["PortsPerSource"], " ".join(facts), "\n".join(actions), "")
-
-
-EXPLAINERS = {
-    "ConnectionsPerSource": explain_connections,
-    "HalfOpenPerSource": explain_half_open,
-    "PortsPerSource": explain_ports,
-}

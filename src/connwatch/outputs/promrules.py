@@ -16,13 +16,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from connwatch.attributes.registry import spec
 from connwatch.findings import severity_name
-from connwatch.rules.spec import Rule
+from connwatch.rules.rule import Rule
 
-HOST_COUNTERS = {"ListenOverflows": "TcpExt.ListenOverflows", "SynQueueDrops": "TcpExt.TCPReqQFullDrop"}
-PORT_ATTRIBUTES = ("BacklogRejectsByPort", "AcceptQueueFill")
-UNITS = {"BacklogRejectsByPort": "conns", "AcceptQueueFill": "%", "ListenOverflows": "drops",
-         "SynQueueDrops": "drops"}
+
+def _native(attribute: str, scope: str | None = None) -> bool:
+    """The attribute has its own PromQL (its spec's template), for the given scope if one is named."""
+    s = spec(attribute)
+    return s is not None and s.promql is not None and (scope is None or s.scope == scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +51,9 @@ def value_expr(rule: Rule, excluded_ports: Sequence[int], interval: float, windo
     """The PromQL whose value the rule's limit applies to."""
     sel = _selector(rule, excluded_ports)
     per = "" if rule.mode == "rate" else f" * {interval:g}"
-    if rule.attribute == "BacklogRejectsByPort":
-        return f"sum by (instance, port) (rate(connwatch_listener_drops_total{sel}[{window}])){per}"
-    if rule.attribute == "AcceptQueueFill":
-        return (f"max by (instance, port) (100 * connwatch_listener_queue_peak{sel} "
-                f"/ clamp_min(connwatch_listener_backlog{sel}, 1))")
-    if rule.attribute in HOST_COUNTERS:
-        counter = HOST_COUNTERS[rule.attribute]
-        return f'sum by (instance) (rate(connwatch_kernel_counter_total{{counter="{counter}"}}[{window}])){per}'
+    s = spec(rule.attribute)
+    if s is not None and s.promql is not None:
+        return s.promql.format(sel=sel, window=window, per=per)
     name = severity_name(rule.severity).lower()
     return (f'max by (instance, resource, port, source, destination) '
             f'(connwatch_alert_value{{attribute="{rule.attribute}", severity="{name}"}})')
@@ -72,7 +69,7 @@ def prometheus_rules(rules: Sequence[Rule], interval: float = 5.0, window: str =
     for rule in rules:
         if rule.high is None:
             continue  # "unlimited": the attribute is off for this scope
-        if rule.attribute not in PORT_ATTRIBUTES and rule.attribute not in HOST_COUNTERS:
+        if not _native(rule.attribute):
             if (rule.attribute, rule.severity) not in mirrored:  # the agent already chose one per key
                 mirrored.add((rule.attribute, rule.severity))
                 out.append(_prom_rule(rule, value_expr(rule, [], interval, window)))
@@ -82,7 +79,7 @@ def prometheus_rules(rules: Sequence[Rule], interval: float = 5.0, window: str =
         stronger = [r for r in scope if r.severity < rule.severity]
         if any((r.high or 0) <= rule.high for r in stronger):
             continue  # a more severe rule with a lower limit always decides first
-        excluded = _specific_ports(rules, rule.attribute) if rule.attribute in PORT_ATTRIBUTES else []
+        excluded = _specific_ports(rules, rule.attribute) if _native(rule.attribute, "port") else []
         expr = f"{value_expr(rule, excluded, interval, window)} > {rule.high:g}"
         for r in sorted(stronger, key=lambda r: r.severity):
             expr += f"\nunless\n{value_expr(r, excluded, interval, window)} > {r.high:g}"
@@ -91,10 +88,11 @@ def prometheus_rules(rules: Sequence[Rule], interval: float = 5.0, window: str =
 
 
 def _prom_rule(rule: Rule, expr: str) -> PromRule:
-    unit = UNITS.get(rule.attribute, "")
+    s = spec(rule.attribute)
+    unit = s.unit if s is not None and s.promql is not None else ""
     unit = f"{unit}/s" if rule.mode == "rate" else unit
-    where = "TCP({{ $labels.port }})" if rule.attribute in PORT_ATTRIBUTES else "TCP(host)"
-    if rule.attribute not in PORT_ATTRIBUTES and rule.attribute not in HOST_COUNTERS:
+    where = "TCP({{ $labels.port }})" if _native(rule.attribute, "port") else "TCP(host)"
+    if not _native(rule.attribute):
         where = "{{ $labels.resource }}"
     summary = (f"{where} {rule.attribute} High, {{{{ $value | printf \"%.1f\" }}}} {unit} > "
                f"{rule.high:g} {unit}").replace("  ", " ")

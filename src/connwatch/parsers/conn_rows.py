@@ -71,7 +71,7 @@ class ConnRow(NamedTuple):
 
 
 def parse_port(text: str) -> int:
-    if text.isdigit():
+    if text.isdecimal():
         port = int(text)
         if port > 65535:
             raise ValueError(f"port {port} above 65535")

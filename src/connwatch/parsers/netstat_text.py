@@ -60,7 +60,7 @@ def _check_queues(tokens: list[str], source: str, number: int) -> None:
     """`Proto Recv-Q Send-Q Local Foreign State`, as Linux and BSD netstat print a row."""
     if len(tokens) < 6:
         raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
-    if not (tokens[1].isdigit() and tokens[2].isdigit()):
+    if not (tokens[1].isdecimal() and tokens[2].isdecimal()):
         raise ParseError(source, "expected Recv-Q and Send-Q numbers", number)
 
 
@@ -96,7 +96,7 @@ def _windows_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
     state = _state(tokens[3], source, number)
     pid = None
     if len(tokens) > 4:
-        if not tokens[4].isdigit():
+        if not tokens[4].isdecimal():
             raise ParseError(source, f"expected a PID, got {tokens[4][:20]!r}", number)
         pid = int(tokens[4])
     try:

@@ -66,7 +66,7 @@ class _Pending:
             rest = rest[1:]
         if len(rest) < 4:
             raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
-        if not (rest[0].isdigit() and rest[1].isdigit()):
+        if not (rest[0].isdecimal() and rest[1].isdecimal()):
             raise ParseError(source, f"expected Recv-Q and Send-Q numbers, got {rest[0][:20]!r} "
                              f"{rest[1][:20]!r}", number)
         self.recv_q, self.send_q = int(rest[0]), int(rest[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from connwatch.findings import Finding, Measurement
-from connwatch.rules.spec import Rule
+from connwatch.rules.rule import Rule
 
 
 def applicable(rules: Sequence[Rule], m: Measurement) -> list[Rule]:
@@ -19,7 +19,7 @@ def applicable(rules: Sequence[Rule], m: Measurement) -> list[Rule]:
 
 def judged_value(rule: Rule, m: Measurement) -> float:
     if rule.mode == "rate":
-        interval = float(m.detail.get("interval_s") or 0) or 1.0
+        interval = float(m.get("interval_s") or 0) or 1.0
         return round(m.value / interval, 3)
     return m.value
 

@@ -17,8 +17,8 @@ Per-port limits are ordinary rules, which replace the global one on that port:
     port = 25
     high = 200                # or "unlimited"
 
-The measurement settings (aggregation, bounds) are needed before rules are evaluated, so the
-config loader hands them to `configure()`; `current()` is what attributes/sources.py reads.
+The measurement settings (aggregation, bounds) travel in the Config value (rules/config.py), which
+the pipeline passes to attributes/sources.py: no module state.
 """
 
 from __future__ import annotations
@@ -57,18 +57,6 @@ class SourceSettings:
 
 
 DEFAULT = SourceSettings()
-_current: SourceSettings = DEFAULT
-
-
-def current() -> SourceSettings:
-    return _current
-
-
-def configure(settings: SourceSettings) -> None:
-    """Install the settings of the config in force (called by the config loader)."""
-    global _current
-    _current = settings
-
 
 def parse_settings(table: Any, where: str) -> SourceSettings:
     """Validate a `[sources]` table; one clear ConfigError naming the key otherwise."""
@@ -113,7 +101,7 @@ def apply_to_defaults(defaults: tuple[Any, ...], settings: SourceSettings) -> tu
     """The built-in rules with the global limits of `[sources]` in place of the defaults.
 
     "unlimited" keeps the rule with no limit: nothing alerts unless a per-port rule says otherwise.
-    (A generic `[[rules]]` entry replacing the built-in rules is handled by rules/spec.py for every
+    (A generic `[[rules]]` entry replacing the built-in rules is handled by rules/config.py for every
     attribute.)
     """
     out = []

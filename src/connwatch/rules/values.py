@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from connwatch.errors import ConfigError
@@ -13,6 +14,8 @@ def parse_limit(value: Any, where: str, low: float = 0, top: float | None = None
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}: must be a number or \"unlimited\", got {value!r}")
+    if not math.isfinite(value):  # nan never compares greater, inf never breaches: alerting silently off
+        raise ConfigError(f"{where}: must be a finite number or \"unlimited\", got {value!r}")
     if value < low or (top is not None and value > top):
         rng = f"{low}–{top}" if top is not None else f">= {low}"
         raise ConfigError(f"{where}: {value} is out of range ({rng}, or \"unlimited\")")

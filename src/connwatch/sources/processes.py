@@ -34,7 +34,7 @@ def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc") -> Own
     if not wanted:
         return OwnerScan(owners, 0)
     for entry in os.scandir(root):
-        if not entry.name.isdigit():
+        if not entry.name.isdecimal():
             continue
         pid = int(entry.name)
         try:

@@ -1,0 +1,137 @@
+"""The attribute registry: what every attribute is, in one place.
+
+Each subject module (attributes/backlog.py, ephemeral.py, sources.py) declares a `SUBJECT`: its
+attribute specs and the one `measure(prev, cur, config)` that measures them together (they share
+deltas and context). A spec names the attribute's unit, whether it is a counter (an increase that
+may be judged per second, cumulative since boot in a single capture) or a gauge, its built-in
+rules, its explanation (typed by the facts dataclass it reads: mypy checks the contract), the
+inputs it needs (so `analyze` derives "unsupported because the capture lacks X"), and its PromQL
+where a native one exists. Everything else — the rules' attribute list, `connwatch rules`,
+Prometheus rules, analyze's unsupported checks and basis — is derived from here.
+
+Adding an attribute: a spec in its subject's SUBJECT (or a new subject module listed in SUBJECTS),
+its facts dataclass and its explainer. Nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from connwatch.findings import Explanation, Finding, Measurement
+from connwatch.model import Snapshot
+
+if TYPE_CHECKING:
+    from connwatch.rules.config import Config
+    from connwatch.rules.rule import Rule
+
+F = TypeVar("F")
+SUBJECTS = ("backlog", "ephemeral", "sources")
+
+# What a capture basis means for one attribute (analyze): counters of one capture are cumulative.
+SINCE_BOOT, SINCE_OPEN, AT_CAPTURE, INTERVAL = "since boot", "since the listener opened", "at capture", "interval"
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """One input an attribute cannot be measured without, and what to capture to get it."""
+
+    what: str  # e.g. "listener backlog", "TcpExt.ListenOverflows"
+    present: Callable[[Snapshot], bool]
+    missing: str  # the sentence for `unsupported` when no capture-specific reason applies
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeSpec(Generic[F]):
+    name: str
+    unit: str
+    counter: bool  # an increase between two samples (may be judged as a rate); else a gauge
+    help: str  # what the attribute measures (the alert's `text`)
+    facts: type[F]
+    explain: Callable[[Finding, F], Explanation]
+    default_rules: tuple[Rule, ...] = ()
+    needs: tuple[Need, ...] = ()
+    promql: str | None = None  # template with {sel} {window} {per}; None: follow the agent's verdict
+    capture_basis: str = SINCE_BOOT  # of a counter in a single capture (BacklogRejectsByPort: since open)
+    scope: str = "port"  # what a resource is: "port", "host", "destination" or "source"
+
+    def explain_finding(self, finding: Finding) -> Explanation:
+        facts: F = finding.measurement.facts
+        return self.explain(finding, facts)
+
+    def basis(self, mode: str) -> str:
+        """The basis of this attribute's value for a capture judged as `mode` (INTERVAL or SINCE_BOOT)."""
+        if not self.counter:
+            return AT_CAPTURE
+        return INTERVAL if mode == INTERVAL else self.capture_basis
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Attributes measured together from the same inputs."""
+
+    name: str
+    specs: tuple[AttributeSpec[Any], ...]
+    measure: Callable[[Snapshot, Snapshot, Config], list[Measurement]]
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+
+@cache
+def subjects() -> tuple[Subject, ...]:
+    return tuple(importlib.import_module(f"connwatch.attributes.{name}").SUBJECT for name in SUBJECTS)
+
+
+@cache
+def specs() -> dict[str, AttributeSpec[Any]]:
+    return {spec.name: spec for subject in subjects() for spec in subject.specs}
+
+
+def spec(name: str) -> AttributeSpec[Any] | None:
+    return specs().get(name)
+
+
+def known_attributes() -> dict[str, tuple[str, bool]]:
+    """attribute -> (unit, is_counter); counters may be judged as a rate."""
+    return {name: (s.unit, s.counter) for name, s in specs().items()}
+
+
+def default_rules() -> tuple[Rule, ...]:
+    return tuple(rule for s in specs().values() for rule in s.default_rules)
+
+
+def measure_all(prev: Snapshot, cur: Snapshot, config: Config) -> list[Measurement]:
+    out: list[Measurement] = []
+    for subject in subjects():
+        out.extend(subject.measure(prev, cur, config))
+    return out
+
+
+def unsupported(snap: Snapshot, reason: Callable[[Need], str | None] = lambda need: None) -> list[dict[str, str]]:
+    """The attributes this snapshot cannot support, each with the reason (`reason(need)` may give a
+    capture-specific one) and what to capture instead. One entry per attribute, first missing need."""
+    out: list[dict[str, str]] = []
+    for s in specs().values():
+        for need in s.needs:
+            if not need.present(snap):
+                out.append({"check": s.name, "reason": reason(need) or need.missing})
+                break
+    return out
+
+
+def explain(finding: Finding) -> Explanation:
+    """The words for a breached finding, from its attribute's spec."""
+    s = spec(finding.measurement.attribute)
+    if s is not None:
+        return s.explain_finding(finding)
+    from connwatch.explain import generic
+
+    return generic(finding)
+
+
+def ordered(names: Sequence[str]) -> list[str]:
+    """Attribute names in registry order (for stable listings)."""
+    order = {name: i for i, name in enumerate(specs())}
+    return sorted(names, key=lambda n: order.get(n, len(order)))
