@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -37,6 +38,7 @@ class Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error, which a Nagios caller would read as CRITICAL: exit 3 instead."""
 
     def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument (--[\w-]+)(?:/[^:]*)?: ", r"\1 ", message)  # "--interval must be ..."
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_UNKNOWN)
 
@@ -57,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version (0) or a usage error (3): a code, not an exception
+        return done.code if isinstance(done.code, int) else EXIT_UNKNOWN
     if args.command is None:
         parser.print_help()
         return EXIT_UNKNOWN

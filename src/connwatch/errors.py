@@ -39,5 +39,9 @@ class ConfigError(ConnwatchError):
     """The rules/config file is invalid."""
 
 
+class UsageError(ConnwatchError):
+    """The command line asks for something that cannot be done (a bad combination of options)."""
+
+
 class StateError(ConnwatchError):
     """The state directory or its database cannot be used."""

@@ -16,7 +16,6 @@ from rich.console import Console
 
 from connwatch.attributes import ephemeral
 from connwatch.clock import FakeClock
-from connwatch.commands.destinations import build_report, render
 from connwatch.explain import explain
 from connwatch.findings import Finding, Measurement
 from connwatch.model import (
@@ -29,6 +28,7 @@ from connwatch.model import (
     Sysctls,
 )
 from connwatch.parsers.sock_diag import SocketAggregator
+from connwatch.reports.destinations import build_report, render
 from connwatch.rules.evaluate import evaluate
 from connwatch.rules.spec import default_rules
 from connwatch.snapshot_json import from_dict, to_dict

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 
 from connwatch.attributes import sources as attr
 from connwatch.cli import main
-from connwatch.commands.sources import build_report, nft_script
 from connwatch.engine import judge
-from connwatch.errors import ConfigError
+from connwatch.errors import ConfigError, UsageError
 from connwatch.explain import explain
 from connwatch.model import DestinationUsage, Process, SocketSummary, SourceUsage
 from connwatch.outputs.jsonout import alert_dict
 from connwatch.remedy.nftables import PerSourceLimit, render
+from connwatch.reports.sources import build_report, nft_script
 from connwatch.rules.config import Config, parse_config
 from connwatch.rules.evaluate import evaluate
 from connwatch.rules.sources import SourceSettings
@@ -231,7 +231,7 @@ def test_nft_rule_text() -> None:
         PerSourceLimit(25, 0)
     assert "ct count over 200" in nft_script(2525, None, _rules(
         '[[rules]]\nattribute = "ConnectionsPerSource"\nport = 2525\nhigh = 200\n').rules, SourceSettings())
-    with pytest.raises(ConfigError, match="unlimited"):
+    with pytest.raises(UsageError, match="unlimited"):
         nft_script(2525, None, _rules('[sources]\nlimit = "unlimited"\n').rules, SourceSettings())
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from connwatch.cliargs import seconds
+
 NAME = "analyze"
 HELP = ("analyse captures of one host (files, a directory or a tarball such as a sosreport): exit 0 OK / "
         "1 WARNING / 2 CRITICAL / 3 UNKNOWN (unreadable input)")
@@ -31,18 +33,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ephemeral port range of that host (default: from the capture, else the platform default)")
     p.add_argument("--somaxconn", type=_positive, default=None, metavar="N",
                    help="that host's somaxconn (kern.ipc.somaxconn on BSD/macOS), when the capture lacks it")
-    p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--interval", type=seconds(0, 86400 * 30, above=True), default=None, metavar="SECONDS",
                    help="seconds between successive captures given in order (text captures carry no timestamps)")
     p.add_argument("--config", default=None, help="TOML rules file overriding the defaults")
 
 
 def run(args: argparse.Namespace) -> int:
     from connwatch.analyze.run import run_analysis
-    from connwatch.errors import EXIT_UNKNOWN, ConfigError
+    from connwatch.errors import EXIT_UNKNOWN
     from connwatch.rules.config import load_config
 
-    if args.interval is not None and not 0 < args.interval <= 86400 * 30:
-        raise ConfigError(f"--interval must be between 0 and 30 days in seconds, got {args.interval}")
     config = load_config(args.config)
     analysis, errors = run_analysis(args.paths, config, args.interval, args.port_range, args.somaxconn)
     for line in errors:

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from connwatch.cli import add_common
+from connwatch.cliargs import seconds
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,7 +21,8 @@ HELP = "sample twice INTERVAL seconds apart, raise alerts, exit 0 OK / 1 WARNING
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between the two samples (default 5)")
+    p.add_argument("--interval", type=seconds(0, 3600, above=True), default=5.0,
+                   help="seconds between the two samples (default 5)")
     p.add_argument("--format", choices=("text", "json", "nagios"), default="text")
     add_common(p, state=True, config=True)
 
@@ -54,11 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
     from connwatch.collect import collect
     from connwatch.commands.common import collect_options
-    from connwatch.errors import ConfigError
     from connwatch.rules.config import load_config
 
-    if args.interval <= 0 or args.interval > 3600:
-        raise ConfigError(f"--interval must be between 0 and 3600 seconds, got {args.interval}")
     config = load_config(args.config)
     clock = SystemClock()
     opts = collect_options(args)

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
 
 from connwatch.cli import add_common
-
-if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.text import Text
-
-    from connwatch.model import Snapshot
-    from connwatch.rules.rule import Rule
+from connwatch.cliargs import seconds, whole
 
 NAME = "destinations"
 HELP = ("busiest destinations (remote ip:port per local address): ephemeral ports held with usage bars, "
         "state mix, TIME_WAIT reuse, rate and exhaustion forecast")
 
-SHORT_STATES = {"ESTABLISHED": "EST", "TIME_WAIT": "TW", "SYN_SENT": "SYN", "FIN_WAIT1": "FW1",
-                "FIN_WAIT2": "FW2", "CLOSE_WAIT": "CW", "LAST_ACK": "LACK", "CLOSING": "CLG", "CLOSE": "CL"}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--interval", type=float, default=1.0,
+    p.add_argument("--interval", type=seconds(0, 3600), default=1.0,
                    help="seconds between two samples for rates and the forecast (default 1; 0 = one sample)")
-    p.add_argument("--top", type=int, default=20, help="how many destinations to show (default 20)")
+    p.add_argument("--top", type=whole(1, 1000), default=20, help="how many destinations to show (default 20)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     add_common(p, config=True)
 
@@ -34,13 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
     from connwatch.collect import collect
     from connwatch.commands.common import collect_options, need_sockets
-    from connwatch.errors import ConfigError
+    from connwatch.reports.destinations import build_report, render
     from connwatch.rules.config import load_config
 
-    if not 0 <= args.interval <= 3600:
-        raise ConfigError(f"--interval must be between 0 and 3600 seconds, got {args.interval}")
-    if args.top < 1:
-        raise ConfigError(f"--top must be at least 1, got {args.top}")
     rules = load_config(args.config).rules
     clock = SystemClock()
     prev = collect(clock, collect_options(args))
@@ -59,121 +45,3 @@ def run(args: argparse.Namespace) -> int:
 
         render(data, console())
     return 0
-
-
-def build_report(prev: Snapshot, cur: Snapshot, rules: tuple[Rule, ...], top: int) -> dict[str, Any]:
-    """Pure: two samples (the same one twice for no rates) -> the command's JSON document."""
-    from connwatch.attributes import ephemeral
-    from connwatch.rules.evaluate import evaluate
-
-    budget = ephemeral.port_budget(cur)
-    rates = ephemeral.host_rates(prev, cur) if cur is not prev else {"interval_s": 0.0}
-    dest_rates, basis = ephemeral.destination_rates(cur, rates.get("time_wait_entered_per_s"))
-    if cur is prev:
-        basis = "one sample: no rates and no forecast (use --interval)"
-    findings = {f.measurement.resource_key: f for f in evaluate(rules, ephemeral.measure(prev, cur))
-                if f.measurement.attribute == "EphemeralPortUsage"}
-    rows = []
-    for load in ephemeral.loads(cur)[:top]:
-        fc = None
-        if rates.get("time_wait_entered_per_s") is not None and budget.usable:
-            fc = ephemeral.forecast(load, dest_rates.get(ephemeral.key(load.usage), 0.0), basis, budget,
-                                    cur.sysctls.tcp_tw_reuse_delay, ephemeral.time_wait_seconds(cur.host.platform))
-        row = ephemeral.destination_record(load, budget, fc)
-        found = findings.get(ephemeral.resource_key(load.usage))
-        row.update({"value": load.percent, "limit": found.limit if found else None,
-                    "severity": found.severity if found else None, "breached": bool(found and found.breached)})
-        rows.append(row)
-    return {"host": _host(cur, budget), "interval_s": rates["interval_s"], "rates": rates, "rate_method": basis,
-            "destinations": rows, "destinations_total": len(cur.sockets.destinations) if cur.sockets else 0,
-            "limitations": list(cur.limitations)}
-
-
-def _host(cur: Snapshot, budget: Any) -> dict[str, Any]:
-    s = cur.sysctls
-    return {
-        "hostname": cur.host.hostname, "platform": cur.host.platform,
-        "port_range": list(budget.port_range) if budget.port_range else None, "usable_ports": budget.usable,
-        "reserved_ports": budget.reserved, "listening_ports_in_range": budget.listening_in_range,
-        "tcp_tw_reuse": s.tcp_tw_reuse, "tcp_tw_reuse_delay_ms": s.tcp_tw_reuse_delay,
-        "time_wait": cur.sockstat.get("TCP.tw"), "tcp_max_tw_buckets": s.tcp_max_tw_buckets,
-        "orphans": cur.sockstat.get("TCP.orphan"), "tcp_max_orphans": s.tcp_max_orphans,
-    }
-
-
-def usage_bar(row: dict[str, Any], width: int = 12) -> Text:
-    """Blocking share in colour, reusable TIME_WAIT dim on top of it, then the percentage."""
-    from rich.text import Text
-
-    pct, without = row.get("percent"), row.get("percent_without_reuse")
-    if pct is None:
-        return Text("n/a", style="dim")
-    solid = min(width, round(width * pct / 100))
-    extra = min(width - solid, round(width * ((without or pct) - pct) / 100))
-    style = "bold red" if pct >= 100 else "red" if pct > 80 else "yellow" if pct > 50 else "green"
-    bar = Text("█" * solid, style=style) + Text("▒" * extra, style="dim") + Text("·" * (width - solid - extra))
-    label = f" {pct:.0f}%" if pct >= 1 or pct == 0 else f" {pct:.1f}%"
-    if extra:
-        label += f" +{(without or pct) - pct:.0f}%"
-    return bar + Text(label)
-
-
-def _mix(row: dict[str, Any]) -> str:
-    return " ".join(f"{SHORT_STATES.get(k, k)} {v}" for k, v in row["states"].items())
-
-
-def _note(row: dict[str, Any]) -> str:
-    fc = row.get("forecast") or {}
-    if (row.get("percent") or 0) >= 100:
-        return "[bold red]FULL: connect() gets EADDRNOTAVAIL[/bold red]"
-    if fc.get("seconds_to_full") is not None:
-        return f"[red]full in ~{fc['seconds_to_full']:.0f} s at this rate[/red]"
-    notes = []
-    if row.get("safe_only_by_reuse"):
-        notes.append("[yellow]safe only thanks to tcp_tw_reuse[/yellow]")
-    if fc:
-        notes.append(f"settles at {fc['steady_percent']:.0f}%")
-    return "; ".join(notes)
-
-
-def _owner(row: dict[str, Any]) -> str:
-    owners = row.get("owners") or []
-    if not owners:
-        return "[dim]?[/dim]"
-    return ", ".join(f"{o['command']} [dim]pid {o['pid']}[/dim]" for o in owners)
-
-
-def render(data: dict[str, Any], console: Console) -> None:
-    from rich.table import Table
-
-    h = data["host"]
-    rng = h["port_range"] or ["?", "?"]
-    def shown(value: Any) -> str:
-        return "?" if value is None else str(value)
-
-    console.print(f"Ephemeral ports per destination: range {rng[0]}-{rng[1]}, {shown(h['usable_ports'])} usable "
-                  f"({h['reserved_ports']} reserved, {h['listening_ports_in_range']} listening); tcp_tw_reuse="
-                  f"{shown(h['tcp_tw_reuse'])}; host TIME_WAIT {shown(h['time_wait'])} of "
-                  f"{shown(h['tcp_max_tw_buckets'])} buckets, orphans {shown(h['orphans'])} of "
-                  f"{shown(h['tcp_max_orphans'])}")
-    r = data["rates"]
-    if r.get("time_wait_entered_per_s") is not None:
-        console.print(f"[dim]over {r['interval_s']} s: {r['active_opens_per_s']}/s opened, "
-                      f"{r['time_wait_entered_per_s']}/s entered TIME_WAIT, {r['attempt_fails_per_s']}/s failed; "
-                      f"forecast: Little's law, {data['rate_method']}[/dim]")
-    table = Table(title=f"Busiest destinations ({len(data['destinations'])} of {data['destinations_total']})",
-                  title_justify="left")
-    table.add_column("Destination / from", no_wrap=True)
-    table.add_column("Ports in use (blocking, +reusable)", no_wrap=True)
-    for col in ("Held", "TW/s"):
-        table.add_column(col, justify="right")
-    for col in ("State mix", "Forecast", "Owner (inferred)"):
-        table.add_column(col)
-    for row in data["destinations"]:
-        fc = row.get("forecast")
-        table.add_row(f"{row['destination']}\n[dim]from {row['local_address']}[/dim]", usage_bar(row),
-                      str(row["held"]), "-" if not fc else f"{fc['rate_per_s']:.1f}", _mix(row), _note(row),
-                      _owner(row))
-    console.print(table)
-    for note in data["limitations"]:
-        console.print(f"[dim]note: {note}[/dim]")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from connwatch.cliargs import prometheus_duration, seconds
+
 NAME = "rules"
 HELP = "print the rules in force (defaults + --config); --format prometheus: Prometheus alerting rules"
 
@@ -11,22 +13,15 @@ HELP = "print the rules in force (defaults + --config); --format prometheus: Pro
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
     p.add_argument("--config", default=None, help="TOML rules file overriding the defaults")
-    p.add_argument("--interval", type=float, default=5.0,
+    p.add_argument("--interval", type=seconds(0.5, 3600), default=5.0,
                    help="the agent's --interval: value rules judge the increase over it (default 5)")
-    p.add_argument("--window", default="1m",
+    p.add_argument("--window", type=prometheus_duration, default="1m",
                    help="PromQL rate window, at least 4 scrape intervals (default 1m)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import re
-
-    from connwatch.errors import ConfigError
     from connwatch.rules.config import load_config
 
-    if not 0.5 <= args.interval <= 3600:
-        raise ConfigError(f"--interval must be between 0.5 and 3600 seconds, got {args.interval:g}")
-    if not re.fullmatch(r"[0-9]+(ms|s|m|h)", args.window):
-        raise ConfigError(f"--window must be a Prometheus duration like 30s, 1m or 5m, got {args.window!r}")
     rules = load_config(args.config).rules
     if args.format == "prometheus":
         from connwatch.outputs.promrules import prometheus_rules, to_yaml

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from connwatch.cli import add_common
+from connwatch.cliargs import seconds
 
 NAME = "run"
 HELP = ("run as an agent: sample every INTERVAL, serve Prometheus /metrics, deliver alerts to "
@@ -12,8 +13,8 @@ HELP = ("run as an agent: sample every INTERVAL, serve Prometheus /metrics, deli
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between full samples (default 5)")
-    p.add_argument("--listener-interval", type=float, default=1.0,
+    p.add_argument("--interval", type=seconds(0.5, 3600), default=5.0, help="seconds between full samples (default 5)")
+    p.add_argument("--listener-interval", type=seconds(0.05, 3600), default=1.0,
                    help="seconds between listener-only polls in between (default 1; each costs < 1 ms)")
     p.add_argument("--listen", default="127.0.0.1:9815", metavar="HOST:PORT",
                    help="serve /metrics here (default 127.0.0.1:9815; port 0 = no server)")
@@ -26,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", default=None, help="private key for --tls-cert (PEM)")
     p.add_argument("--basic-auth-file", default=None,
                    help="require HTTP basic auth on /metrics; file of `user:password` lines")
-    p.add_argument("--resend-interval", type=float, default=60.0,
+    p.add_argument("--resend-interval", type=seconds(1, 3600), default=60.0,
                    help="re-send active alerts to Alertmanager this often, seconds (default 60)")
-    p.add_argument("--retry-max", type=float, default=30.0,
+    p.add_argument("--retry-max", type=seconds(0.5, 3600), default=30.0,
                    help="longest pause between delivery retries, seconds (default 30)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add_common(p, state=True, config=True)
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="connwatch: %(levelname)s: %(message)s")
-    check_ranges(args.interval, args.listener_interval, args.resend_interval, args.retry_max)
+    check_ranges(args.interval, args.listener_interval)
     host, port = parse_listen(args.listen)
     opts = AgentOptions(
         state_dir=state_dir(args), interval=args.interval, listener_interval=args.listener_interval,

@@ -1,0 +1,1 @@
+"""Reports built below the CLI: data for one command's JSON and its text rendering."""

@@ -1,0 +1,132 @@
+"""The `sources` report: heaviest sources per listening port with their limits (JSON data), its table, and
+the ready nftables script.
+
+Built below the CLI (commands/sources.py only parses arguments and wires sources to this)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from connwatch.attributes.sources import PortTally, SourceRow
+    from connwatch.model import Snapshot
+    from connwatch.rules.rule import Rule
+    from connwatch.rules.sources import SourceSettings
+
+def limit_for(rules: tuple[Rule, ...], attribute: str, port: int | None, source: str, value: float) -> float | None:
+    """The limit in force for one source (and port), None when unlimited there."""
+    from connwatch.attributes.sources import resource_key
+    from connwatch.findings import Measurement
+    from connwatch.rules.evaluate import evaluate_one
+
+    m = Measurement(attribute, {"source": source, "port": port}, resource_key(port, source), value, "conns")
+    finding = evaluate_one(rules, m)
+    return None if finding is None else finding.limit
+
+
+def nft_script(port: int, limit: int | None, rules: tuple[Rule, ...], settings: SourceSettings) -> str:
+    from connwatch.errors import UsageError
+    from connwatch.remedy.nftables import PerSourceLimit, render
+
+    if limit is None:
+        found = limit_for(rules, "ConnectionsPerSource", port, "", 0)
+        if found is None:
+            raise UsageError(f"port {port} has no ConnectionsPerSource limit (unlimited); pass --limit N")
+        limit = max(1, min(int(found), 10000))
+    return render(PerSourceLimit(port, limit, settings.prefix_for(4), settings.prefix_for(6)))
+
+
+def _row(r: SourceRow, rank: int, rules: tuple[Rule, ...], local: frozenset[str]) -> dict[str, Any]:
+    from connwatch.attributes.sources import is_local
+
+    return {"source": r.source, "port": r.port, "value": r.connections,
+            "limit": limit_for(rules, "ConnectionsPerSource", r.port, r.source, r.connections),
+            "half_open": r.half_open,
+            "half_open_limit": limit_for(rules, "HalfOpenPerSource", r.port, r.source, r.half_open),
+            "states": dict(r.states), "rank": rank, "local": is_local(r.source, local),
+            "member_count": r.member_count, "members": list(r.members)}
+
+
+def _port_entry(cur: Snapshot, t: PortTally, rules: tuple[Rule, ...], shown: int) -> dict[str, Any]:
+    from connwatch.attributes.sources import owners
+    from connwatch.explain.sources import over_limit
+
+    limit = limit_for(rules, "ConnectionsPerSource", t.port, "", 0)
+    return {"port": t.port, "owners": owners(cur, t.port), "limit": limit, "sources": t.sources,
+            "connections": t.connections, "half_open": t.half_open,
+            "over_limit": 0 if limit is None else over_limit(t.histogram, limit), "shown": shown}
+
+
+def build_report(prev: Snapshot, cur: Snapshot, rules: tuple[Rule, ...], settings: SourceSettings,
+                 port: int | None, top: int) -> dict[str, Any]:
+    """Pure: samples -> the command's JSON document (bounded: `top` rows per port)."""
+    from connwatch import __version__
+    from connwatch.attributes.sources import local_addresses, ports_per_source, tally
+    from connwatch.outputs.jsonout import iso
+
+    local = local_addresses(cur)
+    ports, rows = [], []
+    heaviest_first = sorted(tally(cur, settings, top).items(), key=lambda kv: (-kv[1].connections, kv[0]))
+    for p, t in heaviest_first:
+        if port is not None and p != port:
+            continue
+        shown = [_row(r, i, rules, local) for i, r in enumerate(_merged_top(t, top), 1)]
+        ports.append(_port_entry(cur, t, rules, len(shown)))
+        rows.extend(shown)
+    scans = sorted(ports_per_source(None if prev is cur else prev, cur, settings).items(),
+                   key=lambda kv: -len(kv[1]))[:top]
+    return {
+        "connwatch": __version__, "host": cur.host.hostname, "taken_at": iso(cur.taken_at),
+        "interval_s": round(cur.monotonic - prev.monotonic, 3),
+        "settings": {"aggregate": settings.aggregate, "ipv4_prefix": settings.ipv4_prefix,
+                     "ipv6_prefix": settings.ipv6_prefix, "top": top},
+        "ports": ports, "sources": rows,
+        "ports_per_source": [{"source": s, "value": len(ps), "ports": sorted(ps)[:100],
+                              "limit": limit_for(rules, "PortsPerSource", None, s, len(ps))}
+                             for s, ps in scans if len(ps) > 1],
+        "limitations": list(cur.limitations),
+    }
+
+
+def _merged_top(t: PortTally, top: int) -> list[SourceRow]:
+    """The heaviest by connections, then any heavy half-open source not among them, `top` at most."""
+    out = list(t.top_connections[:top])
+    seen = {r.source for r in out}
+    for r in t.top_half_open:
+        if len(out) >= top:
+            break
+        if r.source not in seen and r.half_open > 1:
+            out.append(r)
+    return out
+
+
+def render(data: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    from connwatch.explain.sources import owner_words
+
+    if not data["ports"]:
+        console.print("No inbound connections to any listening port.")
+    rows_by_port: dict[int, list[dict[str, Any]]] = {}
+    for r in data["sources"]:
+        rows_by_port.setdefault(r["port"], []).append(r)
+    for p in data["ports"]:
+        limit = "unlimited" if p["limit"] is None else f"{p['limit']:g}"
+        table = Table(title=f"TCP({p['port']}) served by {owner_words(p['owners'])}: {p['sources']} sources, "
+                      f"{p['connections']} connections, {p['half_open']} half-open; limit {limit} per source, "
+                      f"{p['over_limit']} over", title_justify="left")
+        for col in ("Rank", "Source", "Conns", "Half-open", "States", "Local"):
+            table.add_column(col, justify="right" if col in ("Rank", "Conns", "Half-open") else "left")
+        for r in rows_by_port.get(p["port"], []):
+            over = r["limit"] is not None and r["value"] > r["limit"]
+            conns = f"[red]{r['value']}[/red]" if over else str(r["value"])
+            states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items(), key=lambda kv: -kv[1]))
+            who = r["source"] + (f" ({r['member_count']} addresses)" if r["member_count"] > 1 else "")
+            table.add_row(str(r["rank"]), who, conns, str(r["half_open"]), states, "yes" if r["local"] else "no")
+        console.print(table)
+        if p["sources"] > p["shown"]:
+            console.print(f"  ... and {p['sources'] - p['shown']} more sources (top {p['shown']} shown; --top N)")
+    for s in data["ports_per_source"]:
+        console.print(f"{s['source']} used {s['value']} listening ports: {', '.join(map(str, s['ports']))}")
