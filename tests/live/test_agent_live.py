@@ -140,7 +140,7 @@ def _stop_and_unmount(stack: Stack) -> None:
 def test_read_only_state_bad_reload_and_unreachable_urls(ns: Netns, tmp_path: Path) -> None:
     stack = Stack(ns, tmp_path)
     stack.state.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=4m", "cwtest-state", str(stack.state))
+    _mount("-t", "tmpfs", "-o", "size=4m,mode=0700", "cwtest-state", str(stack.state))
     try:
         _mount("-o", "remount,ro", str(stack.state))
         config = tmp_path / "rules.toml"
@@ -187,7 +187,7 @@ def _fill(directory: Path) -> Path:
 def test_full_disk_keeps_sampling_and_recovers(ns: Netns, tmp_path: Path) -> None:
     stack = Stack(ns, tmp_path)
     stack.state.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=2m", "cwtest-full", str(stack.state))
+    _mount("-t", "tmpfs", "-o", "size=2m,mode=0700", "cwtest-full", str(stack.state))
     try:
         stack.start_agent(alertmanager=False, webhook=False)
         assert poll(lambda: (stack.state / "connwatch.db").exists() and _samples(stack) >= 2, 10)
