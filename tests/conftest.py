@@ -1,7 +1,25 @@
-"""Test-wide settings."""
+"""Test-wide settings, and the one switch that regenerates golden end-to-end outputs."""
 
+from __future__ import annotations
+
+import os
+
+import pytest
 from hypothesis import settings
 
 # No per-example deadline: under CI load a slow example is not a failure (speed lives in bench/).
 settings.register_profile("connwatch", deadline=None)
 settings.load_profile("connwatch")
+
+REGEN_ENV = "CONNWATCH_REGEN_GOLDEN"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--regen-golden", action="store_true", default=False,
+                     help=f"rewrite the golden end-to-end outputs instead of comparing (or env {REGEN_ENV}=1)")
+
+
+@pytest.fixture
+def regen_golden(request: pytest.FixtureRequest) -> bool:
+    """True when golden files are to be rewritten: pytest --regen-golden, or CONNWATCH_REGEN_GOLDEN=1."""
+    return bool(request.config.getoption("--regen-golden")) or os.environ.get(REGEN_ENV) == "1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -15,7 +16,7 @@ from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus
 from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
-from connwatch.sources import netlink, processes
+from connwatch.sources import netlink, processes, recorded
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ class CollectOptions:
     use_netlink: bool = True  # False forces the /proc/net/tcp fallback (tests, broken kernels)
     sockets: bool = True  # dump non-listening sockets too (costs time with 100k+ sockets)
     owners: bool = True
+    replay: str | None = None  # a directory of recorded sock_diag replies to read instead of the kernel (tests)
 
 
 def _timed(statuses: list[SourceStatus], name: str, call: Callable[[], T]) -> T | None:
@@ -48,7 +50,8 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
-def _dump(sock: socket.socket, states: int, ext: int, consume: Callable[[bytes], bool], limits: list[str]) -> None:
+def _dump(sock: netlink.DiagSocket, states: int, ext: int, consume: Callable[[bytes], bool],
+          limits: list[str]) -> None:
     """Dump IPv4 then IPv6. A kernel without IPv6 (diag) support refuses the IPv6 dump: that is a
     limitation to name, not a reason to lose the IPv4 view; an IPv4 failure propagates."""
     for fam, afam in FAMILIES:
@@ -62,13 +65,13 @@ def _dump(sock: socket.socket, states: int, ext: int, consume: Callable[[bytes],
                 limits.append(note)
 
 
-def netlink_listeners(sock: socket.socket, limits: list[str]) -> list[Listener]:
+def netlink_listeners(sock: netlink.DiagSocket, limits: list[str]) -> list[Listener]:
     found: list[Listener] = []
     _dump(sock, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found), limits)
     return found
 
 
-def _netlink_sockets(sock: socket.socket, aggregator: SocketAggregator, limits: list[str]) -> SocketSummary:
+def _netlink_sockets(sock: netlink.DiagSocket, aggregator: SocketAggregator, limits: list[str]) -> SocketSummary:
     _dump(sock, netlink.TCPF_ALL_BUT_LISTEN, 0, aggregator, limits)
     return aggregator.summary()
 
@@ -97,11 +100,14 @@ def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggrega
 
 def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], limits: list[str],
              tw_delay: int | None) -> tuple[list[Listener], SocketSummary | None]:
-    sock = None
+    sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
-        sock = _timed(statuses, NETLINK, netlink.open_socket)
+        replay = opts.replay
+        opener: Callable[[], netlink.DiagSocket] = (
+            netlink.open_socket if replay is None else lambda: recorded.open_recorded(replay))
+        sock = _timed(statuses, NETLINK, opener)
     if sock is not None:
-        with sock:
+        with contextlib.closing(sock):
             listeners = _timed(statuses, f"{NETLINK} listeners", lambda: netlink_listeners(sock, limits))
             if listeners is not None:
                 summary = None

@@ -43,8 +43,9 @@ class Netns:
                               env=env)
 
     def popen(self, args: Sequence[str], **kw: object) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(self.cmd(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                **kw)  # type: ignore[call-overload]
+        proc: subprocess.Popen[str] = subprocess.Popen(self.cmd(args), stdout=subprocess.PIPE,
+                                                       stderr=subprocess.PIPE, text=True,
+                                                       **kw)  # type: ignore[call-overload]
         self.procs.append(proc)
         return proc
 
@@ -95,11 +96,11 @@ def netns() -> Iterator[Netns]:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def poll(check: Callable[[], bool], deadline_s: float, step_s: float = 0.05) -> bool:
-    """Poll until check() is true or the deadline passes (no fixed sleeps in kernel-timing tests)."""
+def poll(check: Callable[[], object], deadline_s: float, step_s: float = 0.05) -> bool:
+    """Poll until check() is true(thy) or the deadline passes (no fixed sleeps in kernel-timing tests)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if check():
             return True
         time.sleep(step_s)
-    return check()
+    return bool(check())

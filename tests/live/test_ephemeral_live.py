@@ -55,7 +55,9 @@ def _alerts(report: dict[str, Any], attribute: str, destination: str) -> list[di
 
 
 def _measured(report: dict[str, Any], attribute: str, destination: str) -> dict[str, Any]:
-    [m] = [m for m in report["measurements"] if m["attribute"] == attribute and m["destination"] == destination]
+    found: list[dict[str, Any]] = [m for m in report["measurements"]
+                                    if m["attribute"] == attribute and m["destination"] == destination]
+    [m] = found
     return m
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -85,11 +87,16 @@ def _get(url: str) -> str:
         return str(resp.read().decode())
 
 
-def _wait_for(check: object, deadline: float) -> bool:
+# A sample line of the family (labels, then a value), not its HELP/TYPE lines: those are served from
+# start-up, before the first sample, so waiting for the bare name returned too early (flaky on 3.12/3.13).
+QUEUE_SAMPLE = re.compile(r'^connwatch_listener_queue\{[^}]*port="\d+"[^}]*\} \d', re.M)
+
+
+def _wait_for(check: Callable[[], object], deadline: float) -> bool:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         try:
-            if check():  # type: ignore[operator]
+            if check():
                 return True
         except OSError:
             pass
@@ -107,7 +114,7 @@ def test_process_serves_metrics_reloads_on_hup_and_stops_on_term(tmp_path: Path)
          "--listener-interval", "0.1", "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "s"),
          "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: "connwatch_listener_queue" in _get(url), 20)
+        assert _wait_for(lambda: QUEUE_SAMPLE.search(_get(url)), 20)
         assert 'connwatch_samples_total{kind="listeners"}' in _get(url)
         config.write_text("this is [not toml")
         os.kill(proc.pid, signal.SIGHUP)

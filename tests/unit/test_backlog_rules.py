@@ -11,7 +11,7 @@ from connwatch.alerts.store import AlertStore
 from connwatch.attributes.backlog import measure, reconcile
 from connwatch.engine import judge
 from connwatch.errors import ConfigError
-from connwatch.model import Process
+from connwatch.model import Process, Snapshot
 from connwatch.rules.config import Config
 from connwatch.rules.evaluate import evaluate
 from connwatch.rules.spec import default_rules, load_rules
@@ -22,7 +22,8 @@ T0 = 1_700_000_000.0
 OWNER = Process(pid=4242, command="mqlistener", user="mqm", started_at=T0 - 600, open_fds=10, fd_limit=1024)
 
 
-def _pair(drops_before: int, drops_after: int, queue: int = 6, backlog: int = 5, somaxconn: int = 4096):
+def _pair(drops_before: int, drops_after: int, queue: int = 6, backlog: int = 5,
+          somaxconn: int = 4096) -> tuple[Snapshot, Snapshot]:
     prev = snapshot(T0, (listener(1414, 0, backlog, drops_before, owner=OWNER),
                          listener(1414, 0, backlog, 0, address="::", family=6, owner=OWNER),
                          listener(80, 0, 128, 0)),

@@ -15,7 +15,7 @@ from connwatch.cli import main
 from connwatch.engine import judge
 from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Finding
-from connwatch.model import Process
+from connwatch.model import Process, Snapshot
 from connwatch.outputs.promrules import prometheus_rules
 from connwatch.rules.config import Config, load_config
 
@@ -25,7 +25,7 @@ T0 = 1_700_000_000.0
 OWNER = Process(pid=4242, command="mqlistener", user="mqm", started_at=T0 - 600, open_fds=10, fd_limit=1024)
 
 
-def _pair(at: float, drops_before: int, drops_after: int):  # a stuck listener on 1414 rejecting
+def _pair(at: float, drops_before: int, drops_after: int) -> tuple[Snapshot, Snapshot]:  # stuck 1414
     prev = snapshot(at, (listener(1414, 6, 5, drops_before, owner=OWNER),))
     cur = snapshot(at + 5, (listener(1414, 6, 5, drops_after, owner=OWNER),))
     return prev, cur
@@ -113,7 +113,8 @@ def test_a_damaged_row_does_not_stop_the_verdict(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with AlertStore.open(tmp_path) as store:
-        again = judge(*_pair(T0 + 10, 130, 250), Config(default_rules()), store)
+        prev, cur = _pair(T0 + 10, 130, 250)
+        again = judge(prev, cur, Config(default_rules()), store)
         [alert] = [a for a in store.history() if a.attribute == "BacklogRejectsByPort"]
     assert again.store_error is None and again.exit_code == 2
     assert alert.occurrences == 2 and alert.detail["listeners"][0]["drops_delta"] == 120

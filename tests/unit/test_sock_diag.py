@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connwatch.errors import ParseError, SourceUnavailable
-from connwatch.model import Listener
+from connwatch.model import DestinationUsage, Listener
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator, format_address
 
 FIX = Path(__file__).parents[1] / "fixtures" / "netlink"
@@ -22,9 +23,9 @@ def _chunks(name: str) -> list[bytes]:
     return [bytes.fromhex(line) for line in (FIX / name).read_text().split()]
 
 
-def _feed(decoder: object, chunks: list[bytes]) -> int:
+def _feed(decoder: Callable[[bytes], bool], chunks: list[bytes]) -> int:
     """Feed chunks like sources/netlink.dump does; return how many dumps ended (one per family)."""
-    return sum(1 for c in chunks if decoder(c))  # type: ignore[operator]
+    return sum(1 for c in chunks if decoder(c))
 
 
 def _ss_listen() -> dict[str, tuple[int, int, int]]:
@@ -45,6 +46,7 @@ def test_listeners_match_ss() -> None:
         assert (lst.queue, lst.backlog, lst.drops) == (queue, backlog, drops)
         assert lst.inode > 0 and lst.cookie > 0
     hot = next(x for x in found if x.port == 8080)
+    assert hot.backlog is not None  # narrows the type; the line below fails on None as well
     assert hot.queue == hot.backlog + 1 == 6 and hot.drops and hot.drops > 0
 
 
@@ -78,7 +80,10 @@ def test_time_wait_age_classification() -> None:
     _feed(young, _chunks("sockets.hex"))
     old = SocketAggregator(frozenset({8080, 8081}), tw_reuse_delay_ms=0)
     _feed(old, _chunks("sockets.hex"))
-    pick = lambda agg: next(d for d in agg.summary().destinations if d.remote_port == 8081)  # noqa: E731
+
+    def pick(agg: SocketAggregator) -> DestinationUsage:
+        return next(d for d in agg.summary().destinations if d.remote_port == 8081)
+
     assert pick(young).time_wait_young == 1  # recorded within a second of closing
     assert pick(old).time_wait_young == 0
 

@@ -17,7 +17,8 @@ from connwatch.cli import main
 from connwatch.engine import judge
 from connwatch.errors import ConfigError, UsageError
 from connwatch.explain import explain
-from connwatch.model import DestinationUsage, Process, SocketSummary, SourceUsage
+from connwatch.findings import Finding
+from connwatch.model import DestinationUsage, Process, Snapshot, SocketSummary, SourceUsage
 from connwatch.outputs.jsonout import alert_dict
 from connwatch.remedy.nftables import PerSourceLimit, render
 from connwatch.reports.sources import build_report, nft_script
@@ -37,18 +38,19 @@ def usage(source: str, port: int, **states: int) -> SourceUsage:
 
 
 def snap(at: float, usages: tuple[SourceUsage, ...], destinations: tuple[DestinationUsage, ...] = (),
-         ports: tuple[int, ...] = (2525,)):
+         ports: tuple[int, ...] = (2525,)) -> Snapshot:
     sockets = SocketSummary(total=sum(u.total for u in usages), by_state={}, destinations=destinations,
                             sources=usages)
     return snapshot(at, tuple(listener(p, owner=SMTP) for p in ports), sockets=sockets)
 
 
-def mail_pair(extra: Mapping[str, int] | None = None):
+def mail_pair(extra: Mapping[str, int] | None = None) -> tuple[Snapshot, Snapshot]:
     usages = (usage("127.0.0.2", 2525, ESTABLISHED=150, **(extra or {})), usage("127.0.0.3", 2525, ESTABLISHED=20))
     return snap(T0, usages), snap(T0 + 5, usages)
 
 
-def findings(rules: tuple[Rule, ...] | Config, prev, cur, settings: SourceSettings | None = None):
+def findings(rules: tuple[Rule, ...] | Config, prev: Snapshot, cur: Snapshot,
+             settings: SourceSettings | None = None) -> dict[tuple[str, str], Finding]:
     config = rules if isinstance(rules, Config) else Config(rules, sources=settings or SourceSettings())
     return {(f.measurement.attribute, f.measurement.resource_key): f
             for f in evaluate(config.rules, attr.measure(prev, cur, config))}

@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable
+from typing import Protocol
 
 from connwatch.errors import SourceUnavailable
 
@@ -34,6 +35,16 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBxI48x")
 
 RECV_SIZE = 1 << 20  # the kernel fills at most ~32 KiB per message batch; a large buffer costs nothing
+
+
+class DiagSocket(Protocol):
+    """What a dump needs of its socket: the kernel's, or recorded replies (sources/recorded.py)."""
+
+    def send(self, data: bytes, /) -> int: ...
+
+    def recv(self, bufsize: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 def build_request(family: int, states: int, ext: int, seq: int = 1) -> bytes:
@@ -57,7 +68,7 @@ def open_socket() -> socket.socket:
     return sock
 
 
-def dump(sock: socket.socket, family: int, states: int, ext: int, consume: Callable[[bytes], bool]) -> None:
+def dump(sock: DiagSocket, family: int, states: int, ext: int, consume: Callable[[bytes], bool]) -> None:
     """Send one dump request and feed each raw reply chunk to `consume` until it reports the end.
 
     `consume` (a parsers/sock_diag.py decoder) walks the netlink messages of a chunk, aggregating as

@@ -21,7 +21,7 @@ srv = socket.socket(fam, socket.SOCK_STREAM)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((a.host, a.port))
 srv.listen(a.backlog)
-held = []
+held: list[object] = []  # accepted sockets and spare files, kept open until exit
 
 
 def accept_loop() -> None:
