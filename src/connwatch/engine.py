@@ -18,7 +18,7 @@ from connwatch.attributes.backlog import reconcile
 from connwatch.attributes.registry import INTERVAL, SINCE_BOOT, measure_all, spec
 from connwatch.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, StateError
 from connwatch.explain import explain
-from connwatch.findings import Alert, Finding
+from connwatch.findings import Alert, Finding, format_number, severity_name
 from connwatch.model import Snapshot
 from connwatch.rules.evaluate import evaluate
 
@@ -67,7 +67,7 @@ class CheckResult:
 def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | None, basis: Basis = Basis(),
           system_name: str | None = None, store_error: str | None = None) -> CheckResult:
     """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
-    findings = evaluate(config.rules, measure_all(prev, cur, config))
+    findings = fold(evaluate(config.rules, measure_all(prev, cur, config)))
     if basis.mode == SINCE_BOOT:
         findings = [_since_boot(f, basis.uptime_s) for f in findings]
     now, name = cur.taken_at, system_name or cur.host.hostname
@@ -87,6 +87,41 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
     if done is None:
         done = decide({}, {})
     return CheckResult(prev, cur, done.findings, done.result, reconcile(prev, cur), store_error)
+
+
+def fold(findings: Sequence[Finding]) -> list[Finding]:
+    """One problem, one alert: a breach its spec folds into another breached attribute of the same resource
+    (or, for host counters, into the per-port alerts that explain them) becomes a fact of that alert. The
+    alert takes the most severe severity of its group and lists the folded breaches in `detail.folded`."""
+    breached = {(f.measurement.attribute, f.measurement.resource_key): f for f in findings if f.breached}
+    into: dict[int, str] = {}
+    for i, f in enumerate(findings):
+        s = spec(f.measurement.attribute)
+        if not f.breached or s is None:
+            continue
+        target = next((a for a in s.folds_into if (a, f.measurement.resource_key) in breached), None)
+        if target is not None:
+            into[i] = f"{target} {f.measurement.resource_key}"
+        elif s.explained is not None and s.explained(f.measurement.facts):
+            into[i] = "the per-port alerts"
+    groups: dict[str, list[Finding]] = {}
+    for i, where in into.items():
+        groups.setdefault(where, []).append(findings[i])
+    out = []
+    for i, f in enumerate(findings):
+        if i in into:
+            out.append(replace(f, folded_into=into[i]))
+            continue
+        members = groups.get(f"{f.measurement.attribute} {f.measurement.resource_key}") if f.breached else None
+        out.append(_with_members(f, members) if members else f)
+    return out
+
+
+def _with_members(f: Finding, members: list[Finding]) -> Finding:
+    folded = [{"attribute": m.measurement.attribute, "value": m.measurement.value, "unit": m.measurement.unit,
+               "limit": m.limit, "severity": m.severity} for m in members]
+    f = _noted(f, {"folded": folded})
+    return replace(f, severity=min([f.severity, *(m.severity for m in members)]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +175,11 @@ def _with_facts(f: Finding, **changes: Any) -> Finding:
 
 def _words(f: Finding, basis: Basis) -> Finding:
     e = explain(f)
+    folded = f.measurement.get("folded")
+    if folded:
+        parts = [f"{x['attribute']} {format_number(x['value'])} {x['unit']} (limit {format_number(x['limit'])}, "
+                 f"{severity_name(x['severity'])})" for x in folded]
+        e = replace(e, explanation=f"{e.explanation} Part of this alert (one problem, one alert): {'; '.join(parts)}.")
     s = spec(f.measurement.attribute)
     if basis.mode == SINCE_BOOT and s is not None and s.counter:
         uptime = basis.uptime_s

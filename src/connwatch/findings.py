@@ -91,6 +91,7 @@ class Finding:
     clear_after: int  # clean samples that clear an active alert
     breached: bool
     explanation: Explanation | None = None
+    folded_into: str | None = None  # breached, but a fact of this alert ("BacklogRejectsByPort TCP(8080)")
 
     @property
     def key(self) -> tuple[str, str]:

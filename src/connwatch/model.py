@@ -137,6 +137,8 @@ class Sysctls:
     tcp_max_tw_buckets: int | None = None
     tcp_max_orphans: int | None = None
     tcp_fin_timeout: int | None = None
+    tcp_syn_retries: int | None = None  # how often a client re-sends an unanswered SYN
+    tcp_syn_linear_timeouts: int | None = None  # retries at 1 s before doubling (kernels since 6.x)
 
 
 @dataclass(frozen=True, slots=True)

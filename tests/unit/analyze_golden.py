@@ -53,7 +53,7 @@ def summary(report: dict[str, Any], attributes: set[str]) -> dict[str, Any]:
                                       "basis")} for a in report["alerts"] if keep(a)],
         "findings": sorted(([f["attribute"], f["resource"], f["value"], f["breached"]]
                             for f in report["findings"] if keep(f)), key=lambda x: (x[0], x[1])),
-        "unsupported": sorted(u["check"] for u in report["unsupported"]),
+        "unsupported": sorted(u["check"] for u in report["unsupported"] if u["check"] in attributes),
         "listeners": sorted([x["port"], x["address"], x["queue"], x["backlog"]] for x in report["listeners"]),
         "sockets": report["sockets"],
         "counters": report["counters"],

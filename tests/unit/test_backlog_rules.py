@@ -43,13 +43,17 @@ def test_rejects_summed_over_every_listener_on_the_port() -> None:
     assert by[("BacklogRejectsByPort", "TCP(80)")].value == 0
     assert by[("AcceptQueueFill", "TCP(1414)")].value == 120.0
     assert by[("ListenOverflows", "TCP(host)")].value == 124
+    # Every overflow the namespace counted is explained by a live listener (ListenDrops' 3 others are not
+    # rejections): attributed 124 = ListenOverflows, nothing unattributed, never clamped.
     assert reconcile(prev, cur) == {"host_listen_drops": 127, "host_listen_overflows": 124,
-                                    "attributed": 124, "unattributed": 3}
+                                    "attributed": 124, "unattributed": 0, "host_syn_queue_drops": None,
+                                    "host_deferred_accept_drops": None, "listener_drops": 124}
 
 
 def test_new_listener_counts_all_its_drops_and_reset_counter_is_unavailable() -> None:
     prev, cur = _pair(10, 130)
-    prev = dataclasses.replace(prev, listeners=prev.listeners[2:], counters={"TcpExt.ListenDrops": 5})
+    prev = dataclasses.replace(prev, listeners=prev.listeners[2:],
+                               counters={"TcpExt.ListenDrops": 5, "TcpExt.ListenOverflows": 990})
     by = {(m.attribute, m.resource_key): m.value for m in measure(prev, cur)}
     assert by[("BacklogRejectsByPort", "TCP(1414)")] == 134
     cur2 = dataclasses.replace(cur, counters={"TcpExt.ListenDrops": 1, "TcpExt.ListenOverflows": 1})
@@ -84,7 +88,7 @@ def test_rate_mode_divides_by_interval(tmp_path: Path) -> None:
                    'high = 20\nmode = "rate"\n')
     prev, cur = _pair(10, 130)
     [f] = [f for f in evaluate(load_rules(cfg), measure(prev, cur)) if f.measurement.resource_key == "TCP(1414)"]
-    assert f.measurement.value == pytest.approx(124 / 5) and f.measurement.unit == "conns/s" and f.breached
+    assert f.measurement.value == pytest.approx(124 / 5) and f.measurement.unit == "requests/s" and f.breached
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -116,28 +120,32 @@ def test_explanation_answers_the_seed_questions(tmp_path: Path) -> None:
     with AlertStore.open(tmp_path) as store:
         result = judge(prev, cur, Config(default_rules()), store)
     [alert] = [a for a in result.step.raised if a.attribute == "BacklogRejectsByPort"]
-    assert alert.description == "TCP(1414) BacklogRejectsByPort High, 124 conns > 100 conns"
+    assert alert.description == "TCP(1414) BacklogRejectsByPort High, 124 requests > 100 requests"
     text = alert.explanation
     assert "It persists" in text  # did it clear?
     assert "No other port rejected" in text  # other ports?
     assert "running for 10 min" in text and "recently started" in text  # a new application?
     assert "asked listen() for a backlog of 5" in text and "somaxconn (4096)" in text
-    assert "retried after about 1, 2, 3" in text
-    assert "3 unattributed" in text
+    assert "re-sends its SYN at about 1, 3, 7, 15, 31, 63 s" in text  # no tcp_syn_linear_timeouts: doubling
+    assert "124 connection request(s)" in text and "not distinct clients" in text
+    assert "live listeners account for 124" in text
     assert "pid 4242 (mqlistener" in alert.owner
     assert result.exit_code == 2 and result.status == "CRITICAL"
 
 
 def test_explanation_when_cleared_capped_and_fd_exhausted(tmp_path: Path) -> None:
     starved = dataclasses.replace(OWNER, open_fds=1024, started_at=T0 - 86400 * 3)
-    prev = snapshot(T0, (listener(8443, 0, 16, 0, owner=starved), listener(9000, 0, 16, 0)), somaxconn=16)
-    cur = snapshot(T0 + 5, (listener(8443, 2, 16, 40, owner=starved), listener(9000, 0, 16, 7)), somaxconn=16)
+    prev = snapshot(T0, (listener(8443, 0, 16, 0, owner=starved), listener(9000, 0, 16, 0)),
+                    {"TcpExt.ListenOverflows": 0, "TcpExt.ListenDrops": 0}, somaxconn=16)
+    cur = snapshot(T0 + 5, (listener(8443, 2, 16, 40, owner=starved), listener(9000, 0, 16, 7)),
+                   {"TcpExt.ListenOverflows": 47, "TcpExt.ListenDrops": 47}, somaxconn=16)
     result = judge(prev, cur, Config(default_rules()), None)
     by = {(f.measurement.attribute, f.measurement.resource_key): f for f in result.breached}
     words = by[("BacklogRejectsByPort", "TCP(8443)")].explanation
     assert words is not None
-    assert "the queue had room again (2 of 16" in words.explanation
-    assert "Ports 9000 also rejected" in words.explanation
+    assert "the accept queue had room again (2 of 16" in words.explanation
+    assert "Port(s) 9000 also rejected connections in this interval while their queues had room again" \
+        in words.explanation
     assert "holds 1024 of its 1024 file descriptors" in words.explanation
     assert "capped by somaxconn" in words.explanation and "recently started" not in words.explanation
     assert "sysctl -w net.core.somaxconn=" in words.action and "restart" in words.action
@@ -149,7 +157,9 @@ def test_lifecycle_through_engine_with_fake_clock(tmp_path: Path) -> None:
     with AlertStore.open(tmp_path) as store:
         first = judge(prev, cur, Config(default_rules()), store)
         again = judge(cur, dataclasses.replace(cur, taken_at=T0 + 10, monotonic=T0 + 10,
-                                               listeners=_pair(130, 200)[1].listeners), Config(default_rules()), store)
+                                               listeners=_pair(130, 200)[1].listeners,
+                                               counters={k: v + 70 for k, v in cur.counters.items()}),
+                      Config(default_rules()), store)
     [raised] = [a for a in first.step.raised if a.attribute == "BacklogRejectsByPort"]
     [updated] = [a for a in again.step.updated if a.attribute == "BacklogRejectsByPort"]
     assert updated.id == raised.id and updated.occurrences == 2 and updated.created_at == T0 + 5

@@ -26,16 +26,19 @@ OWNER = Process(pid=4242, command="mqlistener", user="mqm", started_at=T0 - 600,
 
 
 def _pair(at: float, drops_before: int, drops_after: int) -> tuple[Snapshot, Snapshot]:  # stuck 1414
-    prev = snapshot(at, (listener(1414, 6, 5, drops_before, owner=OWNER),))
-    cur = snapshot(at + 5, (listener(1414, 6, 5, drops_after, owner=OWNER),))
+    prev = snapshot(at, (listener(1414, 6, 5, drops_before, owner=OWNER),),
+                    {"TcpExt.ListenOverflows": drops_before, "TcpExt.ListenDrops": drops_before})
+    cur = snapshot(at + 5, (listener(1414, 6, 5, drops_after, owner=OWNER),),
+                   {"TcpExt.ListenOverflows": drops_after, "TcpExt.ListenDrops": drops_after})
     return prev, cur
 
 
 def test_registry_is_the_one_list_of_attributes() -> None:
     names = list(specs())
-    assert names[:4] == ["BacklogRejectsByPort", "AcceptQueueFill", "ListenOverflows", "SynQueueDrops"]
-    assert len(names) == len(set(names)) == 12 and [s.name for s in subjects()] == ["backlog", "ephemeral", "sources"]
-    assert known_attributes()["BacklogRejectsByPort"] == ("conns", True)
+    assert names[:5] == ["BacklogRejectsByPort", "AcceptQueueFill", "ListenOverflows", "SynQueueDrops",
+                         "SynCookiesSent"]
+    assert len(names) == len(set(names)) == 13 and [s.name for s in subjects()] == ["backlog", "ephemeral", "sources"]
+    assert known_attributes()["BacklogRejectsByPort"] == ("requests", True)
     assert {r.attribute for r in default_rules()} == set(names)
     for spec in specs().values():  # every spec explains its own facts: words from a real measurement
         assert spec.help and spec.unit and callable(spec.explain)

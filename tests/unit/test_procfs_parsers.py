@@ -331,6 +331,8 @@ LOCAL_SYSCTLS = Sysctls(
     tcp_max_tw_buckets=131072,
     tcp_max_orphans=131072,
     tcp_fin_timeout=60,
+    tcp_syn_retries=6,
+    tcp_syn_linear_timeouts=4,
 )
 
 

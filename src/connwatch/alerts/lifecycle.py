@@ -69,7 +69,7 @@ def most_severe_breaches(findings: Sequence[Finding]) -> dict[Key, Finding]:
     """
     chosen: dict[Key, Finding] = {}
     for finding in findings:
-        if not finding.breached:
+        if not finding.breached or finding.folded_into is not None:
             continue
         previous = chosen.get(finding.key)
         if previous is None or finding.severity < previous.severity:

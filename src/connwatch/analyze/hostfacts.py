@@ -23,7 +23,8 @@ SYSCTL_FIELDS = {
     "net.ipv4.tcp_syncookies": "tcp_syncookies", "net.ipv4.tcp_abort_on_overflow": "tcp_abort_on_overflow",
     "net.ipv4.tcp_tw_reuse": "tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay": "tcp_tw_reuse_delay",
     "net.ipv4.tcp_max_tw_buckets": "tcp_max_tw_buckets", "net.ipv4.tcp_max_orphans": "tcp_max_orphans",
-    "net.ipv4.tcp_fin_timeout": "tcp_fin_timeout",
+    "net.ipv4.tcp_fin_timeout": "tcp_fin_timeout", "net.ipv4.tcp_syn_retries": "tcp_syn_retries",
+    "net.ipv4.tcp_syn_linear_timeouts": "tcp_syn_linear_timeouts",
 }
 PORT_RANGE = "net.ipv4.ip_local_port_range"
 BSD_FIRST, BSD_LAST = "net.inet.ip.portrange.first", "net.inet.ip.portrange.last"

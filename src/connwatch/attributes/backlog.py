@@ -14,19 +14,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.backlog_facts import (
     BacklogContext,
+    CookieFacts,
     HostFacts,
     ListenerFacts,
+    NotRejections,
     OwnerFacts,
     PortFacts,
     PortRejectFacts,
     Reconciliation,
+    RejectFacts,
 )
 from connwatch.attributes.registry import SINCE_OPEN, AttributeSpec, Need, Subject
+from connwatch.attributes.rejects import COOKIES, Deltas, PortEvidence, PortRejects, account, deltas_of, unattributed
 from connwatch.explain import backlog as words
+from connwatch.explain.rejects import COOKIES_TEXT, explain_cookies
 from connwatch.findings import Measurement
 from connwatch.model import Listener, Snapshot
 from connwatch.rules.rule import Rule
@@ -45,19 +51,28 @@ def _has_backlog(snap: Snapshot) -> bool:
     return any(x.backlog is not None for x in snap.listeners)
 
 
+def _explained(facts: HostFacts) -> bool:
+    """Every rejection the namespace counted belongs to a live listener: the per-port alerts say it all."""
+    rec = facts.reconciliation
+    return rec.attributed is not None and rec.unattributed == 0 and bool(facts.rejecting_ports)
+
+
 def _counter_need(counter: str) -> Need:
     return Need(counter, lambda snap: counter in snap.counters,
                 "no TcpExt counters: add `nstat -az`, `netstat -s` or /proc/net/netstat")
 
 
-SUBJECT_SPECS: tuple[AttributeSpec[PortRejectFacts] | AttributeSpec[PortFacts] | AttributeSpec[HostFacts], ...] = (
+SUBJECT_SPECS: tuple[AttributeSpec[Any], ...] = (
     AttributeSpec(
-        "BacklogRejectsByPort", "conns", True, words.TEXTS["BacklogRejectsByPort"], PortRejectFacts,
+        "BacklogRejectsByPort", "requests", True, words.TEXTS["BacklogRejectsByPort"], PortRejectFacts,
         words.explain_port,
         (Rule("BacklogRejectsByPort", 0, severity=3, alert_class="backlog"),
          Rule("BacklogRejectsByPort", 100, severity=2, alert_class="backlog")),
         (Need("per-listener drop counters", _has_drops, "per-listener drop counters are only in `ss -ltnm` "
-              "(skmem d) or a `connwatch snapshot`"),),
+              "(skmem d) or a `connwatch snapshot`"),
+         Need(LISTEN_OVERFLOWS, lambda snap: LISTEN_OVERFLOWS in snap.counters,
+              "a listener's drop counter also counts drops that are not rejections: add the TcpExt counters "
+              "(`nstat -az`, `netstat -s` or /proc/net/netstat) to tell them apart")),
         promql="sum by (instance, port) (rate(connwatch_listener_drops_total{sel}[{window}])){per}",
         capture_basis=SINCE_OPEN),
     AttributeSpec(
@@ -66,17 +81,22 @@ SUBJECT_SPECS: tuple[AttributeSpec[PortRejectFacts] | AttributeSpec[PortFacts] |
          Rule("AcceptQueueFill", 100, severity=2, alert_class="backlog")),
         (Need("listener backlog", _has_backlog, "the capture shows no listen backlog: capture `ss -ltn`"),),
         promql="max by (instance, port) (100 * connwatch_listener_queue_peak{sel} "
-               "/ clamp_min(connwatch_listener_backlog{sel}, 1))"),
+               "/ clamp_min(connwatch_listener_backlog{sel}, 1))", folds_into=("BacklogRejectsByPort",)),
     AttributeSpec(
         "ListenOverflows", "drops", True, words.TEXTS["ListenOverflows"], HostFacts, words.explain_host,
         (Rule("ListenOverflows", 0, severity=4, alert_class="backlog"),), (_counter_need(LISTEN_OVERFLOWS),),
         promql=f'sum by (instance) (rate(connwatch_kernel_counter_total{{{{counter="{LISTEN_OVERFLOWS}"}}}}'
-               '[{window}])){per}', scope="host"),
+               '[{window}])){per}', scope="host", explained=_explained),
     AttributeSpec(
         "SynQueueDrops", "drops", True, words.TEXTS["SynQueueDrops"], HostFacts, words.explain_host,
         (Rule("SynQueueDrops", 0, severity=3, alert_class="backlog"),), (_counter_need(REQ_Q_FULL_DROP),),
         promql=f'sum by (instance) (rate(connwatch_kernel_counter_total{{{{counter="{REQ_Q_FULL_DROP}"}}}}'
-               '[{window}])){per}', scope="host"),
+               '[{window}])){per}', scope="host", explained=_explained),
+    AttributeSpec(
+        "SynCookiesSent", "SYNs", True, COOKIES_TEXT, CookieFacts, explain_cookies,
+        (Rule("SynCookiesSent", 0, severity=4, alert_class="backlog"),),
+        (Need(COOKIES, lambda snap: COOKIES in snap.counters,
+              "no TCPReqQFullDoCookies counter: add `nstat -az` or /proc/net/netstat"),)),
 )
 
 
@@ -127,49 +147,118 @@ def _listener_facts(lst: Listener, delta: int | None, now: float) -> ListenerFac
                          lst.inode, owner)
 
 
-def reconciliation(prev: Snapshot, cur: Snapshot) -> Reconciliation:
-    """Host ListenDrops/ListenOverflows deltas against what the per-listener counters explain."""
+def _drops_known(snap: Snapshot) -> bool:
+    """Per-listener drop counters were read (sock_diag worked), even when no listener is left."""
+    if snap.listeners:
+        return all(x.drops is not None for x in snap.listeners)
+    return any(st.ok and st.name.startswith("netlink sock_diag") for st in snap.statuses)
+
+
+def _half_open(snap: Snapshot) -> dict[int, int]:
+    """SYN_RECV (request) sockets per local listening port."""
+    out: dict[int, int] = defaultdict(int)
+    for u in snap.sockets.sources if snap.sockets is not None else ():
+        n = u.states.get("SYN_RECV", 0)
+        if n:
+            out[u.port] += n
+    return out
+
+
+def _evidence(prev: Snapshot, cur: Snapshot, deltas: dict[tuple[int, int, int, str], int]) -> dict[int, PortEvidence]:
+    before, after = _half_open(prev), _half_open(cur)
+    full_before = {x.port for x in prev.listeners if x.backlog is not None and x.queue > x.backlog}
+    out = {}
+    for port, group in _by_port(cur.listeners).items():
+        backlogs = [x.backlog for x in group if x.backlog is not None]
+        out[port] = PortEvidence(
+            drops=sum(deltas.get(x.identity, 0) for x in group),
+            queue_full=port in full_before or any(x.backlog is not None and x.queue > x.backlog for x in group),
+            half_open=max(before.get(port, 0), after.get(port, 0)),
+            syn_backlog=max(backlogs) if backlogs else 1 << 30)
+    return out
+
+
+def accounting(prev: Snapshot, cur: Snapshot) -> tuple[dict[int, PortRejects], Reconciliation, Deltas]:
+    """Each port's rejections and the namespace's reconciliation (attributes/rejects.py)."""
     deltas = drop_deltas(prev, cur)
-    attributed = sum(deltas.values()) if cur.listeners and all(
-        x.drops is not None for x in cur.listeners) else None
-    host = counter_delta(prev, cur, "TcpExt.ListenDrops")
-    unattributed = None if host is None or attributed is None else max(host - attributed, 0)
-    return Reconciliation(host, counter_delta(prev, cur, LISTEN_OVERFLOWS), attributed, unattributed)
+    d = deltas_of(prev.counters, cur.counters)
+    if cur.sysctls.tcp_abort_on_overflow != 1:  # EmbryonicRsts then counts other resets, not overflows
+        d = replace(d, embryonic_rsts=0 if d.embryonic_rsts is not None else None)
+    known = _drops_known(cur)
+    per_port = account(_evidence(prev, cur, deltas), d) if known else {}
+    listener_drops = sum(deltas.values()) if known else None
+    attributed = sum(r.total for r in per_port.values()) if known else None
+    rec = Reconciliation(d.listen_drops, d.overflows, attributed,
+                         unattributed(d, per_port) if known else None, d.syn_queue_drops, d.deferred_accept,
+                         listener_drops)
+    return per_port, rec, d
+
+
+def reconciliation(prev: Snapshot, cur: Snapshot) -> Reconciliation:
+    return accounting(prev, cur)[1]
 
 
 def reconcile(prev: Snapshot, cur: Snapshot) -> dict[str, int | None]:
     """The reconciliation as the JSON `reconciliation` object."""
     r = reconciliation(prev, cur)
     return {"host_listen_drops": r.host_listen_drops, "host_listen_overflows": r.host_listen_overflows,
-            "attributed": r.attributed, "unattributed": r.unattributed}
+            "attributed": r.attributed, "unattributed": r.unattributed,
+            "host_syn_queue_drops": r.host_syn_queue_drops,
+            "host_deferred_accept_drops": r.host_deferred_accept_drops, "listener_drops": r.listener_drops}
+
+
+def syn_retry_times(retries: int | None, linear: int | None) -> tuple[float, ...]:
+    """When a Linux client re-sends an unanswered SYN (seconds after connect()): the first `linear` + 1
+    timeouts are 1 s (tcp_syn_linear_timeouts, newer kernels), then each doubles (TCP_TIMEOUT_INIT 1 s),
+    `retries` times (tcp_syn_retries, default 6)."""
+    out, at, timeout = [], 0.0, 1.0
+    for i in range(retries if retries is not None else 6):
+        at += timeout
+        out.append(at)
+        if i >= (linear or 0):
+            timeout *= 2
+    return tuple(out)
 
 
 def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
     interval = max(cur.monotonic - prev.monotonic, 1e-9)
     deltas = drop_deltas(prev, cur)
+    per_port, rec, d = accounting(prev, cur)
     ports = _by_port(cur.listeners)
-    rejecting = tuple(sorted(p for p, ls in ports.items() if sum(deltas.get(x.identity, 0) for x in ls) > 0))
+    rejecting = tuple(sorted(p for p, r in per_port.items() if r.total > 0))
+    stuck = tuple(sorted({x.port for x in cur.listeners if x.backlog is not None and x.queue > x.backlog}))
     context = BacklogContext(
-        round(interval, 3), cur.sysctls.somaxconn, rejecting, reconciliation(prev, cur),
-        cur.sysctls.tcp_syncookies, cur.sysctls.tcp_abort_on_overflow, cur.host.platform)
+        round(interval, 3), cur.sysctls.somaxconn, rejecting, rec,
+        cur.sysctls.tcp_syncookies, cur.sysctls.tcp_abort_on_overflow, cur.host.platform, stuck)
+    retry = syn_retry_times(cur.sysctls.tcp_syn_retries, cur.sysctls.tcp_syn_linear_timeouts)
+    half_open = _half_open(cur)
     out: list[Measurement] = []
     for port, group in sorted(ports.items()):
-        out.extend(_port_measurements(port, group, deltas, context, cur.taken_at, interval))
+        rejects = per_port.get(port) if d.overflows is not None else None
+        out.extend(_port_measurements(port, group, deltas, context, cur.taken_at, interval,
+                                      (rejects, half_open.get(port, 0), retry)))
     out.extend(_host_measurements(prev, cur, interval, context))
+    out.extend(_cookie_measurements(per_port, d, _evidence(prev, cur, deltas), context, interval))
     return out
 
 
 def _port_measurements(port: int, group: list[Listener], deltas: dict[tuple[int, int, int, str], int],
-                       ctx: BacklogContext, now: float, interval: float) -> list[Measurement]:
+                       ctx: BacklogContext, now: float, interval: float,
+                       found: tuple[PortRejects | None, int, tuple[float, ...]]) -> list[Measurement]:
     listeners = tuple(_listener_facts(x, deltas.get(x.identity), now) for x in group)
     common = (ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation, ctx.tcp_syncookies,
-              ctx.tcp_abort_on_overflow, ctx.platform, port, listeners,
+              ctx.tcp_abort_on_overflow, ctx.platform, ctx.stuck_ports, port, listeners,
               any(x.backlog is not None and x.queue > x.backlog for x in group))
     out = []
-    if all(x.drops is not None for x in group):
-        rejects = sum(deltas.get(x.identity, 0) for x in group)
-        out.append(Measurement("BacklogRejectsByPort", {"port": port}, port_key(port), float(rejects), "conns",
-                               "value", PortRejectFacts(*common, round(rejects / interval, 3))))
+    r, half_open, retry = found
+    if r is not None and all(x.drops is not None for x in group):
+        facts = PortRejectFacts(
+            *common, round(r.total / interval, 3),
+            RejectFacts(r.accept_queue_overflows, r.syn_queue_drops, r.syn_time, r.ack_time),
+            NotRejections(r.deferred_accept, r.double_counted, r.other),
+            sum(deltas.get(x.identity, 0) for x in group), half_open, r.cookies, r.resets, retry)
+        out.append(Measurement("BacklogRejectsByPort", {"port": port}, port_key(port), float(r.total), "requests",
+                               "value", facts))
     fills = [f for f in (fill_percent(x) for x in group) if f is not None]
     if fills:
         out.append(Measurement("AcceptQueueFill", {"port": port}, port_key(port), max(fills), "%", "value",
@@ -184,9 +273,31 @@ def _host_measurements(prev: Snapshot, cur: Snapshot, interval: float, ctx: Back
         if delta is None:
             continue
         facts = HostFacts(ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation,
-                          ctx.tcp_syncookies, ctx.tcp_abort_on_overflow, ctx.platform, counter,
+                          ctx.tcp_syncookies, ctx.tcp_abort_on_overflow, ctx.platform, ctx.stuck_ports, counter,
                           counter_delta(prev, cur, "TcpExt.TCPReqQFullDoCookies"), round(delta / interval, 3))
         out.append(Measurement(attribute, {"port": None}, "TCP(host)", float(delta), "drops", "value", facts))
+    return out
+
+
+def _cookie_measurements(per_port: dict[int, PortRejects], d: Deltas, evidence: dict[int, PortEvidence],
+                         ctx: BacklogContext, interval: float) -> list[Measurement]:
+    """SYN cookies sent: per port where the SYN queue was seen full, the rest host-wide."""
+    if d.cookies is None:
+        return []
+    base = (ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation, ctx.tcp_syncookies,
+            ctx.tcp_abort_on_overflow, ctx.platform, ctx.stuck_ports)
+    out = []
+    for port, r in sorted(per_port.items()):
+        if r.cookies:
+            e = evidence[port]
+            facts = CookieFacts(*base, port, r.cookies, e.half_open, e.syn_backlog if e.syn_backlog < 1 << 30 else None,
+                                round(r.cookies / interval, 3))
+            out.append(Measurement("SynCookiesSent", {"port": port}, port_key(port), float(r.cookies), "SYNs",
+                                   "value", facts))
+    rest = d.cookies - sum(r.cookies for r in per_port.values())
+    if rest > 0 or not out:
+        facts = CookieFacts(*base, None, rest, 0, None, round(rest / interval, 3))
+        out.append(Measurement("SynCookiesSent", {"port": None}, "TCP(host)", float(rest), "SYNs", "value", facts))
     return out
 
 

@@ -37,8 +37,11 @@ class Reconciliation:
 
     host_listen_drops: int | None
     host_listen_overflows: int | None
-    attributed: int | None
-    unattributed: int | None
+    attributed: int | None  # rejections attributed to live listeners (never null when sock_diag worked)
+    unattributed: int | None  # the namespace's rejections no live listener explains (never clamped)
+    host_syn_queue_drops: int | None
+    host_deferred_accept_drops: int | None
+    listener_drops: int | None  # SK_MEMINFO_DROPS delta summed over every listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class BacklogContext:
     tcp_syncookies: int | None
     tcp_abort_on_overflow: int | None
     platform: str
+    stuck_ports: tuple[int, ...]  # ports with an accept queue full at the last sample
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +64,42 @@ class PortFacts(BacklogContext):
 
 
 @dataclass(frozen=True, slots=True)
+class RejectFacts:
+    """What the port's backlog turned away (attributes/rejects.py says how it is split)."""
+
+    accept_queue_overflows: int
+    syn_queue_drops: int
+    syn_time: int | None
+    ack_time: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotRejections:
+    """Listener drops that are not rejections."""
+
+    deferred_accept: int
+    double_counted: int
+    other: int
+
+
+@dataclass(frozen=True, slots=True)
 class PortRejectFacts(PortFacts):
+    rate_per_s: float | None
+    rejects: RejectFacts
+    not_rejections: NotRejections
+    listener_drops: int  # the raw SK_MEMINFO_DROPS delta of the port
+    half_open: int  # SYN_RECV sockets of the port (larger of the two samples)
+    cookies_sent: int  # SYNs of the port answered with syncookies
+    resets_sent: int  # clients reset by tcp_abort_on_overflow=1
+    syn_retry_times: tuple[float, ...]  # when a Linux client with this host's settings re-sends its SYN
+
+
+@dataclass(frozen=True, slots=True)
+class CookieFacts(BacklogContext):
+    port: int | None  # None: not attributable to a port (the flood ended before the sample)
+    cookies: int
+    half_open: int
+    syn_backlog: int | None
     rate_per_s: float | None
 
 

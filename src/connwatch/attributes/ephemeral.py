@@ -356,15 +356,16 @@ Facts = dict[str, Any]  # not yet typed: the explainers read the detail mapping
 
 
 def _spec(name: str, explainer: words.Explainer, needs: tuple[Need, ...] = (),
-          scope: str = "destination") -> AttributeSpec[Facts]:
+          scope: str = "destination", folds_into: tuple[str, ...] = ()) -> AttributeSpec[Facts]:
     return AttributeSpec(name, "%", False, words.TEXTS[name], dict, lambda f, facts: explainer(f), _rules(name), needs,
-                         scope=scope)
+                         scope=scope, folds_into=folds_into)
 
 
 SUBJECT = Subject("ephemeral", (
     _spec("EphemeralPortUsage", words.explain_destination, (SOCKETS,)),
-    _spec("EphemeralPortUsageWithoutReuse", words.explain_destination),
-    _spec("EphemeralPortExhaustion", words.explain_destination),
+    _spec("EphemeralPortUsageWithoutReuse", words.explain_destination,
+          folds_into=("EphemeralPortUsage", "EphemeralPortExhaustion")),
+    _spec("EphemeralPortExhaustion", words.explain_destination, folds_into=("EphemeralPortUsage",)),
     _spec("TimeWaitSockets", words.explain_time_wait, (TIME_WAIT_COUNT,), scope="host"),
     _spec("OrphanSockets", words.explain_orphans, scope="host"),
 ), measure)

@@ -57,6 +57,10 @@ class AttributeSpec(Generic[F]):
     promql: str | None = None  # template with {sel} {window} {per}; None: follow the agent's verdict
     capture_basis: str = SINCE_BOOT  # of a counter in a single capture (BacklogRejectsByPort: since open)
     scope: str = "port"  # what a resource is: "port", "host", "destination" or "source"
+    # One problem, one alert: a breach of this attribute becomes a fact of the first breached attribute
+    # named here for the same resource, or (host counters) of the per-port alerts when `explained(facts)`.
+    folds_into: tuple[str, ...] = ()
+    explained: Callable[[Any], bool] | None = None
 
     def explain_finding(self, finding: Finding) -> Explanation:
         facts: F = finding.measurement.facts

@@ -7,13 +7,23 @@ listen() time) and what to change.
 
 from __future__ import annotations
 
-from connwatch.attributes.backlog_facts import BacklogContext, HostFacts, ListenerFacts, OwnerFacts, PortFacts
-from connwatch.explain import process_words
+from connwatch.attributes.backlog_facts import (
+    BacklogContext,
+    HostFacts,
+    ListenerFacts,
+    OwnerFacts,
+    PortFacts,
+    PortRejectFacts,
+)
+from connwatch.explain import process_words, rejects
 from connwatch.findings import Explanation, Finding, format_number
 
 TEXTS = {
-    "BacklogRejectsByPort": "Counter attribute BacklogRejectsByPort measures connection requests rejected "
-    "because the listener's accept queue (backlog) was full, summed over every listener on the port.",
+    "BacklogRejectsByPort": "Counter attribute BacklogRejectsByPort counts the connection requests the port's "
+    "backlog turned away — accept-queue overflows and SYNs dropped with a full SYN queue — over every listener "
+    "on the port; the namespace's TcpExt ListenOverflows and TCPReqQFullDrop bound it, so listener drops that "
+    "are not rejections (TCP_DEFER_ACCEPT discards, the second count of an ACK-time overflow) are left out. "
+    "It counts dropped requests, not distinct clients.",
     "AcceptQueueFill": "AcceptQueueFill measures the accept-queue length as a percentage of the backlog in "
     "force; the kernel admits one connection beyond the backlog, so a full queue reads above 100 %.",
     "ListenOverflows": "Counter attribute ListenOverflows is the host-wide TcpExt ListenOverflows delta: "
@@ -22,10 +32,9 @@ TEXTS = {
     "dropped because the SYN queue was full and syncookies could not be used.",
 }
 
-CLIENT_VIEW = (
-    "Clients are not refused: their SYN is dropped silently and retried after about 1, 2, 3, 4, 5 s, "
-    "then doubling, until connect() times out after about 2 minutes. The kernel counts each dropped "
-    "packet, so one client can account for several rejects."
+HOST_CLIENT_VIEW = (
+    "A client whose SYN is dropped sees no error: it re-sends the SYN with backoff until connect() times "
+    "out; each re-send that is dropped counts again, so one client can account for several drops."
 )
 
 
@@ -58,14 +67,6 @@ def _cleared(d: PortFacts) -> str:
                 f"of a backlog of {worst.backlog} (full), so new connections are still being dropped.")
     return (f"At the last sample the queue had room again ({worst.queue} of {worst.backlog} on "
             f"{worst.endpoint}): the burst has passed for now; watch whether it recurs.")
-
-
-def _other_ports(d: PortFacts) -> str:
-    others = [p for p in d.rejecting_ports if p != d.port]
-    if not others:
-        return "No other port rejected connections in this interval: the cause is specific to this service."
-    return (f"Ports {', '.join(map(str, others))} also rejected connections in this interval: a host-wide "
-            "cause (CPU or memory starvation, a flood of connection attempts) is likelier than one application.")
 
 
 def _application(d: PortFacts, first_seen_s: float | None) -> list[str]:
@@ -137,12 +138,15 @@ def explain_port(f: Finding, d: PortFacts) -> Explanation:
                  f"limit is {format_number(f.limit)} %. A queue that stays full means the application does not "
                  "call accept() as fast as connections complete; once it is full, new SYNs are dropped.",
                  _cleared(d), *_application(d, first_seen), cause]
-    else:
+    elif isinstance(d, PortRejectFacts):
         facts = [
             f"The latest sample value is {format_number(m.value)} {m.unit} {over(d)}; the high "
-            f"limit is {format_number(f.limit)} {m.unit}.",
-            _cleared(d), _other_ports(d), *_application(d, first_seen), cause, CLIENT_VIEW, _reconciliation(d),
+            f"limit is {format_number(f.limit)} {m.unit}.", rejects.split_words(d),
+            rejects.persistence(d), rejects.other_ports(d), *_application(d, first_seen), cause,
+            rejects.client_view(d), rejects.not_rejections_words(d), _reconciliation(d),
         ]
+    else:
+        facts = [_cleared(d), rejects.other_ports(d), *_application(d, first_seen), cause]
     actions = [
         "Check that the owner is alive and calling accept() fast enough (py-spy dump / strace -p PID; a "
         "stuck or saturated worker pool stops accepting).",
@@ -158,26 +162,29 @@ def explain_port(f: Finding, d: PortFacts) -> Explanation:
 
 def _reconciliation(d: BacklogContext) -> str:
     rec = d.reconciliation
-    if rec.host_listen_drops is None:
+    if rec.host_listen_overflows is None:
         return ""
-    text = (f"Host-wide ListenDrops rose by {rec.host_listen_drops} "
-            f"(ListenOverflows {rec.host_listen_overflows})")
+    text = (f"The namespace counted {rec.host_listen_overflows} accept-queue overflow(s) (TcpExt ListenOverflows) "
+            f"and {rec.host_syn_queue_drops or 0} SYN-queue drop(s) (TCPReqQFullDrop)")
     if rec.attributed is not None:
-        text += f"; per-listener counters account for {rec.attributed}"
+        text += f"; live listeners account for {rec.attributed}"
     if rec.unattributed:
-        text += f", {rec.unattributed} unattributed (a listener that closed, or drops before a socket matched)"
+        text += f", {rec.unattributed} belong to no live listener (one that closed in the interval)"
     return text + "."
 
 
 def explain_host(f: Finding, d: HostFacts) -> Explanation:
-    ports = d.rejecting_ports
+    ports, rec = d.rejecting_ports, d.reconciliation
     where = (f"Per-listener counters show rejects on port(s) {', '.join(map(str, ports))}."
              if ports else "No current listener's counter rose: the drops belong to a listener that has "
              "closed, or per-listener counters are unavailable.")
+    if rec.unattributed:
+        where += (f" {rec.unattributed} of the namespace's rejections belong to no live listener (it closed in the "
+                  "interval): they cannot be tied to a port.")
     cookies = d.cookies_sent
     extra = f" The SYN queue overflowed into syncookies {cookies} times." if cookies else ""
     return Explanation(TEXTS[f.measurement.attribute],
                        f"{format_number(f.measurement.value)} drops {over(d)}. {where}{extra} "
-                       + CLIENT_VIEW + " " + _reconciliation(d),
+                       + HOST_CLIENT_VIEW + " " + _reconciliation(d),
                        "See the per-port alerts (connwatch listeners) for the service concerned; check "
                        "tcp_max_syn_backlog and tcp_syncookies for SYN-queue drops.")

@@ -50,8 +50,11 @@ def listener_row(lst: Listener, drops_delta: int | None = None) -> dict[str, Any
 
 def finding_dict(f: Finding) -> dict[str, Any]:
     m = f.measurement
-    return {"attribute": m.attribute, "resource": m.resource_key, **dict(m.resource), "value": m.value,
-            "unit": m.unit, "limit": f.limit, "severity": f.severity, "breached": f.breached}
+    d = {"attribute": m.attribute, "resource": m.resource_key, **dict(m.resource), "value": m.value,
+         "unit": m.unit, "limit": f.limit, "severity": f.severity, "breached": f.breached}
+    if f.folded_into is not None:
+        d["folded_into"] = f.folded_into  # breached, reported inside that alert (one problem, one alert)
+    return d
 
 
 def check_dict(result: CheckResult) -> dict[str, Any]:

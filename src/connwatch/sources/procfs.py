@@ -36,7 +36,7 @@ SOCKSTAT_FILES: tuple[tuple[str, Parser], ...] = (
     ("net/sockstat6", parse_sockstat),
 )
 # Sysctls whose absence is normal on some kernels: noted in the status detail, but not a failure.
-OPTIONAL_SYSCTLS = frozenset({"tcp_tw_reuse_delay"})
+OPTIONAL_SYSCTLS = frozenset({"tcp_tw_reuse_delay", "tcp_syn_linear_timeouts", "tcp_syn_retries"})
 
 
 class ProcFS:
@@ -158,6 +158,8 @@ def read_sysctls(proc: ProcFS) -> tuple[Sysctls, list[SourceStatus]]:
         tcp_max_tw_buckets=_ipv4(proc, "tcp_max_tw_buckets", problems),
         tcp_max_orphans=_ipv4(proc, "tcp_max_orphans", problems),
         tcp_fin_timeout=_ipv4(proc, "tcp_fin_timeout", problems),
+        tcp_syn_retries=_ipv4(proc, "tcp_syn_retries", problems),
+        tcp_syn_linear_timeouts=_ipv4(proc, "tcp_syn_linear_timeouts", problems),
     )
     ok = all(problem.endswith("(optional)") for problem in problems)
     status = SourceStatus("sysctl", ok, "; ".join(problems), _elapsed_ms(start))
