@@ -164,13 +164,30 @@ def _with_destination_owners(summary: SocketSummary, busiest: list[DestinationUs
     return dataclasses.replace(summary, destinations=tuple(dests))
 
 
-def _attach_owners(listeners: list[Listener], summary: SocketSummary | None, proc_root: str,
-                   limits: list[str]) -> tuple[list[Listener], SocketSummary | None]:
-    """One fd scan for the listeners and the busiest destinations' connections; each pid described once."""
-    busiest = _busiest(summary)
-    inodes = [x.inode for x in listeners] + [i for d in busiest for i in d.owner_inodes]
+def _owned(snap: Snapshot, busiest: list[DestinationUsage], scan: processes.OwnerScan,
+           describe: Callable[[int], Process | None]) -> Snapshot:
+    """One snapshot with its listeners' and busiest destinations' owners from a shared fd scan."""
+    if not snap.listeners and not any(d.owner_inodes for d in busiest):
+        return snap
+    limits = list(snap.limitations)
+    listeners, summary = list(snap.listeners), snap.sockets
+    if listeners:
+        listeners = _with_owners(listeners, scan, describe, limits)
+    elif scan.unreadable:
+        limits.append(f"{scan.unreadable} processes of other users could not be inspected: owners of "
+                      "outbound connections may be unknown; run as root to see them")
+    if summary is not None and busiest:
+        summary = _with_destination_owners(summary, busiest, scan, describe)
+    return dataclasses.replace(snap, listeners=tuple(listeners), sockets=summary, limitations=tuple(limits))
+
+
+def attach_owners(snaps: list[Snapshot], proc_root: str) -> list[Snapshot]:
+    """One fd scan for every snapshot's listeners and busiest destinations' connections (socket inodes
+    are unique host-wide, so one scan serves every network namespace); each pid described once."""
+    busiest = [_busiest(s.sockets) for s in snaps]
+    inodes = [x.inode for s in snaps for x in s.listeners] + [i for b in busiest for d in b for i in d.owner_inodes]
     if not inodes:
-        return listeners, summary
+        return snaps
     scan = processes.scan_socket_owners(inodes, proc_root)
     cache: dict[int, Process | None] = {}
 
@@ -179,20 +196,12 @@ def _attach_owners(listeners: list[Listener], summary: SocketSummary | None, pro
             cache[pid] = processes.describe_process(pid)
         return cache[pid]
 
-    if listeners:
-        listeners = _with_owners(listeners, scan, describe, limits)
-    elif scan.unreadable:
-        limits.append(f"{scan.unreadable} processes of other users could not be inspected: owners of "
-                      "outbound connections may be unknown; run as root to see them")
-    if summary is not None and busiest:
-        summary = _with_destination_owners(summary, busiest, scan, describe)
-    return listeners, summary
+    return [_owned(s, b, scan, describe) for s, b in zip(snaps, busiest, strict=True)]
 
 
-def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
-    """Take one sample of everything connwatch reads."""
-    opts = opts or CollectOptions()
-    proc = ProcFS(opts.proc_root)
+def sample(clock: Clock, opts: CollectOptions, proc: ProcFS) -> Snapshot:
+    """Everything but the owners, read through `proc` (the live /proc, a copied tree, or the view of a
+    thread inside another network namespace) and the namespace of the calling thread."""
     statuses: list[SourceStatus] = []
     limits: list[str] = []
     taken_at, mono = clock.time(), clock.monotonic()
@@ -203,8 +212,6 @@ def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
     statuses += st
     sockstat, st = read_sockstat(proc)
     statuses += st
-    if opts.owners:
-        listeners, summary = _attach_owners(listeners, summary, opts.proc_root, limits)
     listeners.sort(key=lambda x: (x.port, x.family, x.address, x.inode))
     return Snapshot(
         taken_at=taken_at, monotonic=mono, host=read_host(proc), counters=counters, sockstat=sockstat,
@@ -212,3 +219,9 @@ def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
         limitations=tuple(limits),
     )
 
+
+def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
+    """Take one sample of everything connwatch reads (in the caller's own network namespace)."""
+    opts = opts or CollectOptions()
+    snap = sample(clock, opts, ProcFS(opts.proc_root))
+    return attach_owners([snap], opts.proc_root)[0] if opts.owners else snap
