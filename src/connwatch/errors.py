@@ -41,3 +41,7 @@ class ConfigError(ConnwatchError):
 
 class StateError(ConnwatchError):
     """The state directory or its database cannot be used."""
+
+
+class SelectorError(ConnwatchError):
+    """A --netns selector that is malformed or matches no network namespace."""

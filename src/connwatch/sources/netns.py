@@ -145,8 +145,8 @@ def enumerate_netns(proc_root: str | Path = "/proc", run_root: str | Path = "/ru
         note = (f"running as uid {os.geteuid()} without CAP_SYS_ADMIN: only connwatch's own network "
                 "namespace is sampled; other namespaces (containers, pods, `ip netns`) are not visible — "
                 "run as root to see them")
-        refs = (NetnsRef(own, own=True),) if own is not None else ()
-        return NetnsList(refs, (note,))
+        alone: tuple[NetnsRef, ...] = (NetnsRef(own, own=True),) if own is not None else ()
+        return NetnsList(alone, (note,))
     pids = _process_namespaces(proc)
     paths: dict[int, list[str]] = {}
     names: dict[int, str] = {}
