@@ -190,7 +190,8 @@ def test_non_root_sees_only_its_own_namespace_and_says_so(ns: Netns, tmp_path: P
         ns.python("listener.py", "--port", str(PORT), "--backlog", "7")
         site = _world_readable_site(tmp_path)
         os.chmod(tmp_path, 0o777)
-        code = ("import json\nfrom connwatch.clock import SystemClock\nfrom connwatch.collect_netns import collect_all\n"
+        code = ("import json\nfrom connwatch.clock import SystemClock\n"
+                "from connwatch.collect_netns import collect_all\n"
                 "snaps = collect_all(SystemClock())\n"
                 "print(json.dumps([{'inode': s.netns.inode, 'own': s.netns.own, 'limits': list(s.limitations),"
                 " 'backlogs': [x.backlog for x in s.listeners]} for s in snaps]))\n")
