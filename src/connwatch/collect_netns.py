@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from connwatch.clock import Clock
-from connwatch.collect import CollectOptions, attach_owners, netlink_listeners, sample
+from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netlink_listeners, sample
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
+from connwatch.parsers.sock_diag import MemoListenerDecoder
 from connwatch.sources import netlink
 from connwatch.sources.containers import NamingRoots, describe_netns, read_kube_names
 from connwatch.sources.netns import NetnsList, NetnsRef, enumerate_netns, ns_inode_of_link, open_netns, run_in_each
@@ -172,6 +173,10 @@ class NetnsListenerPoller:
     (all on one short-lived thread) and kept open, so a poll is one LISTEN dump per namespace from
     the caller's thread with no setns at all.
 
+    The kernel walks its host-wide listening hash for every dump, whatever the namespace, so the
+    poll costs namespaces x all listeners on the host: one legacy dump (both families in one walk)
+    per namespace instead of two; two when the kernel refuses the legacy request.
+
     A kept socket keeps its namespace alive: refresh() with each new enumeration closes the sockets
     of namespaces that are gone, so a vanished container's namespace is released, not polled.
     """
@@ -180,11 +185,14 @@ class NetnsListenerPoller:
         self.proc_root = proc_root
         self._socks: dict[int, socket.socket] = {}
         self.failures: dict[int, str] = {}  # inode -> why its socket could not be made
+        self.legacy = True  # one TCPDIAG_GETSOCK dump per namespace; False after the kernel refused it
+        self._memo: dict[int, dict[bytes, Listener]] = {}  # inode -> last poll's replies (unchanged = reused)
 
     def refresh(self, refs: Iterable[NetnsRef]) -> None:
         wanted = {ref.inode: ref for ref in refs}
         for inode in [i for i in self._socks if i not in wanted]:
             self._socks.pop(inode).close()
+            self._memo.pop(inode, None)
         self.failures = {i: why for i, why in self.failures.items() if i in wanted}
         new = [ref for inode, ref in wanted.items() if inode not in self._socks]
         for ref in new:
@@ -209,11 +217,23 @@ class NetnsListenerPoller:
         out: dict[int, tuple[Listener, ...] | None] = dict.fromkeys(self.failures)
         for inode, sock in self._socks.items():
             try:
-                out[inode] = tuple(netlink_listeners(sock, []))
+                out[inode] = self._listeners(inode, sock)
             except (SourceUnavailable, ParseError) as exc:
                 out[inode] = None
                 self.failures[inode] = str(exc)
         return out
+
+    def _listeners(self, inode: int, sock: socket.socket) -> tuple[Listener, ...]:
+        if self.legacy:
+            decoder = MemoListenerDecoder([], self._memo.get(inode, {}), {})
+            try:
+                netlink.dump_both_families(sock, netlink.TCPF_LISTEN, SKMEMINFO_EXT, decoder)
+            except SourceUnavailable:
+                self.legacy = False
+            else:
+                self._memo[inode] = decoder.seen
+                return tuple(decoder.listeners)
+        return tuple(netlink_listeners(sock, []))
 
     def close(self) -> None:
         for sock in self._socks.values():
