@@ -20,6 +20,7 @@ Provenance of the /proc/<pid>/cgroup lines and directory names below (copied fro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -221,3 +222,17 @@ def test_a_name_selects_by_netns_container_or_pod_name() -> None:
     assert len(select(found, NetnsSelector("all"))) == 3
     with pytest.raises(SelectorError, match=r"known: .*blue"):
         select(found, NetnsSelector("name", "green"))
+
+
+def test_a_namespace_survives_the_snapshot_json_round_trip() -> None:
+    from connwatch.clock import FakeClock
+    from connwatch.collect import CollectOptions, collect
+    from connwatch.snapshot_json import from_dict, to_dict
+
+    plain = collect(FakeClock(), CollectOptions(owners=False, sockets=False))
+    assert "netns" not in to_dict(plain)  # captures of one namespace keep their shape
+    info = NetnsInfo(4026532500, name="blue", container=Container("containerd", "ab" * 32, "checkout"),
+                     pod=Pod("u-1", "shop", "checkout-7d9f"), pid=42, command="python3")
+    data = json.loads(json.dumps(to_dict(dataclasses.replace(plain, netns=info))))
+    assert data["netns"]["label"] == "pod shop/checkout-7d9f (container checkout)"
+    assert from_dict(data, "capture.json").netns == info
