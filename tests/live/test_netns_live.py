@@ -19,7 +19,7 @@ import pytest
 
 from connwatch.clock import SystemClock
 from connwatch.collect import CollectOptions
-from connwatch.collect_netns import NETNS_SOURCE, collect_all, collect_netns
+from connwatch.collect_netns import NETNS_SOURCE, NetnsListenerPoller, collect_all, collect_netns, discover
 from connwatch.model import NetnsInfo, Snapshot
 from connwatch.sources.containers import NamingRoots
 from connwatch.sources.netns import NetnsRef
@@ -202,3 +202,31 @@ def test_non_root_sees_only_its_own_namespace_and_says_so(ns: Netns, tmp_path: P
     [snap] = json.loads(done.stdout)
     assert snap["own"] and snap["inode"] == _inode(ns) and snap["backlogs"] == [7]
     assert any("only connwatch's own network namespace" in x and "run as root" in x for x in snap["limits"])
+
+
+def test_the_listener_poll_sees_each_namespace_and_lets_a_deleted_one_go(ns: Netns) -> None:
+    ns.python("listener.py", "--port", str(PORT), "--backlog", "5")
+    ns.python("listener.py", "--host", "::1", "--port", str(PORT), "--backlog", "6")
+    poller = NetnsListenerPoller()
+    try:
+        with netns() as gone:
+            gone.python("listener.py", "--port", str(PORT), "--backlog", "9")
+            refs = [ref for ref, _ in discover(CollectOptions())[0]]
+            poller.refresh(refs)
+            first = poller.poll()
+            inode = _inode(gone)
+            assert [x.backlog for x in first[inode] or ()] == [9]
+            flood = ns.python("flood.py", "--port", str(PORT), "--count", "20", "--hold", "30")
+            assert poll(lambda: ns.ss_drops(PORT) > 0, 15)
+            flood.kill()
+            flood.wait(10)
+        mine = poller.poll()[_inode(ns)] or ()
+        # One legacy dump carries both families, with the same values as two per-family dumps.
+        assert sorted((x.family, x.backlog) for x in mine) == [(4, 5), (6, 6)]
+        [v4] = [x for x in mine if x.family == 4]
+        assert v4.drops == ns.ss_drops(PORT) > 0 and v4.queue == 6
+        assert poll(lambda: inode not in {r.inode for r, _ in discover(CollectOptions())[0]}, 10)
+        poller.refresh(ref for ref, _ in discover(CollectOptions())[0])
+        assert inode not in poller.poll()  # its socket closed: the namespace is released, not polled
+    finally:
+        poller.close()
