@@ -123,6 +123,7 @@ def collect_netns(clock: Clock, opts: CollectOptions, ref: NetnsRef, info: Netns
     if ref.own:
         return dataclasses.replace(sample(clock, opts, ProcFS(opts.proc_root)), netns=info)
     start = time.perf_counter()
+    opts = dataclasses.replace(opts, one_walk=True)
     try:
         fd = open_netns(ref, opts.proc_root)
         try:

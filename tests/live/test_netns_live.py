@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from connwatch.clock import SystemClock
-from connwatch.collect import CollectOptions
+from connwatch.collect import CollectOptions, sample
 from connwatch.collect_netns import NETNS_SOURCE, NetnsListenerPoller, collect_all, collect_netns, discover
 from connwatch.model import NetnsInfo, Snapshot
 from connwatch.sources.containers import NamingRoots
-from connwatch.sources.netns import NetnsRef
+from connwatch.sources.netns import NetnsRef, run_in_netns
+from connwatch.sources.procfs import ThreadNetProcFS
 
 from .netns import Netns, netns, poll
 from .test_snapshot_live import _world_readable_site
@@ -230,3 +231,44 @@ def test_the_listener_poll_sees_each_namespace_and_lets_a_deleted_one_go(ns: Net
         assert inode not in poller.poll()  # its socket closed: the namespace is released, not polled
     finally:
         poller.close()
+
+
+MIXED = """
+import socket, time
+socks = []
+for fam, host in ((socket.AF_INET, '127.0.0.1'), (socket.AF_INET6, '::1')):
+    srv = socket.socket(fam, socket.SOCK_STREAM); srv.bind((host, PORT)); srv.listen(16); socks.append(srv)
+    for i in range(6):
+        c = socket.create_connection((host, PORT)); a, _ = srv.accept(); socks += [c, a]
+    for i in range(3):  # active close by the client: TIME_WAIT on the client side
+        c = socket.create_connection((host, PORT)); a, _ = srv.accept(); c.close(); a.close()
+print('READY', flush=True)
+time.sleep(60)
+"""
+
+
+def test_one_kernel_walk_sees_the_same_sockets_as_two(ns: Netns) -> None:
+    """The legacy TCPDIAG_GETSOCK dump used inside other namespaces (both families in one walk)
+    gives the same listeners and socket aggregates as the two per-family dumps collect() makes."""
+    proc = ns.popen([sys.executable, "-c", MIXED.replace("PORT", str(PORT))])
+    assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+    fd = os.open(f"/run/netns/{ns.name}", os.O_RDONLY)
+    try:
+        two = run_in_netns(fd, lambda: collect_sample(CollectOptions(owners=False)))
+        one = run_in_netns(fd, lambda: collect_sample(CollectOptions(owners=False, one_walk=True)))
+    finally:
+        os.close(fd)
+    assert {x.family for x in one.listeners} == {4, 6}
+    assert [(x.family, x.address, x.port, x.backlog, x.inode) for x in one.listeners] == \
+           [(x.family, x.address, x.port, x.backlog, x.inode) for x in two.listeners]
+    assert one.sockets is not None and two.sockets is not None
+    assert dict(one.sockets.by_state) == dict(two.sockets.by_state)
+    assert one.sockets.by_state["ESTABLISHED"] == 24 and one.sockets.by_state["TIME_WAIT"] == 6
+    assert sorted((d.destination, dict(d.states)) for d in one.sockets.destinations) == \
+           sorted((d.destination, dict(d.states)) for d in two.sockets.destinations)
+    assert sorted((s.source, s.port, dict(s.states)) for s in one.sockets.sources) == \
+           sorted((s.source, s.port, dict(s.states)) for s in two.sockets.sources)
+
+
+def collect_sample(opts: CollectOptions) -> Snapshot:
+    return sample(SystemClock(), opts, ThreadNetProcFS())

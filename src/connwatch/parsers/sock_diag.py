@@ -167,9 +167,9 @@ class SocketAggregator:
         unpack_hdr = _HDR.unpack_from
         while offset + 16 <= size:
             length, kind, _flags, _seq, _pid = unpack_hdr(chunk, offset)
-            if kind != SOCK_DIAG_BY_FAMILY and _check_header(chunk, offset, length, kind):
+            if kind not in _DIAG_REPLIES and _check_header(chunk, offset, length, kind):
                 return True
-            if kind == SOCK_DIAG_BY_FAMILY:
+            if kind in _DIAG_REPLIES:
                 if length < 16 + 72 or offset + length > size:
                     raise ParseError(SOURCE, f"truncated inet_diag_msg at offset {offset}")
                 self.add(*_MSG.unpack_from(chunk, offset + 16))
