@@ -90,23 +90,25 @@ def main() -> None:
         mine = [ref for ref, _ in found if ref.name in set(names)]
         fds = [open_netns(ref) for ref in mine]
         try:
-            for socks in run_in_each(fds, lambda _fd: _listen(a.listeners, 10000)):
-                held.extend(socks)
+            for made_here in run_in_each(fds, lambda _fd: _listen(a.listeners, 10000)):
+                assert isinstance(made_here, list), made_here
+                held.extend(made_here)
         finally:
             for fd in fds:
                 os.close(fd)
         print(f"setup: {len(mine)} namespaces, {len(held)} listening sockets, "
-              f"{(time.perf_counter() - start):.1f} s; namespaces on the host: {len(found)}")
+              f"{(time.perf_counter() - start):.1f} s; namespaces on the host: {len(found)} (collect_all samples "
+              "them all; the polls and ss loops only these)")
         poller = NetnsListenerPoller()
-        refresh_ms = _ms(lambda: poller.refresh(ref for ref, _ in found))
+        refresh_ms = _ms(lambda: poller.refresh(mine))
         polled = poller.poll()
         seen = sum(len(v or ()) for k, v in polled.items() if k in {r.inode for r in mine})
         assert seen == len(held), f"poll saw {seen} of {len(held)} listeners"
         snaps = collect_all(SystemClock())
         sampled = sum(len(s.listeners) for s in snaps if s.netns is not None and s.netns.name in set(names))
         assert sampled == len(held), f"collect_all saw {sampled} of {len(held)} listeners"
-        fds = [open_netns(ref) for ref, _ in found if not ref.own]
-        socks = run_in_each(fds, lambda _fd: netlink.open_socket())
+        fds = [open_netns(ref) for ref in mine]
+        socks = [x for x in run_in_each(fds, lambda _fd: netlink.open_socket()) if isinstance(x, socket.socket)]
         for fd in fds:
             os.close(fd)
         calls: dict[str, Callable[[], object]] = {
@@ -127,7 +129,7 @@ def main() -> None:
         for sock in socks:
             sock.close()
         med = {k: statistics.median(v) for k, v in runs.items()}
-        print(f"poller set-up (one socket made inside each of {len(found)} namespaces): {refresh_ms:.1f} ms")
+        print(f"poller set-up (one socket made inside each of {len(mine)} namespaces): {refresh_ms:.1f} ms")
         for key, value in med.items():
             spread = f"{min(runs[key]):.1f}-{max(runs[key]):.1f}"
             print(f"{key:40s} median {value:8.1f} ms  (range {spread})")

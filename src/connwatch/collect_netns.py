@@ -25,7 +25,15 @@ from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import MemoListenerDecoder
 from connwatch.sources import netlink
 from connwatch.sources.containers import NamingRoots, describe_netns, read_kube_names
-from connwatch.sources.netns import NetnsList, NetnsRef, enumerate_netns, ns_inode_of_link, open_netns, run_in_each
+from connwatch.sources.netns import (
+    NetnsList,
+    NetnsRef,
+    enumerate_netns,
+    ns_inode_of_link,
+    open_netns,
+    run_in_each,
+    run_in_netns,
+)
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
 NETNS_SOURCE = "network namespace"  # SourceStatus name of entering a namespace (one fixed label)
@@ -120,20 +128,42 @@ def _vanished(clock: Clock, opts: CollectOptions, info: NetnsInfo, exc: SourceUn
 
 def collect_netns(clock: Clock, opts: CollectOptions, ref: NetnsRef, info: NetnsInfo) -> Snapshot:
     """A full sample (without owners) of one namespace, taken inside it; the own one on this thread."""
-    if ref.own:
-        return dataclasses.replace(sample(clock, opts, ProcFS(opts.proc_root)), netns=info)
-    start = time.perf_counter()
-    opts = dataclasses.replace(opts, one_walk=True)
-    try:
-        fd = open_netns(ref, opts.proc_root)
+    return collect_many(clock, opts, [(ref, info)])[0]
+
+
+def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef, NetnsInfo]]) -> list[Snapshot]:
+    """Full samples (without owners) of these namespaces, in order: the own one on this thread, the
+    others on one short-lived thread that enters each in turn. Never raises for a namespace that is
+    gone: its snapshot says so."""
+    inner = dataclasses.replace(opts, one_walk=True)
+    out: dict[int, Snapshot] = {}
+    fds: list[tuple[int, int, NetnsInfo]] = []  # (position, fd, info)
+    for pos, (ref, info) in enumerate(chosen):
+        if ref.own:
+            out[pos] = dataclasses.replace(sample(clock, opts, ProcFS(opts.proc_root)), netns=info)
+            continue
         try:
-            [snap] = run_in_each([fd], lambda _fd: sample(clock, opts, ThreadNetProcFS(opts.proc_root)))
-        finally:
+            fds.append((pos, open_netns(ref, opts.proc_root), info))
+        except SourceUnavailable as exc:
+            out[pos] = _vanished(clock, opts, info, exc, 0.0)
+
+    def inside(_fd: int) -> tuple[Snapshot, float]:
+        start = time.perf_counter()
+        return sample(clock, inner, ThreadNetProcFS(opts.proc_root)), _ms(start)
+
+    try:
+        results = run_in_each([fd for _, fd, _ in fds], inside)
+    finally:
+        for _, fd, _ in fds:
             os.close(fd)
-    except SourceUnavailable as exc:
-        return _vanished(clock, opts, info, exc, _ms(start))
-    entered = SourceStatus(NETNS_SOURCE, True, info.label, _ms(start))
-    return dataclasses.replace(snap, statuses=(entered, *snap.statuses), netns=info)
+    for (pos, _, info), result in zip(fds, results, strict=True):
+        if isinstance(result, SourceUnavailable):
+            out[pos] = _vanished(clock, opts, info, result, 0.0)
+            continue
+        snap, ms = result
+        entered = SourceStatus(NETNS_SOURCE, True, info.label, ms)
+        out[pos] = dataclasses.replace(snap, statuses=(entered, *snap.statuses), netns=info)
+    return [out[pos] for pos in range(len(chosen))]
 
 
 def _ms(start: float) -> float:
@@ -162,8 +192,7 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
         snap = sample(clock, opts, ProcFS(opts.proc_root))
         return attach_owners([snap], opts.proc_root) if opts.owners else [snap]
     found, listing = discover(opts, run_root, naming)
-    inner = dataclasses.replace(opts, owners=False)
-    snaps = [collect_netns(clock, inner, ref, info) for ref, info in select(found, chosen_sel, opts.proc_root)]
+    snaps = collect_many(clock, dataclasses.replace(opts, owners=False), select(found, chosen_sel, opts.proc_root))
     if listing.limitations:
         snaps = [dataclasses.replace(s, limitations=(*s.limitations, *listing.limitations)) for s in snaps]
     return attach_owners(snaps, opts.proc_root) if opts.owners else snaps
@@ -206,8 +235,7 @@ class NetnsListenerPoller:
                 self.failures[ref.inode] = exc.reason
                 continue
             try:
-                [sock] = run_in_each([fd], lambda _fd: netlink.open_socket())
-                self._socks[ref.inode] = sock
+                self._socks[ref.inode] = run_in_netns(fd, netlink.open_socket)
             except SourceUnavailable as exc:
                 self.failures[ref.inode] = str(exc)
             finally:

@@ -196,13 +196,18 @@ def run_in_netns(fd: int, call: Callable[[], T]) -> T:
     Only that thread changes namespace; it ends afterwards, so the caller never does.
     A setns failure raises SourceUnavailable.
     """
-    return run_in_each([fd], lambda _fd: call())[0]
+    [result] = run_in_each([fd], lambda _fd: call())
+    if isinstance(result, SourceUnavailable):
+        raise result
+    return result
 
 
-def run_in_each(fds: Iterable[int], call: Callable[[int], T]) -> list[T]:
+def run_in_each(fds: Iterable[int], call: Callable[[int], T]) -> list[T | SourceUnavailable]:
     """call(fd) inside each namespace in turn, all on one short-lived thread (one thread start for
-    many namespaces); results in order. The first exception stops the walk and is raised here."""
-    results: list[T] = []
+    many namespaces: on a busy host a thread start alone can take milliseconds); results in order.
+    A namespace that cannot be entered (setns fails) gets a SourceUnavailable in its place and the
+    walk goes on; an exception raised by call() stops the walk and is raised here."""
+    results: list[T | SourceUnavailable] = []
     failure: list[BaseException] = []
 
     def walk() -> None:
@@ -211,7 +216,8 @@ def run_in_each(fds: Iterable[int], call: Callable[[int], T]) -> list[T]:
                 try:
                     _setns(fd)
                 except OSError as exc:
-                    raise SourceUnavailable("setns", exc.strerror or str(exc)) from None
+                    results.append(SourceUnavailable("setns", exc.strerror or str(exc)))
+                    continue
                 results.append(call(fd))
         except BaseException as exc:  # handed to the caller's thread
             failure.append(exc)
