@@ -20,6 +20,7 @@ import pytest
 from connwatch.clock import SystemClock
 from connwatch.collect import CollectOptions, sample
 from connwatch.collect_netns import NETNS_SOURCE, NetnsListenerPoller, collect_all, collect_netns, discover
+from connwatch.errors import SelectorError
 from connwatch.model import NetnsInfo, Snapshot
 from connwatch.sources.containers import NamingRoots
 from connwatch.sources.netns import NetnsRef, run_in_netns
@@ -272,3 +273,20 @@ def test_one_kernel_walk_sees_the_same_sockets_as_two(ns: Netns) -> None:
 
 def collect_sample(opts: CollectOptions) -> Snapshot:
     return sample(SystemClock(), opts, ThreadNetProcFS())
+
+
+def test_a_pid_or_a_path_selects_one_namespace_and_a_wrong_one_is_one_line(ns: Netns, tmp_path: Path) -> None:
+    listener = ns.python("listener.py", "--port", str(PORT), "--backlog", "5")
+    for selector in (str(listener.pid), f"/run/netns/{ns.name}", f"/proc/{listener.pid}/ns/net", ns.name):
+        [snap] = collect_all(SystemClock(), CollectOptions(owners=False), selector=selector)
+        assert snap.netns is not None and snap.netns.inode == _inode(ns), selector
+        assert [x.backlog for x in snap.listeners_on(PORT)] == [5]
+    [own] = collect_all(SystemClock(), CollectOptions(owners=False, sockets=False), selector=str(os.getpid()))
+    assert own.netns is not None and own.netns.own
+    not_ns = tmp_path / "plain-file"
+    not_ns.write_text("")
+    for bad, words in ((str(2**22 + 12345), "no such pid"), (str(not_ns), "is not a network namespace"),
+                       ("/no/such/path", "no such path"), ("no-such-name", "no network namespace")):
+        with pytest.raises(SelectorError) as err:
+            collect_all(SystemClock(), CollectOptions(owners=False), selector=bad)
+        assert words in str(err.value) and "\n" not in str(err.value)
