@@ -32,7 +32,6 @@ from connwatch.sources.netns import (
     ns_inode_of_link,
     open_netns,
     run_in_each,
-    run_in_netns,
 )
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
@@ -198,6 +197,13 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
     return attach_owners(snaps, opts.proc_root) if opts.owners else snaps
 
 
+def _socket_or_error(_fd: int) -> socket.socket | SourceUnavailable:
+    try:
+        return netlink.open_socket()
+    except SourceUnavailable as exc:
+        return exc
+
+
 class NetnsListenerPoller:
     """The listener-only poll across namespaces: one sock_diag socket per namespace, created inside it
     (all on one short-lived thread) and kept open, so a poll is one LISTEN dump per namespace from
@@ -224,22 +230,27 @@ class NetnsListenerPoller:
             self._socks.pop(inode).close()
             self._memo.pop(inode, None)
         self.failures = {i: why for i, why in self.failures.items() if i in wanted}
-        new = [ref for inode, ref in wanted.items() if inode not in self._socks]
-        for ref in new:
-            try:
-                if ref.own:
-                    self._socks[ref.inode] = netlink.open_socket()
-                    continue
-                fd = open_netns(ref, self.proc_root)
-            except SourceUnavailable as exc:
-                self.failures[ref.inode] = exc.reason
+        fds: list[tuple[int, int]] = []  # (inode, fd) of namespaces new to the poller
+        for inode, ref in wanted.items():
+            if inode in self._socks:
                 continue
             try:
-                self._socks[ref.inode] = run_in_netns(fd, netlink.open_socket)
+                if ref.own:
+                    self._socks[inode] = netlink.open_socket()
+                else:
+                    fds.append((inode, open_netns(ref, self.proc_root)))
             except SourceUnavailable as exc:
-                self.failures[ref.inode] = str(exc)
-            finally:
+                self.failures[inode] = str(exc)
+        try:
+            made = run_in_each([fd for _, fd in fds], _socket_or_error)
+        finally:
+            for _, fd in fds:
                 os.close(fd)
+        for (inode, _), sock in zip(fds, made, strict=True):
+            if isinstance(sock, socket.socket):
+                self._socks[inode] = sock
+            else:
+                self.failures[inode] = str(sock)
 
     def poll(self) -> dict[int, tuple[Listener, ...] | None]:
         """inode -> its listeners now; None for a namespace whose socket or dump failed."""
@@ -247,6 +258,7 @@ class NetnsListenerPoller:
         for inode, sock in self._socks.items():
             try:
                 out[inode] = self._listeners(inode, sock)
+                self.failures.pop(inode, None)
             except (SourceUnavailable, ParseError) as exc:
                 out[inode] = None
                 self.failures[inode] = str(exc)
