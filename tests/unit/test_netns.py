@@ -153,10 +153,12 @@ def _naming_tree(tmp_path: Path) -> NamingRoots:
         500: ("hoge", CONTAINERD285),
         600: ("conmon", ISTIO_CONMON),
     }
+    inodes = {400: 4026532500, 401: 4026532500, 500: 4026532600, 600: 4026531840}
     for pid, (comm, cgroup) in procs.items():
-        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "ns").mkdir(parents=True)
         (proc / str(pid) / "comm").write_text(comm + "\n")
         (proc / str(pid) / "cgroup").write_text(cgroup)
+        os.symlink(f"net:[{inodes[pid]}]", proc / str(pid) / "ns" / "net")
     logs = tmp_path / "log"
     (logs / "pods" / f"default_shell-79b95cc8b5-z2v4j_{pod_uid}").mkdir(parents=True)
     (logs / "pods" / "kube-system_kube-apiserver-pa-drs-cluster_8b1e9057c80f383869339e73f7286d7b").mkdir()
@@ -185,6 +187,14 @@ def test_a_pod_is_named_by_its_workload_not_its_pause_container(tmp_path: Path) 
     assert info.container is not None and info.container.name == "shell" and info.container.runtime == "containerd"
     assert info.pid == 400 and info.command == "pause"
     assert info.label == "pod default/shell-79b95cc8b5-z2v4j (container shell)"
+
+
+def test_a_pid_now_in_another_namespace_lends_it_nothing(tmp_path: Path) -> None:
+    """Enumerated in 4026532700, pid 500 exited and was reused by a docker container's process."""
+    roots = _naming_tree(tmp_path)
+    info = describe_netns(NetnsRef(4026532700, pids=(500,)), roots)
+    assert info.container is None and info.pid is None and info.command is None
+    assert info.label == "netns:[4026532700]"
 
 
 def test_docker_names_come_from_config_v2_and_conmon_names_nothing(tmp_path: Path) -> None:

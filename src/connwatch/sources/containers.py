@@ -18,7 +18,7 @@ from pathlib import Path
 from connwatch.errors import ParseError
 from connwatch.model import Container, NetnsInfo, Pod
 from connwatch.parsers.cgroup import CgroupIdentity, parse_cgroup
-from connwatch.sources.netns import NetnsRef
+from connwatch.sources.netns import NetnsRef, ns_inode_of_link
 
 PIDS_EXAMINED = 8  # processes per namespace whose cgroup is read (lowest pids first)
 SANDBOX_COMMANDS = frozenset({"pause", "/pause"})  # a pod's infrastructure container, not its workload
@@ -93,12 +93,23 @@ def read_command(pid: int, proc_root: str | Path = "/proc") -> str | None:
         return None
 
 
+def _in_namespace(pid: int, inode: int, proc_root: str | Path) -> bool:
+    """True when the pid is (still) in that namespace: a pid that exited and was reused since the
+    enumeration must not lend its cgroup or name to the namespace it no longer belongs to."""
+    try:
+        return ns_inode_of_link(os.readlink(Path(proc_root) / str(pid) / "ns/net")) == inode
+    except OSError:
+        return False
+
+
 def _workload(ref: NetnsRef, roots: NamingRoots) -> CgroupIdentity | None:
     """The identity of the first examined process in a container, skipping a pod's pause process and
     CRI-O's conmon (which live beside the workload); a pod-only identity if that is all there is."""
     fallback = None
     for pid in ref.pids[:PIDS_EXAMINED]:
         found = read_identity(pid, roots.proc)
+        if found is not None and not _in_namespace(pid, ref.inode, roots.proc):
+            continue
         if found is None or found.empty or found.conmon:
             continue
         if found.container_id is None or read_command(pid, roots.proc) in SANDBOX_COMMANDS:
@@ -124,6 +135,6 @@ def describe_netns(ref: NetnsRef, roots: NamingRoots | None = None, kube: KubeNa
         ns_name = kube.pods.get(found.pod_uid) or kube.pods.get(found.pod_uid.replace("-", ""))
         pod = Pod(uid=found.pod_uid, namespace=ns_name[0] if ns_name else None,
                   name=ns_name[1] if ns_name else None)
-    pid = ref.pid
+    pid = next((p for p in ref.pids if _in_namespace(p, ref.inode, roots.proc)), None)
     return NetnsInfo(inode=ref.inode, name=ref.name, container=container, pod=pod, pid=pid,
                      command=read_command(pid, roots.proc) if pid is not None else None, own=ref.own)
