@@ -45,3 +45,7 @@ class UsageError(ConnwatchError):
 
 class StateError(ConnwatchError):
     """The state directory or its database cannot be used."""
+
+
+class SelectorError(ConnwatchError):
+    """A --netns selector that is malformed or matches no network namespace."""

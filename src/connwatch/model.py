@@ -160,6 +160,62 @@ class HostInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Container:
+    """A container as named by its cgroup path and, where readable, its runtime's files."""
+
+    runtime: str | None  # "docker", "containerd", "cri-o", "podman"; None when only the id is known
+    id: str  # 64 hex digits
+    name: str | None = None  # Docker's name, or the Kubernetes container name
+
+    @property
+    def label(self) -> str:
+        short = self.id[:12]
+        if self.name:
+            return self.name
+        return f"{self.runtime} {short}" if self.runtime else short
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A Kubernetes pod: uid from the cgroup path, namespace/name from the kubelet's log directory."""
+
+    uid: str
+    namespace: str | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace and self.name else self.uid
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsInfo:
+    """The network namespace a snapshot was taken in, and what runs there."""
+
+    inode: int  # nsfs inode (readlink /proc/<pid>/ns/net = "net:[inode]")
+    name: str | None = None  # `ip netns` name
+    container: Container | None = None
+    pod: Pod | None = None
+    pid: int | None = None  # representative process (lowest pid); None for an `ip netns` without processes
+    command: str | None = None  # that process's comm
+    own: bool = False  # connwatch's own namespace
+
+    @property
+    def label(self) -> str:
+        """"pod shop/checkout-7d9f (container checkout)", "container web", "netns blue",
+        else "netns:[4026532278] pid 4242 (nginx)"."""
+        if self.pod is not None:
+            inner = f" (container {self.container.label})" if self.container is not None else ""
+            return f"pod {self.pod.label}{inner}"
+        if self.container is not None:
+            return f"container {self.container.label}"
+        if self.name:
+            return f"netns {self.name}"
+        who = f" pid {self.pid} ({self.command})" if self.pid is not None else ""
+        return f"netns:[{self.inode}]{who}"
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one sample saw. Built by collect.py, or loaded from a capture."""
 
@@ -173,6 +229,7 @@ class Snapshot:
     sockets: SocketSummary | None
     statuses: tuple[SourceStatus, ...] = ()
     limitations: tuple[str, ...] = field(default=())  # what this sample could not see, in words
+    netns: NetnsInfo | None = None  # the namespace sampled; None = the reader's own, not enumerated
 
     def counter(self, name: str) -> int | None:
         return self.counters.get(name)

@@ -8,9 +8,12 @@ from typing import Any
 
 from connwatch.errors import ParseError
 from connwatch.model import (
+    Container,
     DestinationUsage,
     HostInfo,
     Listener,
+    NetnsInfo,
+    Pod,
     Process,
     Snapshot,
     SocketSummary,
@@ -29,6 +32,19 @@ def listener_dict(lst: Listener) -> dict[str, Any]:
     return d
 
 
+def netns_dict(info: NetnsInfo) -> dict[str, Any]:
+    """{inode, name, container {runtime, id, name}, pod {uid, namespace, name}, pid, command, own, label}."""
+    return {**dataclasses.asdict(info), "label": info.label}
+
+
+def _netns(data: Mapping[str, Any] | None, source: str) -> NetnsInfo | None:
+    if data is None:
+        return None
+    fixed = {**data, "container": _build(Container, data["container"], source) if data.get("container") else None,
+             "pod": _build(Pod, data["pod"], source) if data.get("pod") else None}
+    return _build(NetnsInfo, fixed, source)  # type: ignore[no-any-return]
+
+
 def to_dict(snap: Snapshot) -> dict[str, Any]:
     sockets = None
     if snap.sockets is not None:
@@ -38,13 +54,16 @@ def to_dict(snap: Snapshot) -> dict[str, Any]:
             "destinations": [dataclasses.asdict(d) for d in s.destinations],
             "sources": [dataclasses.asdict(x) for x in s.sources],
         }
-    return {
+    out = {
         "format": FORMAT, "version": VERSION, "taken_at": snap.taken_at, "monotonic": snap.monotonic,
         "host": dataclasses.asdict(snap.host), "counters": dict(snap.counters),
         "sockstat": dict(snap.sockstat), "sysctls": dataclasses.asdict(snap.sysctls),
         "listeners": [listener_dict(x) for x in snap.listeners], "sockets": sockets,
         "sources": [dataclasses.asdict(x) for x in snap.statuses], "limitations": list(snap.limitations),
     }
+    if snap.netns is not None:  # only on per-namespace samples: single-namespace captures are unchanged
+        out["netns"] = netns_dict(snap.netns)
+    return out
 
 
 def _build(cls: Any, data: Mapping[str, Any], source: str) -> Any:
@@ -97,6 +116,7 @@ def from_dict(data: Any, source: str) -> Snapshot:
             sockets=_sockets(data.get("sockets"), source),
             statuses=tuple(_build(SourceStatus, x, source) for x in data.get("sources", [])),
             limitations=tuple(str(x) for x in data.get("limitations", [])),
+            netns=_netns(data.get("netns"), source),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ParseError(source, f"bad snapshot field: {exc}") from exc

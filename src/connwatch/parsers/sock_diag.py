@@ -37,6 +37,8 @@ SOURCE = "netlink sock_diag"
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18  # the legacy request type; its replies carry the same inet_diag_msg
+_DIAG_REPLIES = (SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK)
 INET_DIAG_SKMEMINFO = 7
 SK_MEMINFO_DROPS = 8
 TIME_WAIT_LEN_MS = 60_000  # TCP_TIMEWAIT_LEN, include/net/tcp.h
@@ -102,7 +104,7 @@ class ListenerDecoder:
             length, kind, _flags, _seq, _pid = _HDR.unpack_from(chunk, offset)
             if _check_header(chunk, offset, length, kind):
                 return True
-            if kind == SOCK_DIAG_BY_FAMILY:
+            if kind in _DIAG_REPLIES:
                 self._decode(chunk, offset + _HDR.size, offset + length)
             offset += (length + 3) & ~3
         return False
@@ -120,6 +122,26 @@ class ListenerDecoder:
             port=socket.ntohs(sport), queue=rqueue, backlog=wqueue, drops=drops,
             inode=inode, uid=uid, cookie=(ck1 << 32) | ck0,
         ))
+
+
+@dataclass(slots=True)
+class MemoListenerDecoder(ListenerDecoder):
+    """A ListenerDecoder for repeated polls: a listener whose reply bytes are identical to the previous
+    poll's (same socket, queue, backlog, drop counter...) is the previous Listener object, not decoded
+    again. `seen` collects this poll's replies; pass it as `previous` to the next poll."""
+
+    previous: dict[bytes, Listener]
+    seen: dict[bytes, Listener]
+
+    def _decode(self, chunk: bytes, start: int, end: int) -> None:
+        key = chunk[start:end]
+        known = self.previous.get(key)
+        if known is None:
+            ListenerDecoder._decode(self, chunk, start, end)
+            known = self.listeners[-1]
+        else:
+            self.listeners.append(known)
+        self.seen[key] = known
 
 
 class SocketAggregator:
@@ -145,9 +167,9 @@ class SocketAggregator:
         unpack_hdr = _HDR.unpack_from
         while offset + 16 <= size:
             length, kind, _flags, _seq, _pid = unpack_hdr(chunk, offset)
-            if kind != SOCK_DIAG_BY_FAMILY and _check_header(chunk, offset, length, kind):
+            if kind not in _DIAG_REPLIES and _check_header(chunk, offset, length, kind):
                 return True
-            if kind == SOCK_DIAG_BY_FAMILY:
+            if kind in _DIAG_REPLIES:
                 if length < 16 + 72 or offset + length > size:
                     raise ParseError(SOURCE, f"truncated inet_diag_msg at offset {offset}")
                 self.add(*_MSG.unpack_from(chunk, offset + 16))

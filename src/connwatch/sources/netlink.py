@@ -21,6 +21,7 @@ from connwatch.errors import SourceUnavailable
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18  # legacy inet_diag request: family AF_UNSPEC, so IPv4 and IPv6 in one dump
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x100 | 0x200  # NLM_F_ROOT | NLM_F_MATCH
 
@@ -33,6 +34,8 @@ TCPF_ALL_BUT_LISTEN = TCPF_ALL & ~TCPF_LISTEN
 _NLMSGHDR = struct.Struct("=IHHII")
 # inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid (48 bytes, zeroed).
 _REQ = struct.Struct("=BBBxI48x")
+# legacy struct inet_diag_req: family, src_len, dst_len, ext, inet_diag_sockid (48), states, dbs.
+_LEGACY_REQ = struct.Struct("=BBBB48xII")
 
 RECV_SIZE = 1 << 20  # the kernel fills at most ~32 KiB per message batch; a large buffer costs nothing
 
@@ -55,6 +58,15 @@ def build_request(family: int, states: int, ext: int, seq: int = 1) -> bytes:
     return header + body
 
 
+def build_legacy_request(states: int, ext: int, seq: int = 1) -> bytes:
+    """One TCPDIAG_GETSOCK dump request. net/ipv4/inet_diag.c inet_diag_dump_compat() turns it into
+    an AF_UNSPEC request: the kernel walks its (host-wide) listening hash once for both families,
+    where two SOCK_DIAG_BY_FAMILY dumps walk it twice."""
+    body = _LEGACY_REQ.pack(socket.AF_INET, 0, 0, ext, states, 0)
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+    return header + body
+
+
 def open_socket() -> socket.socket:
     """A netlink sock_diag socket, or SourceUnavailable naming what is missing."""
     try:
@@ -68,6 +80,11 @@ def open_socket() -> socket.socket:
     return sock
 
 
+def dump_both_families(sock: DiagSocket, states: int, ext: int, consume: Callable[[bytes], bool]) -> None:
+    """Like dump(), for IPv4 and IPv6 at once, with the legacy request (see build_legacy_request)."""
+    _run(sock, build_legacy_request(states, ext), "IPv4+IPv6", consume)
+
+
 def dump(sock: DiagSocket, family: int, states: int, ext: int, consume: Callable[[bytes], bool]) -> None:
     """Send one dump request and feed each raw reply chunk to `consume` until it reports the end.
 
@@ -75,9 +92,12 @@ def dump(sock: DiagSocket, family: int, states: int, ext: int, consume: Callable
     it goes, and returns True once it met NLMSG_DONE; it raises on NLMSG_ERROR. Passing the decoder
     in keeps this module free of parsing while each message is read only once.
     """
-    fam_name = "IPv6" if family == socket.AF_INET6 else "IPv4"
+    _run(sock, build_request(family, states, ext), "IPv6" if family == socket.AF_INET6 else "IPv4", consume)
+
+
+def _run(sock: DiagSocket, request: bytes, fam_name: str, consume: Callable[[bytes], bool]) -> None:
     try:
-        sock.send(build_request(family, states, ext))
+        sock.send(request)
         while True:
             chunk = sock.recv(RECV_SIZE)
             if not chunk or consume(chunk):

@@ -37,13 +37,22 @@ SOCKSTAT_FILES: tuple[tuple[str, Parser], ...] = (
 )
 # Sysctls whose absence is normal on some kernels: noted in the status detail, but not a failure.
 OPTIONAL_SYSCTLS = frozenset({"tcp_tw_reuse_delay", "tcp_syn_linear_timeouts", "tcp_syn_retries"})
+# Host-wide sysctls that do not exist inside a child network namespace (kernel-facts.md).
+HOST_ONLY_SYSCTLS = frozenset({"tcp_max_orphans"})
+NOT_APPLICABLE = "not applicable in this network namespace (a host-wide setting)"
+_OK_SUFFIXES = ("(optional)", NOT_APPLICABLE)
 
 
 class ProcFS:
-    """A /proc tree: the live one, or a copy laid out the same way (net/netstat, sys/net/...)."""
+    """A /proc tree: the live one, or a copy laid out the same way (net/netstat, sys/net/...).
 
-    def __init__(self, root: str | Path = LIVE_ROOT) -> None:
+    `host_only`: sysctl names whose absence means "not applicable here" (a child network
+    namespace has no tcp_max_orphans), not a failure.
+    """
+
+    def __init__(self, root: str | Path = LIVE_ROOT, host_only: frozenset[str] = frozenset()) -> None:
         self.root = Path(root)
+        self.host_only = host_only
 
     def __repr__(self) -> str:
         return f"ProcFS({str(self.root)!r})"
@@ -71,6 +80,23 @@ class ProcFS:
             raise SourceUnavailable(str(path), "permission denied") from None
         except OSError as exc:
             raise SourceUnavailable(str(path), exc.strerror or type(exc).__name__) from None
+
+
+class ThreadNetProcFS(ProcFS):
+    """The live /proc as seen by a thread that entered another network namespace (setns).
+
+    /proc/net is the main thread's namespace; the calling thread's is /proc/thread-self/net.
+    /proc/sys/net already follows the calling thread. Host-only sysctls are "not applicable".
+    """
+
+    def __init__(self, root: str | Path = LIVE_ROOT) -> None:
+        super().__init__(root, HOST_ONLY_SYSCTLS)
+
+    def path(self, rel: str) -> Path:
+        rel = rel.lstrip("/")
+        if rel.startswith("net/"):
+            return self.root / "thread-self" / rel
+        return self.root / rel
 
 
 def _elapsed_ms(start: float) -> float:
@@ -125,6 +151,8 @@ def _sysctl(proc: ProcFS, rel: str, parser: Callable[[str, str], T], problems: l
     except SourceUnavailable as exc:
         if name in OPTIONAL_SYSCTLS and exc.reason == NO_SUCH_FILE:
             problems.append(f"{name}: absent (optional)")
+        elif name in proc.host_only and exc.reason == NO_SUCH_FILE:
+            problems.append(f"{name}: {NOT_APPLICABLE}")
         else:
             problems.append(f"{name}: unavailable: {exc.reason}")
     except ParseError as exc:
@@ -161,7 +189,7 @@ def read_sysctls(proc: ProcFS) -> tuple[Sysctls, list[SourceStatus]]:
         tcp_syn_retries=_ipv4(proc, "tcp_syn_retries", problems),
         tcp_syn_linear_timeouts=_ipv4(proc, "tcp_syn_linear_timeouts", problems),
     )
-    ok = all(problem.endswith("(optional)") for problem in problems)
+    ok = all(problem.endswith(_OK_SUFFIXES) for problem in problems)
     status = SourceStatus("sysctl", ok, "; ".join(problems), _elapsed_ms(start))
     return sysctls, [status]
 

@@ -1,0 +1,282 @@
+"""One Snapshot per network namespace: the `--netns all|NAME|PID|PATH` selector, sampling inside a
+namespace, and the listener-only poll across many namespaces.
+
+Each namespace is sampled by collect.sample() on a short-lived thread that entered it (setns):
+its sock_diag socket, /proc/thread-self/net/* and /proc/sys/net/* are then that namespace's.
+Owners come from one fd scan for all namespaces (socket inodes are unique host-wide).
+A namespace that vanishes before it is entered gives a snapshot with a failed "network
+namespace" source and no data, never an exception; once entered, the open fd keeps it alive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from connwatch.clock import Clock
+from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netlink_listeners, sample
+from connwatch.errors import ParseError, SelectorError, SourceUnavailable
+from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
+from connwatch.parsers.sock_diag import MemoListenerDecoder
+from connwatch.sources import netlink
+from connwatch.sources.containers import NamingRoots, describe_netns, read_kube_names
+from connwatch.sources.netns import (
+    NetnsList,
+    NetnsRef,
+    enumerate_netns,
+    ns_inode_of_link,
+    open_netns,
+    run_in_each,
+)
+from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
+
+NETNS_SOURCE = "network namespace"  # SourceStatus name of entering a namespace (one fixed label)
+SelectorKind = Literal["all", "name", "pid", "path"]
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsSelector:
+    """Which namespaces to sample: every one, an `ip netns`/container/pod name, a pid's, a path's."""
+
+    kind: SelectorKind
+    value: str = ""
+
+
+def parse_selector(text: str) -> NetnsSelector:
+    """`--netns` value -> NetnsSelector: "all"; digits = a PID; starting with "/" or "." = a PATH
+    (/run/netns/NAME, /proc/PID/ns/net, /run/docker/netns/ID); anything else = a NAME (an `ip netns`
+    name, a container name or id prefix, a pod name or namespace/name). SelectorError when empty."""
+    value = text.strip()
+    if not value:
+        raise SelectorError("--netns: empty value (use all, a NAME, a PID or a PATH)")
+    if value == "all":
+        return NetnsSelector("all")
+    if value.isdigit():
+        if int(value) == 0:
+            raise SelectorError("--netns 0: not a process id")
+        return NetnsSelector("pid", str(int(value)))
+    if value.startswith(("/", ".")):
+        return NetnsSelector("path", value)
+    return NetnsSelector("name", value)
+
+
+def _names_of(info: NetnsInfo) -> set[str]:
+    names = {info.name} if info.name else set()
+    if info.container is not None:
+        names |= {info.container.id, info.container.id[:12]} | ({info.container.name} if info.container.name else set())
+    if info.pod is not None:
+        names.add(info.pod.uid)
+        if info.pod.name:
+            names |= {info.pod.name, info.pod.label}
+    return names
+
+
+def _target_inode(selector: NetnsSelector, proc_root: str) -> int:
+    """The nsfs inode a PID or PATH selector points at; SelectorError naming why not."""
+    where = f"{proc_root}/{selector.value}/ns/net" if selector.kind == "pid" else selector.value
+    try:
+        if selector.kind == "pid":
+            inode = ns_inode_of_link(os.readlink(where))
+        else:
+            st, nsfs = os.stat(where), os.stat(f"{proc_root}/self/ns/net")
+            inode = st.st_ino if st.st_dev == nsfs.st_dev else None
+    except FileNotFoundError:
+        raise SelectorError(f"--netns {selector.value}: no such {selector.kind}") from None
+    except OSError as exc:
+        raise SelectorError(f"--netns {selector.value}: {where}: {exc.strerror} (needs root)") from None
+    if inode is None:
+        raise SelectorError(f"--netns {selector.value}: {where} is not a network namespace")
+    return inode
+
+
+def select(found: list[tuple[NetnsRef, NetnsInfo]], selector: NetnsSelector,
+           proc_root: str = "/proc") -> list[tuple[NetnsRef, NetnsInfo]]:
+    """The enumerated namespaces the selector picks (at least one), or SelectorError."""
+    if selector.kind == "all":
+        return found
+    if selector.kind == "name":
+        chosen = [x for x in found if selector.value in _names_of(x[1])]
+        if not chosen:
+            known = sorted({n for _, info in found for n in _names_of(info) if len(n) < 40})
+            raise SelectorError(f"--netns {selector.value}: no network namespace, container or pod of that "
+                                f"name (known: {', '.join(known[:20]) or 'none'})")
+        return chosen
+    inode = _target_inode(selector, proc_root)
+    chosen = [x for x in found if x[0].inode == inode]
+    if not chosen:
+        raise SelectorError(f"--netns {selector.value}: network namespace net:[{inode}] is not visible "
+                            "to this user (needs root)")
+    return chosen
+
+
+def _vanished(clock: Clock, opts: CollectOptions, info: NetnsInfo, exc: SourceUnavailable,
+              ms: float) -> Snapshot:
+    return Snapshot(
+        taken_at=clock.time(), monotonic=clock.monotonic(), host=read_host(ProcFS(opts.proc_root)),
+        counters={}, sockstat={}, sysctls=Sysctls(), listeners=(), sockets=None,
+        statuses=(SourceStatus(NETNS_SOURCE, False, str(exc), ms),),
+        limitations=(f"{info.label} could not be sampled ({exc.reason}): nothing is reported for it",),
+        netns=info,
+    )
+
+
+def collect_netns(clock: Clock, opts: CollectOptions, ref: NetnsRef, info: NetnsInfo) -> Snapshot:
+    """A full sample (without owners) of one namespace, taken inside it; the own one on this thread."""
+    return collect_many(clock, opts, [(ref, info)])[0]
+
+
+def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef, NetnsInfo]]) -> list[Snapshot]:
+    """Full samples (without owners) of these namespaces, in order: the own one on this thread, the
+    others on one short-lived thread that enters each in turn. Never raises for a namespace that is
+    gone: its snapshot says so."""
+    inner = dataclasses.replace(opts, one_walk=True)
+    out: dict[int, Snapshot] = {}
+    fds: list[tuple[int, int, NetnsInfo]] = []  # (position, fd, info)
+    for pos, (ref, info) in enumerate(chosen):
+        if ref.own:
+            out[pos] = dataclasses.replace(sample(clock, opts, ProcFS(opts.proc_root)), netns=info)
+            continue
+        try:
+            fds.append((pos, open_netns(ref, opts.proc_root), info))
+        except SourceUnavailable as exc:
+            out[pos] = _vanished(clock, opts, info, exc, 0.0)
+
+    def inside(_fd: int) -> tuple[Snapshot, float]:
+        start = time.perf_counter()
+        return sample(clock, inner, ThreadNetProcFS(opts.proc_root)), _ms(start)
+
+    try:
+        results = run_in_each([fd for _, fd, _ in fds], inside)
+    finally:
+        for _, fd, _ in fds:
+            os.close(fd)
+    for (pos, _, info), result in zip(fds, results, strict=True):
+        if isinstance(result, SourceUnavailable):
+            out[pos] = _vanished(clock, opts, info, result, 0.0)
+            continue
+        snap, ms = result
+        entered = SourceStatus(NETNS_SOURCE, True, info.label, ms)
+        out[pos] = dataclasses.replace(snap, statuses=(entered, *snap.statuses), netns=info)
+    return [out[pos] for pos in range(len(chosen))]
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def discover(opts: CollectOptions, run_root: str = "/run", naming: NamingRoots | None = None,
+             privileged: bool | None = None) -> tuple[list[tuple[NetnsRef, NetnsInfo]], NetnsList]:
+    """Every visible namespace with its NetnsInfo (container, pod, names)."""
+    listing = enumerate_netns(opts.proc_root, run_root, privileged)
+    naming = naming or NamingRoots(proc=opts.proc_root)
+    kube = read_kube_names(naming.logs)
+    return [(ref, describe_netns(ref, naming, kube)) for ref in listing.namespaces], listing
+
+
+def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: NetnsSelector | str = "all",
+                run_root: str = "/run", naming: NamingRoots | None = None) -> list[Snapshot]:
+    """One Snapshot per selected network namespace (own first), each with `netns` set.
+
+    A copied /proc tree has no namespaces to enter: then only collect()'s own-namespace sample.
+    SelectorError when the selector matches nothing.
+    """
+    opts = opts or CollectOptions()
+    chosen_sel = parse_selector(selector) if isinstance(selector, str) else selector
+    if not ProcFS(opts.proc_root).is_live:
+        snap = sample(clock, opts, ProcFS(opts.proc_root))
+        return attach_owners([snap], opts.proc_root) if opts.owners else [snap]
+    found, listing = discover(opts, run_root, naming)
+    snaps = collect_many(clock, dataclasses.replace(opts, owners=False), select(found, chosen_sel, opts.proc_root))
+    if listing.limitations:
+        snaps = [dataclasses.replace(s, limitations=(*s.limitations, *listing.limitations)) for s in snaps]
+    return attach_owners(snaps, opts.proc_root) if opts.owners else snaps
+
+
+def _socket_or_error(_fd: int) -> socket.socket | SourceUnavailable:
+    try:
+        return netlink.open_socket()
+    except SourceUnavailable as exc:
+        return exc
+
+
+class NetnsListenerPoller:
+    """The listener-only poll across namespaces: one sock_diag socket per namespace, created inside it
+    (all on one short-lived thread) and kept open, so a poll is one LISTEN dump per namespace from
+    the caller's thread with no setns at all.
+
+    The kernel walks its host-wide listening hash for every dump, whatever the namespace, so the
+    poll costs namespaces x all listeners on the host: one legacy dump (both families in one walk)
+    per namespace instead of two; two when the kernel refuses the legacy request.
+
+    A kept socket keeps its namespace alive: refresh() with each new enumeration closes the sockets
+    of namespaces that are gone, so a vanished container's namespace is released, not polled.
+    """
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        self._socks: dict[int, socket.socket] = {}
+        self.failures: dict[int, str] = {}  # inode -> why its socket could not be made
+        self.legacy = True  # one TCPDIAG_GETSOCK dump per namespace; False after the kernel refused it
+        self._memo: dict[int, dict[bytes, Listener]] = {}  # inode -> last poll's replies (unchanged = reused)
+
+    def refresh(self, refs: Iterable[NetnsRef]) -> None:
+        wanted = {ref.inode: ref for ref in refs}
+        for inode in [i for i in self._socks if i not in wanted]:
+            self._socks.pop(inode).close()
+            self._memo.pop(inode, None)
+        self.failures = {i: why for i, why in self.failures.items() if i in wanted}
+        fds: list[tuple[int, int]] = []  # (inode, fd) of namespaces new to the poller
+        for inode, ref in wanted.items():
+            if inode in self._socks:
+                continue
+            try:
+                if ref.own:
+                    self._socks[inode] = netlink.open_socket()
+                else:
+                    fds.append((inode, open_netns(ref, self.proc_root)))
+            except SourceUnavailable as exc:
+                self.failures[inode] = str(exc)
+        try:
+            made = run_in_each([fd for _, fd in fds], _socket_or_error)
+        finally:
+            for _, fd in fds:
+                os.close(fd)
+        for (inode, _), sock in zip(fds, made, strict=True):
+            if isinstance(sock, socket.socket):
+                self._socks[inode] = sock
+            else:
+                self.failures[inode] = str(sock)
+
+    def poll(self) -> dict[int, tuple[Listener, ...] | None]:
+        """inode -> its listeners now; None for a namespace whose socket or dump failed."""
+        out: dict[int, tuple[Listener, ...] | None] = dict.fromkeys(self.failures)
+        for inode, sock in self._socks.items():
+            try:
+                out[inode] = self._listeners(inode, sock)
+                self.failures.pop(inode, None)
+            except (SourceUnavailable, ParseError) as exc:
+                out[inode] = None
+                self.failures[inode] = str(exc)
+        return out
+
+    def _listeners(self, inode: int, sock: socket.socket) -> tuple[Listener, ...]:
+        if self.legacy:
+            decoder = MemoListenerDecoder([], self._memo.get(inode, {}), {})
+            try:
+                netlink.dump_both_families(sock, netlink.TCPF_LISTEN, SKMEMINFO_EXT, decoder)
+            except SourceUnavailable:
+                self.legacy = False
+            else:
+                self._memo[inode] = decoder.seen
+                return tuple(decoder.listeners)
+        return tuple(netlink_listeners(sock, []))
+
+    def close(self) -> None:
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()

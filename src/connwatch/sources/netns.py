@@ -1,0 +1,230 @@
+"""Network namespaces: find every one on the host, and run code inside one.
+
+Enumeration (kernel-facts.md, "Network namespaces"): the nsfs inode of /proc/<pid>/ns/net
+(readlink gives "net:[INODE]"), the bind mounts of `ip netns` (/run/netns/NAME) and Docker
+(/run/docker/netns/ID), whose stat().st_ino is the same nsfs inode; deduplicated by inode.
+
+Entering: setns(2) moves only the calling thread, so code runs on a short-lived thread that calls
+setns(fd, CLONE_NEWNET) first. A socket stays bound to the namespace it was created in, and
+/proc/sys/net and /proc/thread-self/net show the calling thread's namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from connwatch.errors import SourceUnavailable
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+CAP_SYS_ADMIN = 21
+BIND_MOUNT_DIRS = ("netns", "docker/netns")  # under the run root: `ip netns`, Docker
+_NS_LINK = re.compile(r"net:\[([0-9]+)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsRef:
+    """One network namespace as found: how to enter it and who lives there."""
+
+    inode: int  # nsfs inode: the namespace's identity while it exists
+    pids: tuple[int, ...] = ()  # processes whose main thread is in it, ascending
+    paths: tuple[str, ...] = ()  # bind mounts: /run/netns/NAME, /run/docker/netns/ID
+    name: str | None = None  # the `ip netns` name, when it has one
+    own: bool = False  # the reader's (connwatch's) own namespace
+
+    @property
+    def pid(self) -> int | None:
+        """The representative process: the lowest pid seen in the namespace."""
+        return self.pids[0] if self.pids else None
+
+    @property
+    def label(self) -> str:
+        return f"netns:[{self.inode}]" + (f" ({self.name})" if self.name else "")
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsList:
+    namespaces: tuple[NetnsRef, ...]  # the own namespace first, then by inode
+    limitations: tuple[str, ...] = ()
+
+
+def ns_inode_of_link(target: str) -> int | None:
+    """"net:[4026531840]" -> 4026531840; anything else -> None."""
+    match = _NS_LINK.fullmatch(target)
+    return int(match.group(1)) if match else None
+
+
+def can_enter_namespaces(proc_root: str | Path = "/proc") -> bool:
+    """True when this process holds CAP_SYS_ADMIN (setns into a network namespace needs it)."""
+    try:
+        text = (Path(proc_root) / "self/status").read_text()
+    except OSError:
+        return os.geteuid() == 0
+    for line in text.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
+    return os.geteuid() == 0
+
+
+def own_inode(proc_root: str | Path = "/proc") -> int | None:
+    """The nsfs inode of the reader's namespace, from <proc>/self/ns/net (None if unreadable)."""
+    try:
+        return ns_inode_of_link(os.readlink(Path(proc_root) / "self/ns/net"))
+    except OSError:
+        return None
+
+
+def _process_namespaces(proc_root: Path) -> dict[int, list[int]]:
+    """inode -> pids (ascending) from every readable /proc/<pid>/ns/net link."""
+    found: dict[int, list[int]] = {}
+    try:
+        entries = [int(e.name) for e in os.scandir(proc_root) if e.name.isdigit()]
+    except OSError:
+        return found
+    for pid in sorted(entries):
+        try:
+            inode = ns_inode_of_link(os.readlink(proc_root / str(pid) / "ns/net"))
+        except OSError:
+            continue  # exited, or another user's process
+        if inode is not None:
+            found.setdefault(inode, []).append(pid)
+    return found
+
+
+def _bind_mounts(run_root: Path, nsfs_dev: int | None) -> list[tuple[int, str, str | None]]:
+    """(inode, path, ip-netns name or None) of every namespace file under the run root.
+
+    A file left behind without its bind mount (a failed `ip netns del`) is not on nsfs: when the
+    nsfs device is known, such files are skipped instead of being taken for a namespace.
+    """
+    out = []
+    for rel in BIND_MOUNT_DIRS:
+        folder = run_root / rel
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for name in names:
+            path = folder / name
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if nsfs_dev is not None and st.st_dev != nsfs_dev:
+                continue
+            out.append((st.st_ino, str(path), name if rel == "netns" else None))
+    return out
+
+
+def _nsfs_dev(proc_root: Path) -> int | None:
+    try:
+        return os.stat(proc_root / "self/ns/net").st_dev
+    except OSError:
+        return None  # a fixture tree: its links point nowhere
+
+
+def enumerate_netns(proc_root: str | Path = "/proc", run_root: str | Path = "/run",
+                    privileged: bool | None = None) -> NetnsList:
+    """Every network namespace visible from these roots, deduplicated by inode, own one first.
+
+    Without CAP_SYS_ADMIN (`privileged` False; None = ask the live kernel) other namespaces can
+    neither be entered nor fully seen: only the own namespace is returned, with a limitation.
+    """
+    proc, run = Path(proc_root), Path(run_root)
+    own = own_inode(proc)
+    if privileged is None:
+        privileged = can_enter_namespaces()
+    if not privileged:
+        note = (f"running as uid {os.geteuid()} without CAP_SYS_ADMIN: only connwatch's own network "
+                "namespace is sampled; other namespaces (containers, pods, `ip netns`) are not visible — "
+                "run as root to see them")
+        alone: tuple[NetnsRef, ...] = (NetnsRef(own, own=True),) if own is not None else ()
+        return NetnsList(alone, (note,))
+    pids = _process_namespaces(proc)
+    paths: dict[int, list[str]] = {}
+    names: dict[int, str] = {}
+    for inode, path, name in _bind_mounts(run, _nsfs_dev(proc)):
+        paths.setdefault(inode, []).append(path)
+        if name is not None:
+            names.setdefault(inode, name)
+    inodes = set(pids) | set(paths) | ({own} if own is not None else set())
+    refs = tuple(NetnsRef(i, tuple(pids.get(i, ())), tuple(paths.get(i, ())), names.get(i), i == own)
+                 for i in sorted(inodes, key=lambda i: (i != own, i)))
+    return NetnsList(refs)
+
+
+def open_netns(ref: NetnsRef, proc_root: str | Path = "/proc") -> int:
+    """An fd on the namespace (which keeps it alive while open), checked to be the same inode.
+
+    Tries the bind mounts first, then each process (a pid may have exited, or been reused by a
+    process elsewhere: the inode check catches that). SourceUnavailable when it is gone.
+    """
+    candidates = [*ref.paths, *(f"{proc_root}/{pid}/ns/net" for pid in ref.pids)]
+    for path in candidates:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        if os.fstat(fd).st_ino == ref.inode:
+            return fd
+        os.close(fd)
+    raise SourceUnavailable(ref.label, "the network namespace no longer exists (its processes exited "
+                                       "and no bind mount holds it)")
+
+
+def _setns(fd: int) -> None:
+    native = getattr(os, "setns", None)
+    if native is not None:  # Python 3.12+
+        native(fd, CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"setns(CLONE_NEWNET): {os.strerror(errno)}")
+
+
+def run_in_netns(fd: int, call: Callable[[], T]) -> T:
+    """call() on a short-lived thread inside the namespace of `fd`; its result, or its exception.
+
+    Only that thread changes namespace; it ends afterwards, so the caller never does.
+    A setns failure raises SourceUnavailable.
+    """
+    [result] = run_in_each([fd], lambda _fd: call())
+    if isinstance(result, SourceUnavailable):
+        raise result
+    return result
+
+
+def run_in_each(fds: Iterable[int], call: Callable[[int], T]) -> list[T | SourceUnavailable]:
+    """call(fd) inside each namespace in turn, all on one short-lived thread (one thread start for
+    many namespaces: on a busy host a thread start alone can take milliseconds); results in order.
+    A namespace that cannot be entered (setns fails) gets a SourceUnavailable in its place and the
+    walk goes on; an exception raised by call() stops the walk and is raised here."""
+    results: list[T | SourceUnavailable] = []
+    failure: list[BaseException] = []
+
+    def walk() -> None:
+        try:
+            for fd in fds:
+                try:
+                    _setns(fd)
+                except OSError as exc:
+                    results.append(SourceUnavailable("setns", exc.strerror or str(exc)))
+                    continue
+                results.append(call(fd))
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=walk, name="connwatch-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return results
