@@ -64,6 +64,10 @@ class Capture:
     connection_rows: int = 0
     skipped: int = 0
     conn_files: list[tuple[InputFile, str, str]] = field(default_factory=list)
+    skipped_parts: list[dict[str, object]] = field(default_factory=list)  # {path, lines, reason}
+    conn_counts: dict[int, int] = field(default_factory=dict)  # id(InputFile) -> connection rows
+    dropped_conn: list[str] = field(default_factory=list)
+    kinds_seen: dict[str, str] = field(default_factory=dict)  # format -> where it was first read
 
     @property
     def timestamped(self) -> bool:
@@ -105,7 +109,7 @@ def _add_listeners(cap: Capture, found: list[Listener]) -> None:
             cap.listeners[key] = group
 
 
-def _first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
+def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     """Parse one file; returns the number of records it gave."""
     lines = iter_lines(f, enc)
     if kind == fmt.SNAPSHOT:
@@ -154,9 +158,29 @@ def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
             if row.state == _LISTEN:
                 found.append(_listener(row))
     _add_listeners(cap, found)
-    cap.connection_rows += count - len(found)
+    connections = count - len(found)
+    if connections and (kind in _DIALECT or kind == fmt.SS):
+        _replace_connections(cap, f)
+    cap.connection_rows += connections
+    cap.conn_counts[id(f)] = connections
     cap.conn_files.append((f, kind, enc))
     return count
+
+
+def _replace_connections(cap: Capture, f: InputFile) -> None:
+    """A second text listing of connections (two `ss -tan`, or ss and netstat) would count each socket
+    twice: its connections replace the earlier listing's (listeners are merged, not replaced)."""
+    earlier = [(g, k, e) for g, k, e in cap.conn_files
+               if (k in _DIALECT or k == fmt.SS) and cap.conn_counts.get(id(g), 0) > 0]
+    if not earlier:
+        return
+    for item in earlier:
+        cap.conn_files.remove(item)
+        cap.connection_rows -= cap.conn_counts.pop(id(item[0]), 0)
+        cap.dropped_conn.append(item[0].label)
+    cap.notes.append(f"several connection listings in one capture: the connections of the last ({f.label}) are "
+                     f"used, not also those of {', '.join(x[0].label for x in earlier)} (that would count sockets "
+                     "twice); pass captures taken at different times as separate files with --interval")
 
 
 def _counting(lines: Iterator[str], seen: list[int]) -> Iterator[str]:
@@ -224,7 +248,7 @@ def read_file_into(cap: Capture, f: InputFile, explicit_kind: str | None = None)
                                  "or a connwatch snapshot)")
             cap.skipped += 1
             return
-        records = _first_pass(cap, f, kind, enc)
+        records = first_pass(cap, f, kind, enc)
     except ParseError as exc:
         if f.explicit or kind_known(f):
             cap.errors.append(str(exc))

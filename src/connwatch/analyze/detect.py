@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES
+from connwatch.parsers.netstat_stats import sentence_counter
 from connwatch.parsers.ss_text import NETIDS
 
 SNAPSHOT = "connwatch-snapshot"
@@ -37,6 +38,8 @@ _SNMP6 = re.compile(r"(?:Ip6|Icmp6|Udp6|UdpLite6)[A-Za-z0-9]+\s+\d+")
 _NSTAT = re.compile(r"[A-Z][A-Za-z0-9]+\s+\d+\s+[0-9.]+")
 _UPTIME = re.compile(r"\d+(?:\.\d+)?\s+\d+(?:\.\d+)?|.*\bup\s+.*load average.*")
 _SYSCTL = re.compile(r"[a-z][\w.-]*\.[\w.-]+\s*=\s*.*")
+_SYSCTL_LINE = re.compile(r"(?:net|kern|vm|fs|kernel|security|hw)\.[\w.-]+\s*(?:=|:)\s*\S.*")
+_SS_SUMMARY_TCP = re.compile(r"TCP:\s+\d+ \(estab \d+")
 _LINUX_STAT_SECTIONS = ("Ip:", "Icmp:", "IcmpMsg:", "Tcp:", "Udp:", "UdpLite:", "TcpExt:", "IpExt:",
                         "MPTcpExt:")
 
@@ -49,11 +52,24 @@ def _ss_row(tokens: list[str]) -> bool:
             and (tokens[0] in NETIDS or tokens[0] in SS_STATES))
 
 
-def _line_kind(line: str, following: list[str]) -> str | None:
+def line_kind(line: str, following: list[str]) -> str | None:
+    """The format a single line belongs to, when only one format writes such a line (else None).
+
+    `following` is the next few non-blank lines (some formats are told by a header and its rows).
+    """
     text = line.strip()
     tokens = text.split()
-    if text.startswith("{"):
+    if text.startswith("{") and not text.startswith("{master"):
         return SNAPSHOT
+    if sentence_counter(text) is not None:
+        return NETSTAT_S_LINUX  # `netstat -s | grep listen`: net-tools' own sentences, no section header
+    if _SYSCTL_LINE.fullmatch(text):
+        return SYSCTL_A
+    if _SS_SUMMARY_TCP.match(text) or (text.startswith("Total:") and any(
+            _SS_SUMMARY_TCP.match(x.strip()) for x in following[:3])):
+        return SS_SUMMARY
+    if "load average" in text and re.search(r"\bup\s", text):
+        return UPTIME
     if text == "#kernel" or (_NSTAT.fullmatch(text) and tokens[0].startswith(("Tcp", "Ip", "Udp", "Icmp"))
                              and not _SNMP6.fullmatch(text)):
         return NSTAT
@@ -114,7 +130,7 @@ def detect(head: str, rel: str = "") -> str | None:
     if lines and all(_SYSCTL.fullmatch(x.strip()) for x in lines[:20]) and len(lines) >= 3:
         return SYSCTL_A
     for index, line in enumerate(lines[:60]):
-        kind = _line_kind(line, lines[index + 1:index + 13])
+        kind = line_kind(line, lines[index + 1:index + 13])
         if kind == PROC_TCP and rel.endswith("tcp6"):
             return PROC_TCP6  # a header-only tcp6 file has no 32-digit address to tell it by
         if kind is not None:

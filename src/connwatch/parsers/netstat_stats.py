@@ -11,6 +11,15 @@ whose wording changed between releases, or "Name: value" for counters net-tools 
         7203095 SYNs to LISTEN sockets dropped
         TCPReqQFullDrop: 11
 
+`netstat -s | grep -i listen` excerpts lose the section headers; the sentences alone name their
+counter (net-tools statistics.c, e.g. `{ "ListenOverflows", N_("%llu times the listen queue of a
+socket overflowed"), opt_number }` and `{ "ListenDrops", N_("%llu SYNs to LISTEN sockets dropped"),
+opt_number }` in the TcpExt table), so such lines are read without a section::
+
+    $ netstat -s | grep -i "listen"
+        189088 times the listen queue of a socket overflowed
+    30140232 SYNs to LISTEN sockets dropped
+
 Windows `netstat -s` (netstat.exe message table MSG_TCP_*; one section per address family)::
 
     TCP Statistics for IPv4
@@ -64,6 +73,14 @@ _WIN_VALUE = re.compile(r"(.+?)\s+=\s+(\d+)$")
 _NSTAT_ROW = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s+(\d+)\s+(-?[0-9.]+(?:e[+-]?\d+)?)$")
 
 
+def sentence_counter(text: str) -> tuple[str, int] | None:
+    """(counter, value) for one net-tools sentence line such as `9107 SYNs to LISTEN sockets dropped`."""
+    lead = _LEADING.fullmatch(text.strip())
+    if lead is None or lead.group(2) not in LINUX_SENTENCES:
+        return None
+    return LINUX_SENTENCES[lead.group(2)], int(lead.group(1))
+
+
 def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | None = None) -> dict[str, int]:
     """Linux `netstat -s` -> counters. Sentences net-tools prints but connwatch does not use are skipped."""
     counters: dict[str, int] = {}
@@ -78,7 +95,11 @@ def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | 
             section, sections = m.group(1), sections + 1
             continue
         if not section:
-            raise ParseError(source, "counter line before any 'Section:' header", number)
+            found = sentence_counter(text)
+            if found is None:
+                raise ParseError(source, "counter line before any 'Section:' header", number)
+            counters[found[0]] = found[1]
+            continue
         named = _NAMED.fullmatch(text)
         lead = _LEADING.fullmatch(text)
         if named:
@@ -90,7 +111,7 @@ def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | 
             skipped += 1
             continue
         counters[key] = value
-    if not sections:
+    if not sections and not counters:
         raise ParseError(source, "no 'Tcp:'/'TcpExt:' sections: not `netstat -s` output")
     if skipped and notes is not None:
         notes.append(f"{source}: {skipped} netstat -s lines carry counters connwatch does not use (skipped)")
