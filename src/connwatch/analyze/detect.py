@@ -31,7 +31,7 @@ _LINUX_ROW = re.compile(rf"(?:tcp|tcp6|udp|udp6|raw|raw6)\s+\d+\s+\d+\s+{_ADDR_C
 _WIN_ROW = re.compile(rf"(?:TCP|UDP)\s+{_ADDR_COLON}\s+(?:{_ADDR_COLON}|\*:\*)")
 _BSD_ROW = re.compile(r"(?:tcp|tcp4|tcp6|tcp46|udp|udp4|udp6|udp46)\s+\d+\s+\d+\s+\S+\.(?:\d+|\*|[a-z][\w-]*)"
                       r"\s+\S+\.(?:\d+|\*|[a-z][\w-]*)")
-_BSD_LISTEN_ROW = re.compile(r"(?:tcp\d*\s+)?\d+/\d+/\d+\s+\S+\.(?:\d+|[a-z][\w-]*)")
+_BSD_LISTEN_ROW = re.compile(r"(?:(?:0x)?[0-9a-f]{8,16}\s+)?(?:tcp\d*\s+)?\d+/\d+/\d+\s+\S+\.(?:\d+|[a-z][\w-]*)")
 _PROC_HEADER = re.compile(r"([A-Za-z][A-Za-z0-9]*): [A-Za-z]")
 _PROC_TCP = re.compile(r"\d+: ([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}):[0-9A-Fa-f]{4} ")
 _SNMP6 = re.compile(r"(?:Ip6|Icmp6|Udp6|UdpLite6)[A-Za-z0-9]+\s+\d+")
@@ -73,7 +73,8 @@ def line_kind(line: str, following: list[str]) -> str | None:
     if text == "#kernel" or (_NSTAT.fullmatch(text) and tokens[0].startswith(("Tcp", "Ip", "Udp", "Icmp"))
                              and not _SNMP6.fullmatch(text)):
         return NSTAT
-    if text.startswith("Current listen queue sizes") or _BSD_LISTEN_ROW.fullmatch(text):
+    if text.startswith("Current listen queue sizes") or _BSD_LISTEN_ROW.fullmatch(text) or (
+            tokens[:1] == ["unix"] and len(tokens) == 3 and re.fullmatch(r"\d+/\d+/\d+", tokens[1])):
         return NETSTAT_BSD_LISTEN
     if text.startswith("Total:") and "(kernel" in text:
         return SS_SUMMARY
