@@ -35,6 +35,7 @@ from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.parsers.ss_text import iter_ss, parse_ss_summary
+from connwatch.parsers.windows_text import iter_powershell_tcp, parse_netsh_dynamicport
 
 _DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_BSD: BSD,
             fmt.NETSTAT_BSD_LISTEN: BSD_LISTEN}
@@ -86,6 +87,8 @@ def _rows(f: InputFile, kind: str, enc: str, notes: list[str]) -> Iterator[ConnR
     lines = iter_lines(f, enc)
     if kind == fmt.SS:
         return iter_ss(lines, f.name, notes)
+    if kind == fmt.POWERSHELL_TCP:
+        return iter_powershell_tcp(lines, f.name)
     return iter_netstat(lines, f.name, _DIALECT[kind])
 
 
@@ -135,6 +138,9 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     elif kind == fmt.UPTIME:
         cap.uptime_s = parse_uptime(next(iter(x for x in lines if x.strip())), f.name)
         return 1
+    elif kind == fmt.NETSH_DYNAMICPORT:
+        cap.sysctls = merge_sysctls(cap.sysctls, Sysctls(ip_local_port_range=parse_netsh_dynamicport(lines, f.name)))
+        return 1
     elif kind == fmt.SYSCTL_A:
         values = parse_sysctl_lines(lines, f.name)
         cap.sysctls = merge_sysctls(cap.sysctls, sysctls_from(values, f.name))
@@ -159,7 +165,7 @@ def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
                 found.append(_listener(row))
     _add_listeners(cap, found)
     connections = count - len(found)
-    if connections and (kind in _DIALECT or kind == fmt.SS):
+    if connections and (kind in _DIALECT or kind in (fmt.SS, fmt.POWERSHELL_TCP)):
         _replace_connections(cap, f)
     cap.connection_rows += connections
     cap.conn_counts[id(f)] = connections
@@ -171,7 +177,7 @@ def _replace_connections(cap: Capture, f: InputFile) -> None:
     """A second text listing of connections (two `ss -tan`, or ss and netstat) would count each socket
     twice: its connections replace the earlier listing's (listeners are merged, not replaced)."""
     earlier = [(g, k, e) for g, k, e in cap.conn_files
-               if (k in _DIALECT or k == fmt.SS) and cap.conn_counts.get(id(g), 0) > 0]
+               if (k in _DIALECT or k in (fmt.SS, fmt.POWERSHELL_TCP)) and cap.conn_counts.get(id(g), 0) > 0]
     if not earlier:
         return
     for item in earlier:
@@ -284,7 +290,8 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
         _second_pass(cap, agg)
         summary = agg.summary()
     listeners.sort(key=lambda x: (x.port, x.family, x.address))
-    if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD}:
+    if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD,
+                                                                       fmt.POWERSHELL_TCP}:
         cap.notes.append("this netstat shows no accept-queue lengths: the listeners' queue reads 0 for "
                          "'not shown'")
     base = cap.snapshot

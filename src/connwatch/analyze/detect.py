@@ -11,6 +11,7 @@ import re
 from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES
 from connwatch.parsers.netstat_stats import sentence_counter
 from connwatch.parsers.ss_text import NETIDS
+from connwatch.parsers.windows_text import PS_HEADER, PS_ROW
 
 SNAPSHOT = "connwatch-snapshot"
 SS = "ss"
@@ -22,9 +23,10 @@ PROC_NETSTAT, PROC_SNMP, PROC_SNMP6 = "proc-net-netstat", "proc-net-snmp", "proc
 PROC_SOCKSTAT, PROC_SOCKSTAT6, PROC_TCP, PROC_TCP6 = (
     "proc-net-sockstat", "proc-net-sockstat6", "proc-net-tcp", "proc-net-tcp6")
 UPTIME, SYSCTL_A = "uptime", "sysctl-a"
+POWERSHELL_TCP, NETSH_DYNAMICPORT = "powershell-nettcpconnection", "netsh-dynamicport"
 
 PLATFORM = {NETSTAT_WINDOWS: "windows", NETSTAT_S_WINDOWS: "windows", NETSTAT_BSD: "bsd",
-            NETSTAT_BSD_LISTEN: "bsd"}
+            NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows"}
 
 _ADDR_COLON = r"(?:\[[^\]]+\]|[^\s\[\]]*):(?:\d+|\*|[a-z][\w-]*)"
 _LINUX_ROW = re.compile(rf"(?:tcp|tcp6|udp|udp6|raw|raw6)\s+\d+\s+\d+\s+{_ADDR_COLON}\s+{_ADDR_COLON}")
@@ -70,6 +72,11 @@ def line_kind(line: str, following: list[str]) -> str | None:
         return SS_SUMMARY
     if "load average" in text and re.search(r"\bup\s", text):
         return UPTIME
+    if PS_HEADER.fullmatch(text) or PS_ROW.fullmatch(text):
+        return POWERSHELL_TCP
+    if text.startswith("Protocol tcp Dynamic Port Range") or re.fullmatch(r"(?:Start Port|Number of Ports)\s*:\s*\d+",
+                                                                         text):
+        return NETSH_DYNAMICPORT
     if text == "#kernel" or (_NSTAT.fullmatch(text) and tokens[0].startswith(("Tcp", "Ip", "Udp", "Icmp"))
                              and not _SNMP6.fullmatch(text)):
         return NSTAT

@@ -39,7 +39,8 @@ _PROMPT = re.compile(
     r"\s*(?:"
     r"\[(?P<u1>[\w.-]+)@(?P<h1>[\w.-]+)[^\]]*\][#$%]"  # [root@svr ~]#
     r"|(?P<u2>[\w.-]+)@(?P<h2>[\w.-]+)(?::[^\s#$%>]*)?\s?[#$%>]"  # user@host:~$  root@Elektra:~ #  user@router>
-    r"|PS [A-Za-z]:\\[^>]*>|[A-Za-z]:\\[^>]*>"  # PowerShell, cmd.exe
+    r"|PS [A-Za-z]:\\[^>]*>|PS\s*>|[A-Za-z]:\\[^>]*>"  # PowerShell, cmd.exe
+    r"|❯|➜\s+\S+|(?P<h3>[A-Za-z][\w.-]*)\s+[#$%]|\S+\s+[#$%]"  # zsh themes (➜  ~ lsof), "server1 # nstat", "HOST:B $ ss"
     r"|[$#%]|~\s?[#$]|\w+[#$%>]"  # bare prompts: $ ls   # ls   ~# ls   bash$ ls
     r")(?P<rest>(?:\s.*)?)$")
 _JUNOS = re.compile(r"\{(?:master|backup|primary|secondary|linecard)(?::\d+)?\}(?:\[edit[^\]]*\])?")
@@ -78,11 +79,11 @@ def command_of(line: str) -> tuple[str, str] | None:
     m = _PROMPT.fullmatch(line)
     if m is not None:
         rest = m.group("rest").strip()
-        host = m.group("h1") or m.group("h2") or ""
+        host = m.group("h1") or m.group("h2") or m.group("h3") or ""
         head = line.lstrip()[:1]
         if head == "#" and not _known_command(rest):
             return None  # "# comment", "#kernel" (nstat's header)
-        if head not in "$#%[" and not m.group("h2") and not line.lstrip().startswith(("PS ",)) \
+        if head not in "$#%[❯➜" and not m.group("h2") and not line.lstrip().startswith(("PS ",)) \
                 and not re.match(r"[A-Za-z]:\\", line.lstrip()) and not _known_command(rest):
             return None  # "word>" or "word$" followed by something that is not a command
         return rest, host
