@@ -146,8 +146,10 @@ class _Builder:
         kind = command_kind(command)
         self.out.parts.append(Part(self.loose[0], self.loose[-1], kind, command))
 
-    def claimed(self, number: int, kind: str) -> None:
-        if self.kind is None or (kind != self.kind and not _same_output(self.kind, kind)):
+    def claimed(self, number: int, kind: str, starts: bool = False) -> None:
+        """`starts`: the line is the first line its command prints (`Total:`, `#kernel`, a header)."""
+        again = starts and kind == self.kind and self.last > self.start
+        if self.kind is None or again or (kind != self.kind and not _same_output(self.kind, kind)):
             if self.kind is not None:
                 self.out.parts.append(Part(self.start, self.last, self.kind, self.command))
                 self.command = ""
@@ -162,6 +164,15 @@ class _Builder:
         self.command = command
         if host and not self.out.hostname:
             self.out.hostname = host[:255]
+
+
+_FIRST_LINES = ("Total:", "#kernel", "Current listen queue sizes", "sockets: used", "Netid ", "State ",
+                "LocalAddress ", "Protocol tcp Dynamic Port Range")
+
+
+def _starts_output(line: str) -> bool:
+    """A line a command prints first: a second one opens a second part of the same format."""
+    return line.lstrip().startswith(_FIRST_LINES)
 
 
 def _same_output(open_kind: str, kind: str) -> bool:
@@ -191,7 +202,7 @@ def segment(lines: Iterable[str]) -> Segments:
         if kind is None:
             b.loose.append(number)
         else:
-            b.claimed(number, kind)
+            b.claimed(number, kind, _starts_output(line))
     b.close()
     return b.out
 

@@ -94,10 +94,13 @@ def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | 
         if m and not line[:1].isspace():
             section, sections = m.group(1), sections + 1
             continue
-        if not section:
+        if not section:  # a grep excerpt: only the sentences that name their counter can be read
             found = sentence_counter(text)
             if found is None:
-                raise ParseError(source, "counter line before any 'Section:' header", number)
+                if not counters and not _LEADING.fullmatch(text):
+                    raise ParseError(source, "counter line before any 'Section:' header", number)
+                skipped += 1
+                continue
             counters[found[0]] = found[1]
             continue
         named = _NAMED.fullmatch(text)

@@ -69,6 +69,8 @@ def _state(word: str, source: str, number: int) -> int:
 
 def _check_queues(tokens: list[str], source: str, number: int) -> None:
     """`Proto Recv-Q Send-Q Local Foreign State`, as Linux and BSD netstat print a row."""
+    if any(t.strip(".") == "" or t == "…" for t in tokens[3:5]):
+        raise ParseError(source, "addresses elided (`...`) in the paste: row not counted", number)
     if len(tokens) < 6:
         raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
     if not (tokens[1].isdigit() and tokens[2].isdigit()):
