@@ -1,0 +1,151 @@
+"""Pasted captures (issue 12): prompts, command lines, grep excerpts, several commands per paste.
+
+The corpus is real output from public sources (tests/fixtures/captures/pastes/SOURCES.md); each file's
+golden findings are in tests/fixtures/golden/pastes.json (regenerate with `python -m tests.unit.paste_golden`
+and review the diff). The explicit tests below pin the cases the issue names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connwatch.analyze.output import analysis_dict
+from connwatch.analyze.run import run_analysis
+from connwatch.analyze.segment import segment
+from connwatch.rules.spec import load_rules
+from tests.unit.paste_golden import GOLDEN, PASTES, run_paste
+
+CASES = json.loads(GOLDEN.read_text())
+
+
+def test_corpus_has_40_pastes_each_with_a_source() -> None:
+    names = sorted(p.name for p in PASTES.glob("*.txt"))
+    sources = (PASTES / "SOURCES.md").read_text()
+    assert len(names) >= 40
+    assert [n for n in names if f"`{n}`" not in sources] == []
+    assert sorted(CASES) == names
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_paste_matches_golden(name: str) -> None:
+    assert run_paste(name) == CASES[name]
+
+
+def _analyse(*paths: Path, interval: float | None = None) -> dict[str, Any]:
+    analysis, errors = run_analysis([str(p) for p in paths], load_rules(None), interval, None, None)
+    assert analysis is not None, errors
+    return analysis_dict(analysis)
+
+
+def test_netstat_s_grep_excerpts_give_listen_overflows() -> None:
+    """`netstat -s | grep -i listen` keeps only net-tools' sentences (statistics.c), no section header."""
+    mongo = _analyse(PASTES / "netstat_s_grep_listen_mongodb_pr128.txt")
+    assert mongo["counters"]["TcpExt.ListenOverflows"] == 189088
+    assert mongo["counters"]["TcpExt.ListenDrops"] == 30140232
+    assert [a["attribute"] for a in mongo["alerts"]] == ["ListenOverflows"]
+    egrep = _analyse(PASTES / "netstat_s_egrep_listen_root_prompt_readitlater6647.txt")
+    assert egrep["counters"]["TcpExt.ListenOverflows"] == 667399
+    assert egrep["counters"]["TcpExt.ListenDrops"] == 667399  # old wording "SYNs to LISTEN sockets ignored"
+    assert egrep["host"] == "server"  # from the prompt [root@server ~]#
+
+
+def test_full_Lan_queue_inside_a_mixed_paste() -> None:
+    """-Lan with the author's question after it: the queue 193/0/128 is read, the prose is reported skipped."""
+    report = _analyse(PASTES / "freebsd_Lan_transmission1388.txt")
+    (listener,) = [x for x in report["listeners"] if x["port"] == 58001]
+    assert (listener["queue"], listener["backlog"]) == (193, 128)
+    alert = next(a for a in report["alerts"] if a["attribute"] == "AcceptQueueFill")
+    assert alert["value"] == pytest.approx(193 / 128 * 100, abs=0.1)
+    skipped = report["captures"][0]["skipped_parts"]
+    assert [s["lines"] for s in skipped] == [[6, 6], [7, 7]]
+    tcpcb = _analyse(PASTES / "freebsd_LaAn_tcpcb_aria2_636.txt")
+    assert [(x["port"], x["queue"], x["backlog"]) for x in tcpcb["listeners"]] == [(55083, 2, 1)]
+    assert tcpcb["captures"][0]["files"][0]["command"] == "netstat -LaAn"
+
+
+def test_several_commands_in_one_paste_each_used() -> None:
+    report = _analyse(PASTES / "sockstat_netstat_ta_elided_rows_diamond217.txt")
+    files = report["captures"][0]["files"]
+    assert [(f["format"], f["command"]) for f in files] == [("proc-net-sockstat", "cat /proc/net/sockstat"),
+                                                          ("netstat-linux", "netstat -t -a")]
+    assert report["host"] == "dfvimeostatsd1"
+    reasons = [s["reason"] for s in report["captures"][0]["skipped_parts"]]
+    assert sum("elided" in r for r in reasons) == 4
+
+
+def test_files_of_one_host_are_one_capture(tmp_path: Path) -> None:
+    """ss -lnt + netstat -s excerpt + ss -tan given together: one capture, listeners and counters merged."""
+    (tmp_path / "ss-ltn.txt").write_text((PASTES / "ss_ltnup_sport_filter_haproxy2519.txt").read_text())
+    (tmp_path / "grep.txt").write_text((PASTES / "netstat_s_grep_listen_mongodb_pr128.txt").read_text())
+    (tmp_path / "ss-tan.txt").write_text((PASTES / "ss_ant_synsent_prompt_netdata2169.txt").read_text())
+    report = _analyse(tmp_path / "ss-ltn.txt", tmp_path / "grep.txt", tmp_path / "ss-tan.txt")
+    assert len(report["captures"]) == 1
+    assert report["counters"]["TcpExt.ListenOverflows"] == 189088
+    assert {x["port"] for x in report["listeners"]} == {443}
+    assert report["sockets"]["total"] == 4
+    two = _analyse(tmp_path / "ss-tan.txt", tmp_path / "ss-tan.txt", interval=60)
+    assert two["interval_s"] == 60  # same kind twice: only --interval tells the captures apart
+
+
+def test_utf16_without_bom_and_cp850(tmp_path: Path) -> None:
+    text = (PASTES / "windows_netstat_ano_chinese_billfeller174.txt").read_text()
+    (tmp_path / "u16.txt").write_bytes(text.encode("utf-16-le"))
+    assert _analyse(tmp_path / "u16.txt")["sockets"]["total"] == 2
+    german = "  Proto  Lokale Adresse         Remoteadresse          Status\n" \
+             "  TCP    0.0.0.0:135            0.0.0.0:0              ABHÖREN\n"  # ABHÖREN: in conn_rows' state table
+    (tmp_path / "oem.txt").write_bytes(german.encode("cp850"))
+    assert [x["port"] for x in _analyse(tmp_path / "oem.txt")["listeners"]] == [135]
+
+
+def test_nothing_usable_is_exit_3_with_the_reason() -> None:
+    assert CASES["bsd_netstat_anA_grep_unix_tmux352.txt"]["exit_code"] == 3
+    assert CASES["lsof_i_port_zsh_prompt_proxyee45.txt"]["exit_code"] == 3
+
+
+def test_prompts_and_command_lines_are_boundaries() -> None:
+    lines = ["[root@svr ~]# netstat -s | grep -i listen", "    12178939 times the listen queue of a socket overflowed",
+             "user@web-1:~$ ss -lnt", "State Recv-Q Send-Q Local Address:Port Peer Address:Port",
+             "LISTEN 129 128 *:80 *:*", "{master:0}", "sysctl kern.ipc.somaxconn", "kern.ipc.somaxconn: 128"]
+    segs = segment(lines)
+    assert [(p.start, p.end, p.kind, p.command) for p in segs.parts] == [
+        (2, 2, "netstat-s-linux", "netstat -s | grep -i listen"), (4, 5, "ss", "ss -lnt"),
+        (8, 8, "sysctl-a", "sysctl kern.ipc.somaxconn")]
+    assert segs.hostname == "svr"
+
+
+# Property: inserting prompts, blank lines or another command's output never loses the valid part's findings.
+VALID = ["netstat_s_grep_listen_mongodb_pr128.txt", "freebsd_Lan_transmission1388.txt",
+         "ss_ant_synsent_prompt_netdata2169.txt", "powershell_localport_5987_stored53107093937.txt",
+         "nstat_za_prompt_no_header_netdata3234.txt"]
+NOISE = [["$ uptime"], ["[root@db1 ~]# "], ["PS C:\\> "], ["", ""], ["some words the author wrote"],
+         ["$ cat /proc/uptime", "94245.37 3686026.54"], ["```"], ["..."],
+         ["$ nstat -az | grep -i listen", "TcpExtListenDrops               0                  0.0"]]
+
+
+def _findings(report: dict[str, Any]) -> tuple[object, ...]:
+    return (sorted((x["port"], x["queue"], x["backlog"]) for x in report["listeners"]),
+            report["sockets"] and report["sockets"]["total"],
+            {k: v for k, v in report["counters"].items() if k == "TcpExt.ListenOverflows"},
+            sorted((a["attribute"], a["value"]) for a in report["alerts"] if a["attribute"] != "ListenDrops"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(VALID), st.lists(st.tuples(st.sampled_from(NOISE), st.booleans()), max_size=3),
+       st.lists(st.integers(min_value=0, max_value=40), max_size=4))
+def test_noise_around_a_capture_keeps_its_findings(tmp_path_factory: pytest.TempPathFactory, name: str,
+                                                   noise: list[tuple[list[str], bool]], blanks: list[int]) -> None:
+    valid = (PASTES / name).read_text().splitlines()
+    lines = list(valid)
+    for at in blanks:  # blank lines anywhere
+        lines.insert(min(at, len(lines)), "")
+    for block, before in noise:  # prompts, prose and other commands' output before or after the capture
+        lines = [*block, *lines] if before else [*lines, *block]
+    path = tmp_path_factory.mktemp("p") / "paste.txt"
+    path.write_text("\n".join(lines) + "\n")
+    assert _findings(_analyse(path)) == _findings(_analyse(PASTES / name))
