@@ -40,7 +40,7 @@ _PROMPT = re.compile(
     r"\[(?P<u1>[\w.-]+)@(?P<h1>[\w.-]+)[^\]]*\][#$%]"  # [root@svr ~]#
     r"|(?P<u2>[\w.-]+)@(?P<h2>[\w.-]+)(?::[^\s#$%>]*)?\s?[#$%>]"  # user@host:~$  root@Elektra:~ #  user@router>
     r"|PS [A-Za-z]:\\[^>]*>|PS\s*>|[A-Za-z]:\\[^>]*>"  # PowerShell, cmd.exe
-    r"|❯|➜\s+\S+|(?P<h3>[A-Za-z][\w.-]*)\s+[#$%]|\S+\s+[#$%]"  # zsh themes (➜  ~ lsof), "server1 # nstat", "HOST:B $ ss"
+    r"|❯|➜\s+\S+|(?P<h3>[A-Za-z][\w.-]*)\s+[#$%]|\S+\s+[#$%]"  # zsh (➜  ~ lsof), "server1 # nstat"
     r"|[$#%]|~\s?[#$]|\w+[#$%>]"  # bare prompts: $ ls   # ls   ~# ls   bash$ ls
     r")(?P<rest>(?:\s.*)?)$")
 _JUNOS = re.compile(r"\{(?:master|backup|primary|secondary|linecard)(?::\d+)?\}(?:\[edit[^\]]*\])?")
