@@ -149,3 +149,15 @@ def test_noise_around_a_capture_keeps_its_findings(tmp_path_factory: pytest.Temp
     path = tmp_path_factory.mktemp("p") / "paste.txt"
     path.write_text("\n".join(lines) + "\n")
     assert _findings(_analyse(path)) == _findings(_analyse(PASTES / name))
+
+
+def test_zos_unix_netstat_conn_report() -> None:
+    """z/OS UNIX `netstat` (COnn report, wide form) after an `IBMUSER:/bin: >` prompt: listeners named by job."""
+    report = _analyse(PASTES / "zos_unix_netstat_conn_wmlz_stored32387107182.txt")
+    assert report["platform"] == "zos"
+    assert report["captures"][0]["files"][0]["command"] == "./netstat"
+    listeners = {x["port"]: x["owner"]["command"] for x in report["listeners"]}
+    assert listeners[21] == "FTPD1" and listeners[5045] == "DBDGDIST" and len(listeners) == 16
+    assert report["sockets"]["by_state"] == {"ESTABLISHED": 11}
+    assert any("TCPIPSERVICE BACKLOG" in x for x in report["advice"])
+    assert any("1024–65535" in x for x in report["limitations"])  # TCPCONFIG EPHEMERALPORTS default, said as such

@@ -36,12 +36,14 @@ from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.parsers.ss_text import iter_ss, parse_ss_summary
 from connwatch.parsers.windows_text import iter_powershell_tcp, parse_netsh_dynamicport
+from connwatch.parsers.zos_netstat import iter_zos_conn
 
 _DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_BSD: BSD,
             fmt.NETSTAT_BSD_LISTEN: BSD_LISTEN}
 _COUNTER_PARSERS = {fmt.PROC_NETSTAT: parse_netstat_snmp, fmt.PROC_SNMP: parse_netstat_snmp,
                     fmt.PROC_SNMP6: parse_snmp6}
 _LISTEN = int(TcpState.LISTEN)
+_TEXT_LISTINGS = frozenset({fmt.SS, fmt.POWERSHELL_TCP, fmt.ZOS_CONN})
 
 
 @dataclass
@@ -89,6 +91,8 @@ def _rows(f: InputFile, kind: str, enc: str, notes: list[str]) -> Iterator[ConnR
         return iter_ss(lines, f.name, notes)
     if kind == fmt.POWERSHELL_TCP:
         return iter_powershell_tcp(lines, f.name)
+    if kind == fmt.ZOS_CONN:
+        return iter_zos_conn(lines, f.name)
     return iter_netstat(lines, f.name, _DIALECT[kind])
 
 
@@ -165,7 +169,7 @@ def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
                 found.append(_listener(row))
     _add_listeners(cap, found)
     connections = count - len(found)
-    if connections and (kind in _DIALECT or kind in (fmt.SS, fmt.POWERSHELL_TCP)):
+    if connections and (kind in _DIALECT or kind in _TEXT_LISTINGS):
         _replace_connections(cap, f)
     cap.connection_rows += connections
     cap.conn_counts[id(f)] = connections
@@ -177,7 +181,7 @@ def _replace_connections(cap: Capture, f: InputFile) -> None:
     """A second text listing of connections (two `ss -tan`, or ss and netstat) would count each socket
     twice: its connections replace the earlier listing's (listeners are merged, not replaced)."""
     earlier = [(g, k, e) for g, k, e in cap.conn_files
-               if (k in _DIALECT or k in (fmt.SS, fmt.POWERSHELL_TCP)) and cap.conn_counts.get(id(g), 0) > 0]
+               if (k in _DIALECT or k in _TEXT_LISTINGS) and cap.conn_counts.get(id(g), 0) > 0]
     if not earlier:
         return
     for item in earlier:
@@ -291,7 +295,7 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
         summary = agg.summary()
     listeners.sort(key=lambda x: (x.port, x.family, x.address))
     if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD,
-                                                                       fmt.POWERSHELL_TCP}:
+                                                                       fmt.POWERSHELL_TCP, fmt.ZOS_CONN}:
         cap.notes.append("this netstat shows no accept-queue lengths: the listeners' queue reads 0 for "
                          "'not shown'")
     base = cap.snapshot

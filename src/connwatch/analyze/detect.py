@@ -12,6 +12,7 @@ from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES
 from connwatch.parsers.netstat_stats import sentence_counter
 from connwatch.parsers.ss_text import NETIDS
 from connwatch.parsers.windows_text import PS_HEADER, PS_ROW
+from connwatch.parsers.zos_netstat import ZOS_BANNER, ZOS_ROW
 
 SNAPSHOT = "connwatch-snapshot"
 SS = "ss"
@@ -24,9 +25,10 @@ PROC_SOCKSTAT, PROC_SOCKSTAT6, PROC_TCP, PROC_TCP6 = (
     "proc-net-sockstat", "proc-net-sockstat6", "proc-net-tcp", "proc-net-tcp6")
 UPTIME, SYSCTL_A = "uptime", "sysctl-a"
 POWERSHELL_TCP, NETSH_DYNAMICPORT = "powershell-nettcpconnection", "netsh-dynamicport"
+ZOS_CONN = "zos-netstat-conn"
 
 PLATFORM = {NETSTAT_WINDOWS: "windows", NETSTAT_S_WINDOWS: "windows", NETSTAT_BSD: "bsd",
-            NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows"}
+            NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows", ZOS_CONN: "zos"}
 
 _ADDR_COLON = r"(?:\[[^\]]+\]|[^\s\[\]]*):(?:\d+|\*|[a-z][\w-]*)"
 _LINUX_ROW = re.compile(rf"(?:tcp|tcp6|udp|udp6|raw|raw6)\s+\d+\s+\d+\s+{_ADDR_COLON}\s+{_ADDR_COLON}")
@@ -72,6 +74,8 @@ def line_kind(line: str, following: list[str]) -> str | None:
         return SS_SUMMARY
     if "load average" in text and re.search(r"\bup\s", text):
         return UPTIME
+    if ZOS_BANNER.fullmatch(text) or ZOS_ROW.fullmatch(text):
+        return ZOS_CONN
     if PS_HEADER.fullmatch(text) or PS_ROW.fullmatch(text):
         return POWERSHELL_TCP
     if text.startswith("Protocol tcp Dynamic Port Range") or re.fullmatch(r"(?:Start Port|Number of Ports)\s*:\s*\d+",

@@ -42,7 +42,8 @@ _PROMPT = re.compile(
     r"|PS [A-Za-z]:\\[^>]*>|PS\s*>|[A-Za-z]:\\[^>]*>"  # PowerShell, cmd.exe
     r"|❯|➜\s+\S+|(?P<h3>[A-Za-z][\w.-]*)\s+[#$%]|\S+\s+[#$%]"  # zsh (➜  ~ lsof), "server1 # nstat"
     r"|[$#%]|~\s?[#$]|\w+[#$%>]"  # bare prompts: $ ls   # ls   ~# ls   bash$ ls
-    r")(?P<rest>(?:\s.*)?)$")
+    r")(?P<rest>(?:\s.*)?)$"
+    r"|\s*[A-Z0-9$#@]{1,8}:/[^\s>]*:\s*>(?P<zrest>.*)$")  # z/OS UNIX: IBMUSER:/bin: >./netstat
 _JUNOS = re.compile(r"\{(?:master|backup|primary|secondary|linecard)(?::\d+)?\}(?:\[edit[^\]]*\])?")
 _FENCE = re.compile(r"\s*(?:```|~~~)")
 _ELIDED = re.compile(r"\s*(?:\.\.\.+|…|\[\.\.\.\]|\(\.\.\.\)|<snip>|\[snip\]|--More--.*)\s*")
@@ -78,6 +79,8 @@ def command_of(line: str) -> tuple[str, str] | None:
         return None
     m = _PROMPT.fullmatch(line)
     if m is not None:
+        if m.group("zrest") is not None:
+            return m.group("zrest").strip(), ""
         rest = m.group("rest").strip()
         host = m.group("h1") or m.group("h2") or m.group("h3") or ""
         head = line.lstrip()[:1]
