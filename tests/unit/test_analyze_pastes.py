@@ -161,3 +161,18 @@ def test_zos_unix_netstat_conn_report() -> None:
     assert report["sockets"]["by_state"] == {"ESTABLISHED": 11}
     assert any("TCPIPSERVICE BACKLOG" in x for x in report["advice"])
     assert any("1024–65535" in x for x in report["limitations"])  # TCPCONFIG EPHEMERALPORTS default, said as such
+
+
+def test_lsof_one_row_per_socket_and_names_need_n_P() -> None:
+    shared = _analyse(PASTES / "lsof_i_P_grep_listen_shared_socket_stored8318958668.txt")
+    assert [(x["port"], x["owner"]["command"]) for x in shared["listeners"]] == [(4000, "ruby"), (8080, "nginx")]
+    assert shared["captures"][0]["files"][0]["records"] == 2  # two nginx workers, one socket (same DEVICE)
+    tcp = _analyse(PASTES / "lsof_nP_iTCP_macos_stored57145463648.txt")
+    assert tcp["sockets"] == {"total": 4, "by_state": {"ESTABLISHED": 4}}
+    named = CASES["lsof_i_port_zsh_prompt_proxyee45.txt"]  # lsof without -P prints service names
+    assert named["exit_code"] == 3 and "-n -P" in named["error"]
+
+
+def test_snmpwalk_tcp_connection_state() -> None:
+    report = _analyse(PASTES / "snmpwalk_tcpConnectionState_fusioninventory1698.txt")
+    assert report["sockets"] == {"total": 6, "by_state": {"ESTABLISHED": 6}}

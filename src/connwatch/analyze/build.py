@@ -28,10 +28,12 @@ from connwatch.analyze.inputs import InputFile, iter_lines, read_head
 from connwatch.errors import ParseError
 from connwatch.model import HostInfo, Listener, Process, Snapshot, Sysctls, TcpState
 from connwatch.parsers.conn_rows import ConnRow, raw_address
+from connwatch.parsers.lsof import iter_lsof_tcp
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp, parse_snmp6
 from connwatch.parsers.netstat_stats import parse_linux_netstat_s, parse_nstat, parse_windows_netstat_s
 from connwatch.parsers.netstat_text import BSD, BSD_LISTEN, LINUX, WINDOWS, iter_netstat
 from connwatch.parsers.proc_tcp import parse_proc_tcp
+from connwatch.parsers.snmp_tcp import iter_snmp_tcp
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.parsers.ss_text import iter_ss, parse_ss_summary
@@ -43,7 +45,7 @@ _DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_
 _COUNTER_PARSERS = {fmt.PROC_NETSTAT: parse_netstat_snmp, fmt.PROC_SNMP: parse_netstat_snmp,
                     fmt.PROC_SNMP6: parse_snmp6}
 _LISTEN = int(TcpState.LISTEN)
-_TEXT_LISTINGS = frozenset({fmt.SS, fmt.POWERSHELL_TCP, fmt.ZOS_CONN})
+_TEXT_LISTINGS = frozenset({fmt.SS, fmt.POWERSHELL_TCP, fmt.ZOS_CONN, fmt.LSOF, fmt.SNMP_TCP})
 
 
 @dataclass
@@ -93,6 +95,10 @@ def _rows(f: InputFile, kind: str, enc: str, notes: list[str]) -> Iterator[ConnR
         return iter_powershell_tcp(lines, f.name)
     if kind == fmt.ZOS_CONN:
         return iter_zos_conn(lines, f.name)
+    if kind == fmt.LSOF:
+        return iter_lsof_tcp(lines, f.name)
+    if kind == fmt.SNMP_TCP:
+        return iter_snmp_tcp(lines, f.name)
     return iter_netstat(lines, f.name, _DIALECT[kind])
 
 
@@ -295,7 +301,8 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
         summary = agg.summary()
     listeners.sort(key=lambda x: (x.port, x.family, x.address))
     if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD,
-                                                                       fmt.POWERSHELL_TCP, fmt.ZOS_CONN}:
+                                                                       fmt.POWERSHELL_TCP, fmt.ZOS_CONN, fmt.LSOF,
+                                                                       fmt.SNMP_TCP}:
         cap.notes.append("this netstat shows no accept-queue lengths: the listeners' queue reads 0 for "
                          "'not shown'")
     base = cap.snapshot

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 
 from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES
+from connwatch.parsers.lsof import LSOF_HEADER, LSOF_ROW
 from connwatch.parsers.netstat_stats import sentence_counter
+from connwatch.parsers.snmp_tcp import SNMP_LINE
 from connwatch.parsers.ss_text import NETIDS
 from connwatch.parsers.windows_text import PS_HEADER, PS_ROW
 from connwatch.parsers.zos_netstat import ZOS_BANNER, ZOS_ROW
@@ -25,7 +27,7 @@ PROC_SOCKSTAT, PROC_SOCKSTAT6, PROC_TCP, PROC_TCP6 = (
     "proc-net-sockstat", "proc-net-sockstat6", "proc-net-tcp", "proc-net-tcp6")
 UPTIME, SYSCTL_A = "uptime", "sysctl-a"
 POWERSHELL_TCP, NETSH_DYNAMICPORT = "powershell-nettcpconnection", "netsh-dynamicport"
-ZOS_CONN = "zos-netstat-conn"
+ZOS_CONN, LSOF, SNMP_TCP = "zos-netstat-conn", "lsof", "snmpwalk-tcp-mib"
 
 PLATFORM = {NETSTAT_WINDOWS: "windows", NETSTAT_S_WINDOWS: "windows", NETSTAT_BSD: "bsd",
             NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows", ZOS_CONN: "zos"}
@@ -76,6 +78,10 @@ def line_kind(line: str, following: list[str]) -> str | None:
         return UPTIME
     if ZOS_BANNER.fullmatch(text) or ZOS_ROW.fullmatch(text):
         return ZOS_CONN
+    if LSOF_HEADER.fullmatch(text) or LSOF_ROW.fullmatch(text):
+        return LSOF
+    if SNMP_LINE.fullmatch(text):
+        return SNMP_TCP
     if PS_HEADER.fullmatch(text) or PS_ROW.fullmatch(text):
         return POWERSHELL_TCP
     if text.startswith("Protocol tcp Dynamic Port Range") or re.fullmatch(r"(?:Start Port|Number of Ports)\s*:\s*\d+",
