@@ -176,3 +176,10 @@ def test_lsof_one_row_per_socket_and_names_need_n_P() -> None:
 def test_snmpwalk_tcp_connection_state() -> None:
     report = _analyse(PASTES / "snmpwalk_tcpConnectionState_fusioninventory1698.txt")
     assert report["sockets"] == {"total": 6, "by_state": {"ESTABLISHED": 6}}
+
+
+def test_conntrack_statistics_are_reported_as_facts() -> None:
+    report = _analyse(PASTES / "conntrack_statistics_vyos_pr1489.txt")
+    assert report["host"] == "r14"  # vyos@r14:~$
+    (note,) = [x for x in report["captures"][0]["notes"] if "conntrack statistics over 4 CPUs" in x]
+    assert "drop 0, early_drop 0, insert_failed 0" in note and "table full" not in note

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES
+from connwatch.parsers.conntrack import CONNTRACK_ROW
 from connwatch.parsers.lsof import LSOF_HEADER, LSOF_ROW
 from connwatch.parsers.netstat_stats import sentence_counter
 from connwatch.parsers.snmp_tcp import SNMP_LINE
@@ -27,7 +28,7 @@ PROC_SOCKSTAT, PROC_SOCKSTAT6, PROC_TCP, PROC_TCP6 = (
     "proc-net-sockstat", "proc-net-sockstat6", "proc-net-tcp", "proc-net-tcp6")
 UPTIME, SYSCTL_A = "uptime", "sysctl-a"
 POWERSHELL_TCP, NETSH_DYNAMICPORT = "powershell-nettcpconnection", "netsh-dynamicport"
-ZOS_CONN, LSOF, SNMP_TCP = "zos-netstat-conn", "lsof", "snmpwalk-tcp-mib"
+ZOS_CONN, LSOF, SNMP_TCP, CONNTRACK_S = "zos-netstat-conn", "lsof", "snmpwalk-tcp-mib", "conntrack-s"
 
 PLATFORM = {NETSTAT_WINDOWS: "windows", NETSTAT_S_WINDOWS: "windows", NETSTAT_BSD: "bsd",
             NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows", ZOS_CONN: "zos"}
@@ -82,6 +83,8 @@ def line_kind(line: str, following: list[str]) -> str | None:
         return LSOF
     if SNMP_LINE.fullmatch(text):
         return SNMP_TCP
+    if CONNTRACK_ROW.fullmatch(text):
+        return CONNTRACK_S
     if PS_HEADER.fullmatch(text) or PS_ROW.fullmatch(text):
         return POWERSHELL_TCP
     if text.startswith("Protocol tcp Dynamic Port Range") or re.fullmatch(r"(?:Start Port|Number of Ports)\s*:\s*\d+",
