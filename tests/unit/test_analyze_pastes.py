@@ -93,14 +93,10 @@ def test_files_of_one_host_are_one_capture(tmp_path: Path) -> None:
     assert two["interval_s"] == 60  # same kind twice: only --interval tells the captures apart
 
 
-def test_utf16_without_bom_and_cp850(tmp_path: Path) -> None:
+def test_utf16_without_bom(tmp_path: Path) -> None:
     text = (PASTES / "windows_netstat_ano_chinese_billfeller174.txt").read_text()
     (tmp_path / "u16.txt").write_bytes(text.encode("utf-16-le"))
     assert _analyse(tmp_path / "u16.txt")["sockets"]["total"] == 2
-    german = "  Proto  Lokale Adresse         Remoteadresse          Status\n" \
-             "  TCP    0.0.0.0:135            0.0.0.0:0              ABHÖREN\n"  # ABHÖREN: in conn_rows' state table
-    (tmp_path / "oem.txt").write_bytes(german.encode("cp850"))
-    assert [x["port"] for x in _analyse(tmp_path / "oem.txt")["listeners"]] == [135]
 
 
 def test_nothing_usable_is_exit_3_with_the_reason() -> None:
@@ -183,3 +179,21 @@ def test_conntrack_statistics_are_reported_as_facts() -> None:
     assert report["host"] == "r14"  # vyos@r14:~$
     (note,) = [x for x in report["captures"][0]["notes"] if "conntrack statistics over 4 CPUs" in x]
     assert "drop 0, early_drop 0, insert_failed 0" in note and "table full" not in note
+
+
+GERMAN = PASTES / "windows_german_netstat_tn_and_s_banners_stored35027392819.txt"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le", "cp1252", "cp850"])
+def test_german_windows_netstat_in_every_encoding(tmp_path: Path, encoding: str) -> None:
+    """Banner-separated German `netstat -tn` + `netstat -s`, re-encoded as Windows writes it (console
+    cp850, ANSI cp1252, PowerShell UTF-16 with and without BOM): same findings."""
+    path = tmp_path / "de.txt"
+    path.write_bytes(GERMAN.read_text(encoding="utf-8").encode(encoding))
+    report = _analyse(path)
+    files = report["captures"][0]["files"]
+    assert [(f["format"], f["command"]) for f in files] == [("netstat-windows", "netstat -tn"),
+                                                          ("netstat-s-windows", "netstat -s")]
+    assert report["sockets"]["by_state"] == {"ESTABLISHED": 25, "FIN_WAIT2": 1, "TIME_WAIT": 30, "CLOSE_WAIT": 1}
+    assert report["counters"]["Tcp.ActiveOpens"] == 40587 + 5798  # IPv4 + IPv6 sections
+    assert report["counters"]["Tcp.AttemptFails"] == 1404 + 66

@@ -138,7 +138,7 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     elif kind == fmt.NETSTAT_S_LINUX:
         got = parse_linux_netstat_s(lines, f.name, cap.notes)
     elif kind == fmt.NETSTAT_S_WINDOWS:
-        got = parse_windows_netstat_s(lines, f.name)
+        got = parse_windows_netstat_s(lines, f.name, cap.notes)
     elif kind == fmt.NSTAT:
         got = parse_nstat(lines, f.name)
     elif kind in (fmt.PROC_SOCKSTAT, fmt.PROC_SOCKSTAT6, fmt.SS_SUMMARY):

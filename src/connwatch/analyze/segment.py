@@ -46,6 +46,8 @@ _PROMPT = re.compile(
     r"|\s*[A-Z0-9$#@]{1,8}:/[^\s>]*:\s*>(?P<zrest>.*)$")  # z/OS UNIX: IBMUSER:/bin: >./netstat
 _JUNOS = re.compile(r"\{(?:master|backup|primary|secondary|linecard)(?::\d+)?\}(?:\[edit[^\]]*\])?")
 _FENCE = re.compile(r"\s*(?:```|~~~)")
+_BANNER = re.compile(r"\s*={3,}\s+(\S.*?)\s+={3,}\s*")  # "====== netstat -s ======" (collection scripts)
+_RULE = re.compile(r"\s*(?:_{10,}|={10,}|-{40,})\s*")
 _ELIDED = re.compile(r"\s*(?:\.\.\.+|…|\[\.\.\.\]|\(\.\.\.\)|<snip>|\[snip\]|--More--.*)\s*")
 
 
@@ -191,8 +193,11 @@ def segment(lines: Iterable[str]) -> Segments:
     for number, line in _numbered_with_lookahead(lines, window):
         if not line.strip():
             continue
-        if _FENCE.match(line):
+        if _FENCE.match(line) or _RULE.fullmatch(line):
             b.boundary(number, "", "")
+            continue
+        if banner := _BANNER.fullmatch(line):
+            b.boundary(number, banner.group(1), "")
             continue
         if is_elision(line):
             b.out.elided += 1

@@ -63,6 +63,11 @@ WINDOWS_LABELS: dict[str, str] = {
     "Failed Connection Attempts": "Tcp.AttemptFails", "Reset Connections": "Tcp.EstabResets",
     "Current Connections": "Tcp.CurrEstab", "Segments Received": "Tcp.InSegs", "Segments Sent": "Tcp.OutSegs",
     "Segments Retransmitted": "Tcp.RetransSegs",
+    # German Windows (real paste: tests/fixtures/captures/pastes/windows_german_netstat_tn_and_s_banners_*)
+    "Aktiv geöffnet": "Tcp.ActiveOpens", "Passiv geöffnet": "Tcp.PassiveOpens",
+    "Erfolglose Verbindungsversuche": "Tcp.AttemptFails", "Zurückgesetzte Verbindungen": "Tcp.EstabResets",
+    "Aktuelle Verbindungen": "Tcp.CurrEstab", "Empfangene Segmente": "Tcp.InSegs", "Gesendete Segmente": "Tcp.OutSegs",
+    "Erneut übertragene Segmente": "Tcp.RetransSegs",
 }
 NSTAT_PREFIXES = ("TcpExt", "IpExt", "MPTcpExt", "UdpLite6", "UdpLite", "Udp6", "Udp", "Tcp", "Icmp6",
                   "IcmpMsg", "Icmp", "Ip6", "Ip", "Sctp")
@@ -121,11 +126,14 @@ def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | 
     return counters
 
 
-def parse_windows_netstat_s(lines: Iterable[str], source: str) -> dict[str, int]:
-    """Windows `netstat -s` -> Tcp.* counters summed over the IPv4 and IPv6 sections."""
+def parse_windows_netstat_s(lines: Iterable[str], source: str, notes: list[str] | None = None) -> dict[str, int]:
+    """Windows `netstat -s` -> Tcp.* counters summed over the IPv4 and IPv6 sections.
+
+    Labels are localized; English and German are known. A TCP section whose labels are all unknown
+    is said in `notes` (its counters are not guessed)."""
     counters: dict[str, int] = {}
     in_tcp = False
-    seen = 0
+    seen = tcp_values = 0
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
@@ -139,10 +147,14 @@ def parse_windows_netstat_s(lines: Iterable[str], source: str) -> dict[str, int]
         if len(m.group(1)) > 80:
             raise ParseError(source, "label too long for netstat -s", number)
         key = WINDOWS_LABELS.get(m.group(1))
+        tcp_values += in_tcp
         if in_tcp and key is not None:
             counters[key] = counters.get(key, 0) + int(m.group(2))
     if not seen:
         raise ParseError(source, "no 'Label = value' lines: not Windows `netstat -s` output")
+    if tcp_values and not counters and notes is not None:
+        notes.append(f"{source}: the TCP section's labels are in a language connwatch does not know yet "
+                     "(English and German are read): its counters were not used")
     return counters
 
 
