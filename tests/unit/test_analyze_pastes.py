@@ -197,3 +197,12 @@ def test_german_windows_netstat_in_every_encoding(tmp_path: Path, encoding: str)
     assert report["sockets"]["by_state"] == {"ESTABLISHED": 25, "FIN_WAIT2": 1, "TIME_WAIT": 30, "CLOSE_WAIT": 1}
     assert report["counters"]["Tcp.ActiveOpens"] == 40587 + 5798  # IPv4 + IPv6 sections
     assert report["counters"]["Tcp.AttemptFails"] == 1404 + 66
+
+
+def test_powershell_list_form_and_table_of_the_same_connection() -> None:
+    """Format-List record and table of one session: the connection is counted once, Bound is no connection."""
+    report = _analyse(PASTES / "powershell_list_and_table_korean_stored36326979193.txt")
+    formats = [f["format"] for f in report["captures"][0]["files"]]
+    assert formats == ["powershell-nettcpconnection-list", "powershell-nettcpconnection"]
+    assert report["sockets"] == {"total": 1, "by_state": {"ESTABLISHED": 1}}
+    assert any("several connection listings" in x for x in report["captures"][0]["notes"])

@@ -38,7 +38,7 @@ from connwatch.parsers.snmp_tcp import iter_snmp_tcp
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.parsers.ss_text import iter_ss, parse_ss_summary
-from connwatch.parsers.windows_text import iter_powershell_tcp, parse_netsh_dynamicport
+from connwatch.parsers.windows_text import iter_powershell_list, iter_powershell_tcp, parse_netsh_dynamicport
 from connwatch.parsers.zos_netstat import iter_zos_conn
 
 _DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_BSD: BSD,
@@ -46,7 +46,7 @@ _DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_
 _COUNTER_PARSERS = {fmt.PROC_NETSTAT: parse_netstat_snmp, fmt.PROC_SNMP: parse_netstat_snmp,
                     fmt.PROC_SNMP6: parse_snmp6}
 _LISTEN = int(TcpState.LISTEN)
-_TEXT_LISTINGS = frozenset({fmt.SS, fmt.POWERSHELL_TCP, fmt.ZOS_CONN, fmt.LSOF, fmt.SNMP_TCP})
+_TEXT_LISTINGS = frozenset({fmt.SS, fmt.POWERSHELL_TCP, fmt.POWERSHELL_LIST, fmt.ZOS_CONN, fmt.LSOF, fmt.SNMP_TCP})
 
 
 @dataclass
@@ -94,6 +94,8 @@ def _rows(f: InputFile, kind: str, enc: str, notes: list[str]) -> Iterator[ConnR
         return iter_ss(lines, f.name, notes)
     if kind == fmt.POWERSHELL_TCP:
         return iter_powershell_tcp(lines, f.name)
+    if kind == fmt.POWERSHELL_LIST:
+        return iter_powershell_list(lines, f.name)
     if kind == fmt.ZOS_CONN:
         return iter_zos_conn(lines, f.name)
     if kind == fmt.LSOF:
@@ -307,7 +309,7 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
     listeners.sort(key=lambda x: (x.port, x.family, x.address))
     if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD,
                                                                        fmt.POWERSHELL_TCP, fmt.ZOS_CONN, fmt.LSOF,
-                                                                       fmt.SNMP_TCP}:
+                                                                       fmt.SNMP_TCP, fmt.POWERSHELL_LIST}:
         cap.notes.append("this netstat shows no accept-queue lengths: the listeners' queue reads 0 for "
                          "'not shown'")
     base = cap.snapshot

@@ -14,7 +14,7 @@ from connwatch.parsers.lsof import LSOF_HEADER, LSOF_ROW
 from connwatch.parsers.netstat_stats import sentence_counter
 from connwatch.parsers.snmp_tcp import SNMP_LINE
 from connwatch.parsers.ss_text import NETIDS
-from connwatch.parsers.windows_text import PS_HEADER, PS_ROW
+from connwatch.parsers.windows_text import PS_FIELD, PS_HEADER, PS_ROW
 from connwatch.parsers.zos_netstat import ZOS_BANNER, ZOS_ROW
 
 SNAPSHOT = "connwatch-snapshot"
@@ -28,10 +28,12 @@ PROC_SOCKSTAT, PROC_SOCKSTAT6, PROC_TCP, PROC_TCP6 = (
     "proc-net-sockstat", "proc-net-sockstat6", "proc-net-tcp", "proc-net-tcp6")
 UPTIME, SYSCTL_A = "uptime", "sysctl-a"
 POWERSHELL_TCP, NETSH_DYNAMICPORT = "powershell-nettcpconnection", "netsh-dynamicport"
+POWERSHELL_LIST = "powershell-nettcpconnection-list"
 ZOS_CONN, LSOF, SNMP_TCP, CONNTRACK_S = "zos-netstat-conn", "lsof", "snmpwalk-tcp-mib", "conntrack-s"
 
 PLATFORM = {NETSTAT_WINDOWS: "windows", NETSTAT_S_WINDOWS: "windows", NETSTAT_BSD: "bsd",
-            NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows", ZOS_CONN: "zos"}
+            NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows",
+            POWERSHELL_LIST: "windows", ZOS_CONN: "zos"}
 
 _ADDR_COLON = r"(?:\[[^\]]+\]|[^\s\[\]]*):(?:\d+|\*|[a-z][\w-]*)"
 _LINUX_ROW = re.compile(rf"(?:tcp|tcp6|udp|udp6|raw|raw6)\s+\d+\s+\d+\s+{_ADDR_COLON}\s+{_ADDR_COLON}")
@@ -87,6 +89,8 @@ def line_kind(line: str, following: list[str]) -> str | None:
         return CONNTRACK_S
     if PS_HEADER.fullmatch(text) or PS_ROW.fullmatch(text):
         return POWERSHELL_TCP
+    if PS_FIELD.fullmatch(text):
+        return POWERSHELL_LIST
     if text.startswith("Protocol tcp Dynamic Port Range") or re.fullmatch(r"(?:Start Port|Number of Ports)\s*:\s*\d+",
                                                                          text):
         return NETSH_DYNAMICPORT

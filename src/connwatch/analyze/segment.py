@@ -177,7 +177,10 @@ _FIRST_LINES = ("Total:", "#kernel", "Current listen queue sizes", "sockets: use
 
 def _starts_output(line: str) -> bool:
     """A line a command prints first: a second one opens a second part of the same format."""
-    return line.lstrip().startswith(_FIRST_LINES)
+    text = line.lstrip()
+    if text.startswith(("LocalAddress", "State ", "Netid ")):  # table headers, not Format-List fields
+        return "LocalPort" in text or "Recv-Q" in text
+    return text.startswith(_FIRST_LINES)
 
 
 def _same_output(open_kind: str, kind: str) -> bool:

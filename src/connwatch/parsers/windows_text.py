@@ -10,8 +10,19 @@ AppliedSetting column is empty for listeners)::
     0.0.0.0             5987      0.0.0.0            0          Listen                     7916
 
 States are the MSFT_NetTCPConnection State names (Listen, SynSent, SynReceived, Established,
-FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait, DeleteTCB, Bound, Closed). Windows
-shows no accept-queue length here either.
+FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait, DeleteTCB, Bound, Closed). Bound rows
+(a port bound by a socket that neither listens nor is connected) are not connections and are
+skipped. Windows shows no accept-queue length here either.
+
+and its list form (`| Format-List`; one record per connection, records separated by blank lines)::
+
+    LocalAddress   : 172.18.0.8
+    LocalPort      : 5847
+    RemoteAddress  : 192.168.20.11
+    RemotePort     : 15490
+    State          : Established
+    AppliedSetting : Internet
+    OwningProcess  : 21616
 
 `netsh int ipv4 show dynamicport tcp` (the ephemeral range outgoing connections use)::
 
@@ -38,6 +49,8 @@ PS_STATES = {
 }
 PS_ROW = re.compile(r"(\S+)\s+(\d+)\s+(\S+)\s+(\d+)\s+(" + "|".join(PS_STATES) + r")(?:\s+(\w+))??(?:\s+(\d+))?\s*")
 PS_HEADER = re.compile(r"LocalAddress\s+LocalPort\s+RemoteAddress\s+RemotePort\s+State\b.*")
+PS_FIELD = re.compile(r"(LocalAddress|LocalPort|RemoteAddress|RemotePort|State|AppliedSetting|OwningProcess|"
+                      r"CreationTime|OffloadState)\s*:(?:\s+(.*))?")
 _NETSH_START = re.compile(r"Start Port\s*:\s*(\d+)")
 _NETSH_COUNT = re.compile(r"Number of Ports\s*:\s*(\d+)")
 
@@ -59,6 +72,8 @@ def iter_powershell_tcp(lines: Iterable[str], source: str) -> Iterator[ConnRow]:
         if m is None:
             raise ParseError(source, f"not a Get-NetTCPConnection row: {text[:60]!r}", number)
         rows += 1
+        if m.group(5) == "Bound":
+            continue
         local, fam = _address(m.group(1))
         remote, rfam = _address(m.group(3))
         if rfam != fam and remote in ("0.0.0.0", "::"):
@@ -69,6 +84,48 @@ def iter_powershell_tcp(lines: Iterable[str], source: str) -> Iterator[ConnRow]:
                       pid=int(m.group(7)) if m.group(7) else None, line=number)
     if not rows:
         raise ParseError(source, "no Get-NetTCPConnection rows")
+
+
+def _list_record(fields: dict[str, str], source: str, number: int) -> ConnRow:
+    state_name = fields.get("State", "")
+    if state_name not in PS_STATES or "LocalAddress" not in fields or not fields.get("LocalPort", "").isdigit():
+        raise ParseError(source, "Get-NetTCPConnection record without LocalAddress, LocalPort or a known State "
+                         "(elided?)", number)
+    local, fam = _address(fields["LocalAddress"])
+    remote, _rfam = _address(fields.get("RemoteAddress", ""))
+    state = int(PS_STATES[state_name])
+    rport = fields.get("RemotePort", "0")
+    pid = fields.get("OwningProcess", "")
+    return ConnRow(fam, state, local, int(fields["LocalPort"]), None if state == TcpState.LISTEN else remote,
+                   int(rport) if rport.isdigit() else 0, pid=int(pid) if pid.isdigit() else None, line=number)
+
+
+def iter_powershell_list(lines: Iterable[str], source: str) -> Iterator[ConnRow]:
+    """The records of `Get-NetTCPConnection | Format-List`, streamed (one record held)."""
+    fields: dict[str, str] = {}
+    first = rows = 0
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        m = PS_FIELD.fullmatch(text)
+        if m and not (m.group(1) == "LocalAddress" and fields):
+            fields[m.group(1)] = (m.group(2) or "").strip()
+            first = first or number
+            continue
+        if fields:
+            if fields.get("State") != "Bound":
+                yield _list_record(fields, source, first)
+            rows += 1
+            fields, first = {}, 0
+        if m:  # LocalAddress of the next record, no blank line between
+            fields[m.group(1)], first = (m.group(2) or "").strip(), number
+        elif text:
+            raise ParseError(source, f"not a 'Name : value' line of Format-List output: {text[:60]!r}", number)
+    if fields:
+        if fields.get("State") != "Bound":
+            yield _list_record(fields, source, first)
+        rows += 1
+    if not rows:
+        raise ParseError(source, "no Get-NetTCPConnection records")
 
 
 def parse_netsh_dynamicport(lines: Iterable[str], source: str) -> tuple[int, int]:
