@@ -194,7 +194,11 @@ def segment(lines: Iterable[str]) -> Segments:
     window: deque[tuple[int, str]] = deque()
     memo: dict[tuple[str, int, bool], str | None] = {}
     for number, line in _numbered_with_lookahead(lines, window):
-        if not line.strip():
+        tokens = line.split()
+        if not tokens:
+            continue
+        if tokens[0] in _ROW_WORDS and (known := memo.get(_key(tokens))) is not None:
+            b.claimed(number, known)  # fast path: a table row like one already classified (no prompt starts so)
             continue
         if _FENCE.match(line) or _RULE.fullmatch(line):
             b.boundary(number, "", "")
@@ -221,9 +225,8 @@ def segment(lines: Iterable[str]) -> Segments:
 def _kind(line: str, window: deque[tuple[int, str]], memo: dict[tuple[str, int, bool], str | None]) -> str | None:
     """detect.line_kind, memoised for table rows (same first word and width as a row already seen)."""
     tokens = line.split()
-    key = (tokens[0], len(tokens), len(tokens) > 1 and tokens[1][:1].isdigit())
-    table_row = tokens[0] in ("tcp", "tcp6", "tcp4", "tcp46", "TCP", "ESTAB", "TIME-WAIT", "LISTEN", "CLOSE-WAIT",
-                              "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "LAST-ACK")
+    key = _key(tokens)
+    table_row = tokens[0] in _ROW_WORDS
     if table_row and key in memo:
         return memo[key]
     following = [x for _n, x in window if x.strip()]
@@ -231,6 +234,14 @@ def _kind(line: str, window: deque[tuple[int, str]], memo: dict[tuple[str, int, 
     if table_row and len(memo) < 256:
         memo[key] = kind
     return kind
+
+
+_ROW_WORDS = frozenset({"tcp", "tcp6", "tcp4", "tcp46", "TCP", "ESTAB", "TIME-WAIT", "LISTEN", "CLOSE-WAIT",
+                        "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "LAST-ACK"})
+
+
+def _key(tokens: list[str]) -> tuple[str, int, bool]:
+    return tokens[0], len(tokens), len(tokens) > 1 and tokens[1][:1].isdigit()
 
 
 def _numbered_with_lookahead(lines: Iterable[str], window: deque[tuple[int, str]]) -> Iterator[tuple[int, str]]:
