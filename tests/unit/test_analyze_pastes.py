@@ -107,11 +107,14 @@ def test_nothing_usable_is_exit_3_with_the_reason() -> None:
 def test_prompts_and_command_lines_are_boundaries() -> None:
     lines = ["[root@svr ~]# netstat -s | grep -i listen", "    12178939 times the listen queue of a socket overflowed",
              "user@web-1:~$ ss -lnt", "State Recv-Q Send-Q Local Address:Port Peer Address:Port",
-             "LISTEN 129 128 *:80 *:*", "{master:0}", "sysctl kern.ipc.somaxconn", "kern.ipc.somaxconn: 128"]
+             "LISTEN 129 128 *:80 *:*", "{master:0}", "sysctl kern.ipc.somaxconn", "kern.ipc.somaxconn: 128",
+             "$ nsenter -t 1234 -n ss -tanp", "ESTAB 0 0 10.0.0.1:80 10.0.0.2:5000", ">>> cat /proc/uptime",
+             "350735.47 234388.90"]
     segs = segment(lines)
     assert [(p.start, p.end, p.kind, p.command) for p in segs.parts] == [
         (2, 2, "netstat-s-linux", "netstat -s | grep -i listen"), (4, 5, "ss", "ss -lnt"),
-        (8, 8, "sysctl-a", "sysctl kern.ipc.somaxconn")]
+        (8, 8, "sysctl-a", "sysctl kern.ipc.somaxconn"), (10, 10, "ss", "nsenter -t 1234 -n ss -tanp"),
+        (12, 12, "uptime", "cat /proc/uptime")]
     assert segs.hostname == "svr"
 
 

@@ -41,7 +41,7 @@ _PROMPT = re.compile(
     r"|(?P<u2>[\w.-]+)@(?P<h2>[\w.-]+)(?::[^\s#$%>]*)?\s?[#$%>]"  # user@host:~$  root@Elektra:~ #  user@router>
     r"|PS [A-Za-z]:\\[^>]*>|PS\s*>|[A-Za-z]:\\[^>]*>"  # PowerShell, cmd.exe
     r"|❯|➜\s+\S+|(?P<h3>[A-Za-z][\w.-]*)\s+[#$%]|\S+\s+[#$%]"  # zsh (➜  ~ lsof), "server1 # nstat"
-    r"|[$#%]|~\s?[#$]|\w+[#$%>]"  # bare prompts: $ ls   # ls   ~# ls   bash$ ls
+    r"|[$#%]|~\s?[#$]|\w+[#$%>]|>>>"  # bare prompts: $ ls   # ls   ~# ls   bash$ ls   >>> (doctest style)
     r")(?P<rest>(?:\s.*)?)$"
     r"|\s*[A-Z0-9$#@]{1,8}:/[^\s>]*:\s*>(?P<zrest>.*)$")  # z/OS UNIX: IBMUSER:/bin: >./netstat
 _JUNOS = re.compile(r"\{(?:master|backup|primary|secondary|linecard)(?::\d+)?\}(?:\[edit[^\]]*\])?")
@@ -88,7 +88,7 @@ def command_of(line: str) -> tuple[str, str] | None:
         head = line.lstrip()[:1]
         if head == "#" and not _known_command(rest):
             return None  # "# comment", "#kernel" (nstat's header)
-        if head not in "$#%[❯➜" and not m.group("h2") and not line.lstrip().startswith(("PS ",)) \
+        if head not in "$#%[❯➜>" and not m.group("h2") and not line.lstrip().startswith(("PS ",)) \
                 and not re.match(r"[A-Za-z]:\\", line.lstrip()) and not _known_command(rest):
             return None  # "word>" or "word$" followed by something that is not a command
         return rest, host
