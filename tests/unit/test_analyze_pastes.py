@@ -209,3 +209,23 @@ def test_powershell_list_form_and_table_of_the_same_connection() -> None:
     assert formats == ["powershell-nettcpconnection-list", "powershell-nettcpconnection"]
     assert report["sockets"] == {"total": 1, "by_state": {"ESTABLISHED": 1}}
     assert any("several connection listings" in x for x in report["captures"][0]["notes"])
+
+
+PIECES = st.sampled_from(["$ ss -lnt", "# netstat -s", "{master:0}", "```", "...", "=== netstat -an ===",
+                          "Tcp:", "TcpExt:", "#kernel", "State Recv-Q Send-Q Local Address:Port Peer Address:Port",
+                          "LISTEN 0 128 0.0.0.0:80 0.0.0.0:*", "  TCP    0.0.0.0:135  0.0.0.0:0  LISTENING  1",
+                          "tcp4  193/0/128  *.80", "LocalAddress   : ::", "State          : Listen",
+                          "12 times the listen queue of a socket overflowed", "cpu=0 drop=1", "Total: 5",
+                          "MVS TCP/IP NETSTAT CS V2R5", "AVZS     000000A2 0.0.0.0..12010  0.0.0.0..0  Listen"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(PIECES, st.text(max_size=60)), max_size=25))
+def test_any_paste_gives_a_report_or_one_line_errors(tmp_path_factory: pytest.TempPathFactory,
+                                                    lines: list[str]) -> None:
+    """Fuzz (synthetic input): pieces of every format in any order never raise, only report or errors."""
+    path = tmp_path_factory.mktemp("f") / "paste.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
+    analysis, errors = run_analysis([str(path)], load_rules(None), None, None, None)
+    assert analysis is not None or errors
+    assert all("\n" not in e for e in errors)
