@@ -121,7 +121,7 @@ def test_host_facts() -> None:
     assert s.somaxconn == 4096 and s.ip_local_port_range == (32768, 60999)
 
 
-@pytest.mark.parametrize("rel", sorted(str(p.relative_to(CAP)) for p in CAP.rglob("*.txt")))
+@pytest.mark.parametrize("rel", sorted(str(p.relative_to(CAP)) for p in CAP.rglob("*.txt") if "pastes" not in p.parts))
 def test_every_fixture_is_recognised(rel: str) -> None:
     assert detect((CAP / rel).read_text(encoding="utf-8"), rel) is not None
 

@@ -28,19 +28,25 @@ from connwatch.analyze.inputs import InputFile, iter_lines, read_head
 from connwatch.errors import ParseError
 from connwatch.model import HostInfo, Listener, Process, Snapshot, Sysctls, TcpState
 from connwatch.parsers.conn_rows import ConnRow, raw_address
+from connwatch.parsers.conntrack import conntrack_note, parse_conntrack_stats
+from connwatch.parsers.lsof import iter_lsof_tcp
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp, parse_snmp6
 from connwatch.parsers.netstat_stats import parse_linux_netstat_s, parse_nstat, parse_windows_netstat_s
 from connwatch.parsers.netstat_text import BSD, BSD_LISTEN, LINUX, WINDOWS, iter_netstat
 from connwatch.parsers.proc_tcp import parse_proc_tcp
+from connwatch.parsers.snmp_tcp import iter_snmp_tcp
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.parsers.ss_text import iter_ss, parse_ss_summary
+from connwatch.parsers.windows_text import iter_powershell_list, iter_powershell_tcp, parse_netsh_dynamicport
+from connwatch.parsers.zos_netstat import iter_zos_conn
 
 _DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_BSD: BSD,
             fmt.NETSTAT_BSD_LISTEN: BSD_LISTEN}
 _COUNTER_PARSERS = {fmt.PROC_NETSTAT: parse_netstat_snmp, fmt.PROC_SNMP: parse_netstat_snmp,
                     fmt.PROC_SNMP6: parse_snmp6}
 _LISTEN = int(TcpState.LISTEN)
+_TEXT_LISTINGS = frozenset({fmt.SS, fmt.POWERSHELL_TCP, fmt.POWERSHELL_LIST, fmt.ZOS_CONN, fmt.LSOF, fmt.SNMP_TCP})
 
 
 @dataclass
@@ -64,6 +70,10 @@ class Capture:
     connection_rows: int = 0
     skipped: int = 0
     conn_files: list[tuple[InputFile, str, str]] = field(default_factory=list)
+    skipped_parts: list[dict[str, object]] = field(default_factory=list)  # {path, lines, reason}
+    conn_counts: dict[int, int] = field(default_factory=dict)  # id(InputFile) -> connection rows
+    dropped_conn: list[str] = field(default_factory=list)
+    kinds_seen: dict[str, str] = field(default_factory=dict)  # format -> where it was first read
 
     @property
     def timestamped(self) -> bool:
@@ -82,6 +92,16 @@ def _rows(f: InputFile, kind: str, enc: str, notes: list[str]) -> Iterator[ConnR
     lines = iter_lines(f, enc)
     if kind == fmt.SS:
         return iter_ss(lines, f.name, notes)
+    if kind == fmt.POWERSHELL_TCP:
+        return iter_powershell_tcp(lines, f.name)
+    if kind == fmt.POWERSHELL_LIST:
+        return iter_powershell_list(lines, f.name)
+    if kind == fmt.ZOS_CONN:
+        return iter_zos_conn(lines, f.name)
+    if kind == fmt.LSOF:
+        return iter_lsof_tcp(lines, f.name)
+    if kind == fmt.SNMP_TCP:
+        return iter_snmp_tcp(lines, f.name)
     return iter_netstat(lines, f.name, _DIALECT[kind])
 
 
@@ -105,7 +125,7 @@ def _add_listeners(cap: Capture, found: list[Listener]) -> None:
             cap.listeners[key] = group
 
 
-def _first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
+def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     """Parse one file; returns the number of records it gave."""
     lines = iter_lines(f, enc)
     if kind == fmt.SNAPSHOT:
@@ -120,7 +140,7 @@ def _first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     elif kind == fmt.NETSTAT_S_LINUX:
         got = parse_linux_netstat_s(lines, f.name, cap.notes)
     elif kind == fmt.NETSTAT_S_WINDOWS:
-        got = parse_windows_netstat_s(lines, f.name)
+        got = parse_windows_netstat_s(lines, f.name, cap.notes)
     elif kind == fmt.NSTAT:
         got = parse_nstat(lines, f.name)
     elif kind in (fmt.PROC_SOCKSTAT, fmt.PROC_SOCKSTAT6, fmt.SS_SUMMARY):
@@ -130,6 +150,13 @@ def _first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
         return len(stat)
     elif kind == fmt.UPTIME:
         cap.uptime_s = parse_uptime(next(iter(x for x in lines if x.strip())), f.name)
+        return 1
+    elif kind == fmt.CONNTRACK_S:
+        stats = parse_conntrack_stats(lines, f.name)
+        cap.notes.append(conntrack_note(stats, f.label))
+        return stats["cpus"]
+    elif kind == fmt.NETSH_DYNAMICPORT:
+        cap.sysctls = merge_sysctls(cap.sysctls, Sysctls(ip_local_port_range=parse_netsh_dynamicport(lines, f.name)))
         return 1
     elif kind == fmt.SYSCTL_A:
         values = parse_sysctl_lines(lines, f.name)
@@ -154,9 +181,29 @@ def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
             if row.state == _LISTEN:
                 found.append(_listener(row))
     _add_listeners(cap, found)
-    cap.connection_rows += count - len(found)
+    connections = count - len(found)
+    if connections and (kind in _DIALECT or kind in _TEXT_LISTINGS):
+        _replace_connections(cap, f)
+    cap.connection_rows += connections
+    cap.conn_counts[id(f)] = connections
     cap.conn_files.append((f, kind, enc))
     return count
+
+
+def _replace_connections(cap: Capture, f: InputFile) -> None:
+    """A second text listing of connections (two `ss -tan`, or ss and netstat) would count each socket
+    twice: its connections replace the earlier listing's (listeners are merged, not replaced)."""
+    earlier = [(g, k, e) for g, k, e in cap.conn_files
+               if (k in _DIALECT or k in _TEXT_LISTINGS) and cap.conn_counts.get(id(g), 0) > 0]
+    if not earlier:
+        return
+    for item in earlier:
+        cap.conn_files.remove(item)
+        cap.connection_rows -= cap.conn_counts.pop(id(item[0]), 0)
+        cap.dropped_conn.append(item[0].label)
+    cap.notes.append(f"several connection listings in one capture: the connections of the last ({f.label}) are "
+                     f"used, not also those of {', '.join(x[0].label for x in earlier)} (that would count sockets "
+                     "twice); pass captures taken at different times as separate files with --interval")
 
 
 def _counting(lines: Iterator[str], seen: list[int]) -> Iterator[str]:
@@ -224,7 +271,7 @@ def read_file_into(cap: Capture, f: InputFile, explicit_kind: str | None = None)
                                  "or a connwatch snapshot)")
             cap.skipped += 1
             return
-        records = _first_pass(cap, f, kind, enc)
+        records = first_pass(cap, f, kind, enc)
     except ParseError as exc:
         if f.explicit or kind_known(f):
             cap.errors.append(str(exc))
@@ -260,7 +307,9 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
         _second_pass(cap, agg)
         summary = agg.summary()
     listeners.sort(key=lambda x: (x.port, x.family, x.address))
-    if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD}:
+    if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD,
+                                                                       fmt.POWERSHELL_TCP, fmt.ZOS_CONN, fmt.LSOF,
+                                                                       fmt.SNMP_TCP, fmt.POWERSHELL_LIST}:
         cap.notes.append("this netstat shows no accept-queue lengths: the listeners' queue reads 0 for "
                          "'not shown'")
     base = cap.snapshot

@@ -9,7 +9,13 @@ from __future__ import annotations
 import re
 
 from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES
+from connwatch.parsers.conntrack import CONNTRACK_ROW
+from connwatch.parsers.lsof import LSOF_HEADER, LSOF_ROW
+from connwatch.parsers.netstat_stats import sentence_counter
+from connwatch.parsers.snmp_tcp import SNMP_LINE
 from connwatch.parsers.ss_text import NETIDS
+from connwatch.parsers.windows_text import PS_FIELD, PS_HEADER, PS_ROW
+from connwatch.parsers.zos_netstat import ZOS_BANNER, ZOS_ROW
 
 SNAPSHOT = "connwatch-snapshot"
 SS = "ss"
@@ -21,22 +27,28 @@ PROC_NETSTAT, PROC_SNMP, PROC_SNMP6 = "proc-net-netstat", "proc-net-snmp", "proc
 PROC_SOCKSTAT, PROC_SOCKSTAT6, PROC_TCP, PROC_TCP6 = (
     "proc-net-sockstat", "proc-net-sockstat6", "proc-net-tcp", "proc-net-tcp6")
 UPTIME, SYSCTL_A = "uptime", "sysctl-a"
+POWERSHELL_TCP, NETSH_DYNAMICPORT = "powershell-nettcpconnection", "netsh-dynamicport"
+POWERSHELL_LIST = "powershell-nettcpconnection-list"
+ZOS_CONN, LSOF, SNMP_TCP, CONNTRACK_S = "zos-netstat-conn", "lsof", "snmpwalk-tcp-mib", "conntrack-s"
 
 PLATFORM = {NETSTAT_WINDOWS: "windows", NETSTAT_S_WINDOWS: "windows", NETSTAT_BSD: "bsd",
-            NETSTAT_BSD_LISTEN: "bsd"}
+            NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows",
+            POWERSHELL_LIST: "windows", ZOS_CONN: "zos"}
 
 _ADDR_COLON = r"(?:\[[^\]]+\]|[^\s\[\]]*):(?:\d+|\*|[a-z][\w-]*)"
 _LINUX_ROW = re.compile(rf"(?:tcp|tcp6|udp|udp6|raw|raw6)\s+\d+\s+\d+\s+{_ADDR_COLON}\s+{_ADDR_COLON}")
 _WIN_ROW = re.compile(rf"(?:TCP|UDP)\s+{_ADDR_COLON}\s+(?:{_ADDR_COLON}|\*:\*)")
 _BSD_ROW = re.compile(r"(?:tcp|tcp4|tcp6|tcp46|udp|udp4|udp6|udp46)\s+\d+\s+\d+\s+\S+\.(?:\d+|\*|[a-z][\w-]*)"
                       r"\s+\S+\.(?:\d+|\*|[a-z][\w-]*)")
-_BSD_LISTEN_ROW = re.compile(r"(?:tcp\d*\s+)?\d+/\d+/\d+\s+\S+\.(?:\d+|[a-z][\w-]*)")
+_BSD_LISTEN_ROW = re.compile(r"(?:(?:0x)?[0-9a-f]{8,16}\s+)?(?:tcp\d*\s+)?\d+/\d+/\d+\s+\S+\.(?:\d+|[a-z][\w-]*)")
 _PROC_HEADER = re.compile(r"([A-Za-z][A-Za-z0-9]*): [A-Za-z]")
 _PROC_TCP = re.compile(r"\d+: ([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}):[0-9A-Fa-f]{4} ")
 _SNMP6 = re.compile(r"(?:Ip6|Icmp6|Udp6|UdpLite6)[A-Za-z0-9]+\s+\d+")
 _NSTAT = re.compile(r"[A-Z][A-Za-z0-9]+\s+\d+\s+[0-9.]+")
 _UPTIME = re.compile(r"\d+(?:\.\d+)?\s+\d+(?:\.\d+)?|.*\bup\s+.*load average.*")
 _SYSCTL = re.compile(r"[a-z][\w.-]*\.[\w.-]+\s*=\s*.*")
+_SYSCTL_LINE = re.compile(r"(?:net|kern|vm|fs|kernel|security|hw)\.[\w.-]+\s*(?:=|:)\s*\S.*")
+_SS_SUMMARY_TCP = re.compile(r"TCP:\s+\d+ \(estab \d+")
 _LINUX_STAT_SECTIONS = ("Ip:", "Icmp:", "IcmpMsg:", "Tcp:", "Udp:", "UdpLite:", "TcpExt:", "IpExt:",
                         "MPTcpExt:")
 
@@ -49,15 +61,44 @@ def _ss_row(tokens: list[str]) -> bool:
             and (tokens[0] in NETIDS or tokens[0] in SS_STATES))
 
 
-def _line_kind(line: str, following: list[str]) -> str | None:
+def line_kind(line: str, following: list[str]) -> str | None:
+    """The format a single line belongs to, when only one format writes such a line (else None).
+
+    `following` is the next few non-blank lines (some formats are told by a header and its rows).
+    """
     text = line.strip()
     tokens = text.split()
-    if text.startswith("{"):
+    if text.startswith("{") and not text.startswith("{master"):
         return SNAPSHOT
+    if sentence_counter(text) is not None:
+        return NETSTAT_S_LINUX  # `netstat -s | grep listen`: net-tools' own sentences, no section header
+    if _SYSCTL_LINE.fullmatch(text):
+        return SYSCTL_A
+    if _SS_SUMMARY_TCP.match(text) or (text.startswith("Total:") and any(
+            _SS_SUMMARY_TCP.match(x.strip()) for x in following[:3])):
+        return SS_SUMMARY
+    if "load average" in text and re.search(r"\bup\s", text):
+        return UPTIME
+    if ZOS_BANNER.fullmatch(text) or ZOS_ROW.fullmatch(text):
+        return ZOS_CONN
+    if LSOF_HEADER.fullmatch(text) or LSOF_ROW.fullmatch(text):
+        return LSOF
+    if SNMP_LINE.fullmatch(text):
+        return SNMP_TCP
+    if CONNTRACK_ROW.fullmatch(text):
+        return CONNTRACK_S
+    if PS_HEADER.fullmatch(text) or PS_ROW.fullmatch(text):
+        return POWERSHELL_TCP
+    if PS_FIELD.fullmatch(text):
+        return POWERSHELL_LIST
+    if text.startswith("Protocol tcp Dynamic Port Range") or re.fullmatch(r"(?:Start Port|Number of Ports)\s*:\s*\d+",
+                                                                         text):
+        return NETSH_DYNAMICPORT
     if text == "#kernel" or (_NSTAT.fullmatch(text) and tokens[0].startswith(("Tcp", "Ip", "Udp", "Icmp"))
                              and not _SNMP6.fullmatch(text)):
         return NSTAT
-    if text.startswith("Current listen queue sizes") or _BSD_LISTEN_ROW.fullmatch(text):
+    if text.startswith("Current listen queue sizes") or _BSD_LISTEN_ROW.fullmatch(text) or (
+            tokens[:1] == ["unix"] and len(tokens) == 3 and re.fullmatch(r"\d+/\d+/\d+", tokens[1])):
         return NETSTAT_BSD_LISTEN
     if text.startswith("Total:") and "(kernel" in text:
         return SS_SUMMARY
@@ -114,7 +155,7 @@ def detect(head: str, rel: str = "") -> str | None:
     if lines and all(_SYSCTL.fullmatch(x.strip()) for x in lines[:20]) and len(lines) >= 3:
         return SYSCTL_A
     for index, line in enumerate(lines[:60]):
-        kind = _line_kind(line, lines[index + 1:index + 13])
+        kind = line_kind(line, lines[index + 1:index + 13])
         if kind == PROC_TCP and rel.endswith("tcp6"):
             return PROC_TCP6  # a header-only tcp6 file has no 32-digit address to tell it by
         if kind is not None:

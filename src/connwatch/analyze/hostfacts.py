@@ -31,7 +31,8 @@ BSD_FIRST, BSD_LAST = "net.inet.ip.portrange.first", "net.inet.ip.portrange.last
 _SYS_FILE = re.compile(r"(?:^|/)sys/(net/(?:core|ipv4)/[a-z_]+)$")
 _UPTIME_CMD = re.compile(r"\bup\s+(?:(\d+)\s+days?,\s*)?(?:(\d+):(\d+)|(\d+)\s+min)")
 
-DEFAULT_RANGES = {"windows": (49152, 65535), "bsd": (49152, 65535), "linux": (32768, 60999)}
+# z/OS: TCPCONFIG EPHEMERALPORTS in the TCP/IP PROFILE, 1024-65535 unless set.
+DEFAULT_RANGES = {"windows": (49152, 65535), "bsd": (49152, 65535), "linux": (32768, 60999), "zos": (1024, 65535)}
 ADVICE = {
     "windows": [
         "Windows: outgoing connections use the dynamic port range, 49152–65535 by default (16,384 ports "
@@ -48,6 +49,14 @@ ADVICE = {
         "FreeBSD; 128 by default): `sysctl kern.ipc.somaxconn=1024`, then restart the service.",
         "macOS/FreeBSD: ephemeral ports come from net.inet.ip.portrange.first–last (49152–65535 by "
         "default); TIME_WAIT lasts 2×MSL (net.inet.tcp.msl, 15 s on macOS, 30 s on FreeBSD).",
+    ],
+    "zos": [
+        "z/OS: a listener's backlog is min(the application's listen() backlog, SOMAXCONN in the TCP/IP "
+        "PROFILE); raise SOMAXCONN (then VARY TCPIP,,OBEYFILE) and the application's backlog. CICS sockets: "
+        "the TCPIPSERVICE BACKLOG attribute (0 means SOMAXCONN on CICS TS 5.1 and later).",
+        "z/OS: the COnn report shows no queue figures; `NETSTAT ALL` (TSO) or `netstat -A` (z/OS UNIX) shows "
+        "each listener's maximum backlog allowed, current backlog and connections dropped (connwatch does not "
+        "read that report yet).",
     ],
     "linux": [
         "Linux: the listen backlog is min(listen() argument, net.core.somaxconn); ephemeral ports come "

@@ -2,7 +2,11 @@
 
 Each file can be opened more than once (the builder makes two passes, so the aggregation never
 holds a whole file). Text is decoded from UTF-8, UTF-8/UTF-16 with BOM (PowerShell redirection
-writes UTF-16) or, failing UTF-8, Latin-1 (Windows OEM/ANSI code pages keep ASCII intact).
+writes UTF-16; without BOM it is told by its NUL bytes) or, failing UTF-8, a Windows code page:
+cp850 (the console's OEM page, what `netstat > file` writes on a German/French/Spanish Windows)
+when that reads the non-ASCII bytes as more letters, else cp1252 (the ANSI page, what editors
+save). Lines longer than MAX_LINE bytes are a ParseError: no command this reads prints such lines,
+and the cap bounds memory.
 """
 
 from __future__ import annotations
@@ -11,15 +15,16 @@ import codecs
 import io
 import os
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from connwatch.errors import ParseError
 
 HEAD_BYTES = 65536
 MAX_WALK_FILES = 200_000
+MAX_LINE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,11 @@ class InputFile:
     opener: Callable[[], IO[bytes]]
     mtime: float | None = None
     explicit: bool = True  # named on the command line (an unrecognised one is an error)
+    lines: tuple[int, int] | None = None  # a part of a pasted file: its first and last line
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (lines {self.lines[0]}-{self.lines[1]})" if self.lines else self.name
 
 
 def _encoding(head: bytes, name: str) -> str:
@@ -40,17 +50,41 @@ def _encoding(head: bytes, name: str) -> str:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    bom_less = _utf16_without_bom(head)
+    if bom_less:
+        return bom_less
     if b"\0" in head:
         raise ParseError(name, "binary file (NUL bytes), not text output")
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a multibyte char cut by the head limit
-            return "latin-1"
+            return _codepage(head)
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
     if controls > len(head) // 100:
         raise ParseError(name, "binary file (control bytes), not text output")
     return "utf-8"
+
+
+def _codepage(head: bytes) -> str:
+    """cp850 or cp1252, whichever turns the non-ASCII bytes into more letters (ö, é, ñ, not ÷, ¢)."""
+    def letters(encoding: str) -> int:
+        text = head.decode(encoding, "replace")
+        return sum(1 for c in text if ord(c) > 127 and c.isalpha())
+    return "cp850" if letters("cp850") > letters("cp1252") else "cp1252"
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """UTF-16 text of ASCII-range output has a NUL in every other byte."""
+    sample = head[:4096]
+    if len(sample) < 8:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > len(odd) * 0.9 and even.count(0) < len(even) * 0.1:
+        return "utf-16-le"
+    if even.count(0) > len(even) * 0.9 and odd.count(0) < len(odd) * 0.1:
+        return "utf-16-be"
+    return None
 
 
 def read_head(f: InputFile) -> tuple[bytes, str]:
@@ -59,21 +93,82 @@ def read_head(f: InputFile) -> tuple[bytes, str]:
     return head, _encoding(head, f.name)
 
 
-def iter_lines(f: InputFile, encoding: str) -> Iterator[str]:
+def iter_lines(f: InputFile, encoding: str) -> Generator[str, None, None]:
     """The file's lines without line ends, streamed; undecodable bytes are a ParseError naming their line."""
     with f.opener() as raw:
-        if encoding == "utf-16":  # BOM-marked UTF-16: lines cannot be split as bytes
-            yield from (line.rstrip("\r\n") for line in io.TextIOWrapper(raw, encoding=encoding, newline=None))
+        if encoding.startswith("utf-16"):  # lines cannot be split as bytes
+            text = io.TextIOWrapper(raw, encoding=encoding, newline=None, errors="replace")
+            number = 0
+            while line := text.readline(MAX_LINE + 1):
+                number += 1
+                if len(line) > MAX_LINE:
+                    raise ParseError(f.name, f"line longer than {MAX_LINE} characters: not command output", number)
+                yield line.rstrip("\r\n")
             return
         if encoding == "utf-8-sig":
             raw.read(len(codecs.BOM_UTF8))
             encoding = "utf-8"
-        for number, data in enumerate(raw, start=1):
+        for number, data in enumerate(iter(lambda: raw.readline(MAX_LINE + 1), b""), start=1):
+            if len(data) > MAX_LINE:
+                raise ParseError(f.name, f"line longer than {MAX_LINE} bytes: not command output", number)
             try:
-                line = data.decode(encoding)
+                line = data.decode(encoding, "replace" if encoding.startswith("cp") else "strict")
             except UnicodeDecodeError as exc:
                 raise ParseError(f.name, f"not {encoding} text ({exc.reason} at byte {exc.start})", number) from None
             yield line.rstrip("\r\n")
+
+
+def slice_file(f: InputFile, encoding: str, start: int, end: int, blanked: frozenset[int] = frozenset()) -> InputFile:
+    """Lines start..end of `f` (minus `blanked`) as a UTF-8 file of its own. Lines outside read as
+    blank, so parsers' line numbers stay those of the whole file. Re-reads `f` on each open."""
+    def open_slice() -> IO[bytes]:
+        return io.BufferedReader(_ChunkReader(_slice_chunks(f, encoding, start, end, blanked)))
+    return InputFile(f.name, f.rel, open_slice, f.mtime, f.explicit, (start, end))
+
+
+def _slice_chunks(f: InputFile, encoding: str, start: int, end: int, blanked: frozenset[int]) -> Iterator[bytes]:
+    lines = iter_lines(f, encoding)
+    try:
+        blank = 0
+        for number, line in enumerate(lines, start=1):
+            if number > end:
+                break
+            if number < start or number in blanked:
+                blank += 1
+                continue
+            yield b"\n" * blank + line.encode("utf-8", "replace") + b"\n"
+            blank = 0
+    finally:
+        lines.close()
+
+
+class _ChunkReader(io.RawIOBase):
+    """A raw byte stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._buf:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buf = chunk
+        n = min(len(buffer), len(self._buf))
+        buffer[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
 
 
 def _plain(path: Path) -> InputFile:

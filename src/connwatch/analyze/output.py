@@ -40,7 +40,8 @@ def analysis_dict(a: Analysis) -> dict[str, Any]:
         "interval_s": a.interval_s, "uptime_s": a.uptime_s,
         "alerts": alerts, "findings": findings, "unsupported": list(a.unsupported),
         "captures": [{"name": c.name, "taken_at": iso(c.snapshot.taken_at) if c.snapshot else None,
-                      "files": c.files, "skipped_files": c.skipped, "notes": list(dict.fromkeys(c.notes))}
+                      "files": c.files, "skipped_files": c.skipped, "skipped_parts": c.skipped_parts,
+                      "notes": list(dict.fromkeys(c.notes))}
                      for c in a.captures],
         "listeners": [listener_row(x) for x in cur.listeners],
         "sockets": None if cur.sockets is None else {"total": cur.sockets.total,
@@ -65,8 +66,12 @@ def render_text(a: Analysis, console: Console) -> None:
         + ("counters cumulative since boot" + (f", uptime {a.uptime_s:.0f} s" if a.uptime_s else ", uptime unknown")
            if a.basis == "since boot" else f"rates over {a.interval_s:.0f} s between captures")))
     for cap in a.captures:
-        formats = ", ".join(f"{f['path']} ({f['format']})" for f in cap.files)
+        formats = ", ".join(_file_label(f) for f in cap.files)
         console.print(Text(f"capture {cap.name}: {formats}", style="dim"))
+        for part in cap.skipped_parts:
+            lines = part["lines"]
+            console.print(Text(f"  skipped {part['path']} lines {lines[0]}-{lines[1]}: {part['reason']}",  # type: ignore[index]
+                               style="dim"))
     console.print()
     for alert in alerts:
         console.print(alert_block(alert))
@@ -83,6 +88,11 @@ def render_text(a: Analysis, console: Console) -> None:
         console.print(Text(f"note: {note}", style="dim"))
     for line in ADVICE.get(a.platform, []):
         console.print(Text(f"advice: {line}", style="cyan"))
+
+
+def _file_label(f: dict[str, Any]) -> str:
+    where = str(f["path"]) + (f" lines {f['lines'][0]}-{f['lines'][1]}" if "lines" in f else "")
+    return where + f" ({f['format']}" + (f", `{f['command']}`" if f.get("command") else "") + ")"
 
 
 def _listeners(snap: Snapshot, table: Callable[[Snapshot], Table]) -> Table:

@@ -8,26 +8,28 @@ from dataclasses import replace
 from connwatch.analyze import detect as fmt
 from connwatch.analyze.build import Capture, finish, read_file_into
 from connwatch.analyze.hostfacts import DEFAULT_RANGES
-from connwatch.analyze.inputs import InputFile, expand, read_head
+from connwatch.analyze.inputs import InputFile, expand, iter_lines, read_head
+from connwatch.analyze.paste import read_paste_into
 from connwatch.analyze.report import Analysis, analyse
+from connwatch.analyze.segment import Segments, segment
 from connwatch.errors import ParseError
 from connwatch.model import Snapshot
 from connwatch.rules.config import Config
 
 
-def _kind(f: InputFile) -> str | None:
-    try:
-        head, enc = read_head(f)
-    except ParseError:
-        return None
-    return fmt.detect(head.decode(enc, "replace"), f.rel)
+def _segments(f: InputFile) -> tuple[Segments, str]:
+    """The parts of a plain file (ParseError when it is not text at all)."""
+    _head, enc = read_head(f)
+    return segment(iter_lines(f, enc)), enc
 
 
-def gather(args: Sequence[str]) -> tuple[list[Capture], list[str]]:
+def gather(args: Sequence[str], interval: float | None = None) -> tuple[list[Capture], list[str]]:
     """Group the arguments into captures of one host, in order.
 
-    A directory or tarball is one capture. Plain files join the current capture until a format
-    repeats (`ss-1.txt nstat-1.txt ss-2.txt nstat-2.txt` is two captures taken apart).
+    A directory or tarball is one capture. Plain files (and the parts of a pasted file) are one
+    capture of one host: their data is merged. Only with --interval does a repeated format start a
+    new capture (`ss-1.txt nstat-1.txt ss-2.txt nstat-2.txt --interval 60` is two captures 60 s apart);
+    without it nothing says the files were taken at different times.
     """
     captures: list[Capture] = []
     errors: list[str] = []
@@ -46,13 +48,19 @@ def gather(args: Sequence[str]) -> tuple[list[Capture], list[str]]:
             loose = None
             continue
         f = files[0]
-        kind = _kind(f)
-        if loose is None or (kind is not None and (kind in loose.formats or kind == fmt.SNAPSHOT)):
+        try:
+            segs, enc = _segments(f)
+        except ParseError as exc:
+            errors.append(str(exc))
+            continue
+        kinds = {p.kind for p in segs.parts if p.kind is not None}
+        if loose is None or fmt.SNAPSHOT in kinds or fmt.SNAPSHOT in loose.formats or (
+                interval is not None and kinds & loose.formats):
             loose = Capture(arg)
             captures.append(loose)
         else:
             loose.name = f"{loose.name} + {arg}" if len(loose.name) < 200 else loose.name
-        read_file_into(loose, f, kind)
+        read_paste_into(loose, f, segs, enc)
     for cap in captures:
         errors.extend(cap.errors)
     return [c for c in captures if c.files], errors
@@ -73,7 +81,7 @@ def _check_one_host(captures: list[Capture], snaps: list[Snapshot]) -> list[str]
 
 def run_analysis(args: Sequence[str], config: Config, interval: float | None,
                  port_range: tuple[int, int] | None, somaxconn: int | None) -> tuple[Analysis | None, list[str]]:
-    captures, errors = gather(args)
+    captures, errors = gather(args, interval)
     if not captures:
         return None, errors
     snaps = []

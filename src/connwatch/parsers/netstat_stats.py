@@ -11,6 +11,15 @@ whose wording changed between releases, or "Name: value" for counters net-tools 
         7203095 SYNs to LISTEN sockets dropped
         TCPReqQFullDrop: 11
 
+`netstat -s | grep -i listen` excerpts lose the section headers; the sentences alone name their
+counter (net-tools statistics.c, e.g. `{ "ListenOverflows", N_("%llu times the listen queue of a
+socket overflowed"), opt_number }` and `{ "ListenDrops", N_("%llu SYNs to LISTEN sockets dropped"),
+opt_number }` in the TcpExt table), so such lines are read without a section::
+
+    $ netstat -s | grep -i "listen"
+        189088 times the listen queue of a socket overflowed
+    30140232 SYNs to LISTEN sockets dropped
+
 Windows `netstat -s` (netstat.exe message table MSG_TCP_*; one section per address family)::
 
     TCP Statistics for IPv4
@@ -54,6 +63,11 @@ WINDOWS_LABELS: dict[str, str] = {
     "Failed Connection Attempts": "Tcp.AttemptFails", "Reset Connections": "Tcp.EstabResets",
     "Current Connections": "Tcp.CurrEstab", "Segments Received": "Tcp.InSegs", "Segments Sent": "Tcp.OutSegs",
     "Segments Retransmitted": "Tcp.RetransSegs",
+    # German Windows (real paste: tests/fixtures/captures/pastes/windows_german_netstat_tn_and_s_banners_*)
+    "Aktiv geöffnet": "Tcp.ActiveOpens", "Passiv geöffnet": "Tcp.PassiveOpens",
+    "Erfolglose Verbindungsversuche": "Tcp.AttemptFails", "Zurückgesetzte Verbindungen": "Tcp.EstabResets",
+    "Aktuelle Verbindungen": "Tcp.CurrEstab", "Empfangene Segmente": "Tcp.InSegs", "Gesendete Segmente": "Tcp.OutSegs",
+    "Erneut übertragene Segmente": "Tcp.RetransSegs",
 }
 NSTAT_PREFIXES = ("TcpExt", "IpExt", "MPTcpExt", "UdpLite6", "UdpLite", "Udp6", "Udp", "Tcp", "Icmp6",
                   "IcmpMsg", "Icmp", "Ip6", "Ip", "Sctp")
@@ -62,6 +76,14 @@ _LEADING = re.compile(r"(\d+) (.+)$")
 _NAMED = re.compile(r"([A-Za-z][A-Za-z0-9_]*): (\d+)$")
 _WIN_VALUE = re.compile(r"(.+?)\s+=\s+(\d+)$")
 _NSTAT_ROW = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s+(\d+)\s+(-?[0-9.]+(?:e[+-]?\d+)?)$")
+
+
+def sentence_counter(text: str) -> tuple[str, int] | None:
+    """(counter, value) for one net-tools sentence line such as `9107 SYNs to LISTEN sockets dropped`."""
+    lead = _LEADING.fullmatch(text.strip())
+    if lead is None or lead.group(2) not in LINUX_SENTENCES:
+        return None
+    return LINUX_SENTENCES[lead.group(2)], int(lead.group(1))
 
 
 def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | None = None) -> dict[str, int]:
@@ -77,8 +99,15 @@ def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | 
         if m and not line[:1].isspace():
             section, sections = m.group(1), sections + 1
             continue
-        if not section:
-            raise ParseError(source, "counter line before any 'Section:' header", number)
+        if not section:  # a grep excerpt: only the sentences that name their counter can be read
+            found = sentence_counter(text)
+            if found is None:
+                if not counters and not _LEADING.fullmatch(text):
+                    raise ParseError(source, "counter line before any 'Section:' header", number)
+                skipped += 1
+                continue
+            counters[found[0]] = found[1]
+            continue
         named = _NAMED.fullmatch(text)
         lead = _LEADING.fullmatch(text)
         if named:
@@ -90,18 +119,21 @@ def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | 
             skipped += 1
             continue
         counters[key] = value
-    if not sections:
+    if not sections and not counters:
         raise ParseError(source, "no 'Tcp:'/'TcpExt:' sections: not `netstat -s` output")
     if skipped and notes is not None:
         notes.append(f"{source}: {skipped} netstat -s lines carry counters connwatch does not use (skipped)")
     return counters
 
 
-def parse_windows_netstat_s(lines: Iterable[str], source: str) -> dict[str, int]:
-    """Windows `netstat -s` -> Tcp.* counters summed over the IPv4 and IPv6 sections."""
+def parse_windows_netstat_s(lines: Iterable[str], source: str, notes: list[str] | None = None) -> dict[str, int]:
+    """Windows `netstat -s` -> Tcp.* counters summed over the IPv4 and IPv6 sections.
+
+    Labels are localized; English and German are known. A TCP section whose labels are all unknown
+    is said in `notes` (its counters are not guessed)."""
     counters: dict[str, int] = {}
     in_tcp = False
-    seen = 0
+    seen = tcp_values = 0
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
@@ -115,10 +147,14 @@ def parse_windows_netstat_s(lines: Iterable[str], source: str) -> dict[str, int]
         if len(m.group(1)) > 80:
             raise ParseError(source, "label too long for netstat -s", number)
         key = WINDOWS_LABELS.get(m.group(1))
+        tcp_values += in_tcp
         if in_tcp and key is not None:
             counters[key] = counters.get(key, 0) + int(m.group(2))
     if not seen:
         raise ParseError(source, "no 'Label = value' lines: not Windows `netstat -s` output")
+    if tcp_values and not counters and notes is not None:
+        notes.append(f"{source}: the TCP section's labels are in a language connwatch does not know yet "
+                     "(English and German are read): its counters were not used")
     return counters
 
 

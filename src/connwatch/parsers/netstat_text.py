@@ -14,6 +14,9 @@ Windows (netstat.exe; headers are localized, e.g. French "Adresse locale"; -o ad
 
       TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1192
       TCP    [::1]:50515            [::1]:50051            TIME_WAIT
+      TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1028     InHost
+
+(`-t` adds the offload state column: InHost, Offloaded, Offloading, Uploading.)
 
 macOS / FreeBSD (usr.bin/netstat/inet.c protopr(); the port follows the last dot)::
 
@@ -26,6 +29,12 @@ the Proto column)::
     Current listen queue sizes (qlen/incqlen/maxqlen)
     Proto Listen         Local Address
     tcp4  192/0/128      *.80
+
+FreeBSD `netstat -LaAn` puts the protocol control block address first (`Tcpcb` column), and
+`-L` also lists unix sockets (`unix  0/0/128  /var/run/devd.pipe`), which are skipped::
+
+    Tcpcb            Proto Listen         Local Address
+    fffff800c9ab8810 tcp4  2/0/1          *.55083
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ _WIN_PROTOS = frozenset({"TCP", "UDP", "TCPv6", "UDPv6"})
 _TIMER = re.compile(r"\s*(off|on|keepalive|timewait|unkn-\d+)\s+\(([\d.]+)/\d+/\d+\)\s*$")
 _PID = re.compile(r"(?:^|\s)(\d+)/(\S.*)$")
 _QUEUES = re.compile(r"(\d+)/(\d+)/(\d+)")
+_OFFLOAD = frozenset({"InHost", "Offloaded", "Offloading", "Uploading"})
+_PCB = re.compile(r"(?:0x)?[0-9a-f]{8,16}")
 _END_SECTIONS = ("Active UNIX", "Active LOCAL", "Active Bluetooth", "Active IPX", "Active AX.25",
                  "Active NET/ROM", "Registered kernel", "Active kernel", "Active Multipath")
 
@@ -58,6 +69,8 @@ def _state(word: str, source: str, number: int) -> int:
 
 def _check_queues(tokens: list[str], source: str, number: int) -> None:
     """`Proto Recv-Q Send-Q Local Foreign State`, as Linux and BSD netstat print a row."""
+    if any(t.strip(".") == "" or t == "…" for t in tokens[3:5]):
+        raise ParseError(source, "addresses elided (`...`) in the paste: row not counted", number)
     if len(tokens) < 6:
         raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
     if not (tokens[1].isdecimal() and tokens[2].isdecimal()):
@@ -95,6 +108,7 @@ def _windows_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
         raise ParseError(source, f"truncated socket row ({len(tokens)} fields)", number)
     state = _state(tokens[3], source, number)
     pid = None
+    tokens = [t for t in tokens[:6] if t not in _OFFLOAD]
     if len(tokens) > 4:
         if not tokens[4].isdecimal():
             raise ParseError(source, f"expected a PID, got {tokens[4][:20]!r}", number)
@@ -152,7 +166,7 @@ def _is_row(dialect: str, tokens: list[str]) -> bool:
         return first in _WIN_PROTOS
     if dialect == BSD:
         return first in _BSD_PROTOS
-    return bool(_QUEUES.fullmatch(first)) or (first in _BSD_PROTOS and len(tokens) > 1
+    return bool(_QUEUES.fullmatch(first)) or ((first in _BSD_PROTOS or first == "unix") and len(tokens) > 1
                                                and bool(_QUEUES.fullmatch(tokens[1])))
 
 
@@ -167,6 +181,8 @@ def iter_netstat(lines: Iterable[str], source: str, dialect: str) -> Iterator[Co
     pending: ConnRow | None = None
     for number, line in enumerate(lines, start=1):
         tokens = line.split()
+        if dialect == BSD_LISTEN and len(tokens) > 2 and _PCB.fullmatch(tokens[0]) and not tokens[0].isdigit():
+            tokens = tokens[1:]  # -LaAn: the Tcpcb address column
         if not tokens or ended:
             continue
         if line.startswith(_END_SECTIONS):

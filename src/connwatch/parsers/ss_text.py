@@ -33,7 +33,7 @@ _TIMER = re.compile(r"timer:\((\w+),((?:\d+min)?(?:\d+sec)?(?:\d+ms)?)")
 _DROPS = re.compile(r"skmem:\([^)]*\bd(\d+)\)")
 _DURATION = re.compile(r"(?:(\d+)min)?(?:(\d+)sec)?(?:(\d+)ms)?")
 _SUMMARY_TCP = re.compile(r"TCP:\s+(\d+) \(estab (\d+), closed (\d+), orphaned (\d+), "
-                          r"(?:synrecv (\d+), )?timewait (\d+)/(\d+)\)")
+                          r"(?:synrecv (\d+), )?timewait (\d+)(?:/(\d+))?\)")
 _LISTEN_PEERS = frozenset({"*:*", "0.0.0.0:*", "[::]:*", ":::*", "*", "[::]:0"})
 
 
@@ -138,7 +138,8 @@ def parse_ss_summary(lines: Iterable[str], source: str) -> dict[str, int]:
         TCP       3639      1859      1780
 
     From iproute2 misc/ss.c print_summary(), which reads /proc/net/sockstat{,6} and the
-    tcp_diag summary.
+    tcp_diag summary. Newer iproute2 prints `Total: N` without `(kernel N)` and `timewait N)`
+    without the `/N` part.
     """
     out: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
