@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from connwatch.analyze.output import analysis_dict
 from connwatch.analyze.run import run_analysis
 from connwatch.analyze.segment import segment
-from connwatch.rules.spec import load_rules
+from connwatch.rules.config import load_config
 from tests.unit.paste_golden import GOLDEN, PASTES, run_paste
 
 CASES = json.loads(GOLDEN.read_text())
@@ -38,7 +38,7 @@ def test_paste_matches_golden(name: str) -> None:
 
 
 def _analyse(*paths: Path, interval: float | None = None) -> dict[str, Any]:
-    analysis, errors = run_analysis([str(p) for p in paths], load_rules(None), interval, None, None)
+    analysis, errors = run_analysis([str(p) for p in paths], load_config(None), interval, None, None)
     assert analysis is not None, errors
     return analysis_dict(analysis)
 
@@ -226,6 +226,6 @@ def test_any_paste_gives_a_report_or_one_line_errors(tmp_path_factory: pytest.Te
     """Fuzz (synthetic input): pieces of every format in any order never raise, only report or errors."""
     path = tmp_path_factory.mktemp("f") / "paste.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
-    analysis, errors = run_analysis([str(path)], load_rules(None), None, None, None)
+    analysis, errors = run_analysis([str(path)], load_config(None), None, None, None)
     assert analysis is not None or errors
     assert all("\n" not in e for e in errors)
