@@ -381,10 +381,11 @@ def _spec(name: str, facts: type[F], explainer: Callable[[Finding, F], Explanati
     return AttributeSpec(name, "%", False, words.TEXTS[name], facts, explainer, _rules(name), needs, scope=scope)
 
 
-SUBJECT = Subject("ephemeral", (
+SPECS: tuple[AttributeSpec[DestinationFacts] | AttributeSpec[TimeWaitFacts] | AttributeSpec[OrphanFacts], ...] = (
     _spec("EphemeralPortUsage", DestinationFacts, words.explain_destination, (SOCKETS,)),
     _spec("EphemeralPortUsageWithoutReuse", DestinationFacts, words.explain_destination),
     _spec("EphemeralPortExhaustion", DestinationFacts, words.explain_destination),
     _spec("TimeWaitSockets", TimeWaitFacts, words.explain_time_wait, (TIME_WAIT_COUNT,), scope="host"),
     _spec("OrphanSockets", OrphanFacts, words.explain_orphans, scope="host"),
-), measure)
+)
+SUBJECT = Subject("ephemeral", SPECS, measure)
