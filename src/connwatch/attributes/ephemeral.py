@@ -248,7 +248,7 @@ def forecast(load: DestinationLoad, rate: float, basis: str, budget: PortBudget,
                     to_full)
 
 
-def destination_facts_of(load: DestinationLoad, budget: PortBudget, fc: Forecast | None) -> DestinationRecord:
+def record_of(load: DestinationLoad, budget: PortBudget, fc: Forecast | None) -> DestinationRecord:
     """Facts about one destination (alert detail and `connwatch destinations --format json`)."""
     d = load.usage
     return DestinationRecord(
@@ -269,7 +269,7 @@ def destination_facts_of(load: DestinationLoad, budget: PortBudget, fc: Forecast
 
 def destination_record(load: DestinationLoad, budget: PortBudget, fc: Forecast | None) -> dict[str, Any]:
     """One destination's facts, JSON-ready (a row of `connwatch destinations --format json`)."""
-    return facts_dict(destination_facts_of(load, budget, fc))
+    return facts_dict(record_of(load, budget, fc))
 
 
 ContextValues = tuple[float | None, HostRates, str, int | None, int | None, str, int | None, float, int | None]
@@ -324,7 +324,7 @@ def _destination_measurements(load: DestinationLoad, budget: PortBudget,
     d = load.usage
     fc = None if context.rates.time_wait_entered_per_s is None else forecast(
         load, dest_rates.get(key(d), 0.0), basis, budget, cur.sysctls.tcp_tw_reuse_delay, context.time_wait_s)
-    facts = destination_facts(context, destination_facts_of(load, budget, fc))
+    facts = destination_facts(context, record_of(load, budget, fc))
     resource = {"destination": d.destination, "local_address": d.local_address}
     rkey = resource_key(d)
     out = [Measurement("EphemeralPortUsage", resource, rkey, load.percent or 0.0, "%", "value", facts)]
