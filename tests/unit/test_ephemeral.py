@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from connwatch.attributes import ephemeral
+from connwatch.attributes.ephemeral_facts import DestinationFacts, DestinationRecord, EphemeralContext
+from connwatch.attributes.registry import spec
 from connwatch.clock import FakeClock
 from connwatch.explain import explain
 from connwatch.findings import Finding, Measurement
@@ -323,3 +325,55 @@ def test_destinations_report_and_table() -> None:
     text = out.getvalue()
     assert "FULL: connect() gets EADDRNOTAVAIL" in text and "safe only thanks to tcp_tw_reuse" in text
     assert "127.0.0.1:8080" in text and "TW 160" in text
+
+
+# --- the facts: typed, and the JSON detail order -------------------------------------------------
+
+CONTEXT_KEYS = ["interval_s", "rates", "platform", "tcp_tw_reuse", "tcp_tw_reuse_delay_ms", "rate_method",
+                "host_time_wait", "time_wait_s", "tcp_max_tw_buckets"]
+DETAIL_KEYS = {
+    "EphemeralPortUsage": [*CONTEXT_KEYS, "destination", "local_address", "remote_address", "remote_port",
+                           "addresses", "states", "held", "time_wait", "time_wait_reusable", "time_wait_young",
+                           "blocking", "percent", "percent_without_reuse", "usable_ports", "port_range",
+                           "reserved_ports", "listening_ports_in_range", "reuse_applies", "reuse_reason",
+                           "safe_only_by_reuse", "owners", "owners_inferred", "forecast"],
+    "TimeWaitSockets": [*CONTEXT_KEYS, "time_wait", "overflow_delta", "top_destinations", "outbound_time_wait"],
+    "OrphanSockets": [*CONTEXT_KEYS, "orphans", "tcp_max_orphans", "fin_wait", "tcp_fin_timeout"],
+}
+DETAIL_KEYS["EphemeralPortUsageWithoutReuse"] = DETAIL_KEYS["EphemeralPortExhaustion"] = \
+    DETAIL_KEYS["EphemeralPortUsage"]
+
+
+def test_facts_are_the_specs_type_and_the_detail_keeps_its_key_order() -> None:
+    owner = Process(pid=9, command="client", cmdline="client --loop", user="app")
+    prev, cur = pair([dest(ESTABLISHED=3, TIME_WAIT=180, young=5, owners=(owner,))], sysctls(reuse=1),
+                     tw_delta=25, sockstat={"TCP.tw": 180, "TCP.orphan": 10})
+    ms = ephemeral.measure(prev, cur)
+    assert sorted(m.attribute for m in ms) == sorted(DETAIL_KEYS)
+    for m in ms:
+        s = spec(m.attribute)
+        assert s is not None and type(m.facts) is s.facts  # the type its explainer is checked against
+        assert list(m.detail) == DETAIL_KEYS[m.attribute]
+    [usage] = by_attr(ms, "EphemeralPortUsage")
+    d = usage.detail
+    assert d["owners"] == [{"pid": 9, "command": "client", "cmdline": "client --loop", "user": "app"}]
+    assert list(d["rates"]) == ["interval_s", "active_opens_per_s", "time_wait_entered_per_s",
+                                "attempt_fails_per_s", "time_wait_overflow_per_s"]
+    assert list(d["forecast"]) == ["rate_per_s", "basis", "hold_s", "steady_sockets", "steady_percent",
+                                   "seconds_to_full"]
+    assert d["addresses"] == [REMOTE, HOSTIP] and d["port_range"] == [40000, 40199]
+    [tw] = by_attr(ms, "TimeWaitSockets")
+    assert tw.detail["top_destinations"] == [{"destination": "10.0.0.9:5432", "local_address": HOSTIP,
+                                              "time_wait": 180, "percent": usage.detail["percent"]}]
+
+
+def test_destination_facts_are_the_context_then_the_destination_record() -> None:
+    def declared(cls: type) -> list[tuple[str, object]]:
+        return [(f.name, f.type) for f in dataclasses.fields(cls)]
+
+    assert declared(DestinationFacts) == declared(EphemeralContext) + declared(DestinationRecord)
+    prev, cur = pair([dest(ESTABLISHED=3, TIME_WAIT=20)], sysctls(), tw_delta=5)
+    [m] = by_attr(ephemeral.measure(prev, cur), "EphemeralPortUsage")
+    load = ephemeral.loads(cur)[0]
+    row = ephemeral.destination_record(load, ephemeral.port_budget(cur), m.facts.forecast)
+    assert {k: m.detail[k] for k in row} == row and list(m.detail)[len(CONTEXT_KEYS):] == list(row)

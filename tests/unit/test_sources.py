@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connwatch.attributes import sources as attr
+from connwatch.attributes.registry import spec
 from connwatch.cli import main
 from connwatch.engine import judge
 from connwatch.errors import ConfigError, UsageError
@@ -275,3 +276,33 @@ def test_cli_reads_the_proc_fallback(capsys: pytest.CaptureFixture[str], tmp_pat
     [row] = [r for r in data["sources"] if r["port"] == 2525]
     assert (row["source"], row["value"], row["half_open"], row["limit"]) == ("127.0.0.2", 3, 1, 100.0)
     assert row["local"] is True and data["ports"][0]["sources"] == 1
+
+
+CONTEXT_KEYS = ["interval_s", "aggregate", "prefix", "max_alerts_per_port", "tcp_syncookies", "tcp_max_syn_backlog"]
+PER_PORT_KEYS = [*CONTEXT_KEYS, "port", "owners", "port_sources", "port_connections", "port_half_open", "histogram",
+                 "source", "states", "connections", "half_open", "rank", "members", "member_count", "local",
+                 "counted_states"]
+DETAIL_KEYS = {"ConnectionsPerSource": PER_PORT_KEYS, "HalfOpenPerSource": PER_PORT_KEYS,
+               "PortsPerSource": [*CONTEXT_KEYS, "source", "ports", "rank", "sources_total", "histogram", "local"]}
+
+
+@pytest.mark.parametrize("aggregate", [False, True])
+def test_facts_are_the_specs_type_and_the_detail_keeps_its_key_order(aggregate: bool) -> None:
+    usages = (usage("192.0.2.7", 2525, ESTABLISHED=30, SYN_RECV=8), usage("192.0.2.7", 25, ESTABLISHED=2),
+              usage("192.0.2.8", 2525, ESTABLISHED=3))
+    prev, cur = snap(T0, usages, ports=(25, 2525)), snap(T0 + 5, usages, ports=(25, 2525))
+    ms = attr.measure(prev, cur, Config((), sources=SourceSettings(aggregate=aggregate)))
+    assert {m.attribute for m in ms} == set(DETAIL_KEYS)
+    for m in ms:
+        s = spec(m.attribute)
+        assert s is not None and type(m.facts) is s.facts  # the type its explainer is checked against
+        assert list(m.detail) == DETAIL_KEYS[m.attribute]
+    heavy = next(m for m in ms if m.attribute == "ConnectionsPerSource" and m.resource["port"] == 2525)
+    d = heavy.detail
+    assert d["prefix"] == ({"ipv4": 24, "ipv6": 64} if aggregate else None)
+    assert d["owners"] == [{"endpoint": "0.0.0.0:2525",
+                            "owner": {"pid": 777, "command": "smtpd", "cmdline": "", "user": "mail"}}]
+    assert d["counted_states"] == ["ESTABLISHED", "CLOSE_WAIT"]
+    assert (d["source"], d["histogram"], d["members"]) == (
+        ("192.0.2.0/24", [[33, 1]], ["192.0.2.7", "192.0.2.8"]) if aggregate else ("192.0.2.7", [[30, 1], [3, 1]], []))
+    assert d["owners"] == attr.owners(cur, 2525)

@@ -25,14 +25,25 @@ enters TIME_WAIT, see __inet_twsk_schedule()), Tcp AttemptFails.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from connwatch.attributes.backlog import counter_delta
+from connwatch.attributes.ephemeral_facts import (
+    DestinationFacts,
+    DestinationRecord,
+    EphemeralContext,
+    Forecast,
+    HostRates,
+    OrphanFacts,
+    ProcessFacts,
+    TimeWaitFacts,
+    TopDestination,
+)
 from connwatch.attributes.registry import AttributeSpec, Need, Subject
 from connwatch.explain import ephemeral as words
-from connwatch.findings import Measurement
+from connwatch.findings import Explanation, Finding, Measurement, facts_dict
 from connwatch.model import DestinationUsage, Snapshot
 from connwatch.parsers.sock_diag import TIME_WAIT_LEN_MS
 from connwatch.parsers.sysctl import usable_ports
@@ -40,6 +51,8 @@ from connwatch.rules.rule import Rule
 
 if TYPE_CHECKING:
     from connwatch.rules.config import Config
+
+F = TypeVar("F")
 
 # Why these limits:
 # - EphemeralPortUsage: a pooled client needs tens to hundreds of ports per destination; half of a
@@ -103,16 +116,6 @@ class DestinationLoad:
         """Without reuse every port would be taken; with it, connect() still finds one."""
         return (self.reusable > 0 and self.percent_without_reuse is not None and self.percent is not None
                 and self.percent_without_reuse >= 100 > self.percent)
-
-
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    rate_per_s: float  # TIME_WAIT entered per second toward this destination
-    basis: str  # how the rate was apportioned
-    hold_s: float  # how long each TIME_WAIT blocks a port (60 s, or the reuse delay)
-    steady_sockets: float
-    steady_percent: float
-    seconds_to_full: float | None  # None: settles below 100 %
 
 
 def port_budget(snap: Snapshot) -> PortBudget:
@@ -181,16 +184,21 @@ def loads(snap: Snapshot) -> list[DestinationLoad]:
     return out
 
 
-def host_rates(prev: Snapshot, cur: Snapshot) -> dict[str, Any]:
+def rate_facts(prev: Snapshot, cur: Snapshot) -> HostRates:
     """Per-second host rates between the samples; a rate is None when its counter is missing or reset."""
     interval = cur.monotonic - prev.monotonic
-    out: dict[str, Any] = {"interval_s": round(interval, 3)}
-    for key, counter in (("active_opens_per_s", "Tcp.ActiveOpens"), ("time_wait_entered_per_s", "TcpExt.TW"),
-                         ("attempt_fails_per_s", "Tcp.AttemptFails"),
-                         ("time_wait_overflow_per_s", "TcpExt.TCPTimeWaitOverflow")):
+
+    def rate(counter: str) -> float | None:
         delta = counter_delta(prev, cur, counter)
-        out[key] = None if delta is None or interval <= 0 else round(delta / interval, 3)
-    return out
+        return None if delta is None or interval <= 0 else round(delta / interval, 3)
+
+    return HostRates(round(interval, 3), rate("Tcp.ActiveOpens"), rate("TcpExt.TW"), rate("Tcp.AttemptFails"),
+                     rate("TcpExt.TCPTimeWaitOverflow"))
+
+
+def host_rates(prev: Snapshot, cur: Snapshot) -> dict[str, Any]:
+    """rate_facts as JSON-ready data (`connwatch destinations`)."""
+    return facts_dict(rate_facts(prev, cur))
 
 
 def destination_rates(cur: Snapshot, tw_rate: float | None) -> tuple[dict[tuple[str, str, int], float], str]:
@@ -240,28 +248,43 @@ def forecast(load: DestinationLoad, rate: float, basis: str, budget: PortBudget,
                     to_full)
 
 
-def destination_record(load: DestinationLoad, budget: PortBudget, fc: Forecast | None) -> dict[str, Any]:
-    """Facts about one destination, JSON-ready (alert detail and `connwatch destinations --format json`)."""
+def record_of(load: DestinationLoad, budget: PortBudget, fc: Forecast | None) -> DestinationRecord:
+    """Facts about one destination (alert detail and `connwatch destinations --format json`)."""
     d = load.usage
-    return {
-        "destination": d.destination, "local_address": d.local_address, "remote_address": d.remote_address,
-        "remote_port": d.remote_port, "addresses": [d.remote_address, d.local_address],
-        "states": dict(sorted(d.states.items(), key=lambda kv: -kv[1])), "held": d.total,
-        "time_wait": load.time_wait, "time_wait_reusable": load.reusable,
-        "time_wait_young": d.time_wait_young, "blocking": load.blocking, "percent": load.percent,
-        "percent_without_reuse": load.percent_without_reuse, "usable_ports": budget.usable,
-        "port_range": list(budget.port_range) if budget.port_range else None,
-        "reserved_ports": budget.reserved, "listening_ports_in_range": budget.listening_in_range,
-        "reuse_applies": load.reuse_applies, "reuse_reason": load.reuse_reason,
-        "safe_only_by_reuse": load.safe_only_by_reuse,
-        "owners": [{"pid": p.pid, "command": p.command, "cmdline": p.cmdline, "user": p.user} for p in d.owners],
-        "owners_inferred": True,
-        "forecast": None if fc is None else {
-            "rate_per_s": fc.rate_per_s, "basis": fc.basis, "hold_s": fc.hold_s,
-            "steady_sockets": fc.steady_sockets, "steady_percent": fc.steady_percent,
-            "seconds_to_full": fc.seconds_to_full,
-        },
-    }
+    return DestinationRecord(
+        destination=d.destination, local_address=d.local_address, remote_address=d.remote_address,
+        remote_port=d.remote_port, addresses=(d.remote_address, d.local_address),
+        states=dict(sorted(d.states.items(), key=lambda kv: -kv[1])), held=d.total,
+        time_wait=load.time_wait, time_wait_reusable=load.reusable,
+        time_wait_young=d.time_wait_young, blocking=load.blocking, percent=load.percent,
+        percent_without_reuse=load.percent_without_reuse, usable_ports=budget.usable,
+        port_range=budget.port_range or None,
+        reserved_ports=budget.reserved, listening_ports_in_range=budget.listening_in_range,
+        reuse_applies=load.reuse_applies, reuse_reason=load.reuse_reason,
+        safe_only_by_reuse=load.safe_only_by_reuse,
+        owners=tuple(ProcessFacts(p.pid, p.command, p.cmdline, p.user) for p in d.owners),
+        owners_inferred=True, forecast=fc,
+    )
+
+
+def destination_record(load: DestinationLoad, budget: PortBudget, fc: Forecast | None) -> dict[str, Any]:
+    """One destination's facts, JSON-ready (a row of `connwatch destinations --format json`)."""
+    return facts_dict(record_of(load, budget, fc))
+
+
+ContextValues = tuple[float | None, HostRates, str, int | None, int | None, str, int | None, float, int | None]
+
+
+def _context(c: EphemeralContext) -> ContextValues:
+    """The context's fields in order, to start a facts subclass's arguments."""
+    return (c.interval_s, c.rates, c.platform, c.tcp_tw_reuse, c.tcp_tw_reuse_delay_ms, c.rate_method,
+            c.host_time_wait, c.time_wait_s, c.tcp_max_tw_buckets)
+
+
+def destination_facts(context: EphemeralContext, record: DestinationRecord) -> DestinationFacts:
+    """The context's fields, then the record's: DestinationFacts declares both, in this order (a test
+    checks that its fields are EphemeralContext's and DestinationRecord's)."""
+    return DestinationFacts(*_context(context), *(getattr(record, f.name) for f in fields(record)))
 
 
 def _chosen(all_loads: list[DestinationLoad], rates: Mapping[tuple[str, str, int], float],
@@ -279,13 +302,13 @@ def resource_key(d: DestinationUsage) -> str:
 
 def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
     budget = port_budget(cur)
-    rates = host_rates(prev, cur)
-    dest_rates, basis = destination_rates(cur, rates["time_wait_entered_per_s"])
-    context = {"interval_s": rates["interval_s"], "rates": rates, "platform": cur.host.platform,
-               "tcp_tw_reuse": cur.sysctls.tcp_tw_reuse, "tcp_tw_reuse_delay_ms": cur.sysctls.tcp_tw_reuse_delay,
-               "rate_method": basis, "host_time_wait": cur.sockstat.get("TCP.tw"),
-               "time_wait_s": time_wait_seconds(cur.host.platform),
-               "tcp_max_tw_buckets": cur.sysctls.tcp_max_tw_buckets}
+    rates = rate_facts(prev, cur)
+    dest_rates, basis = destination_rates(cur, rates.time_wait_entered_per_s)
+    context = EphemeralContext(
+        interval_s=rates.interval_s, rates=rates, platform=cur.host.platform, tcp_tw_reuse=cur.sysctls.tcp_tw_reuse,
+        tcp_tw_reuse_delay_ms=cur.sysctls.tcp_tw_reuse_delay, rate_method=basis,
+        host_time_wait=cur.sockstat.get("TCP.tw"), time_wait_s=time_wait_seconds(cur.host.platform),
+        tcp_max_tw_buckets=cur.sysctls.tcp_max_tw_buckets)
     out: list[Measurement] = []
     all_loads = loads(cur)
     if budget.usable:
@@ -297,49 +320,48 @@ def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list
 
 def _destination_measurements(load: DestinationLoad, budget: PortBudget,
                               dest_rates: Mapping[tuple[str, str, int], float], basis: str, cur: Snapshot,
-                              context: dict[str, Any]) -> list[Measurement]:
+                              context: EphemeralContext) -> list[Measurement]:
     d = load.usage
-    fc = None if context["rates"]["time_wait_entered_per_s"] is None else forecast(
-        load, dest_rates.get(key(d), 0.0), basis, budget, cur.sysctls.tcp_tw_reuse_delay, context["time_wait_s"])
-    detail = {**context, **destination_record(load, budget, fc)}
+    fc = None if context.rates.time_wait_entered_per_s is None else forecast(
+        load, dest_rates.get(key(d), 0.0), basis, budget, cur.sysctls.tcp_tw_reuse_delay, context.time_wait_s)
+    facts = destination_facts(context, record_of(load, budget, fc))
     resource = {"destination": d.destination, "local_address": d.local_address}
     rkey = resource_key(d)
-    out = [Measurement("EphemeralPortUsage", resource, rkey, load.percent or 0.0, "%", "value", detail)]
+    out = [Measurement("EphemeralPortUsage", resource, rkey, load.percent or 0.0, "%", "value", facts)]
     if load.reusable:
         out.append(Measurement("EphemeralPortUsageWithoutReuse", resource, rkey,
-                               load.percent_without_reuse or 0.0, "%", "value", detail))
+                               load.percent_without_reuse or 0.0, "%", "value", facts))
     if fc is not None:
-        out.append(Measurement("EphemeralPortExhaustion", resource, rkey, fc.steady_percent, "%", "value", detail))
+        out.append(Measurement("EphemeralPortExhaustion", resource, rkey, fc.steady_percent, "%", "value", facts))
     return out
 
 
-def _top(all_loads: list[DestinationLoad], n: int = 5) -> list[dict[str, Any]]:
+def _top(all_loads: list[DestinationLoad], n: int = 5) -> tuple[TopDestination, ...]:
     ranked = sorted(all_loads, key=lambda x: -x.time_wait)[:n]
-    return [{"destination": x.usage.destination, "local_address": x.usage.local_address,
-             "time_wait": x.time_wait, "percent": x.percent} for x in ranked if x.time_wait]
+    return tuple(TopDestination(x.usage.destination, x.usage.local_address, x.time_wait, x.percent)
+                 for x in ranked if x.time_wait)
 
 
 def _host_measurements(prev: Snapshot, cur: Snapshot, all_loads: list[DestinationLoad],
-                       context: dict[str, Any]) -> list[Measurement]:
+                       context: EphemeralContext) -> list[Measurement]:
     out = []
     by_state = cur.sockets.by_state if cur.sockets is not None else {}
     tw = cur.sockstat.get("TCP.tw", by_state.get("TIME_WAIT"))
     buckets = cur.sysctls.tcp_max_tw_buckets
     if tw is not None and buckets:
-        detail = {**context, "time_wait": tw, "tcp_max_tw_buckets": buckets,
-                  "overflow_delta": counter_delta(prev, cur, "TcpExt.TCPTimeWaitOverflow"),
-                  "top_destinations": _top(all_loads),
-                  "outbound_time_wait": sum(x.time_wait for x in all_loads)}
+        tw_facts = TimeWaitFacts(
+            *_context(context), time_wait=tw, overflow_delta=counter_delta(prev, cur, "TcpExt.TCPTimeWaitOverflow"),
+            top_destinations=_top(all_loads), outbound_time_wait=sum(x.time_wait for x in all_loads))
         out.append(Measurement("TimeWaitSockets", {"port": None}, "TCP(host)",
-                               round(100.0 * tw / buckets, 2), "%", "value", detail))
+                               round(100.0 * tw / buckets, 2), "%", "value", tw_facts))
     orphans, limit = cur.sockstat.get("TCP.orphan"), cur.sysctls.tcp_max_orphans
     if orphans is not None and limit:
-        detail = {**context, "orphans": orphans, "tcp_max_orphans": limit,
-                  "fin_wait": {k: v for k, v in by_state.items() if k in ("FIN_WAIT1", "FIN_WAIT2", "LAST_ACK",
-                                                                          "CLOSING")},
-                  "tcp_fin_timeout": cur.sysctls.tcp_fin_timeout}
+        orphan_facts = OrphanFacts(
+            *_context(context), orphans=orphans, tcp_max_orphans=limit,
+            fin_wait={k: v for k, v in by_state.items() if k in ("FIN_WAIT1", "FIN_WAIT2", "LAST_ACK", "CLOSING")},
+            tcp_fin_timeout=cur.sysctls.tcp_fin_timeout)
         out.append(Measurement("OrphanSockets", {"port": None}, "TCP(host)",
-                               round(100.0 * orphans / limit, 2), "%", "value", detail))
+                               round(100.0 * orphans / limit, 2), "%", "value", orphan_facts))
     return out
 
 
@@ -352,20 +374,20 @@ NO_CONNECTIONS = ("the capture lists no connections, only listeners or counters 
 SOCKETS = Need("connections", lambda snap: snap.sockets is not None, NO_CONNECTIONS)
 TIME_WAIT_COUNT = Need("TIME_WAIT count", lambda snap: snap.sockets is not None or "TCP.tw" in snap.sockstat,
                        NO_CONNECTIONS)
-Facts = dict[str, Any]  # not yet typed: the explainers read the detail mapping
 
 
-def _spec(name: str, explainer: words.Explainer, needs: tuple[Need, ...] = (),
-          scope: str = "destination", folds_into: tuple[str, ...] = ()) -> AttributeSpec[Facts]:
-    return AttributeSpec(name, "%", False, words.TEXTS[name], dict, lambda f, facts: explainer(f), _rules(name), needs,
-                         scope=scope, folds_into=folds_into)
+def _spec(name: str, facts: type[F], explainer: Callable[[Finding, F], Explanation], needs: tuple[Need, ...] = (),
+          scope: str = "destination", folds_into: tuple[str, ...] = ()) -> AttributeSpec[F]:
+    return AttributeSpec(name, "%", False, words.TEXTS[name], facts, explainer, _rules(name), needs, scope=scope,
+                         folds_into=folds_into)
 
 
-SUBJECT = Subject("ephemeral", (
-    _spec("EphemeralPortUsage", words.explain_destination, (SOCKETS,)),
-    _spec("EphemeralPortUsageWithoutReuse", words.explain_destination,
+SPECS: tuple[AttributeSpec[DestinationFacts] | AttributeSpec[TimeWaitFacts] | AttributeSpec[OrphanFacts], ...] = (
+    _spec("EphemeralPortUsage", DestinationFacts, words.explain_destination, (SOCKETS,)),
+    _spec("EphemeralPortUsageWithoutReuse", DestinationFacts, words.explain_destination,
           folds_into=("EphemeralPortUsage", "EphemeralPortExhaustion")),
-    _spec("EphemeralPortExhaustion", words.explain_destination, folds_into=("EphemeralPortUsage",)),
-    _spec("TimeWaitSockets", words.explain_time_wait, (TIME_WAIT_COUNT,), scope="host"),
-    _spec("OrphanSockets", words.explain_orphans, scope="host"),
-), measure)
+    _spec("EphemeralPortExhaustion", DestinationFacts, words.explain_destination, folds_into=("EphemeralPortUsage",)),
+    _spec("TimeWaitSockets", TimeWaitFacts, words.explain_time_wait, (TIME_WAIT_COUNT,), scope="host"),
+    _spec("OrphanSockets", OrphanFacts, words.explain_orphans, scope="host"),
+)
+SUBJECT = Subject("ephemeral", SPECS, measure)

@@ -27,13 +27,15 @@ import heapq
 import ipaddress
 import socket
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from connwatch.attributes.ephemeral_facts import ProcessFacts
 from connwatch.attributes.registry import AttributeSpec, Need, Subject
+from connwatch.attributes.sources_facts import PortListener, PortsFacts, PrefixFacts, SourcePortFacts, SourcesContext
 from connwatch.explain import sources as words
-from connwatch.findings import Measurement
+from connwatch.findings import Explanation, Finding, Measurement, facts_dict
 from connwatch.model import Snapshot, SourceUsage
 from connwatch.perf import gc_paused
 from connwatch.rules.rule import Rule
@@ -42,6 +44,8 @@ from connwatch.rules.sources import DEFAULT as DEFAULT_SETTINGS
 
 if TYPE_CHECKING:
     from connwatch.rules.config import Config
+
+F = TypeVar("F")
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(CONNECTIONS, 100, severity=3, alert_class="sources"),
@@ -204,27 +208,50 @@ def _in(address: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> boo
         return False
 
 
-def owners(snap: Snapshot, port: int) -> list[dict[str, Any]]:
+def port_listeners(snap: Snapshot, port: int) -> tuple[PortListener, ...]:
     """The listeners of a port and their owner processes, as facts for the explanation."""
-    return [{"endpoint": x.endpoint, "owner": None if x.owner is None else {
-        "pid": x.owner.pid, "command": x.owner.command, "cmdline": x.owner.cmdline, "user": x.owner.user}}
-        for x in snap.listeners_on(port)]
+    return tuple(PortListener(x.endpoint, None if x.owner is None else ProcessFacts(
+        x.owner.pid, x.owner.command, x.owner.cmdline, x.owner.user)) for x in snap.listeners_on(port))
+
+
+def owners(snap: Snapshot, port: int) -> list[dict[str, Any]]:
+    """port_listeners as JSON-ready data (`connwatch sources`)."""
+    return [facts_dict(x) for x in port_listeners(snap, port)]
+
+
+ContextValues = tuple[float | None, bool, PrefixFacts | None, int, int | None, int | None]
+
+
+def _context(c: SourcesContext) -> ContextValues:
+    """The context's fields in order, to start a facts subclass's arguments."""
+    return (c.interval_s, c.aggregate, c.prefix, c.max_alerts_per_port, c.tcp_syncookies, c.tcp_max_syn_backlog)
+
+
+@dataclass(frozen=True, slots=True)
+class _PortTotals:
+    """What every source's facts on one port share (SourcePortFacts fields after the context)."""
+
+    port: int
+    owners: tuple[PortListener, ...]
+    sources: int
+    connections: int
+    half_open: int
 
 
 def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
     s = config.sources if config is not None else DEFAULT_SETTINGS
     interval = round(max(cur.monotonic - prev.monotonic, 0.0), 3)
     local = local_addresses(cur)
-    context = {"interval_s": interval, "aggregate": s.aggregate,
-               "prefix": {"ipv4": s.ipv4_prefix, "ipv6": s.ipv6_prefix} if s.aggregate else None,
-               "max_alerts_per_port": s.max_alerts_per_port, "tcp_syncookies": cur.sysctls.tcp_syncookies,
-               "tcp_max_syn_backlog": cur.sysctls.tcp_max_syn_backlog}
+    context = SourcesContext(
+        interval_s=interval, aggregate=s.aggregate,
+        prefix=PrefixFacts(s.ipv4_prefix, s.ipv6_prefix) if s.aggregate else None,
+        max_alerts_per_port=s.max_alerts_per_port, tcp_syncookies=cur.sysctls.tcp_syncookies,
+        tcp_max_syn_backlog=cur.sysctls.tcp_max_syn_backlog)
     out: list[Measurement] = []
     for port, t in tally(cur, s).items():
-        base = {**context, "port": port, "owners": owners(cur, port), "port_sources": t.sources,
-                "port_connections": t.connections, "port_half_open": t.half_open}
-        out.extend(_per_port(CONNECTIONS, t.top_connections, {**base, "histogram": t.histogram}, local))
-        out.extend(_per_port(HALF_OPEN, t.top_half_open, {**base, "histogram": t.half_open_histogram}, local))
+        base = _PortTotals(port, port_listeners(cur, port), t.sources, t.connections, t.half_open)
+        out.extend(_per_port(CONNECTIONS, t.top_connections, context, base, t.histogram, local))
+        out.extend(_per_port(HALF_OPEN, t.top_half_open, context, base, t.half_open_histogram, local))
     out.extend(_ports_measurements(prev, cur, s, context, local))
     return out
 
@@ -233,23 +260,25 @@ def resource_key(port: int | None, source: str) -> str:
     return f"TCP({'*' if port is None else port}) {source}"
 
 
-def _per_port(attribute: str, rows: tuple[SourceRow, ...], base: dict[str, Any],
-              local: frozenset[str]) -> list[Measurement]:
+def _per_port(attribute: str, rows: tuple[SourceRow, ...], context: SourcesContext, base: _PortTotals,
+              histogram: tuple[tuple[int, int], ...], local: frozenset[str]) -> list[Measurement]:
     out = []
     for rank, row in enumerate(rows, 1):
         value = row.connections if attribute == CONNECTIONS else row.half_open
         if value < 2:  # no limit (>= 1) can be exceeded by one connection
             break
-        detail = {**base, "source": row.source, "states": dict(row.states), "connections": row.connections,
-                  "half_open": row.half_open, "rank": rank, "members": list(row.members),
-                  "member_count": row.member_count, "local": is_local(row.source, local),
-                  "counted_states": list(HELD_STATES if attribute == CONNECTIONS else HALF_OPEN_STATES)}
+        facts = SourcePortFacts(
+            *_context(context), port=base.port, owners=base.owners, port_sources=base.sources,
+            port_connections=base.connections, port_half_open=base.half_open, histogram=histogram,
+            source=row.source, states=dict(row.states), connections=row.connections, half_open=row.half_open,
+            rank=rank, members=row.members, member_count=row.member_count, local=is_local(row.source, local),
+            counted_states=HELD_STATES if attribute == CONNECTIONS else HALF_OPEN_STATES)
         out.append(Measurement(attribute, {"source": row.source, "port": row.port},
-                               resource_key(row.port, row.source), float(value), "conns", "value", detail))
+                               resource_key(row.port, row.source), float(value), "conns", "value", facts))
     return out
 
 
-def _ports_measurements(prev: Snapshot, cur: Snapshot, s: SourceSettings, context: dict[str, Any],
+def _ports_measurements(prev: Snapshot, cur: Snapshot, s: SourceSettings, context: SourcesContext,
                         local: frozenset[str]) -> list[Measurement]:
     per_source = ports_per_source(prev, cur, s)
     hist = _histogram(len(p) for p in per_source.values())
@@ -258,26 +287,26 @@ def _ports_measurements(prev: Snapshot, cur: Snapshot, s: SourceSettings, contex
     for rank, (source, ports) in enumerate(top, 1):
         if len(ports) < 2:
             break
-        detail = {**context, "source": source, "ports": sorted(ports)[:100], "rank": rank,
-                  "sources_total": len(per_source), "histogram": hist, "local": is_local(source, local)}
+        facts = PortsFacts(*_context(context), source=source, ports=tuple(sorted(ports)[:100]), rank=rank,
+                           sources_total=len(per_source), histogram=hist, local=is_local(source, local))
         out.append(Measurement(PORTS, {"source": source, "port": None}, resource_key(None, source),
-                               float(len(ports)), "ports", "value", detail))
+                               float(len(ports)), "ports", "value", facts))
     return out
 
 
-Facts = dict[str, Any]  # not yet typed: the explainers read the detail mapping
 SOCKETS = Need("connections", lambda snap: snap.sockets is not None,
                "the capture lists no connections, only listeners or counters (add `ss -tan` or `netstat -an` output)")
 
 
-def _spec(name: str, unit: str, explainer: words.Explainer, needs: tuple[Need, ...] = ()) -> AttributeSpec[Facts]:
+def _spec(name: str, unit: str, facts: type[F], explainer: Callable[[Finding, F], Explanation],
+          needs: tuple[Need, ...] = ()) -> AttributeSpec[F]:
     rules = tuple(r for r in DEFAULT_RULES if r.attribute == name)
-    return AttributeSpec(name, unit, False, words.TEXTS[name], dict, lambda f, facts: explainer(f), rules, needs,
-                         scope="source")
+    return AttributeSpec(name, unit, False, words.TEXTS[name], facts, explainer, rules, needs, scope="source")
 
 
-SUBJECT = Subject("sources", (
-    _spec(CONNECTIONS, "conns", words.explain_connections, (SOCKETS,)),
-    _spec(HALF_OPEN, "conns", words.explain_half_open),
-    _spec(PORTS, "ports", words.explain_ports),
-), measure)
+SPECS: tuple[AttributeSpec[SourcePortFacts] | AttributeSpec[PortsFacts], ...] = (
+    _spec(CONNECTIONS, "conns", SourcePortFacts, words.explain_connections, (SOCKETS,)),
+    _spec(HALF_OPEN, "conns", SourcePortFacts, words.explain_half_open),
+    _spec(PORTS, "ports", PortsFacts, words.explain_ports),
+)
+SUBJECT = Subject("sources", SPECS, measure)

@@ -7,14 +7,13 @@ HAProxy) and in the kernel, with a ready nftables rule for that port and limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from connwatch.attributes.sources_facts import PortListener, PortsFacts, SourcePortFacts
 from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
 from connwatch.remedy.nftables import PerSourceLimit, render
-
-Explainer = Callable[[Finding], Explanation]
 
 TEXTS = {
     "ConnectionsPerSource": "ConnectionsPerSource measures the connections one remote address (or prefix) "
@@ -28,22 +27,34 @@ TEXTS = {
 }
 
 
-def owner_words(owners: Sequence[dict[str, Any]]) -> str:
+def owner_words(owners: Sequence[Mapping[str, Any]]) -> str:
+    """The port's listeners and owners in words, from JSON-ready rows (`connwatch sources`)."""
+    return _served_by([(x.get("owner"), x["endpoint"]) for x in owners])
+
+
+def listener_words(listeners: Sequence[PortListener]) -> str:
+    """The port's listeners and owners in words, from the facts."""
+    return _served_by([(None if x.owner is None else {"pid": x.owner.pid, "command": x.owner.command,
+                                                      "user": x.owner.user}, x.endpoint) for x in listeners])
+
+
+def _served_by(owners: Sequence[tuple[Mapping[str, Any] | None, str]]) -> str:
     parts = []
-    for x in owners:
-        o = x.get("owner")
+    for o, endpoint in owners:
         who = process_words(o) if o else "an owner not visible to this user (run as root)"
-        parts.append(f"{who} on {x['endpoint']}")
+        parts.append(f"{who} on {endpoint}")
     return "; ".join(parts) if parts else "no listener any more"
 
 
-def _who(d: dict[str, Any], ss_filter: str | None = None) -> str:
-    source = d["source"]
-    ss_filter = ss_filter or f"src {source} and dst :{d['port']}"
+def _who(d: SourcePortFacts | PortsFacts) -> str:
+    source = d.source
+    ss_filter = f"src {source}"
     members = ""
-    if d.get("member_count", 1) > 1:
-        members = (f" ({d['member_count']} addresses counted as one, e.g. {', '.join(d.get('members', []))})")
-    if d.get("local"):
+    if isinstance(d, SourcePortFacts):
+        ss_filter = f"src {source} and dst :{d.port}"
+        if d.member_count > 1:
+            members = f" ({d.member_count} addresses counted as one, e.g. {', '.join(d.members)})"
+    if d.local:
         return (f"{source}{members} is this host itself (loopback or one of its addresses): a local process "
                 f"opens these connections; `ss -tnp '( {ss_filter} )'` names it.")
     return f"{source}{members} is not an address this host uses: the client is remote."
@@ -54,19 +65,20 @@ def over_limit(histogram: Sequence[Sequence[int]], limit: float) -> int:
     return sum(n for value, n in histogram if value > limit)
 
 
-def _others(d: dict[str, Any], limit: float, what: str) -> str:
-    over = over_limit(d.get("histogram", ()), limit)
-    cap = d.get("max_alerts_per_port", 10)
-    text = (f"Port {d['port']} has {d.get('port_sources')} sources holding {d.get('port_' + what)} "
-            f"{what.replace('_', '-')} in all; this one ranks {d.get('rank')}.")
+def _others(d: SourcePortFacts, limit: float, what: str) -> str:
+    over = over_limit(d.histogram, limit)
+    cap = d.max_alerts_per_port
+    total = d.port_connections if what == "connections" else d.port_half_open
+    text = (f"Port {d.port} has {d.port_sources} sources holding {total} "
+            f"{what.replace('_', '-')} in all; this one ranks {d.rank}.")
     if over > 1:
         text += f" {over} sources are over the limit on this port"
-        text += (f"; connwatch alerts on the {cap} heaviest only (see `connwatch sources --port {d['port']}`)."
+        text += (f"; connwatch alerts on the {cap} heaviest only (see `connwatch sources --port {d.port}`)."
                  if over > cap else ".")
     return text
 
 
-def _states(states: dict[str, int]) -> str:
+def _states(states: Mapping[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(states.items(), key=lambda kv: -kv[1]))
 
 
@@ -79,19 +91,18 @@ def application_limits(port: int, limit: int) -> str:
             "per source).")
 
 
-def nft_rule(d: dict[str, Any], limit: float) -> str:
-    prefix = d.get("prefix") or {}
+def nft_rule(d: SourcePortFacts, limit: float) -> str:
+    prefix = d.prefix
     n = max(1, min(int(limit), 10000))
-    return render(PerSourceLimit(int(d["port"]), n, prefix.get("ipv4"), prefix.get("ipv6")))
+    return render(PerSourceLimit(d.port, n, prefix.ipv4 if prefix else None, prefix.ipv6 if prefix else None))
 
 
-def explain_connections(f: Finding) -> Explanation:
-    d = dict(f.measurement.detail)
+def explain_connections(f: Finding, d: SourcePortFacts) -> Explanation:
     value, limit = f.measurement.value, f.limit
-    states = d.get("states", {})
-    facts = [f"{d['source']} holds {format_number(value)} connections to port {d['port']} "
+    states = d.states
+    facts = [f"{d.source} holds {format_number(value)} connections to port {d.port} "
              f"({_states(states)}); the high limit is {format_number(limit)}.", _who(d),
-             f"Port {d['port']} is served by {owner_words(d.get('owners', []))}.", _others(d, limit, "connections"),
+             f"Port {d.port} is served by {listener_words(d.owners)}.", _others(d, limit, "connections"),
              "An application that enforces a per-source limit refuses the next connection from this source "
              "(Exchange logs event 1021 and answers 421); without one, a single client can take every worker."]
     if states.get("CLOSE_WAIT"):
@@ -103,21 +114,20 @@ def explain_connections(f: Finding) -> Explanation:
         "Find out who the client is and whether the load is legitimate (a mail relay, a proxy, a NAT gateway "
         "or a client without connection reuse).",
         f"If legitimate, raise the limit for this port: [[rules]] attribute = \"ConnectionsPerSource\", "
-        f"port = {d['port']}, high = N (or \"unlimited\"), and at the application.",
-        "If not, limit it. " + application_limits(int(d["port"]), int(limit)),
+        f"port = {d.port}, high = N (or \"unlimited\"), and at the application.",
+        "If not, limit it. " + application_limits(d.port, int(limit)),
         "In the kernel (refuses the next connection with a TCP reset; `connwatch sources --port "
-        f"{d['port']} --nft` prints it again):\n" + nft_rule(d, limit),
+        f"{d.port} --nft` prints it again):\n" + nft_rule(d, limit),
     ]
     return Explanation(TEXTS["ConnectionsPerSource"], " ".join(facts), "\n".join(actions),
-                       owner_words(d.get("owners", [])))
+                       listener_words(d.owners))
 
 
-def explain_half_open(f: Finding) -> Explanation:
-    d = dict(f.measurement.detail)
-    cookies = d.get("tcp_syncookies")
-    facts = [f"{d['source']} has {format_number(f.measurement.value)} half-open connections to port {d['port']}; "
+def explain_half_open(f: Finding, d: SourcePortFacts) -> Explanation:
+    cookies = d.tcp_syncookies
+    facts = [f"{d.source} has {format_number(f.measurement.value)} half-open connections to port {d.port}; "
              f"the high limit is {format_number(f.limit)}.", _who(d),
-             f"Port {d['port']} is served by {owner_words(d.get('owners', []))}.", _others(d, f.limit, "half_open"),
+             f"Port {d.port} is served by {listener_words(d.owners)}.", _others(d, f.limit, "half_open"),
              "Many SYN_RECV from one source is a SYN flood, or a client whose final ACKs are lost (packet loss, "
              "an asymmetric route or a firewall dropping the ACK)."]
     if cookies is not None:
@@ -129,24 +139,23 @@ def explain_half_open(f: Finding) -> Explanation:
                "For a real source, limit it in the kernel (ct count also counts half-open connections):\n"
                + nft_rule(d, f.limit)]
     return Explanation(TEXTS["HalfOpenPerSource"], " ".join(facts), "\n".join(actions),
-                       owner_words(d.get("owners", [])))
+                       listener_words(d.owners))
 
 
-def explain_ports(f: Finding) -> Explanation:
-    d = dict(f.measurement.detail)
-    ports = d.get("ports", [])
-    over = over_limit(d.get("histogram", ()), f.limit)
-    facts = [f"{d['source']} held or tried {format_number(f.measurement.value)} distinct listening ports in "
-             f"{d.get('interval_s')} s (ports {', '.join(map(str, ports))}); the high limit is "
-             f"{format_number(f.limit)}.", _who(d, f"src {d['source']}")]
+def explain_ports(f: Finding, d: PortsFacts) -> Explanation:
+    ports = d.ports
+    over = over_limit(d.histogram, f.limit)
+    facts = [f"{d.source} held or tried {format_number(f.measurement.value)} distinct listening ports in "
+             f"{d.interval_s} s (ports {', '.join(map(str, ports))}); the high limit is "
+             f"{format_number(f.limit)}.", _who(d)]
     facts.append("Only ports with a listener leave a socket: probes of closed ports are answered with a reset "
                  "and not seen here (Tcp OutRsts rises), so a scan may be wider than this.")
     if over > 1:
         facts.append(f"{over} sources exceed the limit in this interval.")
-    actions = [f"If {d['source']} is not a known monitoring or client host, treat it as a scan: block it "
-               f"(`nft add rule inet filter input {'ip6' if ':' in d['source'] else 'ip'} saddr {d['source']} drop`, "
+    actions = [f"If {d.source} is not a known monitoring or client host, treat it as a scan: block it "
+               f"(`nft add rule inet filter input {'ip6' if ':' in d.source else 'ip'} saddr {d.source} drop`, "
                "or in the upstream firewall) "
                "and check the services it reached.",
                f"If it is expected (a monitoring system), exempt it: [[rules]] attribute = \"PortsPerSource\", "
-               f"address = \"{d['source']}\", high = \"unlimited\"."]
+               f"address = \"{d.source}\", high = \"unlimited\"."]
     return Explanation(TEXTS["PortsPerSource"], " ".join(facts), "\n".join(actions), "")
