@@ -44,17 +44,25 @@ def test_flooded_listener_alerts_with_kernel_drop_counts(ns: Netns, tmp_path: An
     assert alert["value"] == sum(x["drops_delta"] for x in hot) > 0
     # ...which the kernel's own counter brackets from outside.
     assert before <= hot[0]["drops"] - alert["value"] and hot[0]["drops"] <= after
-    # In this namespace only that listener drops: host ListenDrops is fully attributed.
+    # In this namespace only that listener drops, every drop a SYN-time overflow: the namespace's own
+    # ListenOverflows is fully attributed to it, and nothing of the listener's counter is left over.
     rec = report["reconciliation"]
-    assert rec["host_listen_drops"] == rec["attributed"] == alert["value"]
-    assert rec["unattributed"] == 0
+    assert rec["host_listen_overflows"] == rec["attributed"] == rec["host_listen_drops"] == alert["value"]
+    assert rec["unattributed"] == 0 and rec["listener_drops"] == alert["value"]
+    assert alert["detail"]["rejects"]["accept_queue_overflows"] == alert["value"]
+    assert alert["detail"]["not_rejections"] == {"deferred_accept": 0, "double_counted": 0, "other": 0}
+    assert alert["unit"] == "requests"
     assert ns.nstat("TcpExtListenDrops") - host_before >= alert["value"]
     assert alert["resource"] == f"TCP({HOT})" and alert["severity"] in (2, 3)
     assert alert["description"].startswith(f"TCP({HOT}) BacklogRejectsByPort High, ")
     assert "It persists" in alert["explanation"] and "asked listen() for a backlog of 5" in alert["explanation"]
     assert "listener.py" in alert["owner"] or "python" in alert["owner"]
-    [fill] = _alerts(report, "AcceptQueueFill", HOT)
-    assert fill["value"] == 120.0  # 6 queued on a backlog of 5
+    # One problem, one alert: the full queue (120 %, High) is a fact of the rejects alert, which takes its
+    # severity; the host-wide ListenOverflows it explains is not an alert of its own either.
+    assert [a["attribute"] for a in report["alerts"]] == ["BacklogRejectsByPort"] and alert["severity"] == 2
+    [fill] = [m for m in report["measurements"] if m["attribute"] == "AcceptQueueFill" and m["port"] == HOT]
+    assert fill["value"] == 120.0 and fill["folded_into"] == f"BacklogRejectsByPort TCP({HOT})"
+    assert "AcceptQueueFill 120 % (limit 100, High)" in alert["explanation"]
     assert not [a for a in report["alerts"] if a["port"] == HEALTHY]
     healthy = [x for x in report["listeners"] if x["port"] == HEALTHY]
     assert healthy and healthy[0]["drops"] == 0 and healthy[0]["backlog"] == 128
