@@ -18,6 +18,7 @@ from connwatch.attributes import ephemeral
 from connwatch.attributes.ephemeral_facts import DestinationFacts, DestinationRecord, EphemeralContext
 from connwatch.attributes.registry import spec
 from connwatch.clock import FakeClock
+from connwatch.engine import judge
 from connwatch.explain import explain
 from connwatch.findings import Finding, Measurement
 from connwatch.model import (
@@ -31,6 +32,7 @@ from connwatch.model import (
 )
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.reports.destinations import build_report, render
+from connwatch.rules.config import Config
 from connwatch.rules.evaluate import evaluate
 from connwatch.rules.spec import default_rules
 from connwatch.snapshot_json import from_dict, to_dict
@@ -217,6 +219,21 @@ def test_forecast_time_to_exhaustion() -> None:
     f = findings(prev, cur)[("EphemeralPortExhaustion", m.resource_key)]
     assert f.breached and f.severity == 2
     assert "reaches 100 % in about 45 s" in explain(f).explanation
+
+
+def test_exhausted_destination_keeps_its_verdict_while_connect_fails() -> None:
+    """200 of 200 ports held: connect() fails with EADDRNOTAVAIL, nothing enters TIME_WAIT any more (rate 0),
+    yet the forecast must not read that as recovery (issue 10)."""
+    d = dest(ESTABLISHED=20, TIME_WAIT=180)
+    prev, cur = pair([d], sysctls(), tw_delta=0)
+    [m] = by_attr(ephemeral.measure(prev, cur), "EphemeralPortExhaustion")
+    assert m.value >= 100.0 and m.detail["forecast"]["seconds_to_full"] == 0.0
+    assert m.detail["forecast"]["basis"].startswith("saturated")
+    result = judge(prev, cur, Config(default_rules()), None)
+    [alert] = [a for a in result.step.raised if a.resource_key == m.resource_key]  # one alert per destination
+    assert alert.attribute == "EphemeralPortUsage" and alert.severity == 1
+    assert {x["attribute"] for x in alert.detail["folded"]} == {"EphemeralPortExhaustion"}
+    assert "demand cannot be measured" in alert.explanation and "settles below" not in alert.explanation
 
 
 def test_rate_is_apportioned_by_young_share_and_outbound_share() -> None:

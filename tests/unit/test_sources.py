@@ -65,6 +65,20 @@ def test_issue_scenario_150_and_20_against_the_default_limit() -> None:
     assert not got[("ConnectionsPerSource", "TCP(2525) 127.0.0.3")].breached
 
 
+def test_a_source_held_mostly_in_close_wait_is_an_application_leak_said_first() -> None:
+    """150 connections from one source, all CLOSE_WAIT: the application never closes them (issue 10)."""
+    usages = (usage("127.0.0.2", 2525, CLOSE_WAIT=150),)
+    result = judge(snap(T0, usages), snap(T0 + 5, usages), Config(default_rules()), None)
+    [f] = [f for f in result.breached if f.measurement.attribute == "ConnectionsPerSource"]
+    assert f.explanation is not None and f.explanation.explanation.startswith("Application leak: 150 of these 150")
+    assert f.explanation.action.startswith("Fix the application serving port 2525")
+    assert "ct count" not in f.explanation.action  # limiting the client would not help
+    busy = (usage("127.0.0.2", 2525, ESTABLISHED=150, CLOSE_WAIT=10),)
+    [g] = [g for g in judge(snap(T0, busy), snap(T0 + 5, busy), Config(default_rules()), None).breached
+           if g.measurement.attribute == "ConnectionsPerSource"]
+    assert g.explanation is not None and not g.explanation.explanation.startswith("Application leak")
+
+
 def test_counted_states_are_established_and_close_wait_only() -> None:
     prev, cur = mail_pair({"CLOSE_WAIT": 7, "TIME_WAIT": 300, "FIN_WAIT2": 9, "LAST_ACK": 4, "SYN_RECV": 60})
     got = findings(default_rules(), prev, cur)

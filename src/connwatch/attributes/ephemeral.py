@@ -233,6 +233,10 @@ def time_wait_seconds(platform: str) -> float:
     return TIME_WAIT_BY_PLATFORM.get(platform, TIME_WAIT_S)
 
 
+SATURATED = ("saturated: every usable port is held, so new connect() calls fail with EADDRNOTAVAIL before "
+             "they are counted; the demand cannot be measured until ports free up")
+
+
 def forecast(load: DestinationLoad, rate: float, basis: str, budget: PortBudget,
              reuse_delay_ms: int | None, time_wait_s: float = TIME_WAIT_S) -> Forecast | None:
     """Little's law: ports held at steady state = non-TIME_WAIT now + rate x time each TIME_WAIT blocks."""
@@ -242,8 +246,14 @@ def forecast(load: DestinationLoad, rate: float, basis: str, budget: PortBudget,
     hold = min(delay, time_wait_s) if load.reuse_applies else time_wait_s
     steady = (load.usage.total - load.time_wait) + rate * hold
     to_full: float | None = None
+    if load.blocking >= budget.usable:
+        # Saturated: connect() fails with EADDRNOTAVAIL before anything is counted (ActiveOpens stops, no
+        # counter records the failures), so the measured rate says nothing about the demand. The forecast
+        # stays at "full" for as long as the ports are, instead of reading a falling rate as recovery.
+        return Forecast(round(rate, 3), SATURATED, hold, max(round(steady, 1), float(budget.usable)),
+                        max(round(100.0 * steady / budget.usable, 1), 100.0), 0.0)
     if steady >= budget.usable:
-        to_full = 0.0 if load.blocking >= budget.usable else round((budget.usable - load.blocking) / rate, 1)
+        to_full = round((budget.usable - load.blocking) / rate, 1)
     return Forecast(round(rate, 3), basis, hold, round(steady, 1), round(100.0 * steady / budget.usable, 1),
                     to_full)
 

@@ -97,6 +97,11 @@ def forecast_words(d: DestinationFacts) -> str:
     fc = d.forecast
     if not fc:
         return ""
+    if fc.basis.startswith("saturated"):
+        return (f"Forecast: none can be made now — every one of the {d.usable_ports} usable ports toward "
+                f"{d.destination} is held, so new connect() calls fail with EADDRNOTAVAIL before the kernel counts "
+                "them (ActiveOpens stops rising, no counter records the failures): the demand cannot be measured. "
+                "The alert stays until ports free up.")
     held = d.held - d.time_wait
     how = (f"Forecast (Little's law: ports held = rate x time held): about {format_number(fc.rate_per_s)} "
            f"TIME_WAIT/s toward {d.destination} ({d.rate_method}); each blocks a port for "

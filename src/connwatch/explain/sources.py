@@ -100,17 +100,26 @@ def nft_rule(d: SourcePortFacts, limit: float) -> str:
 def explain_connections(f: Finding, d: SourcePortFacts) -> Explanation:
     value, limit = f.measurement.value, f.limit
     states = d.states
+    closing = states.get("CLOSE_WAIT", 0)
+    leak = closing * 2 > value  # most of them: the application's leak, not the client's load
     facts = [f"{d.source} holds {format_number(value)} connections to port {d.port} "
              f"({_states(states)}); the high limit is {format_number(limit)}.", _who(d),
-             f"Port {d.port} is served by {listener_words(d.owners)}.", _others(d, limit, "connections"),
-             "An application that enforces a per-source limit refuses the next connection from this source "
-             "(Exchange logs event 1021 and answers 421); without one, a single client can take every worker."]
-    if states.get("CLOSE_WAIT"):
-        facts.append(f"{states['CLOSE_WAIT']} of them are CLOSE_WAIT: the client has already closed and the "
-                     "application has not; those are held by the application (a leak or slow close), not the client.")
+             f"Port {d.port} is served by {listener_words(d.owners)}.", _others(d, limit, "connections")]
+    if leak:
+        facts.insert(0, f"Application leak: {closing} of these {format_number(value)} connections are CLOSE_WAIT — "
+                        "the client has closed them and the application on this host never did (it does not call "
+                        "close() after reading end-of-file, or a pool keeps dead connections). Limiting the client "
+                        "would not help: the sockets and file descriptors are held by the application.")
+    else:
+        facts.append("An application that enforces a per-source limit refuses the next connection from this "
+                     "source (Exchange logs event 1021 and answers 421); without one, a single client can take "
+                     "every worker.")
+        if closing:
+            facts.append(f"{closing} of them are CLOSE_WAIT: the client has already closed and the application has "
+                         "not; those are held by the application (a leak or slow close), not the client.")
     if states.get("SYN_RECV"):
         facts.append(f"Another {states['SYN_RECV']} are half-open (SYN_RECV), not counted here.")
-    actions = [
+    limits = [
         "Find out who the client is and whether the load is legitimate (a mail relay, a proxy, a NAT gateway "
         "or a client without connection reuse).",
         f"If legitimate, raise the limit for this port: [[rules]] attribute = \"ConnectionsPerSource\", "
@@ -119,6 +128,11 @@ def explain_connections(f: Finding, d: SourcePortFacts) -> Explanation:
         "In the kernel (refuses the next connection with a TCP reset; `connwatch sources --port "
         f"{d.port} --nft` prints it again):\n" + nft_rule(d, limit),
     ]
+    fix_leak = [f"Fix the application serving port {d.port} ({listener_words(d.owners)}): find where it stops "
+                "reading a connection without closing it (`ss -tnp state close-wait sport = :{port}` shows the "
+                "owner; a stack dump of the process shows where it waits); restarting it frees the sockets for "
+                "now.".replace("{port}", str(d.port))]
+    actions = fix_leak + limits[:1] if leak else limits
     return Explanation(TEXTS["ConnectionsPerSource"], " ".join(facts), "\n".join(actions),
                        listener_words(d.owners))
 
