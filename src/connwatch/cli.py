@@ -20,8 +20,14 @@ EPILOG = """exit codes (check): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (error).
 other commands: 0 success, 3 error. Errors print one line on stderr."""
 
 
-def add_common(parser: argparse.ArgumentParser, *, state: bool = False, config: bool = False) -> None:
+def add_common(parser: argparse.ArgumentParser, *, state: bool = False, config: bool = False,
+               netns: bool = True) -> None:
     """Options shared by several commands."""
+    if netns:
+        parser.add_argument("--netns", default=os.environ.get("CONNWATCH_NETNS", "all"),
+                            metavar="all|own|NAME|PID|PATH",
+                            help="network namespaces to sample: all (default, as root: containers and pods too), "
+                            "own, an `ip netns`/container/pod NAME, a PID's or a PATH's (env CONNWATCH_NETNS)")
     parser.add_argument("--proc-root", default=os.environ.get("CONNWATCH_PROC_ROOT", "/proc"),
                         help="read procfs from this root (default /proc)")
     parser.add_argument("--no-netlink", action="store_true",

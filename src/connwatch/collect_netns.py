@@ -36,7 +36,7 @@ from connwatch.sources.netns import (
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
 NETNS_SOURCE = "network namespace"  # SourceStatus name of entering a namespace (one fixed label)
-SelectorKind = Literal["all", "name", "pid", "path"]
+SelectorKind = Literal["all", "own", "name", "pid", "path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,8 @@ def parse_selector(text: str) -> NetnsSelector:
         raise SelectorError("--netns: empty value (use all, a NAME, a PID or a PATH)")
     if value == "all":
         return NetnsSelector("all")
+    if value in ("own", "self"):
+        return NetnsSelector("own")
     if value.isdigit():
         if int(value) == 0:
             raise SelectorError("--netns 0: not a process id")
@@ -99,6 +101,8 @@ def select(found: list[tuple[NetnsRef, NetnsInfo]], selector: NetnsSelector,
     """The enumerated namespaces the selector picks (at least one), or SelectorError."""
     if selector.kind == "all":
         return found
+    if selector.kind == "own":
+        return [x for x in found if x[0].own][:1] or found[:1]
     if selector.kind == "name":
         chosen = [x for x in found if selector.value in _names_of(x[1])]
         if not chosen:
@@ -187,7 +191,7 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
     """
     opts = opts or CollectOptions()
     chosen_sel = parse_selector(selector) if isinstance(selector, str) else selector
-    if not ProcFS(opts.proc_root).is_live:
+    if not ProcFS(opts.proc_root).is_live or chosen_sel.kind == "own":
         snap = sample(clock, opts, ProcFS(opts.proc_root))
         return attach_owners([snap], opts.proc_root) if opts.owners else [snap]
     found, listing = discover(opts, run_root, naming)

@@ -18,7 +18,7 @@ from connwatch.attributes.backlog import reconcile
 from connwatch.attributes.registry import INTERVAL, SINCE_BOOT, measure_all, spec
 from connwatch.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, StateError
 from connwatch.explain import explain
-from connwatch.findings import Alert, Finding, format_number, severity_name
+from connwatch.findings import Alert, Finding, Measurement, format_number, severity_name
 from connwatch.model import Snapshot
 from connwatch.rules.evaluate import evaluate
 
@@ -46,6 +46,7 @@ class CheckResult:
     step: StepResult
     reconciliation: dict[str, int | None]
     store_error: str | None = None
+    parts: tuple[CheckResult, ...] = ()  # one per network namespace when several were judged (merge())
 
     @property
     def breached(self) -> tuple[Finding, ...]:
@@ -67,26 +68,59 @@ class CheckResult:
 def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | None, basis: Basis = Basis(),
           system_name: str | None = None, store_error: str | None = None) -> CheckResult:
     """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
-    findings = fold(evaluate(config.rules, measure_all(prev, cur, config)))
+    scope = scope_of(cur)
+    findings = fold(evaluate(config.rules, [_scoped(m, scope, cur) for m in measure_all(prev, cur, config)]))
     if basis.mode == SINCE_BOOT:
         findings = [_since_boot(f, basis.uptime_s) for f in findings]
     now, name = cur.taken_at, system_name or cur.host.hostname
     ports = sorted({p for f in findings if isinstance(p := f.measurement.resource.get("port"), int)})
+    suffix = "" if scope is None else f"@{scope}"
 
     def decide(active: Mapping[tuple[str, str], Alert], first_seen: Mapping[str, float]) -> _Step:
-        judged = [_words(f, basis) if f.breached else f for f in _with_first_seen(findings, first_seen, now)]
-        return _Step(tuple(judged), step(active, judged, now, name))
+        mine = {k: a for k, a in active.items() if a.resource.get("netns") == scope}  # never another namespace's
+        seen = {k.removesuffix(suffix): v for k, v in first_seen.items()}
+        judged = [_words(f, basis) if f.breached else f for f in _with_first_seen(findings, seen, now)]
+        return _Step(tuple(judged), step(mine, judged, now, name))
 
     done: _Step | None = None
     if store is not None:
         try:
-            stepped, saved = store.step((f"listen:{p}" for p in ports), now, decide, lambda s: s.result.alerts)
+            keys = (f"listen:{p}{suffix}" for p in ports)
+            stepped, saved = store.step(keys, now, decide, lambda s: s.result.alerts)
             done = _Step(stepped.findings, _with_ids(stepped.result, saved))
         except StateError as exc:
             store_error = str(exc)
     if done is None:
         done = decide({}, {})
     return CheckResult(prev, cur, done.findings, done.result, reconcile(prev, cur), store_error)
+
+
+def scope_of(snap: Snapshot) -> str | None:
+    """The namespace key a snapshot's alerts carry: None for connwatch's own namespace (and captures)."""
+    n = snap.netns
+    return None if n is None or n.own else n.key
+
+
+def _scoped(m: Measurement, scope: str | None, snap: Snapshot) -> Measurement:
+    """A measurement of another namespace: its identity and description name that namespace."""
+    if scope is None or snap.netns is None:
+        return m
+    from connwatch.snapshot_json import netns_dict
+
+    return replace(m, resource={**m.resource, "netns": scope}, resource_key=f"{m.resource_key} in {scope}",
+                   notes={**m.notes, "netns": netns_dict(snap.netns)})
+
+
+def merge(results: Sequence[CheckResult]) -> CheckResult:
+    """Several namespaces' results as one verdict (the own namespace's snapshots stand for the host)."""
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    groups = [sum((getattr(r.step, g) for r in results), ()) for g in
+              ("raised", "updated", "cleared", "still_active_clean")]
+    return CheckResult(first.previous, first.current, sum((r.findings for r in results), ()), StepResult(*groups),
+                       first.reconciliation, next((r.store_error for r in results if r.store_error), None),
+                       tuple(results))
 
 
 def fold(findings: Sequence[Finding]) -> list[Finding]:

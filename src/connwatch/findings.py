@@ -140,8 +140,11 @@ class Alert:
 
 
 def describe(resource_key: str, attribute: str, value: float, limit: float, unit: str) -> str:
-    """The seed's description line: `TCP(1414) BacklogRejectsByPort High, 124 conns > 20 conns`."""
-    return f"{resource_key} {attribute} High, {format_number(value)} {unit} > {format_number(limit)} {unit}"
+    """The seed's description line: `TCP(1414) BacklogRejectsByPort High, 124 conns > 20 conns`; in another
+    network namespace `TCP(8080) BacklogRejectsByPort High, 136 requests > 100 requests in pod shop/web`."""
+    base, sep, where = resource_key.partition(" in ")
+    line = f"{base} {attribute} High, {format_number(value)} {unit} > {format_number(limit)} {unit}"
+    return f"{line} in {where}" if sep else line
 
 
 def format_number(value: float) -> str:

@@ -201,6 +201,14 @@ class NetnsInfo:
     own: bool = False  # connwatch's own namespace
 
     @property
+    def key(self) -> str:
+        """What alerts in this namespace are keyed by: names that survive a restart where there are any
+        ("pod shop/checkout-7d9f (container checkout)", "container web", "netns blue"), else the inode."""
+        if self.pod is not None or self.container is not None or self.name:
+            return self.label
+        return f"netns:[{self.inode}]"
+
+    @property
     def label(self) -> str:
         """"pod shop/checkout-7d9f (container checkout)", "container web", "netns blue",
         else "netns:[4026532278] pid 4242 (nginx)"."""

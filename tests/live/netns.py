@@ -63,7 +63,10 @@ class Netns:
         self.run(["sysctl", "-q", "-w", f"{key}={value}"])
 
     def connwatch(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return self.run([sys.executable, "-m", "connwatch", *args], timeout=timeout, check=False)
+        """connwatch inside the namespace, judging that namespace only (pass --netns to say otherwise: as root
+        the default is every namespace on the host, other tests' included)."""
+        env = {**os.environ, "CONNWATCH_NETNS": "own"}
+        return self.run([sys.executable, "-m", "connwatch", *args], timeout=timeout, check=False, env=env)
 
     def ss_drops(self, port: int) -> int:
         """Sum of `d` (SK_MEMINFO_DROPS) over listeners on port, as ss -ltnm reports it."""

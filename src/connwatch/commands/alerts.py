@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", nargs="?", type=int, help="alert ID (with show)")
     p.add_argument("--all", action="store_true", help="include cleared alerts")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    add_common(p, state=True)
+    add_common(p, state=True, netns=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -54,35 +54,39 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from connwatch.clock import SystemClock
-    from connwatch.collect import collect
-    from connwatch.commands.common import collect_options
+    from connwatch.commands.common import collect_options, collect_selected, pairs
     from connwatch.rules.config import load_config
 
     config = load_config(args.config)
     clock = SystemClock()
     opts = collect_options(args)
     # Owners are only reported from the second sample: skip the fd scan in the first.
-    prev = collect(clock, dataclasses.replace(opts, owners=False))
+    before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
     _wait(args.interval, args.format == "text" and sys.stderr.isatty())
-    cur = collect(clock, opts)
-    result = _judge(args, prev, cur, config)
+    after = collect_selected(clock, args, opts)
+    result = _judge_all(args, pairs(before, after), config)
     _print(args.format, result)
     return result.exit_code
 
 
 def _judge(args: argparse.Namespace, prev: Snapshot, cur: Snapshot, config: Config) -> CheckResult:
     """Evaluate with the alert store; without it (one clear warning) if the state dir is unusable."""
+    return _judge_all(args, [(prev, cur)], config)
+
+
+def _judge_all(args: argparse.Namespace, judged: list[tuple[Snapshot, Snapshot]], config: Config) -> CheckResult:
+    """Each namespace judged on its own samples (its alerts keyed by it), one verdict for all."""
     from connwatch.commands.common import open_store
-    from connwatch.engine import judge
+    from connwatch.engine import judge, merge
     from connwatch.errors import StateError
 
     try:
         store = open_store(args)
     except StateError as exc:
-        result = judge(prev, cur, config, None, store_error=str(exc))
+        result = merge([judge(p, c, config, None, store_error=str(exc)) for p, c in judged])
     else:
         with store:
-            result = judge(prev, cur, config, store)
+            result = merge([judge(p, c, config, store) for p, c in judged])
     if result.store_error is not None:
         print(f"connwatch: warning: {result.store_error}", file=sys.stderr)
     return result

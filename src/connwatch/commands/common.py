@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from connwatch.alerts.store import AlertStore, default_state_dir
+from connwatch.clock import Clock
 from connwatch.collect import CollectOptions
 from connwatch.errors import SourceUnavailable
 from connwatch.model import Snapshot
@@ -13,6 +15,42 @@ from connwatch.model import Snapshot
 
 def collect_options(args: argparse.Namespace, sockets: bool = True) -> CollectOptions:
     return CollectOptions(proc_root=args.proc_root, use_netlink=not args.no_netlink, sockets=sockets)
+
+
+def collect_selected(clock: Clock, args: argparse.Namespace, opts: CollectOptions) -> list[Snapshot]:
+    """One snapshot per network namespace `--netns` selects (own first); the own one alone for a copied
+    /proc tree or `--netns own`."""
+    from connwatch.collect_netns import collect_all
+
+    return collect_all(clock, opts, getattr(args, "netns", "own"))
+
+
+def pairs(before: list[Snapshot], after: list[Snapshot]) -> list[tuple[Snapshot, Snapshot]]:
+    """Each namespace's two samples. A namespace new in the second sample is judged on that sample
+    alone (no deltas: a container that just started has rejected nothing we saw); one gone is left out."""
+    first = {_ns_key(s): s for s in before}
+    return [(first.get(_ns_key(s), s), s) for s in after]
+
+
+def is_other(snap: Snapshot) -> bool:
+    """A snapshot of another namespace than connwatch's own (a container, a pod, an `ip netns`)."""
+    return snap.netns is not None and not snap.netns.own
+
+
+def with_namespaces(own: dict[str, Any], others: list[tuple[Snapshot, dict[str, Any]]]) -> dict[str, Any]:
+    """The own namespace's report, unchanged in shape, plus `namespaces`: each other one's report with
+    its `netns` {inode, name, container, pod, ...}."""
+    from connwatch.snapshot_json import netns_dict
+
+    if not others:
+        return own
+    return {**own, "namespaces": [{"netns": netns_dict(s.netns), **data} for s, data in others
+                                  if s.netns is not None]}
+
+
+def _ns_key(snap: Snapshot) -> tuple[int, str] | None:
+    n = snap.netns
+    return None if n is None else (n.inode, n.key)
 
 
 def state_dir(args: argparse.Namespace) -> Path:

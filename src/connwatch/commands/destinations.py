@@ -22,20 +22,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
-    from connwatch.collect import collect
-    from connwatch.commands.common import collect_options, need_sockets
+    from connwatch.commands.common import (
+        collect_options,
+        collect_selected,
+        is_other,
+        need_sockets,
+        pairs,
+        with_namespaces,
+    )
     from connwatch.reports.destinations import build_report, render
     from connwatch.rules.config import load_config
 
     rules = load_config(args.config).rules
     clock = SystemClock()
-    prev = collect(clock, collect_options(args))
-    cur = prev
+    before = after = collect_selected(clock, args, collect_options(args))
     if args.interval > 0:
         clock.sleep(args.interval)
-        cur = collect(clock, collect_options(args))
-    need_sockets(cur)
-    data = build_report(prev, cur, rules, args.top)
+        after = collect_selected(clock, args, collect_options(args))
+    judged = [(prev if args.interval > 0 else cur, cur) for prev, cur in pairs(before, after)]
+    need_sockets(judged[0][1])
+    reports = [(cur, build_report(prev, cur, rules, args.top)) for prev, cur in judged if cur.sockets is not None]
+    data = with_namespaces(reports[0][1], [x for x in reports[1:] if is_other(x[0]) and x[1]["destinations"]])
     if args.format == "json":
         from connwatch.outputs.jsonout import dumps
 
@@ -43,5 +50,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from connwatch.outputs.console import console
 
-        render(data, console())
+        out = console()
+        render(data, out)
+        for space in data.get("namespaces", ()):
+            out.print(f"\n[bold]in {space['netns']['label']}[/bold]")
+            render(space, out)
     return 0

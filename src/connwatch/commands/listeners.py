@@ -17,20 +17,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
-    from connwatch.collect import collect
-    from connwatch.commands.common import collect_options
+    from connwatch.commands.common import collect_options, collect_selected, is_other
 
-    snap = collect(SystemClock(), collect_options(args, sockets=False))
+    snaps = collect_selected(SystemClock(), args, collect_options(args, sockets=False))
+    limitations = list(dict.fromkeys(x for s in snaps for x in s.limitations))
     if args.format == "json":
         from connwatch.outputs.jsonout import dumps, snapshot_listeners
+        from connwatch.snapshot_json import netns_dict
 
-        print(dumps({"listeners": snapshot_listeners(snap), "limitations": list(snap.limitations)}))
+        rows = []
+        for snap in snaps:
+            for row in snapshot_listeners(snap):
+                if is_other(snap) and snap.netns is not None:
+                    row["netns"] = netns_dict(snap.netns)
+                rows.append(row)
+        print(dumps({"listeners": rows, "limitations": limitations}))
         return 0
     from connwatch.outputs.console import console
     from connwatch.outputs.text import listeners_table
 
     out = console()
-    out.print(listeners_table(snap))
-    for note in snap.limitations:
+    for snap in snaps:
+        if snap.listeners or not is_other(snap):
+            title = f"TCP listeners in {snap.netns.label}" if is_other(snap) and snap.netns else "TCP listeners"
+            out.print(listeners_table(snap, title=title))
+    for note in limitations:
         out.print(f"[dim]note: {note}[/dim]")
     return 0

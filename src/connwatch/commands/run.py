@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-max", type=seconds(0.5, 3600), default=30.0,
                    help="longest pause between delivery retries, seconds (default 30)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
-    add_common(p, state=True, config=True)
+    add_common(p, state=True, config=True, netns=False)
 
 
 def run(args: argparse.Namespace) -> int:

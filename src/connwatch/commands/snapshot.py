@@ -19,15 +19,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
-    from connwatch.collect import collect
-    from connwatch.commands.common import collect_options
+    from connwatch.commands.common import collect_options, collect_selected, is_other
 
-    snap = collect(SystemClock(), collect_options(args, sockets=not args.listeners_only))
+    snaps = collect_selected(SystemClock(), args, collect_options(args, sockets=not args.listeners_only))
+    snap = snaps[0]
     if args.format == "json":
         from connwatch.outputs.jsonout import dumps
         from connwatch.snapshot_json import to_dict
 
-        print(dumps(to_dict(snap)))
+        data = to_dict(snap)
+        others = [to_dict(s) for s in snaps[1:] if is_other(s)]
+        if others:  # every other namespace sampled, each a capture of its own (with its `netns`)
+            data["namespaces"] = others
+        print(dumps(data))
         return 0
     from rich.table import Table
 

@@ -32,8 +32,14 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from connwatch.clock import SystemClock
-    from connwatch.collect import collect
-    from connwatch.commands.common import collect_options, need_sockets
+    from connwatch.commands.common import (
+        collect_options,
+        collect_selected,
+        is_other,
+        need_sockets,
+        pairs,
+        with_namespaces,
+    )
     from connwatch.reports.sources import build_report, nft_script, render
     from connwatch.rules.config import load_config
 
@@ -45,13 +51,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     clock = SystemClock()
     start = time.perf_counter()
-    prev = cur = collect(clock, collect_options(args))
+    before = after = collect_selected(clock, args, collect_options(args))
     sample_ms = round((time.perf_counter() - start) * 1000, 1)
     if args.interval > 0:
         clock.sleep(args.interval)
-        cur = collect(clock, collect_options(args))
-    need_sockets(cur)
-    data = build_report(prev, cur, rules, settings, args.port, args.top or settings.top)
+        after = collect_selected(clock, args, collect_options(args))
+    judged = pairs(before, after)
+    need_sockets(judged[0][1])
+    reports = [(cur, build_report(prev, cur, rules, settings, args.port, args.top or settings.top))
+               for prev, cur in judged if cur.sockets is not None]
+    data = with_namespaces(reports[0][1], [x for x in reports[1:] if is_other(x[0]) and x[1]["sources"]])
     data["sample_ms"] = sample_ms
     if args.format == "json":
         from connwatch.outputs.jsonout import dumps
@@ -60,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         from connwatch.outputs.console import console
 
-        render(data, console())
+        out = console()
+        render(data, out)
+        for space in data.get("namespaces", ()):
+            out.print(f"\n[bold]in {space['netns']['label']}[/bold]")
+            render(space, out)
     return 0
 
 

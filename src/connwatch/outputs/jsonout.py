@@ -11,7 +11,7 @@ from connwatch.attributes.backlog import fill_percent
 from connwatch.engine import CheckResult
 from connwatch.findings import Alert, Finding
 from connwatch.model import Listener, Snapshot
-from connwatch.snapshot_json import listener_dict
+from connwatch.snapshot_json import listener_dict, netns_dict
 
 RESOURCE_KEYS = ("port", "source", "destination", "local_address")
 
@@ -29,6 +29,8 @@ def alert_dict(a: Alert) -> dict[str, Any]:
     for key in RESOURCE_KEYS:
         if key in a.resource:
             d[key] = a.resource[key]
+    if "netns" in a.resource:  # an alert of another network namespace (container, pod)
+        d["netns"] = a.detail.get("netns") or {"key": a.resource["netns"]}
     d.update({
         "value": a.value, "unit": a.unit, "limit": a.limit, "severity": a.severity,
         "severity_name": a.severity_name, "class": a.alert_class, "state": a.state,
@@ -61,7 +63,15 @@ def check_dict(result: CheckResult) -> dict[str, Any]:
     from connwatch.attributes.backlog import drop_deltas
 
     cur = result.current
-    deltas = drop_deltas(result.previous, cur)
+    listeners = []
+    for part in result.parts or (result,):
+        deltas = drop_deltas(part.previous, part.current)
+        ns = part.current.netns
+        for x in part.current.listeners:
+            row = listener_row(x, deltas.get(x.identity))
+            if ns is not None and not ns.own:
+                row["netns"] = netns_dict(ns)
+            listeners.append(row)
     active = result.step.raised + result.step.updated
     return {
         "connwatch": __version__, "status": result.status, "exit_code": result.exit_code,
@@ -70,7 +80,8 @@ def check_dict(result: CheckResult) -> dict[str, Any]:
         "alerts": [alert_dict(a) for a in sorted(active, key=lambda a: (a.severity, a.resource_key))],
         "cleared": [alert_dict(a) for a in result.step.cleared],
         "clearing": [alert_dict(a) for a in result.step.still_active_clean],
-        "listeners": [listener_row(x, deltas.get(x.identity)) for x in cur.listeners],
+        "listeners": listeners,
+        "namespaces": [_namespace(part) for part in result.parts or (result,) if part.current.netns is not None],
         "measurements": [finding_dict(f) for f in result.findings],
         "reconciliation": result.reconciliation,
         "limitations": list(cur.limitations),
@@ -78,6 +89,16 @@ def check_dict(result: CheckResult) -> dict[str, Any]:
                     for s in cur.statuses],
         "store_error": result.store_error,
     }
+
+
+def _namespace(part: CheckResult) -> dict[str, Any]:
+    """One judged network namespace: who runs there, what was seen, what is alerted."""
+    ns = part.current.netns
+    assert ns is not None
+    alerts = part.step.raised + part.step.updated
+    return {**netns_dict(ns), "listeners": len(part.current.listeners),
+            "alerts": len(alerts), "sources_ok": all(s.ok for s in part.current.statuses),
+            "limitations": list(part.current.limitations)}
 
 
 def dumps(data: Any) -> str:

@@ -41,8 +41,9 @@ def fill_bar(lst: Listener, width: int = 10) -> Text:
     return Text("█" * blocks + "·" * (width - blocks), style=style) + Text(f" {fill:.0f}%")
 
 
-def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None) -> Table:
-    table = Table(title="TCP listeners", title_justify="left", expand=False)
+def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None,
+                    title: str = "TCP listeners") -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
     for col, just in (("Port", "right"), ("Address", "left"), ("Queue/Backlog", "right"), ("Fill", "left"),
                       ("Drops", "right"), ("Owner", "left"), ("Since", "left")):
         table.add_column(col, justify=just, no_wrap=col in ("Port", "Fill", "Queue/Backlog"))  # type: ignore[arg-type]
@@ -91,8 +92,10 @@ def alert_block(a: Alert) -> RenderableType:
 def render_check(result: CheckResult, console: Console) -> None:
     status = result.status
     alerts = sorted(result.step.raised + result.step.updated, key=lambda a: (a.severity, a.resource_key))
+    parts = result.parts or (result,)
+    spaces = f", {len(parts)} network namespaces" if len(parts) > 1 else ""
     console.print(Text(f"connwatch {status}", style=STATUS_STYLE[status]) + Text(
-        f" — {len(alerts)} alert(s), {len(result.current.listeners)} listeners, host "
+        f" — {len(alerts)} alert(s), {sum(len(p.current.listeners) for p in parts)} listeners{spaces}, host "
         f"{result.current.host.hostname}"))
     console.print()
     for a in alerts:
@@ -103,7 +106,12 @@ def render_check(result: CheckResult, console: Console) -> None:
         console.print(Text(f"clearing ({a.clean_samples}/{a.clear_after} clean samples): {a.description}",
                            style="yellow"))
     console.print(listeners_table(result.current, drop_deltas(result.previous, result.current)))
-    for note in result.current.limitations:
+    for part in parts[1:]:  # other namespaces: only those with something to say
+        ns = part.current.netns
+        if ns is not None and (part.step.raised or part.step.updated):
+            console.print(listeners_table(part.current, drop_deltas(part.previous, part.current),
+                                          title=f"TCP listeners in {ns.label}"))
+    for note in dict.fromkeys(x for part in parts for x in part.current.limitations):
         console.print(Text(f"note: {note}", style="dim"))
     if result.store_error:
         console.print(Text(f"warning: alert history not kept: {result.store_error}", style="yellow"))
