@@ -118,3 +118,27 @@ def test_a_namespace_deleted_between_the_samples_raises_nothing(tmp_path: Path, 
     assert "Traceback" not in err and proc.returncode in (0, 1, 2)
     assert not [a for a in report["alerts"] if (a.get("netns") or {}).get("name") == f"{ns.name}-gone"]
     assert f"{ns.name}-gone" not in {n["name"] for n in report["namespaces"]}
+
+
+def test_a_snapshot_of_every_namespace_is_analysable_offline(tmp_path: Path, ns: Netns) -> None:
+    """`snapshot --netns all` on the host, then `analyze` of that file: the flooded namespace's full queue
+    and its rejects since the listener opened are found and named, judged on that namespace's counters."""
+    ns.python("listener.py", "--port", str(PORT), "--backlog", "5")
+    ns.python("flood.py", "--port", str(PORT), "--count", "40", "--hold", "60")
+    assert poll(lambda: ns.ss_drops(PORT) >= 20, 15)
+    snap = subprocess.run([sys.executable, "-m", "connwatch", "snapshot", "--netns", "all"], capture_output=True,
+                          text=True, timeout=120)
+    assert snap.returncode == 0, snap.stderr
+    capture = tmp_path / "host.json"
+    capture.write_text(snap.stdout)
+    raw = json.loads(snap.stdout)
+    [mine] = [x for x in raw["namespaces"] if x["netns"]["name"] == ns.name]
+    done = subprocess.run([sys.executable, "-m", "connwatch", "analyze", "--format", "json", str(capture)],
+                          capture_output=True, text=True, timeout=120)
+    report = json.loads(done.stdout)
+    [alert] = _alerts_in(report, ns)
+    assert alert["attribute"] == "BacklogRejectsByPort" and alert["basis"] == "since the listener opened"
+    drops = sum(x["drops"] for x in mine["listeners"] if x["port"] == PORT)
+    overflows = mine["counters"]["TcpExt.ListenOverflows"]
+    assert alert["value"] == min(drops, overflows) > 0  # never more than that namespace's own counter
+    assert alert["resource"] == f"TCP({PORT}) in netns {ns.name}"

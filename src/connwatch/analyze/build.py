@@ -66,6 +66,7 @@ class Capture:
     taken_at: float | None = None  # from a `date` file in the capture
     hostname: str = ""
     snapshot: Snapshot | None = None
+    namespaces: list[Snapshot] = field(default_factory=list)  # a snapshot's other network namespaces
     mtime: float | None = None
     connection_rows: int = 0
     skipped: int = 0
@@ -134,7 +135,10 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
         except json.JSONDecodeError as exc:
             raise ParseError(f.name, f"invalid JSON ({exc.msg})", exc.lineno) from None
         cap.snapshot = snapshot_json.from_dict(data, f.name)
-        return 1
+        more = data.get("namespaces") if isinstance(data, dict) else None
+        if isinstance(more, list):  # `connwatch snapshot --netns all`: each namespace a capture of its own
+            cap.namespaces = [snapshot_json.from_dict(x, f"{f.name} namespaces[{i}]") for i, x in enumerate(more)]
+        return 1 + len(cap.namespaces)
     if kind in _COUNTER_PARSERS:
         got = _COUNTER_PARSERS[kind]("\n".join(lines), f.name)
     elif kind == fmt.NETSTAT_S_LINUX:

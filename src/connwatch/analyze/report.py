@@ -14,7 +14,7 @@ from connwatch.alerts.lifecycle import StepResult
 from connwatch.analyze import detect as fmt
 from connwatch.analyze.build import Capture
 from connwatch.attributes.registry import AT_CAPTURE, INTERVAL, SINCE_BOOT, SINCE_OPEN, Need, unsupported
-from connwatch.engine import Basis, CheckResult, judge
+from connwatch.engine import Basis, CheckResult, judge, merge
 from connwatch.errors import EXIT_CRITICAL, EXIT_UNKNOWN
 from connwatch.model import Snapshot
 from connwatch.rules.config import Config
@@ -63,11 +63,27 @@ def analyse(captures: Sequence[Capture], snaps: Sequence[Snapshot], config: Conf
         prev, basis = replace(snaps[0], monotonic=cur.monotonic - span), Basis(INTERVAL)
     else:
         prev, basis = baseline(cur, uptime), Basis(SINCE_BOOT, uptime)
-    result = judge(prev, cur, config, None, basis)
+    result = merge([judge(prev, cur, config, None, basis),
+                    *_namespaces(captures[0], cur_cap, config, basis, span)])
     raised = tuple(sorted(result.step.raised, key=lambda a: (a.severity, a.resource_key)))
     result = replace(result, step=StepResult(raised=raised))
     return Analysis(result, tuple(captures), basis.mode, span, uptime, tuple(unsupported_checks(cur_cap, cur)),
                     tuple(errors), cur.host.platform)
+
+
+def _namespaces(first: Capture, last: Capture, config: Config, basis: Basis, span: float | None) -> list[CheckResult]:
+    """The other network namespaces of a `snapshot --netns all` capture, each judged on its own samples."""
+    earlier = {(s.netns.inode, s.netns.key): s for s in first.namespaces if s.netns is not None}
+    out = []
+    for cur in last.namespaces:
+        key = (cur.netns.inode, cur.netns.key) if cur.netns is not None else None
+        before = earlier.get(key) if key is not None else None
+        if span is not None and before is not None and first is not last:
+            prev = replace(before, monotonic=cur.monotonic - span)
+        else:
+            prev = baseline(cur, basis.uptime_s)
+        out.append(judge(prev, cur, config, None, basis if span is None else Basis(INTERVAL)))
+    return out
 
 
 def _span(snaps: Sequence[Snapshot], interval: float | None) -> float | None:
