@@ -9,7 +9,7 @@ made, without history, and `store_error` says why: written here once for every c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +69,7 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
           system_name: str | None = None, store_error: str | None = None) -> CheckResult:
     """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
     scope = scope_of(cur)
-    findings = fold(evaluate(config.rules, [_scoped(m, scope, cur) for m in measure_all(prev, cur, config)]))
+    findings = evaluate(config.rules, [_scoped(m, scope, cur) for m in measure_all(prev, cur, config)])
     if basis.mode == SINCE_BOOT:
         findings = [_since_boot(f, basis.uptime_s) for f in findings]
     now, name = cur.taken_at, system_name or cur.host.hostname
@@ -79,8 +79,10 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
     def decide(active: Mapping[tuple[str, str], Alert], first_seen: Mapping[str, float]) -> _Step:
         mine = {k: a for k, a in active.items() if a.resource.get("netns") == scope}  # never another namespace's
         seen = {k.removesuffix(suffix): v for k, v in first_seen.items()}
-        judged = [_words(f, basis) if f.breached else f for f in _with_first_seen(findings, seen, now)]
-        return _Step(tuple(judged), step(mine, judged, now, name))
+        folded, held = fold(findings, set(mine))
+        judged = [_words(f, basis) if f.breached and f.folded_into is None else f
+                  for f in _with_first_seen(folded, seen, now)]
+        return _Step(tuple(judged), step(mine, judged, now, name, held))
 
     done: _Step | None = None
     if store is not None:
@@ -123,19 +125,26 @@ def merge(results: Sequence[CheckResult]) -> CheckResult:
                        tuple(results))
 
 
-def fold(findings: Sequence[Finding]) -> list[Finding]:
-    """One problem, one alert: a breach its spec folds into another breached attribute of the same resource
-    (or, for host counters, into the per-port alerts that explain them) becomes a fact of that alert. The
-    alert takes the most severe severity of its group and lists the folded breaches in `detail.folded`."""
+def fold(findings: Sequence[Finding], active: Set[tuple[str, str]] = frozenset()
+         ) -> tuple[list[Finding], set[tuple[str, str]]]:
+    """One problem, one alert: a breach its spec folds into another attribute of the same resource that is
+    breached now or already alerted (or, for host counters, into the per-port alerts that explain them)
+    becomes a fact of that alert. The alert takes the most severe severity of its group and lists the folded
+    breaches in `detail.folded`. Returns the findings and the keys of active alerts held open by a folded
+    breach alone (a stuck queue between two bursts of rejects is the same problem: no second alert)."""
     breached = {(f.measurement.attribute, f.measurement.resource_key): f for f in findings if f.breached}
     into: dict[int, str] = {}
+    held: set[tuple[str, str]] = set()
     for i, f in enumerate(findings):
         s = spec(f.measurement.attribute)
         if not f.breached or s is None:
             continue
-        target = next((a for a in s.folds_into if (a, f.measurement.resource_key) in breached), None)
+        rk = f.measurement.resource_key
+        target = next((a for a in s.folds_into if (a, rk) in breached or (a, rk) in active), None)
         if target is not None:
-            into[i] = f"{target} {f.measurement.resource_key}"
+            into[i] = f"{target} {rk}"
+            if (target, rk) not in breached:
+                held.add((target, rk))
         elif s.explained is not None and s.explained(f.measurement.facts):
             into[i] = "the per-port alerts"
     groups: dict[str, list[Finding]] = {}
@@ -148,7 +157,7 @@ def fold(findings: Sequence[Finding]) -> list[Finding]:
             continue
         members = groups.get(f"{f.measurement.attribute} {f.measurement.resource_key}") if f.breached else None
         out.append(_with_members(f, members) if members else f)
-    return out
+    return out, held
 
 
 def _with_members(f: Finding, members: list[Finding]) -> Finding:

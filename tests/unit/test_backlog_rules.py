@@ -164,7 +164,8 @@ def test_lifecycle_through_engine_with_fake_clock(tmp_path: Path) -> None:
     [updated] = [a for a in again.step.updated if a.attribute == "BacklogRejectsByPort"]
     assert updated.id == raised.id and updated.occurrences == 2 and updated.created_at == T0 + 5
     assert updated.last_occurred == T0 + 10
-    quiet = dataclasses.replace(cur, counters={})
+    # Quiet: no counters moving and the queue drained (a queue still full would hold the alert open).
+    quiet = dataclasses.replace(cur, counters={}, listeners=_pair(130, 130, queue=0)[1].listeners)
     with AlertStore.open(tmp_path) as store:  # a new process: history persisted
         for i in range(3):
             t = T0 + 20 + i
@@ -172,6 +173,23 @@ def test_lifecycle_through_engine_with_fake_clock(tmp_path: Path) -> None:
             res = judge(same, same, Config(default_rules()), store)
         assert [a.id for a in res.step.cleared if a.attribute == "BacklogRejectsByPort"] == [raised.id]
         assert ("BacklogRejectsByPort", "TCP(1414)") not in store.load_active()
+
+
+def test_a_full_queue_between_bursts_holds_the_one_alert_open(tmp_path: Path) -> None:
+    """Clients back off (SYN re-sends at 1, 3, 7, 15 s...): an interval can see no new reject while the
+    queue stays full. That is the same problem: the rejects alert stays, no AcceptQueueFill alert appears."""
+    prev, cur = _pair(10, 130)
+    with AlertStore.open(tmp_path) as store:
+        first = judge(prev, cur, Config(default_rules()), store)
+        t = T0 + 10
+        still = dataclasses.replace(cur, taken_at=t, monotonic=t)  # same counters: no reject, queue 6 of 5
+        again = judge(cur, still, Config(default_rules()), store)
+    [raised] = [a for a in first.step.raised if a.attribute == "BacklogRejectsByPort"]
+    assert not again.step.raised and not again.step.cleared and not again.step.still_active_clean
+    [held] = again.step.updated
+    assert held.id == raised.id and held.clean_samples == 0 and held.occurrences == raised.occurrences
+    [fill] = [f for f in again.findings if f.measurement.attribute == "AcceptQueueFill" and f.breached]
+    assert fill.breached and fill.folded_into == "BacklogRejectsByPort TCP(1414)"
 
 
 def test_generic_rule_in_file_replaces_built_in_limits(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ revived: a later breach of the same key raises a new alert (a new row).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,8 +41,10 @@ def step(
     findings: Sequence[Finding],
     now: float,
     system_name: str,
+    held: Set[Key] = frozenset(),
 ) -> StepResult:
-    """Advance the lifecycle by one sample taken at `now`."""
+    """Advance the lifecycle by one sample taken at `now`. `held`: active alerts whose problem goes on
+    though their own attribute is quiet this sample (a breach folded into them): kept, not counted clean."""
     breached = most_severe_breaches(findings)
     raised: list[Alert] = []
     updated: list[Alert] = []
@@ -56,6 +58,9 @@ def step(
     still_clean: list[Alert] = []
     for key, alert in active.items():
         if key in breached:
+            continue
+        if key in held:
+            updated.append(replace(alert, clean_samples=0, last_updated=now))
             continue
         counted = count_clean(alert, now)
         (cleared if counted.state == CLEARED else still_clean).append(counted)
