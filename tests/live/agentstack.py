@@ -81,7 +81,7 @@ class Stack:
                     webhook: bool = True) -> subprocess.Popen[str]:
         args = [sys.executable, "-m", "connwatch", "run", "--interval", interval, "--listener-interval", "0.2",
                 "--listen", f"127.0.0.1:{AGENT_PORT}", "--state-dir", str(self.state), "--instance", INSTANCE,
-                "--retry-max", "2", "--resend-interval", "5"]
+                "--retry-max", "2", "--resend-interval", "5", "--netns", "own"]
         if alertmanager:
             args += ["--alertmanager", f"http://127.0.0.1:{AM_PORT}"]
         if webhook:

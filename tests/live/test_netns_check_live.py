@@ -142,3 +142,29 @@ def test_a_snapshot_of_every_namespace_is_analysable_offline(tmp_path: Path, ns:
     overflows = mine["counters"]["TcpExt.ListenOverflows"]
     assert alert["value"] == min(drops, overflows) > 0  # never more than that namespace's own counter
     assert alert["resource"] == f"TCP({PORT}) in netns {ns.name}"
+
+
+def test_the_agent_judges_every_namespace_and_names_the_flooded_one(tmp_path: Path, ns: Netns) -> None:
+    import os
+    import signal
+
+    ns.python("listener.py", "--port", str(PORT), "--backlog", "5")
+    agent = subprocess.Popen([sys.executable, "-m", "connwatch", "run", "--netns", "all", "--interval", "1",
+                              "--listener-interval", "0.5", "--listen", "127.0.0.1:0", "--state-dir",
+                              str(tmp_path / "state")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ns.python("flood.py", "--port", str(PORT), "--count", "40", "--hold", "60")
+
+        def mine() -> list[dict[str, Any]]:
+            done = subprocess.run([sys.executable, "-m", "connwatch", "alerts", "--format", "json", "--state-dir",
+                                   str(tmp_path / "state")], capture_output=True, text=True, timeout=30)
+            return [a for a in json.loads(done.stdout or '{"alerts": []}')["alerts"]
+                    if (a.get("netns") or {}).get("name") == ns.name]
+
+        assert poll(lambda: bool(mine()), 30, 0.5), "the agent never alerted the flooded namespace"
+        [alert] = mine()
+        assert alert["attribute"] == "BacklogRejectsByPort" and alert["resource"] == f"TCP({PORT}) in netns {ns.name}"
+    finally:
+        os.kill(agent.pid, signal.SIGTERM)
+        _out, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0 and "Traceback" not in err

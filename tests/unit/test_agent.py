@@ -160,3 +160,24 @@ def test_a_vanishing_source_is_counted_and_the_others_go_on(tmp_path: Path) -> N
     snmp = agent.registry.get_sample_value("connwatch_kernel_counter_total", {"counter": "Tcp.ActiveOpens"})
     assert snmp is not None  # /proc/net/snmp still read and exported
     assert agent.registry.get_sample_value("connwatch_source_up", {"source": str(proc / "net" / "snmp")}) == 1
+
+
+def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
+    """Two agents judging into one history would clear each other's alerts and deliver twice."""
+    first = subprocess.Popen([sys.executable, "-m", "connwatch", "run", "--proc-root", PROC, "--no-netlink",
+                              "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (tmp_path / "agent.lock").exists():
+            time.sleep(0.05)
+        assert (tmp_path / "agent.lock").exists()
+        second = subprocess.run([sys.executable, "-m", "connwatch", "run", "--proc-root", PROC, "--no-netlink",
+                                 "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path)],
+                                capture_output=True, text=True, timeout=30)
+        assert second.returncode == 3 and second.stderr.count("\n") == 1
+        assert f"another connwatch agent (pid {first.pid})" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=20)
+    assert first.returncode == 0

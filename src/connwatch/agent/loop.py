@@ -37,6 +37,7 @@ from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
 from connwatch.rules.config import Config, load_config
 from connwatch.rules.rule import Rule
+from connwatch.sources.procfs import ProcFS
 
 log = logging.getLogger("connwatch.agent")
 Identity = tuple[int, int, int, str]
@@ -57,7 +58,7 @@ class Agent:
         self.wake = threading.Event()
         self.stopping = False
         self.reload_requested = False
-        self.prev: Snapshot | None = None
+        self.prev: dict[tuple[int, str] | None, Snapshot] = {}  # the previous full sample, per namespace
         self.peaks: dict[Identity, int] = {}
         self.owners: dict[Identity, Listener] = {}
         self.owners_at = 0.0
@@ -183,26 +184,35 @@ class Agent:
         when it can tell something new: a listener appeared, the last judgement raised an alert (the
         next explanation names owners afresh), or OWNER_REFRESH_S passed. Otherwise the owners known
         per listener stay (outbound-connection owners are then those of the last scan's alerts)."""
-        if self.prev is None or self.raised or self.clock.monotonic() - self.owners_at >= OWNER_REFRESH_S:
+        if not self.prev or self.raised or self.clock.monotonic() - self.owners_at >= OWNER_REFRESH_S:
             return True
         return any(x.identity not in self.owners for x in self.poller.last)
 
-    def _collect(self) -> Snapshot:
+    def _sample(self, opts: CollectOptions) -> list[Snapshot]:
+        """One snapshot per namespace `--netns` selects (own first); collect() alone for the own one."""
+        if self.opts.netns == "own" or not ProcFS(self.opts.proc_root).is_live:
+            return [collect(self.clock, opts)]
+        from connwatch.collect_netns import collect_all
+
+        return collect_all(self.clock, opts, self.opts.netns)
+
+    def _collect(self) -> list[Snapshot]:
         owners = self._needs_owners()
         opts = CollectOptions(proc_root=self.opts.proc_root, use_netlink=self.opts.use_netlink, owners=owners)
         start = time.perf_counter()
-        snap = collect(self.clock, opts)
+        snaps = self._sample(opts)
         if owners:
             self.owners_at = self.clock.monotonic()
-            self.owners = {x.identity: x for x in snap.listeners}
+            self.owners = {x.identity: x for s in snaps for x in s.listeners}
         else:
-            snap = dataclasses.replace(snap, listeners=tuple(self._owned(x) for x in snap.listeners))
+            snaps = [dataclasses.replace(s, listeners=tuple(self._owned(x) for x in s.listeners)) for s in snaps]
         self.sample_seconds["full"] = time.perf_counter() - start
         self.samples["full"] += 1
-        for status in snap.statuses:
-            if not status.ok:
-                self.source_errors[status.name] = self.source_errors.get(status.name, 0) + 1
-        return snap
+        for snap in snaps:
+            for status in snap.statuses:
+                if not status.ok:
+                    self.source_errors[status.name] = self.source_errors.get(status.name, 0) + 1
+        return snaps
 
     def listener_poll(self) -> None:
         start = time.perf_counter()
@@ -220,16 +230,23 @@ class Agent:
         return lst if known is None or known.owner is None else dataclasses.replace(lst, owner=known.owner)
 
     def full_sample(self) -> None:
-        cur = self._collect()
-        judged = dataclasses.replace(cur, listeners=tuple(
-            dataclasses.replace(x, queue=max(x.queue, self.peaks.get(x.identity, 0))) for x in cur.listeners))
-        if self.prev is not None:
-            result = self._judge(self.prev, judged)
-            self.alerts = result.step.raised + result.step.updated + result.step.still_active_clean
-            self.raised = bool(result.step.raised)
-        self.prev = cur
+        """Every selected namespace judged against its own previous full sample (a namespace seen for the
+        first time is only remembered: no deltas yet, so no false reject)."""
+        snaps = self._collect()
+        results = []
+        for cur in snaps:
+            judged = dataclasses.replace(cur, listeners=tuple(
+                dataclasses.replace(x, queue=max(x.queue, self.peaks.get(x.identity, 0))) for x in cur.listeners))
+            prev = self.prev.get(_ns_key(cur))
+            if prev is not None:
+                results.append(self._judge(prev, judged))
+        if results:
+            self.alerts = sum((r.step.raised + r.step.updated + r.step.still_active_clean for r in results), ())
+            self.raised = any(r.step.raised for r in results)
+        self.prev = {_ns_key(s): s for s in snaps}
         peaks, self.peaks = self.peaks, {}
-        self.collector.update(View(cur, cur.listeners, peaks, self.alerts, self.stats()))
+        own = snaps[0]
+        self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats()))
 
     def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
         store = self.keeper.get()
@@ -259,3 +276,9 @@ class Agent:
                           source_errors=dict(self.source_errors), state_up=self.keeper.up,
                           state_errors=self.keeper.errors, reload_failures=self.reload_failures,
                           config_ok=self.config_ok, pending=pending, sent=sent, failures=failures)
+
+
+def _ns_key(snap: Snapshot) -> tuple[int, str] | None:
+    """A namespace's identity across samples (None: the own namespace of a collect() sample)."""
+    n = snap.netns
+    return None if n is None or n.own else (n.inode, n.key)

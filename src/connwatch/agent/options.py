@@ -28,6 +28,7 @@ class AgentOptions:
     basic_auth_file: str | None = None
     resend_s: float = 60.0  # Alertmanager re-send interval for active alerts
     retry_max_s: float = 30.0  # longest pause between delivery attempts
+    netns: str = "own"  # network namespaces to sample (`--netns`; the command line's default is "all")
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-max", type=seconds(0.5, 3600), default=30.0,
                    help="longest pause between delivery retries, seconds (default 30)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
-    add_common(p, state=True, config=True, netns=False)
+    add_common(p, state=True, config=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
         listen_host=host, listen_port=port, receivers=parse_receivers(args.alertmanager, args.webhook),
         config=args.config, instance=args.instance, proc_root=args.proc_root,
         use_netlink=not args.no_netlink, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        basic_auth_file=args.basic_auth_file, resend_s=args.resend_interval, retry_max_s=args.retry_max)
+        basic_auth_file=args.basic_auth_file, resend_s=args.resend_interval, retry_max_s=args.retry_max,
+        netns=args.netns)
+    from connwatch.agent.lock import hold
+    from connwatch.collect_netns import parse_selector
+
+    parse_selector(args.netns)  # a bad --netns is a start-up error, not a failing sample every 5 s
+    hold(opts.state_dir)  # held until the process ends
     agent = Agent(opts, load_config(args.config), SystemClock())
     agent.install_signals()
     return agent.run()
