@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import signal
 import threading
 import time
@@ -69,6 +70,7 @@ class Agent:
         self.reload_failures = 0
         self.config_ok = True
         self._last_error: dict[str, str] = {}
+        self._limits_said: set[str] = set()
 
     # -- life cycle ------------------------------------------------------------
 
@@ -202,7 +204,17 @@ class Agent:
         for status in snap.statuses:
             if not status.ok:
                 self.source_errors[status.name] = self.source_errors.get(status.name, 0) + 1
+        self._say_limitations(snap.limitations)
         return snap
+
+    def _say_limitations(self, notes: Sequence[str]) -> None:
+        """Log what the samples cannot see (e.g. owners invisible without privileges), each kind once:
+        counts in the text change from sample to sample, the kind does not."""
+        for note in notes:
+            kind = re.sub(r"\d+", "N", note)
+            if kind not in self._limits_said:
+                self._limits_said.add(kind)
+                log.warning("cannot see everything: %s", note)
 
     def listener_poll(self) -> None:
         start = time.perf_counter()
