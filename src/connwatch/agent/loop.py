@@ -161,10 +161,12 @@ class Agent:
     def reload(self) -> None:
         try:
             config = load_config(self.opts.config)
-        except ConfigError as exc:
+        except Exception as exc:  # ConfigError; anything else is a bug, which must not stop the agent
+            problem = str(exc) if isinstance(exc, ConfigError) else (
+                f"{self.opts.config}: internal error: {type(exc).__name__}: {exc}")
             self.reload_failures += 1
             self.config_ok = False
-            log.error("config reload refused: %s; keeping the %d rules in force", exc, len(self.rules))
+            log.error("config reload refused: %s; keeping the %d rules in force", problem, len(self.rules))
             return
         self.config, self.config_ok = config, True
         log.info("config reloaded from %s: %d rules", self.opts.config or "built-in defaults", len(config.rules))

@@ -69,4 +69,4 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except RecursionError as exc:
         raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from exc
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        raise ConfigError(f"{path}: invalid TOML: {str(exc).split(';')[0]}") from exc
