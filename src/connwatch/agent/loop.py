@@ -52,8 +52,8 @@ class Agent:
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
         ProcessCollector(namespace="connwatch_agent", registry=self.registry)
-        self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s)
-                         if opts.receivers else None)
+        self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s,
+                                  instance=self.instance(None)) if opts.receivers else None)
         self.poller = ListenerPoller(opts.proc_root, opts.use_netlink)
         self.wake = threading.Event()
         self.stopping = False
@@ -269,7 +269,9 @@ class Agent:
 
     def stats(self) -> AgentStats:
         pending, sent, failures = self.delivery.counts() if self.delivery else ({}, {}, {})
+        timeouts = self.delivery.timeout_counts() if self.delivery else {}
         return AgentStats(samples=dict(self.samples), sample_seconds=dict(self.sample_seconds),
                           source_errors=dict(self.source_errors), state_up=self.keeper.up,
                           state_errors=self.keeper.errors, reload_failures=self.reload_failures,
-                          config_ok=self.config_ok, pending=pending, sent=sent, failures=failures)
+                          config_ok=self.config_ok, pending=pending, sent=sent, failures=failures,
+                          timeouts=timeouts)
