@@ -314,7 +314,12 @@ def test_startup_sync_resolves_in_alertmanager_what_the_database_does_not_have(t
     ]
     d = Delivery([am], tmp_path, clock, resend_s=60, retry_max_s=30, instance="h")
     _round(d)
-    get, resolve, firing = server.requests
+    assert [r.get("method", "POST") for r in server.requests] == ["POST"]  # no sample judged yet: no comparison
+    server.requests.clear()
+    d.judged.set()
+    clock.advance(61)
+    _round(d)
+    get, resolve, firing = server.requests  # compare (resolving two), then the due re-send
     assert [a["labels"]["port"] for a in firing["body"]] == ["8080"]
     assert get["method"] == "GET" and get["path"] == '/api/v2/alerts?filter=instance%3D%22h%22'
     assert sorted((a["labels"]["severity"], a["labels"]["port"]) for a in resolve["body"]) == [
@@ -329,3 +334,15 @@ def test_startup_sync_resolves_in_alertmanager_what_the_database_does_not_have(t
     _round(d)
     assert [r.get("method", "POST") for r in server.requests] == ["GET", "POST"]  # compare, then the re-send
     assert [a["labels"]["severity"] for a in server.requests[1]["body"]] == ["medium"]
+
+
+def test_idempotency_key_is_stable_per_notification_and_unique_per_alert() -> None:
+    from connwatch.outputs.alertmanager import notification_id
+
+    hook = receiver(WEBHOOK, "http://127.0.0.1:1/hook")
+    key = notification_id(hook.name, 1, "firing", 1000.25)
+    assert key == notification_id(hook.name, 1, "firing", 1000.25)  # every retry, every restart
+    assert key != notification_id(hook.name, 1, "resolved", 1000.25)
+    # A fresh database numbers alerts from 1 again: the creation time keeps the keys apart.
+    assert key != notification_id(hook.name, 1, "firing", 2000.0)
+    assert key != notification_id(receiver(WEBHOOK, "http://127.0.0.1:2/hook").name, 1, "firing", 1000.25)

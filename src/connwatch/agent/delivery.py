@@ -11,8 +11,8 @@ the receiver answered, so a crash in between, or an answer later than the read t
 with the same notification id. A receiver slower than the read timeout is not hammered: each such
 timeout doubles that receiver's read timeout (up to READ_TIMEOUT_MAX_S) on top of the backoff, and
 is counted (connwatch_notification_timeouts_total). Alertmanager is also kept equal to the
-database (agent/amsync.py): at start-up and every re-send interval, what it holds active for this
-instance and the database does not is resolved.
+database (agent/amsync.py): after the first judged sample and then every re-send interval, what it
+holds active for this instance and the database does not is resolved.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from connwatch.outputs.alertmanager import (
     Receiver,
     Sender,
     am_alert,
-    notification_id,
     payload,
     webhook_body,
 )
@@ -110,6 +109,10 @@ class Delivery(threading.Thread):
         self.failures: dict[str, int] = {r.name: 0 for r in receivers}
         self.timeouts: dict[str, int] = {r.name: 0 for r in receivers}
         self.instance = instance  # None: no Alertmanager sync (tests of the outbox alone)
+        # Set by the agent once a sample has been judged and saved: comparing Alertmanager with a
+        # database that has not judged yet (e.g. one lost in a crash) would resolve alerts that are
+        # about to be raised again, a resolved-then-firing flap for whoever is paged.
+        self.judged = threading.Event()
         self.read_timeout = {r.name: read_timeout_s for r in receivers}
         self._failing: dict[str, int] = {}  # receiver -> consecutive failures
         self._next_try: dict[str, float] = {}
@@ -144,7 +147,7 @@ class Delivery(threading.Thread):
             for rcv in self.receivers:
                 if self.stopping.is_set():
                     break
-                if rcv.kind == ALERTMANAGER and self.instance is not None:
+                if rcv.kind == ALERTMANAGER and self.instance is not None and self.judged.is_set():
                     self._sync(sender, store, rcv)
                 self._deliver(sender, store, rcv)
             counts = store.pending()
@@ -205,9 +208,8 @@ class Delivery(threading.Thread):
                             read_timeout=timeout)
             else:
                 item = batch[0]
-                key = notification_id(rcv.name, item.alert_id, item.kind)
-                sender.post(rcv, webhook_body(json.loads(item.payload), rcv, item.alert_id, item.kind), key,
-                            read_timeout=timeout)
+                body = webhook_body(json.loads(item.payload), rcv, item.alert_id, item.kind)
+                sender.post(rcv, body, body["notification_id"], read_timeout=timeout)
         except DeliveryError as exc:
             return self._failed(store, rcv, batch, exc, now)
         self._succeeded(store, rcv, batch, now)

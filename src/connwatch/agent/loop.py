@@ -263,8 +263,10 @@ class Agent:
             return result
         if self.keeper.succeeded():
             self._reconcile()  # queue what the failed writes could not
-        if self.delivery is not None and (step.raised or step.updated or step.cleared):
-            self.delivery.wake.set()
+        if self.delivery is not None:
+            self.delivery.judged.set()  # the database is current: Alertmanager may be compared with it
+            if step.raised or step.updated or step.cleared:
+                self.delivery.wake.set()
         return result
 
     def stats(self) -> AgentStats:

@@ -92,14 +92,18 @@ def am_alert(stored: dict[str, Any], kind: str, now: float, resend_s: float) -> 
             "startsAt": rfc3339(stored["created_at"]), "endsAt": rfc3339(max(ends, stored["created_at"]))}
 
 
-def notification_id(receiver_name: str, alert_id: int, kind: str) -> str:
+def notification_id(receiver_name: str, alert_id: int, kind: str, created_at: float) -> str:
+    """Stable for one notification (retries, restarts) and unique across alerts: the alert's
+    creation time (ms) is part of it, so a state database started afresh, whose ids begin at 1
+    again, never reuses the id of an earlier alert."""
     digest = hashlib.sha256(receiver_name.encode()).hexdigest()[:12]
-    return f"{digest}-{alert_id}-{kind}"
+    return f"{digest}-{alert_id}-{round(created_at * 1000)}-{kind}"
 
 
 def webhook_body(stored: dict[str, Any], rcv: Receiver, alert_id: int, kind: str) -> dict[str, Any]:
-    return {"version": "1", "event": kind, "notification_id": notification_id(rcv.name, alert_id, kind),
-            "instance": stored["instance"], "alert": stored["alert"]}
+    nid = notification_id(rcv.name, alert_id, kind, float(stored["created_at"]))
+    return {"version": "1", "event": kind, "notification_id": nid, "instance": stored["instance"],
+            "alert": stored["alert"]}
 
 
 class DeliveryError(Exception):
