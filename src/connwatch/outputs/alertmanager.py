@@ -1,6 +1,6 @@
 """Notifications: Alertmanager API v2 and a generic JSON webhook, over reused HTTP connections.
 
-The outbox (alerts/store.py) stores `payload(alert, instance)`; the body is built at send time, so
+The outbox (agent/outbox.py) stores `payload(alert, instance)`; the body is built at send time, so
 an Alertmanager alert re-sent after an outage carries a fresh endsAt.
 
 Alertmanager (POST <url>/api/v2/alerts, a list):
