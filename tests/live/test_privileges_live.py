@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,7 @@ from .unprivileged import NO_CAPS, NOBODY, UNIT_CAPS, world_readable_site
 
 PORT, OWN_PORT, METRICS = 9120, 9121, 9815
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v setpriv"], capture_output=True).returncode,
-                                reason="needs util-linux setpriv to drop privileges")
+pytestmark = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv to drop privileges")
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
