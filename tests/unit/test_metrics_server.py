@@ -127,7 +127,8 @@ def _poll(check: Callable[[], bool], deadline: float) -> bool:
 
 
 def test_200_idle_connections_leave_metrics_reachable_with_8_threads(registry: CollectorRegistry,
-                                                                    servers: list[object]) -> None:
+                                                                    servers: list[object],
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     # Regression (issue 14.5): one thread per connection and no idle timeout; under the unit's
     # TasksMax 100 idle connections made /metrics unreachable. Now idle connections cost no thread.
     threads_before = threading.active_count()
@@ -150,6 +151,10 @@ def test_200_idle_connections_leave_metrics_reachable_with_8_threads(registry: C
     finally:
         for conn in idle:
             conn.close()
+    # 200 clients going away at once is not 200 requests: no worker is woken, nothing is logged.
+    with caplog.at_level(logging.INFO, "connwatch.agent"):
+        assert _poll(lambda: httpd.hung_up == 200, 5)
+    assert httpd.dispatched == 1 and not caplog.records
 
 
 def test_idle_silent_and_trickling_clients_are_closed_and_free_their_worker(

@@ -34,7 +34,7 @@ class Limits:
     idle_s: float = 10.0  # a connection that sends nothing for this long is closed
     request_s: float = 10.0  # the longest one request may take once its first byte arrived
     max_idle: int = 256  # connections waiting for their first byte; beyond, the oldest is closed
-    backlog: int = 64  # connections with a request waiting for a free worker; beyond, closed
+    backlog: int = 256  # connections with a request waiting for a free worker; beyond, closed
 
 
 class ProblemLog:
@@ -71,6 +71,17 @@ def classify(exc: BaseException, limits: Limits) -> tuple[str, int, str]:
     return "internal", logging.ERROR, f"internal error: {type(exc).__name__}: {exc}"
 
 
+def _hung_up(conn: Conn) -> bool:
+    """True when a readable connection is only the peer's close (EOF), peeked on the plain socket
+    (an SSLSocket refuses flags), without blocking and without taking its bytes."""
+    try:
+        return socket.socket.recv(conn, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:  # reset by the peer
+        return True
+
+
 def _cut(conn: Conn) -> None:
     """Shut a connection down under the worker reading it (which then sees EOF or an error). The
     plain socket's shutdown, not SSLSocket's: that one drops its SSL object under the worker."""
@@ -92,6 +103,8 @@ class BoundedWSGIServer(WSGIServer):
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._stopped.set()
+        self.dispatched = 0  # connections handed to a worker
+        self.hung_up = 0  # connections closed by their peer before sending anything
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
         self._stop.clear()
@@ -113,7 +126,12 @@ class BoundedWSGIServer(WSGIServer):
                             conn = key.fileobj
                             assert isinstance(conn, socket.socket)
                             sel.unregister(conn)
-                            self._dispatch(conn, waiting.pop(conn)[1])
+                            addr = waiting.pop(conn)[1]
+                            if _hung_up(conn):
+                                conn.close()  # closed before sending anything: no worker needed
+                                self.hung_up += 1
+                            else:
+                                self._dispatch(conn, addr)
                     self._expire(sel, waiting)
         finally:
             self._close_all(waiting, workers)
@@ -155,6 +173,7 @@ class BoundedWSGIServer(WSGIServer):
         oldest.close()
 
     def _dispatch(self, conn: Conn, addr: Addr) -> None:
+        self.dispatched += 1
         try:
             self._ready.put_nowait((conn, addr))
         except queue.Full:
