@@ -7,7 +7,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -144,14 +144,40 @@ def _with_owners(listeners: list[Listener], scan: processes.OwnerScan,
     for lst in listeners:
         pid = scan.owners.get(lst.inode)
         out.append(dataclasses.replace(lst, owner=describe(pid) if pid is not None else None))
-    if scan.unreadable:
-        limits.append(f"{scan.unreadable} processes of other users could not be inspected (running as "
-                      f"uid {os.geteuid()}): their sockets' owners are unknown; run as root to see them")
+    if scan.unreadable and any(x.owner is None for x in out):  # (denied processes that hold none: no loss)
+        limits.append(_uninspected(scan.unreadable) + ": their sockets' owners are unknown; " + _remedy())
+    limits.extend(_unreadable_limits([x.owner for x in out]))
     orphans = sorted({x.port for x in out if x.owner is None})
     if orphans and not scan.unreadable:
         limits.append(f"no process here holds the listener(s) on port(s) {', '.join(map(str, orphans[:10]))}: "
                       "the owner runs in another PID namespace (a container, or the host seen from one)")
     return out
+
+
+def _uninspected(count: int) -> str:
+    uid, missing = os.geteuid(), processes.missing_capabilities()
+    lacking = f" without {' and '.join(missing)}" if missing else ""
+    whose = "of other users " if uid != 0 else ""
+    return f"{count} processes {whose}could not be inspected (running as uid {uid}{lacking})"
+
+
+def _remedy() -> str:
+    if os.geteuid() != 0:
+        return "run as root (or with CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE) to see them"
+    return "grant CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE (or run as full root) to see them"
+
+
+def _unreadable_limits(owners: Sequence[Process | None]) -> list[str]:
+    """Name every owner whose fd limit or open fds could not be read: without both, the "owner at
+    its fd limit" check (accept() failing with EMFILE) cannot run for it, and must not look clean."""
+    notes = []
+    for what, field in (("fd limit", "fd_limit"), ("open fds", "open_fds")):
+        pids = sorted({o.pid for o in owners if o is not None and getattr(o, field) is None})
+        if pids:
+            shown = ", ".join(map(str, pids[:10])) + (f" and {len(pids) - 10} more" if len(pids) > 10 else "")
+            notes.append(f"owner {what} unreadable for pid {shown}: the 'owner at its fd limit' check cannot "
+                         "run" + (" for it" if len(pids) == 1 else " for them"))
+    return notes
 
 
 OWNED_DESTINATIONS = 20  # busiest destinations whose ESTABLISHED owners are looked up (= destinations --top)
@@ -190,9 +216,9 @@ def _owned(snap: Snapshot, busiest: list[DestinationUsage], scan: processes.Owne
     listeners, summary = list(snap.listeners), snap.sockets
     if listeners:
         listeners = _with_owners(listeners, scan, describe, limits)
-    elif scan.unreadable:
-        limits.append(f"{scan.unreadable} processes of other users could not be inspected: owners of "
-                      "outbound connections may be unknown; run as root to see them")
+    elif scan.unreadable and any(i not in scan.owners for d in busiest for i in d.owner_inodes if i):
+        limits.append(_uninspected(scan.unreadable) + ": owners of outbound connections may be unknown; "
+                      + _remedy())
     if summary is not None and busiest:
         summary = _with_destination_owners(summary, busiest, scan, describe)
     return dataclasses.replace(snap, listeners=tuple(listeners), sockets=summary, limitations=tuple(limits))

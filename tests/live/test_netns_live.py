@@ -27,7 +27,7 @@ from connwatch.sources.netns import NetnsRef, run_in_netns
 from connwatch.sources.procfs import ThreadNetProcFS
 
 from .netns import Netns, netns, poll
-from .test_snapshot_live import _world_readable_site
+from .unprivileged import world_readable_site as _world_readable_site
 
 PORT = 9200
 

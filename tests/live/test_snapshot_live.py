@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from .netns import Netns, poll
+from .unprivileged import world_readable_site
 
 PORT = 9100
 
@@ -59,25 +59,10 @@ def test_proc_fallback_names_what_it_cannot_see(ns: Netns, tmp_path: Path) -> No
     assert "n/a" in text.stdout and "no listen backlog" in text.stdout
 
 
-def _world_readable_site(tmp_path: Path) -> Path:
-    """Copies of connwatch and its dependencies an unprivileged user can import (the test's own
-    install may live under a root-only home)."""
-    site = tmp_path / "site"
-    for name in ("connwatch", "rich", "psutil", "pygments", "markdown_it", "mdurl"):
-        module = importlib.import_module(name)
-        assert module.__file__ is not None
-        shutil.copytree(Path(module.__file__).parent, site / name)
-    for path in [tmp_path, *tmp_path.parents]:
-        if path == Path("/"):
-            break
-        path.chmod(path.stat().st_mode | 0o055)
-    return site
-
-
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv to drop privileges")
 def test_non_root_still_sees_listeners_and_says_what_it_cannot(ns: Netns, tmp_path: Path) -> None:
     ns.python("listener.py", "--port", str(PORT), "--backlog", "7")
-    site = _world_readable_site(tmp_path)
+    site = world_readable_site(tmp_path)
     os.chmod(tmp_path, 0o777)
     env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(site)}
     python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable

@@ -115,7 +115,7 @@ def test_process_serves_metrics_reloads_on_hup_and_stops_on_term(tmp_path: Path)
          "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert _wait_for(lambda: QUEUE_SAMPLE.search(_get(url)), 20)
-        assert 'connwatch_samples_total{kind="listeners"}' in _get(url)
+        assert _wait_for(lambda: 'connwatch_samples_total{kind="listeners"}' in _get(url), 10)
         config.write_text("this is [not toml")
         os.kill(proc.pid, signal.SIGHUP)
         assert _wait_for(lambda: "connwatch_config_last_reload_successful 0.0" in _get(url), 10)

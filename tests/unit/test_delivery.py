@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +38,8 @@ class Recorder(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.requests: list[dict[str, Any]] = []
         self.status = 200
+        self.delay = 0.0  # seconds between receiving a request and answering it
+        self.alerts: list[dict[str, Any]] = []  # what GET answers (Alertmanager's /api/v2/alerts)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -51,9 +55,19 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append({"path": self.path, "body": body, "peer": self.client_address[1],
                                      "headers": dict(self.headers)})
+        time.sleep(self.server.delay)
         self.send_response(self.server.status)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def do_GET(self) -> None:
+        self.server.requests.append({"path": self.path, "method": "GET"})
+        data = json.dumps(self.server.alerts).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -252,3 +266,83 @@ def test_prune_forgets_old_finished_rows_and_keeps_active_resends(tmp_path: Path
         assert Outbox(store.db).prune(finished_before=50.0, pending_before=50.0) == 0
         assert Outbox(store.db).prune(finished_before=200.0, pending_before=200.0) == 1  # the never-sent one
         assert [(i.alert_id, i.sends) for i in Outbox(store.db).history("r")] == [(2, 1)]
+
+
+def test_receiver_slower_than_the_read_timeout_gets_a_notification_twice_not_forever(
+        tmp_path: Path, server: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    # Regression (issue 14.6): every attempt timed out at the same read timeout while the receiver
+    # took each one; it got the same batch again at every retry.
+    clock = FakeClock(1000.0)
+    server.delay = 0.6
+    hook = receiver(WEBHOOK, server.url + "/hook")
+    with AlertStore.open(tmp_path) as store:
+        enqueue(Outbox(store.db), [hook], [_alert(store, 8080)], [], "h", clock.time())
+    d = Delivery([hook], tmp_path, clock, resend_s=60, retry_max_s=30, read_timeout_s=0.4)
+    with caplog.at_level(logging.INFO, "connwatch.agent"):
+        for _ in range(5):
+            _round(d)
+            clock.advance(40)  # past any backoff
+    assert len(server.requests) == 2  # the timed-out one (it arrived), then the one answered in time
+    keys = {r["headers"]["Idempotency-Key"] for r in server.requests}
+    assert len(keys) == 1 and keys == {server.requests[0]["body"]["notification_id"]}
+    assert d.timeouts[hook.name] == 1 and d.sent[hook.name] == 1 and d.pending[hook.name] == 0
+    assert d.read_timeout[hook.name] == 0.8
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "no answer within 0.4 s (it may have arrived)" in warning and "same idempotency key" in warning
+
+
+def _am(labels: dict[str, str], generator: str = "") -> dict[str, Any]:
+    return {"labels": labels, "startsAt": "2026-12-01T10:00:00.000Z", "endsAt": "2026-12-01T11:00:00.000Z",
+            "generatorURL": generator, "status": {"state": "active"}}
+
+
+def test_startup_sync_resolves_in_alertmanager_what_the_database_does_not_have(tmp_path: Path,
+                                                                               server: Recorder) -> None:
+    clock = FakeClock(5000.0)
+    am = receiver(ALERTMANAGER, server.url)
+    with AlertStore.open(tmp_path) as store:
+        kept = _alert(store, 8080)
+        enqueue(Outbox(store.db), [am], [kept], [], "h", clock.time())
+    mine = {"alertname": "BacklogRejectsByPort", "instance": "h", "resource": "TCP(8080)", "class": "backlog",
+            "port": "8080"}
+    server.alerts = [
+        _am({**mine, "severity": "medium"}),  # the database's active alert: kept
+        _am({**mine, "severity": "high"}),  # the same alert under its old severity: stale
+        _am({**mine, "severity": "medium", "port": "9090", "resource": "TCP(9090)"}),  # cleared or lost: stale
+        _am({**mine, "severity": "medium", "instance": "other"}),  # another agent's
+        _am({**mine, "severity": "medium", "job": "connwatch"}, "http://prom:9090/graph"),  # Prometheus' rule
+    ]
+    d = Delivery([am], tmp_path, clock, resend_s=60, retry_max_s=30, instance="h")
+    _round(d)
+    assert [r.get("method", "POST") for r in server.requests] == ["POST"]  # no sample judged yet: no comparison
+    server.requests.clear()
+    d.judged.set()
+    clock.advance(61)
+    _round(d)
+    get, resolve, firing = server.requests  # compare (resolving two), then the due re-send
+    assert [a["labels"]["port"] for a in firing["body"]] == ["8080"]
+    assert get["method"] == "GET" and get["path"] == '/api/v2/alerts?filter=instance%3D%22h%22'
+    assert sorted((a["labels"]["severity"], a["labels"]["port"]) for a in resolve["body"]) == [
+        ("high", "8080"), ("medium", "9090")]
+    assert all(a["endsAt"] == rfc3339(clock.time()) and a["startsAt"] == "2026-12-01T10:00:00.000Z"
+               for a in resolve["body"])
+    server.requests.clear()
+    _round(d)
+    assert not server.requests  # nothing due; the next comparison comes after the re-send interval
+    clock.advance(61)
+    server.alerts = server.alerts[:1]
+    _round(d)
+    assert [r.get("method", "POST") for r in server.requests] == ["GET", "POST"]  # compare, then the re-send
+    assert [a["labels"]["severity"] for a in server.requests[1]["body"]] == ["medium"]
+
+
+def test_idempotency_key_is_stable_per_notification_and_unique_per_alert() -> None:
+    from connwatch.outputs.alertmanager import notification_id
+
+    hook = receiver(WEBHOOK, "http://127.0.0.1:1/hook")
+    key = notification_id(hook.name, 1, "firing", 1000.25)
+    assert key == notification_id(hook.name, 1, "firing", 1000.25)  # every retry, every restart
+    assert key != notification_id(hook.name, 1, "resolved", 1000.25)
+    # A fresh database numbers alerts from 1 again: the creation time keeps the keys apart.
+    assert key != notification_id(hook.name, 1, "firing", 2000.0)
+    assert key != notification_id(receiver(WEBHOOK, "http://127.0.0.1:2/hook").name, 1, "firing", 1000.25)

@@ -5,6 +5,14 @@ a sample. This thread has its own database connection (WAL: readers and the writ
 each other for long). A receiver that fails is retried after 1, 2, 4 ... seconds up to
 --retry-max; nothing is dropped while it is down (undelivered rows are kept for 7 days), and one
 log line says so when the outage starts and one when it ends.
+
+The contract is at-least-once with a stable idempotency key (README): a row is finished only after
+the receiver answered, so a crash in between, or an answer later than the read timeout, repeats it
+with the same notification id. A receiver slower than the read timeout is not hammered: each such
+timeout doubles that receiver's read timeout (up to READ_TIMEOUT_MAX_S) on top of the backoff, and
+is counted (connwatch_notification_timeouts_total). Alertmanager is also kept equal to the
+database (agent/amsync.py): after the first judged sample and then every re-send interval, what it
+holds active for this instance and the database does not is resolved.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from connwatch.agent import amsync
 from connwatch.agent.outbox import Outbox, OutboxItem
 from connwatch.alerts.db import Database
 from connwatch.alerts.store import AlertStore
@@ -24,11 +33,11 @@ from connwatch.errors import StateError
 from connwatch.findings import Alert
 from connwatch.outputs.alertmanager import (
     ALERTMANAGER,
+    READ_TIMEOUT_S,
     DeliveryError,
     Receiver,
     Sender,
     am_alert,
-    notification_id,
     payload,
     webhook_body,
 )
@@ -39,6 +48,7 @@ KEEP_FINISHED_S = 7 * 86400
 KEEP_UNDELIVERED_S = 7 * 86400
 BATCH = 500
 PRUNE_EVERY_S = 3600.0
+READ_TIMEOUT_MAX_S = 60.0
 
 
 def enqueue(outbox: Outbox, receivers: Sequence[Receiver], firing: Iterable[Alert],
@@ -84,7 +94,7 @@ def _open_outbox(state_dir: Path) -> Outbox:
 
 class Delivery(threading.Thread):
     def __init__(self, receivers: Sequence[Receiver], state_dir: Path, clock: Clock, resend_s: float,
-                 retry_max_s: float) -> None:
+                 retry_max_s: float, instance: str | None = None, read_timeout_s: float = READ_TIMEOUT_S) -> None:
         super().__init__(name="connwatch-delivery", daemon=True)
         self.receivers = tuple(receivers)
         self.state_dir = state_dir
@@ -97,8 +107,16 @@ class Delivery(threading.Thread):
         self.pending: dict[str, int] = {r.name: 0 for r in receivers}
         self.sent: dict[str, int] = {r.name: 0 for r in receivers}
         self.failures: dict[str, int] = {r.name: 0 for r in receivers}
+        self.timeouts: dict[str, int] = {r.name: 0 for r in receivers}
+        self.instance = instance  # None: no Alertmanager sync (tests of the outbox alone)
+        # Set by the agent once a sample has been judged and saved: comparing Alertmanager with a
+        # database that has not judged yet (e.g. one lost in a crash) would resolve alerts that are
+        # about to be raised again, a resolved-then-firing flap for whoever is paged.
+        self.judged = threading.Event()
+        self.read_timeout = {r.name: read_timeout_s for r in receivers}
         self._failing: dict[str, int] = {}  # receiver -> consecutive failures
         self._next_try: dict[str, float] = {}
+        self._sync_at: dict[str, float] = {}  # Alertmanager receiver -> next sync (0 = at start-up)
         self._pruned_at = 0.0
 
     def stop(self) -> None:
@@ -129,6 +147,8 @@ class Delivery(threading.Thread):
             for rcv in self.receivers:
                 if self.stopping.is_set():
                     break
+                if rcv.kind == ALERTMANAGER and self.instance is not None and self.judged.is_set():
+                    self._sync(sender, store, rcv)
                 self._deliver(sender, store, rcv)
             counts = store.pending()
             with self.lock:
@@ -146,6 +166,26 @@ class Delivery(threading.Thread):
             return None
         return store
 
+    def _sync(self, sender: Sender, store: Outbox, rcv: Receiver) -> None:
+        """Resolve in Alertmanager what the database no longer has active (see agent/amsync.py)."""
+        now = self.clock.time()
+        if now < max(self._sync_at.get(rcv.name, 0.0), self._next_try.get(rcv.name, 0.0)):
+            return
+        assert self.instance is not None
+        try:
+            done = amsync.sync(sender, rcv, AlertStore(store.db), self.instance, now, self.resend_s,
+                               self.read_timeout[rcv.name])
+        except DeliveryError as exc:
+            if exc.permanent:  # e.g. an Alertmanager without the v2 API: delivery goes on, sync cannot
+                self._sync_at[rcv.name] = now + self.resend_s
+                log.warning("%s: cannot compare its alerts with the database (%s)", rcv.name, exc)
+            else:
+                self._failed(store, rcv, [], exc, now)
+            return
+        self._sync_at[rcv.name] = now + self.resend_s
+        if done:
+            log.info("%s: resolved %d alert(s) it held active that the database does not", rcv.name, done)
+
     def _deliver(self, sender: Sender, store: Outbox, rcv: Receiver) -> None:
         now = self.clock.time()
         if now < self._next_try.get(rcv.name, 0.0):
@@ -161,13 +201,15 @@ class Delivery(threading.Thread):
 
     def _send(self, sender: Sender, store: Outbox, rcv: Receiver, batch: list[OutboxItem]) -> bool:
         now = self.clock.time()
+        timeout = self.read_timeout[rcv.name]
         try:
             if rcv.kind == ALERTMANAGER:
-                sender.post(rcv, [am_alert(json.loads(i.payload), i.kind, now, self.resend_s) for i in batch])
+                sender.post(rcv, [am_alert(json.loads(i.payload), i.kind, now, self.resend_s) for i in batch],
+                            read_timeout=timeout)
             else:
                 item = batch[0]
-                key = notification_id(rcv.name, item.alert_id, item.kind)
-                sender.post(rcv, webhook_body(json.loads(item.payload), rcv, item.alert_id, item.kind), key)
+                body = webhook_body(json.loads(item.payload), rcv, item.alert_id, item.kind)
+                sender.post(rcv, body, body["notification_id"], read_timeout=timeout)
         except DeliveryError as exc:
             return self._failed(store, rcv, batch, exc, now)
         self._succeeded(store, rcv, batch, now)
@@ -200,11 +242,28 @@ class Delivery(threading.Thread):
         delay = min(RETRY_MIN_S * 2 ** (count - 1), self.retry_max_s) * random.uniform(0.9, 1.1)
         self._next_try[rcv.name] = now + delay
         store.failed([i.id for i in batch], str(exc), now + delay)
-        if count == 1:
+        if exc.maybe_delivered:
+            self._slow(rcv, exc)
+        elif count == 1:
             log.error("%s: cannot deliver (%s); notifications are kept in the outbox and retried with "
                       "backoff up to %g s", rcv.name, exc, self.retry_max_s)
         return False
 
+    def _slow(self, rcv: Receiver, exc: DeliveryError) -> None:
+        """No answer in time: the receiver may have it. Wait longer for the next answer (the repeat
+        carries the same idempotency key), count it, and say it once per read-timeout step."""
+        before = self.read_timeout[rcv.name]
+        self.read_timeout[rcv.name] = min(before * 2, max(READ_TIMEOUT_MAX_S, before))
+        with self.lock:
+            self.timeouts[rcv.name] += 1
+        if self.read_timeout[rcv.name] != before:
+            log.warning("%s: %s (it may have arrived); repeating it after backoff with the same idempotency "
+                        "key, now waiting up to %g s for an answer", rcv.name, exc, self.read_timeout[rcv.name])
+
     def counts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         with self.lock:
             return dict(self.pending), dict(self.sent), dict(self.failures)
+
+    def timeout_counts(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.timeouts)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -52,8 +53,8 @@ class Agent:
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
         ProcessCollector(namespace="connwatch_agent", registry=self.registry)
-        self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s)
-                         if opts.receivers else None)
+        self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s,
+                                  instance=self.instance(None)) if opts.receivers else None)
         self.poller = ListenerPoller(opts.proc_root, opts.use_netlink)
         self.wake = threading.Event()
         self.stopping = False
@@ -70,6 +71,7 @@ class Agent:
         self.reload_failures = 0
         self.config_ok = True
         self._last_error: dict[str, str] = {}
+        self._limits_said: set[str] = set()
 
     # -- life cycle ------------------------------------------------------------
 
@@ -160,10 +162,12 @@ class Agent:
     def reload(self) -> None:
         try:
             config = load_config(self.opts.config)
-        except ConfigError as exc:
+        except Exception as exc:  # ConfigError; anything else is a bug, which must not stop the agent
+            problem = str(exc) if isinstance(exc, ConfigError) else (
+                f"{self.opts.config}: internal error: {type(exc).__name__}: {exc}")
             self.reload_failures += 1
             self.config_ok = False
-            log.error("config reload refused: %s; keeping the %d rules in force", exc, len(self.rules))
+            log.error("config reload refused: %s; keeping the %d rules in force", problem, len(self.rules))
             return
         self.config, self.config_ok = config, True
         log.info("config reloaded from %s: %d rules", self.opts.config or "built-in defaults", len(config.rules))
@@ -212,7 +216,17 @@ class Agent:
             for status in snap.statuses:
                 if not status.ok:
                     self.source_errors[status.name] = self.source_errors.get(status.name, 0) + 1
+            self._say_limitations(snap.limitations)
         return snaps
+
+    def _say_limitations(self, notes: Sequence[str]) -> None:
+        """Log what the samples cannot see (e.g. owners invisible without privileges), each kind once:
+        counts in the text change from sample to sample, the kind does not."""
+        for note in notes:
+            kind = re.sub(r"\d+", "N", note)
+            if kind not in self._limits_said:
+                self._limits_said.add(kind)
+                log.warning("cannot see everything: %s", note)
 
     def listener_poll(self) -> None:
         start = time.perf_counter()
@@ -266,16 +280,20 @@ class Agent:
             return result
         if self.keeper.succeeded():
             self._reconcile()  # queue what the failed writes could not
-        if self.delivery is not None and (step.raised or step.updated or step.cleared):
-            self.delivery.wake.set()
+        if self.delivery is not None:
+            self.delivery.judged.set()  # the database is current: Alertmanager may be compared with it
+            if step.raised or step.updated or step.cleared:
+                self.delivery.wake.set()
         return result
 
     def stats(self) -> AgentStats:
         pending, sent, failures = self.delivery.counts() if self.delivery else ({}, {}, {})
+        timeouts = self.delivery.timeout_counts() if self.delivery else {}
         return AgentStats(samples=dict(self.samples), sample_seconds=dict(self.sample_seconds),
                           source_errors=dict(self.source_errors), state_up=self.keeper.up,
                           state_errors=self.keeper.errors, reload_failures=self.reload_failures,
-                          config_ok=self.config_ok, pending=pending, sent=sent, failures=failures)
+                          config_ok=self.config_ok, pending=pending, sent=sent, failures=failures,
+                          timeouts=timeouts)
 
 
 def _ns_key(snap: Snapshot) -> tuple[int, str] | None:

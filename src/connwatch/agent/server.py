@@ -1,8 +1,9 @@
-"""The /metrics HTTP server: prometheus_client's WSGI app, threaded, optional TLS and basic auth.
+"""The /metrics HTTP server: prometheus_client's WSGI app, optional TLS and basic auth.
 
 Binds 127.0.0.1 by default. For a wider bind give --tls-cert/--tls-key and --basic-auth-file
 (lines of `user:password`); without them the agent logs a warning that anyone who can reach the
-port can read the host's listeners and connections.
+port can read the host's listeners and connections. Threads, idle time and request time are
+bounded (agent/httpd.py): idle connections never make /metrics unreachable.
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import base64
 import hmac
 import ipaddress
 import logging
+import os
 import socket
 import ssl
+import stat
 import threading
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from connwatch.agent.httpd import BoundedWSGIServer, Limits, ProblemLog
 from connwatch.errors import ConfigError
+from connwatch.rules.configfile import decode_utf8, read_small_file
 
 log = logging.getLogger("connwatch.agent")
 StartResponse = Callable[..., Any]
@@ -33,23 +37,23 @@ class _Quiet(WSGIRequestHandler):
         """No access log (100 scrapes/s would flood the journal)."""
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    request_queue_size = 128  # 100 scrapes/s must not overflow our own accept queue
-    allow_reuse_address = True
-
-
-class _Server6(_Server):
+class _Server6(BoundedWSGIServer):
     address_family = socket.AF_INET6
 
 
 def read_credentials(path: str) -> dict[str, str]:
-    """user -> password from a file of `user:password` lines (# comments allowed)."""
+    """user -> password from a file of `user:password` lines (# comments allowed). Warns when the
+    file is readable by group or others (the passwords are in clear)."""
+    what = "basic-auth file"
+    lines = decode_utf8(read_small_file(path, what, 64 * 1024), path, what).splitlines()
     try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read basic-auth file ({exc.strerror})") from exc
+        mode = os.stat(path).st_mode
+    except OSError:  # removed since it was read: what was read counts
+        mode = 0
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("basic-auth file %s is readable by %s (mode %04o): chmod 600 it", path,
+                    " and ".join(w for w, bit in (("its group", stat.S_IRGRP), ("others", stat.S_IROTH))
+                                 if mode & bit), stat.S_IMODE(mode))
     creds = {}
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -75,10 +79,27 @@ def _authorized(header: str, creds: dict[str, str]) -> bool:
     return hmac.compare_digest(password.encode(), expected.encode()) and user in creds
 
 
+def _head(app: App, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+    """HEAD: the GET response's status and headers (Content-Length included), no body."""
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+    body = b"".join(app({**environ, "REQUEST_METHOD": "GET"}, lambda status, headers, *_: seen.append(
+        (status, list(headers)))))
+    status, headers = seen[0]
+    headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    start(status, [*headers, ("Content-Length", str(len(body)))])
+    return []
+
+
 def make_app(registry: CollectorRegistry, creds: dict[str, str] | None) -> App:
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method == "HEAD":
+            return _head(app, environ, start)
+        if method != "GET":
+            start("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
+            return [b"405 Method Not Allowed: use GET or HEAD\n"]
         if creds is not None and not _authorized(environ.get("HTTP_AUTHORIZATION", ""), creds):
             start("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="connwatch"'),
                                        ("Content-Type", "text/plain")])
@@ -103,16 +124,18 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(host: str, port: int, registry: CollectorRegistry, tls_cert: str | None = None,
-          tls_key: str | None = None, auth_file: str | None = None) -> WSGIServer:
+          tls_key: str | None = None, auth_file: str | None = None,
+          limits: Limits | None = None) -> BoundedWSGIServer:
     """Start the server in a daemon thread; ConfigError (one line) when it cannot listen."""
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
     creds = read_credentials(auth_file) if auth_file else None
-    cls = _Server6 if ":" in host else _Server
+    cls = _Server6 if ":" in host else BoundedWSGIServer
     try:
-        httpd = make_server(host, port, make_app(registry, creds), cls, handler_class=_Quiet)
+        httpd = cls((host, port), _Quiet, limits or Limits(), ProblemLog(log))
     except OSError as exc:
         raise ConfigError(f"--listen {host}:{port}: cannot listen ({exc.strerror or exc})") from exc
+    httpd.set_app(make_app(registry, creds))
     if tls_cert and tls_key:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -1,6 +1,6 @@
 """Notifications: Alertmanager API v2 and a generic JSON webhook, over reused HTTP connections.
 
-The outbox (alerts/store.py) stores `payload(alert, instance)`; the body is built at send time, so
+The outbox (agent/outbox.py) stores `payload(alert, instance)`; the body is built at send time, so
 an Alertmanager alert re-sent after an outage carries a fresh endsAt.
 
 Alertmanager (POST <url>/api/v2/alerts, a list):
@@ -11,8 +11,9 @@ Alertmanager (POST <url>/api/v2/alerts, a list):
                  the re-send interval (Alertmanager resolves it itself if the agent dies)
 Webhook (POST <url>, one notification per request): {"version": "1", "event": "firing"|"resolved",
     "notification_id": ..., "instance": ..., "alert": <the `connwatch alerts --format json` object>}
-    with the same id in an Idempotency-Key header (delivery is at-least-once: a crash between a
-    delivery and its bookkeeping repeats that one notification with the same id).
+    with the same id in an Idempotency-Key header. Delivery is at-least-once: a crash between a
+    delivery and its bookkeeping, or a receiver that answers after the read timeout, repeats that
+    notification with the same id (stable across retries and restarts), so a receiver can drop repeats.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import urllib3
 
@@ -34,7 +35,8 @@ from connwatch.outputs.jsonout import RESOURCE_KEYS, alert_dict
 ALERTMANAGER = "alertmanager"
 WEBHOOK = "webhook"
 AM_PATH = "/api/v2/alerts"
-TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 10.0
 PERMANENT = frozenset({400, 422})  # the payload itself was refused: retrying cannot help
 
 
@@ -90,22 +92,28 @@ def am_alert(stored: dict[str, Any], kind: str, now: float, resend_s: float) -> 
             "startsAt": rfc3339(stored["created_at"]), "endsAt": rfc3339(max(ends, stored["created_at"]))}
 
 
-def notification_id(receiver_name: str, alert_id: int, kind: str) -> str:
+def notification_id(receiver_name: str, alert_id: int, kind: str, created_at: float) -> str:
+    """Stable for one notification (retries, restarts) and unique across alerts: the alert's
+    creation time (ms) is part of it, so a state database started afresh, whose ids begin at 1
+    again, never reuses the id of an earlier alert."""
     digest = hashlib.sha256(receiver_name.encode()).hexdigest()[:12]
-    return f"{digest}-{alert_id}-{kind}"
+    return f"{digest}-{alert_id}-{round(created_at * 1000)}-{kind}"
 
 
 def webhook_body(stored: dict[str, Any], rcv: Receiver, alert_id: int, kind: str) -> dict[str, Any]:
-    return {"version": "1", "event": kind, "notification_id": notification_id(rcv.name, alert_id, kind),
-            "instance": stored["instance"], "alert": stored["alert"]}
+    nid = notification_id(rcv.name, alert_id, kind, float(stored["created_at"]))
+    return {"version": "1", "event": kind, "notification_id": nid, "instance": stored["instance"],
+            "alert": stored["alert"]}
 
 
 class DeliveryError(Exception):
-    """One delivery failed. `permanent`: the receiver refused the content (do not retry)."""
+    """One delivery failed. `permanent`: the receiver refused the content (do not retry).
+    `maybe_delivered`: the request was sent but no answer came in time (it may have arrived)."""
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    def __init__(self, message: str, permanent: bool = False, maybe_delivered: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.maybe_delivered = maybe_delivered
 
 
 class Sender:
@@ -113,21 +121,39 @@ class Sender:
 
     def __init__(self, receivers: Sequence[Receiver]) -> None:
         self._http = urllib3.PoolManager(num_pools=max(len(receivers), 1), maxsize=1, block=True,
-                                         retries=False, timeout=TIMEOUT)
+                                         retries=False)
 
-    def post(self, rcv: Receiver, body: Any, idempotency_key: str | None = None) -> None:
-        headers = {"Content-Type": "application/json", "User-Agent": "connwatch-agent"}
-        if rcv.auth:
-            headers["Authorization"] = rcv.auth
+    def post(self, rcv: Receiver, body: Any, idempotency_key: str | None = None,
+             read_timeout: float = READ_TIMEOUT_S) -> None:
+        headers = {"Content-Type": "application/json"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
+        self._request("POST", rcv, rcv.url, headers, json.dumps(body).encode(), read_timeout)
+
+    def get_json(self, rcv: Receiver, query: dict[str, str], read_timeout: float = READ_TIMEOUT_S) -> Any:
+        """GET rcv.url?query and decode its JSON (Alertmanager's alert list)."""
+        data = self._request("GET", rcv, f"{rcv.url}?{urlencode(query)}", {}, None, read_timeout)
         try:
-            resp = self._http.request("POST", rcv.url, body=json.dumps(body).encode(), headers=headers)
+            return json.loads(data)
+        except ValueError as exc:
+            raise DeliveryError(f"GET answered with invalid JSON ({exc})") from exc
+
+    def _request(self, method: str, rcv: Receiver, url: str, headers: dict[str, str], body: bytes | None,
+                 read_timeout: float) -> bytes:
+        headers = {**headers, "User-Agent": "connwatch-agent"}
+        if rcv.auth:
+            headers["Authorization"] = rcv.auth
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=read_timeout)
+        try:
+            resp = self._http.request(method, url, body=body, headers=headers, timeout=timeout)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise DeliveryError(f"no answer within {read_timeout:g} s", maybe_delivered=True) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise DeliveryError(_reason(exc)) from exc
         if resp.status >= 300:
             text = resp.data[:200].decode("utf-8", "replace").strip().replace("\n", " ")
             raise DeliveryError(f"HTTP {resp.status} {text}".strip(), permanent=resp.status in PERMANENT)
+        return bytes(resp.data)
 
     def close(self) -> None:
         self._http.clear()

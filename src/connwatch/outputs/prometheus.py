@@ -53,6 +53,7 @@ class AgentStats:
     pending: Mapping[str, int] = field(default_factory=dict)  # receiver -> queued notifications
     sent: Mapping[str, int] = field(default_factory=dict)
     failures: Mapping[str, int] = field(default_factory=dict)
+    timeouts: Mapping[str, int] = field(default_factory=dict)  # receiver -> answers later than the read timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +298,9 @@ def _agent_families(stats: AgentStats, snap: Snapshot | None) -> list[Metric]:
             "active and awaiting re-send)", "receiver", stats.pending),
         _by("connwatch_notifications_sent", "Notifications delivered", "receiver", stats.sent, counter=True),
         _by("connwatch_notification_failures", "Failed delivery attempts", "receiver", stats.failures,
+            counter=True),
+        _by("connwatch_notification_timeouts", "Delivery attempts with no answer within the read timeout "
+            "(they may have arrived; repeated with the same idempotency key)", "receiver", stats.timeouts,
             counter=True),
     ]
     if snap is not None:

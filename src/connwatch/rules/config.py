@@ -23,7 +23,6 @@ the key (ConfigError), so a typo never silently switches alerting off.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from connwatch.attributes.registry import default_rules, known_attributes
 from connwatch.errors import ConfigError
 from connwatch.rules import sources as source_settings
+from connwatch.rules.configfile import load_toml
 from connwatch.rules.rule import DEFAULT_CLEAR_AFTER, Rule
 from connwatch.rules.sources import SourceSettings
 from connwatch.rules.values import parse_limit, whole_number
@@ -57,14 +57,7 @@ def load_config(path: str | Path | None) -> Config:
     """The configuration in force: the defaults, or the file's rules (which replace or extend them)."""
     if path is None:
         return default_config()
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    return parse_config(data, str(path))
+    return parse_config(load_toml(path), str(path))
 
 
 def parse_config(data: dict[str, Any], source: str) -> Config:

@@ -13,6 +13,7 @@ p.add_argument("--backlog", type=int, default=5)
 p.add_argument("--accept", action="store_true", help="accept and keep connections (healthy server)")
 p.add_argument("--max-fds", type=int, default=0,
                help="lower RLIMIT_NOFILE to this and use every fd up, so accept() fails with EMFILE")
+p.add_argument("--nofile", type=int, default=0, help="set the soft RLIMIT_NOFILE to this (a value to find)")
 p.add_argument("--lifetime", type=float, default=300.0, help="exit after this many seconds")
 a = p.parse_args()
 
@@ -33,6 +34,11 @@ def accept_loop() -> None:
             continue
         held.append(conn)
 
+
+if a.nofile:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (a.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 if a.max_fds:
     import resource

@@ -1,4 +1,5 @@
-"""A webhook receiver for tests: append each POSTed JSON body (+ the client port) to OUT. Bounded lifetime."""
+"""A webhook receiver for tests: append each POSTed JSON body (+ the client port and its Idempotency-Key)
+to OUT. Bounded lifetime."""
 
 import argparse
 import json
@@ -19,7 +20,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with lock, open(a.out, "a") as fh:
-            fh.write(json.dumps({"peer": self.client_address[1], "body": body}) + "\n")
+            fh.write(json.dumps({"peer": self.client_address[1], "key": self.headers.get("Idempotency-Key"),
+                                 "body": body}) + "\n")
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
