@@ -208,3 +208,28 @@ def test_full_disk_keeps_sampling_and_recovers(ns: Netns, tmp_path: Path) -> Non
     log = stack.log()
     errors = [x for x in log.splitlines() if "ERROR" in x]
     assert len(errors) == 1 and "usable again" in log and "Traceback" not in log, log
+
+
+@needs_am
+def test_a_severity_change_leaves_one_alert_in_alertmanager(ns: Netns, tmp_path: Path) -> None:
+    """Alertmanager keys an alert by its labels, severity among them: when connwatch raises the severity of
+    an alert (here by a rules reload), the old label set must end at once, not linger until its endsAt."""
+    config = tmp_path / "rules.toml"
+    rule = ('[settings]\nreplace_defaults = true\n[[rules]]\nattribute = "BacklogRejectsByPort"\nhigh = 0\n'
+            "severity = {}\n")
+    config.write_text(rule.format(3))
+    stack = Stack(ns, tmp_path)
+    stack.start_alertmanager()
+    agent = stack.start_agent("--config", str(config), "--resend-interval", "60", webhook=False)
+    _flood(ns)
+
+    def severities() -> list[str]:
+        return sorted(a["labels"]["severity"] for a in stack.am_alerts("BacklogRejectsByPort", instance=INSTANCE,
+                                                                       port=str(HOT)))
+
+    assert poll(lambda: severities() == ["medium"], 30, 0.3), stack.log()
+    config.write_text(rule.format(2))
+    os.kill(agent.pid, signal.SIGHUP)
+    assert poll(lambda: severities() == ["high"], 20, 0.3), (severities(), stack.log())
+    [alert] = stack.connwatch("alerts")["alerts"]
+    assert alert["severity"] == 2 and alert["occurrences"] >= 2  # one connwatch alert, updated, not a new one

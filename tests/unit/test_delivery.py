@@ -161,6 +161,32 @@ def test_alertmanager_batches_resends_and_resolves(tmp_path: Path, server: Recor
     assert len({r["peer"] for r in server.requests}) == 1  # one TCP connection for everything
 
 
+def test_a_severity_change_ends_the_old_label_set_at_once(tmp_path: Path, server: Recorder) -> None:
+    """Alertmanager knows an alert by its labels: Medium -> High must not leave two firing alerts (issue 10)."""
+    clock = FakeClock(1000.0)
+    am = receiver(ALERTMANAGER, server.url)
+    with AlertStore.open(tmp_path) as store:
+        a = _alert(store, 8080)
+        enqueue(Outbox(store.db), [am], [a], [], "h", clock.time())
+    d = _delivery(tmp_path, [am], clock)
+    _round(d)
+    [told] = server.requests[0]["body"]
+    assert told["labels"]["severity"] == "medium"
+    clock.advance(5)
+    with AlertStore.open(tmp_path) as store:
+        [high] = store.save([replace(a, severity=2, occurrences=2, last_updated=clock.time())])
+        enqueue(Outbox(store.db), [am], [high], [], "h", clock.time())
+    _round(d)
+    sent = server.requests[1]["body"]
+    by_severity = {x["labels"]["severity"]: x for x in sent}
+    assert set(by_severity) == {"medium", "high"}
+    assert by_severity["medium"]["endsAt"] == rfc3339(clock.time())  # the old label set is over now
+    assert by_severity["high"]["endsAt"] > rfc3339(clock.time())  # the new one fires
+    clock.advance(61)
+    _round(d)
+    assert [x["labels"]["severity"] for x in server.requests[2]["body"]] == ["high"]  # only the new one again
+
+
 def test_outage_keeps_everything_and_backs_off(tmp_path: Path, server: Recorder) -> None:
     clock = FakeClock(1000.0)
     dead = Recorder()

@@ -59,7 +59,20 @@ def enqueue(outbox: Outbox, receivers: Sequence[Receiver], firing: Iterable[Aler
     if not items or not receivers:
         return
     for rcv in receivers:
+        if rcv.kind == ALERTMANAGER:
+            _supersede_changed_labels(outbox, rcv, [a for a in firing if a.id is not None], now)
         outbox.put(rcv.name, items, now)
+
+
+def _supersede_changed_labels(outbox: Outbox, rcv: Receiver, firing: Sequence[Alert], now: float) -> None:
+    """Alertmanager knows an alert by its labels, severity among them: when connwatch changes an alert's
+    severity, the label set Alertmanager was told ends at once (endsAt now), so it shows exactly one firing
+    alert per connwatch alert, not the old one lingering until its endsAt."""
+    for a in firing:
+        assert a.id is not None
+        old = outbox.delivered_payload(rcv.name, a.id)
+        if old is not None and json.loads(old)["alert"]["severity"] != a.severity:
+            outbox.supersede(rcv.name, a.id, old, now)
 
 
 def reconcile(store: AlertStore, outbox: Outbox, receivers: Sequence[Receiver], instance: str, now: float) -> None:

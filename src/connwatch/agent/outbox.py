@@ -81,6 +81,24 @@ class Outbox:
                     tx.execute("UPDATE outbox SET next_attempt_at = NULL WHERE receiver = ? AND "
                                "alert_id = ? AND kind = 'firing'", (receiver, alert_id))
 
+    def delivered_payload(self, receiver: str, alert_id: int, kind: str = "firing") -> str | None:
+        """The payload of a row `receiver` has been sent at least once (what it knows of the alert)."""
+        rows = self.db.rows("SELECT payload FROM outbox WHERE receiver = ? AND alert_id = ? AND kind = ? AND "
+                            "sends > 0", (receiver, alert_id, kind))
+        return str(rows[0][0]) if rows else None
+
+    def supersede(self, receiver: str, alert_id: int, old_payload: str, now: float) -> None:
+        """Queue, due now, the end of a label set the receiver was told (an alert whose severity label
+        changed): kind "superseded", one row per alert, queued again at every change; the alert's firing
+        row is due now too, so the new label set replaces the old one in the same delivery."""
+        sql = ("INSERT INTO outbox (receiver, alert_id, kind, payload, created_at, next_attempt_at) "
+               "VALUES (?, ?, 'superseded', ?, ?, ?) ON CONFLICT (receiver, alert_id, kind) DO UPDATE SET "
+               "payload = excluded.payload, next_attempt_at = excluded.next_attempt_at, attempts = 0")
+        with self.db.write() as tx:
+            tx.execute(sql, (receiver, alert_id, old_payload, now, now))
+            tx.execute("UPDATE outbox SET next_attempt_at = ? WHERE receiver = ? AND alert_id = ? AND "
+                       "kind = 'firing' AND next_attempt_at IS NOT NULL", (now, receiver, alert_id))
+
     def due(self, receiver: str, now: float, limit: int = 500) -> list[OutboxItem]:
         """Rows of `receiver` due for (re)delivery, oldest first."""
         sql = (f"{_ITEM} WHERE receiver = ? AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? "

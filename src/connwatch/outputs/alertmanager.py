@@ -88,6 +88,8 @@ def am_alert(stored: dict[str, Any], kind: str, now: float, resend_s: float) -> 
     annotations = {"summary": a["description"], "explanation": a["explanation"], "action": a["action"],
                    "text": a["text"], "owner": a["owner"]}
     ends = stored["cleared_at"] if kind == "resolved" and stored["cleared_at"] else now + 4 * resend_s
+    if kind == "superseded":  # a label set replaced by the alert's new severity: over now
+        ends = now
     return {"labels": labels, "annotations": {k: v for k, v in annotations.items() if v},
             "startsAt": rfc3339(stored["created_at"]), "endsAt": rfc3339(max(ends, stored["created_at"]))}
 
