@@ -379,9 +379,9 @@ def _churn(ns: Netns, *args: str) -> dict[str, str]:
 
 
 def test_ephemeral_exhaustion_keeps_its_verdict_while_connect_fails(ns: Netns, tmp_path: Any) -> None:
-    """100 ports (40000-40099), tcp_tw_reuse=0: 10 held + connect/close at 20/s until EADDRNOTAVAIL.
+    """100 ports (40000-40099), tcp_tw_reuse=0: 10 held + connect/close at 15/s until EADDRNOTAVAIL.
 
-    A first check sees the churn (ActiveOpens ~20/s, Exhaustion forecast far above 100 %). Then every
+    A first check sees the churn (ActiveOpens ~15/s, Exhaustion forecast far above 100 %). Then every
     port is taken (10 ESTABLISHED + 90 TIME_WAIT for 60 s), connect() fails with EADDRNOTAVAIL and
     ActiveOpens stops rising: the kernel counts no failed connect. Two more checks must keep the
     verdict (active, neither clearing nor cleared) and say the demand cannot be measured.
@@ -390,7 +390,7 @@ def test_ephemeral_exhaustion_keeps_its_verdict_while_connect_fails(ns: Netns, t
     ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
     ns.python("tw_server.py", "--port", str(EPHEMERAL))
     dest = f"127.0.0.1:{EPHEMERAL}"
-    churn = ns.python("churn.py", "--port", str(EPHEMERAL), "--hold", "10", "--cycles", "500", "--rate", "20",
+    churn = ns.python("churn.py", "--port", str(EPHEMERAL), "--hold", "10", "--cycles", "500", "--rate", "15",
                       "--duration", "30", "--background", "--lifetime", "60")
     ramp = _connwatch_check(ns, tmp_path)
     assert ramp["alerts"] and _for(ramp, "alerts", dest), "the first check saw no churn toward the destination"
