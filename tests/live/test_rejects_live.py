@@ -19,6 +19,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ import pytest
 
 from .netns import PROGS, Netns, poll
 
-DEFER, ACK_TIME, ABORT, SYNQ, COOKIES, STUCK, EPHEMERAL = 8080, 8081, 8082, 8083, 8084, 8085, 8470
+DEFER, ACK_TIME, ABORT, SYNQ, COOKIES, STUCK, CLOSED, EPHEMERAL = 8080, 8081, 8082, 8083, 8084, 8085, 8086, 8470
 BENCH_NET, BENCH_ADDR, SYN_SOURCES = "198.18.0.1/15", "198.18.0.1", "198.19.0.0/16"
 HELD_SOURCE = "127.0.0.3"  # the clients whose handshake ACKs the test holds back
 COUNTERS = ("TcpExtListenDrops", "TcpExtListenOverflows", "TcpExtTCPReqQFullDrop", "TcpExtTCPReqQFullDoCookies",
@@ -354,10 +355,45 @@ def test_one_stuck_listener_one_alert(ns: Netns, tmp_path: Any) -> None:
     [listener] = alert["detail"]["listeners"]
     assert listener["queue"] == 6 and listener["backlog"] == 5 and listener["fill"] == 120.0
     assert alert["detail"]["reconciliation"]["host_listen_overflows"] == overflows
+    assert alert["detail"]["rate_per_s"] == pytest.approx(overflows / report["interval_s"], rel=0.01)
     # The queue fill and the host counter stay measured (contract), but are facts of the one alert.
     assert _measured(report, "AcceptQueueFill", STUCK)["value"] == 120.0
     assert _measured(report, "ListenOverflows", None)["value"] == overflows
     assert code == 2
+
+
+def test_drops_of_a_listener_that_closed_stay_a_host_alert(ns: Netns, tmp_path: Any) -> None:
+    """The flooded listener drops SYNs after the first sample, then its process is killed (by PID).
+
+    No live listener explains those drops: the reconciliation says so (attributed 0, not null, all
+    unattributed) and the host-wide ListenOverflows alert carries them. Measured here (kernel 6.18):
+    ListenOverflows == ListenDrops +54 (one retry round of 54 waiting clients), TCPReqQFullDrop +0.
+    """
+    listener = ns.python("listener.py", "--port", str(CLOSED), "--backlog", "5")
+    ns.python("flood.py", "--port", str(CLOSED), "--count", "60", "--hold", "120")
+    assert poll(lambda: _queue(ns, CLOSED) == 6 and ns.ss_drops(CLOSED) > 0, 10)
+    syns = f"tcp dport {CLOSED} tcp flags & (syn|ack) == syn"
+    _nft_drop(ns, "held_syns", syns)
+    check = GatedCheck(ns, tmp_path)
+    before = _settled(ns, CLOSED)
+    _nft_release(ns, "held_syns")
+    assert poll(lambda: _kernel(ns, CLOSED)["TcpExtListenOverflows"] - before["TcpExtListenOverflows"] >= 54, 10)
+    _nft_drop(ns, "held_syns", syns)
+    os.kill(listener.pid, signal.SIGKILL)
+    listener.wait(timeout=10)
+    assert poll(lambda: _queue(ns, CLOSED) == -1, 5), "the listener did not close"
+    moved = _delta(before, _settled(ns, CLOSED))
+    _, report = check.finish()
+
+    overflows = moved["TcpExtListenOverflows"]
+    assert overflows >= 54 and moved["TcpExtListenDrops"] == overflows and moved["TcpExtTCPReqQFullDrop"] == 0
+
+    rec = report["reconciliation"]
+    assert rec["host_listen_overflows"] == rec["host_listen_drops"] == overflows, rec
+    assert rec["attributed"] == 0 and rec["unattributed"] == overflows, rec
+    assert not _alerts(report, "BacklogRejectsByPort")
+    [host] = _alerts(report, "ListenOverflows")
+    assert host["value"] == overflows and host["resource"] == "TCP(host)"
 
 
 # --- 7. ephemeral exhaustion --------------------------------------------------------------------
@@ -371,6 +407,13 @@ def _connwatch_check(ns: Netns, tmp_path: Any) -> dict[str, Any]:
 
 def _for(report: dict[str, Any], key: str, destination: str) -> list[dict[str, Any]]:
     return [a for a in report[key] if a.get("destination") == destination]
+
+
+def _measured_dest(report: dict[str, Any], attribute: str, destination: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [m for m in report["measurements"]
+                                   if m["attribute"] == attribute and m.get("destination") == destination]
+    assert len(found) == 1, (attribute, destination, report["measurements"])
+    return found[0]
 
 
 def _churn(ns: Netns, *args: str) -> dict[str, str]:
@@ -401,6 +444,9 @@ def test_ephemeral_exhaustion_keeps_its_verdict_while_connect_fails(ns: Netns, t
     for _ in range(2):
         report = _connwatch_check(ns, tmp_path)
         assert _churn(ns, "--cycles", "1")["error"] == "EADDRNOTAVAIL"  # still failing after the check
+        taken = ns.run(["ss", "-tanH", "dst", dest]).stdout.split()
+        assert taken.count("ESTAB") == 10 and taken.count("TIME-WAIT") == 90, taken  # the kernel's own table
+        assert _measured_dest(report, "EphemeralPortUsage", dest)["value"] == 100.0
         active = _for(report, "alerts", dest)
         assert active and all(a["state"] == "active" for a in active), active
         assert not _for(report, "clearing", dest) and not _for(report, "cleared", dest), (
