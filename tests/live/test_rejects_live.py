@@ -32,7 +32,7 @@ import pytest
 from .netns import PROGS, Netns, poll
 
 DEFER, ACK_TIME, ABORT, SYNQ, COOKIES, STUCK, CLOSED, RETRY = 8080, 8081, 8082, 8083, 8084, 8085, 8086, 8087
-EPHEMERAL = 8470
+STUCK_A, STUCK_B, EPHEMERAL = 8088, 8089, 8470
 BENCH_NET, BENCH_ADDR, SYN_SOURCES = "198.18.0.1/15", "198.18.0.1", "198.19.0.0/16"
 HELD_SOURCE = "127.0.0.3"  # the clients whose handshake ACKs the test holds back
 COUNTERS = ("TcpExtListenDrops", "TcpExtListenOverflows", "TcpExtTCPReqQFullDrop", "TcpExtTCPReqQFullDoCookies",
@@ -366,6 +366,39 @@ def test_one_stuck_listener_one_alert(ns: Netns, tmp_path: Any) -> None:
     assert _measured(report, "AcceptQueueFill", STUCK)["value"] == 120.0
     assert _measured(report, "ListenOverflows", None)["value"] == overflows
     assert code == 2
+
+
+def test_two_separately_stuck_listeners_are_two_problems(ns: Netns, tmp_path: Any) -> None:
+    """Two applications (two processes), each with backlog 5, never accepting, 30 waiting clients each.
+
+    Measured here (kernel 6.18): ListenOverflows == ListenDrops == the sum of both listeners' d, split
+    by the kernel per listener (+24/+24 in one retry round each).
+    """
+    for port in (STUCK_A, STUCK_B):
+        ns.python("listener.py", "--port", str(port), "--backlog", "5")
+        ns.python("flood.py", "--port", str(port), "--count", "30", "--hold", "120")
+        assert poll(lambda: _queue(ns, port) == 6 and ns.ss_drops(port) > 0, 10)  # noqa: B023 - called now
+    syns = f"tcp dport {{ {STUCK_A}, {STUCK_B} }} tcp flags & (syn|ack) == syn"
+    _nft_drop(ns, "held_syns", syns)
+    check = GatedCheck(ns, tmp_path)
+    before = _settled(ns, STUCK_A)
+    d_before = {p: ns.ss_drops(p) for p in (STUCK_A, STUCK_B)}
+    _nft_release(ns, "held_syns")
+    assert poll(lambda: _kernel(ns, STUCK_A)["TcpExtListenOverflows"] - before["TcpExtListenOverflows"] >= 48, 10)
+    _nft_drop(ns, "held_syns", syns)
+    moved = _delta(before, _settled(ns, STUCK_A))
+    per_port = {p: ns.ss_drops(p) - d_before[p] for p in (STUCK_A, STUCK_B)}
+    _, report = check.finish()
+    print("per listener d:", per_port)
+
+    assert moved["TcpExtListenOverflows"] == moved["TcpExtListenDrops"] == sum(per_port.values()), (moved, per_port)
+    assert all(n > 0 for n in per_port.values())
+
+    assert sorted(a["port"] for a in report["alerts"]) == [STUCK_A, STUCK_B], report["alerts"]
+    for port in (STUCK_A, STUCK_B):
+        [alert] = _alerts(report, "BacklogRejectsByPort", port)
+        assert alert["value"] == per_port[port]  # SYN-time overflows: the listener counts each once
+        assert "host-wide cause is likelier" not in alert["explanation"], alert["explanation"]
 
 
 def test_drops_of_a_listener_that_closed_stay_a_host_alert(ns: Netns, tmp_path: Any) -> None:
