@@ -32,7 +32,7 @@ import pytest
 from .netns import PROGS, Netns, poll
 
 DEFER, ACK_TIME, ABORT, SYNQ, COOKIES, STUCK, CLOSED, RETRY = 8080, 8081, 8082, 8083, 8084, 8085, 8086, 8087
-STUCK_A, STUCK_B, EPHEMERAL = 8088, 8089, 8470
+STUCK_A, STUCK_B, DEFER_STUCK, EPHEMERAL = 8088, 8089, 8090, 8470
 BENCH_NET, BENCH_ADDR, SYN_SOURCES = "198.18.0.1/15", "198.18.0.1", "198.19.0.0/16"
 HELD_SOURCE = "127.0.0.3"  # the clients whose handshake ACKs the test holds back
 COUNTERS = ("TcpExtListenDrops", "TcpExtListenOverflows", "TcpExtTCPReqQFullDrop", "TcpExtTCPReqQFullDoCookies",
@@ -181,8 +181,49 @@ def test_deferred_accept_server_under_load_raises_nothing(ns: Netns, tmp_path: A
     assert rec["listener_drops"] == moved["d"]
     assert rec["host_listen_drops"] == rec["host_listen_overflows"] == rec["host_syn_queue_drops"] == 0
     assert rec["attributed"] == 0 and rec["unattributed"] == 0
-    if "detail" in rejects:  # measurements carry no detail unless the implementation adds it
-        assert rejects["detail"]["not_rejections"]["deferred_accept"] == moved["TcpExtTCPDeferAcceptDrop"]
+    # Measurements carry no detail in the JSON: detail.not_rejections.deferred_accept is checked on an
+    # alert in test_stuck_deferred_accept_server_counts_only_the_overflows.
+
+
+def test_stuck_deferred_accept_server_counts_only_the_overflows(ns: Netns, tmp_path: Any) -> None:
+    """A TCP_DEFER_ACCEPT server that never accepts (backlog 5): 6 clients send a request after their
+    bare ACK was discarded and fill the queue, then 10 more clients' SYNs meet the full queue.
+
+    Measured here (kernel 6.18): TCPDeferAcceptDrop +6, ListenOverflows +10 (SYN time), ListenDrops +10,
+    d +16 (= 6 deferred-accept discards + 10 overflows).
+    """
+    ns.python("defer_server.py", "--port", str(DEFER_STUCK), "--defer", "5", "--backlog", "5", "--stuck")
+    check = GatedCheck(ns, tmp_path)
+    before = _kernel(ns, DEFER_STUCK)
+    held = ns.popen([sys.executable, str(PROGS / "held_clients.py"), "--port", str(DEFER_STUCK), "--source",
+                     "127.0.0.1", "--count", "6"], stdin=subprocess.PIPE)
+    assert held.stdout is not None and held.stdin is not None
+    assert held.stdout.readline().strip() == "READY connected=6"
+    assert poll(lambda: _kernel(ns, DEFER_STUCK)["TcpExtTCPDeferAcceptDrop"] - before["TcpExtTCPDeferAcceptDrop"] == 6,
+                5)
+    held.stdin.write("send\n")
+    held.stdin.flush()
+    assert held.stdout.readline().strip() == "SENT"
+    assert poll(lambda: _queue(ns, DEFER_STUCK) == 6, 5), "the requests did not fill the accept queue"
+    syns = f"tcp dport {DEFER_STUCK} tcp flags & (syn|ack) == syn"
+    ns.python("flood.py", "--port", str(DEFER_STUCK), "--count", "10", "--hold", "120")
+    assert poll(lambda: _kernel(ns, DEFER_STUCK)["TcpExtListenOverflows"] - before["TcpExtListenOverflows"] >= 10, 5)
+    _nft_drop(ns, "held_syns", syns)  # their SYN retries would overflow again
+    moved = _delta(before, _settled(ns, DEFER_STUCK))
+    _, report = check.finish()
+
+    deferred, overflows = moved["TcpExtTCPDeferAcceptDrop"], moved["TcpExtListenOverflows"]
+    assert deferred == 6 and overflows >= 10 and moved["d"] == deferred + overflows, moved
+    assert moved["TcpExtListenDrops"] == overflows and moved["TcpExtTCPReqQFullDrop"] == 0, moved
+
+    [alert] = _alerts(report, "BacklogRejectsByPort", DEFER_STUCK)
+    assert alert["value"] == overflows != moved["d"]
+    rejects, not_rejections = _reject_split(alert)
+    assert rejects["syn_time"] == overflows and rejects["ack_time"] == 0, rejects
+    assert not_rejections["deferred_accept"] == deferred and not_rejections["double_counted"] == 0, not_rejections
+    assert alert["detail"]["listener_drops"] == moved["d"]
+    rec = report["reconciliation"]
+    assert rec["host_deferred_accept_drops"] == deferred and rec["unattributed"] == 0, rec
 
 
 # --- 2./3. ACK-time overflow ----------------------------------------------------------------------
@@ -446,6 +487,8 @@ except OSError as exc:
 """
 
 
+@pytest.mark.xfail(strict=True, reason="connwatch 2af18e6 says re-sends at 1, 2 s and ETIMEDOUT after about 4 s; "
+                   "the kernel re-sent at 1-5 s and gave up after 7.1 s (tcp_syn_retries bounds time, not count)")
 def test_client_retry_schedule_follows_the_kernel(ns: Netns, tmp_path: Any) -> None:
     """tcp_syn_retries=2 (tcp_syn_linear_timeouts 4): one blocking connect() to a full queue, timed.
 
@@ -508,6 +551,8 @@ def _churn(ns: Netns, *args: str) -> dict[str, str]:
     return dict(kv.split("=") for kv in out.split()[1:])
 
 
+@pytest.mark.xfail(strict=True, reason="issue 10 part 3 not in 2af18e6: at saturation the forecast reads 0/s, "
+                   "'settles below 100 %', and the EphemeralPortExhaustion alert goes to clearing")
 def test_ephemeral_exhaustion_keeps_its_verdict_while_connect_fails(ns: Netns, tmp_path: Any) -> None:
     """100 ports (40000-40099), tcp_tw_reuse=0: 10 held + connect/close at 15/s until EADDRNOTAVAIL.
 

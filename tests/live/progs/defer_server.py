@@ -1,6 +1,7 @@
-"""A healthy server with TCP_DEFER_ACCEPT (nginx `listen ... deferred`): accepts and answers every request.
+"""A server with TCP_DEFER_ACCEPT (nginx `listen ... deferred`): accepts and answers every request.
 
-Each accepted connection gets one read (the request) and one reply, then is closed. Bounded lifetime.
+Each accepted connection gets one read (the request) and one reply, then is closed. With --stuck it
+never accepts (a hung deferred-accept server). Bounded lifetime.
 """
 
 import argparse
@@ -15,6 +16,7 @@ p.add_argument("--port", type=int, required=True)
 p.add_argument("--backlog", type=int, default=128)
 p.add_argument("--defer", type=int, default=5, help="TCP_DEFER_ACCEPT seconds")
 p.add_argument("--lifetime", type=float, default=300.0)
+p.add_argument("--stuck", action="store_true", help="never accept")
 a = p.parse_args()
 
 srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -36,7 +38,8 @@ def serve() -> None:
         conn.close()
 
 
-threading.Thread(target=serve, daemon=True).start()
+if not a.stuck:
+    threading.Thread(target=serve, daemon=True).start()
 print("READY", flush=True)
 time.sleep(a.lifetime)
 sys.exit(0)
