@@ -110,11 +110,12 @@ def _syn_flood(ns: Netns, port: int, count: int) -> None:
 # --- connwatch's side --------------------------------------------------------------------------
 
 class GatedCheck:
-    """`connwatch check --interval 1 --format json`, held after its first sample until finish()."""
+    """`connwatch check --interval 1 --format json --netns own`, held after its first sample until finish()."""
 
     def __init__(self, ns: Netns, state_dir: Any) -> None:
+        # --netns own: as root the default is every namespace on the host, other tests' included.
         self.proc = ns.popen([sys.executable, str(PROGS / "gated_check.py"), "--interval", "1", "--format", "json",
-                              "--state-dir", str(state_dir)], stdin=subprocess.PIPE)
+                              "--netns", "own", "--state-dir", str(state_dir)], stdin=subprocess.PIPE)
         assert self.proc.stderr is not None
         fd, seen, end = self.proc.stderr.fileno(), b"", time.monotonic() + 60
         while b"SAMPLED 1\n" not in seen:
@@ -593,8 +594,9 @@ def _churn(ns: Netns, *args: str) -> dict[str, str]:
     return dict(kv.split("=") for kv in out.split()[1:])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 part 3 not in 2af18e6: at saturation the forecast reads 0/s, "
-                   "'settles below 100 %', and the EphemeralPortExhaustion alert goes to clearing")
+@pytest.mark.xfail(strict=True, reason="main 26e86c9: the forecast now says 'cannot be measured', but the "
+                   "EphemeralPortExhaustion alert raised during the ramp goes to clearing once it is folded into a "
+                   "new EphemeralPortUsage alert: two alerts for one destination, the first one clearing")
 def test_ephemeral_exhaustion_keeps_its_verdict_while_connect_fails(ns: Netns, tmp_path: Any) -> None:
     """100 ports (40000-40099), tcp_tw_reuse=0: 10 held + connect/close at 15/s until EADDRNOTAVAIL.
 
