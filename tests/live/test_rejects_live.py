@@ -594,9 +594,9 @@ def _churn(ns: Netns, *args: str) -> dict[str, str]:
     return dict(kv.split("=") for kv in out.split()[1:])
 
 
-@pytest.mark.xfail(strict=True, reason="main 26e86c9: the forecast now says 'cannot be measured', but the "
-                   "EphemeralPortExhaustion alert raised during the ramp goes to clearing once it is folded into a "
-                   "new EphemeralPortUsage alert: two alerts for one destination, the first one clearing")
+@pytest.mark.xfail(strict=True, reason="main a54681e: the forecast says 'cannot be measured', but the "
+                   "EphemeralPortExhaustion alert raised during the ramp goes to clearing when it folds into a NEW "
+                   "EphemeralPortUsage alert: two alerts for one destination, the first one clearing")
 def test_ephemeral_exhaustion_keeps_its_verdict_while_connect_fails(ns: Netns, tmp_path: Any) -> None:
     """100 ports (40000-40099), tcp_tw_reuse=0: 10 held + connect/close at 15/s until EADDRNOTAVAIL.
 
