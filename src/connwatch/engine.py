@@ -132,20 +132,19 @@ def fold(findings: Sequence[Finding], active: Set[tuple[str, str]] = frozenset()
     becomes a fact of that alert. The alert takes the most severe severity of its group and lists the folded
     breaches in `detail.folded`. Returns the findings and the keys of active alerts held open by a folded
     breach alone (a stuck queue between two bursts of rejects is the same problem: no second alert)."""
-    breached = {(f.measurement.attribute, f.measurement.resource_key): f for f in findings if f.breached}
     into: dict[int, str] = {}
     held: set[tuple[str, str]] = set()
+    for rk, family in _families(findings).items():
+        primary = _primary(family, rk, active, findings)
+        for i in family:
+            if findings[i].measurement.attribute != primary:
+                into[i] = f"{primary} {rk}"
+        if not any(findings[i].measurement.attribute == primary for i in family):
+            held.add((primary, rk))  # only its members are breached: the alert stays open, not counted clean
     for i, f in enumerate(findings):
         s = spec(f.measurement.attribute)
-        if not f.breached or s is None:
-            continue
-        rk = f.measurement.resource_key
-        target = next((a for a in s.folds_into if (a, rk) in breached or (a, rk) in active), None)
-        if target is not None:
-            into[i] = f"{target} {rk}"
-            if (target, rk) not in breached:
-                held.add((target, rk))
-        elif s.explained is not None and s.explained(f.measurement.facts):
+        if f.breached and i not in into and s is not None and s.explained is not None and s.explained(
+                f.measurement.facts):
             into[i] = "the per-port alerts"
     groups: dict[str, list[Finding]] = {}
     for i, where in into.items():
@@ -158,6 +157,40 @@ def fold(findings: Sequence[Finding], active: Set[tuple[str, str]] = frozenset()
         members = groups.get(f"{f.measurement.attribute} {f.measurement.resource_key}") if f.breached else None
         out.append(_with_members(f, members) if members else f)
     return out, held
+
+
+def _families(findings: Sequence[Finding]) -> dict[str, list[int]]:
+    """Per resource, the breached findings of attributes that fold together (a spec's folds_into)."""
+    out: dict[str, list[int]] = {}
+    for i, f in enumerate(findings):
+        s = spec(f.measurement.attribute)
+        if f.breached and s is not None and (s.folds_into or _is_target(f.measurement.attribute)):
+            out.setdefault(f.measurement.resource_key, []).append(i)
+    return out
+
+
+def _is_target(attribute: str) -> bool:
+    from connwatch.attributes.registry import specs
+
+    return any(attribute in s.folds_into for s in specs().values())
+
+
+def _primary(members: list[int], rk: str, active: Set[tuple[str, str]], findings: Sequence[Finding]) -> str:
+    """The alert a problem is kept under: the one already active (a problem keeps its alert while it goes
+    on), else the highest in rank (the attribute the others fold into)."""
+    names = {findings[i].measurement.attribute for i in members}
+    for i in members:
+        s = spec(findings[i].measurement.attribute)
+        names |= set(s.folds_into) if s is not None else set()
+
+    def rank(name: str) -> int:
+        s = spec(name)
+        return len(s.folds_into) if s is not None else 99
+
+    open_ = sorted((n for n in names if (n, rk) in active), key=rank)
+    if open_:
+        return open_[0]
+    return min((findings[i].measurement.attribute for i in members), key=rank)
 
 
 def _with_members(f: Finding, members: list[Finding]) -> Finding:

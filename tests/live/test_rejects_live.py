@@ -312,8 +312,6 @@ def test_abort_on_overflow_is_said_as_resets(ns: Netns, tmp_path: Any) -> None:
     _reject_split(alert)
 
 
-@pytest.mark.xfail(strict=True, reason="connwatch 2af18e6 calls cookie-path ACK-time overflows (counted once in d) "
-                   "SYN-time: syn_time 14, ack_time 0, 'Clients are not refused, they wait', though SyncookiesRecv +14")
 def test_cookie_connections_overflowing_at_ack_time_are_not_syn_time(ns: Netns, tmp_path: Any) -> None:
     """The kernel-facts run: backlog 5, 20 clients whose final ACKs are held back: 6 get a SYN_RECV
     entry, 14 a syncookie. Released between the samples, the 6 fill the accept queue and the 14 cookie
@@ -530,8 +528,6 @@ except OSError as exc:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="connwatch 2af18e6 says re-sends at 1, 2 s and ETIMEDOUT after about 4 s; "
-                   "the kernel re-sent at 1-5 s and gave up after 7.1 s (tcp_syn_retries bounds time, not count)")
 def test_client_retry_schedule_follows_the_kernel(ns: Netns, tmp_path: Any) -> None:
     """tcp_syn_retries=2 (tcp_syn_linear_timeouts 4): one blocking connect() to a full queue, timed.
 
@@ -594,9 +590,6 @@ def _churn(ns: Netns, *args: str) -> dict[str, str]:
     return dict(kv.split("=") for kv in out.split()[1:])
 
 
-@pytest.mark.xfail(strict=True, reason="main a54681e: the forecast says 'cannot be measured', but the "
-                   "EphemeralPortExhaustion alert raised during the ramp goes to clearing when it folds into a NEW "
-                   "EphemeralPortUsage alert: two alerts for one destination, the first one clearing")
 def test_ephemeral_exhaustion_keeps_its_verdict_while_connect_fails(ns: Netns, tmp_path: Any) -> None:
     """100 ports (40000-40099), tcp_tw_reuse=0: 10 held + connect/close at 15/s until EADDRNOTAVAIL.
 

@@ -207,17 +207,26 @@ def reconcile(prev: Snapshot, cur: Snapshot) -> dict[str, int | None]:
             "host_deferred_accept_drops": r.host_deferred_accept_drops, "listener_drops": r.listener_drops}
 
 
-def syn_retry_times(retries: int | None, linear: int | None) -> tuple[float, ...]:
-    """When a Linux client re-sends an unanswered SYN (seconds after connect()): the first `linear` + 1
-    timeouts are 1 s (tcp_syn_linear_timeouts, newer kernels), then each doubles (TCP_TIMEOUT_INIT 1 s),
-    `retries` times (tcp_syn_retries, default 6)."""
-    out, at, timeout = [], 0.0, 1.0
-    for i in range(retries if retries is not None else 6):
+def syn_retry_times(retries: int | None, linear: int | None) -> tuple[tuple[float, ...], float]:
+    """When a Linux client re-sends an unanswered SYN, and when connect() gives up (seconds after it).
+
+    tcp_syn_retries bounds the TIME, not the count (net/ipv4/tcp_timer.c retransmits_timed_out(): the
+    limit is what `retries` doubling timeouts from 1 s would take, 2^(n+1) - 1 s); the first
+    tcp_syn_linear_timeouts + 1 timeouts are 1 s (newer kernels), then each doubles. The client gives up
+    at the first timeout at or past the limit. Measured (6.18, linear 4): n=2 re-sends at 1-5 s and
+    ETIMEDOUT at 7.1 s; n=3 re-sends up to 11 s, ETIMEDOUT at 19.6 s; n=6: 11 SYNs, ETIMEDOUT at ~131 s."""
+    n = retries if retries is not None else 6
+    limit = float(2 ** (n + 1) - 1)
+    out: list[float] = []
+    at, timeout = 0.0, 1.0
+    for i in range(64):
         at += timeout
+        if at >= limit:
+            break
         out.append(at)
         if i >= (linear or 0):
             timeout *= 2
-    return tuple(out)
+    return tuple(out), at
 
 
 def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
@@ -230,13 +239,13 @@ def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list
     context = BacklogContext(
         round(interval, 3), cur.sysctls.somaxconn, rejecting, rec,
         cur.sysctls.tcp_syncookies, cur.sysctls.tcp_abort_on_overflow, cur.host.platform, stuck)
-    retry = syn_retry_times(cur.sysctls.tcp_syn_retries, cur.sysctls.tcp_syn_linear_timeouts)
+    retry, give_up = syn_retry_times(cur.sysctls.tcp_syn_retries, cur.sysctls.tcp_syn_linear_timeouts)
     half_open = _half_open(cur)
     out: list[Measurement] = []
     for port, group in sorted(ports.items()):
         rejects = per_port.get(port) if d.overflows is not None else None
         out.extend(_port_measurements(port, group, deltas, context, cur.taken_at, interval,
-                                      (rejects, half_open.get(port, 0), retry)))
+                                      (rejects, half_open.get(port, 0), retry, give_up)))
     out.extend(_host_measurements(prev, cur, interval, context))
     out.extend(_cookie_measurements(per_port, d, _evidence(prev, cur, deltas), context, interval))
     return out
@@ -244,19 +253,19 @@ def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list
 
 def _port_measurements(port: int, group: list[Listener], deltas: dict[tuple[int, int, int, str], int],
                        ctx: BacklogContext, now: float, interval: float,
-                       found: tuple[PortRejects | None, int, tuple[float, ...]]) -> list[Measurement]:
+                       found: tuple[PortRejects | None, int, tuple[float, ...], float]) -> list[Measurement]:
     listeners = tuple(_listener_facts(x, deltas.get(x.identity), now) for x in group)
     common = (ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation, ctx.tcp_syncookies,
               ctx.tcp_abort_on_overflow, ctx.platform, ctx.stuck_ports, port, listeners,
               any(x.backlog is not None and x.queue > x.backlog for x in group))
     out = []
-    r, half_open, retry = found
+    r, half_open, retry, give_up = found
     if r is not None and all(x.drops is not None for x in group):
         facts = PortRejectFacts(
             *common, round(r.total / interval, 3),
             RejectFacts(r.accept_queue_overflows, r.syn_queue_drops, r.syn_time, r.ack_time),
             NotRejections(r.deferred_accept, r.double_counted, r.other),
-            sum(deltas.get(x.identity, 0) for x in group), half_open, r.cookies, r.resets, retry)
+            sum(deltas.get(x.identity, 0) for x in group), half_open, r.cookies, r.resets, retry, give_up)
         out.append(Measurement("BacklogRejectsByPort", {"port": port}, port_key(port), float(r.total), "requests",
                                "value", facts))
     fills = [f for f in (fill_percent(x) for x in group) if f is not None]

@@ -92,6 +92,7 @@ class PortRejectFacts(PortFacts):
     cookies_sent: int  # SYNs of the port answered with syncookies
     resets_sent: int  # clients reset by tcp_abort_on_overflow=1
     syn_retry_times: tuple[float, ...]  # when a Linux client with this host's settings re-sends its SYN
+    syn_give_up_s: float  # when its connect() fails with ETIMEDOUT
 
 
 @dataclass(frozen=True, slots=True)

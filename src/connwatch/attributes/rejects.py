@@ -28,6 +28,7 @@ from dataclasses import dataclass
 OVERFLOWS, REQ_Q_FULL, LISTEN_DROPS = "TcpExt.ListenOverflows", "TcpExt.TCPReqQFullDrop", "TcpExt.ListenDrops"
 DEFER_DROPS, COOKIES, EMBRYONIC_RSTS = "TcpExt.TCPDeferAcceptDrop", "TcpExt.TCPReqQFullDoCookies", \
     "TcpExt.EmbryonicRsts"
+COOKIES_RECV = "TcpExt.SyncookiesRecv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Deltas:
     deferred_accept: int | None
     cookies: int | None
     embryonic_rsts: int | None
+    cookies_recv: int | None = None  # valid syncookie ACKs: a cookie connection that overflows did so at ACK time
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ def deltas_of(before: Mapping[str, int], after: Mapping[str, int]) -> Deltas:
         return None if b is None or a is None or a < b else a - b
 
     return Deltas(delta(OVERFLOWS), delta(REQ_Q_FULL), delta(LISTEN_DROPS), delta(DEFER_DROPS), delta(COOKIES),
-                  delta(EMBRYONIC_RSTS))
+                  delta(EMBRYONIC_RSTS), delta(COOKIES_RECV))
 
 
 def _split(budget: int, weights: Mapping[int, int], caps: Mapping[int, int]) -> dict[int, int]:
@@ -124,11 +126,14 @@ def account(ports: Mapping[int, PortEvidence], d: Deltas) -> dict[int, PortRejec
     deferred = _in_order(d.deferred_accept or 0, calm, {p: room[p] for p in full}, room)
     cookie_ports = {p: e.half_open for p, e in ports.items() if e.half_open >= max(e.syn_backlog, 1)}
     cookies = _split(d.cookies or 0, cookie_ports, {p: d.cookies or 0 for p in cookie_ports})
+    double = {p: min(room[p], ovf.get(p, 0)) for p in ports}  # an ACK-time overflow counts twice in d...
+    rest = {p: ovf.get(p, 0) - double[p] for p in ports}
+    cookie_acks = _split(d.cookies_recv or 0, rest, rest)  # ...except on the syncookie path: once, SyncookiesRecv
     out: dict[int, PortRejects] = {}
     for p in ports:
-        double = min(room[p], ovf.get(p, 0))  # an ACK-time overflow is the listener's only double count
-        out[p] = PortRejects(ovf.get(p, 0), synq.get(p, 0), ovf.get(p, 0) - double, double, deferred.get(p, 0),
-                             double, room[p] - double, cookies.get(p, 0), 0)
+        ack = double[p] + cookie_acks.get(p, 0)
+        out[p] = PortRejects(ovf.get(p, 0), synq.get(p, 0), ovf.get(p, 0) - ack, ack, deferred.get(p, 0),
+                             double[p], room[p] - double[p], cookies.get(p, 0), 0)
     return _with_resets(out, d.embryonic_rsts or 0)
 
 

@@ -54,14 +54,20 @@ def not_rejections_words(d: PortRejectFacts) -> str:
 
 def client_view(d: PortRejectFacts) -> str:
     """What a client experiences, from the sysctls in force and what was counted."""
-    give_up = f"about {format_number(d.syn_retry_times[-1] * 2)} s" if d.syn_retry_times else "a while"
+    give_up = f"about {format_number(d.syn_give_up_s)} s"
     silent = (f"A SYN that meets a full queue is dropped silently: the client sees no error and re-sends it; "
               f"connect() fails with ETIMEDOUT after {give_up} if the queue stays full.")
     if d.tcp_abort_on_overflow == 1:
         reset = (f"{d.resets_sent} client(s) were reset" if d.resets_sent else "Clients are reset")
         return (f"tcp_abort_on_overflow is 1: {reset} when their handshake completed into the full accept queue "
                 f"(a RST; the client's read or write fails with ECONNRESET). {silent}")
-    return f"Clients are not refused, they wait. {silent}"
+    r = d.rejects
+    completed = (f"{r.ack_time} client(s) completed the handshake into the full queue: their connect() returned "
+                 "and their first data is dropped silently and re-sent, so they see a stalled request, not an "
+                 "error." if r.ack_time else "")
+    if r.ack_time and not (r.syn_time or r.syn_queue_drops):
+        return completed
+    return " ".join(x for x in (f"Clients are not refused, they wait. {silent}", completed) if x)
 
 
 def persistence(d: PortRejectFacts) -> str:
