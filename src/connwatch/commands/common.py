@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from connwatch.alerts.store import AlertStore, default_state_dir
 from connwatch.clock import Clock
@@ -46,6 +50,22 @@ def with_namespaces(own: dict[str, Any], others: list[tuple[Snapshot, dict[str, 
         return own
     return {**own, "namespaces": [{"netns": netns_dict(s.netns), **data} for s, data in others
                                   if s.netns is not None]}
+
+
+def print_report(data: dict[str, Any], fmt: str, render: Callable[[dict[str, Any], Console], None]) -> None:
+    """A report as JSON, or rendered: the own namespace's, then each other namespace's under its name."""
+    if fmt == "json":
+        from connwatch.outputs.jsonout import dumps
+
+        print(dumps(data))
+        return
+    from connwatch.outputs.console import console
+
+    out = console()
+    render(data, out)
+    for space in data.get("namespaces", ()):
+        out.print(f"\n[bold]in {space['netns']['label']}[/bold]")
+        render(space, out)
 
 
 def _ns_key(snap: Snapshot) -> tuple[int, str] | None:

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         is_other,
         need_sockets,
         pairs,
+        print_report,
         with_namespaces,
     )
     from connwatch.reports.destinations import build_report, render
@@ -43,16 +44,5 @@ def run(args: argparse.Namespace) -> int:
     need_sockets(judged[0][1])
     reports = [(cur, build_report(prev, cur, rules, args.top)) for prev, cur in judged if cur.sockets is not None]
     data = with_namespaces(reports[0][1], [x for x in reports[1:] if is_other(x[0]) and x[1]["destinations"]])
-    if args.format == "json":
-        from connwatch.outputs.jsonout import dumps
-
-        print(dumps(data))
-    else:
-        from connwatch.outputs.console import console
-
-        out = console()
-        render(data, out)
-        for space in data.get("namespaces", ()):
-            out.print(f"\n[bold]in {space['netns']['label']}[/bold]")
-            render(space, out)
+    print_report(data, args.format, render)
     return 0
