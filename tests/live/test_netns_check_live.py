@@ -168,3 +168,73 @@ def test_the_agent_judges_every_namespace_and_names_the_flooded_one(tmp_path: Pa
         os.kill(agent.pid, signal.SIGTERM)
         _out, err = agent.communicate(timeout=30)
     assert agent.returncode == 0 and "Traceback" not in err
+
+
+def test_the_agent_sees_a_queue_fill_and_drain_between_full_samples_in_another_namespace(
+        tmp_path: Path, ns: Netns) -> None:
+    """The listener polls cover the other namespaces too: a queue that filled (6 of 5) and drained before
+    the next full sample is still judged at its peak, in that namespace's alert."""
+    import os
+    import re
+    import signal
+    import socket
+    import urllib.request
+
+    slow = ("import socket, sys, time\n"
+            f"s = socket.create_server(('127.0.0.1', {PORT + 2}), backlog=5)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"  # wait until told: the queue fills meanwhile
+            "held = []\n"
+            "s.settimeout(0.5)\n"
+            "end = time.monotonic() + 30\n"
+            "while time.monotonic() < end:\n"
+            "    try:\n"
+            "        held.append(s.accept()[0])\n"
+            "    except OSError:\n"
+            "        pass\n")
+    server = ns.popen([sys.executable, "-c", slow], stdin=subprocess.PIPE)
+    assert server.stdout is not None and server.stdin is not None
+    assert server.stdout.readline().startswith("READY")
+    with socket.socket() as probe:  # a free loopback port for the agent's /metrics
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    agent = subprocess.Popen([sys.executable, "-m", "connwatch", "run", "--netns", "all", "--interval", "3",
+                              "--listener-interval", "0.2", "--listen", f"127.0.0.1:{port}", "--state-dir",
+                              str(tmp_path / "state")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def polls() -> int:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        except OSError:
+            return -1
+        m = re.search(r'^connwatch_samples_total\{kind="listeners"\} ([0-9.e+]+)$', text, re.M)
+        return int(float(m.group(1))) if m else -1
+
+    try:
+        assert poll(lambda: polls() >= 0, 20), "the agent did not start"
+        ns.python("flood.py", "--port", str(PORT + 2), "--count", "10", "--hold", "60")
+        assert poll(lambda: _recv_q(ns, PORT + 2) == "6" and ns.ss_drops(PORT + 2) > 0, 10)
+        seen_full = polls()
+        assert poll(lambda: polls() >= seen_full + 2, 10)  # two listener polls while it was full
+        server.stdin.write("go\n")
+        server.stdin.flush()  # it drains now; the next full sample finds it empty
+        assert poll(lambda: _recv_q(ns, PORT + 2) == "0", 10)
+
+        def mine() -> list[dict[str, Any]]:
+            got = subprocess.run([sys.executable, "-m", "connwatch", "alerts", "--format", "json", "--state-dir",
+                                  str(tmp_path / "state")], capture_output=True, text=True, timeout=30)
+            return [a for a in json.loads(got.stdout or '{"alerts": []}')["alerts"]
+                    if (a.get("netns") or {}).get("name") == ns.name]
+
+        assert poll(lambda: bool(mine()), 30, 0.5), "no alert for the namespace"
+        [alert] = mine()
+        peaks = [x["value"] for x in alert["detail"].get("folded", []) if x["attribute"] == "AcceptQueueFill"]
+        assert alert["attribute"] == "BacklogRejectsByPort" and peaks == [120.0], alert["detail"].get("folded")
+    finally:
+        os.kill(agent.pid, signal.SIGTERM)
+        agent.communicate(timeout=30)
+
+
+def _recv_q(ns: Netns, port: int) -> str:
+    out = ns.run(["ss", "-ltnH", f"sport = :{port}"]).stdout.split()
+    return out[1] if len(out) > 1 else ""

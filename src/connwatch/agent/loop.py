@@ -31,6 +31,7 @@ from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
 from connwatch.clock import Clock
 from connwatch.collect import CollectOptions, collect
+from connwatch.collect_netns import NetnsListenerPoller, parse_selector
 from connwatch.engine import CheckResult, judge
 from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Alert
@@ -56,6 +57,7 @@ class Agent:
         self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s,
                                   instance=self.instance(None)) if opts.receivers else None)
         self.poller = ListenerPoller(opts.proc_root, opts.use_netlink)
+        self.others: NetnsListenerPoller | None = None  # the other namespaces' listeners, when --netns takes them
         self.wake = threading.Event()
         self.stopping = False
         self.reload_requested = False
@@ -109,6 +111,8 @@ class Agent:
                 self.delivery.join(timeout=15)
             self.keeper.close()
             self.poller.close()
+            if self.others is not None:
+                self.others.close()
         log.info("stopped")
         return 0
 
@@ -193,11 +197,17 @@ class Agent:
         return any(x.identity not in self.owners for x in self.poller.last)
 
     def _sample(self, opts: CollectOptions) -> list[Snapshot]:
-        """One snapshot per namespace `--netns` selects (own first); collect() alone for the own one."""
+        """One snapshot per namespace `--netns` selects (own first); collect() alone for the own one.
+        The other namespaces' listeners are then polled between full samples too (their queue peaks)."""
         if self.opts.netns == "own" or not ProcFS(self.opts.proc_root).is_live:
             return [collect(self.clock, opts)]
-        from connwatch.collect_netns import collect_all
+        from connwatch.collect_netns import collect_all, discover, select
 
+        found, _listing = discover(opts)
+        if self.others is None:
+            self.others = NetnsListenerPoller(self.opts.proc_root)
+        self.others.refresh(ref for ref, _info in select(found, parse_selector(self.opts.netns), self.opts.proc_root)
+                            if not ref.own)
         return collect_all(self.clock, opts, self.opts.netns)
 
     def _collect(self) -> list[Snapshot]:
@@ -231,9 +241,10 @@ class Agent:
     def listener_poll(self) -> None:
         start = time.perf_counter()
         listeners = self.poller.poll(self.clock)
+        elsewhere = [x for got in (self.others.poll() if self.others else {}).values() for x in got or ()]
         self.sample_seconds["listeners"] = time.perf_counter() - start
         self.samples["listeners"] += 1
-        for lst in listeners:
+        for lst in (*listeners, *elsewhere):
             if lst.queue > self.peaks.get(lst.identity, -1):
                 self.peaks[lst.identity] = lst.queue
         owned = tuple(self._owned(x) for x in listeners)
