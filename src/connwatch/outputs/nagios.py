@@ -10,7 +10,7 @@ MAX_PERFDATA = 50  # breached measurements first; a busy host must not print a l
 
 def render(result: CheckResult, status: str | None = None, note: str = "") -> str:
     """`CONNWATCH STATUS - note summary | perfdata`; `status` overrides the result's (analyze's errors)."""
-    breached = sorted(result.breached, key=lambda f: f.severity)
+    breached = sorted((f for f in result.breached if f.folded_into is None), key=lambda f: f.severity)
     if breached:
         first = breached[0]
         m = first.measurement
