@@ -268,6 +268,8 @@ class Agent:
         if results:
             self.alerts = sum((r.step.raised + r.step.updated + r.step.still_active_clean for r in results), ())
             self.raised = any(r.step.raised for r in results)
+            if self.delivery is not None and self.keeper.up:
+                self.delivery.judged.set()  # every namespace judged and saved: Alertmanager may be compared
         self.prev = {_ns_key(s): s for s in snaps}
         peaks, self.peaks = self.peaks, {}
         own = snaps[0]
@@ -291,10 +293,8 @@ class Agent:
             return result
         if self.keeper.succeeded():
             self._reconcile()  # queue what the failed writes could not
-        if self.delivery is not None:
-            self.delivery.judged.set()  # the database is current: Alertmanager may be compared with it
-            if step.raised or step.updated or step.cleared:
-                self.delivery.wake.set()
+        if self.delivery is not None and (step.raised or step.updated or step.cleared):
+            self.delivery.wake.set()
         return result
 
     def stats(self) -> AgentStats:
