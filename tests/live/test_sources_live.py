@@ -65,6 +65,7 @@ def test_connections_per_source_default_per_port_and_unlimited(ns: Netns, tmp_pa
     assert code == 1 and alert["severity"] == 3  # Medium -> WARNING
     assert alert["description"] == f"TCP({PORT}) 127.0.0.2 ConnectionsPerSource High, 150 conns > 100 conns"
     assert "is this host itself" in alert["explanation"] and "ct count over 100" in alert["action"]
+    assert f"connwatch sources --port {PORT} --nft --limit 100" in alert["action"] and "add rule" not in alert["action"]
     assert "python" in alert["owner"] or "listener" in alert["owner"]
     light = [m for m in report["measurements"] if m["attribute"] == "ConnectionsPerSource"
              and m["source"] == "127.0.0.3"]

@@ -18,6 +18,7 @@ from connwatch.cli import main
 from connwatch.engine import judge
 from connwatch.errors import ConfigError, UsageError
 from connwatch.explain import explain
+from connwatch.explain.sources import nft_rule
 from connwatch.findings import Finding
 from connwatch.model import DestinationUsage, Process, Snapshot, SocketSummary, SourceUsage
 from connwatch.outputs.jsonout import alert_dict
@@ -166,7 +167,10 @@ def test_aggregation_by_prefix_sees_a_subnet_as_one_source() -> None:
     assert not merged[("ConnectionsPerSource", "TCP(2525) 10.1.3.0/24")].breached
     words = explain(subnet)
     assert "4 addresses counted as one" in words.explanation
-    assert "ip saddr and 255.255.255.0 ct count over 100" in words.action
+    assert "ip saddr and 255.255.255.0 ct count over 100" in nft_rule(subnet.measurement.facts, subnet.limit)
+    assert "`connwatch sources --port 2525 --nft --limit 100`" in words.action  # the command, never the script
+    assert "per /24 (IPv4)" in words.action and "table inet" in words.action
+    assert "add rule" not in words.action
 
 
 def _crowd(n: int, conns: int = 3) -> tuple[SourceUsage, ...]:

@@ -92,9 +92,21 @@ def application_limits(port: int, limit: int) -> str:
 
 
 def nft_rule(d: SourcePortFacts, limit: float) -> str:
+    """The nftables script itself (what `connwatch sources --port P --nft --limit N` prints)."""
     prefix = d.prefix
     n = max(1, min(int(limit), 10000))
     return render(PerSourceLimit(d.port, n, prefix.ipv4 if prefix else None, prefix.ipv6 if prefix else None))
+
+
+def nft_command(d: SourcePortFacts, limit: float) -> str:
+    """The command that prints the ready nftables script, in words. Actions name the command, never the
+    script: an action also travels as an Alertmanager annotation, a webhook field and a text paragraph,
+    where a multi-line script is wrapped or cut and no longer copies; the command prints it unwrapped."""
+    n = max(1, min(int(limit), 10000))
+    per = (f"per /{d.prefix.ipv4} (IPv4) and /{d.prefix.ipv6} (IPv6) network, as [sources] aggregate in the "
+           "same --config" if d.prefix else "per source address")
+    return (f"`connwatch sources --port {d.port} --nft --limit {n}` prints a ready nftables script (table inet "
+            f"connwatch, `ct count over {n}` {per}; apply it with `nft -f FILE`)")
 
 
 def explain_connections(f: Finding, d: SourcePortFacts) -> Explanation:
@@ -125,8 +137,7 @@ def explain_connections(f: Finding, d: SourcePortFacts) -> Explanation:
         f"If legitimate, raise the limit for this port: [[rules]] attribute = \"ConnectionsPerSource\", "
         f"port = {d.port}, high = N (or \"unlimited\"), and at the application.",
         "If not, limit it. " + application_limits(d.port, int(limit)),
-        "In the kernel (refuses the next connection with a TCP reset; `connwatch sources --port "
-        f"{d.port} --nft` prints it again):\n" + nft_rule(d, limit),
+        "In the kernel (refuses the next connection with a TCP reset): " + nft_command(d, limit) + ".",
     ]
     fix_leak = [f"Fix the application serving port {d.port} ({listener_words(d.owners)}): find where it stops "
                 "reading a connection without closing it (`ss -tnp state close-wait sport = :{port}` shows the "
@@ -150,8 +161,8 @@ def explain_half_open(f: Finding, d: SourcePortFacts) -> Explanation:
             ": a full SYN queue drops new clients; set it to 1."))
     actions = ["Keep net.ipv4.tcp_syncookies=1. A flood from spoofed sources cannot be limited per source; "
                "syncookies and upstream filtering are the defence.",
-               "For a real source, limit it in the kernel (ct count also counts half-open connections):\n"
-               + nft_rule(d, f.limit)]
+               "For a real source, limit it in the kernel (ct count also counts half-open connections): "
+               + nft_command(d, f.limit) + "."]
     return Explanation(TEXTS["HalfOpenPerSource"], " ".join(facts), "\n".join(actions),
                        listener_words(d.owners))
 
