@@ -247,8 +247,11 @@ def test_check_text_is_golden(scenario: str, tmp_path: Path, fixed_env: None, re
     rec = _recording(scenario)
     code, out = run_check(scenario, "text", tmp_path / "state", capsys, monkeypatch)
     delta = _drop_delta(scenario, rec["stuck_port"])
-    assert f"TCP({rec['stuck_port']}) BacklogRejectsByPort High, {delta} requests > 100 requests" in out
-    assert f"TCP({rec['healthy_port']})" not in out
+    rate = delta / rec["nominal_interval_s"]
+    assert out.splitlines()[2] == f"HIGH port {rec['stuck_port']}: {rate:.1f} requests/s dropped, clients wait and " \
+        "retry; since 22:27:59"  # the summary line comes first
+    assert f"port {rec['stuck_port']} — alert 1: BacklogRejectsByPort {delta} requests, limit 100" in out
+    assert f"TCP({rec['healthy_port']})" not in out and f"{rec['healthy_port']} " not in out
     assert "\x1b[" not in out and max(map(len, out.splitlines())) <= 120
     assert code == 2
     compare_golden(E2E / scenario / "expected" / "check.txt", out, regen_golden)

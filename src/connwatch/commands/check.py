@@ -24,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=seconds(0, 3600, above=True), default=5.0,
                    help="seconds between the two samples (default 5)")
     p.add_argument("--format", choices=("text", "json", "nagios"), default="text")
+    p.add_argument("--verbose", action="store_true",
+                   help="each alert in full (the support-article layout of `connwatch alerts show ID`)")
+    p.add_argument("--watch", action="store_true",
+                   help="repeat every INTERVAL and redraw in place (text; Ctrl-C stops; exits like the last check)")
     add_common(p, state=True, config=True)
 
 
@@ -62,10 +66,15 @@ def run(args: argparse.Namespace) -> int:
     opts = collect_options(args)
     # Owners are only reported from the second sample: skip the fd scan in the first.
     before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
+    if args.watch:
+        from connwatch.commands.watch import watch
+
+        return watch(args, before, lambda: collect_selected(clock, args, opts),
+                     lambda prev, cur: _judge_all(args, pairs(prev, cur), config))
     _wait(args.interval, args.format == "text" and sys.stderr.isatty())
     after = collect_selected(clock, args, opts)
     result = _judge_all(args, pairs(before, after), config)
-    _print(args.format, result)
+    _print(args.format, result, args.verbose)
     return result.exit_code
 
 
@@ -92,7 +101,7 @@ def _judge_all(args: argparse.Namespace, judged: list[tuple[Snapshot, Snapshot]]
     return result
 
 
-def _print(fmt: str, result: CheckResult) -> None:
+def _print(fmt: str, result: CheckResult, verbose: bool = False) -> None:
     if fmt == "json":
         from connwatch.outputs.jsonout import check_dict, dumps
 
@@ -105,4 +114,4 @@ def _print(fmt: str, result: CheckResult) -> None:
         from connwatch.outputs.console import console
         from connwatch.outputs.text import render_check
 
-        render_check(result, console())
+        render_check(result, console(), verbose)

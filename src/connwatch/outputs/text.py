@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from rich.console import Console, Group, RenderableType
@@ -11,8 +12,9 @@ from rich.text import Text
 
 from connwatch.attributes.backlog import drop_deltas, fill_percent
 from connwatch.engine import CheckResult
-from connwatch.findings import Alert
+from connwatch.findings import Alert, format_number
 from connwatch.model import Listener, Snapshot
+from connwatch.outputs.fit import Cell, Col, fit_table
 
 STATUS_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red", "UNKNOWN": "bold magenta"}
 
@@ -41,24 +43,36 @@ def fill_bar(lst: Listener, width: int = 10) -> Text:
     return Text("█" * blocks + "·" * (width - blocks), style=style) + Text(f" {fill:.0f}%")
 
 
+LISTENER_COLS = (Col("Port", "right"), Col("Address", drop=5, shrink=True), Col("Queue/Backlog", "right"),
+                 Col("Fill", drop=4), Col("Drops", "right"), Col("Rejects/s", "right", drop=2),
+                 Col("Owner", drop=3, shrink=True), Col("FDs", "right", drop=6),
+                 Col("Owner started", drop=7))
+
+
 def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None,
-                    title: str = "TCP listeners") -> Table:
-    table = Table(title=title, title_justify="left", expand=False)
-    for col, just in (("Port", "right"), ("Address", "left"), ("Queue/Backlog", "right"), ("Fill", "left"),
-                      ("Drops", "right"), ("Owner", "left"), ("Since", "left")):
-        table.add_column(col, justify=just, no_wrap=col in ("Port", "Fill", "Queue/Backlog"))  # type: ignore[arg-type]
+                    title: str = "TCP listeners", width: int = 120,
+                    interval_s: float | None = None) -> Table:
+    """Port, queue/backlog and drops always; the rest as the width allows. "Owner started" is the owner
+    process's start time: the listener opened then or later (an upper bound of its age)."""
+    rows: list[list[Cell]] = []
     for lst in snap.listeners:
         backlog = "?" if lst.backlog is None else str(lst.backlog)
         drops = "n/a" if lst.drops is None else str(lst.drops)
-        if deltas is not None and deltas.get(lst.identity):
-            drops = f"[red]{drops} (+{deltas[lst.identity]})[/red]"
+        delta = (deltas or {}).get(lst.identity)
+        if delta:
+            drops = f"[red]{drops} (+{delta})[/red]"
+        rate = "-" if not delta or not interval_s else f"{delta / interval_s:.1f}"
         owner = lst.owner
-        who = "[dim]not visible[/dim]" if owner is None else f"{owner.command} [dim]pid {owner.pid}[/dim]"
-        if owner is not None and owner.open_fds is not None and owner.fd_limit:
-            who += f" [dim]fds {owner.open_fds}/{owner.fd_limit}[/dim]"
-        since = "?" if owner is None or owner.started_at is None else f"≤ {short_when(owner.started_at, snap.taken_at)}"
-        table.add_row(str(lst.port), lst.address, f"{lst.queue}/{backlog}", fill_bar(lst), drops, who, since)
-    return table
+        who = "[dim]not visible[/dim]" if owner is None else f"{owner.command} [dim]{owner.pid}[/dim]"
+        fds = "" if owner is None or owner.open_fds is None or not owner.fd_limit else \
+            f"{owner.open_fds}/{owner.fd_limit}"
+        since = "?" if owner is None or owner.started_at is None else short_when(owner.started_at, snap.taken_at)
+        rows.append([str(lst.port), lst.address, f"{lst.queue}/{backlog}", fill_bar(lst, 10 if width >= 120 else 4),
+                     drops, rate, who, fds, since])
+    cols = LISTENER_COLS if deltas is not None else tuple(c for c in LISTENER_COLS if c.header != "Rejects/s")
+    if deltas is None:
+        rows = [r[:5] + r[6:] for r in rows]
+    return fit_table(cols, rows, width, title)
 
 
 def alert_block(a: Alert) -> RenderableType:
@@ -89,32 +103,75 @@ def alert_block(a: Alert) -> RenderableType:
     return Group(*parts)
 
 
-def render_check(result: CheckResult, console: Console) -> None:
+CHECK_ROWS = 10  # listeners shown by check; `connwatch listeners` shows them all
+
+
+def render_check(result: CheckResult, console: Console, verbose: bool = False) -> None:
+    """Summary first: one line per problem, then a short paragraph each (the full article with --verbose),
+    then the listeners that matter. No remedy script: the paragraph names the command that prints it."""
+    from connwatch.outputs import summary
+
     status = result.status
     alerts = sorted(result.step.raised + result.step.updated, key=lambda a: (a.severity, a.resource_key))
     parts = result.parts or (result,)
+    now, interval = result.current.taken_at, result.current.taken_at - result.previous.taken_at
     spaces = f", {len(parts)} network namespaces" if len(parts) > 1 else ""
     console.print(Text(f"connwatch {status}", style=STATUS_STYLE[status]) + Text(
-        f" — {len(alerts)} alert(s), {sum(len(p.current.listeners) for p in parts)} listeners{spaces}, host "
-        f"{result.current.host.hostname}"))
-    console.print()
+        f" — {len(alerts)} problem(s), {sum(len(p.current.listeners) for p in parts)} listeners{spaces}, host "
+        f"{result.current.host.hostname}, {summary.clock_words(now, now)}"))
+    lines = [(summary.tag(a), summary.summary_line(a, now).split(" ", 1)[1], STATUS_STYLE[
+        "CRITICAL" if a.severity <= 2 else "WARNING"]) for a in alerts]
+    lines += [("OK", summary.clearing_line(a, interval).split(" ", 1)[1], "green")
+              for a in result.step.still_active_clean]
+    lines += [("OK", summary.cleared_line(a, now).split(" ", 1)[1], "green") for a in result.step.cleared]
+    if lines:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        for label, text, style in lines:
+            grid.add_row(Text(label, style=style), Text(text))
+        console.print()
+        console.print(grid)
     for a in alerts:
-        console.print(alert_block(a))
-    for a in result.step.cleared:
-        console.print(Text(f"cleared: {a.description}", style="green"))
-    for a in result.step.still_active_clean:
-        console.print(Text(f"clearing ({a.clean_samples}/{a.clear_after} clean samples): {a.description}",
-                           style="yellow"))
-    console.print(listeners_table(result.current, drop_deltas(result.previous, result.current)))
-    for part in parts[1:]:  # other namespaces: only those with something to say
-        ns = part.current.netns
-        if ns is not None and (part.step.raised or part.step.updated):
-            console.print(listeners_table(part.current, drop_deltas(part.previous, part.current),
-                                          title=f"TCP listeners in {ns.label}"))
+        console.print()
+        if verbose:
+            console.print(alert_block(a))
+            continue
+        pct = " %" if a.unit == "%" else ""
+        console.print(Text(f"{summary.place(a)} — alert {a.id if a.id is not None else '-'}: {a.attribute} "
+                           f"{format_number(a.value)} {a.unit}, limit {format_number(a.limit)}{pct}", style="bold"))
+        for line in summary.paragraph(a):
+            console.print(Padding(Text(line), (0, 0, 0, 2)))
+        full = f"connwatch alerts show {a.id}" if a.id is not None else "connwatch check --verbose"
+        console.print(Padding(Text(f"Full article: {full}", style="dim"), (0, 0, 0, 2)))
+    console.print()
+    _check_listeners(result, alerts, console, interval)
     for note in dict.fromkeys(x for part in parts for x in part.current.limitations):
         console.print(Text(f"note: {note}", style="dim"))
     if result.store_error:
         console.print(Text(f"warning: alert history not kept: {result.store_error}", style="yellow"))
+
+
+def _check_listeners(result: CheckResult, alerts: list[Alert], console: Console, interval: float) -> None:
+    """The listeners that matter (alerted ports, drops, a queue ≥ 80 %), at most CHECK_ROWS per namespace."""
+    ports = {a.resource.get("port") for a in alerts}
+    for i, part in enumerate(result.parts or (result,)):
+        snap, deltas = part.current, drop_deltas(part.previous, part.current)
+        if i and not (part.step.raised or part.step.updated):
+            continue  # other namespaces: only those with something to say
+        hot = [x for x in snap.listeners if x.port in ports or deltas.get(x.identity) or (fill_percent(x) or 0) >= 80]
+        shown = (hot or list(snap.listeners))[:CHECK_ROWS]
+        ns = snap.netns
+        title = "TCP listeners" + (f" in {ns.label}" if i and ns is not None else "")
+        if hot and len(snap.listeners) > len(shown):
+            title += " (those rejecting or filling)"
+        if not shown:
+            continue
+        console.print(listeners_table(dataclasses.replace(snap, listeners=tuple(shown)), deltas, title,
+                                      console.width, interval))
+        if len(snap.listeners) > len(shown):
+            console.print(Text(f"… and {len(snap.listeners) - len(shown)} more listener(s): connwatch listeners",
+                               style="dim"))
 
 
 def alerts_table(alerts: list[Alert]) -> Table:
