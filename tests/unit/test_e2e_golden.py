@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import difflib
 import json
+import logging
 import re
 import struct
 import time
@@ -276,3 +277,18 @@ def test_agent_metrics_are_golden(scenario: str, tmp_path: Path, fixed_env: None
     assert sum(_samples(body, "connwatch_listener_drops_total", lambda x: x["port"] == stuck)) == after_drops
     assert "connwatch_agent_process_" not in body
     compare_golden(E2E / scenario / "expected" / "metrics.prom", body, regen_golden)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_agent_logs_the_raise_in_the_words_of_the_summary_line(scenario: str, tmp_path: Path, fixed_env: None,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """One INFO line when the alert is raised, the same words as check's summary line (issue 13)."""
+    rec = _recording(scenario)
+    with caplog.at_level(logging.INFO, "connwatch.agent"):
+        run_agent_metrics(scenario, tmp_path / "state", monkeypatch)
+    raised = [r for r in caplog.records if r.getMessage().startswith("raised: ")]
+    rate = _drop_delta(scenario, rec["stuck_port"]) / rec["nominal_interval_s"]
+    assert [(r.levelno, r.getMessage()) for r in raised] == [
+        (logging.INFO, f"raised: HIGH port {rec['stuck_port']}: {rate:.1f} requests/s dropped, clients wait and "
+         "retry; since 22:27:59")]

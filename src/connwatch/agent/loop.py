@@ -37,6 +37,7 @@ from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Alert
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
+from connwatch.outputs.summary import log_lines
 from connwatch.rules.config import Config, load_config
 from connwatch.rules.rule import Rule
 from connwatch.sources.procfs import ProcFS
@@ -259,12 +260,15 @@ class Agent:
         first time is only remembered: no deltas yet, so no false reject)."""
         snaps = self._collect()
         results = []
+        before = {a.key: a.severity for a in self.alerts}
         for cur in snaps:
             judged = dataclasses.replace(cur, listeners=tuple(
                 dataclasses.replace(x, queue=max(x.queue, self.peaks.get(x.identity, 0))) for x in cur.listeners))
             prev = self.prev.get(_ns_key(cur))
             if prev is not None:
                 results.append(self._judge(prev, judged))
+        for line in (x for r in results for x in log_lines(before, r.step, r.current.taken_at)):
+            log.info("%s", line)  # raised, severity changed, cleared: one line each, in check's words
         if results:
             self.alerts = sum((r.step.raised + r.step.updated + r.step.still_active_clean for r in results), ())
             self.raised = any(r.step.raised for r in results)
