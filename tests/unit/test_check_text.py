@@ -6,6 +6,7 @@ Regenerate after a deliberate change: pytest tests/unit/test_check_text.py --reg
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,61 @@ def test_agent_log_lines_raise_change_severity_and_clear(tmp_path: Path, utc: No
 ])
 def test_first_step_is_the_first_sentence(action: str, first: str) -> None:
     assert first_step(action) == first
+
+
+def test_tables_keep_the_numbers_whole_at_80_columns(tmp_path: Path, utc: None) -> None:
+    """listeners: port, queue/backlog, drops and the owner's name stay readable; sources: the heading is
+    not wrapped and source and connections stay whole."""
+    import io
+
+    from rich.console import Console
+
+    from connwatch.reports.sources import build_report, render
+    from connwatch.rules.sources import SourceSettings
+
+    long_owner = Process(pid=123456, command="very-long-java-application-server", user="app", started_at=T0 - 60)
+    snap = snapshot(T0, (listener(8080, 129, 128, 1234567, owner=long_owner,
+                                  address="2001:db8:ffff:ffff:ffff:ffff:ffff:1", family=6),))
+    from connwatch.outputs.text import listeners_table
+
+    for width in (80, 160):
+        out = io.StringIO()
+        Console(file=out, width=width).print(listeners_table(snap, title="TCP listeners", width=width))
+        text = out.getvalue()
+        assert max(map(len, text.splitlines())) <= width
+        row = next(x for x in text.splitlines() if x.lstrip().startswith("8080"))
+        assert "129/128" in row and "1234567" in row and "very-long" in row
+        assert "Owner started" in text or width == 80
+    prev, cur = sources_pair()
+    data = build_report(prev, cur, default_rules(), SourceSettings(), None, 10)
+    out = io.StringIO()
+    render(data, Console(file=out, width=80))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "TCP(25): 2 sources, 170 connections, 0 half-open; limit 100 per source, 1 over"
+    assert max(map(len, lines)) <= 80 and any("192.0.2.10" in x and "150" in x for x in lines)
+
+
+def test_width_of_a_dumb_terminal_and_no_padding_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from connwatch.outputs import console as cons
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return 99
+
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((177, 50)))
+    assert cons.terminal_width(Tty()) == 177  # rich alone would say 80 on TERM=dumb
+    monkeypatch.setenv("COLUMNS", "132")
+    assert cons.terminal_width(Tty()) == 132
+    sink = io.StringIO()
+    stream = cons.Unpadded(sink)
+    stream.write("a   \nb \x1b[0m\n")
+    stream.write("c  ")
+    stream.flush()
+    assert sink.getvalue() == "a\nb\x1b[0m\nc"

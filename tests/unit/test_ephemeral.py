@@ -340,8 +340,14 @@ def test_destinations_report_and_table() -> None:
     out = io.StringIO()
     render(build_report(prev, cur, default_rules(), top=10), Console(file=out, width=200))
     text = out.getvalue()
-    assert "FULL: connect() gets EADDRNOTAVAIL" in text and "safe only thanks to tcp_tw_reuse" in text
+    assert "FULL: EADDRNOTAVAIL" in text and "settles 5% (reuse)" in text
     assert "127.0.0.1:8080" in text and "TW 160" in text
+    narrow = io.StringIO()
+    render(build_report(prev, cur, default_rules(), top=10), Console(file=narrow, width=80))
+    lines = narrow.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80  # at 80 columns: destination, usage and forecast stay whole
+    row = next(x for x in lines if x.startswith("10.0.0.9:5432"))
+    assert "100%" in row and "FULL: EADDRNOTAVAIL" in row and "…" not in row and "Owner" in narrow.getvalue()
 
 
 # --- the facts: typed, and the JSON detail order -------------------------------------------------

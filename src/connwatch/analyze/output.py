@@ -76,7 +76,7 @@ def render_text(a: Analysis, console: Console) -> None:
     for alert in alerts:
         console.print(alert_block(alert))
     if cur.listeners:
-        console.print(_listeners(cur, listeners_table))
+        console.print(_listeners(cur, lambda s: listeners_table(s, width=console.width)))
     if cur.sockets is not None and cur.sockets.total:
         states = ", ".join(f"{k} {v}" for k, v in sorted(cur.sockets.by_state.items(), key=lambda kv: -kv[1]))
         console.print(f"TCP sockets: {cur.sockets.total} ({states})")

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     for snap in snaps:
         if snap.listeners or not is_other(snap):
             title = f"TCP listeners in {snap.netns.label}" if is_other(snap) and snap.netns else "TCP listeners"
-            out.print(listeners_table(snap, title=title))
+            out.print(listeners_table(snap, title=title, width=out.width))
     for note in limitations:
         out.print(f"[dim]note: {note}[/dim]")
     return 0

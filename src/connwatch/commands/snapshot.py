@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.outputs.text import listeners_table
 
     out = console()
-    out.print(listeners_table(snap))
+    out.print(listeners_table(snap, width=out.width))
     if snap.sockets is not None:
         states = Table(title=f"TCP sockets by state ({snap.sockets.total} total)", title_justify="left")
         states.add_column("State")

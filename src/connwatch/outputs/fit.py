@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 Cell = str | Text  # str: rich markup
+SHRUNK = 12  # what a shrinkable column needs at least to stay useful ('runmqlsr 42…')
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ def natural(col: Col, rows: Sequence[Sequence[Cell]], i: int) -> int:
 
 def chosen(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int) -> list[int]:
     """Indices of the columns kept at this width."""
-    widths = [natural(c, rows, i) for i, c in enumerate(cols)]
+    widths = [min(natural(c, rows, i), SHRUNK) if c.shrink else natural(c, rows, i) for i, c in enumerate(cols)]
     keep = [k for k, c in enumerate(cols) if not c.drop or any(_plain(r[k]).strip() for r in rows)]
 
     def total() -> int:
@@ -48,14 +49,23 @@ def chosen(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int) -> l
 
 def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int,
               title: str | None = None) -> Table:
+    """Kept columns at their natural width; the shrinkable ones share what is left (at least SHRUNK each)."""
     keep = chosen(cols, rows, width)
+    sizes = {k: natural(cols[k], rows, k) for k in keep}
+    shrink = [k for k in keep if cols[k].shrink]
+    room = width - 3 * (len(keep) - 1) - sum(v for k, v in sizes.items() if k not in shrink)
+    given = {k: min(sizes[k], SHRUNK) for k in shrink}
+    room -= sum(given.values())
+    for k in sorted(shrink, key=lambda k: cols[k].drop):  # the more important column gets spare room first
+        extra = max(0, min(sizes[k] - given[k], room))
+        given[k] += extra
+        room -= extra
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
                   expand=False)
     for k in keep:
         c = cols[k]
         table.add_column(c.header, justify=c.justify, no_wrap=True,  # type: ignore[arg-type]
-                         overflow="ellipsis" if c.shrink else "fold",
-                         min_width=None if c.shrink else natural(c, rows, k))
+                         overflow="ellipsis" if c.shrink else "fold", width=given.get(k, sizes[k]))
     for r in rows:
         table.add_row(*(r[k] for k in keep))
     return table

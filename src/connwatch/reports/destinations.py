@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from connwatch.outputs.fit import Cell, Col, fit_table
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
@@ -81,15 +83,11 @@ def _mix(row: dict[str, Any]) -> str:
 def _note(row: dict[str, Any]) -> str:
     fc = row.get("forecast") or {}
     if (row.get("percent") or 0) >= 100:
-        return "[bold red]FULL: connect() gets EADDRNOTAVAIL[/bold red]"
+        return "[bold red]FULL: EADDRNOTAVAIL[/bold red]"
     if fc.get("seconds_to_full") is not None:
-        return f"[red]full in ~{fc['seconds_to_full']:.0f} s at this rate[/red]"
-    notes = []
-    if row.get("safe_only_by_reuse"):
-        notes.append("[yellow]safe only thanks to tcp_tw_reuse[/yellow]")
-    if fc:
-        notes.append(f"settles at {fc['steady_percent']:.0f}%")
-    return "; ".join(notes)
+        return f"[red]full in ~{fc['seconds_to_full']:.0f} s[/red]"
+    reuse = " [yellow](reuse)[/yellow]" if row.get("safe_only_by_reuse") else ""
+    return (f"settles {fc['steady_percent']:.0f}%" if fc else "-") + reuse
 
 
 def _owner(row: dict[str, Any]) -> str:
@@ -99,9 +97,12 @@ def _owner(row: dict[str, Any]) -> str:
     return ", ".join(f"{o['command']} [dim]pid {o['pid']}[/dim]" for o in owners)
 
 
-def render(data: dict[str, Any], console: Console) -> None:
-    from rich.table import Table
+DEST_COLS = (Col("Destination / from"), Col("Ports in use"), Col("Held", "right", drop=4),
+             Col("TW/s", "right", drop=2), Col("State mix", drop=5, shrink=True), Col("Forecast"),
+             Col("Owner (inferred)", drop=3, shrink=True))
 
+
+def render(data: dict[str, Any], console: Console) -> None:
     h = data["host"]
     rng = h["port_range"] or ["?", "?"]
     def shown(value: Any) -> str:
@@ -117,19 +118,15 @@ def render(data: dict[str, Any], console: Console) -> None:
         console.print(f"[dim]over {r['interval_s']} s: {r['active_opens_per_s']}/s opened, "
                       f"{r['time_wait_entered_per_s']}/s entered TIME_WAIT, {r['attempt_fails_per_s']}/s failed; "
                       f"forecast: Little's law, {data['rate_method']}[/dim]")
-    table = Table(title=f"Busiest destinations ({len(data['destinations'])} of {data['destinations_total']})",
-                  title_justify="left")
-    table.add_column("Destination / from", no_wrap=True)
-    table.add_column("Ports in use (blocking, +reusable)", no_wrap=True)
-    for col in ("Held", "TW/s"):
-        table.add_column(col, justify="right")
-    for col in ("State mix", "Forecast", "Owner (inferred)"):
-        table.add_column(col)
+    console.print("[dim]Ports in use: blocking █, +reusable TIME_WAIT ▒; Forecast: at the current rate (Little's "
+                  "law); (reuse): safe only thanks to tcp_tw_reuse[/dim]")
+    rows: list[list[Cell]] = []
     for row in data["destinations"]:
         fc = row.get("forecast")
-        table.add_row(f"{row['destination']}\n[dim]from {row['local_address']}[/dim]", usage_bar(row),
-                      str(row["held"]), "-" if not fc else f"{fc['rate_per_s']:.1f}", _mix(row), _note(row),
-                      _owner(row))
-    console.print(table)
+        rows.append([f"{row['destination']}\n[dim]from {row['local_address']}[/dim]",
+                     usage_bar(row, 12 if console.width >= 120 else 6), str(row["held"]),
+                     "-" if not fc else f"{fc['rate_per_s']:.1f}", _mix(row), _note(row), _owner(row)])
+    console.print(fit_table(DEST_COLS, rows, console.width,
+                            f"Busiest destinations ({len(data['destinations'])} of {data['destinations_total']})"))
     for note in data["limitations"]:
         console.print(f"[dim]note: {note}[/dim]")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from connwatch.outputs.fit import Cell, Col
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -102,10 +104,16 @@ def _merged_top(t: PortTally, top: int) -> list[SourceRow]:
     return out
 
 
+SOURCE_COLS = (Col("Rank", "right", drop=4), Col("Source", shrink=False), Col("Conns", "right"),
+               Col("Half-open", "right", drop=2), Col("States", drop=3, shrink=True), Col("Local", drop=5))
+
+
 def render(data: dict[str, Any], console: Console) -> None:
-    from rich.table import Table
+    """Per port: a heading line, the owners on their own line (no wrapped title), then the table."""
+    from rich.text import Text
 
     from connwatch.explain.sources import owner_words
+    from connwatch.outputs.fit import fit_table
 
     if not data["ports"]:
         console.print("No inbound connections to any listening port.")
@@ -114,18 +122,19 @@ def render(data: dict[str, Any], console: Console) -> None:
         rows_by_port.setdefault(r["port"], []).append(r)
     for p in data["ports"]:
         limit = "unlimited" if p["limit"] is None else f"{p['limit']:g}"
-        table = Table(title=f"TCP({p['port']}) served by {owner_words(p['owners'])}: {p['sources']} sources, "
-                      f"{p['connections']} connections, {p['half_open']} half-open; limit {limit} per source, "
-                      f"{p['over_limit']} over", title_justify="left")
-        for col in ("Rank", "Source", "Conns", "Half-open", "States", "Local"):
-            table.add_column(col, justify="right" if col in ("Rank", "Conns", "Half-open") else "left")
+        console.print(Text(f"TCP({p['port']}): {p['sources']} sources, {p['connections']} connections, "
+                           f"{p['half_open']} half-open; limit {limit} per source, {p['over_limit']} over",
+                           style="bold"))
+        console.print(Text(f"served by {owner_words(p['owners'])}", style="dim"), overflow="ellipsis",
+                      no_wrap=True)
+        rows: list[list[Cell]] = []
         for r in rows_by_port.get(p["port"], []):
             over = r["limit"] is not None and r["value"] > r["limit"]
             conns = f"[red]{r['value']}[/red]" if over else str(r["value"])
             states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items(), key=lambda kv: -kv[1]))
             who = r["source"] + (f" ({r['member_count']} addresses)" if r["member_count"] > 1 else "")
-            table.add_row(str(r["rank"]), who, conns, str(r["half_open"]), states, "yes" if r["local"] else "no")
-        console.print(table)
+            rows.append([str(r["rank"]), who, conns, str(r["half_open"]), states, "yes" if r["local"] else "no"])
+        console.print(fit_table(SOURCE_COLS, rows, console.width))
         if p["sources"] > p["shown"]:
             console.print(f"  ... and {p['sources'] - p['shown']} more sources (top {p['shown']} shown; --top N)")
     for s in data["ports_per_source"]:
