@@ -258,3 +258,25 @@ def test_width_of_a_dumb_terminal_and_no_padding_off_a_terminal(monkeypatch: pyt
     stream.write("c  ")
     stream.flush()
     assert sink.getvalue() == "a\nb\x1b[0m\nc"
+
+
+def test_check_watch_repeats_and_judges_each_interval_against_the_previous(
+        tmp_path: Path, utc: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Off a terminal, --watch prints one check after the other; the alert is raised once, then updated, and
+    the exit code is the last check's."""
+    import argparse
+
+    from connwatch.commands.watch import watch
+
+    prev, cur = backlog_pair()
+    later = snapshot(T0 + 10, (listener(1414, 6, 5, 400, owner=MQ),), counters={"TcpExt.ListenOverflows": 400, "TcpExt.ListenDrops": 400})
+    samples = iter([[cur], [later]])
+    monkeypatch.setenv("COLUMNS", "80")
+    args = argparse.Namespace(format="text", interval=0.0, verbose=False)
+    with AlertStore.open(tmp_path) as store:
+        code = watch(args, [prev], lambda: next(samples),
+                     lambda a, b: judge(a[0], b[0], Config(default_rules()), store), rounds=2)
+    out = capsys.readouterr().out
+    assert code == 2 and out.count("connwatch CRITICAL") == 2
+    assert "24.8 requests/s dropped" in out and "35.2 requests/s dropped" in out  # (400-224)/5 s
+    assert out.count("alert 1:") == 2  # the same alert, updated
