@@ -269,7 +269,8 @@ def test_check_watch_repeats_and_judges_each_interval_against_the_previous(
     from connwatch.commands.watch import watch
 
     prev, cur = backlog_pair()
-    later = snapshot(T0 + 10, (listener(1414, 6, 5, 400, owner=MQ),), counters={"TcpExt.ListenOverflows": 400, "TcpExt.ListenDrops": 400})
+    later = snapshot(T0 + 10, (listener(1414, 6, 5, 400, owner=MQ),),
+                     counters={"TcpExt.ListenOverflows": 400, "TcpExt.ListenDrops": 400})
     samples = iter([[cur], [later]])
     monkeypatch.setenv("COLUMNS", "80")
     args = argparse.Namespace(format="text", interval=0.0, verbose=False)
