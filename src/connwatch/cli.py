@@ -14,7 +14,7 @@ from connwatch import __version__
 from connwatch.errors import EXIT_UNKNOWN, ConnwatchError
 
 # Subcommand modules under connwatch.commands; each defines NAME, HELP, add_arguments(), run().
-COMMANDS = ("check", "snapshot", "listeners", "alerts", "destinations", "run", "rules", "sources", "analyze")
+COMMANDS = ("check", "snapshot", "listeners", "alerts", "destinations", "run", "rules", "sources", "analyze", "top")
 
 EPILOG = """exit codes (check): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (error).
 other commands: 0 success, 3 error. Errors print one line on stderr."""

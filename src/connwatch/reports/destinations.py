@@ -102,6 +102,14 @@ DEST_COLS = (Col("Destination / from"), Col("Ports in use"), Col("Held", "right"
              Col("Owner (inferred)", drop=3, shrink=True))
 
 
+def table_row(row: dict[str, Any], width: int, one_line: bool = False) -> list[Cell]:
+    """One destination as DEST_COLS cells (`top` puts it on one line)."""
+    fc = row.get("forecast")
+    where = f"{row['destination']}{' ' if one_line else chr(10)}[dim]from {row['local_address']}[/dim]"
+    return [where, usage_bar(row, 12 if width >= 120 else 6), str(row["held"]),
+            "-" if not fc else f"{fc['rate_per_s']:.1f}", _mix(row), _note(row), _owner(row)]
+
+
 def render(data: dict[str, Any], console: Console) -> None:
     h = data["host"]
     rng = h["port_range"] or ["?", "?"]
@@ -120,12 +128,7 @@ def render(data: dict[str, Any], console: Console) -> None:
                       f"forecast: Little's law, {data['rate_method']}[/dim]")
     console.print("[dim]Ports in use: blocking █, +reusable TIME_WAIT ▒; Forecast: at the current rate (Little's "
                   "law); (reuse): safe only thanks to tcp_tw_reuse[/dim]")
-    rows: list[list[Cell]] = []
-    for row in data["destinations"]:
-        fc = row.get("forecast")
-        rows.append([f"{row['destination']}\n[dim]from {row['local_address']}[/dim]",
-                     usage_bar(row, 12 if console.width >= 120 else 6), str(row["held"]),
-                     "-" if not fc else f"{fc['rate_per_s']:.1f}", _mix(row), _note(row), _owner(row)])
+    rows = [table_row(row, console.width) for row in data["destinations"]]
     console.print(fit_table(DEST_COLS, rows, console.width,
                             f"Busiest destinations ({len(data['destinations'])} of {data['destinations_total']})"))
     for note in data["limitations"]:
