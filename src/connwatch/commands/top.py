@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from connwatch.findings import Alert
     from connwatch.model import Snapshot
     from connwatch.outputs.top import TopData, TopView
+    from connwatch.rules.config import Config
 
 NAME = "top"
 HELP = "full-screen live view: listeners (every second), destinations, sources, active alerts; q quits"
@@ -44,11 +45,11 @@ class Sampler:
 
     def __init__(self, args: argparse.Namespace) -> None:
         from connwatch.clock import SystemClock
-        from connwatch.commands.common import collect_options
-        from connwatch.rules.config import load_config
+        from connwatch.collect import CollectOptions
 
-        self.args, self.clock, self.config = args, SystemClock(), load_config(args.config)
-        self.full_opts = collect_options(args)
+        self.args, self.clock = args, SystemClock()
+        self._config: Config | None = None  # loaded at the first full sample: the first frame comes sooner
+        self.full_opts = CollectOptions(proc_root=args.proc_root, use_netlink=not args.no_netlink)
         self.poll_opts = dataclasses.replace(self.full_opts, sockets=False, owners=False)
         self.prev_full: list[Snapshot] | None = None
         self.drops: dict[tuple[str, Any], tuple[int, float]] = {}
@@ -56,11 +57,19 @@ class Sampler:
         self.active: dict[tuple[str, str], Alert] = {}
         self.data: TopData | None = None
 
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from connwatch.rules.config import load_config
+
+            self._config = load_config(self.args.config)
+        return self._config
+
     def poll(self) -> None:
-        from connwatch.commands.common import collect_selected
+        from connwatch.collect_netns import collect_all
         from connwatch.outputs.top import ListenerRow, TopData
 
-        snaps = collect_selected(self.clock, self.args, self.poll_opts)
+        snaps = collect_all(self.clock, self.poll_opts, self.args.netns)
         rows = []
         for snap in snaps:
             ns = _ns_label(snap)

@@ -81,15 +81,17 @@ def _listeners(data: TopData, view: TopView) -> list[ListenerRow]:
 
 
 def _fill(lst: Listener) -> float:
-    from connwatch.attributes.backlog import fill_percent
-
-    return fill_percent(lst) or 0.0
+    """As attributes.backlog.fill_percent (not imported: the first frame comes before the rules load)."""
+    return 0.0 if lst.backlog is None else 100.0 * lst.queue / max(lst.backlog, 1)
 
 
 def _bar(lst: Listener, width: int) -> Text:
-    from connwatch.outputs.text import fill_bar
-
-    return fill_bar(lst, width)
+    if lst.backlog is None:
+        return Text("n/a", style="dim")
+    fill = _fill(lst)
+    blocks = min(width, round(width * fill / 100))
+    style = "red" if fill > 100 else "yellow" if fill >= 80 else "green"
+    return Text("█" * blocks + "·" * (width - blocks), style=style) + Text(f" {fill:.0f}%")
 
 
 LISTENER_COLS = (Col("Port", "right"), Col("Address", drop=4, shrink=True), Col("Queue/Backlog", "right"),
@@ -163,6 +165,8 @@ def _alerts(data: TopData, view: TopView) -> list[Alert]:
 
 
 def alert_lines(rows: Sequence[Alert], now: float, limit: int) -> list[Text]:
+    if not rows:
+        return []
     from connwatch.explain.backlog import age_words
     from connwatch.outputs.summary import summary_line
 
