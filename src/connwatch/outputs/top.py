@@ -271,4 +271,5 @@ class _Cropped:
             yield Segment.line()
         footer = self.footer.copy()
         footer.truncate(width, overflow="ellipsis", pad=True)
+        footer.end = ""  # the last line of the screen: a newline there would scroll it
         yield footer
