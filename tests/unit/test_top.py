@@ -5,6 +5,7 @@ listener comes first with its rejects per second, and the keys sort, filter, swi
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -22,11 +23,13 @@ def data(n: int = 30) -> TopData:
     hot = ListenerRow("", listener(8080, 6, 5, 900, owner=Process(pid=42, command="java")), 27.2)
     quiet = tuple(ListenerRow("pod shop/web" if i % 2 else "", listener(9000 + i, 0, 128, 0), 0.0)
                   for i in range(n))
-    dests = tuple({"destination": f"10.0.0.{i}:5432", "local_address": "10.0.0.1", "remote_port": 5432,
-                   "percent": float(i), "percent_without_reuse": float(i), "held": i * 10, "states": {"TIME_WAIT": i},
+    dests: tuple[dict[str, Any], ...] = tuple({
+        "destination": f"10.0.0.{i}:5432", "local_address": "10.0.0.1", "remote_port": 5432,
+        "percent": float(i), "percent_without_reuse": float(i), "held": i * 10, "states": {"TIME_WAIT": i},
                    "forecast": None, "owners": [], "namespace": ""} for i in range(20))
-    srcs = tuple({"source": f"192.0.2.{i}", "port": 25, "value": 200 - i, "limit": 100.0, "half_open": 0,
-                  "states": {"ESTABLISHED": 200 - i}, "namespace": ""} for i in range(20))
+    srcs: tuple[dict[str, Any], ...] = tuple({
+        "source": f"192.0.2.{i}", "port": 25, "value": 200 - i, "limit": 100.0, "half_open": 0,
+        "states": {"ESTABLISHED": 200 - i}, "namespace": ""} for i in range(20))
     return TopData(host="testhost", taken_at=T0, listeners=(*quiet, hot), destinations=dests, sources=srcs,
                    full_at=T0, full_ms=40.0)
 
