@@ -281,3 +281,13 @@ def test_check_watch_repeats_and_judges_each_interval_against_the_previous(
     assert code == 2 and out.count("connwatch CRITICAL") == 2
     assert "24.8 requests/s dropped" in out and "35.2 requests/s dropped" in out  # (400-224)/5 s
     assert out.count("alert 1:") == 2  # the same alert, updated
+
+
+def test_summary_names_the_namespace_of_a_pod(tmp_path: Path, utc: None) -> None:
+    """An alert of another namespace (resource_key '… in pod shop/web') says so in its summary line."""
+    import dataclasses
+
+    [alert] = judged("backlog", tmp_path).step.raised
+    pod = dataclasses.replace(alert, resource_key="TCP(1414) in pod shop/web",
+                              resource={**alert.resource, "netns": "pod shop/web"})
+    assert summary_line(pod, T0 + 5).startswith("HIGH port 1414 in pod shop/web: 24.8 requests/s dropped")
