@@ -132,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.outputs.top import TopView
 
     sampler, view = Sampler(args), TopView()
+    if args.config:
+        sampler.config  # noqa: B018 - a bad --config is one line and exit 3 before the screen opens
     sampler.poll()
     if args.batch:
         return _batch(args, sampler, view)
