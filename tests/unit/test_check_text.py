@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connwatch.alerts.store import AlertStore
 from connwatch.clock import FakeClock
@@ -291,3 +293,18 @@ def test_summary_names_the_namespace_of_a_pod(tmp_path: Path, utc: None) -> None
     pod = dataclasses.replace(alert, resource_key="TCP(1414) in pod shop/web",
                               resource={**alert.resource, "netns": "pod shop/web"})
     assert summary_line(pod, T0 + 5).startswith("HIGH port 1414 in pod shop/web: 24.8 requests/s dropped")
+
+
+@given(st.lists(st.tuples(st.text("abc 12", max_size=30), st.text("xyz", max_size=8), st.sampled_from(["", "7/20"])),
+                max_size=6), st.integers(40, 200))
+def test_fit_table_never_fails_and_fits_when_the_essentials_do(rows: list[tuple[str, str, str]], width: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from connwatch.outputs.fit import Col, fit_table
+
+    cols = (Col("Name", shrink=True, drop=2), Col("Value", "right"), Col("Extra", drop=1))
+    out = io.StringIO()
+    Console(file=out, width=width).print(fit_table(cols, [list(r) for r in rows], width))
+    assert max(map(len, out.getvalue().splitlines())) <= width

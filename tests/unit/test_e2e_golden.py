@@ -292,3 +292,17 @@ def test_agent_logs_the_raise_in_the_words_of_the_summary_line(scenario: str, tm
     assert [(r.levelno, r.getMessage()) for r in raised] == [
         (logging.INFO, f"raised: HIGH port {rec['stuck_port']}: {rate:.1f} requests/s dropped, clients wait and "
          "retry; since 22:27:59")]
+
+
+@pytest.mark.parametrize("width", [80, 160])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_check_text_of_the_recording_fits(scenario: str, width: int, tmp_path: Path, fixed_env: None,
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorded stuck listener at 80 and 160 columns: summary first, no line past the width, no padding."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    code, out = run_check(scenario, "text", tmp_path / "state", capsys, monkeypatch)
+    lines = out.splitlines()
+    assert code == 2 and lines[2].startswith("HIGH port 8080: ")
+    assert max(map(len, lines)) <= width and all(x == x.rstrip() for x in lines)
+    assert any(x.startswith("8080") and "6/5" in x and "27.2" in x for x in lines)  # queue and rejects/s whole

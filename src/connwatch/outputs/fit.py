@@ -40,7 +40,7 @@ def chosen(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int) -> l
     def total() -> int:
         return sum(widths[k] for k in keep) + 3 * (len(keep) - 1)  # SIMPLE_HEAD: pad, space, pad
 
-    for k in sorted((k for k, c in enumerate(cols) if c.drop), key=lambda k: -cols[k].drop):
+    for k in sorted((k for k in keep if cols[k].drop), key=lambda k: -cols[k].drop):
         if total() <= width:
             break
         keep.remove(k)
