@@ -141,7 +141,7 @@ def test_top_in_tmux(ns: Netns, tmux_at: Tmux) -> None:
                     and not any(x.startswith("Listeners (") for x in s), 3)
     assert len(screen) <= t.height and max(map(len, screen)) <= t.width
     t.keys("q")
-    screen = _until(t, lambda s: any(x.startswith("top-exit=") for x in s), 5)
+    screen = _until(t, lambda s: any(x.startswith("top-exit=") for x in s) and any("icanon" in x for x in s), 5)
     assert "top-exit=0" in screen, screen
     modes = next(x for x in screen if "icanon" in x).split()
     assert modes == ["icanon", "echo"], modes  # cbreak undone: line mode and echo are back
