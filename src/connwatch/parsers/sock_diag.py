@@ -25,10 +25,18 @@ import socket
 import struct
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from connwatch.errors import ParseError, SourceUnavailable
-from connwatch.model import STATE_NAMES, DestinationUsage, Listener, SocketSummary, SourceUsage, TcpState
+from connwatch.model import (
+    STATE_NAMES,
+    DestinationUsage,
+    Listener,
+    PortAccepts,
+    SocketSummary,
+    SourceUsage,
+    TcpState,
+)
 from connwatch.perf import gc_paused
 
 K = TypeVar("K", bound=Hashable)
@@ -49,11 +57,15 @@ _RTA = struct.Struct("=HH")
 _V4MAPPED = b"\x00" * 10 + b"\xff\xff"
 _NSTATES = 13
 _OWNER_SAMPLE = 8  # ESTABLISHED inodes kept per destination to name the owners (bounded)
+ACCEPT_SAMPLE = 4096  # inodes (and waiting peers) kept per listening port to tell new accepts (bounded)
+_TW_AGES = 61  # server-side TIME_WAIT by age in whole seconds, 0..60 (TCP_TIMEWAIT_LEN)
 
 _ST_ESTABLISHED = int(TcpState.ESTABLISHED)
 _ST_SYN_SENT = int(TcpState.SYN_SENT)
 _ST_TIME_WAIT = int(TcpState.TIME_WAIT)
 _ST_CLOSE = int(TcpState.CLOSE)
+_ST_CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
+_ACCEPT_STATES = frozenset((_ST_ESTABLISHED, _ST_CLOSE_WAIT, _ST_TIME_WAIT))
 
 
 def format_address(family: int, raw: bytes) -> str:
@@ -160,6 +172,9 @@ class SocketAggregator:
         self.destinations: dict[tuple[int, bytes, bytes, int], list[int]] = {}
         self.sources: dict[tuple[int, bytes, int], list[int]] = {}
         self.owner_inodes: dict[tuple[int, bytes, bytes, int], list[int]] = {}
+        # per listening port (raw network-order key): [waiting, accepted, max inode, complete,
+        # inodes, waiting peers, TIME_WAIT ages]; see model.PortAccepts
+        self.accepts: dict[int, list[Any]] = {}
 
     def __call__(self, chunk: bytes) -> bool:
         offset = 0
@@ -187,6 +202,8 @@ class SocketAggregator:
             if counts is None:
                 counts = self.sources[skey] = [0] * _NSTATES
             counts[state if state < _NSTATES else 0] += 1
+            if state in _ACCEPT_STATES:
+                self._accept(sport, state, dst, dport, inode, expires)
             return
         if state == _ST_CLOSE and dport == 0:
             return  # bound but unconnected: no destination yet
@@ -201,6 +218,38 @@ class SocketAggregator:
             inodes = self.owner_inodes.setdefault(dkey, [])
             if len(inodes) < _OWNER_SAMPLE:
                 inodes.append(inode)
+
+    def _accept(self, sport: int, state: int, dst: bytes, dport: int, inode: int, expires: int) -> None:
+        """Inbound connection of a listening port: waiting (inode 0: no file until accept()) or accepted;
+        a server-side TIME_WAIT is a connection the application accepted and closed (by age)."""
+        acc = self.accepts.get(sport)
+        if acc is None:
+            acc = self.accepts[sport] = [0, 0, 0, True, [], [], None]
+        if state == _ST_TIME_WAIT:
+            ages = acc[6]
+            if ages is None:
+                ages = acc[6] = [0] * _TW_AGES
+            age = (TIME_WAIT_LEN_MS - expires) // 1000
+            ages[age if 0 <= age < _TW_AGES else _TW_AGES - 1] += 1
+        elif inode:
+            acc[1] += 1
+            if inode > acc[2]:
+                acc[2] = inode
+            if len(acc[4]) < ACCEPT_SAMPLE:
+                acc[4].append(inode)
+            else:
+                acc[3] = False
+        else:
+            acc[0] += 1
+            if len(acc[5]) < ACCEPT_SAMPLE:
+                acc[5].append((dst, dport))
+            else:
+                acc[3] = False
+
+    def accepts_summary(self) -> tuple[PortAccepts, ...]:
+        return tuple(PortAccepts(socket.ntohs(sport), a[0], a[1], a[2], frozenset(a[4]), frozenset(a[5]), a[3],
+                                 tuple(a[6]) if a[6] is not None else ())
+                     for sport, a in sorted(self.accepts.items(), key=lambda kv: socket.ntohs(kv[0])))
 
     @gc_paused  # one object per distinct key, no cycles
     def summary(self) -> SocketSummary:
@@ -228,7 +277,7 @@ class SocketAggregator:
         sources = tuple(SourceUsage(source=source, port=port, states=_named_shared(shared, counts))
                         for (source, port), counts in srcs.items())
         return SocketSummary(total=self.total, by_state=_named(self.by_state),
-                             destinations=destinations, sources=sources)
+                             destinations=destinations, sources=sources, accepts=self.accepts_summary())
 
 
 def _merge(into: dict[K, list[int]], key: K, counts: list[int]) -> None:
