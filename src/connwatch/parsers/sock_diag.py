@@ -58,14 +58,14 @@ _V4MAPPED = b"\x00" * 10 + b"\xff\xff"
 _NSTATES = 13
 _OWNER_SAMPLE = 8  # ESTABLISHED inodes kept per destination to name the owners (bounded)
 ACCEPT_SAMPLE = 4096  # inodes (and waiting peers) kept per listening port to tell new accepts (bounded)
-_TW_AGES = 61  # server-side TIME_WAIT by age in whole seconds, 0..60 (TCP_TIMEWAIT_LEN)
+_TW_SLOTS, _TW_MASK = 64, 63  # server-side TIME_WAIT by age in whole seconds, 0..60 (TCP_TIMEWAIT_LEN)
 
 _ST_ESTABLISHED = int(TcpState.ESTABLISHED)
 _ST_SYN_SENT = int(TcpState.SYN_SENT)
 _ST_TIME_WAIT = int(TcpState.TIME_WAIT)
 _ST_CLOSE = int(TcpState.CLOSE)
 _ST_CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
-_ACCEPT_STATES = frozenset((_ST_ESTABLISHED, _ST_CLOSE_WAIT, _ST_TIME_WAIT))
+_QUEUE_STATES = (_ST_ESTABLISHED, _ST_CLOSE_WAIT)  # what an accept queue holds (a client may close first)
 
 
 def format_address(family: int, raw: bytes) -> str:
@@ -165,6 +165,7 @@ class SocketAggregator:
 
     def __init__(self, listen_ports: frozenset[int], tw_reuse_delay_ms: int | None = None) -> None:
         self.listen_ports = listen_ports
+        self.listen_raw = frozenset(socket.htons(p) for p in listen_ports)  # network order: no ntohs per socket
         # TIME_WAIT sockets with more than this left to live are younger than the reuse delay.
         self.young_expires = TIME_WAIT_LEN_MS - (tw_reuse_delay_ms if tw_reuse_delay_ms is not None else 1000)
         self.by_state = [0] * 16
@@ -173,8 +174,9 @@ class SocketAggregator:
         self.sources: dict[tuple[int, bytes, int], list[int]] = {}
         self.owner_inodes: dict[tuple[int, bytes, bytes, int], list[int]] = {}
         # per listening port (raw network-order key): [waiting, accepted, max inode, complete,
-        # inodes, waiting peers, TIME_WAIT ages]; see model.PortAccepts
+        # inodes, waiting peers]; server-side TIME_WAIT by age in s; see model.PortAccepts
         self.accepts: dict[int, list[Any]] = {}
+        self.closed: dict[int, list[int]] = {}
 
     def __call__(self, chunk: bytes) -> bool:
         offset = 0
@@ -196,14 +198,19 @@ class SocketAggregator:
             _rq: int, _wq: int, _uid: int, inode: int) -> None:
         self.total += 1
         self.by_state[state & 15] += 1
-        if socket.ntohs(sport) in self.listen_ports and state != _ST_SYN_SENT:
+        if sport in self.listen_raw and state != _ST_SYN_SENT:
             skey = (family, dst, sport)
             counts = self.sources.get(skey)
             if counts is None:
                 counts = self.sources[skey] = [0] * _NSTATES
             counts[state if state < _NSTATES else 0] += 1
-            if state in _ACCEPT_STATES:
-                self._accept(sport, state, dst, dport, inode, expires)
+            if state == _ST_TIME_WAIT:  # accepted and closed by the server: by age (inlined: the hot case)
+                ages = self.closed.get(sport)
+                if ages is None:
+                    ages = self.closed[sport] = [0] * _TW_SLOTS
+                ages[((TIME_WAIT_LEN_MS - expires) // 1000) & _TW_MASK] += 1  # 0..60 s; the mask only bounds
+            elif state in _QUEUE_STATES:
+                self._accept(sport, dst, dport, inode)
             return
         if state == _ST_CLOSE and dport == 0:
             return  # bound but unconnected: no destination yet
@@ -219,19 +226,12 @@ class SocketAggregator:
             if len(inodes) < _OWNER_SAMPLE:
                 inodes.append(inode)
 
-    def _accept(self, sport: int, state: int, dst: bytes, dport: int, inode: int, expires: int) -> None:
-        """Inbound connection of a listening port: waiting (inode 0: no file until accept()) or accepted;
-        a server-side TIME_WAIT is a connection the application accepted and closed (by age)."""
+    def _accept(self, sport: int, dst: bytes, dport: int, inode: int) -> None:
+        """An inbound connection of a listening port: waiting (inode 0: no file until accept()) or accepted."""
         acc = self.accepts.get(sport)
         if acc is None:
-            acc = self.accepts[sport] = [0, 0, 0, True, [], [], None]
-        if state == _ST_TIME_WAIT:
-            ages = acc[6]
-            if ages is None:
-                ages = acc[6] = [0] * _TW_AGES
-            age = (TIME_WAIT_LEN_MS - expires) // 1000
-            ages[age if 0 <= age < _TW_AGES else _TW_AGES - 1] += 1
-        elif inode:
+            acc = self.accepts[sport] = [0, 0, 0, True, [], []]
+        if inode:
             acc[1] += 1
             if inode > acc[2]:
                 acc[2] = inode
@@ -247,9 +247,13 @@ class SocketAggregator:
                 acc[3] = False
 
     def accepts_summary(self) -> tuple[PortAccepts, ...]:
-        return tuple(PortAccepts(socket.ntohs(sport), a[0], a[1], a[2], frozenset(a[4]), frozenset(a[5]), a[3],
-                                 tuple(a[6]) if a[6] is not None else ())
-                     for sport, a in sorted(self.accepts.items(), key=lambda kv: socket.ntohs(kv[0])))
+        out = []
+        for sport in sorted(self.accepts.keys() | self.closed.keys(), key=socket.ntohs):
+            a = self.accepts.get(sport, [0, 0, 0, True, [], []])
+            ages = self.closed.get(sport)
+            out.append(PortAccepts(socket.ntohs(sport), a[0], a[1], a[2], frozenset(a[4]), frozenset(a[5]), a[3],
+                                   tuple(ages[:61]) if ages is not None else ()))
+        return tuple(out)
 
     @gc_paused  # one object per distinct key, no cycles
     def summary(self) -> SocketSummary:
