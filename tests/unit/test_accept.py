@@ -19,6 +19,7 @@ from connwatch.attributes.accept_model import (
     size,
     verdict,
     waited_through,
+    with_resends,
 )
 from connwatch.model import PortAccepts
 from connwatch.parsers.sock_diag import ACCEPT_SAMPLE, SocketAggregator
@@ -105,14 +106,19 @@ def test_recommended_backlog_is_the_smallest_that_meets_the_target(rho: float, t
 def test_no_backlog_helps_when_arrivals_exceed_accepts() -> None:
     # queue full at both samples: accept rate = service rate; 60 offered for 40 accepted -> rho 1.5
     s = size(5.0, (6, 6), 40, 20, (True, True), 5, 4096)
-    assert s is not None and s.load == 1.5 and s.no_backlog_helps and s.recommended_backlog is None
-    assert s.predicted_drop_fraction == pytest.approx(loss(1.5, 6), abs=1e-4)
+    assert s is not None and s.load_with_resends == 1.5 and s.load == 1.0  # admitted = accepted: at capacity
+    assert s.no_backlog_helps and s.recommended_backlog is None
 
 
 def test_sizing_from_the_measured_drop_fraction() -> None:
     s = size(5.0, (0, 2), 98, 20, (False, False), 4, 4096)  # 100 admitted, 20 turned away
     assert s is not None and s.measured_drop_fraction == pytest.approx(20 / 120, abs=1e-4)
-    assert s.load is not None and loss(s.load, 5) == pytest.approx(20 / 120, abs=1e-3)
-    assert s.recommended_backlog == backlog_for(s.load, 0.01) and not s.no_backlog_helps
+    assert s.load_with_resends is not None and loss(s.load_with_resends, 5) == pytest.approx(20 / 120, abs=1e-3)
+    assert s.load == pytest.approx(s.load_with_resends * 100 / 120, abs=1e-3)  # re-sent SYNs taken out
+    # the fixed point at the current backlog gives back the measured fraction
+    assert s.predicted_drop_fraction == pytest.approx(20 / 120, abs=2e-3)
+    load, b = s.load, s.recommended_backlog
+    assert load is not None and b is not None and b == backlog_for(load / 0.99, 0.01) and not s.no_backlog_helps
+    assert with_resends(load, b + 1) <= 0.01 < with_resends(load, b)
     assert size(5.0, (0, 0), 0, 0, (False, False), 4, 4096) is not None  # no drops: nothing to estimate
     assert size(5.0, (0, 0), 10, None, (False, False), 4, 4096) is None  # drops unknown

@@ -28,7 +28,10 @@ class SizingFacts:
     accept loop; K = backlog + 1, what the kernel's accept queue holds). Loss probability
     P(K) = (1 - rho) rho^K / (1 - rho^(K+1)) with rho = lambda / mu (1 / (K + 1) at rho = 1). rho comes from
     the measured drop fraction at the current K (inverting P), or from arrivals / accepts when the queue
-    stayed full. Arrivals include re-sent SYNs (each is a new arrival to the kernel).
+    stayed full. A dropped SYN comes back (the client re-sends it), so the queue sees rho / (1 - p): the
+    predicted drop fraction p solves p = P(rho / (1 - p), K), and the recommended backlog is the smallest
+    with P(rho / (1 - target), K) <= target. Assumed: Poisson arrivals, exponential accept times, one
+    accepting thread (more threads: M/M/c/K drops less, so the advice errs large).
     """
 
     model: str
@@ -36,11 +39,14 @@ class SizingFacts:
     offered_per_s: float | None  # connection requests reaching the port: admitted + turned away, per second
     accepted_per_s: float | None  # accepted per second (lower bound)
     measured_drop_fraction: float | None  # turned away / offered in the interval
-    load: float | None  # rho = lambda / mu; None: not estimable (nothing turned away, queue never full)
+    load: float | None  # rho of new connections = their arrival rate / the accept capacity (re-sent SYNs
+    # taken out); None: not estimable (nothing turned away, or the queue never full while accepting)
+    load_with_resends: float | None  # rho as the queue saw it in the interval, re-sent SYNs included
     current_backlog: int | None
     predicted_drop_fraction: float | None  # P(K) at the current backlog and the estimated load
     recommended_backlog: int | None  # None when no backlog helps, or when nothing needs changing
-    no_backlog_helps: bool  # rho >= 1: arrivals above the accept rate; a longer queue only adds waiting
+    no_backlog_helps: bool  # arrivals above the accept rate (rho >= 1, or the queue full at both samples):
+    # a longer queue only adds waiting
     somaxconn: int | None
     capped_by_somaxconn: bool  # the recommendation exceeds somaxconn: raise it too
 

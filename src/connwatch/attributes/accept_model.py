@@ -162,6 +162,18 @@ def backlog_for(rho: float, target: float) -> int | None:
     return max(lo - 1, 0)
 
 
+def with_resends(rho0: float, k: int) -> float:
+    """The drop fraction p where re-sent SYNs are in balance: each dropped SYN comes back (a Linux client
+    re-sends it after 1, 2, 3 ... s), so the load the queue sees is rho0 / (1 - p): p = P(rho0 / (1 - p), K)."""
+    if rho0 >= 1.0:  # no balance: clients give up instead; without re-sends it is at least this
+        return loss(rho0, k)
+    lo, hi = 0.0, 1.0 - 1e-9  # g(p) = P(rho0 / (1 - p), K) - p is positive at 0 and falls through the root
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if loss(rho0 / (1 - mid), k) > mid else (lo, mid)
+    return (lo + hi) / 2
+
+
 def size(interval: float, waiting: tuple[int, int], accepted: int, turned_away: int | None,
          full: tuple[bool, bool], backlog: int | None, somaxconn: int | None) -> SizingFacts | None:
     """The sizing for one port over the interval (see SizingFacts); None without a backlog or drop count."""
@@ -170,18 +182,24 @@ def size(interval: float, waiting: tuple[int, int], accepted: int, turned_away: 
     admitted = max(accepted + waiting[1] - waiting[0], accepted, 0)
     offered = admitted + turned_away
     measured = turned_away / offered if offered else None
-    rho: float | None = None
+    rho: float | None = None  # the load the queue saw, re-sent SYNs included
     if all(full) and accepted:
         rho = offered / accepted  # the queue never emptied: the accept rate is the service rate
     elif turned_away and measured is not None and accepted:
         rho = load_from_loss(measured, backlog + 1)
-    predicted = loss(rho, backlog + 1) if rho is not None else None
-    helps_not = rho is not None and rho >= 1.0
-    recommended = backlog_for(rho, DROP_TARGET) if rho is not None and not helps_not else None
-    if predicted is not None and predicted <= DROP_TARGET and recommended is not None:
-        recommended = min(recommended, backlog)
+    fresh = None if rho is None or measured is None else rho * (1 - measured)  # re-sends taken out
+    helps_not = fresh is not None and (fresh >= 1.0 or all(full))
+    predicted = None if fresh is None else with_resends(fresh, backlog + 1)
+    recommended = None
+    if fresh is not None and not helps_not:
+        recommended = backlog_for(fresh / (1 - DROP_TARGET), DROP_TARGET)
+        if recommended is not None and predicted is not None and predicted <= DROP_TARGET:
+            recommended = min(recommended, backlog)
     capped = recommended is not None and somaxconn is not None and recommended > somaxconn
     return SizingFacts(MODEL, DROP_TARGET, round(offered / interval, 3), round(accepted / interval, 3),
-                       None if measured is None else round(measured, 4), None if rho is None else round(rho, 4),
-                       backlog, None if predicted is None else round(predicted, 4), recommended, helps_not,
-                       somaxconn, capped)
+                       _r(measured), _r(fresh), _r(rho), backlog, _r(predicted), recommended, helps_not, somaxconn,
+                       capped)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)

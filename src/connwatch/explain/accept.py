@@ -58,7 +58,9 @@ def sizing_words(s: SizingFacts | None) -> str:
     if s.measured_drop_fraction is not None and s.offered_per_s is not None:
         measured = (f"{format_number(round(100 * s.measured_drop_fraction, 2))} % of "
                     f"{format_number(s.offered_per_s)} requests/s were turned away, ")
-    head = f"Load: {measured}an estimated load of {format_number(s.load)} (arrivals / accept capacity, {s.model})"
+    resent = f", {format_number(s.load_with_resends)} with re-sent SYNs" if s.load_with_resends is not None else ""
+    head = (f"Load: {measured}an estimated load of {format_number(s.load)} (new connections / accept capacity"
+            f"{resent}; {s.model})")
     if s.no_backlog_helps:
         return (f"{head}: arrivals exceed the accept rate for good, so no backlog keeps drops under {pct} %; a "
                 "longer queue only makes clients wait longer. Add accept capacity (workers, SO_REUSEPORT "
