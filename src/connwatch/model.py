@@ -160,6 +160,9 @@ class Sysctls:
     tcp_fin_timeout: int | None = None
     tcp_syn_retries: int | None = None  # how often a client re-sends an unanswered SYN
     tcp_syn_linear_timeouts: int | None = None  # retries at 1 s before doubling (kernels since 6.x)
+    nf_conntrack_max: int | None = None  # conntrack table size (one global value; read-only in a child netns)
+    tcp_mem: tuple[int, int, int] | None = None  # pages: min, pressure, max (host-wide; absent in a child netns)
+    file_max: int | None = None  # host-wide file handle limit (third column of /proc/sys/fs/file-nr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,9 @@ class Snapshot:
     statuses: tuple[SourceStatus, ...] = ()
     limitations: tuple[str, ...] = field(default=())  # what this sample could not see, in words
     netns: NetnsInfo | None = None  # the namespace sampled; None = the reader's own, not enumerated
+    conntrack_count: int | None = None  # nf_conntrack_count of this namespace; None: no conntrack here
+    conntrack_stats: Mapping[str, int] | None = None  # /proc/net/stat/nf_conntrack summed over CPUs
+    files_allocated: int | None = None  # host-wide allocated file handles (first column of file-nr)
 
     def counter(self, name: str) -> int | None:
         return self.counters.get(name)
