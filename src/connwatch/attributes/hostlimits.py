@@ -107,8 +107,9 @@ def _memory(prev: Snapshot, cur: Snapshot, interval: float) -> list[Measurement]
 
 
 def _files(cur: Snapshot) -> list[Measurement]:
+    """Host-wide: judged once, in connwatch's own namespace (every namespace shows the same file-nr)."""
     allocated, maximum = cur.files_allocated, cur.sysctls.file_max
-    if allocated is None or not maximum:
+    if allocated is None or not maximum or (cur.netns is not None and not cur.netns.own):
         return []
     owners = tuple(OwnerFds(x.endpoint, x.owner.pid, x.owner.command, x.owner.open_fds, x.owner.fd_limit)
                    for x in cur.listeners if x.owner is not None and x.owner.open_fds is not None)
