@@ -80,3 +80,15 @@ def test_not_available_is_not_zero() -> None:
     empty = dataclasses.replace(_snap(0.0, 0, 0, 0, 0), conntrack_count=None, conntrack_stats=None,
                                 files_allocated=None, sysctls=Sysctls())
     assert measure(empty, empty) == []
+
+
+def test_snapshot_json_keeps_the_host_limits() -> None:
+    import json
+
+    from connwatch.snapshot_json import from_dict, to_dict
+
+    snap = _snap(1.0, 600, 5, 100, 0)
+    back = from_dict(json.loads(json.dumps(to_dict(snap))), "snap.json")
+    assert (back.conntrack_count, back.conntrack_stats, back.files_allocated) == \
+        (snap.conntrack_count, snap.conntrack_stats, snap.files_allocated)
+    assert back.sysctls == snap.sysctls  # tcp_mem comes back a tuple
