@@ -92,7 +92,7 @@ def test_stopped_server_is_called_stuck_within_two_samples(ns: Netns, tmp_path: 
     # kernel's own accept queue (ss Recv-Q) holds at least as many afterwards.
     assert a["value"] == d["waited_through"] == d["waiting_before"] > 0
     assert d["waiting_before"] <= d["waiting_now"] <= after
-    assert inodes(ns, PORT).count(0) == after
+    assert inodes(ns, PORT).count(0) >= after  # read after Recv-Q; arrivals go on
     assert d["owners"][0]["pid"] == stuck.pid and d["owners"][0]["state"] == "stopped"
     assert "Stuck:" in a["explanation"] and "a bigger backlog will not help" in a["explanation"]
     assert f"pid {stuck.pid} (python3) is stopped" in a["explanation"] or "is stopped" in a["explanation"]

@@ -9,6 +9,7 @@ the number of distinct (source, port) and (local, destination) keys, not by file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from collections.abc import Iterator
@@ -310,6 +311,9 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
         agg = SocketAggregator(ports, cap.sysctls.tcp_tw_reuse_delay)
         _second_pass(cap, agg)
         summary = agg.summary()
+        if not all(kind in (fmt.PROC_TCP, fmt.PROC_TCP6) for _f, kind, _e in cap.conn_files):
+            # only /proc/net/tcp carries socket inodes: elsewhere "inode 0" would read as "not accepted yet"
+            summary = dataclasses.replace(summary, accepts=None)
     listeners.sort(key=lambda x: (x.port, x.family, x.address))
     if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD,
                                                                        fmt.POWERSHELL_TCP, fmt.ZOS_CONN, fmt.LSOF,
