@@ -131,7 +131,7 @@ def drop_fraction(ns: Netns, seconds: float) -> tuple[float, int]:
 MU, LAMBDA, TOLERANCE, RECOMMENDED_TOLERANCE = 40.0, 36.0, 0.08, 0.02
 
 
-def test_predicted_drops_and_recommended_backlog_hold_against_the_kernel(ns: Netns) -> None:
+def test_predicted_drops_and_recommended_backlog_hold_against_the_kernel(ns: Netns, tmp_path: Any) -> None:
     """Poisson arrivals at 36/s against an accept loop of exponential pace 40/s (rho 0.9) and a backlog of 4:
     connwatch's predicted drop fraction for the current backlog is checked against the namespace's own
     ListenOverflows / (ListenOverflows + PassiveOpens) over the next window (within 0.08), then the
@@ -153,6 +153,14 @@ def test_predicted_drops_and_recommended_backlog_hold_against_the_kernel(ns: Net
     assert total > 200 and abs(s["predicted_drop_fraction"] - later) <= TOLERANCE, (s, later)
     backlog = s["recommended_backlog"]
     assert backlog is not None and 4 < backlog <= 4096
+    # the same advice in the port's BacklogRejectsByPort alert (check's own two samples)
+    report = check(ns, tmp_path, "3")
+    a = alert(report, "BacklogRejectsByPort", PORT)
+    accept = a["detail"]["accept"]
+    assert accept["verdict"] in ("burst", "saturated") and accept["sizing"]["recommended_backlog"] > 4
+    assert a["value"] == accept["turned_away"]
+    assert f"Raise the backlog to at least {accept['sizing']['recommended_backlog']}" in a["action"]
+    assert "somaxconn" in a["action"] and "backlog=N" in a["action"] and "511" in a["action"]
     for proc in first:  # the first load ends: the namespace's counters now see only the second server
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
