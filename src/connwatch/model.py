@@ -127,7 +127,7 @@ class PortAccepts:
     accepted: int  # ESTABLISHED/CLOSE_WAIT with an inode: accepted and still open
     max_inode: int  # the largest inode among the accepted (0 when none)
     inodes: frozenset[int]  # inodes of accepted connections, at most ACCEPT_SAMPLE (all when complete)
-    waiting_keys: frozenset[tuple[bytes, int]]  # (remote address, remote port) of waiting connections, bounded
+    waiting_keys: frozenset[int]  # waiting connections' socket cookies (else peer address+port), bounded
     complete: bool  # inodes and waiting_keys hold every connection (neither bound was reached)
     closed_by_age: tuple[int, ...] = ()  # server-side TIME_WAIT sockets by age in whole seconds (index = s)
 

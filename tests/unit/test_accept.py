@@ -25,7 +25,6 @@ from connwatch.model import PortAccepts
 from connwatch.parsers.sock_diag import ACCEPT_SAMPLE, SocketAggregator
 
 FIX = Path(__file__).parents[1] / "fixtures" / "netlink"
-PEER = b"\x7f" + b"\0" * 15
 
 
 def _recorded() -> dict[int, PortAccepts]:
@@ -49,7 +48,7 @@ def test_recorded_queue_is_inode_zero_and_matches_the_listener_queue() -> None:
 def _acc(waiting: int = 0, inodes: tuple[int, ...] = (), keys: tuple[int, ...] = (), complete: bool = True,
          ages: tuple[int, ...] = ()) -> PortAccepts:
     return PortAccepts(80, waiting, len(inodes), max(inodes, default=0), frozenset(inodes),
-                       frozenset((PEER, k) for k in keys), complete, ages)
+                       frozenset(keys), complete, ages)
 
 
 def test_new_accepts_exact_by_inode_set_and_a_lower_bound_by_order() -> None:

@@ -6,7 +6,7 @@ sock_diag reports `idiag_inode = sock_i_ino(sk)` (net/ipv4/inet_diag.c), which i
 `sk->sk_socket` is NULL (net/core/sock.c). accept() (net/socket.c do_accept) allocates a socket whose
 inode number comes from get_next_ino() and grafts it onto the child: from then on it has an inode.
 The accept queue is FIFO (reqsk_queue_remove takes the head): a connection waiting at both samples
-(same peer address and port) waited longer than the interval, and if every connection waiting at the
+(the same socket cookie) waited longer than the interval, and if every connection waiting at the
 previous sample still waits, the application accepted nothing in between.
 
 New accepts without per-socket state across samples: the aggregator keeps at most ACCEPT_SAMPLE
@@ -63,7 +63,7 @@ def closed_within(acc: PortAccepts, interval_s: float) -> int:
 
 
 def waited_through(prev: PortAccepts, cur: PortAccepts) -> int:
-    """Connections waiting in the accept queue at both samples (same peer address and port)."""
+    """Connections waiting in the accept queue at both samples (the same socket: same cookie)."""
     return len(prev.waiting_keys & cur.waiting_keys)
 
 

@@ -7,7 +7,7 @@ from connwatch.attributes.accept_facts import BURST, SATURATED, STUCK, AcceptFac
 from connwatch.findings import Explanation, Finding, format_number
 
 TEXT = ("AcceptActivity counts the connections of the port that were waiting in its accept queue at the "
-        "previous sample and still wait now (same peer address and port; a queued connection has no file, "
+        "previous sample and still wait now (the same socket by its cookie; a queued connection has no file, "
         "so sock_diag shows inode 0 until accept()): they waited longer than the interval. The detail says "
         "whether the owner is stuck (accepted nothing), saturated, or hit by a burst.")
 

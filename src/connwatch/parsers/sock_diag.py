@@ -194,7 +194,7 @@ class SocketAggregator:
         return False
 
     def add(self, family: int, state: int, _timer: int, _retrans: int, sport: int, dport: int,
-            src: bytes, dst: bytes, _if: int, _ck0: int, _ck1: int, expires: int,
+            src: bytes, dst: bytes, _if: int, ck0: int, ck1: int, expires: int,
             _rq: int, _wq: int, _uid: int, inode: int) -> None:
         self.total += 1
         self.by_state[state & 15] += 1
@@ -210,7 +210,7 @@ class SocketAggregator:
                     ages = self.closed[sport] = [0] * _TW_SLOTS
                 ages[((TIME_WAIT_LEN_MS - expires) // 1000) & _TW_MASK] += 1  # 0..60 s; the mask only bounds
             elif state in _QUEUE_STATES:
-                self._accept(sport, dst, dport, inode)
+                self._accept(sport, (ck1 << 32) | ck0 or int.from_bytes(dst) << 16 | dport, inode)
             return
         if state == _ST_CLOSE and dport == 0:
             return  # bound but unconnected: no destination yet
@@ -226,8 +226,10 @@ class SocketAggregator:
             if len(inodes) < _OWNER_SAMPLE:
                 inodes.append(inode)
 
-    def _accept(self, sport: int, dst: bytes, dport: int, inode: int) -> None:
-        """An inbound connection of a listening port: waiting (inode 0: no file until accept()) or accepted."""
+    def _accept(self, sport: int, key: int, inode: int) -> None:
+        """An inbound connection of a listening port: waiting (inode 0: no file until accept()) or accepted.
+        `key` names a waiting connection across samples: its socket cookie (never reused), or without one
+        (/proc/net/tcp) its peer address and port."""
         acc = self.accepts.get(sport)
         if acc is None:
             acc = self.accepts[sport] = [0, 0, 0, True, [], []]
@@ -242,7 +244,7 @@ class SocketAggregator:
         else:
             acc[0] += 1
             if len(acc[5]) < ACCEPT_SAMPLE:
-                acc[5].append((dst, dport))
+                acc[5].append(key)
             else:
                 acc[3] = False
 
