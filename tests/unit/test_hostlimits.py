@@ -92,3 +92,16 @@ def test_snapshot_json_keeps_the_host_limits() -> None:
     assert (back.conntrack_count, back.conntrack_stats, back.files_allocated) == \
         (snap.conntrack_count, snap.conntrack_stats, snap.files_allocated)
     assert back.sysctls == snap.sysctls  # tcp_mem comes back a tuple
+
+
+def test_metrics_carry_the_host_limits() -> None:
+    from connwatch.outputs.prometheus import _host_families
+
+    families = {f.name: f for f in _host_families(_snap(1.0, 600, 5, 100, 0))}
+    usage = {s.labels["key"]: s.value for s in families["connwatch_host_limit_usage"].samples}
+    assert usage["conntrack_entries"] == 600 and usage["files_allocated"] > 0
+    stats = {s.labels["stat"]: s.value for s in families["connwatch_conntrack_stat"].samples
+             if s.name.endswith("_total")}
+    assert stats["drop"] == 5
+    sysctls = {s.labels["sysctl"]: s.value for s in families["connwatch_sysctl"].samples}
+    assert sysctls["nf_conntrack_max"] == 1000 and sysctls["tcp_mem_max"] > sysctls["tcp_mem_pressure"]
