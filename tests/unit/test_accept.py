@@ -121,3 +121,19 @@ def test_sizing_from_the_measured_drop_fraction() -> None:
     assert with_resends(load, b + 1) <= 0.01 < with_resends(load, b)
     assert size(5.0, (0, 0), 0, 0, (False, False), 4, 4096) is not None  # no drops: nothing to estimate
     assert size(5.0, (0, 0), 10, None, (False, False), 4, 4096) is None  # drops unknown
+
+
+def test_text_listings_never_read_as_queued(tmp_path: Path) -> None:
+    """ss/netstat text has no socket inodes: two captures of a busy server must not make every ESTABLISHED
+    connection 'waiting since the previous sample' (a false stuck verdict). Only /proc/net/tcp counts."""
+    import json
+    import subprocess
+    import sys
+
+    ss = Path(__file__).parents[1] / "fixtures" / "captures" / "ss" / "ss_tupna_rhel.txt"  # listeners + inbound
+    done = subprocess.run([sys.executable, "-m", "connwatch", "analyze", "--format", "json", "--interval", "5",
+                           str(ss), str(ss)], capture_output=True, text=True, timeout=120)
+    report = json.loads(done.stdout)
+    assert not [f for f in report["findings"] if f["attribute"] == "AcceptActivity"]  # before the fix: an alert
+    assert not [a for a in report["alerts"] if a["attribute"] == "AcceptActivity"]
+    assert [u for u in report["unsupported"] if u["check"] == "AcceptActivity" and "inodes" in u["reason"]]
