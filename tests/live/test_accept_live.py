@@ -171,3 +171,18 @@ def test_predicted_drops_and_recommended_backlog_hold_against_the_kernel(ns: Net
     print(f"sizing: load {s['load']} ({s['load_with_resends']} with re-sends), predicted {s['predicted_drop_fraction']}"
           f" measured next {later:.4f}; recommended backlog {backlog}: measured {after:.4f} of {total}")
     assert total > 250 and after <= s["target_drop_fraction"] + RECOMMENDED_TOLERANCE, (backlog, after)
+
+
+def test_stuck_owner_at_its_fd_limit_is_said(ns: Netns, tmp_path: Any) -> None:
+    """accept() fails with EMFILE: the queue cannot drain; the verdict is stuck and names the fd limit."""
+    ns.python("listener.py", "--port", str(PORT), "--backlog", "16", "--accept", "--max-fds", "64")
+    ns.python("arrivals.py", "--port", str(PORT), "--rate", "0", "--duration", "0", "--count", "5", "--hold", "60")
+    assert poll(lambda: recv_q(ns, PORT) == 5, 10), recv_q(ns, PORT)
+    report = check(ns, tmp_path)
+    a = alert(report, "AcceptActivity", PORT)
+    d = a["detail"]
+    assert d["verdict"] == "stuck" and a["value"] == d["waiting_before"] == d["waiting_now"] == recv_q(ns, PORT) == 5
+    [owner] = d["owners"]
+    assert owner["at_fd_limit"] and owner["fd_limit"] == 64 and owner["open_fds"] == 64
+    assert "holds 64 of its 64 file descriptors: accept() fails with EMFILE" in a["explanation"]
+    assert "LimitNOFILE" in a["action"]
