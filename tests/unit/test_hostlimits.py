@@ -105,3 +105,20 @@ def test_metrics_carry_the_host_limits() -> None:
     assert stats["drop"] == 5
     sysctls = {s.labels["sysctl"]: s.value for s in families["connwatch_sysctl"].samples}
     assert sysctls["nf_conntrack_max"] == 1000 and sysctls["tcp_mem_max"] > sysctls["tcp_mem_pressure"]
+
+
+def test_analyze_reads_the_host_limits_from_sysctl_a(tmp_path: Path) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    capture = tmp_path / "sysctl_-a"
+    shutil.copy(FIX / "sysctl_a_grep.kernel-6.18", capture)
+    done = subprocess.run([sys.executable, "-m", "connwatch", "analyze", "--format", "json", str(capture)],
+                          capture_output=True, text=True, timeout=120)
+    report = json.loads(done.stdout)
+    values = {m["attribute"]: m["value"] for m in report["findings"]}
+    assert values["ConntrackTableUsage"] == round(100 * 20 / 262144, 3)
+    assert values["FileHandleUsage"] == round(100 * 877 / 2466116, 3)
+    assert "TcpMemoryUsage" in {u["check"] for u in report["unsupported"]}  # no tcp_mem in a child namespace
