@@ -75,9 +75,9 @@ def sizing_words(s: SizingFacts | None) -> str:
             f"times assumed; bursts beyond them need more).{cap}")
 
 
-STUCK_ACTION = ("Look at the owner, not the backlog: py-spy dump / gdb / `cat /proc/PID/stack`, strace -p PID for "
-                "where the accept loop is blocked; raise LimitNOFILE if it is at its fd limit; restart it if it is "
-                "stopped or deadlocked.")
+STUCK_ACTION = ("Look at the owner, not the backlog (it accepts nothing: py-spy dump, gdb or `cat /proc/PID/stack`, "
+                "and strace -p PID show where its accept loop is blocked). Raise LimitNOFILE if it is at its fd "
+                "limit; restart it if it is stopped or deadlocked.")
 
 
 def action_words(d: AcceptFacts) -> str:
