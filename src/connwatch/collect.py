@@ -17,6 +17,7 @@ from connwatch.model import DestinationUsage, Listener, Process, Snapshot, Socke
 from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
 from connwatch.sources import netlink, processes, recorded
+from connwatch.sources.hostlimits import read_host_limits
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
 
 T = TypeVar("T")
@@ -255,11 +256,16 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS) -> Snapshot:
     statuses += st
     sockstat, st = read_sockstat(proc)
     statuses += st
+    hl, st1 = read_host_limits(proc)
+    statuses.append(st1)
+    sysctls = dataclasses.replace(sysctls, nf_conntrack_max=hl.conntrack_max, tcp_mem=hl.tcp_mem,
+                                  file_max=hl.file_max)
     listeners.sort(key=lambda x: (x.port, x.family, x.address, x.inode))
     return Snapshot(
         taken_at=taken_at, monotonic=mono, host=read_host(proc), counters=counters, sockstat=sockstat,
         sysctls=sysctls, listeners=tuple(listeners), sockets=summary, statuses=tuple(statuses),
-        limitations=tuple(limits),
+        limitations=tuple(limits), conntrack_count=hl.conntrack_count, conntrack_stats=hl.conntrack_stats,
+        files_allocated=hl.files_allocated,
     )
 
 

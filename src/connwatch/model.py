@@ -49,6 +49,7 @@ class Process:
     started_at: float | None = None  # epoch seconds
     open_fds: int | None = None
     fd_limit: int | None = None  # soft RLIMIT_NOFILE
+    state: str | None = None  # psutil status: "sleeping", "running", "stopped", "disk-sleep", "zombie", ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,25 @@ class SourceUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class PortAccepts:
+    """Inbound connections of one listening port, split by whether the application accepted them.
+
+    A connection that completed its handshake sits in the listener's accept queue with no file until
+    accept() grafts one onto it: sock_diag reports its inode as 0 (net/core/sock.c sock_i_ino(): 0 while
+    sk->sk_socket is NULL; net/socket.c do_accept() allocates the socket inode with get_next_ino()).
+    """
+
+    port: int
+    waiting: int  # ESTABLISHED/CLOSE_WAIT with inode 0: in the accept queue, not accepted yet
+    accepted: int  # ESTABLISHED/CLOSE_WAIT with an inode: accepted and still open
+    max_inode: int  # the largest inode among the accepted (0 when none)
+    inodes: frozenset[int]  # inodes of accepted connections, at most ACCEPT_SAMPLE (all when complete)
+    waiting_keys: frozenset[int]  # waiting connections' socket cookies (else peer address+port), bounded
+    complete: bool  # inodes and waiting_keys hold every connection (neither bound was reached)
+    closed_by_age: tuple[int, ...] = ()  # server-side TIME_WAIT sockets by age in whole seconds (index = s)
+
+
+@dataclass(frozen=True, slots=True)
 class SocketSummary:
     """Aggregates over every non-listening TCP socket, built while parsing (no per-socket objects)."""
 
@@ -120,6 +140,7 @@ class SocketSummary:
     by_state: Mapping[str, int]
     destinations: tuple[DestinationUsage, ...] = ()
     sources: tuple[SourceUsage, ...] = ()
+    accepts: tuple[PortAccepts, ...] | None = None  # per listening port; None = not counted (no inodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +160,9 @@ class Sysctls:
     tcp_fin_timeout: int | None = None
     tcp_syn_retries: int | None = None  # how often a client re-sends an unanswered SYN
     tcp_syn_linear_timeouts: int | None = None  # retries at 1 s before doubling (kernels since 6.x)
+    nf_conntrack_max: int | None = None  # conntrack table size (one global value; read-only in a child netns)
+    tcp_mem: tuple[int, int, int] | None = None  # pages: min, pressure, max (host-wide; absent in a child netns)
+    file_max: int | None = None  # host-wide file handle limit (third column of /proc/sys/fs/file-nr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +262,9 @@ class Snapshot:
     statuses: tuple[SourceStatus, ...] = ()
     limitations: tuple[str, ...] = field(default=())  # what this sample could not see, in words
     netns: NetnsInfo | None = None  # the namespace sampled; None = the reader's own, not enumerated
+    conntrack_count: int | None = None  # nf_conntrack_count of this namespace; None: no conntrack here
+    conntrack_stats: Mapping[str, int] | None = None  # /proc/net/stat/nf_conntrack summed over CPUs
+    files_allocated: int | None = None  # host-wide allocated file handles (first column of file-nr)
 
     def counter(self, name: str) -> int | None:
         return self.counters.get(name)

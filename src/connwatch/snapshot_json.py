@@ -63,6 +63,10 @@ def to_dict(snap: Snapshot) -> dict[str, Any]:
     }
     if snap.netns is not None:  # only on per-namespace samples: single-namespace captures are unchanged
         out["netns"] = netns_dict(snap.netns)
+    if snap.conntrack_count is not None or snap.files_allocated is not None:  # host limits (issue 16)
+        out["conntrack"] = {"count": snap.conntrack_count, "stats": None if snap.conntrack_stats is None
+                            else dict(snap.conntrack_stats)}
+        out["files_allocated"] = snap.files_allocated
     return out
 
 
@@ -76,8 +80,9 @@ def _build(cls: Any, data: Mapping[str, Any], source: str) -> Any:
 
 def _sysctls(data: Mapping[str, Any], source: str) -> Sysctls:
     fixed = dict(data)
-    if fixed.get("ip_local_port_range") is not None:
-        fixed["ip_local_port_range"] = tuple(fixed["ip_local_port_range"])
+    for pair in ("ip_local_port_range", "tcp_mem"):
+        if fixed.get(pair) is not None:
+            fixed[pair] = tuple(fixed[pair])
     if fixed.get("ip_local_reserved_ports") is not None:
         fixed["ip_local_reserved_ports"] = tuple(tuple(r) for r in fixed["ip_local_reserved_ports"])
     return _build(Sysctls, fixed, source)  # type: ignore[no-any-return]
@@ -101,6 +106,14 @@ def _sockets(data: Mapping[str, Any] | None, source: str) -> SocketSummary | Non
                          destinations=dests, sources=srcs)
 
 
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _stats(data: Any) -> dict[str, int] | None:
+    return None if data is None else {str(k): int(v) for k, v in data.items()}
+
+
 def from_dict(data: Any, source: str) -> Snapshot:
     """Rebuild a Snapshot written by to_dict; ParseError naming `source` when it is not one."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -117,6 +130,9 @@ def from_dict(data: Any, source: str) -> Snapshot:
             statuses=tuple(_build(SourceStatus, x, source) for x in data.get("sources", [])),
             limitations=tuple(str(x) for x in data.get("limitations", [])),
             netns=_netns(data.get("netns"), source),
+            conntrack_count=_opt_int((data.get("conntrack") or {}).get("count")),
+            conntrack_stats=_stats((data.get("conntrack") or {}).get("stats")),
+            files_allocated=_opt_int(data.get("files_allocated")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ParseError(source, f"bad snapshot field: {exc}") from exc

@@ -37,7 +37,8 @@ def test_registry_is_the_one_list_of_attributes() -> None:
     names = list(specs())
     assert names[:5] == ["BacklogRejectsByPort", "AcceptQueueFill", "ListenOverflows", "SynQueueDrops",
                          "SynCookiesSent"]
-    assert len(names) == len(set(names)) == 13 and [s.name for s in subjects()] == ["backlog", "ephemeral", "sources"]
+    assert len(names) == len(set(names)) == 19 and [s.name for s in subjects()] == ["backlog", "ephemeral", "sources",
+                                                                                  "accept", "hostlimits"]
     assert known_attributes()["BacklogRejectsByPort"] == ("requests", True)
     assert {r.attribute for r in default_rules()} == set(names)
     for spec in specs().values():  # every spec explains its own facts: words from a real measurement

@@ -9,6 +9,7 @@ the number of distinct (source, port) and (local, destination) keys, not by file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from connwatch import snapshot_json
 from connwatch.analyze import detect as fmt
 from connwatch.analyze.hostfacts import (
+    host_counts,
     merge_sysctls,
     parse_date,
     parse_sysctl_lines,
@@ -61,6 +63,9 @@ class Capture:
     counters: dict[str, int] = field(default_factory=dict)
     sockstat: dict[str, int] = field(default_factory=dict)
     sysctls: Sysctls = field(default_factory=Sysctls)
+    conntrack_count: int | None = None  # `sysctl -a` net.netfilter.nf_conntrack_count
+    conntrack_stats: dict[str, int] | None = None  # `conntrack -S`, summed over CPUs
+    files_allocated: int | None = None  # `sysctl -a` fs.file-nr
     listeners: dict[tuple[int, str, int], list[Listener]] = field(default_factory=dict)
     uptime_s: float | None = None
     taken_at: float | None = None  # from a `date` file in the capture
@@ -158,6 +163,7 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     elif kind == fmt.CONNTRACK_S:
         stats = parse_conntrack_stats(lines, f.name)
         cap.notes.append(conntrack_note(stats, f.label))
+        cap.conntrack_stats = stats
         return stats["cpus"]
     elif kind == fmt.NETSH_DYNAMICPORT:
         cap.sysctls = merge_sysctls(cap.sysctls, Sysctls(ip_local_port_range=parse_netsh_dynamicport(lines, f.name)))
@@ -165,6 +171,9 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     elif kind == fmt.SYSCTL_A:
         values = parse_sysctl_lines(lines, f.name)
         cap.sysctls = merge_sysctls(cap.sysctls, sysctls_from(values, f.name))
+        count, files = host_counts(values, f.name)
+        cap.conntrack_count = count if count is not None else cap.conntrack_count
+        cap.files_allocated = files if files is not None else cap.files_allocated
         return len(values)
     else:
         return _first_pass_sockets(cap, f, kind, enc)
@@ -310,6 +319,9 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
         agg = SocketAggregator(ports, cap.sysctls.tcp_tw_reuse_delay)
         _second_pass(cap, agg)
         summary = agg.summary()
+        if not all(kind in (fmt.PROC_TCP, fmt.PROC_TCP6) for _f, kind, _e in cap.conn_files):
+            # only /proc/net/tcp carries socket inodes: elsewhere "inode 0" would read as "not accepted yet"
+            summary = dataclasses.replace(summary, accepts=None)
     listeners.sort(key=lambda x: (x.port, x.family, x.address))
     if any(x.backlog is None for x in listeners) and cap.formats & {fmt.NETSTAT_WINDOWS, fmt.NETSTAT_BSD,
                                                                        fmt.POWERSHELL_TCP, fmt.ZOS_CONN, fmt.LSOF,
@@ -327,6 +339,12 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
         listeners=tuple(listeners) if listeners or not base else base.listeners,
         sockets=summary if summary is not None else (base.sockets if base else None),
         statuses=base.statuses if base else (), limitations=tuple(cap.notes),
+        conntrack_count=cap.conntrack_count if cap.conntrack_count is not None else (
+            base.conntrack_count if base else None),
+        conntrack_stats=cap.conntrack_stats if cap.conntrack_stats is not None else (
+            base.conntrack_stats if base else None),
+        files_allocated=cap.files_allocated if cap.files_allocated is not None else (
+            base.files_allocated if base else None),
     )
 
 

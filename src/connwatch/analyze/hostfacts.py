@@ -14,6 +14,7 @@ from datetime import UTC
 
 from connwatch.errors import ParseError
 from connwatch.model import Sysctls
+from connwatch.parsers.hostlimits import parse_int_triple
 from connwatch.parsers.sysctl import parse_int, parse_port_range
 
 # sysctl name -> Sysctls field. BSD names map to the same meaning.
@@ -25,7 +26,10 @@ SYSCTL_FIELDS = {
     "net.ipv4.tcp_max_tw_buckets": "tcp_max_tw_buckets", "net.ipv4.tcp_max_orphans": "tcp_max_orphans",
     "net.ipv4.tcp_fin_timeout": "tcp_fin_timeout", "net.ipv4.tcp_syn_retries": "tcp_syn_retries",
     "net.ipv4.tcp_syn_linear_timeouts": "tcp_syn_linear_timeouts",
+    "net.netfilter.nf_conntrack_max": "nf_conntrack_max", "fs.file-max": "file_max",
 }
+# Values of `sysctl -a` that are not settings: the namespace's conntrack count, the host's file handles.
+CONNTRACK_COUNT, FILE_NR, TCP_MEM = "net.netfilter.nf_conntrack_count", "fs.file-nr", "net.ipv4.tcp_mem"
 PORT_RANGE = "net.ipv4.ip_local_port_range"
 BSD_FIRST, BSD_LAST = "net.inet.ip.portrange.first", "net.inet.ip.portrange.last"
 _SYS_FILE = re.compile(r"(?:^|/)sys/(net/(?:core|ipv4)/[a-z_]+)$")
@@ -86,7 +90,7 @@ def parse_sysctl_lines(lines: Iterable[str], source: str) -> dict[str, str]:
         if not sep:
             raise ParseError(source, "expected 'name = value'", number)
         name = name.strip()
-        if name in SYSCTL_FIELDS or name in (PORT_RANGE, BSD_FIRST, BSD_LAST):
+        if name in SYSCTL_FIELDS or name in (PORT_RANGE, BSD_FIRST, BSD_LAST, CONNTRACK_COUNT, FILE_NR, TCP_MEM):
             out[name] = value.strip()
     return out
 
@@ -101,7 +105,18 @@ def sysctls_from(values: dict[str, str], source: str) -> Sysctls:
         fields["ip_local_port_range"] = parse_port_range(values[PORT_RANGE], f"{source} ({PORT_RANGE})")
     elif BSD_FIRST in values and BSD_LAST in values:
         fields["ip_local_port_range"] = parse_port_range(f"{values[BSD_FIRST]} {values[BSD_LAST]}", source)
+    if TCP_MEM in values:
+        fields["tcp_mem"] = parse_int_triple(values[TCP_MEM], f"{source} ({TCP_MEM})")
+    if FILE_NR in values and "file_max" not in fields:
+        fields["file_max"] = parse_int_triple(values[FILE_NR], f"{source} ({FILE_NR})")[2]
     return Sysctls(**fields)  # type: ignore[arg-type]
+
+
+def host_counts(values: dict[str, str], source: str) -> tuple[int | None, int | None]:
+    """(the namespace's nf_conntrack_count, the host's allocated file handles) from `sysctl -a` values."""
+    count = parse_int(values[CONNTRACK_COUNT], f"{source} ({CONNTRACK_COUNT})") if CONNTRACK_COUNT in values else None
+    files = parse_int_triple(values[FILE_NR], f"{source} ({FILE_NR})")[0] if FILE_NR in values else None
+    return count, files
 
 
 def merge_sysctls(base: Sysctls, more: Sysctls) -> Sysctls:

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from connwatch.attributes.accept_facts import AcceptFacts
+from connwatch.attributes.accept_model import activity
 from connwatch.attributes.backlog_facts import (
     BacklogContext,
     CookieFacts,
@@ -81,7 +83,8 @@ SUBJECT_SPECS: tuple[AttributeSpec[Any], ...] = (
          Rule("AcceptQueueFill", 100, severity=2, alert_class="backlog")),
         (Need("listener backlog", _has_backlog, "the capture shows no listen backlog: capture `ss -ltn`"),),
         promql="max by (instance, port) (100 * connwatch_listener_queue_peak{sel} "
-               "/ clamp_min(connwatch_listener_backlog{sel}, 1))", folds_into=("BacklogRejectsByPort",)),
+               "/ clamp_min(connwatch_listener_backlog{sel}, 1))",
+        folds_into=("BacklogRejectsByPort", "AcceptActivity")),
     AttributeSpec(
         "ListenOverflows", "drops", True, words.TEXTS["ListenOverflows"], HostFacts, words.explain_host,
         (Rule("ListenOverflows", 0, severity=4, alert_class="backlog"),), (_counter_need(LISTEN_OVERFLOWS),),
@@ -244,8 +247,9 @@ def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list
     out: list[Measurement] = []
     for port, group in sorted(ports.items()):
         rejects = per_port.get(port) if d.overflows is not None else None
+        accept = activity(prev, cur, port, rejects.total) if rejects is not None else None
         out.extend(_port_measurements(port, group, deltas, context, cur.taken_at, interval,
-                                      (rejects, half_open.get(port, 0), retry, give_up)))
+                                      (rejects, half_open.get(port, 0), retry, give_up), accept))
     out.extend(_host_measurements(prev, cur, interval, context))
     out.extend(_cookie_measurements(per_port, d, _evidence(prev, cur, deltas), context, interval))
     return out
@@ -253,7 +257,8 @@ def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list
 
 def _port_measurements(port: int, group: list[Listener], deltas: dict[tuple[int, int, int, str], int],
                        ctx: BacklogContext, now: float, interval: float,
-                       found: tuple[PortRejects | None, int, tuple[float, ...], float]) -> list[Measurement]:
+                       found: tuple[PortRejects | None, int, tuple[float, ...], float],
+                       accept: AcceptFacts | None = None) -> list[Measurement]:
     listeners = tuple(_listener_facts(x, deltas.get(x.identity), now) for x in group)
     common = (ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation, ctx.tcp_syncookies,
               ctx.tcp_abort_on_overflow, ctx.platform, ctx.stuck_ports, port, listeners,
@@ -265,7 +270,7 @@ def _port_measurements(port: int, group: list[Listener], deltas: dict[tuple[int,
             *common, round(r.total / interval, 3),
             RejectFacts(r.accept_queue_overflows, r.syn_queue_drops, r.syn_time, r.ack_time),
             NotRejections(r.deferred_accept, r.double_counted, r.other),
-            sum(deltas.get(x.identity, 0) for x in group), half_open, r.cookies, r.resets, retry, give_up)
+            sum(deltas.get(x.identity, 0) for x in group), half_open, r.cookies, r.resets, retry, give_up, accept)
         out.append(Measurement("BacklogRejectsByPort", {"port": port}, port_key(port), float(r.total), "requests",
                                "value", facts))
     fills = [f for f in (fill_percent(x) for x in group) if f is not None]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from connwatch.attributes.accept_facts import AcceptFacts
+
 
 @dataclass(frozen=True, slots=True)
 class OwnerFacts:
@@ -93,6 +95,7 @@ class PortRejectFacts(PortFacts):
     resets_sent: int  # clients reset by tcp_abort_on_overflow=1
     syn_retry_times: tuple[float, ...]  # when a Linux client with this host's settings re-sends its SYN
     syn_give_up_s: float  # when its connect() fails with ETIMEDOUT
+    accept: AcceptFacts | None = None  # is the owner accepting (verdict, rates, sizing); None: no inodes
 
 
 @dataclass(frozen=True, slots=True)

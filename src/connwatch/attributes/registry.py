@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from connwatch.rules.rule import Rule
 
 F = TypeVar("F")
-SUBJECTS = ("backlog", "ephemeral", "sources")
+SUBJECTS = ("backlog", "ephemeral", "sources", "accept", "hostlimits")
 
 # What a capture basis means for one attribute (analyze): counters of one capture are cumulative.
 SINCE_BOOT, SINCE_OPEN, AT_CAPTURE, INTERVAL = "since boot", "since the listener opened", "at capture", "interval"

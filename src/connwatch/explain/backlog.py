@@ -15,7 +15,7 @@ from connwatch.attributes.backlog_facts import (
     PortFacts,
     PortRejectFacts,
 )
-from connwatch.explain import process_words, rejects
+from connwatch.explain import accept, process_words, rejects
 from connwatch.findings import Explanation, Finding, format_number
 
 TEXTS = {
@@ -142,14 +142,19 @@ def explain_port(f: Finding, d: PortFacts) -> Explanation:
         facts = [
             f"The latest sample value is {format_number(m.value)} {m.unit} {over(d)}; the high "
             f"limit is {format_number(f.limit)} {m.unit}.", rejects.split_words(d),
-            rejects.persistence(d), rejects.other_ports(d), *_application(d, first_seen), cause,
+            rejects.persistence(d), *_accepting(d), rejects.other_ports(d), *_application(d, first_seen), cause,
             rejects.client_view(d), rejects.not_rejections_words(d), _reconciliation(d),
         ]
     else:
         facts = [_cleared(d), rejects.other_ports(d), *_application(d, first_seen), cause]
+    sized = accept.action_words(d.accept) if isinstance(d, PortRejectFacts) and d.accept is not None else ""
+    if sized.startswith("Look at the owner") and change:
+        change = f"{sized} Once it accepts again, if bursts still overflow: {change}"
+    elif sized:
+        change = sized
     actions = [
         "Check that the owner is alive and calling accept() fast enough (py-spy dump / strace -p PID; a "
-        "stuck or saturated worker pool stops accepting).",
+        "stuck or saturated worker pool stops accepting)." if not sized.startswith("Look at the owner") else "",
         "Raise the owner's file-descriptor limit (LimitNOFILE= in its systemd unit, or ulimit -n) and look "
         "for descriptor leaks (ls /proc/PID/fd)." if _fd_starved(d) else "", change,
         "If the load is legitimate, add accept throughput (more workers or SO_REUSEPORT listeners).",
@@ -158,6 +163,13 @@ def explain_port(f: Finding, d: PortFacts) -> Explanation:
     owners = "; ".join(f"{x.endpoint} {owner_words(x)}" for x in d.listeners)
     return Explanation(TEXTS[m.attribute], " ".join(x for x in facts if x), " ".join(a for a in actions if a),
                        owners)
+
+
+def _accepting(d: PortRejectFacts) -> list[str]:
+    """Is the owner accepting (stuck, saturated, burst), and the backlog that would keep drops down."""
+    if d.accept is None:
+        return []
+    return [accept.verdict_words(d.accept), accept.sizing_words(d.accept.sizing)]
 
 
 def _reconciliation(d: BacklogContext) -> str:

@@ -194,6 +194,27 @@ def _host_families(snap: Snapshot) -> list[Metric]:
         for state, count in sorted(snap.sockets.by_state.items()):
             states.add_metric([state], count)
         out.append(states)
+    return out + _host_limit_families(snap)
+
+
+def _host_limit_families(snap: Snapshot) -> list[Metric]:
+    """Conntrack entries and statistics of the namespace, the host's allocated file handles (issue 16)."""
+    out: list[Metric] = []
+    values = {"conntrack_entries": snap.conntrack_count, "files_allocated": snap.files_allocated}
+    if any(v is not None for v in values.values()):
+        fam = GaugeMetricFamily("connwatch_host_limit_usage", "Entries of the namespace's conntrack table; "
+                                "allocated file handles (host-wide)", labels=["key"])
+        for key, value in values.items():
+            if value is not None:
+                fam.add_metric([key], value)
+        out.append(fam)
+    if snap.conntrack_stats is not None:
+        stats = CounterMetricFamily("connwatch_conntrack_stat", "/proc/net/stat/nf_conntrack, summed over CPUs",
+                                    labels=["stat"])
+        for key in ("drop", "early_drop", "insert_failed", "invalid"):
+            if key in snap.conntrack_stats:
+                stats.add_metric([key], snap.conntrack_stats[key])
+        out.append(stats)
     return out
 
 
@@ -209,6 +230,9 @@ def _sysctl_family(s: Sysctls) -> Metric:
         fam.add_metric(["ip_local_port_range_low"], low)
         fam.add_metric(["ip_local_port_range_high"], high)
         fam.add_metric(["ephemeral_ports"], max(high - low + 1, 0))
+    if s.tcp_mem is not None:
+        for name, pages in zip(("tcp_mem_min", "tcp_mem_pressure", "tcp_mem_max"), s.tcp_mem, strict=True):
+            fam.add_metric([name], pages)
     return fam
 
 

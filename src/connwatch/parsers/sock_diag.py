@@ -25,10 +25,18 @@ import socket
 import struct
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from connwatch.errors import ParseError, SourceUnavailable
-from connwatch.model import STATE_NAMES, DestinationUsage, Listener, SocketSummary, SourceUsage, TcpState
+from connwatch.model import (
+    STATE_NAMES,
+    DestinationUsage,
+    Listener,
+    PortAccepts,
+    SocketSummary,
+    SourceUsage,
+    TcpState,
+)
 from connwatch.perf import gc_paused
 
 K = TypeVar("K", bound=Hashable)
@@ -49,11 +57,15 @@ _RTA = struct.Struct("=HH")
 _V4MAPPED = b"\x00" * 10 + b"\xff\xff"
 _NSTATES = 13
 _OWNER_SAMPLE = 8  # ESTABLISHED inodes kept per destination to name the owners (bounded)
+ACCEPT_SAMPLE = 4096  # inodes (and waiting peers) kept per listening port to tell new accepts (bounded)
+_TW_SLOTS, _TW_MASK = 64, 63  # server-side TIME_WAIT by age in whole seconds, 0..60 (TCP_TIMEWAIT_LEN)
 
 _ST_ESTABLISHED = int(TcpState.ESTABLISHED)
 _ST_SYN_SENT = int(TcpState.SYN_SENT)
 _ST_TIME_WAIT = int(TcpState.TIME_WAIT)
 _ST_CLOSE = int(TcpState.CLOSE)
+_ST_CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
+_QUEUE_STATES = (_ST_ESTABLISHED, _ST_CLOSE_WAIT)  # what an accept queue holds (a client may close first)
 
 
 def format_address(family: int, raw: bytes) -> str:
@@ -153,6 +165,7 @@ class SocketAggregator:
 
     def __init__(self, listen_ports: frozenset[int], tw_reuse_delay_ms: int | None = None) -> None:
         self.listen_ports = listen_ports
+        self.listen_raw = frozenset(socket.htons(p) for p in listen_ports)  # network order: no ntohs per socket
         # TIME_WAIT sockets with more than this left to live are younger than the reuse delay.
         self.young_expires = TIME_WAIT_LEN_MS - (tw_reuse_delay_ms if tw_reuse_delay_ms is not None else 1000)
         self.by_state = [0] * 16
@@ -160,6 +173,10 @@ class SocketAggregator:
         self.destinations: dict[tuple[int, bytes, bytes, int], list[int]] = {}
         self.sources: dict[tuple[int, bytes, int], list[int]] = {}
         self.owner_inodes: dict[tuple[int, bytes, bytes, int], list[int]] = {}
+        # per listening port (raw network-order key): [waiting, accepted, max inode, complete,
+        # inodes, waiting peers]; server-side TIME_WAIT by age in s; see model.PortAccepts
+        self.accepts: dict[int, list[Any]] = {}
+        self.closed: dict[int, list[int]] = {}
 
     def __call__(self, chunk: bytes) -> bool:
         offset = 0
@@ -177,16 +194,23 @@ class SocketAggregator:
         return False
 
     def add(self, family: int, state: int, _timer: int, _retrans: int, sport: int, dport: int,
-            src: bytes, dst: bytes, _if: int, _ck0: int, _ck1: int, expires: int,
+            src: bytes, dst: bytes, _if: int, ck0: int, ck1: int, expires: int,
             _rq: int, _wq: int, _uid: int, inode: int) -> None:
         self.total += 1
         self.by_state[state & 15] += 1
-        if socket.ntohs(sport) in self.listen_ports and state != _ST_SYN_SENT:
+        if sport in self.listen_raw and state != _ST_SYN_SENT:
             skey = (family, dst, sport)
             counts = self.sources.get(skey)
             if counts is None:
                 counts = self.sources[skey] = [0] * _NSTATES
             counts[state if state < _NSTATES else 0] += 1
+            if state == _ST_TIME_WAIT:  # accepted and closed by the server: by age (inlined: the hot case)
+                ages = self.closed.get(sport)
+                if ages is None:
+                    ages = self.closed[sport] = [0] * _TW_SLOTS
+                ages[((TIME_WAIT_LEN_MS - expires) // 1000) & _TW_MASK] += 1  # 0..60 s; the mask only bounds
+            elif state in _QUEUE_STATES:
+                self._accept(sport, (ck1 << 32) | ck0 or int.from_bytes(dst) << 16 | dport, inode)
             return
         if state == _ST_CLOSE and dport == 0:
             return  # bound but unconnected: no destination yet
@@ -201,6 +225,37 @@ class SocketAggregator:
             inodes = self.owner_inodes.setdefault(dkey, [])
             if len(inodes) < _OWNER_SAMPLE:
                 inodes.append(inode)
+
+    def _accept(self, sport: int, key: int, inode: int) -> None:
+        """An inbound connection of a listening port: waiting (inode 0: no file until accept()) or accepted.
+        `key` names a waiting connection across samples: its socket cookie (never reused), or without one
+        (/proc/net/tcp) its peer address and port."""
+        acc = self.accepts.get(sport)
+        if acc is None:
+            acc = self.accepts[sport] = [0, 0, 0, True, [], []]
+        if inode:
+            acc[1] += 1
+            if inode > acc[2]:
+                acc[2] = inode
+            if len(acc[4]) < ACCEPT_SAMPLE:
+                acc[4].append(inode)
+            else:
+                acc[3] = False
+        else:
+            acc[0] += 1
+            if len(acc[5]) < ACCEPT_SAMPLE:
+                acc[5].append(key)
+            else:
+                acc[3] = False
+
+    def accepts_summary(self) -> tuple[PortAccepts, ...]:
+        out = []
+        for sport in sorted(self.accepts.keys() | self.closed.keys(), key=socket.ntohs):
+            a = self.accepts.get(sport, [0, 0, 0, True, [], []])
+            ages = self.closed.get(sport)
+            out.append(PortAccepts(socket.ntohs(sport), a[0], a[1], a[2], frozenset(a[4]), frozenset(a[5]), a[3],
+                                   tuple(ages[:61]) if ages is not None else ()))
+        return tuple(out)
 
     @gc_paused  # one object per distinct key, no cycles
     def summary(self) -> SocketSummary:
@@ -228,7 +283,7 @@ class SocketAggregator:
         sources = tuple(SourceUsage(source=source, port=port, states=_named_shared(shared, counts))
                         for (source, port), counts in srcs.items())
         return SocketSummary(total=self.total, by_state=_named(self.by_state),
-                             destinations=destinations, sources=sources)
+                             destinations=destinations, sources=sources, accepts=self.accepts_summary())
 
 
 def _merge(into: dict[K, list[int]], key: K, counts: list[int]) -> None:

@@ -91,13 +91,14 @@ def describe_process(pid: int) -> Process | None:
             user = _safe(proc.username)
             fds = _safe(proc.num_fds)
             limits = _safe(lambda: proc.rlimit(psutil.RLIMIT_NOFILE))
+            state = _safe(proc.status)
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
     except psutil.AccessDenied:
         return Process(pid=pid, command="?")
     return Process(
         pid=pid, command=name, cmdline=" ".join(cmdline)[:300], user=user,
-        started_at=started, open_fds=fds, fd_limit=limits[0] if limits else fd_limit_from_proc(pid),
+        started_at=started, open_fds=fds, fd_limit=limits[0] if limits else fd_limit_from_proc(pid), state=state,
     )
 
 

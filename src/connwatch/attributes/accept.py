@@ -1,0 +1,59 @@
+"""Accept attributes: AcceptActivity (is the application accepting? how big should the backlog be?).
+
+(previous Snapshot, current Snapshot) -> Measurements. Pure; the counting is in accept_model.py.
+
+- AcceptActivity (port, gauge): connections waiting in the port's accept queue at both samples (they
+  waited longer than the interval), with the verdict (stuck, saturated, burst, keeping up), the accept
+  rate (a lower bound), the owner's state and the backlog sizing in the facts. A breach folds into the
+  port's BacklogRejectsByPort alert when that is breached too (one problem, one alert), whose words
+  then carry the same verdict (PortRejectFacts.accept).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from connwatch.attributes.accept_facts import AcceptFacts
+from connwatch.attributes.accept_model import activity
+from connwatch.attributes.registry import AttributeSpec, Need, Subject
+from connwatch.explain import accept as words
+from connwatch.findings import Measurement
+from connwatch.model import Snapshot
+from connwatch.rules.rule import Rule
+
+if TYPE_CHECKING:
+    from connwatch.rules.config import Config
+
+
+def _has_accepts(snap: Snapshot) -> bool:
+    return snap.sockets is not None and snap.sockets.accepts is not None
+
+
+SUBJECT_SPECS: tuple[AttributeSpec[Any], ...] = (
+    AttributeSpec(
+        "AcceptActivity", "conns", False, words.TEXT, AcceptFacts, words.explain,
+        (Rule("AcceptActivity", 0, severity=3, alert_class="backlog"),
+         Rule("AcceptActivity", 10, severity=2, alert_class="backlog")),
+        (Need("inbound connection inodes", _has_accepts,
+              "telling queued from accepted connections needs socket inodes of two samples: a `connwatch "
+              "snapshot` pair, or `ss -tanie` / /proc/net/tcp"),),
+        folds_into=("BacklogRejectsByPort",)),
+)
+
+
+def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
+    from connwatch.attributes.backlog import accounting, port_key
+
+    per_port, _rec, d = accounting(prev, cur)
+    out = []
+    for port in sorted({x.port for x in cur.listeners}):
+        r = per_port.get(port)
+        turned = r.total if r is not None and d.overflows is not None else None
+        facts = activity(prev, cur, port, turned)
+        if facts is not None:
+            out.append(Measurement("AcceptActivity", {"port": port}, port_key(port), float(facts.waited_through),
+                                   "conns", "value", facts))
+    return out
+
+
+SUBJECT = Subject("accept", SUBJECT_SPECS, measure)
