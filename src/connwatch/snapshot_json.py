@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,11 +75,62 @@ def to_dict(snap: Snapshot) -> dict[str, Any]:
 
 
 def _build(cls: Any, data: Mapping[str, Any], source: str) -> Any:
+    """One model record from its dict; every field's value must have the field's type (a JSON file can
+    hold anything: a string for a port, 1e999, a 400-digit counter), else a ParseError naming it."""
     names = {f.name for f in dataclasses.fields(cls)}
     try:
-        return cls(**{k: v for k, v in data.items() if k in names})
+        obj = cls(**{k: v for k, v in data.items() if k in names})
     except TypeError as exc:
         raise ParseError(source, f"bad {cls.__name__} record: {exc}") from exc
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not _fits(getattr(obj, f.name), hints[f.name]):
+            raise ParseError(source, f"bad {cls.__name__} record: {f.name} = {_shown(getattr(obj, f.name))} "
+                             f"is not {hints[f.name]}")
+    return obj
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+MAX_INT = 2**64  # counters, queues, inodes, pids: 64-bit in the kernel
+MAX_TEXT = 4096  # a host name, a command line, a limitation sentence
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON has the model's declared type (and a sane size)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and -MAX_INT < value < MAX_INT
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+            and abs(value) < 1e15
+    if hint is str:
+        return isinstance(value, str) and len(value) <= MAX_TEXT
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args, strict=True))
+    if origin in (Mapping, dict):
+        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    return True
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _sysctls(data: Mapping[str, Any], source: str) -> Sysctls:
@@ -102,16 +157,8 @@ def _sockets(data: Mapping[str, Any] | None, source: str) -> SocketSummary | Non
                                                             for p in d.get("owners", ()))}, source)
                   for d in data.get("destinations", []))
     srcs = tuple(_build(SourceUsage, x, source) for x in data.get("sources", []))
-    return SocketSummary(total=int(data.get("total", 0)), by_state=dict(data.get("by_state", {})),
-                         destinations=dests, sources=srcs)
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _stats(data: Any) -> dict[str, int] | None:
-    return None if data is None else {str(k): int(v) for k, v in data.items()}
+    return _build(SocketSummary, {"total": data.get("total", 0), "by_state": data.get("by_state", {}),  # type: ignore[no-any-return]
+                                  "destinations": dests, "sources": srcs}, source)
 
 
 def from_dict(data: Any, source: str) -> Snapshot:
@@ -119,20 +166,19 @@ def from_dict(data: Any, source: str) -> Snapshot:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ParseError(source, f"not a connwatch snapshot (no \"format\": \"{FORMAT}\")")
     try:
-        return Snapshot(
-            taken_at=float(data["taken_at"]), monotonic=float(data.get("monotonic") or data["taken_at"]),
+        return _build(Snapshot, dict(  # type: ignore[no-any-return]
+            taken_at=data["taken_at"], monotonic=data.get("monotonic") or data["taken_at"],
             host=_build(HostInfo, data.get("host", {"hostname": "?"}), source),
-            counters={str(k): int(v) for k, v in data.get("counters", {}).items()},
-            sockstat={str(k): int(v) for k, v in data.get("sockstat", {}).items()},
+            counters=dict(data.get("counters", {})), sockstat=dict(data.get("sockstat", {})),
             sysctls=_sysctls(data.get("sysctls", {}), source),
             listeners=tuple(_listener(x, source) for x in data.get("listeners", [])),
             sockets=_sockets(data.get("sockets"), source),
             statuses=tuple(_build(SourceStatus, x, source) for x in data.get("sources", [])),
-            limitations=tuple(str(x) for x in data.get("limitations", [])),
+            limitations=tuple(str(x)[:MAX_TEXT] for x in data.get("limitations", [])),
             netns=_netns(data.get("netns"), source),
-            conntrack_count=_opt_int((data.get("conntrack") or {}).get("count")),
-            conntrack_stats=_stats((data.get("conntrack") or {}).get("stats")),
-            files_allocated=_opt_int(data.get("files_allocated")),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ParseError(source, f"bad snapshot field: {exc}") from exc
+            conntrack_count=(data.get("conntrack") or {}).get("count"),
+            conntrack_stats=(data.get("conntrack") or {}).get("stats"),
+            files_allocated=data.get("files_allocated"),
+        ), source)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ParseError(source, f"bad snapshot field: {_shown(exc)}") from exc

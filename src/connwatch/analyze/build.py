@@ -136,9 +136,11 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     lines = iter_lines(f, enc)
     if kind == fmt.SNAPSHOT:
         try:
-            data = json.loads("\n".join(lines))
+            data = json.loads("\n".join(lines), parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise ParseError(f.name, f"invalid JSON ({exc.msg})", exc.lineno) from None
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, NaN, nesting too deep
+            raise ParseError(f.name, f"invalid JSON ({str(exc)[:80]})") from None
         cap.snapshot = snapshot_json.from_dict(data, f.name)
         more = data.get("namespaces") if isinstance(data, dict) else None
         if isinstance(more, list):  # `connwatch snapshot --netns all`: each namespace a capture of its own
@@ -179,6 +181,10 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
         return _first_pass_sockets(cap, f, kind, enc)
     cap.counters.update(got)
     return len(got)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a snapshot holds")
 
 
 def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str) -> int:

@@ -15,6 +15,7 @@ from datetime import UTC
 from connwatch.errors import ParseError
 from connwatch.model import Sysctls
 from connwatch.parsers.hostlimits import parse_int_triple
+from connwatch.parsers.numbers import num, real
 from connwatch.parsers.sysctl import parse_int, parse_port_range
 
 # sysctl name -> Sysctls field. BSD names map to the same meaning.
@@ -149,11 +150,14 @@ def parse_uptime(line: str, source: str) -> float:
     tokens = line.split()
     if len(tokens) == 2 and "up" not in tokens:
         try:
-            return float(tokens[0])
+            return real(tokens[0])
         except ValueError:
             raise ParseError(source, "expected '<uptime> <idle>' seconds", 1) from None
     m = _UPTIME_CMD.search(line)
     if not m:
         raise ParseError(source, "no 'up ...' in uptime output", 1)
-    days, hours, mins, only_mins = (int(x) if x else 0 for x in m.groups())
+    try:
+        days, hours, mins, only_mins = (num(x) if x else 0 for x in m.groups())
+    except ValueError as exc:
+        raise ParseError(source, f"uptime: {exc}", 1) from None
     return float(days * 86400 + hours * 3600 + (mins or only_mins) * 60)

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from connwatch.model import TcpState
+from connwatch.parsers.numbers import num
 
 _V4MAPPED = b"\0" * 10 + b"\xff\xff"
 
@@ -72,7 +73,7 @@ class ConnRow(NamedTuple):
 
 def parse_port(text: str) -> int:
     if text.isdecimal():
-        port = int(text)
+        port = num(text)  # ASCII digits only, at most 20 (ValueError otherwise)
         if port > 65535:
             raise ValueError(f"port {port} above 65535")
         return port
@@ -142,7 +143,11 @@ def split_dot(endpoint: str, family_hint: int | None = None) -> tuple[str, int, 
 
 
 def raw_address(address: str, family: int) -> tuple[int, bytes]:
-    """(socket family, 16 raw bytes) as parsers/sock_diag.SocketAggregator.add expects them."""
-    if family == 6 or ":" in address:
+    """(socket family, 16 raw bytes) as parsers/sock_diag.SocketAggregator.add expects them.
+
+    The address text decides, not the row's family: one row can pair an IPv6 local address
+    (`fe80::1%eth0`, zone already cut by normalize_host) with an IPv4 peer.
+    """
+    if ":" in address:
         return socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address)
     return socket.AF_INET, socket.inet_pton(socket.AF_INET, address).ljust(16, b"\0")

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 
 from connwatch.errors import ParseError
+from connwatch.parsers.numbers import num
 
 CONNTRACK_ROW = re.compile(r"cpu=\d+(?:\s+[a-z_]+=\d+)+\s*")
 _PAIR = re.compile(r"([a-z_]+)=(\d+)")
@@ -37,7 +38,10 @@ def parse_conntrack_stats(lines: Iterable[str], source: str) -> dict[str, int]:
         cpus += 1
         for key, value in _PAIR.findall(text):
             if key in KEYS:
-                totals[key] = totals.get(key, 0) + int(value)
+                try:
+                    totals[key] = totals.get(key, 0) + num(value)
+                except ValueError as exc:
+                    raise ParseError(source, f"{key}: {exc}", number) from None
     if not cpus:
         raise ParseError(source, "no conntrack -S rows")
     return {**totals, "cpus": cpus}

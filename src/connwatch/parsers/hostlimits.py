@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from connwatch.errors import ParseError
 from connwatch.parsers.netstat_snmp import numbered_lines, shown
+from connwatch.parsers.numbers import hexnum, num
 
 # Columns that are one value for the namespace, printed on every CPU's row (not summed).
 _NOT_PER_CPU = frozenset({"entries"})
@@ -35,7 +36,7 @@ def parse_nf_conntrack_stat(text: str, source: str) -> dict[str, int]:
             raise ParseError(source, f"expected {len(names)} hex columns, got {len(tokens)}", line)
         for name, token in zip(names, tokens, strict=True):
             try:
-                value = int(token, 16)
+                value = hexnum(token)  # at most 16 digits: a 64-bit counter
             except ValueError:
                 raise ParseError(source, f"not a hex number: {shown(token)} ({name})", line) from None
             totals[name] = value if name in _NOT_PER_CPU else totals[name] + value
@@ -55,7 +56,7 @@ def parse_int_triple(text: str, source: str) -> tuple[int, int, int]:
     if len(tokens) != 3:
         raise ParseError(source, f"expected three integers, got {len(tokens)} fields", 1)
     try:
-        a, b, c = (int(t) for t in tokens)
+        a, b, c = (num(t) for t in tokens)  # at most 20 digits (parsers/numbers.py)
     except ValueError:
         raise ParseError(source, f"not integers: {shown(text.strip())}", 1) from None
     return a, b, c

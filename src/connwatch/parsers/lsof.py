@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from connwatch.errors import ParseError
 from connwatch.model import TcpState
 from connwatch.parsers.conn_rows import NETSTAT_STATES, ConnRow, split_colon
+from connwatch.parsers.numbers import num
 
 LSOF_HEADER = re.compile(r"COMMAND\s+PID\s+(?:TID\s+)?(?:TASKCMD\s+)?USER\s+FD\s+TYPE\s+DEVICE\s+SIZE/OFF"
                          r"\s+NODE\s+NAME")
@@ -34,6 +35,7 @@ def _row(m: re.Match[str], source: str, number: int) -> ConnRow:
     fam = 6 if m.group(3) == "IPv6" else 4
     local_text, _arrow, remote_text = m.group(6).partition("->")
     try:
+        pid = num(m.group(2))
         local, lport, fam = split_colon(local_text, fam)
         remote, rport = None, 0
         if remote_text:
@@ -42,7 +44,7 @@ def _row(m: re.Match[str], source: str, number: int) -> ConnRow:
         raise ParseError(source, f"bad address ({exc}): run lsof with -n -P for numeric addresses and ports",
                          number) from None
     return ConnRow(fam, int(state), local, lport, None if state == TcpState.LISTEN else remote, rport,
-                   pid=int(m.group(2)), command=m.group(1), line=number)
+                   pid=pid, command=m.group(1), line=number)
 
 
 def iter_lsof_tcp(lines: Iterable[str], source: str) -> Iterator[ConnRow]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from connwatch.errors import ParseError
+from connwatch.parsers.numbers import MAX_DIGITS
 
 _INT = re.compile(r"-?[0-9]+")
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]*:")
@@ -29,10 +30,9 @@ def to_int(token: str, source: str, line: int | None, what: str = "value") -> in
     """
     if not _INT.fullmatch(token):
         raise ParseError(source, f"non-integer {what} {shown(token)}", line)
-    try:
-        return int(token)
-    except ValueError as exc:  # more digits than int() accepts (sys.int_info)
-        raise ParseError(source, f"unreadable {what} {shown(token)}: {exc}", line) from None
+    if len(token.lstrip("-")) > MAX_DIGITS:  # beyond 64 bits: no kernel prints it (parsers/numbers.py)
+        raise ParseError(source, f"{what} {shown(token)} has more than {MAX_DIGITS} digits", line)
+    return int(token)
 
 
 def numbered_lines(text: str) -> list[tuple[int, list[str]]]:

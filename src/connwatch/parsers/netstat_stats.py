@@ -39,6 +39,7 @@ import re
 from collections.abc import Iterable
 
 from connwatch.errors import ParseError
+from connwatch.parsers.numbers import num
 
 # net-tools statistics.c sentences (old and new spellings) -> /proc counter names.
 LINUX_SENTENCES: dict[str, str] = {
@@ -83,7 +84,17 @@ def sentence_counter(text: str) -> tuple[str, int] | None:
     lead = _LEADING.fullmatch(text.strip())
     if lead is None or lead.group(2) not in LINUX_SENTENCES:
         return None
-    return LINUX_SENTENCES[lead.group(2)], int(lead.group(1))
+    try:
+        return LINUX_SENTENCES[lead.group(2)], num(lead.group(1))
+    except ValueError:  # a number no kernel prints: not a counter line
+        return None
+
+
+def _value(digits: str, source: str, number: int) -> int:
+    try:
+        return num(digits)
+    except ValueError as exc:
+        raise ParseError(source, str(exc), number) from None
 
 
 def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | None = None) -> dict[str, int]:
@@ -101,6 +112,9 @@ def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | 
             continue
         if not section:  # a grep excerpt: only the sentences that name their counter can be read
             found = sentence_counter(text)
+            lead = _LEADING.fullmatch(text)
+            if found is None and lead is not None and lead.group(2) in LINUX_SENTENCES:
+                _value(lead.group(1), source, number)  # raises: the sentence is known, its number is not
             if found is None:
                 if not counters and not _LEADING.fullmatch(text):
                     raise ParseError(source, "counter line before any 'Section:' header", number)
@@ -112,9 +126,9 @@ def parse_linux_netstat_s(lines: Iterable[str], source: str, notes: list[str] | 
         lead = _LEADING.fullmatch(text)
         if named:
             key = f"{section}.{named.group(1)}"
-            value = int(named.group(2))
+            value = _value(named.group(2), source, number)
         elif lead and lead.group(2) in LINUX_SENTENCES:
-            key, value = LINUX_SENTENCES[lead.group(2)], int(lead.group(1))
+            key, value = LINUX_SENTENCES[lead.group(2)], _value(lead.group(1), source, number)
         else:
             skipped += 1
             continue
@@ -149,7 +163,7 @@ def parse_windows_netstat_s(lines: Iterable[str], source: str, notes: list[str] 
         key = WINDOWS_LABELS.get(m.group(1))
         tcp_values += in_tcp
         if in_tcp and key is not None:
-            counters[key] = counters.get(key, 0) + int(m.group(2))
+            counters[key] = counters.get(key, 0) + _value(m.group(2), source, number)
     if not seen:
         raise ParseError(source, "no 'Label = value' lines: not Windows `netstat -s` output")
     if tcp_values and not counters and notes is not None:
@@ -178,7 +192,7 @@ def parse_nstat(lines: Iterable[str], source: str) -> dict[str, int]:
         key = nstat_key(m.group(1))
         if key in counters:
             raise ParseError(source, f"counter {m.group(1)} appears twice", number)
-        counters[key] = int(m.group(2))
+        counters[key] = _value(m.group(2), source, number)
     if not counters:
         raise ParseError(source, "no counters (empty nstat output)")
     return counters

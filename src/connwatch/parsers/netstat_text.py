@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator
 from connwatch.errors import ParseError
 from connwatch.model import TcpState
 from connwatch.parsers.conn_rows import NETSTAT_STATES, ConnRow, split_colon, split_dot
+from connwatch.parsers.numbers import num, real
 
 LINUX, WINDOWS, BSD, BSD_LISTEN = "linux", "windows", "bsd", "bsd-listen"
 _LINUX_PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udpl", "udpl6", "unix", "sctp"})
@@ -89,7 +90,7 @@ def _linux_row(tokens: list[str], line: str, source: str, number: int) -> ConnRo
     if timer:
         rest = rest[:timer.start()]
         if timer.group(1) == "timewait":
-            expires = int(float(timer.group(2)) * 1000)
+            expires = int(real(timer.group(2)) * 1000)
     owner = _PID.search(rest.strip())
     try:
         local, lport, fam = split_colon(tokens[3], fam)
@@ -97,8 +98,8 @@ def _linux_row(tokens: list[str], line: str, source: str, number: int) -> ConnRo
     except ValueError as exc:
         raise ParseError(source, f"bad address: {exc}", number) from None
     return ConnRow(fam, state, local, lport, None if state == TcpState.LISTEN else remote, rport,
-                   int(tokens[1]), int(tokens[2]), None, None, expires,
-                   int(owner.group(1)) if owner else None, owner.group(2).strip() if owner else None, number)
+                   num(tokens[1]), num(tokens[2]), None, None, expires,
+                   num(owner.group(1)) if owner else None, owner.group(2).strip() if owner else None, number)
 
 
 def _windows_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
@@ -112,7 +113,7 @@ def _windows_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
     if len(tokens) > 4:
         if not tokens[4].isdecimal():
             raise ParseError(source, f"expected a PID, got {tokens[4][:20]!r}", number)
-        pid = int(tokens[4])
+        pid = num(tokens[4])
     try:
         local, lport, fam = split_colon(tokens[1])
         remote, rport, _ = split_colon(tokens[2], fam)
@@ -134,7 +135,7 @@ def _bsd_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
     except ValueError as exc:
         raise ParseError(source, f"bad address: {exc}", number) from None
     return ConnRow(fam, state, local, lport, None if state == TcpState.LISTEN else remote, rport,
-                   int(tokens[1]), int(tokens[2]), line=number)
+                   num(tokens[1]), num(tokens[2]), line=number)
 
 
 def _bsd_listen_row(tokens: list[str], source: str, number: int) -> ConnRow | None:
@@ -149,7 +150,7 @@ def _bsd_listen_row(tokens: list[str], source: str, number: int) -> ConnRow | No
     m = _QUEUES.fullmatch(tokens[0])
     if m is None:
         raise ParseError(source, f"expected qlen/incqlen/maxqlen, got {tokens[0][:30]!r}", number)
-    qlen, _incqlen, maxqlen = (int(x) for x in m.groups())
+    qlen, _incqlen, maxqlen = (num(x) for x in m.groups())
     try:
         local, lport, fam = split_dot(tokens[1], 6 if proto == "tcp6" else None)
     except ValueError as exc:
@@ -210,6 +211,13 @@ def iter_netstat(lines: Iterable[str], source: str, dialect: str) -> Iterator[Co
 
 
 def _row(dialect: str, tokens: list[str], line: str, source: str, number: int) -> ConnRow | None:
+    try:
+        return _dialect_row(dialect, tokens, line, source, number)
+    except ValueError as exc:  # a number no netstat prints (parsers/numbers.py)
+        raise ParseError(source, str(exc), number) from None
+
+
+def _dialect_row(dialect: str, tokens: list[str], line: str, source: str, number: int) -> ConnRow | None:
     if dialect == LINUX:
         return _linux_row(tokens, line, source, number)
     if dialect == WINDOWS:

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from connwatch.errors import ParseError
 from connwatch.model import Listener, TcpState
+from connwatch.parsers.numbers import hexnum, num
 from connwatch.parsers.sock_diag import SocketAggregator
 
 _LISTEN = int(TcpState.LISTEN)
@@ -41,8 +42,10 @@ def _split(line: str) -> tuple[bytes, int, bytes, int, int, int, int, int, int, 
     remote, rport = f[2].split(":")
     tx, rx = f[4].split(":")
     _tr, when = f[5].split(":")
-    return (_raw_address(local), int(lport, 16), _raw_address(remote), int(rport, 16), int(f[3], 16),
-            int(rx, 16), int(when, 16) * USER_HZ_MS, int(f[7]), int(f[9]), int(tx, 16))
+    if len(lport) > 4 or len(rport) > 4 or len(f[3]) > 2:
+        raise ValueError("port or state wider than the kernel prints (%04X, %02X)")
+    return (_raw_address(local), hexnum(lport), _raw_address(remote), hexnum(rport), hexnum(f[3]),
+            hexnum(rx), hexnum(when) * USER_HZ_MS, num(f[7]), num(f[9]), hexnum(tx))
 
 
 def parse_proc_tcp(lines: Iterable[str], source: str, family: int,

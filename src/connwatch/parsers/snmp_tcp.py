@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from connwatch.errors import ParseError
 from connwatch.model import TcpState
 from connwatch.parsers.conn_rows import ConnRow, canonical_ip
+from connwatch.parsers.numbers import port
 
 _S = TcpState
 MIB_STATES = {1: _S.CLOSE, 2: _S.LISTEN, 3: _S.SYN_SENT, 4: _S.SYN_RECV, 5: _S.ESTABLISHED, 6: _S.FIN_WAIT1,
@@ -29,7 +30,7 @@ _OLD = re.compile(r"TCP-MIB::tcpConnState\.(\d+\.\d+\.\d+\.\d+)\.(\d+)\.(\d+\.\d
 
 
 def _state(code: str, source: str, number: int) -> int:
-    state = MIB_STATES.get(int(code))
+    state = MIB_STATES.get(int(code)) if len(code) < 4 else None
     if state is None:
         raise ParseError(source, f"unknown TCP-MIB state {code}", number)
     return int(state)
@@ -44,15 +45,18 @@ def iter_snmp_tcp(lines: Iterable[str], source: str) -> Iterator[ConnRow]:
         if not SNMP_LINE.fullmatch(text):
             raise ParseError(source, f"not a TCP-MIB connection-table line: {text[:60]!r}", number)
         rows += 1
-        if m := _NEW.fullmatch(text):
-            local, rem = canonical_ip(m.group(2)), canonical_ip(m.group(4))
-            lport, rport, state = int(m.group(3)), int(m.group(5)), _state(m.group(6), source, number)
-        elif m := _OLD.fullmatch(text):
-            local, rem = canonical_ip(m.group(1)), canonical_ip(m.group(3))
-            lport, rport, state = int(m.group(2)), int(m.group(4)), _state(m.group(5), source, number)
-        else:
-            continue  # another column of the table (tcpConnectionProcess, tcpConnLocalAddress, ...)
-        if local is None or rem is None or lport > 65535 or rport > 65535:
+        try:
+            if m := _NEW.fullmatch(text):
+                local, rem = canonical_ip(m.group(2)), canonical_ip(m.group(4))
+                lport, rport, state = port(m.group(3)), port(m.group(5)), _state(m.group(6), source, number)
+            elif m := _OLD.fullmatch(text):
+                local, rem = canonical_ip(m.group(1)), canonical_ip(m.group(3))
+                lport, rport, state = port(m.group(2)), port(m.group(4)), _state(m.group(5), source, number)
+            else:
+                continue  # another column of the table (tcpConnectionProcess, tcpConnLocalAddress, ...)
+        except ValueError:
+            local = None
+        if local is None or rem is None:
             raise ParseError(source, "bad address or port in the TCP-MIB index", number)
         listen = state == TcpState.LISTEN
         yield ConnRow(local[1], state, local[0], lport, None if listen else rem[0], rport, line=number)

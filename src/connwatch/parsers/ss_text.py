@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from connwatch.errors import ParseError
 from connwatch.model import TcpState
 from connwatch.parsers.conn_rows import SS_STATES, ConnRow, split_colon
+from connwatch.parsers.numbers import num
 
 NETIDS = frozenset({"tcp", "udp", "raw", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "p_dgr", "mptcp",
                     "sctp", "dccp", "v_str", "v_dgr", "tipc", "xdp", "u_seqpacket", "icmp6", "unknown"})
@@ -41,7 +42,7 @@ def _ms(text: str) -> int:
     m = _DURATION.fullmatch(text)
     if not m:
         return 0
-    mins, secs, ms = (int(x) if x else 0 for x in m.groups())
+    mins, secs, ms = (num(x) if x else 0 for x in m.groups())
     return (mins * 60 + secs) * 1000 + ms
 
 
@@ -69,13 +70,22 @@ class _Pending:
         if not (rest[0].isdecimal() and rest[1].isdecimal()):
             raise ParseError(source, f"expected Recv-Q and Send-Q numbers, got {rest[0][:20]!r} "
                              f"{rest[1][:20]!r}", number)
-        self.recv_q, self.send_q = int(rest[0]), int(rest[1])
+        try:
+            self.recv_q, self.send_q = num(rest[0]), num(rest[1])
+        except ValueError as exc:
+            raise ParseError(source, f"Recv-Q/Send-Q: {exc}", number) from None
         self.local, self.peer = rest[2], rest[3]
         self.extra.append(" ".join(rest[4:]))
 
     def row(self) -> ConnRow | None:
         if not self.tcp:
             return None
+        try:
+            return self._row()
+        except ValueError as exc:  # a number ss never prints (parsers/numbers.py)
+            raise ParseError(self.source, str(exc), self.number) from None
+
+    def _row(self) -> ConnRow:
         text = " ".join(self.extra)
         listen = self.peer in _LISTEN_PEERS or self.peer.endswith(":*")
         state = self.state
@@ -100,9 +110,9 @@ class _Pending:
         return ConnRow(
             family=fam, state=state, local=local, local_port=lport, remote=remote, remote_port=rport,
             recv_q=self.recv_q, send_q=self.send_q,
-            backlog=self.send_q if state == TcpState.LISTEN else None, drops=int(drops.group(1)) if drops else None,
+            backlog=self.send_q if state == TcpState.LISTEN else None, drops=num(drops.group(1)) if drops else None,
             expires_ms=_ms(timer.group(2)) if timer else 0,
-            pid=int(users.group(2)) if users else None, command=users.group(1) if users else None,
+            pid=num(users.group(2)) if users else None, command=users.group(1) if users else None,
             line=self.number)
 
 
@@ -150,16 +160,23 @@ def parse_ss_summary(lines: Iterable[str], source: str) -> dict[str, int]:
             m = _SUMMARY_TCP.search(line)
             if not m:
                 raise ParseError(source, "unreadable 'TCP:' summary line", number)
-            total, estab, closed, orphan, synrecv, tw, _tw2 = m.groups()
-            out.update({"ss.total": int(total), "ss.estab": int(estab), "ss.closed": int(closed),
-                        "TCP.orphan": int(orphan), "TCP.tw": int(tw)})
-            if synrecv is not None:
-                out["ss.synrecv"] = int(synrecv)
+            try:
+                _summary_tcp(m, out)
+            except ValueError as exc:
+                raise ParseError(source, f"'TCP:' summary line: {exc}", number) from None
         elif tokens[0] == "TCP" and len(tokens) == 4:
             try:
-                out["TCP.inuse"], out["TCP6.inuse"] = int(tokens[2]), int(tokens[3])
+                out["TCP.inuse"], out["TCP6.inuse"] = num(tokens[2]), num(tokens[3])
             except ValueError:
                 raise ParseError(source, "unreadable TCP transport row", number) from None
     if "TCP.tw" not in out:
         raise ParseError(source, "no 'TCP:' line: not complete `ss -s` output")
     return out
+
+
+def _summary_tcp(m: re.Match[str], out: dict[str, int]) -> None:
+    total, estab, closed, orphan, synrecv, tw, _tw2 = m.groups()
+    out.update({"ss.total": num(total), "ss.estab": num(estab), "ss.closed": num(closed),
+                "TCP.orphan": num(orphan), "TCP.tw": num(tw)})
+    if synrecv is not None:
+        out["ss.synrecv"] = num(synrecv)

@@ -39,7 +39,8 @@ from collections.abc import Iterable, Iterator
 
 from connwatch.errors import ParseError
 from connwatch.model import TcpState
-from connwatch.parsers.conn_rows import ConnRow
+from connwatch.parsers.conn_rows import ConnRow, canonical_ip
+from connwatch.parsers.numbers import num, port
 
 _S = TcpState
 PS_STATES = {
@@ -58,6 +59,8 @@ _NETSH_COUNT = re.compile(r"Number of Ports\s*:\s*(\d+)")
 def _address(text: str) -> tuple[str, int]:
     """`fe80::1%5` -> ("fe80::1", 6); `10.0.0.1` -> ("10.0.0.1", 4)."""
     addr = text.split("%", 1)[0]
+    if canonical_ip(addr) is None:
+        raise ValueError(f"not an IP address: {addr[:40]!r}")
     return addr, 6 if ":" in addr else 4
 
 
@@ -74,30 +77,42 @@ def iter_powershell_tcp(lines: Iterable[str], source: str) -> Iterator[ConnRow]:
         rows += 1
         if m.group(5) == "Bound":
             continue
-        local, fam = _address(m.group(1))
-        remote, rfam = _address(m.group(3))
-        if rfam != fam and remote in ("0.0.0.0", "::"):
-            rfam = fam
-        state = int(PS_STATES[m.group(5)])
-        listen = state == TcpState.LISTEN
-        yield ConnRow(fam, state, local, int(m.group(2)), None if listen else remote, int(m.group(4)),
-                      pid=int(m.group(7)) if m.group(7) else None, line=number)
+        try:
+            yield _table_row(m, number)
+        except ValueError as exc:
+            raise ParseError(source, str(exc), number) from None
     if not rows:
         raise ParseError(source, "no Get-NetTCPConnection rows")
 
 
+def _table_row(m: re.Match[str], number: int) -> ConnRow:
+    local, fam = _address(m.group(1))
+    remote, _rfam = _address(m.group(3))
+    state = int(PS_STATES[m.group(5)])
+    listen = state == TcpState.LISTEN
+    return ConnRow(fam, state, local, port(m.group(2)), None if listen else remote, port(m.group(4)),
+                   pid=num(m.group(7)) if m.group(7) else None, line=number)
+
+
 def _list_record(fields: dict[str, str], source: str, number: int) -> ConnRow:
+    try:
+        return _checked_record(fields, source, number)
+    except ValueError as exc:
+        raise ParseError(source, str(exc), number) from None
+
+
+def _checked_record(fields: dict[str, str], source: str, number: int) -> ConnRow:
     state_name = fields.get("State", "")
     if state_name not in PS_STATES or "LocalAddress" not in fields or not fields.get("LocalPort", "").isdigit():
         raise ParseError(source, "Get-NetTCPConnection record without LocalAddress, LocalPort or a known State "
                          "(elided?)", number)
     local, fam = _address(fields["LocalAddress"])
-    remote, _rfam = _address(fields.get("RemoteAddress", ""))
+    remote, _rfam = _address(fields.get("RemoteAddress") or "0.0.0.0")
     state = int(PS_STATES[state_name])
     rport = fields.get("RemotePort", "0")
     pid = fields.get("OwningProcess", "")
-    return ConnRow(fam, state, local, int(fields["LocalPort"]), None if state == TcpState.LISTEN else remote,
-                   int(rport) if rport.isdigit() else 0, pid=int(pid) if pid.isdigit() else None, line=number)
+    return ConnRow(fam, state, local, port(fields["LocalPort"]), None if state == TcpState.LISTEN else remote,
+                   port(rport) if rport.isdigit() else 0, pid=num(pid) if pid.isdigit() else None, line=number)
 
 
 def iter_powershell_list(lines: Iterable[str], source: str) -> Iterator[ConnRow]:
@@ -131,12 +146,15 @@ def iter_powershell_list(lines: Iterable[str], source: str) -> Iterator[ConnRow]
 def parse_netsh_dynamicport(lines: Iterable[str], source: str) -> tuple[int, int]:
     """(first, last) port of `netsh int ipv4 show dynamicport tcp`."""
     start = count = None
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         text = line.strip()
-        if m := _NETSH_START.fullmatch(text):
-            start = int(m.group(1))
-        elif m := _NETSH_COUNT.fullmatch(text):
-            count = int(m.group(1))
+        try:
+            if m := _NETSH_START.fullmatch(text):
+                start = num(m.group(1))
+            elif m := _NETSH_COUNT.fullmatch(text):
+                count = num(m.group(1))
+        except ValueError as exc:
+            raise ParseError(source, str(exc), number) from None
     if start is None or count is None:
         raise ParseError(source, "expected 'Start Port : N' and 'Number of Ports : N' (netsh dynamicport)")
     if not (1 <= start <= 65535 and count >= 1 and start + count - 1 <= 65535):

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 
 from connwatch.errors import ParseError
 from connwatch.model import TcpState
-from connwatch.parsers.conn_rows import ConnRow
+from connwatch.parsers.conn_rows import ConnRow, canonical_ip
+from connwatch.parsers.numbers import port
 
 _S = TcpState
 ZOS_STATES = {
@@ -34,10 +35,12 @@ _HEADER = re.compile(r"User Id\s+Conn\b.*|[-\s]+")
 
 
 def _socket(text: str) -> tuple[str, int, int]:
-    addr, _sep, port = text.rpartition("..")
+    addr, _sep, number = text.rpartition("..")
     if addr.startswith("::ffff:") and "." in addr:
         addr = addr[len("::ffff:"):]
-    return addr, int(port), 6 if ":" in addr else 4
+    if canonical_ip(addr) is None:
+        raise ValueError(f"not an IP address: {addr[:40]!r}")
+    return addr, port(number), 6 if ":" in addr else 4
 
 
 def iter_zos_conn(lines: Iterable[str], source: str) -> Iterator[ConnRow]:
@@ -56,8 +59,11 @@ def iter_zos_conn(lines: Iterable[str], source: str) -> Iterator[ConnRow]:
         state = ZOS_STATES.get(m.group(5))
         if state is None:
             raise ParseError(source, f"unknown z/OS TCP state {m.group(5)[:20]!r}", number)
-        local, lport, fam = _socket(m.group(3))
-        remote, rport, _ = _socket(m.group(4))
+        try:
+            local, lport, fam = _socket(m.group(3))
+            remote, rport, _ = _socket(m.group(4))
+        except ValueError as exc:
+            raise ParseError(source, f"bad address: {exc}", number) from None
         yield ConnRow(fam, int(state), local, lport, None if state == TcpState.LISTEN else remote, rport,
                       command=m.group(1), line=number)
     if not rows:

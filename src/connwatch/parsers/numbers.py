@@ -1,0 +1,51 @@
+"""Numbers read from text: bounded so that a mutated or corrupt capture cannot crash what follows.
+
+The kernel prints counters, queues, pids and ports as at most 64-bit decimals (%lu: 20 digits).
+A longer run of digits is not something any tool printed: it is refused here as a ValueError
+(callers turn it into a ParseError naming the line), so it never reaches Python's int-from-str
+digit limit (4,300 digits) or a float conversion that overflows later.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_DIGITS = 20  # 18446744073709551615 (2**64 - 1)
+_DECIMAL = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")
+_HEX = re.compile(r"[0-9A-Fa-f]{1,16}")
+
+
+def num(text: str) -> int:
+    """A decimal integer of at most MAX_DIGITS ASCII digits (optional leading minus); else ValueError."""
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"not a number the kernel prints: {_cut(text)!r}")
+    return int(text)
+
+
+def hexnum(text: str) -> int:
+    """A hexadecimal integer of at most 16 digits (64 bits), as /proc/net/tcp prints them; else ValueError."""
+    if not _HEX.fullmatch(text):
+        raise ValueError(f"not a hexadecimal field: {_cut(text)!r}")
+    return int(text, 16)
+
+
+def real(text: str) -> float:
+    """A finite decimal number (seconds, rates); 'nan', 'inf' and overflowing exponents are a ValueError."""
+    if len(text) > 40:
+        raise ValueError(f"number too long: {_cut(text)!r}")
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"not a finite number: {_cut(text)!r}")
+    return value
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 30 else text[:30] + "..."
+
+
+def port(text: str) -> int:
+    """A TCP port number 0-65535 in decimal; else ValueError."""
+    value = num(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port {value} outside 0-65535")
+    return value
