@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import io
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -233,9 +234,12 @@ def make_input(r: random.Random, pool: list[tuple[str, bytes]], work: Path) -> l
 
 # --- running --------------------------------------------------------------------------------------
 
-def analyse(args: list[str], config: Config) -> str | None:
+TEXT_EVERY = 8  # rich's table layout costs 3x the analysis: the text rendering runs on every 8th input
+
+
+def analyse(args: list[str], config: Config, text: bool = True) -> str | None:
     """Run analyze in-process on `args`; None when it ended well (a report or a ConnwatchError), else
-    the crash's last traceback lines."""
+    the crash's last traceback lines. `text`: render the text report too (JSON and nagios always)."""
     try:
         analysis, errors = run_analysis(args, config, None, None, None)
         for line in errors:
@@ -243,8 +247,9 @@ def analyse(args: list[str], config: Config) -> str | None:
                 return f"error is not one line: {line[:300]!r}"
         if analysis is not None:
             dumps(analysis_dict(analysis))
-            render_text(analysis, Console(file=io.StringIO(), width=120))
             render_nagios(analysis)
+            if text:
+                render_text(analysis, Console(file=io.StringIO(), width=120))
     except ConnwatchError:
         return None
     except (Exception, RecursionError) as exc:  # the crash we look for
@@ -256,32 +261,48 @@ def analyse(args: list[str], config: Config) -> str | None:
 class Result:
     inputs: int
     seconds: float
-    crashes: list[tuple[int, str, Path | None]]
+    crashes: list[tuple[int, str, Path | None]]  # (case seed, last traceback lines, saved copy)
 
 
-def fuzz(count: int, seed: int, budget_s: float, save: Path | None = None) -> Result:
-    """`count` inputs from `seed` (stops early after budget_s seconds)."""
-    r = random.Random(seed)
-    pool = seeds()
-    config = load_config(None)
+def fuzz(count: int, seed: int, budget_s: float, save: Path | None = None, jobs: int = 2) -> Result:
+    """`count` inputs from `seed`, in `jobs` processes (stops early after budget_s seconds)."""
+    start = time.monotonic()
+    tasks = [(count // jobs + (i < count % jobs), seed, i, budget_s, save) for i in range(jobs)]
+    if jobs == 1:
+        parts = [_worker(tasks[0])]
+    else:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            parts = pool.map(_worker, tasks)
+    return Result(sum(p.inputs for p in parts), time.monotonic() - start, [c for p in parts for c in p.crashes])
+
+
+def _worker(task: tuple[int, int, int, float, Path | None]) -> Result:
+    count, seed, index, budget_s, save = task
+    r = random.Random(seed * 1000 + index)
+    pool, config = seeds(), load_config(None)
     crashes: list[tuple[int, str, Path | None]] = []
     start = time.monotonic()
     done = 0
-    with tempfile.TemporaryDirectory(prefix="connwatch-fuzz-") as tmp:
-        while done < count:
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(prefix="connwatch-fuzz-", dir=shm if shm.is_dir() else None) as tmp:
+        while done < count and time.monotonic() - start < budget_s:
             done += 1
-            work = Path(tmp) / "case"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
-            case_seed = r.getrandbits(64)
-            args = make_input(random.Random(case_seed), pool, work)
-            crash = analyse(args, config)
+            crash, args, work, case_seed = run_case(r.getrandbits(64), pool, config, Path(tmp) / str(done % 100),
+                                                    text=done % TEXT_EVERY == 0)
             if crash is not None:
                 kept = _keep(work, args, case_seed, save) if save is not None else None
                 crashes.append((case_seed, crash, kept))
-            if time.monotonic() - start > budget_s:
-                break
     return Result(done, time.monotonic() - start, crashes)
+
+
+def run_case(case_seed: int, pool: list[tuple[str, bytes]], config: Config, work: Path,
+             text: bool = True) -> tuple[str | None, list[str], Path, int]:
+    """Make and analyse the input of one case seed (the same seed makes the same input)."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    args = make_input(random.Random(case_seed), pool, work)
+    return analyse(args, config, text), args, work, case_seed
 
 
 def _keep(work: Path, args: list[str], case_seed: int, corpus: Path) -> Path:
@@ -303,9 +324,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="default: a random one (printed)")
     p.add_argument("--budget", type=float, default=3600.0, help="stop after this many seconds")
     p.add_argument("--save", action="store_true", help="keep crashing inputs in tests/fuzz/corpus/")
+    p.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--case", type=lambda x: int(x, 16), default=None, help="re-run one case (hex seed, as printed)")
     a = p.parse_args(argv)
+    if a.case is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            crash, args, _work, _seed = run_case(a.case, seeds(), load_config(None), Path(tmp) / "case")
+            print(args, crash or "no crash")
+            if a.save and crash is not None:
+                print(_keep(Path(tmp) / "case", args, a.case, CORPUS))
+        return 1 if crash else 0
     seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
-    res = fuzz(a.count, seed, a.budget, CORPUS if a.save else None)
+    res = fuzz(a.count, seed, a.budget, CORPUS if a.save else None, a.jobs)
     print(f"seed {seed}: {res.inputs} inputs in {res.seconds:.1f} s, {len(res.crashes)} crash(es)")
     kinds: dict[str, int] = {}
     for case_seed, crash, kept in res.crashes:

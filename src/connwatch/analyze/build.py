@@ -361,9 +361,12 @@ def _inferred_ports(cap: Capture, port_range: tuple[int, int]) -> frozenset[int]
     for f, kind, enc in cap.conn_files:
         if kind in (fmt.PROC_TCP, fmt.PROC_TCP6):
             continue
-        for row in _rows(f, kind, enc, []):
-            if row.remote is not None and row.state != int(TcpState.SYN_SENT):
-                counts[row.local_port] = counts.get(row.local_port, 0) + 1
+        try:
+            for row in _rows(f, kind, enc, []):
+                if row.remote is not None and row.state != int(TcpState.SYN_SENT):
+                    counts[row.local_port] = counts.get(row.local_port, 0) + 1
+        except ParseError as exc:  # the file changed since the first pass (analyze/archive.py)
+            cap.errors.append(str(exc))
     low, high = port_range
     ports = frozenset(p for p, n in counts.items() if n >= 2 and not low <= p <= high)
     if ports:

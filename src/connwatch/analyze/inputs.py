@@ -87,6 +87,11 @@ def _utf16_without_bom(head: bytes) -> str | None:
     return None
 
 
+def encoding_of(head: bytes, name: str) -> str:
+    """The text encoding of a file from its first bytes; ParseError when it is empty or binary."""
+    return _encoding(head, name)
+
+
 def read_head(f: InputFile) -> tuple[bytes, str]:
     with f.opener() as fh:
         head = fh.read(HEAD_BYTES)
@@ -171,10 +176,6 @@ class _ChunkReader(io.RawIOBase):
         super().close()
 
 
-def _plain(path: Path) -> InputFile:
-    return InputFile(str(path), "", lambda: open(path, "rb"), _mtime(path))
-
-
 def _mtime(path: Path) -> float | None:
     try:
         return path.stat().st_mtime
@@ -182,7 +183,8 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _walk(root: Path) -> list[InputFile]:
+def walk(root: Path) -> list[InputFile]:
+    """The regular files under a directory (symlinks and special files are not followed)."""
     out: list[InputFile] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
@@ -200,61 +202,11 @@ def _opener(path: Path) -> Callable[[], IO[bytes]]:
     return lambda: open(path, "rb")
 
 
-def _tar(path: Path) -> list[InputFile]:
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ParseError(str(path), f"unreadable tarball ({exc})") from None
-    return [InputFile(f"{path}:{m.name}", m.name, _member_opener(path, m.name), float(m.mtime), False)
-            for m in members]
-
-
-def _member_opener(path: Path, member: str) -> Callable[[], IO[bytes]]:
-    def open_member() -> IO[bytes]:
-        tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by _Closing)
-        fh = tar.extractfile(member)
-        if fh is None:
-            tar.close()
-            raise ParseError(f"{path}:{member}", "not a regular file in the tarball")
-        return _Closing(fh, tar)
-    return open_member
-
-
-class _Closing(io.BufferedReader):
-    """A tar member stream that closes its archive too."""
-
-    def __init__(self, fh: IO[bytes], tar: tarfile.TarFile) -> None:
-        super().__init__(fh)  # type: ignore[arg-type]
-        self._tar = tar
-
-    def close(self) -> None:
-        super().close()
-        self._tar.close()
-
-
 def is_tarball(path: Path) -> bool:
     name = path.name.lower()
     if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")):
         return True
     try:
         return tarfile.is_tarfile(path)
-    except OSError:
+    except (OSError, EOFError, ValueError, tarfile.TarError):  # unreadable: not taken as a tarball
         return False
-
-
-def expand(arg: str) -> tuple[list[InputFile], bool]:
-    """The files of one command-line argument, and whether it is a whole capture (dir/tarball)."""
-    path = Path(arg)
-    if not path.exists():
-        raise ParseError(arg, "no such file or directory")
-    if path.is_dir():
-        return _walk(path), True
-    if is_tarball(path):
-        return _tar(path), True
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise ParseError(arg, f"cannot read ({exc.strerror})") from None
-    return [_plain(path)], False

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connwatch.analyze import detect as fmt
+from connwatch.analyze.archive import InputChanged
 from connwatch.analyze.build import Capture, first_pass, read_file_into
 from connwatch.analyze.inputs import InputFile, read_head, slice_file
 from connwatch.analyze.segment import Part, Segments
@@ -74,6 +75,9 @@ def read_part_into(cap: Capture, f: InputFile, enc: str, start: int, end: int, k
         piece = f if whole and not cut else slice_file(f, enc, start, end, frozenset(cut))
         try:
             records = first_pass(cap, piece, kind, "utf-8" if piece is not f else enc)
+        except InputChanged as exc:  # not a bad line: the file itself changed or vanished
+            cap.errors.append(str(exc))
+            return str(exc)
         except ParseError as exc:
             first = first or str(exc)
             line = exc.line

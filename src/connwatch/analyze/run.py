@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from connwatch.analyze import detect as fmt
+from connwatch.analyze.archive import expand
 from connwatch.analyze.build import Capture, finish, read_file_into
 from connwatch.analyze.hostfacts import DEFAULT_RANGES
-from connwatch.analyze.inputs import InputFile, expand, iter_lines, read_head
+from connwatch.analyze.inputs import InputFile, iter_lines, read_head
 from connwatch.analyze.paste import read_paste_into
 from connwatch.analyze.report import Analysis, analyse
 from connwatch.analyze.segment import Segments, segment
@@ -23,23 +27,27 @@ def _segments(f: InputFile) -> tuple[Segments, str]:
     return segment(iter_lines(f, enc)), enc
 
 
-def gather(args: Sequence[str], interval: float | None = None) -> tuple[list[Capture], list[str]]:
+def gather(args: Sequence[str], interval: float | None, work: Callable[[], Path], special: bool = False
+           ) -> tuple[list[Capture], list[str]]:
     """Group the arguments into captures of one host, in order.
 
     A directory or tarball is one capture. Plain files (and the parts of a pasted file) are one
     capture of one host: their data is merged. Only with --interval does a repeated format start a
     new capture (`ss-1.txt nstat-1.txt ss-2.txt nstat-2.txt --interval 60` is two captures 60 s apart);
-    without it nothing says the files were taken at different times.
+    without it nothing says the files were taken at different times. `work()` gives a private directory
+    for copies (tarball members, --read-special input), removed by the caller.
     """
     captures: list[Capture] = []
     errors: list[str] = []
     loose: Capture | None = None
     for arg in args:
         try:
-            files, whole = expand(arg)
+            got = expand(arg, work, special)
         except ParseError as exc:
             errors.append(str(exc))
             continue
+        errors.extend(got.errors)
+        files, whole = got.files, got.whole
         if whole:
             cap = Capture(arg)
             for f in files:
@@ -63,7 +71,7 @@ def gather(args: Sequence[str], interval: float | None = None) -> tuple[list[Cap
         read_paste_into(loose, f, segs, enc)
     for cap in captures:
         errors.extend(cap.errors)
-    return [c for c in captures if c.files], errors
+    return [c for c in captures if c.files], list(dict.fromkeys(errors))
 
 
 def _check_one_host(captures: list[Capture], snaps: list[Snapshot]) -> list[str]:
@@ -80,8 +88,24 @@ def _check_one_host(captures: list[Capture], snaps: list[Snapshot]) -> list[str]
 
 
 def run_analysis(args: Sequence[str], config: Config, interval: float | None,
-                 port_range: tuple[int, int] | None, somaxconn: int | None) -> tuple[Analysis | None, list[str]]:
-    captures, errors = gather(args, interval)
+                 port_range: tuple[int, int] | None, somaxconn: int | None,
+                 read_special: bool = False) -> tuple[Analysis | None, list[str]]:
+    """The analysis of the arguments and the error lines (one per bad file). `read_special` reads FIFOs
+    and devices once (otherwise refused: they may never end)."""
+    with contextlib.ExitStack() as stack:
+        made: list[Path] = []
+
+        def work() -> Path:  # made on first use: only tarballs and --read-special need it
+            if not made:
+                made.append(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="connwatch-analyze-"))))
+            return made[0]
+
+        return _run(args, config, interval, port_range, somaxconn, work, read_special)
+
+
+def _run(args: Sequence[str], config: Config, interval: float | None, port_range: tuple[int, int] | None,
+         somaxconn: int | None, work: Callable[[], Path], read_special: bool) -> tuple[Analysis | None, list[str]]:
+    captures, errors = gather(args, interval, work, read_special)
     if not captures:
         return None, errors
     snaps = []
@@ -89,6 +113,7 @@ def run_analysis(args: Sequence[str], config: Config, interval: float | None,
         default = DEFAULT_RANGES.get(cap.platform, DEFAULT_RANGES["linux"])
         snap = finish(cap, port_range or cap.sysctls.ip_local_port_range or default)
         snaps.append(_overrides(snap, cap, port_range, somaxconn))
+    errors += [e for e in dict.fromkeys(e for cap in captures for e in cap.errors) if e not in errors]  # pass 2
     problems = _check_one_host(captures, snaps)
     if problems:
         return None, errors + problems
