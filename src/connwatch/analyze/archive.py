@@ -32,11 +32,13 @@ from connwatch.analyze.hostfacts import sysctl_file
 from connwatch.analyze.inputs import HEAD_BYTES, MAX_WALK_FILES, InputFile, encoding_of, is_tarball, walk
 from connwatch.errors import ParseError
 
-MAX_SPOOL = 1 << 30  # bytes copied out of one tarball or one non-regular file
+MAX_SPOOL = 1 << 30  # bytes copied out of one tarball
+MAX_SPECIAL = 256 << 20  # bytes read from one non-regular file
 MAX_MEMBERS = MAX_WALK_FILES
 READ_SPECIAL = "--read-special"  # the option that asks for non-regular files (commands/analyze.py)
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFSOCK: "a socket"}
+_ARCHIVE_MAGIC = (b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh")  # gzip, xz, bzip2
 _CORRUPT = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
 
 
@@ -65,7 +67,7 @@ def expand(arg: str, work: Callable[[], Path], special: bool = False) -> Expande
         what = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
         if not special:
             raise ParseError(arg, f"{what}, not a regular file: it may never end and cannot be read twice; "
-                             f"pass {READ_SPECIAL} to read it once (at most {MAX_SPOOL >> 20} MiB)")
+                             f"pass {READ_SPECIAL} to read it once (at most {MAX_SPECIAL >> 20} MiB)")
         copy = work() / f"special-{len(list(work().iterdir()))}"
         _spool(arg, copy)
         return expand_regular(arg, copy, work)
@@ -139,7 +141,9 @@ def _member(name: str, tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path
         head = fh.read(HEAD_BYTES)
         if not _wanted(head, member.name):
             return InputFile(label, member.name, _empty, float(member.mtime), False)  # counted as skipped
-        spooled[0] += _copy(label, head, fh, dest, MAX_SPOOL - spooled[0])
+        spooled[0] += _copy(label, head, fh, dest, MAX_SPOOL - spooled[0],
+                            f"more than {MAX_SPOOL >> 20} MiB to read from this archive: extract it and analyse "
+                            "the directory (or only the files that matter)")
     return checked_file(label, dest, member.name, float(member.mtime), explicit=False)
 
 
@@ -159,24 +163,27 @@ def _kind_known(rel: str) -> bool:  # as analyze/build.kind_known: errors in the
     return rel.startswith(("proc/net/", "net/")) or "/proc/net/" in rel or "sos_commands/networking/" in rel
 
 
-def _copy(label: str, head: bytes, rest: IO[bytes], dest: Path, room: int) -> int:
+def _copy(label: str, head: bytes, rest: IO[bytes], dest: Path, room: int, too_big: str) -> int:
     size = len(head)
     with open(dest, "wb") as out:
         out.write(head)
         while chunk := rest.read(1 << 20):
             size += len(chunk)
             if size > room:
-                raise ParseError(label, f"more than {MAX_SPOOL >> 20} MiB to read from this archive: extract it "
-                                 "and analyse the directory (or only the files that matter)")
+                raise ParseError(label, too_big)
             out.write(chunk)
     return size
 
 
 def _spool(name: str, dest: Path) -> None:
-    """Copy a non-regular file once (bounded)."""
+    """Copy a non-regular file once (bounded); binary data that is not an archive stops at its first bytes."""
     try:
         with open(name, "rb") as src:
-            _copy(name, src.read(HEAD_BYTES), src, dest, MAX_SPOOL)
+            head = src.read(HEAD_BYTES)
+            if not head.startswith(_ARCHIVE_MAGIC) and head[257:262] != b"ustar":
+                encoding_of(head, name)  # ParseError: empty or binary (/dev/zero, /dev/urandom)
+            _copy(name, head, src, dest, MAX_SPECIAL, f"more than {MAX_SPECIAL >> 20} MiB read: not one "
+                  "command's output (save it to a file and analyse the file)")
     except OSError as exc:
         raise ParseError(name, f"cannot read ({_one_line(exc)})") from None
 

@@ -136,7 +136,7 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     lines = iter_lines(f, enc)
     if kind == fmt.SNAPSHOT:
         try:
-            data = json.loads("\n".join(lines), parse_constant=_no_constant)
+            data = json.loads(joined(lines, f.name, MAX_JSON), parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise ParseError(f.name, f"invalid JSON ({exc.msg})", exc.lineno) from None
         except (ValueError, RecursionError) as exc:  # a 5,000-digit number, NaN, nesting too deep
@@ -147,7 +147,7 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
             cap.namespaces = [snapshot_json.from_dict(x, f"{f.name} namespaces[{i}]") for i, x in enumerate(more)]
         return 1 + len(cap.namespaces)
     if kind in _COUNTER_PARSERS:
-        got = _COUNTER_PARSERS[kind]("\n".join(lines), f.name)
+        got = _COUNTER_PARSERS[kind](joined(lines, f.name, MAX_TABLE), f.name)
     elif kind == fmt.NETSTAT_S_LINUX:
         got = parse_linux_netstat_s(lines, f.name, cap.notes)
     elif kind == fmt.NETSTAT_S_WINDOWS:
@@ -155,8 +155,8 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
     elif kind == fmt.NSTAT:
         got = parse_nstat(lines, f.name)
     elif kind in (fmt.PROC_SOCKSTAT, fmt.PROC_SOCKSTAT6, fmt.SS_SUMMARY):
-        parser = parse_ss_summary if kind == fmt.SS_SUMMARY else (lambda ls, s: parse_sockstat("\n".join(ls), s))
-        stat = parser(lines, f.name)
+        stat = parse_ss_summary(lines, f.name) if kind == fmt.SS_SUMMARY else parse_sockstat(
+            joined(lines, f.name, MAX_TABLE), f.name)
         cap.sockstat.update(stat)
         return len(stat)
     elif kind == fmt.UPTIME:
@@ -181,6 +181,22 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
         return _first_pass_sockets(cap, f, kind, enc)
     cap.counters.update(got)
     return len(got)
+
+
+MAX_JSON = 64 << 20  # a snapshot of 100,000 listeners is about 30 MB
+MAX_TABLE = 4 << 20  # /proc/net/netstat, snmp, sockstat: a few KB on any kernel
+
+
+def joined(lines: Iterator[str], name: str, limit: int) -> str:
+    """The lines of a file read whole (JSON, the /proc counter tables), at most `limit` characters."""
+    out: list[str] = []
+    size = 0
+    for line in lines:
+        size += len(line) + 1
+        if size > limit:
+            raise ParseError(name, f"more than {limit >> 20} MiB for a file read whole: not this format")
+        out.append(line)
+    return "\n".join(out)
 
 
 def _no_constant(name: str) -> None:

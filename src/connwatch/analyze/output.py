@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +14,7 @@ from connwatch import __version__
 from connwatch.analyze.hostfacts import ADVICE
 from connwatch.analyze.report import Analysis
 from connwatch.engine import STATUS_NAMES
-from connwatch.model import Snapshot
+from connwatch.model import Listener, Snapshot
 from connwatch.outputs.jsonout import alert_dict, finding_dict, iso, listener_row
 
 
@@ -66,17 +66,23 @@ def render_text(a: Analysis, console: Console) -> None:
         + ("counters cumulative since boot" + (f", uptime {a.uptime_s:.0f} s" if a.uptime_s else ", uptime unknown")
            if a.basis == "since boot" else f"rates over {a.interval_s:.0f} s between captures")))
     for cap in a.captures:
-        formats = ", ".join(_file_label(f) for f in cap.files)
-        console.print(Text(f"capture {cap.name}: {formats}", style="dim"))
-        for part in cap.skipped_parts:
+        formats = ", ".join(_file_label(f) for f in cap.files[:MAX_TEXT_NOTES])
+        more = f" and {len(cap.files) - MAX_TEXT_NOTES} more" if len(cap.files) > MAX_TEXT_NOTES else ""
+        console.print(Text(f"capture {cap.name}: {formats}{more}", style="dim"))
+        for part in cap.skipped_parts[:MAX_TEXT_NOTES]:
             lines = part["lines"]
             console.print(Text(f"  skipped {part['path']} lines {lines[0]}-{lines[1]}: {part['reason']}",  # type: ignore[index]
                                style="dim"))
+        _left_out(console, len(cap.skipped_parts) - MAX_TEXT_NOTES, "skipped part(s)")
     console.print()
-    for alert in alerts:
+    for alert in alerts[:MAX_TEXT_ALERTS]:
         console.print(alert_block(alert))
+    _left_out(console, len(alerts) - MAX_TEXT_ALERTS, "alert(s)")
     if cur.listeners:
-        console.print(_listeners(cur, lambda s: listeners_table(s, width=console.width)))
+        shown = _busiest(cur.listeners)
+        console.print(_listeners(replace(cur, listeners=shown), lambda s: listeners_table(s, width=console.width)))
+        _left_out(console, len(cur.listeners) - len(shown), f"listener(s) (shown: the {len(shown)} with the most "
+                  "drops and fullest queues)")
     if cur.sockets is not None and cur.sockets.total:
         states = ", ".join(f"{k} {v}" for k, v in sorted(cur.sockets.by_state.items(), key=lambda kv: -kv[1]))
         console.print(f"TCP sockets: {cur.sockets.total} ({states})")
@@ -84,10 +90,29 @@ def render_text(a: Analysis, console: Console) -> None:
         console.print(Text("Not supported by this capture:", style="bold"))
         for item in a.unsupported:
             console.print(Text(f"  {item['check']}: {item['reason']}"))
-    for note in cur.limitations:
+    for note in cur.limitations[:MAX_TEXT_NOTES]:
         console.print(Text(f"note: {note}", style="dim"))
+    _left_out(console, len(cur.limitations) - MAX_TEXT_NOTES, "note(s)")
     for line in ADVICE.get(a.platform, []):
         console.print(Text(f"advice: {line}", style="cyan"))
+
+
+MAX_TEXT_ALERTS = 50  # the text report stays readable at 3 a.m.; --format json has everything
+MAX_TEXT_LISTENERS = 100
+MAX_TEXT_NOTES = 30
+
+
+def _busiest(listeners: Sequence[Listener]) -> tuple[Listener, ...]:
+    """At most MAX_TEXT_LISTENERS listeners, those with drops and the fullest queues first, by port."""
+    if len(listeners) <= MAX_TEXT_LISTENERS:
+        return tuple(listeners)
+    ranked = sorted(listeners, key=lambda x: (-(x.drops or 0), -(x.queue / x.backlog if x.backlog else x.queue)))
+    return tuple(sorted(ranked[:MAX_TEXT_LISTENERS], key=lambda x: (x.port, x.family, x.address)))
+
+
+def _left_out(console: Console, count: int, what: str) -> None:
+    if count > 0:
+        console.print(Text(f"... {count} more {what} not shown: --format json lists them all", style="bold"))
 
 
 def _file_label(f: dict[str, Any]) -> str:

@@ -28,11 +28,17 @@ def read_paste_into(cap: Capture, f: InputFile, segs: Segments, enc: str) -> Non
         return
     failures: list[str] = []
     used = False
+    budget = [WORK_LINES + 4 * max(p.end for p in segs.parts)]
     for part in segs.parts:
         if part.kind is None:
             _skip(cap, f, part.start, part.end, _why_unrecognised(part))
             continue
-        error = read_part_into(cap, f, enc, part.start, part.end, part.kind, part.command, segs.whole)
+        if budget[0] <= 0:
+            cap.errors.append(f"{f.name}:{part.start}: too many parts to re-read ({len(segs.parts)} in the paste, "
+                              f"each read from line 1): lines {part.start}-{segs.parts[-1].end} were not read; "
+                              "split the file where the commands change")
+            break
+        error = read_part_into(cap, f, enc, part.start, part.end, part.kind, part.command, segs.whole, budget)
         used = used or error is None
         if error is not None:
             failures.append(error)
@@ -62,10 +68,11 @@ def _why_unrecognised(part: Part) -> str:
 
 
 MAX_CUTS = 20
+WORK_LINES = 10_000_000  # line reads for the parts of one file (+ 4 per line): each part re-reads from line 1
 
 
 def read_part_into(cap: Capture, f: InputFile, enc: str, start: int, end: int, kind: str, command: str,
-                   whole: bool) -> str | None:
+                   whole: bool, budget: list[int]) -> str | None:
     """Parse lines start..end of a pasted file as `kind`. A line the parser rejects is cut out (reported
     in cap.skipped_parts with the parser's reason) and the part read again, up to MAX_CUTS times; an
     error that names no line skips the part. None when the part was used, else its first error."""
@@ -73,6 +80,7 @@ def read_part_into(cap: Capture, f: InputFile, enc: str, start: int, end: int, k
     first = ""
     while True:
         piece = f if whole and not cut else slice_file(f, enc, start, end, frozenset(cut))
+        budget[0] -= end
         try:
             records = first_pass(cap, piece, kind, "utf-8" if piece is not f else enc)
         except InputChanged as exc:  # not a bad line: the file itself changed or vanished
@@ -81,7 +89,7 @@ def read_part_into(cap: Capture, f: InputFile, enc: str, start: int, end: int, k
         except ParseError as exc:
             first = first or str(exc)
             line = exc.line
-            if line is None or not start <= line <= end or line in cut or len(cut) >= MAX_CUTS:
+            if line is None or not start <= line <= end or line in cut or len(cut) >= MAX_CUTS or budget[0] <= 0:
                 _skip(cap, f, start, end, f"{kind}: {first.split(': ', 1)[-1]}")
                 return first
             cut[line] = exc.message

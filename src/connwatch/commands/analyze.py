@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=seconds(0, 86400 * 30, above=True), default=None, metavar="SECONDS",
                    help="seconds between successive captures given in order (text captures carry no timestamps)")
     p.add_argument("--config", default=None, help="TOML rules file overriding the defaults")
+    p.add_argument("--read-special", action="store_true",
+                   help="also read FIFOs and devices (e.g. <(ssh host ss -tan)): copied once, at most 1 GiB; "
+                   "refused otherwise, as they may never end")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.rules.config import load_config
 
     config = load_config(args.config)
-    analysis, errors = run_analysis(args.paths, config, args.interval, args.port_range, args.somaxconn)
+    analysis, errors = run_analysis(args.paths, config, args.interval, args.port_range, args.somaxconn,
+                                    args.read_special)
     for line in errors:
         print(line, file=sys.stderr)
     if analysis is None:
