@@ -86,7 +86,7 @@ def _build(cls: Any, data: Mapping[str, Any], source: str) -> Any:
     for f in dataclasses.fields(cls):
         if not _fits(getattr(obj, f.name), hints[f.name]):
             raise ParseError(source, f"bad {cls.__name__} record: {f.name} = {_shown(getattr(obj, f.name))} "
-                             f"is not {hints[f.name]}")
+                             f"is not {_type_name(hints[f.name])}")
     return obj
 
 
@@ -126,6 +126,12 @@ def _fits(value: Any, hint: Any) -> bool:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return isinstance(value, hint)
     return True
+
+
+def _type_name(hint: Any) -> str:
+    """`int`, `int | None`, `Mapping[str, int]` (not "<class 'int'>")."""
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    return text.replace("collections.abc.", "").replace("connwatch.model.", "")
 
 
 def _shown(value: Any) -> str:
