@@ -65,7 +65,7 @@ def seeds() -> list[tuple[str, bytes]]:
             if len(data) > SEED_BYTES:
                 data = data[:data.rfind(b"\n", 0, SEED_BYTES) + 1]
             out.append((str(path.relative_to(CAPTURES)), data))
-    out.append(("snapshot.json", snapshot_seed()))
+    out += [("snapshot.json", snapshot_seed())] * 8  # one format, but the richest: about 10 % of the inputs
     return out
 
 
@@ -82,7 +82,9 @@ def snapshot_seed() -> bytes:
                     sockstat={"TCP.tw": 500}, sysctls=Sysctls(somaxconn=4096, ip_local_port_range=(32768, 60999)),
                     listeners=(lst,), sockets=SocketSummary(total=503, by_state={"TIME_WAIT": 500},
                                                             destinations=(dest,)))
-    return json.dumps(to_dict(snap), indent=1).encode()
+    doc = to_dict(snap)
+    doc["namespaces"] = [to_dict(dataclasses.replace(snap, listeners=(), taken_at=1.7e9 + 1))]
+    return json.dumps(doc, indent=1).encode()
 
 
 # --- mutations: bytes -> bytes --------------------------------------------------------------------
@@ -171,8 +173,42 @@ def _encode(r: random.Random, d: bytes) -> bytes:
     return text.encode("utf-16-be")
 
 
+ODD_VALUES: list[object] = [None, -1, 0, 2**63, 2**64, -(2**63), 1.5, -0.0, 1e308, "x", "80", "", [], {}, True,
+                             [1, 2], {"a": 1}, "0.0.0.0", "::1", "fe80::1%eth0", 65536, 7]
+
+
+def _json(r: random.Random, d: bytes) -> bytes:
+    """In a JSON document: one value replaced by one of another type or an extreme size, or a key dropped."""
+    try:
+        doc = json.loads(d)
+    except ValueError:
+        return d
+    holders: list[dict[str, object] | list[object]] = []
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict | list) and len(holders) < 500:
+            holders.append(node)
+            for child in node.values() if isinstance(node, dict) else node:
+                collect(child)
+
+    collect(doc)
+    for _ in range(r.randint(1, 3)):
+        node = r.choice(holders)
+        if not node:
+            continue
+        if isinstance(node, dict):
+            key = r.choice(list(node))
+            if r.random() < 0.2:
+                del node[key]
+            else:
+                node[key] = r.choice(ODD_VALUES)
+        else:
+            node[r.randrange(len(node))] = r.choice(ODD_VALUES)
+    return json.dumps(doc).encode()
+
+
 MUTATORS: list[Callable[[random.Random, bytes], bytes]] = [
-    _flip, _insert_bytes, _delete, _number, _number, _token, _token, _lines, _lines, _truncate, _encode]
+    _flip, _insert_bytes, _delete, _number, _number, _token, _token, _lines, _lines, _truncate, _encode, _json, _json]
 
 
 def mutate(r: random.Random, pool: list[tuple[str, bytes]]) -> bytes:
@@ -187,9 +223,13 @@ def mutate(r: random.Random, pool: list[tuple[str, bytes]]) -> bytes:
 
 # --- containers -----------------------------------------------------------------------------------
 
+TAR_NAMES = ["sos_commands/networking/ss_-tanp", "sos_commands/networking/netstat_-s", "proc/net/netstat",
+             "proc/net/tcp", "proc/net/tcp6", "proc/net/snmp", "proc/net/sockstat", "proc/sys/net/core/somaxconn",
+             "proc/sys/net/ipv4/ip_local_port_range", "date", "hostname", "uptime", "nstat_-az", "sysctl_-a"]
+
+
 def _tarball(r: random.Random, pool: list[tuple[str, bytes]], path: Path) -> None:
-    names = ["sos_commands/networking/ss_-tanp", "sos_commands/networking/netstat_-s", "proc/net/netstat",
-             "proc/net/tcp", "proc/sys/net/core/somaxconn", "date", "hostname", "uptime", "nstat_-az"]
+    names = TAR_NAMES
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz" if r.random() < 0.5 else "w") as tar:
         for _ in range(r.randint(1, 4)):
@@ -216,9 +256,9 @@ def make_input(r: random.Random, pool: list[tuple[str, bytes]], work: Path) -> l
         return [str(path)]
     if choice < 0.06:
         d = work / "dir"
-        (d / "proc" / "net").mkdir(parents=True)
-        (d / "proc" / "net" / "netstat").write_bytes(mutate(r, pool))
-        (d / "ss.txt").write_bytes(mutate(r, pool))
+        for name in r.sample(TAR_NAMES, r.randint(1, 4)):
+            (d / name).parent.mkdir(parents=True, exist_ok=True)
+            (d / name).write_bytes(mutate(r, pool))
         return [str(d)]
     if choice < 0.12:
         paths = []
@@ -241,7 +281,8 @@ def analyse(args: list[str], config: Config, text: bool = True) -> str | None:
     """Run analyze in-process on `args`; None when it ended well (a report or a ConnwatchError), else
     the crash's last traceback lines. `text`: render the text report too (JSON and nagios always)."""
     try:
-        analysis, errors = run_analysis(args, config, None, None, None)
+        interval = 60.0 if len(args) > 1 and len(args[0]) % 2 else None  # two captures give rates
+        analysis, errors = run_analysis(args, config, interval, None, None)
         for line in errors:
             if "\n" in line:
                 return f"error is not one line: {line[:300]!r}"
