@@ -286,6 +286,8 @@ def analyse(args: list[str], config: Config, text: bool = True) -> str | None:
         for line in errors:
             if "\n" in line:
                 return f"error is not one line: {line[:300]!r}"
+        if analysis is None and not errors:
+            return "no report and no error line (a silent exit 3)"
         if analysis is not None:
             dumps(analysis_dict(analysis))
             render_nagios(analysis)

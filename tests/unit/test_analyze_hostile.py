@@ -307,3 +307,15 @@ def test_text_output_of_20000_listeners_is_bounded_and_says_what_was_left_out(tm
     assert "... 19900 more listener(s) (shown: the 100 with the most drops and fullest queues) not shown: " \
            "--format json lists them all" in text
     assert all(f":{1024 + i} " in text for i in range(0, 20_000, 1000))  # the full queues are among those shown
+
+
+def test_a_directory_or_tarball_without_any_capture_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    logs = tmp_path / "logs.tar"
+    _tar(logs, [("var/log/messages", b"Dec  1 03:00:00 host kernel: hello\n")])
+    for path, count in ((empty, 0), (logs, 1)):
+        analysis, errors = analyse(path)
+        assert analysis is None
+        assert errors == [f"{path}: no capture in it ({count} regular file(s); none is ss, netstat, netstat -s, "
+                          "nstat, /proc/net or a connwatch snapshot)"]

@@ -52,6 +52,9 @@ def gather(args: Sequence[str], interval: float | None, work: Callable[[], Path]
             cap = Capture(arg)
             for f in files:
                 read_file_into(cap, f)
+            if not cap.files and not cap.errors and not got.errors:
+                cap.errors.append(f"{arg}: no capture in it ({len(files)} regular file(s); none is ss, netstat, "
+                                  "netstat -s, nstat, /proc/net or a connwatch snapshot)")
             captures.append(cap)
             loose = None
             continue
