@@ -148,6 +148,13 @@ def _lines(r: random.Random, d: bytes) -> bytes:
     return b"\n".join(lines)
 
 
+def _run_of(r: random.Random, d: bytes) -> bytes:
+    """A long run of one character inside a line (spaces, tabs, digits, dots, colons): a regex that
+    backtracks quadratically on it shows as a slow input."""
+    i = r.randint(0, len(d))
+    return d[:i] + r.choice((b" ", b"\t", b"1", b".", b":", b"a", b"=", b"-")) * r.randint(2_000, 30_000) + d[i:]
+
+
 def _truncate(r: random.Random, d: bytes) -> bytes:
     return d[:r.randint(0, len(d))]
 
@@ -192,6 +199,8 @@ def _json(r: random.Random, d: bytes) -> bytes:
                 collect(child)
 
     collect(doc)
+    if not holders:  # a bare number or string
+        return d
     for _ in range(r.randint(1, 3)):
         node = r.choice(holders)
         if not node:
@@ -208,7 +217,8 @@ def _json(r: random.Random, d: bytes) -> bytes:
 
 
 MUTATORS: list[Callable[[random.Random, bytes], bytes]] = [
-    _flip, _insert_bytes, _delete, _number, _number, _token, _token, _lines, _lines, _truncate, _encode, _json, _json]
+    _flip, _insert_bytes, _delete, _number, _number, _token, _token, _lines, _lines, _truncate, _encode, _json, _json,
+    _run_of]
 
 
 def mutate(r: random.Random, pool: list[tuple[str, bytes]]) -> bytes:
@@ -278,8 +288,21 @@ TEXT_EVERY = 8  # rich's table layout costs 3x the analysis: the text rendering 
 
 
 def analyse(args: list[str], config: Config, text: bool = True) -> str | None:
-    """Run analyze in-process on `args`; None when it ended well (a report or a ConnwatchError), else
-    the crash's last traceback lines. `text`: render the text report too (JSON and nagios always)."""
+    """Run analyze in-process on `args`; None when it ended well (a report or a ConnwatchError) within
+    SLOW_S of CPU, else the crash's last traceback lines. `text`: render the text report too (JSON and
+    nagios always)."""
+    start = time.process_time()
+    crash = _analyse(args, config, text)
+    took = time.process_time() - start
+    if crash is None and took > SLOW_S:
+        return f"slow: {took:.1f} s of CPU for one input (a quadratic parser or regex?)"
+    return crash
+
+
+SLOW_S = 5.0  # CPU seconds for one input of at most ~100 KB (typically 3 ms)
+
+
+def _analyse(args: list[str], config: Config, text: bool) -> str | None:
     try:
         interval = 60.0 if len(args) > 1 and len(args[0]) % 2 else None  # two captures give rates
         analysis, errors = run_analysis(args, config, interval, None, None)

@@ -319,3 +319,18 @@ def test_a_directory_or_tarball_without_any_capture_says_so(tmp_path: Path) -> N
         assert analysis is None
         assert errors == [f"{path}: no capture in it ({count} regular file(s); none is ss, netstat, netstat -s, "
                           "nstat, /proc/net or a connwatch snapshot)"]
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("windows-netstat-s.txt", "TCP Statistics for IPv4\n\n  Active Opens" + " " * 200_000 + "x = 12\n"),
+    ("ss.txt", HEADER + "ESTAB 0 0 " + " " * 200_000 + "x\n"),
+    ("netstat.txt", "Active Internet connections (w/o servers)\nProto Recv-Q Send-Q Local Address Foreign Address "
+     "State Timer\ntcp 0 0 10.0.0.1:80 10.0.0.2:5000 TIME_WAIT" + " " * 200_000 + "x\n"),
+])
+def test_a_long_run_of_spaces_in_a_line_is_read_in_linear_time(tmp_path: Path, name: str, text: str) -> None:
+    """Three regexes backtracked quadratically on such a line (minutes at 1 MiB; found by fuzzing)."""
+    path = tmp_path / name
+    path.write_text(text)
+    start = time.process_time()
+    analyse(path)
+    assert time.process_time() - start < 5

@@ -104,7 +104,7 @@ def line_kind(line: str, following: list[str]) -> str | None:
         return SS_SUMMARY
     if text in _LINUX_STAT_SECTIONS and not line[:1].isspace():
         return NETSTAT_S_LINUX
-    if " Statistics" in text or re.fullmatch(r".+?\s+=\s+\d+", text):
+    if " Statistics" in text or _label_equals_number(text):
         return NETSTAT_S_WINDOWS if " = " in " ".join(following[:12]) or "=" in text else None
     m = _PROC_HEADER.match(text)
     if m and following and following[0].split()[:1] == [m.group(1) + ":"]:
@@ -145,6 +145,13 @@ def _proc_tcp_kind(following: list[str]) -> str:
         if m:
             return PROC_TCP6 if len(m.group(1)) == 32 else PROC_TCP
     return PROC_TCP
+
+
+def _label_equals_number(text: str) -> bool:
+    """`Active Opens  = 12` (as the regex `.+?\\s+=\\s+\\d+`, which is quadratic on a long line of spaces)."""
+    label, sep, value = text.rpartition("=")
+    return bool(sep) and label[:1].strip() != "" and label[-1:].isspace() and value[:1].isspace() \
+        and value.lstrip().isdecimal()
 
 
 def detect(head: str, rel: str = "") -> str | None:

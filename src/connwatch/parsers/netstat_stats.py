@@ -75,7 +75,6 @@ NSTAT_PREFIXES = ("TcpExt", "IpExt", "MPTcpExt", "UdpLite6", "UdpLite", "Udp6", 
 _SECTION = re.compile(r"([A-Za-z][A-Za-z0-9]*):$")
 _LEADING = re.compile(r"(\d+) (.+)$")
 _NAMED = re.compile(r"([A-Za-z][A-Za-z0-9_]*): (\d+)$")
-_WIN_VALUE = re.compile(r"(.+?)\s+=\s+(\d+)$")
 _NSTAT_ROW = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s+(\d+)\s+(-?[0-9.]+(?:e[+-]?\d+)?)$")
 
 
@@ -88,6 +87,17 @@ def sentence_counter(text: str) -> tuple[str, int] | None:
         return LINUX_SENTENCES[lead.group(2)], num(lead.group(1))
     except ValueError:  # a number no kernel prints: not a counter line
         return None
+
+
+def _win_value(text: str) -> tuple[str, str] | None:
+    """(label, digits) of a stripped `Label   = 12` line; the regex `(.+?)\\s+=\\s+(\\d+)$` it replaces took
+    quadratic time on a long run of spaces (fuzzing found it)."""
+    label, sep, value = text.rpartition("=")
+    digits = value.lstrip()
+    if not sep or not label[-1:].isspace() or not value[:1].isspace() or not digits.isdecimal():
+        return None
+    label = label.rstrip()
+    return (label, digits) if label else None
 
 
 def _value(digits: str, source: str, number: int) -> int:
@@ -152,18 +162,18 @@ def parse_windows_netstat_s(lines: Iterable[str], source: str, notes: list[str] 
         text = line.strip()
         if not text:
             continue
-        m = _WIN_VALUE.fullmatch(text)
+        m = _win_value(text)
         if m is None:
             in_tcp = text.upper().startswith("TCP")  # "TCP Statistics for IPv4" (localized: "Statistiques TCP")
             in_tcp = in_tcp or " TCP " in f" {text} "
             continue
         seen += 1
-        if len(m.group(1)) > 80:
+        if len(m[0]) > 80:
             raise ParseError(source, "label too long for netstat -s", number)
-        key = WINDOWS_LABELS.get(m.group(1))
+        key = WINDOWS_LABELS.get(m[0])
         tcp_values += in_tcp
         if in_tcp and key is not None:
-            counters[key] = counters.get(key, 0) + _value(m.group(2), source, number)
+            counters[key] = counters.get(key, 0) + _value(m[1], source, number)
     if not seen:
         raise ParseError(source, "no 'Label = value' lines: not Windows `netstat -s` output")
     if tcp_values and not counters and notes is not None:

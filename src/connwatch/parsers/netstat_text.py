@@ -52,7 +52,8 @@ _LINUX_PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udpl", 
 _BSD_PROTOS = frozenset({"tcp", "tcp4", "tcp6", "tcp46", "udp", "udp4", "udp6", "udp46", "icm4", "icm6",
                          "sctp", "sctp4", "sctp6", "sctp46", "div4", "div6"})
 _WIN_PROTOS = frozenset({"TCP", "UDP", "TCPv6", "UDPv6"})
-_TIMER = re.compile(r"\s*(off|on|keepalive|timewait|unkn-\d+)\s+\(([\d.]+)/\d+/\d+\)\s*$")
+# No leading \s*: searched from every position, it made a long run of spaces quadratic (fuzzing found it).
+_TIMER = re.compile(r"(off|on|keepalive|timewait|unkn-\d+)\s+\(([\d.]+)/\d+/\d+\)\s*$")
 _PID = re.compile(r"(?:^|\s)(\d+)/(\S.*)$")
 _QUEUES = re.compile(r"(\d+)/(\d+)/(\d+)")
 _OFFLOAD = frozenset({"InHost", "Offloaded", "Offloading", "Uploading"})
