@@ -57,6 +57,8 @@ HUGE_NUMBER_CASES = {
     "uptime.txt": (f"$ uptime\n 10:00:00 up {BIG} days,  3:04,  1 user,  load average: 0.00\n",
                    ":1: uptime: not a number"),
     "sysctl.txt": (f"net.core.somaxconn = {BIG}\n", ":1: sysctl-a: value '999"),
+    "sysctl-tcp-mem.txt": ("net.core.somaxconn = 4096\nnet.ipv4.tcp_mem = 1 2 " + "9" * 400 + "\n",
+                           "(net.ipv4.tcp_mem):1: not integers: '1 2 999"),
     "netstat-bsd-listen.txt": ("Current listen queue sizes (qlen/incqlen/maxqlen)\nProto Listen Local Address\n"
                                f"tcp4  0/0/{BIG} *.80\n", ":3: not a number"),
     "proc-netstat.txt": (f"TcpExt: ListenOverflows ListenDrops\nTcpExt: {BIG} 0\n", "more than 20 digits"),
