@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -12,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from connwatch.model import DestinationUsage, SocketSummary, SourceStatus, SourceUsage
-from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
+from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
 
 from .builders import listener, snapshot
 from .test_prometheus import _alert
@@ -23,16 +24,17 @@ CONTRIB = Path(__file__).parents[2] / "contrib"
 def _exported_names() -> set[str]:
     summary = SocketSummary(10, {"ESTABLISHED": 10}, (DestinationUsage("a", "b", 1, {"ESTABLISHED": 1}),),
                             (SourceUsage("c", 80, {"ESTABLISHED": 1}),))
-    snap = snapshot(1.0, (listener(80, drops=1),), {"TcpExt.ListenDrops": 1}, sockets=summary)
-    snap = snap.__class__(**{**{f: getattr(snap, f) for f in snap.__dataclass_fields__},
-                             "statuses": (SourceStatus("sysctl", True),)})
-    col = SnapshotCollector()
+    counters = {"TcpExt.ListenDrops": 1, "TcpExt.ListenOverflows": 1, "TcpExt.TCPReqQFullDrop": 0}
+    snap = snapshot(1.0, (listener(80, drops=1),), counters, sockets=summary)
+    snap = dataclasses.replace(snap, statuses=(SourceStatus("sysctl", True),),
+                               sysctls=dataclasses.replace(snap.sysctls, ip_local_port_range=(32768, 60999)))
+    col = SnapshotCollector(MetricsOptions(legacy=False))  # the dashboard must outlive the 0.1 names
     col.update(View(snap, snap.listeners, alerts=(_alert(80),), stats=AgentStats(
         source_errors={"sysctl": 1}, sample_seconds={"full": 0.1}, pending={"r": 1}, sent={"r": 1},
         failures={"r": 1}, samples={"full": 1})))
     registry = CollectorRegistry()
     registry.register(col)
-    ProcessCollector(namespace="connwatch_agent", registry=registry)
+    ProcessCollector(namespace="", registry=registry)
     text = generate_latest(registry).decode()
     return {line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")}
 
@@ -44,8 +46,21 @@ def _dashboard_exprs() -> list[str]:
 
 def test_dashboard_uses_only_exported_series() -> None:
     names = _exported_names()
-    used = {m for e in _dashboard_exprs() for m in re.findall(r"\bconnwatch_[a-z_]+", e)}
+    used = {m for e in _dashboard_exprs() for m in re.findall(r"\b(?:connwatch|process)_[a-z_]+", e)}
     assert used and used <= names, used - names
+
+
+def test_titles_say_what_the_queries_show_and_each_axis_has_one_unit() -> None:
+    dash = json.loads((CONTRIB / "grafana-connwatch.json").read_text())
+    for panel in dash["panels"]:
+        tops = {int(n) for t in panel.get("targets", []) for n in re.findall(r"topk\((\d+),", t["expr"])}
+        said = {int(n) for n in re.findall(r"top (\d+)", panel["title"])}
+        assert said == tops, panel["title"]
+        if panel["title"] == "Agent: CPU and memory":  # cores left, bytes right: never on one axis
+            [override] = panel["fieldConfig"]["overrides"]
+            props = {p["id"]: p["value"] for p in override["properties"]}
+            assert props == {"unit": "bytes", "custom.axisPlacement": "right", "custom.axisLabel": "resident memory"}
+        assert not any("2^20" in t["expr"] for t in panel.get("targets", []))
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)")

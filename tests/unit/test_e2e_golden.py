@@ -23,7 +23,7 @@ Deterministic by construction: a FakeClock starting at the recording's time and 
 default --interval (the recording's nominal interval), TZ=UTC, the host name from the tree, owners
 off (no /proc/*/fd scan), a fresh state dir per output, COLUMNS=120 and no colour. Normalised
 explicitly (they measure this test run, not the recording): every source's duration_ms is set to
-0.0 in both snapshots; in /metrics the agent's process series (connwatch_agent_process_*) are left
+0.0 in both snapshots; in /metrics the process series (process_*, connwatch_agent_process_*) are left
 out and connwatch_sample_duration_seconds values are written as 0.0.
 """
 
@@ -184,7 +184,7 @@ def run_agent_metrics(scenario: str, state_dir: Path, monkeypatch: pytest.Monkey
 def normalise_metrics(body: str) -> str:
     kept = []
     for line in body.splitlines(keepends=True):
-        if re.match(r"(# (HELP|TYPE) )?connwatch_agent_process_", line):
+        if re.match(r"(# (HELP|TYPE) )?(connwatch_agent_)?process_", line):
             continue
         if line.startswith("connwatch_sample_duration_seconds{"):
             line = line.rsplit(" ", 1)[0] + " 0.0\n"

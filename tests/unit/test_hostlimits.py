@@ -95,9 +95,9 @@ def test_snapshot_json_keeps_the_host_limits() -> None:
 
 
 def test_metrics_carry_the_host_limits() -> None:
-    from connwatch.outputs.prometheus import _host_families
+    from connwatch.outputs.prometheus import MetricsOptions, _host_families
 
-    families = {f.name: f for f in _host_families(_snap(1.0, 600, 5, 100, 0))}
+    families = {f.name: f for f in _host_families(_snap(1.0, 600, 5, 100, 0), MetricsOptions())}
     usage = {s.labels["key"]: s.value for s in families["connwatch_host_limit_usage"].samples}
     assert usage["conntrack_entries"] == 600 and usage["files_allocated"] > 0
     stats = {s.labels["stat"]: s.value for s in families["connwatch_conntrack_stat"].samples
@@ -105,6 +105,8 @@ def test_metrics_carry_the_host_limits() -> None:
     assert stats["drop"] == 5
     sysctls = {s.labels["sysctl"]: s.value for s in families["connwatch_sysctl"].samples}
     assert sysctls["nf_conntrack_max"] == 1000 and sysctls["tcp_mem_max"] > sysctls["tcp_mem_pressure"]
+    assert families["connwatch_sysctl_net_netfilter_nf_conntrack_max"].samples[0].value == 1000  # one metric each
+    assert "connwatch_sysctl_net_ipv4_tcp_mem_max" in families
 
 
 def test_analyze_reads_the_host_limits_from_sysctl_a(tmp_path: Path) -> None:

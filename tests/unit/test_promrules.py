@@ -35,7 +35,7 @@ def test_shadowed_rule_is_left_out_and_rate_mode_has_no_interval() -> None:
                                                                          mode="rate"))
     [only] = prometheus_rules(rules)
     assert only.labels["severity"] == "critical" and "* 5" not in only.expr
-    assert 'counter="TcpExt.ListenOverflows"' in only.expr
+    assert "connwatch_netstat_tcpext_listen_overflows_total" in only.expr
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)")

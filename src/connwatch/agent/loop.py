@@ -36,7 +36,7 @@ from connwatch.engine import CheckResult, judge
 from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Alert
 from connwatch.model import Listener, Snapshot
-from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
+from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
 from connwatch.outputs.summary import log_lines
 from connwatch.rules.config import Config, load_config
 from connwatch.rules.rule import Rule
@@ -51,10 +51,12 @@ class Agent:
     def __init__(self, opts: AgentOptions, config: Config, clock: Clock) -> None:
         self.opts, self.config, self.clock = opts, config, clock
         self.keeper = StateKeeper(opts.state_dir)
-        self.collector = SnapshotCollector()
+        self.collector = SnapshotCollector(MetricsOptions(opts.kernel_counters, opts.legacy_metrics))
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
-        ProcessCollector(namespace="connwatch_agent", registry=self.registry)
+        ProcessCollector(namespace="", registry=self.registry)  # the standard process_* series
+        if opts.legacy_metrics:
+            ProcessCollector(namespace="connwatch_agent", registry=self.registry)  # 0.1 names, deprecated
         self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s,
                                   instance=self.instance(None)) if opts.receivers else None)
         self.poller = ListenerPoller(opts.proc_root, opts.use_netlink)

@@ -29,6 +29,8 @@ class AgentOptions:
     resend_s: float = 60.0  # Alertmanager re-send interval for active alerts
     retry_max_s: float = 30.0  # longest pause between delivery attempts
     netns: str = "own"  # network namespaces to sample (`--netns`; the command line's default is "all")
+    kernel_counters: str = "needed"  # /metrics: "needed" (what the attributes read) or "all"
+    legacy_metrics: bool = True  # /metrics: also the 0.1 names, for one more release
 
 
 def parse_listen(value: str) -> tuple[str, int]:

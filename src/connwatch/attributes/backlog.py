@@ -32,7 +32,17 @@ from connwatch.attributes.backlog_facts import (
     RejectFacts,
 )
 from connwatch.attributes.registry import SINCE_OPEN, AttributeSpec, Need, Subject
-from connwatch.attributes.rejects import COOKIES, Deltas, PortEvidence, PortRejects, account, deltas_of, unattributed
+from connwatch.attributes.rejects import (
+    COOKIES,
+    LISTEN_DROPS,
+    REJECT_COUNTERS,
+    Deltas,
+    PortEvidence,
+    PortRejects,
+    account,
+    deltas_of,
+    unattributed,
+)
 from connwatch.explain import backlog as words
 from connwatch.explain.rejects import COOKIES_TEXT, explain_cookies
 from connwatch.findings import Measurement
@@ -76,7 +86,7 @@ SUBJECT_SPECS: tuple[AttributeSpec[Any], ...] = (
               "a listener's drop counter also counts drops that are not rejections: add the TcpExt counters "
               "(`nstat -az`, `netstat -s` or /proc/net/netstat) to tell them apart")),
         promql="sum by (instance, port) (rate(connwatch_listener_drops_total{sel}[{window}])){per}",
-        capture_basis=SINCE_OPEN),
+        capture_basis=SINCE_OPEN, inputs=REJECT_COUNTERS),
     AttributeSpec(
         "AcceptQueueFill", "%", False, words.TEXTS["AcceptQueueFill"], PortFacts, words.explain_port,
         (Rule("AcceptQueueFill", 80, severity=4, alert_class="backlog"),
@@ -88,18 +98,18 @@ SUBJECT_SPECS: tuple[AttributeSpec[Any], ...] = (
     AttributeSpec(
         "ListenOverflows", "drops", True, words.TEXTS["ListenOverflows"], HostFacts, words.explain_host,
         (Rule("ListenOverflows", 0, severity=4, alert_class="backlog"),), (_counter_need(LISTEN_OVERFLOWS),),
-        promql=f'sum by (instance) (rate(connwatch_kernel_counter_total{{{{counter="{LISTEN_OVERFLOWS}"}}}}'
-               '[{window}])){per}', scope="host", explained=_explained),
+        promql="sum by (instance) (rate(connwatch_netstat_tcpext_listen_overflows_total[{window}])){per}",
+        scope="host", explained=_explained, inputs=(LISTEN_OVERFLOWS, LISTEN_DROPS)),
     AttributeSpec(
         "SynQueueDrops", "drops", True, words.TEXTS["SynQueueDrops"], HostFacts, words.explain_host,
         (Rule("SynQueueDrops", 0, severity=3, alert_class="backlog"),), (_counter_need(REQ_Q_FULL_DROP),),
-        promql=f'sum by (instance) (rate(connwatch_kernel_counter_total{{{{counter="{REQ_Q_FULL_DROP}"}}}}'
-               '[{window}])){per}', scope="host", explained=_explained),
+        promql="sum by (instance) (rate(connwatch_netstat_tcpext_tcp_req_q_full_drop_total[{window}])){per}",
+        scope="host", explained=_explained, inputs=(REQ_Q_FULL_DROP,)),
     AttributeSpec(
         "SynCookiesSent", "SYNs", True, COOKIES_TEXT, CookieFacts, explain_cookies,
         (Rule("SynCookiesSent", 0, severity=4, alert_class="backlog"),),
         (Need(COOKIES, lambda snap: COOKIES in snap.counters,
-              "no TCPReqQFullDoCookies counter: add `nstat -az` or /proc/net/netstat"),)),
+              "no TCPReqQFullDoCookies counter: add `nstat -az` or /proc/net/netstat"),), inputs=(COOKIES,)),
 )
 
 

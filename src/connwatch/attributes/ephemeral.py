@@ -387,9 +387,10 @@ TIME_WAIT_COUNT = Need("TIME_WAIT count", lambda snap: snap.sockets is not None 
 
 
 def _spec(name: str, facts: type[F], explainer: Callable[[Finding, F], Explanation], needs: tuple[Need, ...] = (),
-          scope: str = "destination", folds_into: tuple[str, ...] = ()) -> AttributeSpec[F]:
+          scope: str = "destination", folds_into: tuple[str, ...] = (), inputs: tuple[str, ...] = ()
+          ) -> AttributeSpec[F]:
     return AttributeSpec(name, "%", False, words.TEXTS[name], facts, explainer, _rules(name), needs, scope=scope,
-                         folds_into=folds_into)
+                         folds_into=folds_into, inputs=inputs)
 
 
 SPECS: tuple[AttributeSpec[DestinationFacts] | AttributeSpec[TimeWaitFacts] | AttributeSpec[OrphanFacts], ...] = (
@@ -397,7 +398,8 @@ SPECS: tuple[AttributeSpec[DestinationFacts] | AttributeSpec[TimeWaitFacts] | At
     _spec("EphemeralPortUsageWithoutReuse", DestinationFacts, words.explain_destination,
           folds_into=("EphemeralPortUsage", "EphemeralPortExhaustion")),
     _spec("EphemeralPortExhaustion", DestinationFacts, words.explain_destination, folds_into=("EphemeralPortUsage",)),
-    _spec("TimeWaitSockets", TimeWaitFacts, words.explain_time_wait, (TIME_WAIT_COUNT,), scope="host"),
-    _spec("OrphanSockets", OrphanFacts, words.explain_orphans, scope="host"),
+    _spec("TimeWaitSockets", TimeWaitFacts, words.explain_time_wait, (TIME_WAIT_COUNT,), scope="host",
+          inputs=("TCP.tw", "TcpExt.TCPTimeWaitOverflow")),
+    _spec("OrphanSockets", OrphanFacts, words.explain_orphans, scope="host", inputs=("TCP.orphan",)),
 )
 SUBJECT = Subject("ephemeral", SPECS, measure)

@@ -61,6 +61,9 @@ class AttributeSpec(Generic[F]):
     # named here for the same resource, or (host counters) of the per-port alerts when `explained(facts)`.
     folds_into: tuple[str, ...] = ()
     explained: Callable[[Any], bool] | None = None
+    # Kernel counters ("TcpExt.ListenOverflows") and sockstat keys ("TCP.tw") the attribute reads:
+    # /metrics exports these by default (`run --kernel-counters needed`), node_exporter has the rest.
+    inputs: tuple[str, ...] = ()
 
     def explain_finding(self, finding: Finding) -> Explanation:
         facts: F = finding.measurement.facts
@@ -100,6 +103,11 @@ def spec(name: str) -> AttributeSpec[Any] | None:
 def known_attributes() -> dict[str, tuple[str, bool]]:
     """attribute -> (unit, is_counter); counters may be judged as a rate."""
     return {name: (s.unit, s.counter) for name, s in specs().items()}
+
+
+def kernel_inputs() -> frozenset[str]:
+    """Every kernel counter and sockstat key some attribute reads (what /metrics exports by default)."""
+    return frozenset(name for s in specs().values() for name in s.inputs)
 
 
 def default_rules() -> tuple[Rule, ...]:

@@ -29,6 +29,8 @@ OVERFLOWS, REQ_Q_FULL, LISTEN_DROPS = "TcpExt.ListenOverflows", "TcpExt.TCPReqQF
 DEFER_DROPS, COOKIES, EMBRYONIC_RSTS = "TcpExt.TCPDeferAcceptDrop", "TcpExt.TCPReqQFullDoCookies", \
     "TcpExt.EmbryonicRsts"
 COOKIES_RECV = "TcpExt.SyncookiesRecv"
+REJECT_COUNTERS = (OVERFLOWS, REQ_Q_FULL, LISTEN_DROPS, DEFER_DROPS, COOKIES, EMBRYONIC_RSTS,  # the accounting's inputs
+                   COOKIES_RECV)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="re-send active alerts to Alertmanager this often, seconds (default 60)")
     p.add_argument("--retry-max", type=seconds(0.5, 3600), default=30.0,
                    help="longest pause between delivery retries, seconds (default 30)")
+    p.add_argument("--kernel-counters", choices=("needed", "all"), default="needed",
+                   help="/metrics: export the kernel counters connwatch's attributes read (default) or every "
+                        "TCP counter (node_exporter's netstat/sockstat collectors export the same values)")
+    p.add_argument("--legacy-metrics", choices=("on", "off"), default="on",
+                   help="/metrics: also export the 0.1 series names (default on in this release; see CHANGELOG)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add_common(p, state=True, config=True)
 
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         config=args.config, instance=args.instance, proc_root=args.proc_root,
         use_netlink=not args.no_netlink, tls_cert=args.tls_cert, tls_key=args.tls_key,
         basic_auth_file=args.basic_auth_file, resend_s=args.resend_interval, retry_max_s=args.retry_max,
-        netns=args.netns)
+        netns=args.netns, kernel_counters=args.kernel_counters, legacy_metrics=args.legacy_metrics == "on")
     from connwatch.agent.lock import hold
     from connwatch.collect_netns import parse_selector
 

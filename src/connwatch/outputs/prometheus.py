@@ -25,18 +25,30 @@ from dataclasses import dataclass, field, replace
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from connwatch import __version__
+from connwatch.attributes.registry import kernel_inputs
 from connwatch.findings import Alert
-from connwatch.model import Listener, Snapshot, Sysctls
+from connwatch.model import Listener, Snapshot
+from connwatch.outputs.prom_kernel import kernel_families, legacy_kernel_families
 
 MAX_LISTENER_GROUPS = 1000
 TOP_N = 20
 MAX_ALERTS = 200
-# /proc/net/snmp "Tcp" fields that are settings or gauges, not counters.
-_NOT_COUNTERS = frozenset({"Tcp.RtoAlgorithm", "Tcp.RtoMin", "Tcp.RtoMax", "Tcp.MaxConn", "Tcp.CurrEstab"})
+SAMPLE_KINDS = ("full", "listeners")
 LISTENER_LABELS = ("port", "address", "family")
 ALERT_LABELS = ("attribute", "resource", "severity", "port", "source", "destination")
 
 GroupKey = tuple[int, str, int]  # port, address, family
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsOptions:
+    """What /metrics exports: `kernel_counters` "needed" (what the attributes read) or "all";
+    `legacy`: also the 0.1 names (connwatch_kernel_counter_total{counter}, connwatch_sockstat{key},
+    connwatch_sysctl{sysctl}, connwatch_source_*{source}) for one more release."""
+
+    kernel_counters: str = "needed"
+    legacy: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +82,15 @@ class View:
 class SnapshotCollector(Collector):
     """Registered once; `update` swaps in freshly built families (thread-safe, scrapes never wait)."""
 
-    def __init__(self) -> None:
+    def __init__(self, opts: MetricsOptions | None = None) -> None:
         self._lock = threading.Lock()
+        self._opts = opts or MetricsOptions()
         self._view = View(None)
-        self._parts = build_parts(self._view)
+        self._parts = build_parts(self._view, self._opts)
 
     def update(self, view: View) -> None:
         """A new full sample: rebuild everything."""
-        parts = build_parts(view)
+        parts = build_parts(view, self._opts)
         with self._lock:
             self._view, self._parts = view, parts
 
@@ -96,14 +109,18 @@ class SnapshotCollector(Collector):
         return iter([m for part in parts.values() for m in part])
 
 
-def build_parts(view: View) -> dict[str, list[Metric]]:
+def build_parts(view: View, opts: MetricsOptions | None = None) -> dict[str, list[Metric]]:
     """The families of one view, in parts that can be rebuilt separately."""
+    opts = opts or MetricsOptions()
     snap = view.snapshot
     host: list[Metric] = []
     if snap is not None:
-        host = [*_host_families(snap), *_destination_families(snap), *_source_families(snap),
-                *_source_status_families(snap, view.stats)]
-    return {"listeners": _listener_families(view.listeners, view.peaks), "host": host,
+        host = [*_host_families(snap, opts), *_destination_families(snap), *_source_families(snap),
+                *_collector_families(snap, view.stats, opts.legacy)]
+    build = GaugeMetricFamily("connwatch_build_info", "connwatch's version (1), as *_build_info in "
+                              "client_golang", labels=["version"])
+    build.add_metric([__version__], 1)
+    return {"build": [build], "listeners": _listener_families(view.listeners, view.peaks), "host": host,
             "alerts": _alert_families(view.alerts), "agent": _agent_families(view.stats, snap)}
 
 
@@ -178,16 +195,11 @@ def _listener_families(listeners: Sequence[Listener], peaks: Mapping[tuple[int, 
 # -- host --------------------------------------------------------------------
 
 
-def _host_families(snap: Snapshot) -> list[Metric]:
-    counters = CounterMetricFamily("connwatch_kernel_counter", "Kernel TCP counters from /proc/net/netstat and "
-                                   "/proc/net/snmp (name as nstat prints it, with a dot)", labels=["counter"])
-    for name, value in sorted(snap.counters.items()):
-        if name.startswith(("Tcp.", "TcpExt.")) and name not in _NOT_COUNTERS and value >= 0:
-            counters.add_metric([name], value)
-    sockstat = GaugeMetricFamily("connwatch_sockstat", "/proc/net/sockstat{,6} values", labels=["key"])
-    for key, value in sorted(snap.sockstat.items()):
-        sockstat.add_metric([key], value)
-    out: list[Metric] = [counters, sockstat, _sysctl_family(snap.sysctls)]
+def _host_families(snap: Snapshot, opts: MetricsOptions) -> list[Metric]:
+    needed = None if opts.kernel_counters == "all" else kernel_inputs()
+    out: list[Metric] = kernel_families(snap, needed)
+    if opts.legacy:
+        out += legacy_kernel_families(snap)
     if snap.sockets is not None:
         states = GaugeMetricFamily("connwatch_sockets", "Non-listening TCP sockets by state",
                                    labels=["state"])
@@ -218,24 +230,6 @@ def _host_limit_families(snap: Snapshot) -> list[Metric]:
     return out
 
 
-def _sysctl_family(s: Sysctls) -> Metric:
-    fam = GaugeMetricFamily("connwatch_sysctl", "Kernel settings that decide how connections are "
-                            "turned away (absent = unreadable)", labels=["sysctl"])
-    for name in Sysctls.__dataclass_fields__:
-        value = getattr(s, name)
-        if isinstance(value, int):
-            fam.add_metric([name], value)
-    if s.ip_local_port_range is not None:
-        low, high = s.ip_local_port_range
-        fam.add_metric(["ip_local_port_range_low"], low)
-        fam.add_metric(["ip_local_port_range_high"], high)
-        fam.add_metric(["ephemeral_ports"], max(high - low + 1, 0))
-    if s.tcp_mem is not None:
-        for name, pages in zip(("tcp_mem_min", "tcp_mem_pressure", "tcp_mem_max"), s.tcp_mem, strict=True):
-            fam.add_metric([name], pages)
-    return fam
-
-
 def _destination_families(snap: Snapshot) -> list[Metric]:
     if snap.sockets is None:
         return []
@@ -261,19 +255,25 @@ def _source_families(snap: Snapshot) -> list[Metric]:
     return [fam]
 
 
-def _source_status_families(snap: Snapshot, stats: AgentStats) -> list[Metric]:
-    up = GaugeMetricFamily("connwatch_source_up", "1 if the source answered in the last full sample",
-                           labels=["source"])
-    took = GaugeMetricFamily("connwatch_source_duration_seconds", "Time to read the source in the last "
-                             "full sample", labels=["source"])
-    for st in snap.statuses:
-        up.add_metric([st.name], 1 if st.ok else 0)
-        took.add_metric([st.name], st.duration_ms / 1000)
-    errors = CounterMetricFamily("connwatch_source_errors", "Samples in which the source failed",
-                                 labels=["source"])
-    for name, count in sorted(stats.source_errors.items()):
-        errors.add_metric([name], count)
-    return [up, took, errors]
+def _collector_families(snap: Snapshot, stats: AgentStats, legacy: bool) -> list[Metric]:
+    """Each data source connwatch reads (a "collector", as node_exporter says; `source` is a remote address)."""
+    out: list[Metric] = []
+    for prefix, label, note in (("connwatch_collector", "collector", ""),
+                                *((("connwatch_source", "source", "Deprecated (use connwatch_collector_*): "),)
+                                  if legacy else ())):
+        up = GaugeMetricFamily(f"{prefix}_up", f"{note}1 if the data source answered in the last full sample",
+                               labels=[label])
+        took = GaugeMetricFamily(f"{prefix}_duration_seconds", f"{note}Time to read the data source in the "
+                                 "last full sample", labels=[label])
+        for st in snap.statuses:
+            up.add_metric([st.name], 1 if st.ok else 0)
+            took.add_metric([st.name], st.duration_ms / 1000)
+        errors = CounterMetricFamily(f"{prefix}_errors", f"{note}Full samples in which the data source failed",
+                                     labels=[label])
+        for name, count in sorted(stats.source_errors.items()):
+            errors.add_metric([name], count)
+        out += [up, took, errors]
+    return out
 
 
 # -- alerts and the agent ----------------------------------------------------
@@ -307,7 +307,8 @@ def _by(name: str, doc: str, label: str, values: Mapping[str, float], counter: b
 
 def _agent_families(stats: AgentStats, snap: Snapshot | None) -> list[Metric]:
     out = [
-        _by("connwatch_samples", "Samples taken, by kind", "kind", stats.samples, counter=True),
+        _by("connwatch_samples", "Samples taken, by kind", "kind",
+            {**dict.fromkeys(SAMPLE_KINDS, 0), **stats.samples}, counter=True),
         _by("connwatch_sample_duration_seconds", "Duration of the last sample, by kind", "kind",
             stats.sample_seconds),
         GaugeMetricFamily("connwatch_state_up", "1 if the state database is writable",

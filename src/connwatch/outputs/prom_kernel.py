@@ -1,0 +1,150 @@
+"""The host's kernel values on /metrics, one metric per value, named and united as node_exporter does.
+
+- Counters from /proc/net/netstat and /proc/net/snmp: `connwatch_netstat_<section>_<field>_total`
+  in snake case (`TcpExt.ListenOverflows` -> `connwatch_netstat_tcpext_listen_overflows_total`;
+  node_exporter's name for the same value is `node_netstat_TcpExt_ListenOverflows`).
+- /proc/net/sockstat{,6}: `connwatch_sockstat_<protocol>_<field>` (`TCP.tw` -> `connwatch_sockstat_tcp_tw`),
+  memory in bytes (`TCP.mem` is in pages: `connwatch_sockstat_tcp_mem_bytes`, as node_exporter's
+  `node_sockstat_TCP_mem_bytes`).
+- Sysctls: `connwatch_sysctl_<dotted name with _>` (`connwatch_sysctl_net_core_somaxconn`, node_exporter's
+  sysctl collector names it `node_sysctl_net_core_somaxconn`); the size of the ephemeral range, which
+  is computed, is `connwatch_ephemeral_ports`.
+By default (`--kernel-counters needed`) only the counters and sockstat values some attribute reads
+are exported (`inputs` in the attribute registry); node_exporter exports the rest. `all` exports
+every TCP counter connwatch read.
+
+The families of release 0.1 (`connwatch_kernel_counter_total{counter}`, `connwatch_sockstat{key}`,
+`connwatch_sysctl{sysctl}`) are kept, unchanged, while `--legacy-metrics on` (the default of this
+release); they put the metric in a label, and promtool flags the first for "counter" in its name.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+from collections.abc import Collection
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from connwatch.model import Snapshot, Sysctls
+
+# /proc/net/snmp "Tcp" fields that are settings or gauges, not counters.
+NOT_COUNTERS = frozenset({"Tcp.RtoAlgorithm", "Tcp.RtoMin", "Tcp.RtoMax", "Tcp.MaxConn", "Tcp.CurrEstab"})
+_WORD = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SYSCTL_NAMES = {"somaxconn": "net.core.somaxconn", "nf_conntrack_max": "net.netfilter.nf_conntrack_max",
+                 "file_max": "fs.file-max"}  # every other field is net.ipv4.<field>
+_SYSCTL_UNITS = {"tcp_tw_reuse_delay": "milliseconds", "tcp_fin_timeout": "seconds"}
+
+
+def snake(name: str) -> str:
+    """`TCPReqQFullDrop` -> `tcp_req_q_full_drop`, `ListenOverflows` -> `listen_overflows`."""
+    return _WORD.sub("_", name).lower()
+
+
+def counter_metric(counter: str) -> str:
+    """The metric name of a kernel counter as nstat prints it (`TcpExt.ListenOverflows`), without _total."""
+    section, _, field = counter.partition(".")
+    return f"connwatch_netstat_{section.lower()}_{snake(field)}"
+
+
+def sockstat_metric(key: str) -> tuple[str, int]:
+    """Metric name and multiplier of a sockstat key (`TCP.mem` counts pages: bytes, like node_exporter)."""
+    proto, _, field = key.partition(".")
+    if field == "mem":
+        return f"connwatch_sockstat_{proto.lower()}_mem_bytes", resource.getpagesize()
+    if field == "memory":
+        return f"connwatch_sockstat_{proto.lower()}_memory_bytes", 1
+    return f"connwatch_sockstat_{proto.lower()}_{snake(field)}", 1
+
+
+def sysctl_metric(field: str) -> str:
+    return "connwatch_sysctl_" + dotted_sysctl(field).replace(".", "_").replace("-", "_")
+
+
+def dotted_sysctl(field: str) -> str:
+    return _SYSCTL_NAMES.get(field, f"net.ipv4.{field}")
+
+
+def kernel_families(snap: Snapshot, needed: Collection[str] | None) -> list[Metric]:
+    """One family per counter / sockstat value (only those in `needed` unless it is None) and sysctl."""
+    out: list[Metric] = []
+    seen: set[str] = set()
+    for name, value in sorted(snap.counters.items()):
+        if not name.startswith(("Tcp.", "TcpExt.")) or name in NOT_COUNTERS or value < 0:
+            continue
+        if needed is not None and name not in needed:
+            continue
+        metric = counter_metric(name)
+        if metric not in seen:
+            seen.add(metric)
+            out.append(CounterMetricFamily(metric, f"Kernel counter {name} (/proc/net/netstat, /proc/net/snmp; "
+                                           "nstat's name)", value=value))
+    for key, value in sorted(snap.sockstat.items()):
+        if needed is not None and key not in needed:
+            continue
+        metric, factor = sockstat_metric(key)
+        if metric not in seen:
+            seen.add(metric)
+            out.append(GaugeMetricFamily(metric, f"/proc/net/sockstat{{,6}} {key}"
+                                         + (" (pages x page size)" if factor != 1 else ""), value=value * factor))
+    return out + sysctl_families(snap.sysctls)
+
+
+def sysctl_families(s: Sysctls) -> list[Metric]:
+    out: list[Metric] = []
+    for name in Sysctls.__dataclass_fields__:
+        value = getattr(s, name)
+        if isinstance(value, int):
+            unit = f" ({_SYSCTL_UNITS[name]})" if name in _SYSCTL_UNITS else ""
+            dotted = dotted_sysctl(name)
+            out.append(GaugeMetricFamily(sysctl_metric(name), f"Sysctl {dotted}{unit}; absent = unreadable",
+                                         value=value))
+    if s.ip_local_port_range is not None:
+        low, high = s.ip_local_port_range
+        base = sysctl_metric("ip_local_port_range")
+        out.append(GaugeMetricFamily(f"{base}_low", "Sysctl net.ipv4.ip_local_port_range, first port", value=low))
+        out.append(GaugeMetricFamily(f"{base}_high", "Sysctl net.ipv4.ip_local_port_range, last port", value=high))
+        out.append(GaugeMetricFamily("connwatch_ephemeral_ports", "Ports in net.ipv4.ip_local_port_range "
+                                     "(before reserved and listening ports are taken out)",
+                                     value=max(high - low + 1, 0)))
+    if s.tcp_mem is not None:
+        base = sysctl_metric("tcp_mem")
+        for part, pages in zip(("min", "pressure", "max"), s.tcp_mem, strict=True):
+            out.append(GaugeMetricFamily(f"{base}_{part}", f"Sysctl net.ipv4.tcp_mem, {part} (pages)", value=pages))
+    return out
+
+
+# -- release 0.1 families (--legacy-metrics on) ----------------------------------
+
+
+def legacy_kernel_families(snap: Snapshot) -> list[Metric]:
+    """The 0.1 families, value for value: deprecated, removed in the release after next."""
+    counters = CounterMetricFamily("connwatch_kernel_counter", "Deprecated (use connwatch_netstat_*): kernel TCP "
+                                   "counters from /proc/net/netstat and /proc/net/snmp (name as nstat prints it, "
+                                   "with a dot)", labels=["counter"])
+    for name, value in sorted(snap.counters.items()):
+        if name.startswith(("Tcp.", "TcpExt.")) and name not in NOT_COUNTERS and value >= 0:
+            counters.add_metric([name], value)
+    sockstat = GaugeMetricFamily("connwatch_sockstat", "Deprecated (use connwatch_sockstat_*): "
+                                 "/proc/net/sockstat{,6} values", labels=["key"])
+    for key, value in sorted(snap.sockstat.items()):
+        sockstat.add_metric([key], value)
+    return [counters, sockstat, _legacy_sysctl_family(snap.sysctls)]
+
+
+def _legacy_sysctl_family(s: Sysctls) -> Metric:
+    fam = GaugeMetricFamily("connwatch_sysctl", "Deprecated (use connwatch_sysctl_*): kernel settings that decide "
+                            "how connections are turned away (absent = unreadable)", labels=["sysctl"])
+    for name in Sysctls.__dataclass_fields__:
+        value = getattr(s, name)
+        if isinstance(value, int):
+            fam.add_metric([name], value)
+    if s.ip_local_port_range is not None:
+        low, high = s.ip_local_port_range
+        fam.add_metric(["ip_local_port_range_low"], low)
+        fam.add_metric(["ip_local_port_range_high"], high)
+        fam.add_metric(["ephemeral_ports"], max(high - low + 1, 0))
+    if s.tcp_mem is not None:
+        for name, pages in zip(("tcp_mem_min", "tcp_mem_pressure", "tcp_mem_max"), s.tcp_mem, strict=True):
+            fam.add_metric([name], pages)
+    return fam
