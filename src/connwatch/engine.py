@@ -47,6 +47,7 @@ class CheckResult:
     reconciliation: dict[str, int | None]
     store_error: str | None = None
     parts: tuple[CheckResult, ...] = ()  # one per network namespace when several were judged (merge())
+    measurements: tuple[Measurement, ...] = ()  # every attribute's value, before rules (/metrics exports them)
 
     @property
     def breached(self) -> tuple[Finding, ...]:
@@ -69,7 +70,8 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
           system_name: str | None = None, store_error: str | None = None) -> CheckResult:
     """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
     scope = scope_of(cur)
-    findings = evaluate(config.rules, [_scoped(m, scope, cur) for m in measure_all(prev, cur, config)])
+    measured = tuple(_scoped(m, scope, cur) for m in measure_all(prev, cur, config))
+    findings = evaluate(config.rules, measured)
     if basis.mode == SINCE_BOOT:
         findings = [_since_boot(f, basis.uptime_s) for f in findings]
     now, name = cur.taken_at, system_name or cur.host.hostname
@@ -94,7 +96,8 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
             store_error = str(exc)
     if done is None:
         done = decide({}, {})
-    return CheckResult(prev, cur, done.findings, done.result, reconcile(prev, cur), store_error)
+    return CheckResult(prev, cur, done.findings, done.result, reconcile(prev, cur), store_error,
+                       measurements=measured)
 
 
 def scope_of(snap: Snapshot) -> str | None:
@@ -122,7 +125,7 @@ def merge(results: Sequence[CheckResult]) -> CheckResult:
               ("raised", "updated", "cleared", "still_active_clean")]
     return CheckResult(first.previous, first.current, sum((r.findings for r in results), ()), StepResult(*groups),
                        first.reconciliation, next((r.store_error for r in results if r.store_error), None),
-                       tuple(results))
+                       tuple(results), sum((r.measurements for r in results), ()))
 
 
 def fold(findings: Sequence[Finding], active: Set[tuple[str, str]] = frozenset()

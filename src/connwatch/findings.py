@@ -18,6 +18,15 @@ def severity_name(severity: int) -> str:
     return SEVERITY_NAMES.get(severity, str(severity))
 
 
+# What Alertmanager routes commonly match (`severity`): Critical and High page (as check exits CRITICAL),
+# Medium warns, Low informs. The four-level name travels in `connwatch_severity`.
+ROUTING_SEVERITY: Mapping[int, str] = {1: "critical", 2: "critical", 3: "warning", 4: "info"}
+
+
+def routing_severity(severity: int) -> str:
+    return ROUTING_SEVERITY.get(severity, "warning")
+
+
 @dataclass(frozen=True, slots=True)
 class Measurement:
     """One attribute's value for one resource in one sample (or over one interval).

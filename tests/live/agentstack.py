@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from connwatch.outputs.promrules import inhibit_rules
+
 from .netns import Netns, poll
 
 AGENT_PORT, AM_PORT, PROM_PORT, SINK_PORT = 19815, 19093, 19090, 19080
@@ -28,7 +30,7 @@ AM_CONFIG = """route:
   group_interval: 1s
 receivers:
   - name: sink
-"""
+inhibit_rules: """ + json.dumps(inhibit_rules()) + "\n"  # as `connwatch rules --format prometheus` prints them
 
 PROM_CONFIG = f"""global:
   scrape_interval: 1s
@@ -40,6 +42,7 @@ alerting:
 scrape_configs:
   - job_name: connwatch
     static_configs: [{{targets: ['127.0.0.1:{AGENT_PORT}']}}]
+    relabel_configs: [{{target_label: instance, replacement: '{INSTANCE}:{AGENT_PORT}'}}]  # scraped by host name
 """
 
 _GET = """import json, sys, urllib.request

@@ -52,24 +52,33 @@ def test_flood_reaches_alertmanager_and_prometheus_rules_fire(ns: Netns, tmp_pat
     assert poll(lambda: stack.am_alerts("BacklogRejectsByPort", instance=INSTANCE, port=str(HOT)), 30, 0.5), \
         stack.log()
     [alert] = stack.am_alerts("BacklogRejectsByPort", instance=INSTANCE, port=str(HOT))
-    assert alert["labels"]["severity"] in ("medium", "high") and alert["labels"]["resource"] == f"TCP({HOT})"
-    assert alert["annotations"]["summary"].startswith(f"TCP({HOT}) BacklogRejectsByPort High, ")
+    assert alert["labels"]["connwatch_severity"] in ("medium", "high") and alert["labels"]["resource"] == f"TCP({HOT})"
+    level = alert["labels"]["connwatch_severity"]
+    assert alert["labels"]["severity"] == {"medium": "warning", "high": "critical"}[level]
+    level = level.capitalize()  # the summary says the alert's own severity
+    assert alert["annotations"]["summary"].startswith(f"TCP({HOT}) BacklogRejectsByPort {level}, ")
+    assert alert["generatorURL"].startswith(f"connwatch://{INSTANCE}/alerts/")
     assert "backlog of 5" in alert["annotations"]["explanation"]
     assert alert["status"]["state"] == "active"
     # One problem, one alert: the full queue (6 of 5: 120 % > 100 %) makes the rejects alert High.
     assert not stack.am_alerts("AcceptQueueFill", instance=INSTANCE, port=str(HOT))
     assert poll(lambda: [a for a in stack.am_alerts("BacklogRejectsByPort", instance=INSTANCE, port=str(HOT))
-                         if a["labels"]["severity"] == "high"], 20, 0.5)
+                         if a["labels"]["connwatch_severity"] == "high"], 20, 0.5)
     # Prometheus scrapes the agent and the generated rules fire on the same flood.
     assert poll(lambda: any(a["state"] == "firing" and a["labels"].get("port") == str(HOT)
                             for a in stack.prom_alerts("BacklogRejectsByPort")), 40, 0.5), stack.read("prometheus.log")
-    assert poll(lambda: any(a["state"] == "firing" and a["labels"]["severity"] == "high"
-                            for a in stack.prom_alerts("AcceptQueueFill")), 20, 0.5)
+    assert poll(lambda: any(a["state"] == "firing" and a["labels"]["connwatch_severity"] == "high"
+                            for a in stack.prom_alerts("BacklogRejectsByPort")), 20, 0.5)
+    assert not [a for a in stack.prom_alerts("AcceptQueueFill") if a["state"] == "firing"]  # folded, as the agent
     targets = stack.get_json("http://127.0.0.1:19090/api/v1/targets")
     assert [t["health"] for t in targets["data"]["activeTargets"]] == ["up"]
-    # ...and Prometheus forwards them to the same Alertmanager, next to the agent's own.
-    assert poll(lambda: [a for a in stack.am_alerts("BacklogRejectsByPort", port=str(HOT))
-                         if a["labels"]["instance"] != INSTANCE], 30, 0.5)
+    # ...and Prometheus forwards them to the same Alertmanager, where the agent's own alert inhibits them
+    # (the inhibit rules the generated rules print): one active alert for one problem.
+    from_rules = {"port": str(HOT), "connwatch_origin": "prometheus"}
+    assert poll(lambda: [a for a in stack.am_alerts("BacklogRejectsByPort", **from_rules)
+                         if a["status"]["state"] == "suppressed"], 30, 0.5)
+    assert len([a for a in stack.am_alerts("BacklogRejectsByPort", port=str(HOT))
+                if a["status"]["state"] == "active"]) == 1
 
 
 def _events(stack: Stack) -> list[tuple[str, int]]:

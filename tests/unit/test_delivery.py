@@ -126,9 +126,14 @@ def test_alertmanager_payload_labels_annotations_and_ends_at(tmp_path: Path) -> 
         alert = _alert(store, 8080)
     stored = json.loads(payload(alert, "web-1"))
     firing = am_alert(stored, "firing", now=2000.0, resend_s=60)
-    assert firing["labels"] == {"alertname": "BacklogRejectsByPort", "severity": "medium", "instance": "web-1",
-                                "resource": "TCP(8080)", "class": "backlog", "port": "8080"}
-    assert firing["annotations"]["summary"] == "TCP(8080) BacklogRejectsByPort High, 12 conns > 0 conns"
+    assert firing["labels"] == {"alertname": "BacklogRejectsByPort", "severity": "warning",
+                                "connwatch_severity": "medium", "instance": "web-1", "host": "web-1",
+                                "connwatch_origin": "agent", "resource": "TCP(8080)", "class": "backlog",
+                                "port": "8080"}
+    # The summary names the alert's own severity (the support layout's "High" means the limit).
+    assert firing["annotations"]["summary"] == "TCP(8080) BacklogRejectsByPort Medium, 12 conns > 0 conns"
+    assert firing["annotations"]["command"] == f"connwatch alerts show {alert.id}"
+    assert firing["generatorURL"] == f"connwatch://web-1/alerts/{alert.id}"
     assert firing["annotations"]["explanation"] == "It persists."
     assert firing["startsAt"] == "1970-01-01T00:16:40.000Z" and firing["endsAt"] == "1970-01-01T00:37:20.000Z"
     resolved = am_alert({**stored, "cleared_at": 1500.0}, "resolved", now=2000.0, resend_s=60)

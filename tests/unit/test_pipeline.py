@@ -43,8 +43,8 @@ def test_registry_is_the_one_list_of_attributes() -> None:
     assert {r.attribute for r in default_rules()} == set(names)
     for spec in specs().values():  # every spec explains its own facts: words from a real measurement
         assert spec.help and spec.unit and callable(spec.explain)
-    native = {r.alert for r in prometheus_rules(default_rules()) if "connwatch_alert_value" not in r.expr}
-    assert native == {s.name for s in specs().values() if s.promql}
+    native = {r.alert for r in prometheus_rules(default_rules()) if "connwatch_attribute_" in r.expr}
+    assert native == set(specs())  # every attribute has its Prometheus rules, from its spec
 
 
 def test_every_breach_is_explained_by_its_spec() -> None:

@@ -2,40 +2,57 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from connwatch.attributes.registry import default_rules, specs
 from connwatch.cli import main
-from connwatch.outputs.promrules import prometheus_rules
+from connwatch.outputs.promrules import AGENT_RULES, prometheus_rules
 from connwatch.rules.spec import Rule, load_rules
 
 
-def test_defaults_band_severities_like_the_agent() -> None:
+def test_each_tier_fires_on_its_own_with_routing_and_connwatch_severity() -> None:
     rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("BacklogRejectsByPort", 100, severity=2))
     medium, high = prometheus_rules(rules, interval=5, window="1m")
-    drops = "sum by (instance, port) (rate(connwatch_listener_drops_total[1m])) * 5"
-    assert high.expr == f"{drops} > 100" and high.labels["severity"] == "high"
-    assert medium.expr == f"{drops} > 0\nunless\n{drops} > 100"  # the agent picks the most severe one
+    value = "max by (instance, port) (connwatch_attribute_backlog_rejects_by_port)"
+    assert high.expr.split("\nor\n")[0] == f"((({value} > 100)))"
+    assert medium.expr.split("\nor\n")[0] == f"((({value} > 0) or ({value} > 100)))"  # no `unless`: never flaps
+    assert (high.labels["severity"], high.labels["connwatch_severity"]) == ("critical", "high")
+    assert (medium.labels["severity"], medium.labels["connwatch_severity"]) == ("warning", "medium")
+    assert high.for_ == "0s" and high.annotations["runbook_url"].endswith("docs/runbooks.md#backlogrejectsbyport")
+    assert "BacklogRejectsByPort High, " in high.annotations["summary"]
+    assert "BacklogRejectsByPort Medium, " in medium.annotations["summary"]  # the summary says its own tier
 
 
 def test_port_rules_replace_generic_ones_and_unlimited_switches_off() -> None:
     rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("BacklogRejectsByPort", 50, severity=2, port=1414),
              Rule("AcceptQueueFill", 80, severity=4), Rule("AcceptQueueFill", None, port=22))
     generic, special, fill = prometheus_rules(rules, interval=10, window="2m")
-    assert 'connwatch_listener_drops_total{port!~"1414"}[2m]' in generic.expr and "* 10 > 0" in generic.expr
-    assert 'connwatch_listener_drops_total{port="1414"}' in special.expr and special.expr.endswith("> 50")
-    assert 'connwatch_listener_queue_peak{port!~"22"}' in fill.expr  # no rule at all for port 22
+    assert 'connwatch_attribute_backlog_rejects_by_port{port!~"1414"}) > 0' in generic.expr
+    assert 'connwatch_attribute_backlog_rejects_by_port{port="1414"}) > 50' in special.expr
+    assert 'connwatch_attribute_accept_queue_fill_percent{port!~"22"}' in fill.expr  # no rule at all for port 22
+    assert "unless on (instance, port)" in fill.expr  # one problem, one alert: folded into the rejects alert
 
 
-def test_shadowed_rule_is_left_out_and_rate_mode_has_no_interval() -> None:
+def test_shadowed_rule_is_left_out_and_rate_mode_divides_by_the_interval() -> None:
     rules = (Rule("ListenOverflows", 10, severity=4, mode="rate"), Rule("ListenOverflows", 5, severity=1,
                                                                          mode="rate"))
     [only] = prometheus_rules(rules)
-    assert only.labels["severity"] == "critical" and "* 5" not in only.expr
-    assert "connwatch_netstat_tcpext_listen_overflows_total" in only.expr
+    assert only.labels["severity"] == "critical"
+    assert "(max by (instance) (connwatch_attribute_listen_overflows) / 5 > 5)" in only.expr
+
+
+def test_address_rules_select_their_resources() -> None:
+    rules = (Rule("EphemeralPortUsage", 50, severity=3), Rule("EphemeralPortUsage", 90, severity=3,
+                                                              address="10.0.0.9"))
+    generic, special = prometheus_rules(rules)
+    assert 'unless on (instance, destination, local_address) (connwatch_attribute_ephemeral_port_usage_percent' \
+           '{destination=~"10\\\\.0\\\\.0\\\\.9(:[0-9]+)?"}' in generic.expr
+    assert ' and on (instance, destination, local_address) (' in special.expr
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)")
@@ -49,9 +66,20 @@ def test_promtool_accepts_the_generated_rules(tmp_path: Path, capsys: pytest.Cap
     assert done.returncode == 0, done.stdout + done.stderr
     expected = len(prometheus_rules(load_rules(config))) + 3  # + the agent-health group
     assert f"SUCCESS: {expected} rules found" in done.stdout
+    comments = [line[2:] for line in out.read_text().splitlines() if line.startswith("# ")]
+    assert "inhibit_rules:" in comments and any("connwatch_origin" in line for line in comments)
 
 
 def test_bad_window_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "--format", "prometheus", "--window", "soon"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--window must be a Prometheus duration" in err
+
+
+def test_every_runbook_url_points_at_a_section_of_the_shipped_runbook() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "runbooks.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+               for line in text.splitlines() if line.startswith("## ")}
+    urls = [r.annotations["runbook_url"] for r in (*prometheus_rules(default_rules()), *AGENT_RULES)]
+    assert {u.split("#")[1] for u in urls} <= anchors
+    assert {name.lower() for name in specs()} <= anchors  # one section per attribute of the registry

@@ -32,9 +32,9 @@ from connwatch.agent.state import StateKeeper
 from connwatch.clock import Clock
 from connwatch.collect import CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
-from connwatch.engine import CheckResult, judge
+from connwatch.engine import CheckResult, judge, scope_of
 from connwatch.errors import ConfigError, StateError
-from connwatch.findings import Alert
+from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
 from connwatch.outputs.summary import log_lines
@@ -70,6 +70,7 @@ class Agent:
         self.owners_at = 0.0
         self.raised = False
         self.alerts: tuple[Alert, ...] = ()
+        self.measurements: tuple[Measurement, ...] = ()
         self.samples = {"full": 0, "listeners": 0}
         self.sample_seconds: dict[str, float] = {}
         self.source_errors: dict[str, int] = {}
@@ -276,10 +277,12 @@ class Agent:
             self.raised = any(r.step.raised for r in results)
             if self.delivery is not None and self.keeper.up:
                 self.delivery.judged.set()  # every namespace judged and saved: Alertmanager may be compared
+            # /metrics: the attribute values of this namespace (the series carry no namespace label)
+            self.measurements = sum((r.measurements for r in results if scope_of(r.current) is None), ())
         self.prev = {_ns_key(s): s for s in snaps}
         peaks, self.peaks = self.peaks, {}
         own = snaps[0]
-        self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats()))
+        self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements))
 
     def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
         store = self.keeper.get()

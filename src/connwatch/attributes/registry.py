@@ -64,6 +64,9 @@ class AttributeSpec(Generic[F]):
     # Kernel counters ("TcpExt.ListenOverflows") and sockstat keys ("TCP.tw") the attribute reads:
     # /metrics exports these by default (`run --kernel-counters needed`), node_exporter has the rest.
     inputs: tuple[str, ...] = ()
+    # Prometheus `for:` of its generated rules, in agent samples: 0 = fire on the first breached sample,
+    # as the agent raises (the rules then equal the agent's verdicts); n = the breach must last n more.
+    for_samples: int = 0
 
     def explain_finding(self, finding: Finding) -> Explanation:
         facts: F = finding.measurement.facts

@@ -4,9 +4,15 @@ The outbox (agent/outbox.py) stores `payload(alert, instance)`; the body is buil
 an Alertmanager alert re-sent after an outage carries a fresh endsAt.
 
 Alertmanager (POST <url>/api/v2/alerts, a list):
-    labels:      alertname = attribute, severity (critical/high/medium/low), instance, resource,
-                 class, and port / source / destination / local_address when the alert has them
-    annotations: summary (the alert's description line), explanation, action, text, owner
+    labels:      alertname = attribute, severity (critical/warning/info, what default routes match:
+                 Critical and High -> critical, Medium -> warning, Low -> info), connwatch_severity
+                 (critical/high/medium/low), instance, host (= instance), connwatch_origin="agent",
+                 resource, class, and port / source / destination / local_address when present
+    annotations: summary (the description line with the alert's own severity, e.g. "TCP(1414)
+                 BacklogRejectsByPort Medium, 12 requests > 0 requests"), explanation, action, text,
+                 owner, command (`connwatch alerts show ID`, run on the host)
+    generatorURL: connwatch://<instance>/alerts/<id>: the alert in the agent's history (no web page:
+                 `connwatch alerts show ID` on that host shows it)
     startsAt:    when connwatch raised the alert; endsAt: cleared_at once resolved, else now + 4 x
                  the re-send interval (Alertmanager resolves it itself if the agent dies)
 Webhook (POST <url>, one notification per request): {"version": "1", "event": "firing"|"resolved",
@@ -25,11 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import urllib3
 
-from connwatch.findings import Alert
+from connwatch.findings import Alert, format_number, routing_severity
 from connwatch.outputs.jsonout import RESOURCE_KEYS, alert_dict
 
 ALERTMANAGER = "alertmanager"
@@ -80,18 +86,33 @@ def rfc3339(ts: float) -> str:
 def am_alert(stored: dict[str, Any], kind: str, now: float, resend_s: float) -> dict[str, Any]:
     """One Alertmanager v2 postable alert."""
     a = stored["alert"]
-    labels = {"alertname": a["attribute"], "severity": str(a["severity_name"]).lower(),
-              "instance": stored["instance"], "resource": a["resource"], "class": stored["alert_class"]}
+    labels = {"alertname": a["attribute"], "severity": routing_severity(int(a["severity"])),
+              "connwatch_severity": str(a["severity_name"]).lower(), "instance": stored["instance"],
+              "host": stored["instance"], "connwatch_origin": "agent", "resource": a["resource"],
+              "class": stored["alert_class"]}
     for key in RESOURCE_KEYS:
         if a.get(key) is not None:
             labels[key] = str(a[key])
-    annotations = {"summary": a["description"], "explanation": a["explanation"], "action": a["action"],
-                   "text": a["text"], "owner": a["owner"]}
+    annotations = {"summary": summary(a), "explanation": a["explanation"], "action": a["action"],
+                   "text": a["text"], "owner": a["owner"],
+                   "command": f"connwatch alerts show {a['id']}" if a.get("id") is not None else ""}
     ends = stored["cleared_at"] if kind == "resolved" and stored["cleared_at"] else now + 4 * resend_s
     if kind == "superseded":  # a label set replaced by the alert's new severity: over now
         ends = now
-    return {"labels": labels, "annotations": {k: v for k, v in annotations.items() if v},
-            "startsAt": rfc3339(stored["created_at"]), "endsAt": rfc3339(max(ends, stored["created_at"]))}
+    out = {"labels": labels, "annotations": {k: v for k, v in annotations.items() if v},
+           "startsAt": rfc3339(stored["created_at"]), "endsAt": rfc3339(max(ends, stored["created_at"]))}
+    if a.get("id") is not None:
+        out["generatorURL"] = f"connwatch://{quote(str(stored['instance']), safe='')}/alerts/{a['id']}"
+    return out
+
+
+def summary(a: dict[str, Any]) -> str:
+    """The description line with the alert's severity where the support layout says "High" (the limit)."""
+    value, limit = a.get("value"), a.get("limit")
+    if value is None or limit is None:
+        return str(a["description"])
+    return (f"{a['resource']} {a['attribute']} {a['severity_name']}, {format_number(float(value))} {a['unit']} > "
+            f"{format_number(float(limit))} {a['unit']}")
 
 
 def notification_id(receiver_name: str, alert_id: int, kind: str, created_at: float) -> str:

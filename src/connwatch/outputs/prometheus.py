@@ -27,9 +27,10 @@ from prometheus_client.registry import Collector
 
 from connwatch import __version__
 from connwatch.attributes.registry import kernel_inputs
-from connwatch.findings import Alert
+from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prom_kernel import kernel_families, legacy_kernel_families
+from connwatch.outputs.prom_measure import measurement_families
 
 MAX_LISTENER_GROUPS = 1000
 TOP_N = 20
@@ -77,6 +78,7 @@ class View:
     peaks: Mapping[tuple[int, int, int, str], int] = field(default_factory=dict)  # identity -> max queue
     alerts: Sequence[Alert] = ()
     stats: AgentStats = field(default_factory=AgentStats)
+    measurements: Sequence[Measurement] = ()  # every attribute's value in the last judgement
 
 
 class SnapshotCollector(Collector):
@@ -121,7 +123,8 @@ def build_parts(view: View, opts: MetricsOptions | None = None) -> dict[str, lis
                               "client_golang", labels=["version"])
     build.add_metric([__version__], 1)
     return {"build": [build], "listeners": _listener_families(view.listeners, view.peaks), "host": host,
-            "alerts": _alert_families(view.alerts), "agent": _agent_families(view.stats, snap)}
+            "alerts": _alert_families(view.alerts), "measurements": measurement_families(view.measurements),
+            "agent": _agent_families(view.stats, snap)}
 
 
 # -- listeners ---------------------------------------------------------------

@@ -1,0 +1,51 @@
+"""Every attribute's measured value on /metrics, one gauge per attribute, named from the registry.
+
+`connwatch_attribute_<attribute in snake case>[_percent]`, e.g. `connwatch_attribute_backlog_rejects_by_port`
+(requests rejected in the last sample interval) or `connwatch_attribute_ephemeral_port_usage_percent`,
+labelled with the attribute's resource keys (port, destination, local_address, source; "" where the
+resource has none). The value is the one the agent judged, before any rule: the generated Prometheus
+rules (outputs/promrules.py) compare it with the same limits, so they reach the agent's verdicts.
+Counter attributes hold the increase over the agent's --interval (a rate rule divides by it).
+
+Bounded: at most MAX_PER_ATTRIBUTE resources per attribute, the largest values first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from connwatch.attributes.registry import AttributeSpec, specs
+from connwatch.findings import Measurement
+from connwatch.outputs.prom_kernel import snake
+
+MAX_PER_ATTRIBUTE = 100
+RESOURCE_LABELS = ("port", "destination", "local_address", "source")  # in this order, those a scope uses
+SCOPE_LABELS = {"port": ("port",), "host": (), "destination": ("destination", "local_address"),
+                "source": ("source", "port")}
+
+
+def attribute_metric(s: AttributeSpec[object]) -> str:
+    return f"connwatch_attribute_{snake(s.name)}" + ("_percent" if s.unit == "%" else "")
+
+
+def labels_of(s: AttributeSpec[object]) -> tuple[str, ...]:
+    return SCOPE_LABELS.get(s.scope, ())
+
+
+def measurement_families(measurements: Sequence[Measurement]) -> list[Metric]:
+    by_attribute: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        by_attribute.setdefault(m.attribute, []).append(m)
+    out: list[Metric] = []
+    for name, s in specs().items():
+        labels = labels_of(s)
+        unit = "per sample interval" if s.counter else "at the sample"
+        fam = GaugeMetricFamily(attribute_metric(s), f"{name} ({s.unit}, {unit}) as the agent measured it; "
+                                "its rules compare this value", labels=list(labels))
+        ranked = sorted(by_attribute.get(name, ()), key=lambda m: (-m.value, m.resource_key))
+        for m in ranked[:MAX_PER_ATTRIBUTE]:
+            fam.add_metric(["" if m.resource.get(k) is None else str(m.resource.get(k)) for k in labels], m.value)
+        out.append(fam)
+    return out
