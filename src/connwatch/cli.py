@@ -44,7 +44,7 @@ class Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error, which a Nagios caller would read as CRITICAL: exit 3 instead."""
 
     def error(self, message: str) -> NoReturn:
-        message = re.sub(r"^argument (--[\w-]+)(?:/[^:]*)?: ", r"\1 ", message)  # "--interval must be ..."
+        message = re.sub(r"^argument (?:-\w/)?(--[\w-]+)(?:/[^:]*)?: ", r"\1 ", message)  # "--interval must be ..."
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_UNKNOWN)
 

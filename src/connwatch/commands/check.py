@@ -10,11 +10,14 @@ from connwatch.cli import add_common
 from connwatch.cliargs import seconds
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rich.console import Console
 
     from connwatch.engine import CheckResult
     from connwatch.model import Snapshot
     from connwatch.rules.config import Config
+    from connwatch.rules.rule import Rule
 
 NAME = "check"
 HELP = "sample twice INTERVAL seconds apart, raise alerts, exit 0 OK / 1 WARNING / 2 CRITICAL / 3 UNKNOWN"
@@ -29,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch", action="store_true",
                    help="repeat every INTERVAL and redraw in place (text; Ctrl-C stops; exits like the last check)")
     add_common(p, state=True, config=True)
+    from connwatch.commands import plugin
+
+    plugin.add_arguments(p)
 
 
 def _wait(seconds: float, show: bool) -> None:
@@ -58,23 +64,27 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from connwatch.clock import SystemClock
+    from connwatch.commands import plugin
     from connwatch.commands.common import collect_options, collect_selected, pairs
     from connwatch.rules.config import load_config
 
-    config = load_config(args.config)
+    plugin.check_timeout(args.timeout, args.interval)
+    config = plugin.override(load_config(args.config), args.warning, args.critical)
     clock = SystemClock()
     opts = collect_options(args)
-    # Owners are only reported from the second sample: skip the fd scan in the first.
-    before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
-    if args.watch:
+    if args.watch:  # runs until interrupted: -t does not apply
         from connwatch.commands.watch import watch
 
+        before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
         return watch(args, before, lambda: collect_selected(clock, args, opts),
                      lambda prev, cur: _judge_all(args, pairs(prev, cur), config))
-    _wait(args.interval, args.format == "text" and sys.stderr.isatty())
-    after = collect_selected(clock, args, opts)
-    result = _judge_all(args, pairs(before, after), config)
-    _print(args.format, result, args.verbose)
+    with plugin.deadline(args.timeout):
+        # Owners are only reported from the second sample: skip the fd scan in the first.
+        before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
+        _wait(args.interval, args.format == "text" and sys.stderr.isatty())
+        after = collect_selected(clock, args, opts)
+        result = _judge_all(args, pairs(before, after), config)
+    _print(args.format, result, args.verbose, config.rules)
     return result.exit_code
 
 
@@ -101,7 +111,7 @@ def _judge_all(args: argparse.Namespace, judged: list[tuple[Snapshot, Snapshot]]
     return result
 
 
-def _print(fmt: str, result: CheckResult, verbose: bool = False) -> None:
+def _print(fmt: str, result: CheckResult, verbose: bool = False, rules: Sequence[Rule] = ()) -> None:
     if fmt == "json":
         from connwatch.outputs.jsonout import check_dict, dumps
 
@@ -109,7 +119,7 @@ def _print(fmt: str, result: CheckResult, verbose: bool = False) -> None:
     elif fmt == "nagios":
         from connwatch.outputs.nagios import render
 
-        print(render(result))
+        print(render(result, rules=rules))
     else:
         from connwatch.outputs.console import console
         from connwatch.outputs.text import render_check
