@@ -23,3 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def regen_golden(request: pytest.FixtureRequest) -> bool:
     """True when golden files are to be rewritten: pytest --regen-golden, or CONNWATCH_REGEN_GOLDEN=1."""
     return bool(request.config.getoption("--regen-golden")) or os.environ.get(REGEN_ENV) == "1"
+
+
+@pytest.fixture(autouse=True)
+def _no_host_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests judge with the rules they give: a /etc/connwatch/connwatch.toml on the test machine is not read."""
+    monkeypatch.setenv("CONNWATCH_CONFIG", "")

@@ -7,12 +7,13 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from connwatch import __version__
 from connwatch.errors import EXIT_UNKNOWN, ConnwatchError
 
+DEFAULT_CONFIG = "/etc/connwatch/connwatch.toml"  # used by every command when present and --config is not given
 # Subcommand modules under connwatch.commands; each defines NAME, HELP, add_arguments(), run().
 COMMANDS = ("check", "snapshot", "listeners", "alerts", "destinations", "run", "rules", "sources", "analyze", "top")
 
@@ -37,7 +38,16 @@ def add_common(parser: argparse.ArgumentParser, *, state: bool = False, config: 
                             help="alert history directory (default /var/lib/connwatch as root, "
                             "~/.local/state/connwatch otherwise; env CONNWATCH_STATE_DIR)")
     if config:
-        parser.add_argument("--config", default=None, help="TOML rules file overriding the defaults")
+        parser.add_argument("--config", default=None, help="TOML rules file overriding the defaults (default "
+                            f"{DEFAULT_CONFIG} when it exists; env CONNWATCH_CONFIG)")
+
+
+def discover_config(env: Mapping[str, str], default: str = DEFAULT_CONFIG) -> str | None:
+    """The config file when --config is not given: $CONNWATCH_CONFIG (empty: none), else `default` if it
+    exists, else None (the built-in rules)."""
+    if "CONNWATCH_CONFIG" in env:
+        return env["CONNWATCH_CONFIG"] or None
+    return default if os.path.isfile(default) else None
 
 
 class Parser(argparse.ArgumentParser):
@@ -72,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_UNKNOWN
+    if getattr(args, "config", "") is None:
+        args.config = discover_config(os.environ, DEFAULT_CONFIG)
     try:
         return int(args._module.run(args))
     except ConnwatchError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import signal
 import threading
@@ -24,6 +25,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from connwatch.agent import systemd
 from connwatch.agent.delivery import Delivery, enqueue, reconcile
 from connwatch.agent.options import AgentOptions
 from connwatch.agent.poll import ListenerPoller
@@ -104,9 +106,11 @@ class Agent:
         self._reconcile()
         if self.delivery is not None:
             self.delivery.start()
+        systemd.notify(f"READY=1\nSTATUS=sampling every {o.interval:g} s, {where}", os.environ)
         try:
             self._loop()
         finally:
+            systemd.notify("STOPPING=1", os.environ)
             if httpd is not None:
                 httpd.shutdown()
                 httpd.server_close()
@@ -133,7 +137,12 @@ class Agent:
 
     def _loop(self) -> None:
         next_full = self.clock.monotonic()
+        every = systemd.watchdog_seconds(os.environ, os.getpid())
+        next_ping = self.clock.monotonic()
         while not self.stopping:
+            if every is not None and self.clock.monotonic() >= next_ping:
+                systemd.notify("WATCHDOG=1", os.environ)  # the loop turns: samples are being taken
+                next_ping = self.clock.monotonic() + every
             if self.reload_requested:
                 self.reload_requested = False
                 self.reload()
@@ -144,7 +153,7 @@ class Agent:
             else:
                 self._guarded(self.listener_poll)
             now = self.clock.monotonic()
-            wait = min(next_full, now + self.opts.listener_interval) - now
+            wait = min(next_full, now + self.opts.listener_interval, next_ping if every else next_full) - now
             if wait > 0 and not self.stopping:
                 self.wake.wait(wait)
                 self.wake.clear()

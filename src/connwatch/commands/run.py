@@ -42,16 +42,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import os
     import sys
 
     from connwatch.agent.loop import Agent
     from connwatch.agent.options import AgentOptions, check_ranges, parse_listen, parse_receivers
+    from connwatch.agent.systemd import JournalFormatter, journal_stderr
     from connwatch.clock import SystemClock
     from connwatch.commands.common import state_dir
     from connwatch.rules.config import load_config
 
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format="connwatch: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "connwatch: %(levelname)s: %(message)s"
+    handler.setFormatter(JournalFormatter(fmt) if journal_stderr(os.environ, sys.stderr) else logging.Formatter(fmt))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     check_ranges(args.interval, args.listener_interval)
     host, port = parse_listen(args.listen)
     opts = AgentOptions(
