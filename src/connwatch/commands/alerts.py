@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             alerts = store.history(include_cleared=args.all)
     if args.format == "json":
-        print(dumps({"alerts": [alert_dict(a) for a in alerts]}))
+        print(dumps({"alerts": [alert_dict(a) for a in alerts]}, "alerts"))
         return 0
     from connwatch.outputs.console import console
     from connwatch.outputs.text import alert_block, alerts_table

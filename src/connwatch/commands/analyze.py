@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         from connwatch.analyze.output import analysis_dict
         from connwatch.outputs.jsonout import dumps
 
-        print(dumps(analysis_dict(analysis)))
+        print(dumps(analysis_dict(analysis), "analyze"))
     elif args.format == "nagios":
         from connwatch.analyze.output import render_nagios
 

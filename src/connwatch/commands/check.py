@@ -115,7 +115,7 @@ def _print(fmt: str, result: CheckResult, verbose: bool = False, rules: Sequence
     if fmt == "json":
         from connwatch.outputs.jsonout import check_dict, dumps
 
-        print(dumps(check_dict(result)))
+        print(dumps(check_dict(result), "check"))
     elif fmt == "nagios":
         from connwatch.outputs.nagios import render
 

@@ -52,12 +52,14 @@ def with_namespaces(own: dict[str, Any], others: list[tuple[Snapshot, dict[str, 
                                   if s.netns is not None]}
 
 
-def print_report(data: dict[str, Any], fmt: str, render: Callable[[dict[str, Any], Console], None]) -> None:
-    """A report as JSON, or rendered: the own namespace's, then each other namespace's under its name."""
+def print_report(data: dict[str, Any], fmt: str, render: Callable[[dict[str, Any], Console], None],
+                 kind: str) -> None:
+    """A report as JSON (under the header of its `kind`), or rendered: the own namespace's, then each other
+    namespace's under its name."""
     if fmt == "json":
         from connwatch.outputs.jsonout import dumps
 
-        print(dumps(data))
+        print(dumps(data, kind))
         return
     from connwatch.outputs.console import console
 

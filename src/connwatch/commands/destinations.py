@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     need_sockets(judged[0][1])
     reports = [(cur, build_report(prev, cur, rules, args.top)) for prev, cur in judged if cur.sockets is not None]
     data = with_namespaces(reports[0][1], [x for x in reports[1:] if is_other(x[0]) and x[1]["destinations"]])
-    print_report(data, args.format, render)
+    print_report(data, args.format, render, "destinations")
     return 0

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
                 if is_other(snap) and snap.netns is not None:
                     row["netns"] = netns_dict(snap.netns)
                 rows.append(row)
-        print(dumps({"listeners": rows, "limitations": limitations}))
+        print(dumps({"listeners": rows, "limitations": limitations}, "listeners"))
         return 0
     from connwatch.outputs.console import console
     from connwatch.outputs.text import listeners_table

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         from connwatch.outputs.jsonout import dumps
 
-        print(dumps({"rules": [_rule_dict(r) for r in rules]}))
+        print(dumps({"rules": [_rule_dict(r) for r in rules]}, "rules"))
         return 0
     from rich.table import Table
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         others = [to_dict(s) for s in snaps[1:] if is_other(s)]
         if others:  # every other namespace sampled, each a capture of its own (with its `netns`)
             data["namespaces"] = others
-        print(dumps(data))
+        print(dumps(data, "snapshot"))
         return 0
     from rich.table import Table
 

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                for prev, cur in judged if cur.sockets is not None]
     data = with_namespaces(reports[0][1], [x for x in reports[1:] if is_other(x[0]) and x[1]["sources"]])
     data["sample_ms"] = sample_ms
-    print_report(data, args.format, render)
+    print_report(data, args.format, render, "sources")
     return 0
 
 

@@ -101,8 +101,17 @@ def _namespace(part: CheckResult) -> dict[str, Any]:
             "limitations": list(part.current.limitations)}
 
 
-def dumps(data: Any) -> str:
+def dumps(data: Any, kind: str | None = None) -> str:
+    """JSON text; with `kind`, the document starts with the header every JSON output shares:
+    {"connwatch": VERSION, "kind": KIND, ...} (a schema per kind: connwatch/schemas/KIND.json)."""
+    if kind is not None:
+        data = document(kind, data)
     return json.dumps(data, indent=2, sort_keys=False, default=str)
+
+
+def document(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The data under the shared header; keys already in `data` keep their values (and "connwatch" its place)."""
+    return {"connwatch": __version__, "kind": kind, **data}
 
 
 def snapshot_listeners(snap: Snapshot) -> list[dict[str, Any]]:
