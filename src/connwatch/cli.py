@@ -50,6 +50,24 @@ def discover_config(env: Mapping[str, str], default: str = DEFAULT_CONFIG) -> st
     return default if os.path.isfile(default) else None
 
 
+class _Print(argparse.Action):
+    """--print-completion SHELL (shtab, imported only then) and --print-man-page: print, exit 0."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        if option_string == "--print-man-page":
+            from connwatch.manpage import render
+
+            print(render(parser), end="")
+            parser.exit(0)
+        try:
+            import shtab
+        except ImportError:
+            parser.exit(EXIT_UNKNOWN, "connwatch: shell completion needs shtab (pip install shtab)\n")
+        print(shtab.complete(parser, shell=str(values)), end="")
+        parser.exit(0)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error, which a Nagios caller would read as CRITICAL: exit 3 instead."""
 
@@ -63,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="connwatch", description="Find every way this host turns TCP connections away.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"connwatch {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"connwatch {__version__}")
+    parser.add_argument("--print-completion", action=_Print, choices=("bash", "zsh", "tcsh"),
+                        help="print a shell completion script (e.g. > /etc/bash_completion.d/connwatch)")
+    parser.add_argument("--print-man-page", action=_Print, nargs=0, help="print the connwatch(1) manual page (roff)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"connwatch.commands.{name}")

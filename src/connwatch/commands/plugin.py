@@ -12,13 +12,14 @@ import contextlib
 import math
 import signal
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from connwatch import __version__
 from connwatch.errors import ConnwatchError, UsageError
-from connwatch.rules.config import Config
-from connwatch.rules.rule import Rule
+
+if TYPE_CHECKING:  # lazy: `connwatch --help` must not load the rules
+    from connwatch.rules.config import Config
 
 MAIN_ATTRIBUTE = "BacklogRejectsByPort"
 Limit = tuple[str, float]
@@ -52,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def override(config: Config, warning: Sequence[Limit], critical: Sequence[Limit]) -> Config:
+    from dataclasses import replace
+
+    from connwatch.rules.rule import Rule
+
     rules = list(config.rules)
     for limits, severities, severity in ((warning, (3, 4), 3), (critical, (1, 2), 2)):
         for name, value in limits:
