@@ -53,7 +53,7 @@ def _ports_active(stack: Stack) -> set[str]:
 
 
 def _am_active(stack: Stack) -> set[tuple[str, str, str]]:
-    return {(a["labels"]["alertname"], a["labels"]["resource"], a["labels"]["severity"])
+    return {(a["labels"]["alertname"], a["labels"]["resource"], a["labels"]["connwatch_severity"])
             for a in stack.am_alerts(instance=INSTANCE)}
 
 

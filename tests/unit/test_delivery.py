@@ -334,14 +334,16 @@ def test_startup_sync_resolves_in_alertmanager_what_the_database_does_not_have(t
     with AlertStore.open(tmp_path) as store:
         kept = _alert(store, 8080)
         enqueue(Outbox(store.db), [am], [kept], [], "h", clock.time())
-    mine = {"alertname": "BacklogRejectsByPort", "instance": "h", "resource": "TCP(8080)", "class": "backlog",
-            "port": "8080"}
+    mine = {"alertname": "BacklogRejectsByPort", "instance": "h", "host": "h", "connwatch_origin": "agent",
+            "resource": "TCP(8080)", "class": "backlog", "port": "8080"}
+    medium = {"severity": "warning", "connwatch_severity": "medium"}
     server.alerts = [
-        _am({**mine, "severity": "medium"}),  # the database's active alert: kept
-        _am({**mine, "severity": "high"}),  # the same alert under its old severity: stale
-        _am({**mine, "severity": "medium", "port": "9090", "resource": "TCP(9090)"}),  # cleared or lost: stale
-        _am({**mine, "severity": "medium", "instance": "other"}),  # another agent's
-        _am({**mine, "severity": "medium", "job": "connwatch"}, "http://prom:9090/graph"),  # Prometheus' rule
+        _am({**mine, **medium}),  # the database's active alert: kept
+        _am({**mine, "severity": "critical", "connwatch_severity": "high"}),  # under its old severity: stale
+        _am({**mine, **medium, "port": "9090", "resource": "TCP(9090)"}),  # cleared or lost: stale
+        _am({**mine, **medium, "instance": "other"}),  # another agent's
+        _am({**mine, **medium, "job": "connwatch", "connwatch_origin": "prometheus"},
+            "http://prom:9090/graph"),  # Prometheus' rule
     ]
     d = Delivery([am], tmp_path, clock, resend_s=60, retry_max_s=30, instance="h")
     _round(d)
@@ -353,7 +355,7 @@ def test_startup_sync_resolves_in_alertmanager_what_the_database_does_not_have(t
     get, resolve, firing = server.requests  # compare (resolving two), then the due re-send
     assert [a["labels"]["port"] for a in firing["body"]] == ["8080"]
     assert get["method"] == "GET" and get["path"] == '/api/v2/alerts?filter=instance%3D%22h%22'
-    assert sorted((a["labels"]["severity"], a["labels"]["port"]) for a in resolve["body"]) == [
+    assert sorted((a["labels"]["connwatch_severity"], a["labels"]["port"]) for a in resolve["body"]) == [
         ("high", "8080"), ("medium", "9090")]
     assert all(a["endsAt"] == rfc3339(clock.time()) and a["startsAt"] == "2026-12-01T10:00:00.000Z"
                for a in resolve["body"])
@@ -364,7 +366,7 @@ def test_startup_sync_resolves_in_alertmanager_what_the_database_does_not_have(t
     server.alerts = server.alerts[:1]
     _round(d)
     assert [r.get("method", "POST") for r in server.requests] == ["GET", "POST"]  # compare, then the re-send
-    assert [a["labels"]["severity"] for a in server.requests[1]["body"]] == ["medium"]
+    assert [a["labels"]["connwatch_severity"] for a in server.requests[1]["body"]] == ["medium"]
 
 
 def test_idempotency_key_is_stable_per_notification_and_unique_per_alert() -> None:

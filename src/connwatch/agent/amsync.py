@@ -32,7 +32,10 @@ def labels_of(alerts_payloads: Iterable[str], now: float, resend_s: float) -> se
 
 def ours(alert: dict[str, Any], instance: str) -> bool:
     labels = alert.get("labels") or {}
-    return (labels.get("instance") == instance and "job" not in labels and not alert.get("generatorURL")
+    # The agent's alerts say connwatch_origin="agent" (and a connwatch:// generatorURL); those of 0.1 had
+    # neither label nor generatorURL. Prometheus' rules set a job label and an http(s) generatorURL.
+    mine = labels.get("connwatch_origin") == "agent" or not alert.get("generatorURL")
+    return (labels.get("instance") == instance and "job" not in labels and mine
             and "resource" in labels and "alertname" in labels)
 
 
