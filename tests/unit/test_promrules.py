@@ -58,7 +58,10 @@ def test_address_rules_select_their_resources() -> None:
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)")
 def test_promtool_accepts_the_generated_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "rules.toml"
-    config.write_text('[[rules]]\nattribute = "BacklogRejectsByPort"\nport = 1414\nhigh = 20\nseverity = 2\n')
+    config.write_text('[[rules]]\nattribute = "BacklogRejectsByPort"\nport = 1414\nhigh = 20\nseverity = 2\n'
+                      '[[rules]]\nattribute = "BacklogRejectsByPort"\naddress = "127.0.0.1"\nhigh = 5\nseverity = 2\n'
+                      '[[rules]]\nattribute = "EphemeralPortUsage"\naddress = "10.0.0.9"\nhigh = 90\nseverity = 2\n'
+                      '[[rules]]\nattribute = "ListenOverflows"\nhigh = 3\nmode = "rate"\nseverity = 2\n')
     assert main(["rules", "--format", "prometheus", "--config", str(config)]) == 0
     out = tmp_path / "connwatch.rules.yml"
     out.write_text(capsys.readouterr().out)
