@@ -141,6 +141,13 @@ def tier_expr(rule: Rule, s: AttributeSpec[object], rules: Sequence[Rule], inter
     return f"({here})\nor\n({clearing})"
 
 
+def _scope_name(rule: Rule) -> str:
+    """Which rule of the attribute fired (two rules of one severity may cover one port: a port rule and an
+    address rule; without this label their alerts would be the same series)."""
+    parts = [f"port {rule.port}" if rule.port is not None else "", f"address {rule.address}" if rule.address else ""]
+    return ", ".join(p for p in parts if p) or "any"
+
+
 def for_duration(s: AttributeSpec[object], interval: float) -> str:
     return f"{s.for_samples * interval:g}s"
 
@@ -176,7 +183,8 @@ def _prom_rule(rule: Rule, s: AttributeSpec[object], expr: str, interval: float,
     return PromRule(
         alert=rule.attribute, expr=expr, for_=for_duration(s, interval),
         labels={"severity": routing_severity(rule.severity), "connwatch_severity": name.lower(),
-                "class": rule.alert_class, "connwatch_origin": "prometheus", "host": HOST_LABEL},
+                "class": rule.alert_class, "connwatch_origin": "prometheus", "host": HOST_LABEL,
+                "connwatch_rule": _scope_name(rule)},
         annotations={"summary": summary.replace("  ", " "),
                      "description": f"{s.help} connwatch rule: {rule.attribute} {rule.mode} > {rule.high:g} "
                                     f"(severity {rule.severity} {name}). `connwatch check` on the host explains "
