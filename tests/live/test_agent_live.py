@@ -244,8 +244,8 @@ def test_a_severity_change_leaves_one_alert_in_alertmanager(ns: Netns, tmp_path:
     _flood(ns)
 
     def severities() -> list[str]:
-        return sorted(a["labels"]["severity"] for a in stack.am_alerts("BacklogRejectsByPort", instance=INSTANCE,
-                                                                       port=str(HOT)))
+        return sorted(a["labels"]["connwatch_severity"] for a in stack.am_alerts("BacklogRejectsByPort",
+                                                                                 instance=INSTANCE, port=str(HOT)))
 
     assert poll(lambda: severities() == ["medium"], 30, 0.3), stack.log()
     config.write_text(rule.format(2))

@@ -176,20 +176,20 @@ def test_a_severity_change_ends_the_old_label_set_at_once(tmp_path: Path, server
     d = _delivery(tmp_path, [am], clock)
     _round(d)
     [told] = server.requests[0]["body"]
-    assert told["labels"]["severity"] == "medium"
+    assert told["labels"]["connwatch_severity"] == "medium"
     clock.advance(5)
     with AlertStore.open(tmp_path) as store:
         [high] = store.save([replace(a, severity=2, occurrences=2, last_updated=clock.time())])
         enqueue(Outbox(store.db), [am], [high], [], "h", clock.time())
     _round(d)
     sent = server.requests[1]["body"]
-    by_severity = {x["labels"]["severity"]: x for x in sent}
+    by_severity = {x["labels"]["connwatch_severity"]: x for x in sent}
     assert set(by_severity) == {"medium", "high"}
     assert by_severity["medium"]["endsAt"] == rfc3339(clock.time())  # the old label set is over now
     assert by_severity["high"]["endsAt"] > rfc3339(clock.time())  # the new one fires
     clock.advance(61)
     _round(d)
-    assert [x["labels"]["severity"] for x in server.requests[2]["body"]] == ["high"]  # only the new one again
+    assert [x["labels"]["connwatch_severity"] for x in server.requests[2]["body"]] == ["high"]  # only the new one again
 
 
 def test_outage_keeps_everything_and_backs_off(tmp_path: Path, server: Recorder) -> None:
