@@ -38,6 +38,9 @@ _MEM_NEED = Need("net.ipv4.tcp_mem", lambda s: s.sysctls.tcp_mem is not None and
 _FILES_NEED = Need("/proc/sys/fs/file-nr", lambda s: s.files_allocated is not None and bool(s.sysctls.file_max),
                     "capture /proc/sys/fs/file-nr")
 
+# What the memory attributes read that /metrics exports by default (`run --kernel-counters needed`).
+_MEM_INPUTS = ("TCP.mem", "TCP.orphan", "TcpExt.TCPMemoryPressures", "TcpExt.TCPAbortOnMemory")
+
 SUBJECT_SPECS: tuple[AttributeSpec[Any], ...] = (
     AttributeSpec("ConntrackDrops", "packets", True, words.TEXTS["ConntrackDrops"], ConntrackFacts,
                   words.explain_conntrack, (Rule("ConntrackDrops", 0, severity=2, alert_class="conntrack"),),
@@ -50,10 +53,10 @@ SUBJECT_SPECS: tuple[AttributeSpec[Any], ...] = (
     AttributeSpec("TcpMemoryUsage", "%", False, words.TEXTS["TcpMemoryUsage"], TcpMemoryFacts, words.explain_memory,
                   (Rule("TcpMemoryUsage", 80, severity=3, alert_class="memory"),
                    Rule("TcpMemoryUsage", 95, severity=2, alert_class="memory")), (_MEM_NEED,), scope="host",
-                  folds_into=("TcpMemoryAborts",)),
+                  folds_into=("TcpMemoryAborts",), inputs=_MEM_INPUTS),
     AttributeSpec("TcpMemoryAborts", "conns", True, words.TEXTS["TcpMemoryAborts"], TcpMemoryFacts,
                   words.explain_memory, (Rule("TcpMemoryAborts", 0, severity=3, alert_class="memory"),),
-                  (_MEM_NEED,), scope="host"),
+                  (_MEM_NEED,), scope="host", inputs=_MEM_INPUTS),
     AttributeSpec("FileHandleUsage", "%", False, words.TEXTS["FileHandleUsage"], FileHandleFacts, words.explain_files,
                   (Rule("FileHandleUsage", 80, severity=3, alert_class="files"),
                    Rule("FileHandleUsage", 95, severity=2, alert_class="files")), (_FILES_NEED,), scope="host"),
