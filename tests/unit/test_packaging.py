@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from connwatch import __version__
-from connwatch.cli import build_parser, main
+from connwatch.cli import COMMANDS, build_parser, main
 from connwatch.manpage import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def test_man_page_is_generated_from_the_parser_and_current() -> None:
 def test_bash_completion_knows_the_commands_and_is_valid_bash(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--print-completion", "bash"]) == 0
     script = capsys.readouterr().out
-    assert "_subparsers=(check snapshot listeners alerts destinations run rules sources analyze)" in script
+    assert f"_subparsers=({' '.join(COMMANDS)})" in script
     assert "--kernel-counters" in script and "_check___format_choices=(text json nagios)" in script
     if shutil.which("bash"):
         assert subprocess.run(["bash", "-n"], input=script, text=True, timeout=60).returncode == 0

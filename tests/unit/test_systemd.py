@@ -115,7 +115,7 @@ def test_every_command_with_rules_reads_the_default_config_file(tmp_path: Path, 
         importlib.import_module(f"connwatch.commands.{name}").add_arguments(parser)
         if "--config" in parser._option_string_actions:
             with_config.append(name)
-    assert set(with_config) == {"check", "destinations", "run", "rules", "sources", "analyze"}
+    assert {"check", "destinations", "run", "rules", "sources", "analyze"} <= set(with_config)  # all via main()
 
 
 SYSTEMD_ANALYZE = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
