@@ -154,13 +154,22 @@ def test_predicted_drops_and_recommended_backlog_hold_against_the_kernel(ns: Net
     backlog = s["recommended_backlog"]
     assert backlog is not None and 4 < backlog <= 4096
     # the same advice in the port's BacklogRejectsByPort alert (check's own two samples)
+    # check's own two samples are 3 s apart: at rho 0.9 so short a window can measure arrivals above the
+    # accept rate, or drops under the target (CI saw a None once): whatever the window measured, the
+    # alert's advice must be the sizing's own (the 6 s window above carries the quantitative checks).
     report = check(ns, tmp_path, "3")
     a = alert(report, "BacklogRejectsByPort", PORT)
     accept = a["detail"]["accept"]
-    assert accept["verdict"] in ("burst", "saturated") and accept["sizing"]["recommended_backlog"] > 4
-    assert a["value"] == accept["turned_away"]
-    assert f"Raise the backlog to at least {accept['sizing']['recommended_backlog']}" in a["action"]
-    assert "somaxconn" in a["action"] and "backlog=N" in a["action"] and "511" in a["action"]
+    sizing = accept["sizing"]
+    assert accept["verdict"] in ("burst", "saturated") and a["value"] == accept["turned_away"]
+    if sizing["no_backlog_helps"]:
+        assert sizing["recommended_backlog"] is None and "a bigger backlog will not help" in a["action"]
+    elif sizing["recommended_backlog"] is None:  # that window's drops were under the target already
+        assert "Raise the backlog" not in a["action"]
+    else:
+        assert sizing["recommended_backlog"] > 4
+        assert f"Raise the backlog to at least {sizing['recommended_backlog']}" in a["action"]
+        assert "somaxconn" in a["action"] and "backlog=N" in a["action"] and "511" in a["action"]
     for proc in first:  # the first load ends: the namespace's counters now see only the second server
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
