@@ -165,6 +165,9 @@ def _uninspected(count: int) -> str:
 def _remedy() -> str:
     if os.geteuid() != 0:
         return "run as root (or with CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE) to see them"
+    if not processes.missing_capabilities():  # full root already: the kernel refused for another reason
+        return ("even full root may not read the fds of a process in another user namespace or under a "
+                "security module; the listener's own netns and `ss -ltnp` there name it")
     return "grant CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE (or run as full root) to see them"
 
 
