@@ -50,6 +50,15 @@ def _check(ns: Netns, tmp_path: Any) -> tuple[int, dict[str, Any]]:
     return done.returncode, json.loads(done.stdout)
 
 
+def _settled(ns: Netns, peer: str, established: int) -> Counter[str]:
+    """ss's states toward peer once nothing is in transition (only ESTABLISHED and TIME_WAIT)."""
+    def quiet() -> bool:
+        st = _states(ns, peer)
+        return st["ESTAB"] == established and sum(st.values()) == st["ESTAB"] + st["TIME-WAIT"]
+    assert poll(quiet, 30), _states(ns, peer)
+    return _states(ns, peer)
+
+
 def _alerts(report: dict[str, Any], attribute: str, destination: str) -> list[dict[str, Any]]:
     return [a for a in report["alerts"] if a["attribute"] == attribute and a["destination"] == destination]
 
@@ -70,12 +79,16 @@ def test_usage_then_exhaustion_without_reuse(ns: Netns, tmp_path: Any) -> None:
     holder, ready = _start(ns, "--port", str(BUSY), "--hold", "40", "--cycles", "100", "--lifetime", "60")
     assert "cycles=100 error=none" in ready, ready
     assert _client(ns, "--port", str(LIGHT), "--cycles", "5")["error"] == "none"
-    # A connect+close cycle now and then leaves no client TIME_WAIT (seen 0.2-1.9 %, ss agrees with
-    # connwatch), so the expected count is whatever ss holds once every socket has settled.
-    settled = lambda: (st := _states(ns, busy))["ESTAB"] == 40 and 95 <= st["TIME-WAIT"] <= 100 and \
-        sum(st.values()) == st["ESTAB"] + st["TIME-WAIT"]  # noqa: E731
-    assert poll(settled, 10), _states(ns, busy)
-    held = _states(ns, busy)
+    # A connect+close cycle now and then leaves no client TIME_WAIT (seen 0.2-1.9 %, once 43 % on a
+    # loaded machine; ss agrees with connwatch), so top up until >= 95 are held, then the expected
+    # count is whatever ss holds once every socket has settled.
+    held = _settled(ns, busy, 40)
+    for _ in range(5):
+        if held["TIME-WAIT"] >= 95:
+            break
+        assert _client(ns, "--port", str(BUSY), "--cycles", str(100 - held["TIME-WAIT"]))["error"] == "none"
+        held = _settled(ns, busy, 40)
+    assert 95 <= held["TIME-WAIT"] <= 100, held
     code, report = _check(ns, tmp_path)
     [alert] = _alerts(report, "EphemeralPortUsage", busy)
     assert alert["local_address"] == "127.0.0.1" and alert["resource"] == f"TCP(127.0.0.1->{busy})"
