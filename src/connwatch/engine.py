@@ -173,9 +173,9 @@ def _families(findings: Sequence[Finding]) -> dict[str, list[int]]:
 
 
 def _is_target(attribute: str) -> bool:
-    from connwatch.attributes.registry import specs
+    from connwatch.attributes.registry import fold_targets
 
-    return any(attribute in s.folds_into for s in specs().values())
+    return attribute in fold_targets()
 
 
 def _primary(members: list[int], rk: str, active: Set[tuple[str, str]], findings: Sequence[Finding]) -> str:

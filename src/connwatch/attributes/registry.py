@@ -103,6 +103,12 @@ def spec(name: str) -> AttributeSpec[Any] | None:
     return specs().get(name)
 
 
+@cache
+def fold_targets() -> frozenset[str]:
+    """Attributes some other attribute folds into (computed once, not per finding)."""
+    return frozenset(target for s in specs().values() for target in s.folds_into)
+
+
 def known_attributes() -> dict[str, tuple[str, bool]]:
     """attribute -> (unit, is_counter); counters may be judged as a rate."""
     return {name: (s.unit, s.counter) for name, s in specs().items()}
