@@ -165,6 +165,11 @@ def test_the_agent_judges_every_namespace_and_names_the_flooded_one(tmp_path: Pa
         assert poll(lambda: bool(mine()), 30, 0.5), "the agent never alerted the flooded namespace"
         [alert] = mine()
         assert alert["attribute"] == "BacklogRejectsByPort" and alert["resource"] == f"TCP({PORT}) in netns {ns.name}"
+        # The value is that namespace's own overflows (a fresh namespace: its counter started at 0), never
+        # more than it counted, and no other namespace's drops are in it.
+        overflows = ns.nstat("TcpExtListenOverflows")
+        assert 0 < alert["value"] <= overflows, (alert["value"], overflows)
+        assert alert["unit"] == "requests"
     finally:
         os.kill(agent.pid, signal.SIGTERM)
         _out, err = agent.communicate(timeout=30)
