@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -411,25 +412,49 @@ def test_syn_flood_answered_with_syncookies_is_its_own_finding(ns: Netns, tmp_pa
 
 # --- 6. one stuck listener ----------------------------------------------------------------------
 
-def test_one_stuck_listener_one_alert(ns: Netns, tmp_path: Any) -> None:
-    """A listener with backlog 5 that never accepts, 60 clients (progs/flood.py) retrying their SYNs.
+class _Round:
+    """One retry round let into listeners that never accept, between the two samples of a check."""
 
-    The queue is full (6 of 5) before the check; the clients' SYN retries are held back by nft except
-    between the samples. Measured here (kernel 6.18): ListenOverflows == ListenDrops == d (SYN-time
-    overflows count once), TCPReqQFullDrop +0.
-    """
-    ns.python("listener.py", "--port", str(STUCK), "--backlog", "5")
-    ns.python("flood.py", "--port", str(STUCK), "--count", "60", "--hold", "120")
-    assert poll(lambda: _queue(ns, STUCK) == 6 and ns.ss_drops(STUCK) > 0, 10)
-    syns = f"tcp dport {STUCK} tcp flags & (syn|ack) == syn"
+    def __init__(self, check: GatedCheck, moved: dict[str, int], per_port: dict[int, int]) -> None:
+        self.check, self.moved, self.per_port = check, moved, per_port
+
+
+def _stuck_round(ns: Netns, tmp_path: Any, ports: tuple[int, ...], clients: int, expect: int,
+                 between: Callable[[dict[int, subprocess.Popen[str]]], None] | None = None) -> _Round:
+    """Listeners with backlog 5 that never accept, `clients` waiting on each (progs/flood.py retrying
+    their SYNs). Each queue is full (6 of 5) before the check's first sample; the SYN retries are held
+    back by nft except for one retry round between the samples (>= expect overflows, polled), then held
+    again; `between(listeners)` runs after that (e.g. to kill one). The counters are read once settled."""
+    listeners: dict[int, subprocess.Popen[str]] = {}
+    for port in ports:
+        listeners[port] = ns.python("listener.py", "--port", str(port), "--backlog", "5")
+        ns.python("flood.py", "--port", str(port), "--count", str(clients), "--hold", "120")
+        assert poll(lambda: _queue(ns, port) == 6 and ns.ss_drops(port) > 0, 10)  # noqa: B023 - called now
+    syns = f"tcp dport {{ {', '.join(map(str, ports))} }} tcp flags & (syn|ack) == syn"
     _nft_drop(ns, "held_syns", syns)
     check = GatedCheck(ns, tmp_path)
-    before = _settled(ns, STUCK)
+    before = _settled(ns, ports[0])
+    d_before = {p: ns.ss_drops(p) for p in ports}
     _nft_release(ns, "held_syns")
-    assert poll(lambda: _kernel(ns, STUCK)["TcpExtListenOverflows"] - before["TcpExtListenOverflows"] >= 54, 10)
+    def overflowed() -> int:
+        return _kernel(ns, ports[0])["TcpExtListenOverflows"] - before["TcpExtListenOverflows"]
+
+    assert poll(lambda: overflowed() >= expect, 10), overflowed()
     _nft_drop(ns, "held_syns", syns)
-    moved = _delta(before, _settled(ns, STUCK))
-    code, report = check.finish()
+    if between is not None:
+        between(listeners)
+    moved = _delta(before, _settled(ns, ports[0]))
+    return _Round(check, moved, {p: ns.ss_drops(p) - d_before[p] for p in ports})
+
+
+def test_one_stuck_listener_one_alert(ns: Netns, tmp_path: Any) -> None:
+    """A listener with backlog 5 that never accepts, 60 clients retrying their SYNs (one round of 54
+    between the samples). Measured here (kernel 6.18): ListenOverflows == ListenDrops == d (SYN-time
+    overflows count once), TCPReqQFullDrop +0.
+    """
+    round_ = _stuck_round(ns, tmp_path, (STUCK,), 60, 54)
+    moved = round_.moved
+    code, report = round_.check.finish()
 
     overflows = moved["TcpExtListenOverflows"]
     assert overflows >= 54 and moved["TcpExtListenDrops"] == moved["d"] == overflows, moved
@@ -456,21 +481,9 @@ def test_two_separately_stuck_listeners_are_two_problems(ns: Netns, tmp_path: An
     Measured here (kernel 6.18): ListenOverflows == ListenDrops == the sum of both listeners' d, split
     by the kernel per listener (+24/+24 in one retry round each).
     """
-    for port in (STUCK_A, STUCK_B):
-        ns.python("listener.py", "--port", str(port), "--backlog", "5")
-        ns.python("flood.py", "--port", str(port), "--count", "30", "--hold", "120")
-        assert poll(lambda: _queue(ns, port) == 6 and ns.ss_drops(port) > 0, 10)  # noqa: B023 - called now
-    syns = f"tcp dport {{ {STUCK_A}, {STUCK_B} }} tcp flags & (syn|ack) == syn"
-    _nft_drop(ns, "held_syns", syns)
-    check = GatedCheck(ns, tmp_path)
-    before = _settled(ns, STUCK_A)
-    d_before = {p: ns.ss_drops(p) for p in (STUCK_A, STUCK_B)}
-    _nft_release(ns, "held_syns")
-    assert poll(lambda: _kernel(ns, STUCK_A)["TcpExtListenOverflows"] - before["TcpExtListenOverflows"] >= 48, 10)
-    _nft_drop(ns, "held_syns", syns)
-    moved = _delta(before, _settled(ns, STUCK_A))
-    per_port = {p: ns.ss_drops(p) - d_before[p] for p in (STUCK_A, STUCK_B)}
-    _, report = check.finish()
+    round_ = _stuck_round(ns, tmp_path, (STUCK_A, STUCK_B), 30, 48)
+    moved, per_port = round_.moved, round_.per_port
+    _, report = round_.check.finish()
     print("per listener d:", per_port)
 
     assert moved["TcpExtListenOverflows"] == moved["TcpExtListenDrops"] == sum(per_port.values()), (moved, per_port)
@@ -490,21 +503,14 @@ def test_drops_of_a_listener_that_closed_stay_a_host_alert(ns: Netns, tmp_path: 
     unattributed) and the host-wide ListenOverflows alert carries them. Measured here (kernel 6.18):
     ListenOverflows == ListenDrops +54 (one retry round of 54 waiting clients), TCPReqQFullDrop +0.
     """
-    listener = ns.python("listener.py", "--port", str(CLOSED), "--backlog", "5")
-    ns.python("flood.py", "--port", str(CLOSED), "--count", "60", "--hold", "120")
-    assert poll(lambda: _queue(ns, CLOSED) == 6 and ns.ss_drops(CLOSED) > 0, 10)
-    syns = f"tcp dport {CLOSED} tcp flags & (syn|ack) == syn"
-    _nft_drop(ns, "held_syns", syns)
-    check = GatedCheck(ns, tmp_path)
-    before = _settled(ns, CLOSED)
-    _nft_release(ns, "held_syns")
-    assert poll(lambda: _kernel(ns, CLOSED)["TcpExtListenOverflows"] - before["TcpExtListenOverflows"] >= 54, 10)
-    _nft_drop(ns, "held_syns", syns)
-    os.kill(listener.pid, signal.SIGKILL)
-    listener.wait(timeout=10)
-    assert poll(lambda: _queue(ns, CLOSED) == -1, 5), "the listener did not close"
-    moved = _delta(before, _settled(ns, CLOSED))
-    _, report = check.finish()
+    def kill(listeners: dict[int, subprocess.Popen[str]]) -> None:
+        os.kill(listeners[CLOSED].pid, signal.SIGKILL)
+        listeners[CLOSED].wait(timeout=10)
+        assert poll(lambda: _queue(ns, CLOSED) == -1, 5), "the listener did not close"
+
+    round_ = _stuck_round(ns, tmp_path, (CLOSED,), 60, 54, between=kill)
+    moved = round_.moved
+    _, report = round_.check.finish()
 
     overflows = moved["TcpExtListenOverflows"]
     assert overflows >= 54 and moved["TcpExtListenDrops"] == overflows and moved["TcpExtTCPReqQFullDrop"] == 0
