@@ -19,8 +19,8 @@ def test_each_tier_fires_on_its_own_with_routing_and_connwatch_severity() -> Non
     rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("BacklogRejectsByPort", 100, severity=2))
     medium, high = prometheus_rules(rules, interval=5, window="1m")
     value = "max by (instance, port) (connwatch_attribute_backlog_rejects_by_port)"
-    assert high.expr.split("\nor\n")[0] == f"((({value} > 100)))"
-    assert medium.expr.split("\nor\n")[0] == f"((({value} > 0) or ({value} > 100)))"  # no `unless`: never flaps
+    assert high.expr.split("\nor\n")[0] == f"(({value} > 100))"
+    assert medium.expr.split("\nor\n")[0] == f"(({value} > 0) or ({value} > 100))"  # no `unless`: never flaps
     assert (high.labels["severity"], high.labels["connwatch_severity"]) == ("critical", "high")
     assert (medium.labels["severity"], medium.labels["connwatch_severity"]) == ("warning", "medium")
     assert high.for_ == "0s" and high.annotations["runbook_url"].endswith("docs/runbooks.md#backlogrejectsbyport")
@@ -31,11 +31,27 @@ def test_each_tier_fires_on_its_own_with_routing_and_connwatch_severity() -> Non
 def test_port_rules_replace_generic_ones_and_unlimited_switches_off() -> None:
     rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("BacklogRejectsByPort", 50, severity=2, port=1414),
              Rule("AcceptQueueFill", 80, severity=4), Rule("AcceptQueueFill", None, port=22))
-    generic, special, fill = prometheus_rules(rules, interval=10, window="2m")
+    generic, special, fill, *by_fold = prometheus_rules(rules, interval=10, window="2m")
     assert 'connwatch_attribute_backlog_rejects_by_port{port!~"1414"}) > 0' in generic.expr
     assert 'connwatch_attribute_backlog_rejects_by_port{port="1414"}) > 50' in special.expr
     assert 'connwatch_attribute_accept_queue_fill_percent{port!~"22"}' in fill.expr  # no rule at all for port 22
     assert "unless on (instance, port)" in fill.expr  # one problem, one alert: folded into the rejects alert
+    # an alert takes the severity of what folds into it: the queue alert gets a Medium and a High tier, the
+    # rejects alert a Low one, each firing only through the fold
+    assert sorted((r.alert, r.labels["connwatch_severity"]) for r in by_fold) == [
+        ("AcceptQueueFill", "high"), ("AcceptQueueFill", "medium"), ("BacklogRejectsByPort", "low")]
+    assert all(r.labels["connwatch_rule"] == "folded" and "folded into it" in r.annotations["summary"]
+               for r in by_fold)
+
+
+def test_the_alert_already_open_keeps_the_problem() -> None:
+    """engine.fold: a problem keeps the alert already active; the rules read their own previous state (ALERTS
+    one --interval ago) to do the same, and hold it open (not clean) while a breach folded into it goes on."""
+    rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("AcceptQueueFill", 80, severity=4))
+    rejects = prometheus_rules(rules, interval=5)[0]
+    assert 'ALERTS{alertname="AcceptQueueFill", alertstate="firing", connwatch_origin="prometheus"} ' \
+           "offset 5000ms" in rejects.expr
+    assert 'connwatch_severity="medium"} offset 5000ms' in rejects.expr.split("\nor\n")[1]
 
 
 def test_shadowed_rule_is_left_out_and_rate_mode_divides_by_the_interval() -> None:

@@ -5,7 +5,9 @@ snapshots every 5 s; after each sample its /metrics is scraped. Those scrapes ar
 series, evaluated every 5 s by the generated rules. At every step the most severe alert Prometheus
 fires per problem (what Alertmanager shows once the generated inhibit rules silence the lower tiers)
 must be the agent's active alert: same attribute, resource and severity; nothing when the agent has none.
-Scenarios: steady load, a burst in one interval, recovery (the agent's clear_after clean samples).
+Scenarios: steady load, a burst in one interval, recovery (the agent's clear_after clean samples), and the
+fold between the queue and the rejects alerts in both orders (the alert already open keeps the problem: the
+rules read their own ALERTS one interval back).
 """
 
 from __future__ import annotations
@@ -112,16 +114,16 @@ SCENARIOS = {
     # the queue fills without rejects (AcceptQueueFill alone), then rejects start: one alert, the rejects one,
     # made High by the full queue folded into it.
     "queue then rejects": ([0, 0, 0, 10, 10, 0, 0, 0, 0], [0, 5, 6, 6, 6, 0, 0, 0, 0]),
+    # rejects, then the queue stays full without rejects: the rejects alert is held open at its own severity.
+    "rejects then full queue": ([0, 20, 20, 0, 0, 0, 0, 0, 0, 0], [0, 1, 1, 6, 6, 6, 0, 0, 0, 0]),
+    # a queue at 100 % (Low), then rejects (Medium) folded into its alert: the alert becomes Medium.
+    "low fill then rejects": ([0, 0, 10, 10, 0, 0, 0, 0], [0, 5, 5, 5, 0, 0, 0, 0]),
+    # the queue alert clears, then rejects start while the queue is under its limit: a new alert, the rejects one.
+    "fill clearing then rejects": ([0, 0, 0, 0, 10, 10, 0, 0, 0, 0], [0, 6, 0, 0, 2, 2, 0, 0, 0, 0]),
 }
 
 
-HELD = pytest.mark.xfail(strict=True, reason=(
-    "engine.fold since main a54681e/22f9c8a: a problem keeps the alert already active (the full queue's "
-    "AcceptQueueFill alert holds the later rejects); the generated rules still fold by the spec's order "
-    "(rejects first) and would need the rules' own ALERTS state to follow"))
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=HELD) if n == "queue then rejects" else n for n in SCENARIOS])
+@pytest.mark.parametrize("name", SCENARIOS)
 def test_prometheus_rules_reach_the_agents_verdicts(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                     ) -> None:
     drops, queues = SCENARIOS[name]

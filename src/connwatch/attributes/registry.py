@@ -109,6 +109,21 @@ def fold_targets() -> frozenset[str]:
     return frozenset(target for s in specs().values() for target in s.folds_into)
 
 
+@cache
+def family(name: str) -> tuple[str, ...]:
+    """The attributes that fold together with `name` (engine.fold, the generated Prometheus rules): its
+    component of the folds_into links, lowest rank (fewest folds_into: the one the others fold into) first."""
+    every = specs()
+    seen, todo = {name}, [name]
+    while todo:
+        here = every.get(todo.pop())
+        for other, s in every.items():
+            if other not in seen and here is not None and (other in here.folds_into or here.name in s.folds_into):
+                seen.add(other)
+                todo.append(other)
+    return tuple(sorted(seen, key=lambda n: (len(every[n].folds_into) if n in every else 99, n)))
+
+
 def known_attributes() -> dict[str, tuple[str, bool]]:
     """attribute -> (unit, is_counter); counters may be judged as a rate."""
     return {name: (s.unit, s.counter) for name, s in specs().items()}

@@ -10,12 +10,17 @@ on the same data by construction. Same decisions as rules/evaluate.py and engine
   Alertmanager inhibit rules printed with them (`inhibit_rules`) silence the lower tiers while a
   higher one fires: one notification per problem, and the severity changes through inhibition;
 - a rule that a more severe rule with a lower limit always shadows is left out;
-- one problem, one alert: an attribute its spec folds into another (AcceptQueueFill into
-  BacklogRejectsByPort) fires only while the other does not for the same resource; host counters
-  that per-port alerts explain fire only while no port rejects.
+- one problem, one alert (engine.fold): attributes linked by their specs' folds_into are one family per
+  resource (the rejects, accept activity and queue fill of a port; a destination's port usage and
+  exhaustion); the alert already open keeps the problem, else the breached attribute lowest in rank takes
+  it, and it fires at the most severe severity of its family's breaches (tiers of the severities of the
+  family that its own rules lack are generated: `connwatch_rule="folded"`). "Already open" is the rules'
+  own state: `ALERTS{alertname=..., alertstate="firing"} offset <interval>` (the previous evaluation);
+  host counters that per-port alerts explain fire only while no port rejects.
 `for:` per attribute (its spec's `for_samples` x --interval; 0 for every built-in attribute, as the agent
-raises on the first breached sample). The agent's clearing is in the expression: an alert clears at its
-clear_after-th clean sample and keeps the severity of its last breach until then (`tier_expr`).
+raises on the first breached sample). The agent's clearing is in the expression: an alert held open by a
+breach folded into it, or clean for fewer than clear_after samples, keeps firing at the tiers it fired at
+before (the agent's alert keeps the severity of its last breach until it clears; `tier_expr`).
 Equality needs Prometheus to scrape the agent and evaluate every --interval (a slower scrape misses
 intervals the agent judged). Labels: `severity` critical/warning/info (what a default Alertmanager
 route knows), `connwatch_severity` the four-level name.
@@ -25,9 +30,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from connwatch.attributes.registry import AttributeSpec, spec, specs
+from connwatch.attributes.registry import AttributeSpec, family, spec
 from connwatch.findings import routing_severity, severity_name
 from connwatch.outputs.prom_measure import attribute_metric, labels_of
 from connwatch.rules.rule import Rule
@@ -88,57 +93,97 @@ def value_expr(rule: Rule, rules: Sequence[Rule], interval: float) -> str:
     return f"max by ({by}) ({series}){per}"
 
 
-def _folds(s: AttributeSpec[object], rules: Sequence[Rule], interval: float) -> str:
-    """`unless` clauses: the alerts this attribute's breach becomes a fact of (engine.fold)."""
-    out = ""
-    for target in s.folds_into:
-        breach = _breach(target, rules, interval)
-        if breach:
-            on = ", ".join(("instance", *labels_of(s)))
-            out += f" unless on ({on}) ({breach})"
-    if s.explained is not None:
-        breach = _breach("BacklogRejectsByPort", rules, interval)
-        if breach:
-            out += f" unless on (instance) ({breach})"
-    return out
+def _on(s: AttributeSpec[object]) -> str:
+    return ", ".join(("instance", *labels_of(s)))
+
+
+def _rank(name: str) -> int:
+    s = spec(name)
+    return len(s.folds_into) if s is not None else 99
 
 
 def _breach(attribute: str, rules: Sequence[Rule], interval: float, severity: int | None = None) -> str:
-    """Breached at `severity` or more severe (any tier if None), as one PromQL expression whose value is the
-    attribute's. A breach folded into it (engine.fold) counts at the member's severity."""
+    """Breached by one of its own rules at `severity` or more severe (any if None); the value is the attribute's.
+    Host counters that per-port alerts explain are no breach of their own while a port rejects."""
     s = spec(attribute)
     assert s is not None
     tiers = [r for r in rules if r.attribute == attribute and r.high is not None]
-    parts = [f"({value_expr(r, rules, interval)} > {r.high:g})" for r in tiers
-             if severity is None or r.severity <= severity]
-    if severity is not None and tiers:
-        for name, _ in _specs_folding_into(attribute):
-            member = [r for r in rules if r.attribute == name and r.high is not None and r.severity <= severity]
-            if member:
-                on = ", ".join(("instance", *labels_of(s)))
-                members = " or ".join(f"({value_expr(r, rules, interval)} > {r.high:g})" for r in member)
-                parts.append(f"(({_breach(attribute, rules, interval)}) and on ({on}) ({members}))")
-    return " or ".join(parts)
+    out = " or ".join(f"({value_expr(r, rules, interval)} > {r.high:g})" for r in tiers
+                      if severity is None or r.severity <= severity)
+    if out and s.explained is not None:
+        ports = _breach("BacklogRejectsByPort", rules, interval)
+        out = f"({out}) unless on (instance) ({ports})" if ports else out
+    return out
 
 
-def _specs_folding_into(name: str) -> list[tuple[str, AttributeSpec[object]]]:
-    return [(n, m) for n, m in specs().items() if name in m.folds_into]
+def _open(name: str, on: str, interval: float, severity: int | None = None) -> str:
+    """The alert was firing at the previous evaluation (the agent's active alert; at `severity` if given)."""
+    sev = "" if severity is None else f', connwatch_severity="{severity_name(severity).lower()}"'
+    return (f'max by ({on}) (ALERTS{{alertname="{name}", alertstate="firing", connwatch_origin="prometheus"{sev}}} '
+            f"offset {interval * 1000:g}ms)")
+
+
+def _targets(name: str) -> tuple[str, ...]:
+    s = spec(name)
+    return s.folds_into if s is not None else ()
+
+
+class _Family:
+    """PromQL of engine.fold for one attribute: which alert of its family a breach is kept under."""
+
+    def __init__(self, name: str, rules: Sequence[Rule], interval: float) -> None:
+        s = spec(name)
+        assert s is not None
+        self.name, self.rules, self.interval, self.on = name, rules, interval, _on(s)
+        self.members = [m for m in family(name) if _breach(m, rules, interval)]
+
+    def breach(self, name: str, severity: int | None = None) -> str:
+        return _breach(name, self.rules, self.interval, severity)
+
+    def named(self, name: str) -> str:
+        """`name` takes part in the fold: breached, or the target of a breached member."""
+        return " or ".join(f"({self.breach(m)})" for m in self.members if m == name or name in _targets(m))
+
+    def kept(self, name: str) -> str:
+        named = self.named(name)
+        return f"({_open(name, self.on, self.interval)} and on ({self.on}) ({named}))" if named else ""
+
+    def primary(self) -> str:
+        """The alert already active keeps the problem (the lowest in rank of those open); else the breached
+        attribute lowest in rank."""
+        x, on = self.name, self.on
+        if len(self.members) < 2:
+            return self.breach(x)
+        kept = self.kept(x) + "".join(f" unless on ({on}) {k}" for m in self.members
+                                      if _rank(m) < _rank(x) and (k := self.kept(m)))
+        new = f"({self.breach(x)})" + "".join(f" unless on ({on}) ({self.breach(m)})" for m in self.members
+                                              if _rank(m) < _rank(x))
+        new += "".join(f" unless on ({on}) {k}" for m in self.members if (k := self.kept(m)))
+        return f"({kept}) or ({new})" if kept else new
+
+    def own(self, severity: int | None = None) -> str:
+        """Breached now as the problem's alert, at `severity` or more severe counting the breaches folded into it."""
+        if len(self.members) < 2:
+            return self.breach(self.name, severity)
+        anyone = " or ".join(f"({self.breach(m, severity)})" for m in self.members if self.breach(m, severity))
+        if not anyone:
+            return ""
+        return f"({self.breach(self.name)}) and on ({self.on}) ({self.primary()}) and on ({self.on}) ({anyone})"
 
 
 def tier_expr(rule: Rule, s: AttributeSpec[object], rules: Sequence[Rule], interval: float) -> str:
-    """Fires while the resource is breached at this tier's severity or a more severe one, and while it clears
-    (no breach, for clear_after - 1 samples) if its last breach was that severe: the agent's alert keeps the
-    severity of its last breach until it clears. The lower tiers fire too; inhibition silences them."""
-    on = ", ".join(("instance", *labels_of(s)))
-    folds = _folds(s, rules, interval)  # a folded breach is no breach of its own alert (a clean sample)
-    here = f"({_breach(s.name, rules, interval, rule.severity)}){folds}"
-    any_ = f"({_breach(s.name, rules, interval)}){folds}"
+    """Fires while the problem's alert is this attribute's at this tier's severity or a more severe one; then, while
+    held open by a breach folded into it or clearing (clear_after - 1 clean samples), at the tier it fired at
+    before: the agent's alert keeps the severity of its last breach until it clears. The lower tiers fire too;
+    inhibition silences them."""
+    fam, on = _Family(s.name, rules, interval), _on(s)
+    here, own = fam.own(rule.severity), fam.own()
     window = f"{int((max(rule.clear_after - 1, 0) + 0.5) * interval * 1000)}ms:{interval * 1000:g}ms"
-    last_here = f"max_over_time(timestamp({here})[{window}])"
-    last_any = f"max_over_time(timestamp({any_})[{window}])"
-    clearing = (f"{value_expr(rule, rules, interval)} and on ({on}) (({last_here} >= on ({on}) {last_any}) "
-                f"unless on ({on}) ({any_}))")
-    return f"({here})\nor\n({clearing})"
+    per = f" / {interval:g}" if rule.mode == "rate" else ""
+    value = f"max by ({on}) ({attribute_metric(s)}){per}"
+    clearing = (f"{value} and on ({on}) {_open(s.name, on, interval, rule.severity)} unless on ({on}) ({own}) "
+                f"and on ({on}) count_over_time(({fam.primary()})[{window}])")
+    return f"({here})\nor\n({clearing})" if here else clearing
 
 
 def _scope_name(rule: Rule) -> str:
@@ -166,29 +211,51 @@ def prometheus_rules(rules: Sequence[Rule], interval: float = 5.0, window: str =
         if any(r.severity < rule.severity and (r.high or 0) <= rule.high for r in scope):
             continue  # a more severe rule with a lower limit always decides first
         out.append(_prom_rule(rule, s, tier_expr(rule, s, rules, interval), interval, runbook))
+    return out + _folded_tiers(rules, interval, runbook)
+
+
+def _folded_tiers(rules: Sequence[Rule], interval: float, runbook: str) -> list[PromRule]:
+    """An alert takes the most severe severity of the breaches folded into it (engine.fold): a tier for each
+    severity the rules of its family have and its own have not (AcceptQueueFill made Medium by the rejects
+    folded into it, though its own rules are Low and High)."""
+    out: list[PromRule] = []
+    for name in dict.fromkeys(r.attribute for r in rules if r.high is not None):
+        s, own = spec(name), [r for r in rules if r.attribute == name and r.high is not None]
+        if s is None:
+            continue
+        members = _Family(name, rules, interval).members
+        for severity in sorted({r.severity for r in rules if r.attribute in members and r.high is not None}
+                               - {r.severity for r in own}):
+            base = replace(min(own, key=lambda r: r.specificity), severity=severity)
+            out.append(_prom_rule(base, s, tier_expr(base, s, rules, interval), interval, runbook, by_fold=True))
     return out
 
 
-def _prom_rule(rule: Rule, s: AttributeSpec[object], expr: str, interval: float, runbook: str) -> PromRule:
+def _prom_rule(rule: Rule, s: AttributeSpec[object], expr: str, interval: float, runbook: str,
+               by_fold: bool = False) -> PromRule:
     unit = f"{s.unit}/s" if rule.mode == "rate" else s.unit
     value = '{{ $value | printf "%.4g" }}'
     name = severity_name(rule.severity)
     where = _RESOURCE.get(s.scope, _RESOURCE["port"])
     if s.name == "SynCookiesSent":  # per port, and the rest host-wide (port "")
         where = "{{ if $labels.port }}TCP({{ $labels.port }}){{ else }}TCP(host){{ end }}"
-    folded = "".join(f", or {n} {name} folded into it" for n, _ in _specs_folding_into(s.name))
+    folded = "".join(f", or {n} {name} folded into it" for n in family(s.name) if n != s.name)
     limit = (f"{value} {unit}{{{{ if gt $value {float(rule.high or 0)!r} }}}} > {rule.high:g} {unit}{{{{ else }}}} "
              f"(limit {rule.high:g} {unit}: clearing after a {name} breach{folded}){{{{ end }}}}")
     summary = f"{where} {rule.attribute} {name}, {limit}"
+    if by_fold:
+        others = " or ".join(n for n in family(s.name) if n != s.name)
+        summary = f"{where} {rule.attribute} {name}: {others} {name} folded into it ({rule.attribute} {value} {unit})"
     return PromRule(
         alert=rule.attribute, expr=expr, for_=for_duration(s, interval),
         labels={"severity": routing_severity(rule.severity), "connwatch_severity": name.lower(),
                 "class": rule.alert_class, "connwatch_origin": "prometheus", "host": HOST_LABEL,
-                "connwatch_rule": _scope_name(rule)},
+                "connwatch_rule": "folded" if by_fold else _scope_name(rule)},
         annotations={"summary": summary.replace("  ", " "),
-                     "description": f"{s.help} connwatch rule: {rule.attribute} {rule.mode} > {rule.high:g} "
-                                    f"(severity {rule.severity} {name}). `connwatch check` on the host explains "
-                                    "it and says what to change.",
+                     "description": f"{s.help} connwatch rule: " + (
+                         f"a breach of severity {rule.severity} {name} folded into {rule.attribute}" if by_fold else
+                         f"{rule.attribute} {rule.mode} > {rule.high:g} (severity {rule.severity} {name})")
+                     + ". `connwatch check` on the host explains it and says what to change.",
                      "runbook_url": f"{runbook}#{rule.attribute.lower()}"})
 
 
