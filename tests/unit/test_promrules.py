@@ -11,7 +11,7 @@ import pytest
 
 from connwatch.attributes.registry import default_rules, specs
 from connwatch.cli import main
-from connwatch.outputs.promrules import AGENT_RULES, prometheus_rules
+from connwatch.outputs.promrules import agent_rules, default_runbook_base, prometheus_rules
 from connwatch.rules.spec import Rule, load_rules
 
 
@@ -23,7 +23,7 @@ def test_each_tier_fires_on_its_own_with_routing_and_connwatch_severity() -> Non
     assert medium.expr.split("\nor\n")[0] == f"(({value} > 0) or ({value} > 100))"  # no `unless`: never flaps
     assert (high.labels["severity"], high.labels["connwatch_severity"]) == ("critical", "high")
     assert (medium.labels["severity"], medium.labels["connwatch_severity"]) == ("warning", "medium")
-    assert high.for_ == "0s" and high.annotations["runbook_url"].endswith("docs/runbooks.md#backlogrejectsbyport")
+    assert high.for_ == "0s" and high.annotations["runbook_url"].endswith("runbooks.md#backlogrejectsbyport")
     assert "BacklogRejectsByPort High, " in high.annotations["summary"]
     assert "BacklogRejectsByPort Medium, " in medium.annotations["summary"]  # the summary says its own tier
 
@@ -99,6 +99,34 @@ def test_every_runbook_url_points_at_a_section_of_the_shipped_runbook() -> None:
     text = (Path(__file__).parents[2] / "docs" / "runbooks.md").read_text()
     anchors = {re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
                for line in text.splitlines() if line.startswith("## ")}
-    urls = [r.annotations["runbook_url"] for r in (*prometheus_rules(default_rules()), *AGENT_RULES)]
+    urls = [r.annotations["runbook_url"] for r in (*prometheus_rules(default_rules()), *agent_rules())]
     assert {u.split("#")[1] for u in urls} <= anchors
     assert {name.lower() for name in specs()} <= anchors  # one section per attribute of the registry
+
+
+def test_runbook_url_is_the_installed_runbook_unless_a_published_one_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No invented website: by default the runbook the package ships (a file:// URL that exists on this host,
+    the same text as docs/runbooks.md); --runbook-base or [settings] runbook_base name where it was published."""
+    shipped = Path(default_runbook_base().removeprefix("file://"))
+    assert shipped.read_text() == (Path(__file__).parents[2] / "docs" / "runbooks.md").read_text()
+    [first, *_] = prometheus_rules(default_rules())
+    assert first.annotations["runbook_url"] == f"{shipped.as_uri()}#{first.alert.lower()}"
+    assert main(["rules", "--format", "runbook"]) == 0
+    assert capsys.readouterr().out == shipped.read_text()
+    config = tmp_path / "c.toml"
+    config.write_text('[settings]\nrunbook_base = "https://wiki.example.com/ops/connwatch.md"\n')
+    assert main(["rules", "--format", "prometheus", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert 'runbook_url: "https://wiki.example.com/ops/connwatch.md#backlogrejectsbyport"' in out
+    assert 'runbook_url: "https://wiki.example.com/ops/connwatch.md#connwatch-itself"' in out and "file://" not in out
+    assert main(["rules", "--format", "prometheus", "--config", str(config), "--runbook-base",
+                 "https://git.example.com/runbooks.md"]) == 0  # the flag wins over the file
+    assert '"https://git.example.com/runbooks.md#acceptqueuefill"' in capsys.readouterr().out
+    for bad in (["--runbook-base", "wiki/runbooks.md#x"], ["--runbook-base", "https://w.example.com/r.md#top"]):
+        assert main(["rules", "--format", "prometheus", *bad]) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--runbook-base: runbook base must be an http(s):// or file:// URL" in err
+    config.write_text("[settings]\nrunbook_base = 3\n")
+    assert main(["rules", "--format", "prometheus", "--config", str(config)]) == 3
+    assert "runbook_base must be a string" in capsys.readouterr().err

@@ -29,15 +29,34 @@ route knows), `connwatch_severity` the four-level name.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from connwatch.attributes.registry import AttributeSpec, family, spec
+from connwatch.errors import ConfigError
 from connwatch.findings import routing_severity, severity_name
 from connwatch.outputs.prom_measure import attribute_metric, labels_of
 from connwatch.rules.rule import Rule
 
-RUNBOOK_BASE = "https://github.com/connwatch/connwatch/blob/main/docs/runbooks.md"
+RUNBOOK_FILE = "runbooks.md"  # package data: docs/runbooks.md of the source tree, installed with the package
+
+
+def default_runbook_base() -> str:
+    """The runbook this installation ships, as a file:// URL: true on the host that printed the rules. Publish
+    it where on-call reads it (`connwatch rules --format runbook`) and pass that URL as the base instead."""
+    from importlib.resources import files
+
+    return Path(str(files("connwatch") / RUNBOOK_FILE)).resolve().as_uri()
+
+
+def check_runbook_base(url: str, where: str) -> str:
+    """An http(s):// or file:// URL of the runbook document; the rules add `#<section>`. ConfigError else."""
+    if not re.fullmatch(r"(https?://[^\s/#]+|file://)/?[^\s#]*", url):
+        raise ConfigError(f"{where}: runbook base must be an http(s):// or file:// URL of the runbook document "
+                          f"without '#' (the rules add '#<section>'), got {url!r}")
+    return url
 _RESOURCE = {"port": "TCP({{ $labels.port }})", "host": "TCP(host)",
              "destination": "TCP({{ $labels.local_address }}->{{ $labels.destination }})",
              "source": "TCP({{ $labels.port }}) {{ $labels.source }}"}
@@ -198,9 +217,11 @@ def for_duration(s: AttributeSpec[object], interval: float) -> str:
 
 
 def prometheus_rules(rules: Sequence[Rule], interval: float = 5.0, window: str = "1m",
-                     runbook: str = RUNBOOK_BASE) -> list[PromRule]:
+                     runbook: str | None = None) -> list[PromRule]:
     """One alerting rule per (attribute, scope, severity) in force. `window` is accepted for the 0.1 CLI
-    (the rules compare the agent's per-interval values, so no rate window is needed)."""
+    (the rules compare the agent's per-interval values, so no rate window is needed). `runbook`: the URL of the
+    runbook document (default: the installed copy, default_runbook_base)."""
+    runbook = runbook or default_runbook_base()
     out: list[PromRule] = []
     for rule in rules:
         s = spec(rule.attribute)
@@ -259,21 +280,26 @@ def _prom_rule(rule: Rule, s: AttributeSpec[object], expr: str, interval: float,
                      "runbook_url": f"{runbook}#{rule.attribute.lower()}"})
 
 
-AGENT_RULES = (
-    PromRule("ConnwatchSourceFailing", "connwatch_collector_up == 0",
-             {"severity": "info", "connwatch_severity": "low", "class": "connwatch"},
-             {"summary": "connwatch on {{ $labels.instance }} cannot read {{ $labels.collector }}",
-              "runbook_url": f"{RUNBOOK_BASE}#connwatch-itself"}, "5m"),
-    PromRule("ConnwatchStateUnwritable", "connwatch_state_up == 0",
-             {"severity": "warning", "connwatch_severity": "medium", "class": "connwatch"},
-             {"summary": "connwatch on {{ $labels.instance }} cannot write its state: alerts are not "
-                         "recorded or delivered", "runbook_url": f"{RUNBOOK_BASE}#connwatch-itself"}, "5m"),
-    PromRule("ConnwatchNotificationsFailing", "increase(connwatch_notification_failures_total[10m]) > 0 "
-             "and connwatch_notifications_pending > 0",
-             {"severity": "warning", "connwatch_severity": "medium", "class": "connwatch"},
-             {"summary": "connwatch on {{ $labels.instance }} cannot deliver to {{ $labels.receiver }}",
-              "runbook_url": f"{RUNBOOK_BASE}#connwatch-itself"}, "10m"),
-)
+def agent_rules(runbook: str | None = None) -> tuple[PromRule, ...]:
+    """Alerts on connwatch itself (its sources, state and delivery)."""
+    url = f"{runbook or default_runbook_base()}#connwatch-itself"
+    return (
+        PromRule("ConnwatchSourceFailing", "connwatch_collector_up == 0",
+                 {"severity": "info", "connwatch_severity": "low", "class": "connwatch"},
+                 {"summary": "connwatch on {{ $labels.instance }} cannot read {{ $labels.collector }}",
+                  "runbook_url": url}, "5m"),
+        PromRule("ConnwatchStateUnwritable", "connwatch_state_up == 0",
+                 {"severity": "warning", "connwatch_severity": "medium", "class": "connwatch"},
+                 {"summary": "connwatch on {{ $labels.instance }} cannot write its state: alerts are not "
+                             "recorded or delivered", "runbook_url": url}, "5m"),
+        PromRule("ConnwatchNotificationsFailing", "increase(connwatch_notification_failures_total[10m]) > 0 "
+                 "and connwatch_notifications_pending > 0",
+                 {"severity": "warning", "connwatch_severity": "medium", "class": "connwatch"},
+                 {"summary": "connwatch on {{ $labels.instance }} cannot deliver to {{ $labels.receiver }}",
+                  "runbook_url": url}, "10m"),
+    )
+
+
 LEVELS = ("critical", "high", "medium", "low")
 
 
@@ -294,7 +320,7 @@ def _q(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
 
 
-def to_yaml(rules: Sequence[PromRule], header: str) -> str:
+def to_yaml(rules: Sequence[PromRule], header: str, runbook: str | None = None) -> str:
     inhibit = ["Alertmanager: add these inhibit_rules (one notification per problem; see README):",
                "inhibit_rules:"]
     for inh in inhibit_rules():
@@ -302,7 +328,7 @@ def to_yaml(rules: Sequence[PromRule], header: str) -> str:
                     f"    target_matchers: {json.dumps(inh['target_matchers'])}",
                     f"    equal: {json.dumps(inh['equal'])}"]
     lines = [f"# {line}" for line in [*header.splitlines(), *inhibit]] + ["groups:"]
-    for group, members in (("connwatch", rules), ("connwatch-agent", AGENT_RULES)):
+    for group, members in (("connwatch", rules), ("connwatch-agent", agent_rules(runbook))):
         lines += [f"  - name: {group}", "    rules:"]
         for r in members:
             lines += [f"      - alert: {r.alert}", f"        expr: {_q(r.expr)}", f"        for: {r.for_}"]

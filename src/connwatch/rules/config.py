@@ -3,6 +3,8 @@
     [settings]
     clear_after = 3            # clean samples that clear an active alert
     replace_defaults = false   # true: only the rules of this file apply
+    runbook_base = "https://wiki.example.com/connwatch/runbooks.md"  # `connwatch rules --format prometheus`
+                               # runbook_url (default: the runbook the installed package ships, file://)
 
     [[rules]]
     attribute = "BacklogRejectsByPort"
@@ -35,7 +37,7 @@ from connwatch.rules.rule import DEFAULT_CLEAR_AFTER, Rule
 from connwatch.rules.sources import SourceSettings
 from connwatch.rules.values import parse_limit, whole_number
 
-SETTINGS_KEYS = ("clear_after", "replace_defaults")
+SETTINGS_KEYS = ("clear_after", "replace_defaults", "runbook_base")
 _RULE_KEYS = ("attribute", "high", "severity", "class", "mode", "port", "address", "clear_after")
 
 
@@ -47,6 +49,7 @@ class Config:
     sources: SourceSettings = source_settings.DEFAULT
     clear_after: int = DEFAULT_CLEAR_AFTER
     path: str | None = None  # the file it came from; None = built-in defaults
+    runbook_base: str | None = None  # URL of the published runbook (generated rules' runbook_url); None = shipped
 
 
 def default_config() -> Config:
@@ -75,6 +78,13 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     replace_defaults = settings.get("replace_defaults", False)
     if not isinstance(replace_defaults, bool):
         raise ConfigError(f"{source}: [settings]: replace_defaults must be true or false, got {replace_defaults!r}")
+    runbook_base = settings.get("runbook_base")
+    if runbook_base is not None:
+        if not isinstance(runbook_base, str):
+            raise ConfigError(f"{source}: [settings]: runbook_base must be a string (a URL), got {runbook_base!r}")
+        from connwatch.outputs.promrules import check_runbook_base
+
+        check_runbook_base(runbook_base, f"{source}: [settings]: runbook_base")
     raw = data.get("rules", [])
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: rules must be an array of tables ([[rules]])")
@@ -86,7 +96,7 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
         overridden = {r.attribute for r in rules if r.specificity == 0}
         defaults = source_settings.apply_to_defaults(default_rules(), sources)
         rules = tuple(replace(r, clear_after=clear_after) for r in defaults if r.attribute not in overridden) + rules
-    return Config(rules=rules, sources=sources, clear_after=clear_after, path=source)
+    return Config(rules=rules, sources=sources, clear_after=clear_after, path=source, runbook_base=runbook_base)
 
 
 def _rule(item: Any, where: str, clear_after: int) -> Rule:
