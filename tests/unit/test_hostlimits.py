@@ -95,18 +95,41 @@ def test_snapshot_json_keeps_the_host_limits() -> None:
 
 
 def test_metrics_carry_the_host_limits() -> None:
-    from connwatch.outputs.prometheus import MetricsOptions, _host_families
+    """One metric per value (node_exporter's nf_conntrack_entries, nf_conntrack_stat_*, filefd_allocated); the first
+    families, which put the metric in a label, stay value for value while --legacy-metrics on, and only then."""
+    import shutil
+    import subprocess
 
-    families = {f.name: f for f in _host_families(_snap(1.0, 600, 5, 100, 0), MetricsOptions())}
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from connwatch.outputs.prometheus import MetricsOptions, SnapshotCollector, View, _host_families
+
+    snap = _snap(1.0, 600, 5, 100, 0)
+    families = {f.name: f for f in _host_families(snap, MetricsOptions())}
+    assert families["connwatch_conntrack_entries"].samples[0].value == 600
+    assert families["connwatch_filefd_allocated"].samples[0].value == snap.files_allocated > 0
+    assert families["connwatch_conntrack_stat_drop"].samples[0].name == "connwatch_conntrack_stat_drop_total"
+    assert families["connwatch_conntrack_stat_drop"].samples[0].value == 5
+    assert families["connwatch_sysctl_net_netfilter_nf_conntrack_max"].samples[0].value == 1000  # the limits
+    assert "connwatch_sysctl_fs_file_max" in families and "connwatch_sysctl_net_ipv4_tcp_mem_max" in families
     usage = {s.labels["key"]: s.value for s in families["connwatch_host_limit_usage"].samples}
-    assert usage["conntrack_entries"] == 600 and usage["files_allocated"] > 0
+    assert usage == {"conntrack_entries": 600, "files_allocated": snap.files_allocated}
     stats = {s.labels["stat"]: s.value for s in families["connwatch_conntrack_stat"].samples
              if s.name.endswith("_total")}
-    assert stats["drop"] == 5
+    assert stats == {k: families[f"connwatch_conntrack_stat_{k}"].samples[0].value for k in stats} and stats["drop"] == 5
     sysctls = {s.labels["sysctl"]: s.value for s in families["connwatch_sysctl"].samples}
     assert sysctls["nf_conntrack_max"] == 1000 and sysctls["tcp_mem_max"] > sysctls["tcp_mem_pressure"]
-    assert families["connwatch_sysctl_net_netfilter_nf_conntrack_max"].samples[0].value == 1000  # one metric each
-    assert "connwatch_sysctl_net_ipv4_tcp_mem_max" in families
+    clean = {f.name for f in _host_families(snap, MetricsOptions(legacy=False))}
+    assert "connwatch_conntrack_entries" in clean and not clean & {"connwatch_host_limit_usage", "connwatch_conntrack_stat"}
+    if shutil.which("promtool") is not None:
+        reg = CollectorRegistry()
+        col = SnapshotCollector(MetricsOptions(legacy=False))
+        col.update(View(snap))
+        reg.register(col)
+        body = generate_latest(reg).decode()
+        assert "connwatch_conntrack_stat_early_drop_total" in body
+        done = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
 def test_analyze_reads_the_host_limits_from_sysctl_a(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ GroupKey = tuple[int, str, int]  # port, address, family
 class MetricsOptions:
     """What /metrics exports: `kernel_counters` "needed" (what the attributes read) or "all";
     `legacy`: also the 0.1 names (connwatch_kernel_counter_total{counter}, connwatch_sockstat{key},
-    connwatch_sysctl{sysctl}, connwatch_source_*{source}) for one more release."""
+    connwatch_sysctl{sysctl}, connwatch_source_*{source}) and the first host-limit families
+    (connwatch_host_limit_usage{key}, connwatch_conntrack_stat_total{stat}) for one more release."""
 
     kernel_counters: str = "needed"
     legacy: bool = True
@@ -209,24 +210,47 @@ def _host_families(snap: Snapshot, opts: MetricsOptions) -> list[Metric]:
         for state, count in sorted(snap.sockets.by_state.items()):
             states.add_metric([state], count)
         out.append(states)
-    return out + _host_limit_families(snap)
+    return out + _host_limit_families(snap) + (_legacy_host_limit_families(snap) if opts.legacy else [])
+
+
+CONNTRACK_STATS = ("drop", "early_drop", "insert_failed", "invalid")
 
 
 def _host_limit_families(snap: Snapshot) -> list[Metric]:
-    """Conntrack entries and statistics of the namespace, the host's allocated file handles (issue 16)."""
+    """Conntrack entries and statistics of the namespace, the host's allocated file handles: one metric each,
+    as node_exporter's conntrack and filefd collectors (node_nf_conntrack_entries, node_nf_conntrack_stat_drop,
+    node_filefd_allocated); their limits are the sysctl series (connwatch_sysctl_net_netfilter_nf_conntrack_max,
+    connwatch_sysctl_fs_file_max)."""
+    out: list[Metric] = []
+    if snap.conntrack_count is not None:
+        out.append(GaugeMetricFamily("connwatch_conntrack_entries", "Entries in the namespace's conntrack table "
+                                     "(net.netfilter.nf_conntrack_count)", value=snap.conntrack_count))
+    if snap.files_allocated is not None:
+        out.append(GaugeMetricFamily("connwatch_filefd_allocated", "Allocated file handles, host-wide "
+                                     "(first field of /proc/sys/fs/file-nr)", value=snap.files_allocated))
+    for key in CONNTRACK_STATS:
+        if snap.conntrack_stats is not None and key in snap.conntrack_stats:
+            out.append(CounterMetricFamily(f"connwatch_conntrack_stat_{key}", f"/proc/net/stat/nf_conntrack "
+                                           f"{key}, summed over CPUs", value=snap.conntrack_stats[key]))
+    return out
+
+
+def _legacy_host_limit_families(snap: Snapshot) -> list[Metric]:
+    """The first names of these series (metric in a label), kept while --legacy-metrics on."""
     out: list[Metric] = []
     values = {"conntrack_entries": snap.conntrack_count, "files_allocated": snap.files_allocated}
     if any(v is not None for v in values.values()):
-        fam = GaugeMetricFamily("connwatch_host_limit_usage", "Entries of the namespace's conntrack table; "
+        fam = GaugeMetricFamily("connwatch_host_limit_usage", "Deprecated (use connwatch_conntrack_entries, "
+                                "connwatch_filefd_allocated): entries of the namespace's conntrack table; "
                                 "allocated file handles (host-wide)", labels=["key"])
         for key, value in values.items():
             if value is not None:
                 fam.add_metric([key], value)
         out.append(fam)
     if snap.conntrack_stats is not None:
-        stats = CounterMetricFamily("connwatch_conntrack_stat", "/proc/net/stat/nf_conntrack, summed over CPUs",
-                                    labels=["stat"])
-        for key in ("drop", "early_drop", "insert_failed", "invalid"):
+        stats = CounterMetricFamily("connwatch_conntrack_stat", "Deprecated (use connwatch_conntrack_stat_<stat>"
+                                    "_total): /proc/net/stat/nf_conntrack, summed over CPUs", labels=["stat"])
+        for key in CONNTRACK_STATS:
             if key in snap.conntrack_stats:
                 stats.add_metric([key], snap.conntrack_stats[key])
         out.append(stats)
