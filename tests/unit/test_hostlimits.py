@@ -102,12 +102,13 @@ def test_metrics_carry_the_host_limits() -> None:
 
     from prometheus_client import CollectorRegistry, generate_latest
 
+    from connwatch.outputs.prom_netns import OWN
     from connwatch.outputs.prometheus import MetricsOptions, SnapshotCollector, View, _host_families
 
     snap = _snap(1.0, 600, 5, 100, 0)
-    families = {f.name: f for f in _host_families(snap, MetricsOptions())}
+    families = {f.name: f for f in _host_families([(OWN, snap)], MetricsOptions())}
     assert families["connwatch_conntrack_entries"].samples[0].value == 600
-    assert families["connwatch_filefd_allocated"].samples[0].value == snap.files_allocated > 0
+    assert families["connwatch_filefd_allocated"].samples[0].value == snap.files_allocated and snap.files_allocated
     assert families["connwatch_conntrack_stat_drop"].samples[0].name == "connwatch_conntrack_stat_drop_total"
     assert families["connwatch_conntrack_stat_drop"].samples[0].value == 5
     assert families["connwatch_sysctl_net_netfilter_nf_conntrack_max"].samples[0].value == 1000  # the limits
@@ -116,11 +117,13 @@ def test_metrics_carry_the_host_limits() -> None:
     assert usage == {"conntrack_entries": 600, "files_allocated": snap.files_allocated}
     stats = {s.labels["stat"]: s.value for s in families["connwatch_conntrack_stat"].samples
              if s.name.endswith("_total")}
-    assert stats == {k: families[f"connwatch_conntrack_stat_{k}"].samples[0].value for k in stats} and stats["drop"] == 5
+    assert stats == {k: families[f"connwatch_conntrack_stat_{k}"].samples[0].value for k in stats}
+    assert stats["drop"] == 5
     sysctls = {s.labels["sysctl"]: s.value for s in families["connwatch_sysctl"].samples}
     assert sysctls["nf_conntrack_max"] == 1000 and sysctls["tcp_mem_max"] > sysctls["tcp_mem_pressure"]
-    clean = {f.name for f in _host_families(snap, MetricsOptions(legacy=False))}
-    assert "connwatch_conntrack_entries" in clean and not clean & {"connwatch_host_limit_usage", "connwatch_conntrack_stat"}
+    clean = {f.name for f in _host_families([(OWN, snap)], MetricsOptions(legacy=False))}
+    assert "connwatch_conntrack_entries" in clean
+    assert not clean & {"connwatch_host_limit_usage", "connwatch_conntrack_stat"}
     if shutil.which("promtool") is not None:
         reg = CollectorRegistry()
         col = SnapshotCollector(MetricsOptions(legacy=False))

@@ -18,7 +18,7 @@ from connwatch.rules.spec import Rule, load_rules
 def test_each_tier_fires_on_its_own_with_routing_and_connwatch_severity() -> None:
     rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("BacklogRejectsByPort", 100, severity=2))
     medium, high = prometheus_rules(rules, interval=5, window="1m")
-    value = "max by (instance, port) (connwatch_attribute_backlog_rejects_by_port)"
+    value = "max by (instance, netns, port) (connwatch_attribute_backlog_rejects_by_port)"  # judged per namespace
     assert high.expr.split("\nor\n")[0] == f"(({value} > 100))"
     assert medium.expr.split("\nor\n")[0] == f"(({value} > 0) or ({value} > 100))"  # no `unless`: never flaps
     assert (high.labels["severity"], high.labels["connwatch_severity"]) == ("critical", "high")
@@ -35,7 +35,7 @@ def test_port_rules_replace_generic_ones_and_unlimited_switches_off() -> None:
     assert 'connwatch_attribute_backlog_rejects_by_port{port!~"1414"}) > 0' in generic.expr
     assert 'connwatch_attribute_backlog_rejects_by_port{port="1414"}) > 50' in special.expr
     assert 'connwatch_attribute_accept_queue_fill_percent{port!~"22"}' in fill.expr  # no rule at all for port 22
-    assert "unless on (instance, port)" in fill.expr  # one problem, one alert: folded into the rejects alert
+    assert "unless on (instance, netns, port)" in fill.expr  # one problem, one alert: folded into the rejects alert
     # an alert takes the severity of what folds into it: the queue alert gets a Medium and a High tier, the
     # rejects alert a Low one, each firing only through the fold
     assert sorted((r.alert, r.labels["connwatch_severity"]) for r in by_fold) == [
@@ -59,16 +59,16 @@ def test_shadowed_rule_is_left_out_and_rate_mode_divides_by_the_interval() -> No
                                                                          mode="rate"))
     [only] = prometheus_rules(rules)
     assert only.labels["severity"] == "critical"
-    assert "(max by (instance) (connwatch_attribute_listen_overflows) / 5 > 5)" in only.expr
+    assert "(max by (instance, netns) (connwatch_attribute_listen_overflows) / 5 > 5)" in only.expr
 
 
 def test_address_rules_select_their_resources() -> None:
     rules = (Rule("EphemeralPortUsage", 50, severity=3), Rule("EphemeralPortUsage", 90, severity=3,
                                                               address="10.0.0.9"))
     generic, special = prometheus_rules(rules)
-    assert 'unless on (instance, destination, local_address) (connwatch_attribute_ephemeral_port_usage_percent' \
+    assert 'unless on (instance, netns, destination, local_address) (connwatch_attribute_ephemeral_port_usage_percent' \
            '{destination=~"10\\\\.0\\\\.0\\\\.9(:[0-9]+)?"}' in generic.expr
-    assert ' and on (instance, destination, local_address) (' in special.expr
+    assert ' and on (instance, netns, destination, local_address) (' in special.expr
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)")

@@ -34,7 +34,7 @@ from connwatch.agent.state import StateKeeper
 from connwatch.clock import Clock
 from connwatch.collect import CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
-from connwatch.engine import CheckResult, judge, scope_of
+from connwatch.engine import CheckResult, judge
 from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
@@ -254,14 +254,16 @@ class Agent:
     def listener_poll(self) -> None:
         start = time.perf_counter()
         listeners = self.poller.poll(self.clock)
-        elsewhere = [x for got in (self.others.poll() if self.others else {}).values() for x in got or ()]
+        polled = self.others.poll() if self.others else {}
+        elsewhere = [x for got in polled.values() for x in got or ()]
         self.sample_seconds["listeners"] = time.perf_counter() - start
         self.samples["listeners"] += 1
         for lst in (*listeners, *elsewhere):
             if lst.queue > self.peaks.get(lst.identity, -1):
                 self.peaks[lst.identity] = lst.queue
         owned = tuple(self._owned(x) for x in listeners)
-        self.collector.update_listeners(owned, dict(self.peaks), self.stats())
+        others = {inode: None if got is None else tuple(self._owned(x) for x in got) for inode, got in polled.items()}
+        self.collector.update_listeners(owned, dict(self.peaks), self.stats(), others)
 
     def _owned(self, lst: Listener) -> Listener:
         known = self.owners.get(lst.identity)
@@ -286,12 +288,13 @@ class Agent:
             self.raised = any(r.step.raised for r in results)
             if self.delivery is not None and self.keeper.up:
                 self.delivery.judged.set()  # every namespace judged and saved: Alertmanager may be compared
-            # /metrics: the attribute values of this namespace (the series carry no namespace label)
-            self.measurements = sum((r.measurements for r in results if scope_of(r.current) is None), ())
+            # /metrics: the attribute values of every namespace (labelled with it)
+            self.measurements = sum((r.measurements for r in results), ())
         self.prev = {_ns_key(s): s for s in snaps}
         peaks, self.peaks = self.peaks, {}
         own = snaps[0]
-        self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements))
+        self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements,
+                                   namespaces=tuple(snaps[1:])))
 
     def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
         store = self.keeper.get()

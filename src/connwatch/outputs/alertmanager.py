@@ -37,6 +37,7 @@ import urllib3
 
 from connwatch.findings import Alert, format_number, routing_severity
 from connwatch.outputs.jsonout import RESOURCE_KEYS, alert_dict
+from connwatch.outputs.prom_netns import ns_values_of
 
 ALERTMANAGER = "alertmanager"
 WEBHOOK = "webhook"
@@ -93,6 +94,9 @@ def am_alert(stored: dict[str, Any], kind: str, now: float, resend_s: float) -> 
     for key in RESOURCE_KEYS:
         if a.get(key) is not None:
             labels[key] = str(a[key])
+    netns = ns_values_of(a.get("netns"))[0]  # as the namespace label of /metrics and the generated rules
+    if netns:
+        labels["netns"] = netns
     annotations = {"summary": summary(a), "explanation": a["explanation"], "action": a["action"],
                    "text": a["text"], "owner": a["owner"],
                    "command": f"connwatch alerts show {a['id']}" if a.get("id") is not None else ""}

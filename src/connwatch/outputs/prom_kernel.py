@@ -9,9 +9,10 @@
 - Sysctls: `connwatch_sysctl_<dotted name with _>` (`connwatch_sysctl_net_core_somaxconn`, node_exporter's
   sysctl collector names it `node_sysctl_net_core_somaxconn`); the size of the ephemeral range, which
   is computed, is `connwatch_ephemeral_ports`.
-By default (`--kernel-counters needed`) only the counters and sockstat values some attribute reads
-are exported (`inputs` in the attribute registry); node_exporter exports the rest. `all` exports
-every TCP counter connwatch read.
+Every series carries the namespace labels (outputs/prom_netns.py: netns, container, pod; empty for
+connwatch's own namespace), one series per sampled namespace. By default (`--kernel-counters needed`)
+only the counters and sockstat values some attribute reads are exported (`inputs` in the attribute
+registry); node_exporter exports the rest. `all` exports every TCP counter connwatch read.
 
 The families of release 0.1 (`connwatch_kernel_counter_total{counter}`, `connwatch_sockstat{key}`,
 `connwatch_sysctl{sysctl}`) are kept, unchanged, while `--legacy-metrics on` (the default of this
@@ -22,11 +23,12 @@ from __future__ import annotations
 
 import re
 import resource
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from connwatch.model import Snapshot, Sysctls
+from connwatch.outputs.prom_netns import NS_LABELS
 
 # /proc/net/snmp "Tcp" fields that are settings or gauges, not counters.
 NOT_COUNTERS = frozenset({"Tcp.RtoAlgorithm", "Tcp.RtoMin", "Tcp.RtoMax", "Tcp.MaxConn", "Tcp.CurrEstab"})
@@ -65,53 +67,64 @@ def dotted_sysctl(field: str) -> str:
     return _SYSCTL_NAMES.get(field, f"net.ipv4.{field}")
 
 
-def kernel_families(snap: Snapshot, needed: Collection[str] | None) -> list[Metric]:
-    """One family per counter / sockstat value (only those in `needed` unless it is None) and sysctl."""
-    out: list[Metric] = []
-    seen: set[str] = set()
-    for name, value in sorted(snap.counters.items()):
-        if not name.startswith(("Tcp.", "TcpExt.")) or name in NOT_COUNTERS or value < 0:
-            continue
-        if needed is not None and name not in needed:
-            continue
-        metric = counter_metric(name)
-        if metric not in seen:
-            seen.add(metric)
-            out.append(CounterMetricFamily(metric, f"Kernel counter {name} (/proc/net/netstat, /proc/net/snmp; "
-                                           "nstat's name)", value=value))
-    for key, value in sorted(snap.sockstat.items()):
-        if needed is not None and key not in needed:
-            continue
-        metric, factor = sockstat_metric(key)
-        if metric not in seen:
-            seen.add(metric)
-            out.append(GaugeMetricFamily(metric, f"/proc/net/sockstat{{,6}} {key}"
-                                         + (" (pages x page size)" if factor != 1 else ""), value=value * factor))
-    return out + sysctl_families(snap.sysctls)
+Labelled = Sequence[tuple[Sequence[str], Snapshot]]  # (netns, container, pod) label values, the namespace's sample
 
 
-def sysctl_families(s: Sysctls) -> list[Metric]:
-    out: list[Metric] = []
+class _Families:
+    """Families by name, each labelled with the namespace labels, filled namespace by namespace."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Metric] = {}
+
+    def add(self, kind: type[Metric], name: str, doc: str, labels: Sequence[str], value: float) -> None:
+        fam = self.by_name.get(name)
+        if fam is None:
+            fam = self.by_name[name] = kind(name, doc, labels=list(NS_LABELS))  # type: ignore[call-arg]
+        fam.add_metric(list(labels), value)  # type: ignore[attr-defined]
+
+
+def kernel_families(snaps: Labelled, needed: Collection[str] | None) -> list[Metric]:
+    """One family per counter / sockstat value (only those in `needed` unless it is None) and sysctl, one
+    series per namespace."""
+    out = _Families()
+    for labels, snap in snaps:
+        seen: set[str] = set()
+        for name, value in sorted(snap.counters.items()):
+            if not name.startswith(("Tcp.", "TcpExt.")) or name in NOT_COUNTERS or value < 0:
+                continue
+            metric = counter_metric(name)
+            if (needed is None or name in needed) and metric not in seen:
+                seen.add(metric)
+                out.add(CounterMetricFamily, metric, f"Kernel counter {name} (/proc/net/netstat, /proc/net/snmp; "
+                        "nstat's name)", labels, value)
+        for key, value in sorted(snap.sockstat.items()):
+            metric, factor = sockstat_metric(key)
+            if (needed is None or key in needed) and metric not in seen:
+                seen.add(metric)
+                out.add(GaugeMetricFamily, metric, f"/proc/net/sockstat{{,6}} {key}"
+                        + (" (pages x page size)" if factor != 1 else ""), labels, value * factor)
+        _sysctls(out, labels, snap.sysctls)
+    return list(out.by_name.values())
+
+
+def _sysctls(out: _Families, labels: Sequence[str], s: Sysctls) -> None:
     for name in Sysctls.__dataclass_fields__:
         value = getattr(s, name)
         if isinstance(value, int):
             unit = f" ({_SYSCTL_UNITS[name]})" if name in _SYSCTL_UNITS else ""
-            dotted = dotted_sysctl(name)
-            out.append(GaugeMetricFamily(sysctl_metric(name), f"Sysctl {dotted}{unit}; absent = unreadable",
-                                         value=value))
+            out.add(GaugeMetricFamily, sysctl_metric(name), f"Sysctl {dotted_sysctl(name)}{unit}; absent = "
+                    "unreadable (or not applicable in the namespace)", labels, value)
     if s.ip_local_port_range is not None:
         low, high = s.ip_local_port_range
         base = sysctl_metric("ip_local_port_range")
-        out.append(GaugeMetricFamily(f"{base}_low", "Sysctl net.ipv4.ip_local_port_range, first port", value=low))
-        out.append(GaugeMetricFamily(f"{base}_high", "Sysctl net.ipv4.ip_local_port_range, last port", value=high))
-        out.append(GaugeMetricFamily("connwatch_ephemeral_ports", "Ports in net.ipv4.ip_local_port_range "
-                                     "(before reserved and listening ports are taken out)",
-                                     value=max(high - low + 1, 0)))
+        out.add(GaugeMetricFamily, f"{base}_low", "Sysctl net.ipv4.ip_local_port_range, first port", labels, low)
+        out.add(GaugeMetricFamily, f"{base}_high", "Sysctl net.ipv4.ip_local_port_range, last port", labels, high)
+        out.add(GaugeMetricFamily, "connwatch_ephemeral_ports", "Ports in net.ipv4.ip_local_port_range (before "
+                "reserved and listening ports are taken out)", labels, max(high - low + 1, 0))
     if s.tcp_mem is not None:
         base = sysctl_metric("tcp_mem")
         for part, pages in zip(("min", "pressure", "max"), s.tcp_mem, strict=True):
-            out.append(GaugeMetricFamily(f"{base}_{part}", f"Sysctl net.ipv4.tcp_mem, {part} (pages)", value=pages))
-    return out
+            out.add(GaugeMetricFamily, f"{base}_{part}", f"Sysctl net.ipv4.tcp_mem, {part} (pages)", labels, pages)
 
 
 # -- release 0.1 families (--legacy-metrics on) ----------------------------------

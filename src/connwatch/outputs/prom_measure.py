@@ -2,12 +2,13 @@
 
 `connwatch_attribute_<attribute in snake case>[_percent]`, e.g. `connwatch_attribute_backlog_rejects_by_port`
 (requests rejected in the last sample interval) or `connwatch_attribute_ephemeral_port_usage_percent`,
-labelled with the attribute's resource keys (port, destination, local_address, source; "" where the
-resource has none). The value is the one the agent judged, before any rule: the generated Prometheus
-rules (outputs/promrules.py) compare it with the same limits, so they reach the agent's verdicts.
+labelled with the namespace (`netns`, as on every per-namespace series: "" for connwatch's own) and the
+attribute's resource keys (port, destination, local_address, source; "" where the resource has none).
+The value is the one the agent judged, before any rule: the generated Prometheus rules
+(outputs/promrules.py) compare it with the same limits, so they reach the agent's verdicts.
 Counter attributes hold the increase over the agent's --interval (a rate rule divides by it).
 
-Bounded: at most MAX_PER_ATTRIBUTE resources per attribute, the largest values first.
+Bounded: at most MAX_PER_ATTRIBUTE resources per attribute (over every namespace), the largest values first.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from connwatch.attributes.registry import AttributeSpec, specs
 from connwatch.findings import Measurement
 from connwatch.outputs.prom_kernel import snake
+from connwatch.outputs.prom_netns import ns_values_of
 
 MAX_PER_ATTRIBUTE = 100
 RESOURCE_LABELS = ("port", "destination", "local_address", "source")  # in this order, those a scope uses
-SCOPE_LABELS = {"port": ("port",), "host": (), "destination": ("destination", "local_address"),
-                "source": ("source", "port")}
+SCOPE_LABELS = {"port": ("netns", "port"), "host": ("netns",),  # netns first: every attribute is judged per namespace
+                "destination": ("netns", "destination", "local_address"), "source": ("netns", "source", "port")}
 
 
 def attribute_metric(s: AttributeSpec[object]) -> str:
@@ -32,6 +34,13 @@ def attribute_metric(s: AttributeSpec[object]) -> str:
 
 def labels_of(s: AttributeSpec[object]) -> tuple[str, ...]:
     return SCOPE_LABELS.get(s.scope, ())
+
+
+def _value(m: Measurement, key: str) -> str:
+    if key == "netns":
+        return ns_values_of(m.notes.get("netns"))[0]
+    value = m.resource.get(key)
+    return "" if value is None else str(value)
 
 
 def measurement_families(measurements: Sequence[Measurement]) -> list[Metric]:
@@ -46,6 +55,6 @@ def measurement_families(measurements: Sequence[Measurement]) -> list[Metric]:
                                 "its rules compare this value", labels=list(labels))
         ranked = sorted(by_attribute.get(name, ()), key=lambda m: (-m.value, m.resource_key))
         for m in ranked[:MAX_PER_ATTRIBUTE]:
-            fam.add_metric(["" if m.resource.get(k) is None else str(m.resource.get(k)) for k in labels], m.value)
+            fam.add_metric([_value(m, k) for k in labels], m.value)
         out.append(fam)
     return out

@@ -19,7 +19,7 @@ listeners and stays under 600.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -31,6 +31,7 @@ from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prom_kernel import kernel_families, legacy_kernel_families
 from connwatch.outputs.prom_measure import measurement_families
+from connwatch.outputs.prom_netns import NS_LABELS, OWN, bounded_namespaces, netns_families, ns_values, without_empty
 
 MAX_LISTENER_GROUPS = 1000
 TOP_N = 20
@@ -39,7 +40,7 @@ SAMPLE_KINDS = ("full", "listeners")
 LISTENER_LABELS = ("port", "address", "family")
 ALERT_LABELS = ("attribute", "resource", "severity", "port", "source", "destination")
 
-GroupKey = tuple[int, str, int]  # port, address, family
+GroupKey = tuple[str, str, str, int, str, int]  # netns, container, pod, port, address, family
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,9 @@ class View:
     peaks: Mapping[tuple[int, int, int, str], int] = field(default_factory=dict)  # identity -> max queue
     alerts: Sequence[Alert] = ()
     stats: AgentStats = field(default_factory=AgentStats)
-    measurements: Sequence[Measurement] = ()  # every attribute's value in the last judgement
+    measurements: Sequence[Measurement] = ()  # every attribute's value in the last judgement (every namespace)
+    namespaces: Sequence[Snapshot] = ()  # the other namespaces' last full samples (`snapshot` is the own one)
+    elsewhere: Mapping[int, Sequence[Listener] | None] = field(default_factory=dict)  # inode -> latest poll
 
 
 class SnapshotCollector(Collector):
@@ -98,11 +101,14 @@ class SnapshotCollector(Collector):
             self._view, self._parts = view, parts
 
     def update_listeners(self, listeners: Sequence[Listener], peaks: Mapping[tuple[int, int, int, str], int],
-                         stats: AgentStats) -> None:
-        """A listener poll between full samples: rebuild only the listener and agent families."""
+                         stats: AgentStats, elsewhere: Mapping[int, Sequence[Listener] | None] | None = None) -> None:
+        """A listener poll between full samples (`elsewhere`: the other namespaces', by inode): rebuild only the
+        listener and agent families."""
         with self._lock:
-            view = replace(self._view, listeners=listeners, peaks=peaks, stats=stats)
-        fresh = {"listeners": _listener_families(listeners, peaks), "agent": _agent_families(stats, view.snapshot)}
+            view = replace(self._view, listeners=listeners, peaks=peaks, stats=stats,
+                           elsewhere=self._view.elsewhere if elsewhere is None else elsewhere)
+        fresh = {"listeners": without_empty(_listener_families(_listener_sets(view), peaks)),
+                 "agent": _agent_families(stats, view.snapshot)}
         with self._lock:
             self._view, self._parts = view, {**self._parts, **fresh}
 
@@ -118,14 +124,29 @@ def build_parts(view: View, opts: MetricsOptions | None = None) -> dict[str, lis
     snap = view.snapshot
     host: list[Metric] = []
     if snap is not None:
-        host = [*_host_families(snap, opts), *_destination_families(snap), *_source_families(snap),
-                *_collector_families(snap, view.stats, opts.legacy)]
+        snaps, omitted = bounded_namespaces(snap, view.namespaces)
+        labelled = [(ns_values(s.netns), s) for s in snaps]
+        host = without_empty([*_host_families(labelled, opts), *_destination_families(labelled),
+                              *_source_families(labelled), *_collector_families(snap, view.stats, opts.legacy),
+                              *netns_families(snaps, omitted)])
     build = GaugeMetricFamily("connwatch_build_info", "connwatch's version (1), as *_build_info in "
                               "client_golang", labels=["version"])
     build.add_metric([__version__], 1)
-    return {"build": [build], "listeners": _listener_families(view.listeners, view.peaks), "host": host,
-            "alerts": _alert_families(view.alerts), "measurements": measurement_families(view.measurements),
+    return {"build": [build], "listeners": without_empty(_listener_families(_listener_sets(view), view.peaks)),
+            "host": host, "alerts": _alert_families(view.alerts),
+            "measurements": without_empty(measurement_families(view.measurements)),
             "agent": _agent_families(view.stats, snap)}
+
+
+def _listener_sets(view: View) -> list[tuple[tuple[str, str, str], Sequence[Listener]]]:
+    """Each exported namespace's latest listeners: the own poll, the others' poll (else their full sample)."""
+    out: list[tuple[tuple[str, str, str], Sequence[Listener]]] = [(OWN, view.listeners)]
+    if view.snapshot is not None:
+        out = [(ns_values(view.snapshot.netns), view.listeners)]
+        for s in bounded_namespaces(view.snapshot, view.namespaces)[0][1:]:
+            polled = view.elsewhere.get(s.netns.inode) if s.netns is not None else None
+            out.append((ns_values(s.netns), s.listeners if polled is None else polled))
+    return out
 
 
 # -- listeners ---------------------------------------------------------------
@@ -141,31 +162,33 @@ class _Group:
     owner: tuple[str, str, str] | None = None  # command, user, pid
 
 
-def _groups(listeners: Iterable[Listener], peaks: Mapping[tuple[int, int, int, str], int]
-            ) -> dict[GroupKey, _Group]:
+def _groups(sets: Sequence[tuple[tuple[str, str, str], Sequence[Listener]]],
+            peaks: Mapping[tuple[int, int, int, str], int]) -> dict[GroupKey, _Group]:
     groups: dict[GroupKey, _Group] = {}
-    for lst in listeners:
-        g = groups.setdefault((lst.port, lst.address, lst.family), _Group())
-        g.queue += lst.queue
-        g.peak += max(lst.queue, peaks.get(lst.identity, 0))
-        g.backlog = None if g.backlog is None or lst.backlog is None else g.backlog + lst.backlog
-        g.drops = None if g.drops is None or lst.drops is None else g.drops + lst.drops
-        g.sockets += 1
-        if g.owner is None and lst.owner is not None:
-            o = lst.owner
-            g.owner = (o.command, o.user or "", str(o.pid))
+    for ns, listeners in sets:
+        for lst in listeners:
+            g = groups.setdefault((*ns, lst.port, lst.address, lst.family), _Group())
+            g.queue += lst.queue
+            g.peak += max(lst.queue, peaks.get(lst.identity, 0))
+            g.backlog = None if g.backlog is None or lst.backlog is None else g.backlog + lst.backlog
+            g.drops = None if g.drops is None or lst.drops is None else g.drops + lst.drops
+            g.sockets += 1
+            if g.owner is None and lst.owner is not None:
+                o = lst.owner
+                g.owner = (o.command, o.user or "", str(o.pid))
     return groups
 
 
 def bounded_groups(groups: Mapping[GroupKey, _Group]) -> list[tuple[GroupKey, _Group]]:
-    """At most MAX_LISTENER_GROUPS, those with drops or a queue first, then by port."""
+    """At most MAX_LISTENER_GROUPS over every namespace, those with drops or a queue first, then by namespace
+    (the own first) and port."""
     ranked = sorted(groups.items(), key=lambda kv: (not (kv[1].drops or kv[1].peak), kv[0]))
     return sorted(ranked[:MAX_LISTENER_GROUPS], key=lambda kv: kv[0])
 
 
-def _listener_families(listeners: Sequence[Listener], peaks: Mapping[tuple[int, int, int, str], int]
-                       ) -> list[Metric]:
-    labels = list(LISTENER_LABELS)
+def _listener_families(sets: Sequence[tuple[tuple[str, str, str], Sequence[Listener]]],
+                       peaks: Mapping[tuple[int, int, int, str], int]) -> list[Metric]:
+    labels = [*NS_LABELS, *LISTENER_LABELS]
     queue = GaugeMetricFamily("connwatch_listener_queue", "Accept-queue length now (idiag_rqueue), "
                               "summed over SO_REUSEPORT sockets", labels=labels)
     peak = GaugeMetricFamily("connwatch_listener_queue_peak", "Largest accept-queue length seen since "
@@ -178,9 +201,9 @@ def _listener_families(listeners: Sequence[Listener], peaks: Mapping[tuple[int, 
                               labels=labels)
     owner = GaugeMetricFamily("connwatch_listener_owner_info", "Process owning the listener (1)",
                               labels=[*labels, "command", "user", "pid"])
-    groups = _groups(listeners, peaks)
-    for (port, address, family), g in bounded_groups(groups):
-        values = [str(port), address, str(family)]
+    groups = _groups(sets, peaks)
+    for (netns, container, pod, port, address, family), g in bounded_groups(groups):
+        values = [netns, container, pod, str(port), address, str(family)]
         queue.add_metric(values, g.queue)
         peak.add_metric(values, g.peak)
         socks.add_metric(values, g.sockets)
@@ -191,7 +214,7 @@ def _listener_families(listeners: Sequence[Listener], peaks: Mapping[tuple[int, 
         if g.owner is not None:
             owner.add_metric([*values, *g.owner], 1)
     omitted = GaugeMetricFamily("connwatch_listeners_omitted", "Listener label sets not exported "
-                                f"(beyond the bound of {MAX_LISTENER_GROUPS})",
+                                f"(beyond the bound of {MAX_LISTENER_GROUPS}, over every namespace)",
                                 value=max(len(groups) - MAX_LISTENER_GROUPS, 0))
     return [queue, peak, backlog, drops, socks, owner, omitted]
 
@@ -199,39 +222,48 @@ def _listener_families(listeners: Sequence[Listener], peaks: Mapping[tuple[int, 
 # -- host --------------------------------------------------------------------
 
 
-def _host_families(snap: Snapshot, opts: MetricsOptions) -> list[Metric]:
+Labelled = Sequence[tuple[tuple[str, str, str], Snapshot]]  # namespace label values, its sample (own first)
+
+
+def _host_families(snaps: Labelled, opts: MetricsOptions) -> list[Metric]:
     needed = None if opts.kernel_counters == "all" else kernel_inputs()
-    out: list[Metric] = kernel_families(snap, needed)
+    own = snaps[0][1]
+    out: list[Metric] = kernel_families(snaps, needed)
     if opts.legacy:
-        out += legacy_kernel_families(snap)
-    if snap.sockets is not None:
-        states = GaugeMetricFamily("connwatch_sockets", "Non-listening TCP sockets by state",
-                                   labels=["state"])
-        for state, count in sorted(snap.sockets.by_state.items()):
-            states.add_metric([state], count)
-        out.append(states)
-    return out + _host_limit_families(snap) + (_legacy_host_limit_families(snap) if opts.legacy else [])
+        out += legacy_kernel_families(own)
+    states = GaugeMetricFamily("connwatch_sockets", "Non-listening TCP sockets by state",
+                               labels=[*NS_LABELS, "state"])
+    for ns, snap in snaps:
+        for state, count in sorted(snap.sockets.by_state.items()) if snap.sockets is not None else ():
+            states.add_metric([*ns, state], count)
+    out.append(states)
+    return out + _host_limit_families(snaps) + (_legacy_host_limit_families(own) if opts.legacy else [])
 
 
 CONNTRACK_STATS = ("drop", "early_drop", "insert_failed", "invalid")
 
 
-def _host_limit_families(snap: Snapshot) -> list[Metric]:
-    """Conntrack entries and statistics of the namespace, the host's allocated file handles: one metric each,
+def _host_limit_families(snaps: Labelled) -> list[Metric]:
+    """Conntrack entries and statistics of each namespace, the host's allocated file handles: one metric each,
     as node_exporter's conntrack and filefd collectors (node_nf_conntrack_entries, node_nf_conntrack_stat_drop,
     node_filefd_allocated); their limits are the sysctl series (connwatch_sysctl_net_netfilter_nf_conntrack_max,
     connwatch_sysctl_fs_file_max)."""
-    out: list[Metric] = []
-    if snap.conntrack_count is not None:
-        out.append(GaugeMetricFamily("connwatch_conntrack_entries", "Entries in the namespace's conntrack table "
-                                     "(net.netfilter.nf_conntrack_count)", value=snap.conntrack_count))
-    if snap.files_allocated is not None:
+    entries = GaugeMetricFamily("connwatch_conntrack_entries", "Entries in the namespace's conntrack table "
+                                "(net.netfilter.nf_conntrack_count)", labels=list(NS_LABELS))
+    stats = {key: CounterMetricFamily(f"connwatch_conntrack_stat_{key}", f"/proc/net/stat/nf_conntrack {key} of "
+                                      "the namespace, summed over CPUs", labels=list(NS_LABELS))
+             for key in CONNTRACK_STATS}
+    for ns, snap in snaps:
+        if snap.conntrack_count is not None:
+            entries.add_metric(list(ns), snap.conntrack_count)
+        for key, fam in stats.items():
+            if snap.conntrack_stats is not None and key in snap.conntrack_stats:
+                fam.add_metric(list(ns), snap.conntrack_stats[key])
+    out: list[Metric] = [f for f in (entries, *stats.values()) if f.samples]
+    own = snaps[0][1]
+    if own.files_allocated is not None:  # host-wide: one series, read in connwatch's own namespace
         out.append(GaugeMetricFamily("connwatch_filefd_allocated", "Allocated file handles, host-wide "
-                                     "(first field of /proc/sys/fs/file-nr)", value=snap.files_allocated))
-    for key in CONNTRACK_STATS:
-        if snap.conntrack_stats is not None and key in snap.conntrack_stats:
-            out.append(CounterMetricFamily(f"connwatch_conntrack_stat_{key}", f"/proc/net/stat/nf_conntrack "
-                                           f"{key}, summed over CPUs", value=snap.conntrack_stats[key]))
+                                     "(first field of /proc/sys/fs/file-nr)", value=own.files_allocated))
     return out
 
 
@@ -257,28 +289,26 @@ def _legacy_host_limit_families(snap: Snapshot) -> list[Metric]:
     return out
 
 
-def _destination_families(snap: Snapshot) -> list[Metric]:
-    if snap.sockets is None:
-        return []
-    labels = ["local_address", "destination"]
+def _destination_families(snaps: Labelled) -> list[Metric]:
+    labels = [*NS_LABELS, "local_address", "destination"]
     used = GaugeMetricFamily("connwatch_destination_sockets", f"Local ports held toward one destination "
-                             f"from one local address (the {TOP_N} busiest)", labels=labels)
+                             f"from one local address (the {TOP_N} busiest over every namespace)", labels=labels)
     young = GaugeMetricFamily("connwatch_destination_time_wait_young", "TIME_WAIT sockets toward the "
                               "destination not yet reusable (younger than tcp_tw_reuse_delay)", labels=labels)
-    busiest = sorted(snap.sockets.destinations, key=lambda d: (-d.total, d.destination))[:TOP_N]
-    for d in busiest:
-        used.add_metric([d.local_address, d.destination], d.total)
-        young.add_metric([d.local_address, d.destination], d.time_wait_young)
+    every = [(ns, d) for ns, snap in snaps if snap.sockets is not None for d in snap.sockets.destinations]
+    for ns, d in sorted(every, key=lambda x: (-x[1].total, x[0], x[1].destination))[:TOP_N]:
+        used.add_metric([*ns, d.local_address, d.destination], d.total)
+        young.add_metric([*ns, d.local_address, d.destination], d.time_wait_young)
     return [used, young]
 
 
-def _source_families(snap: Snapshot) -> list[Metric]:
-    if snap.sockets is None:
-        return []
+def _source_families(snaps: Labelled) -> list[Metric]:
     fam = GaugeMetricFamily("connwatch_source_sockets", f"Sockets from one remote address to one "
-                            f"listening port (the {TOP_N} busiest)", labels=["source", "port"])
-    for s in sorted(snap.sockets.sources, key=lambda s: (-s.total, s.source, s.port))[:TOP_N]:
-        fam.add_metric([s.source, str(s.port)], s.total)
+                            f"listening port (the {TOP_N} busiest over every namespace)",
+                            labels=[*NS_LABELS, "source", "port"])
+    every = [(ns, s) for ns, snap in snaps if snap.sockets is not None for s in snap.sockets.sources]
+    for ns, s in sorted(every, key=lambda x: (-x[1].total, x[0], x[1].source, x[1].port))[:TOP_N]:
+        fam.add_metric([*ns, s.source, str(s.port)], s.total)
     return [fam]
 
 

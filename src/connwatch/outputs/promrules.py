@@ -84,9 +84,9 @@ def _sel(rule: Rule, excluded_ports: Sequence[int]) -> str:
 def _address(metric: str, s: AttributeSpec[object], address: str) -> str:
     """`on (...) <series>`: the resources that have the address (Rule.matches): a resource label but port,
     or for a port attribute a listener of the port on that address."""
-    keys = [k for k in labels_of(s) if k != "port"]
+    keys = [k for k in labels_of(s) if k not in ("port", "netns")]
     if not keys:
-        return f'on (instance, port) connwatch_listener_sockets{{address="{address}"}}'
+        return f'on (instance, netns, port) connwatch_listener_sockets{{address="{address}"}}'
     on = ", ".join(("instance", *labels_of(s)))
     return f"on ({on}) (" + " or ".join(f'{metric}{{{k}=~"{_re(address)}(:[0-9]+)?"}}' for k in keys) + ")"
 
@@ -263,6 +263,7 @@ def _prom_rule(rule: Rule, s: AttributeSpec[object], expr: str, interval: float,
     folded = "".join(f", or {n} {name} folded into it" for n in family(s.name) if n != s.name)
     limit = (f"{value} {unit}{{{{ if gt $value {float(rule.high or 0)!r} }}}} > {rule.high:g} {unit}{{{{ else }}}} "
              f"(limit {rule.high:g} {unit}: clearing after a {name} breach{folded}){{{{ end }}}}")
+    where += "{{ if $labels.netns }} in netns {{ $labels.netns }}{{ end }}"
     summary = f"{where} {rule.attribute} {name}, {limit}"
     if by_fold:
         others = " or ".join(n for n in family(s.name) if n != s.name)
@@ -306,13 +307,13 @@ LEVELS = ("critical", "high", "medium", "low")
 def inhibit_rules() -> list[dict[str, object]]:
     """Alertmanager inhibit_rules: while a tier fires, the lower tiers of the same problem are silent;
     the agent's own alert silences the same problem from these rules (both may run; see README)."""
-    equal = ["alertname", "instance", "port", "source", "destination", "local_address"]
+    equal = ["alertname", "instance", "netns", "port", "source", "destination", "local_address"]
     out: list[dict[str, object]] = [
         {"source_matchers": [f'connwatch_severity="{high}"'],
          "target_matchers": [f'connwatch_severity=~"{"|".join(LEVELS[i + 1:])}"'], "equal": equal}
         for i, high in enumerate(LEVELS[:-1])]
     out.append({"source_matchers": ['connwatch_origin="agent"'], "target_matchers": ['connwatch_origin="prometheus"'],
-                "equal": ["alertname", "host", "port", "source", "destination", "local_address"]})
+                "equal": ["alertname", "host", "netns", "port", "source", "destination", "local_address"]})
     return out
 
 
