@@ -5,22 +5,35 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from connwatch.attributes.registry import default_rules, specs
 from connwatch.cli import main
-from connwatch.outputs.promrules import agent_rules, default_runbook_base, prometheus_rules
+from connwatch.outputs.promrules import agent_rules, default_runbook_base, prometheus_rules, recording_rules
 from connwatch.rules.spec import Rule, load_rules
+
+
+def _expanded(expr: str, rules: Sequence[Rule], interval: float = 5) -> str:
+    """The alert's expression with the recording rules' series it reads written out."""
+    records = {r.record: r.expr for r in recording_rules(rules, interval)}
+    while any(name in expr for name in records):
+        for name in sorted(records, key=len, reverse=True):
+            expr = re.sub(re.escape(name) + r"(?![a-z_])", lambda _m, n=name: f"({records[n]})", expr)
+    return expr
 
 
 def test_each_tier_fires_on_its_own_with_routing_and_connwatch_severity() -> None:
     rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("BacklogRejectsByPort", 100, severity=2))
     medium, high = prometheus_rules(rules, interval=5, window="1m")
+    records = {r.record: r.expr for r in recording_rules(rules, 5)}
     value = "max by (instance, netns, port) (connwatch_attribute_backlog_rejects_by_port)"  # judged per namespace
-    assert high.expr.split("\nor\n")[0] == f"(({value} > 100))"
-    assert medium.expr.split("\nor\n")[0] == f"(({value} > 0) or ({value} > 100))"  # no `unless`: never flaps
+    assert high.expr.split("\nor\n")[0] == "(connwatch:backlog_rejects_by_port:breach_high)"
+    assert records["connwatch:backlog_rejects_by_port:breach_high"] == f"({value} > 100)"
+    assert medium.expr.split("\nor\n")[0] == "(connwatch:backlog_rejects_by_port:breach)"
+    assert records["connwatch:backlog_rejects_by_port:breach"] == f"({value} > 0) or ({value} > 100)"  # never flaps
     assert (high.labels["severity"], high.labels["connwatch_severity"]) == ("critical", "high")
     assert (medium.labels["severity"], medium.labels["connwatch_severity"]) == ("warning", "medium")
     assert high.for_ == "0s" and high.annotations["runbook_url"].endswith("runbooks.md#backlogrejectsbyport")
@@ -32,10 +45,11 @@ def test_port_rules_replace_generic_ones_and_unlimited_switches_off() -> None:
     rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("BacklogRejectsByPort", 50, severity=2, port=1414),
              Rule("AcceptQueueFill", 80, severity=4), Rule("AcceptQueueFill", None, port=22))
     generic, special, fill, *by_fold = prometheus_rules(rules, interval=10, window="2m")
-    assert 'connwatch_attribute_backlog_rejects_by_port{port!~"1414"}) > 0' in generic.expr
-    assert 'connwatch_attribute_backlog_rejects_by_port{port="1414"}) > 50' in special.expr
-    assert 'connwatch_attribute_accept_queue_fill_percent{port!~"22"}' in fill.expr  # no rule at all for port 22
-    assert "unless on (instance, netns, port)" in fill.expr  # one problem, one alert: folded into the rejects alert
+    assert 'connwatch_attribute_backlog_rejects_by_port{port!~"1414"}) > 0' in _expanded(generic.expr, rules, 10)
+    assert 'connwatch_attribute_backlog_rejects_by_port{port="1414"}) > 50' in _expanded(special.expr, rules, 10)
+    fill_expr = _expanded(fill.expr, rules, 10)
+    assert 'connwatch_attribute_accept_queue_fill_percent{port!~"22"}' in fill_expr  # no rule at all for port 22
+    assert "unless on (instance, netns, port)" in fill_expr  # one problem, one alert: folded into the rejects alert
     # an alert takes the severity of what folds into it: the queue alert gets a Medium and a High tier, the
     # rejects alert a Low one, each firing only through the fold
     assert sorted((r.alert, r.labels["connwatch_severity"]) for r in by_fold) == [
@@ -50,7 +64,9 @@ def test_the_alert_already_open_keeps_the_problem() -> None:
     rules = (Rule("BacklogRejectsByPort", 0, severity=3), Rule("AcceptQueueFill", 80, severity=4))
     rejects = prometheus_rules(rules, interval=5)[0]
     assert 'ALERTS{alertname="AcceptQueueFill", alertstate="firing", connwatch_origin="prometheus"} ' \
-           "offset 5000ms" in rejects.expr
+           "offset 5000ms" in _expanded(rejects.expr, rules)
+    # the clearing window is a range over the recorded primary: exactly the evaluations' own results
+    assert "count_over_time(connwatch:backlog_rejects_by_port:primary[12500ms])" in rejects.expr
     assert 'connwatch_severity="medium"} offset 5000ms' in rejects.expr.split("\nor\n")[1]
 
 
@@ -59,16 +75,17 @@ def test_shadowed_rule_is_left_out_and_rate_mode_divides_by_the_interval() -> No
                                                                          mode="rate"))
     [only] = prometheus_rules(rules)
     assert only.labels["severity"] == "critical"
-    assert "(max by (instance, netns) (connwatch_attribute_listen_overflows) / 5 > 5)" in only.expr
+    assert "(max by (instance, netns) (connwatch_attribute_listen_overflows) / 5 > 5)" in _expanded(only.expr, rules)
 
 
 def test_address_rules_select_their_resources() -> None:
     rules = (Rule("EphemeralPortUsage", 50, severity=3), Rule("EphemeralPortUsage", 90, severity=3,
                                                               address="10.0.0.9"))
     generic, special = prometheus_rules(rules)
+    expr = _expanded(generic.expr, rules)
     assert 'unless on (instance, netns, destination, local_address) (connwatch_attribute_ephemeral_port_usage_percent' \
-           '{destination=~"10\\\\.0\\\\.0\\\\.9(:[0-9]+)?"}' in generic.expr
-    assert ' and on (instance, netns, destination, local_address) (' in special.expr
+           '{destination=~"10\\\\.0\\\\.0\\\\.9(:[0-9]+)?"}' in expr
+    assert ' and on (instance, netns, destination, local_address) (' in _expanded(special.expr, rules)
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)")
@@ -83,7 +100,7 @@ def test_promtool_accepts_the_generated_rules(tmp_path: Path, capsys: pytest.Cap
     out.write_text(capsys.readouterr().out)
     done = subprocess.run(["promtool", "check", "rules", str(out)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    expected = len(prometheus_rules(load_rules(config))) + 3  # + the agent-health group
+    expected = len(prometheus_rules(load_rules(config))) + len(recording_rules(load_rules(config))) + 3  # + agent
     assert f"SUCCESS: {expected} rules found" in done.stdout
     comments = [line[2:] for line in out.read_text().splitlines() if line.startswith("# ")]
     assert "inhibit_rules:" in comments and any("connwatch_origin" in line for line in comments)

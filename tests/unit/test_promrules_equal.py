@@ -29,7 +29,7 @@ from connwatch.attributes.registry import default_rules
 from connwatch.clock import Clock, FakeClock
 from connwatch.collect import CollectOptions
 from connwatch.model import Snapshot
-from connwatch.outputs.promrules import prometheus_rules, to_yaml
+from connwatch.outputs.promrules import prometheus_rules, recording_rules, to_yaml
 from connwatch.rules.config import Config
 
 from .builders import listener, snapshot
@@ -130,7 +130,8 @@ def test_prometheus_rules_reach_the_agents_verdicts(name: str, tmp_path: Path, m
     bodies, verdicts = _run_agent(list(_snapshots(drops, queues)), tmp_path, monkeypatch)
     assert any(verdicts), "the scenario must raise something"
     rules = tmp_path / "connwatch.rules.yml"
-    rules.write_text(to_yaml(prometheus_rules(default_rules(), INTERVAL), "test"))
+    rules.write_text(to_yaml(prometheus_rules(default_rules(), INTERVAL), "test",
+                             records=recording_rules(default_rules(), INTERVAL)))
     test = tmp_path / "test.yml"
     test.write_text(json.dumps(_tests(bodies, verdicts, str(rules)), indent=1))  # JSON is YAML
     done = subprocess.run(["promtool", "test", "rules", str(test)], capture_output=True, text=True, timeout=120)

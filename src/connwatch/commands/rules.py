@@ -36,7 +36,13 @@ def run(args: argparse.Namespace) -> int:
         print((files("connwatch") / RUNBOOK_FILE).read_text(encoding="utf-8"), end="")
         return 0
     if args.format == "prometheus":
-        from connwatch.outputs.promrules import check_runbook_base, default_runbook_base, prometheus_rules, to_yaml
+        from connwatch.outputs.promrules import (
+            check_runbook_base,
+            default_runbook_base,
+            prometheus_rules,
+            recording_rules,
+            to_yaml,
+        )
 
         runbook = (check_runbook_base(args.runbook_base, "--runbook-base") if args.runbook_base
                    else config.runbook_base or default_runbook_base())
@@ -45,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
                   f"rate window {args.window}). Load with rule_files; check with `promtool check rules`.\n"
                   f"runbook_url: {runbook}#<section> (--runbook-base URL or [settings] runbook_base: where you "
                   "published `connwatch rules --format runbook`).")
-        print(to_yaml(prometheus_rules(rules, args.interval, args.window, runbook), header, runbook), end="")
+        print(to_yaml(prometheus_rules(rules, args.interval, args.window, runbook), header, runbook,
+                      recording_rules(rules, args.interval)), end="")
         return 0
     if args.format == "json":
         from connwatch.outputs.jsonout import dumps

@@ -37,6 +37,7 @@ from pathlib import Path
 from connwatch.attributes.registry import AttributeSpec, family, spec
 from connwatch.errors import ConfigError
 from connwatch.findings import routing_severity, severity_name
+from connwatch.outputs.prom_kernel import snake
 from connwatch.outputs.prom_measure import attribute_metric, labels_of
 from connwatch.rules.rule import Rule
 
@@ -70,6 +71,7 @@ class PromRule:
     labels: dict[str, str]
     annotations: dict[str, str]
     for_: str = "0s"
+    record: str = ""  # a recording rule (its series' name) rather than an alert
 
 
 def _sel(rule: Rule, excluded_ports: Sequence[int]) -> str:
@@ -147,17 +149,27 @@ def _targets(name: str) -> tuple[str, ...]:
     return s.folds_into if s is not None else ()
 
 
-class _Family:
-    """PromQL of engine.fold for one attribute: which alert of its family a breach is kept under."""
+def _record(name: str, kind: str) -> str:
+    return f"connwatch:{snake(name)}:{kind}"
 
-    def __init__(self, name: str, rules: Sequence[Rule], interval: float) -> None:
+
+class _Family:
+    """PromQL of engine.fold for one attribute: which alert of its family a breach is kept under. With `records`,
+    the breaches and the primary are the recording rules' series (recording_rules), evaluated before the alerts."""
+
+    def __init__(self, name: str, rules: Sequence[Rule], interval: float, records: bool = True) -> None:
         s = spec(name)
         assert s is not None
-        self.name, self.rules, self.interval, self.on = name, rules, interval, _on(s)
+        self.name, self.rules, self.interval, self.on, self.records = name, rules, interval, _on(s), records
         self.members = [m for m in family(name) if _breach(m, rules, interval)]
 
     def breach(self, name: str, severity: int | None = None) -> str:
-        return _breach(name, self.rules, self.interval, severity)
+        expr = _breach(name, self.rules, self.interval, severity)
+        if not self.records or not expr:
+            return expr
+        if severity is None or expr == _breach(name, self.rules, self.interval):
+            return _record(name, "breach")
+        return _record(name, f"breach_{severity_name(severity).lower()}")
 
     def named(self, name: str) -> str:
         """`name` takes part in the fold: breached, or the target of a breached member."""
@@ -167,12 +179,14 @@ class _Family:
         named = self.named(name)
         return f"({_open(name, self.on, self.interval)} and on ({self.on}) ({named}))" if named else ""
 
-    def primary(self) -> str:
+    def primary(self, expand: bool = False) -> str:
         """The alert already active keeps the problem (the lowest in rank of those open); else the breached
-        attribute lowest in rank."""
+        attribute lowest in rank. `expand`: the expression even where a recording rule holds it."""
         x, on = self.name, self.on
         if len(self.members) < 2:
             return self.breach(x)
+        if self.records and not expand:
+            return _record(x, "primary")
         kept = self.kept(x) + "".join(f" unless on ({on}) {k}" for m in self.members
                                       if _rank(m) < _rank(x) and (k := self.kept(m)))
         new = f"({self.breach(x)})" + "".join(f" unless on ({on}) ({self.breach(m)})" for m in self.members
@@ -184,24 +198,45 @@ class _Family:
         """Breached now as the problem's alert, at `severity` or more severe counting the breaches folded into it."""
         if len(self.members) < 2:
             return self.breach(self.name, severity)
-        anyone = " or ".join(f"({self.breach(m, severity)})" for m in self.members if self.breach(m, severity))
+        anyone = " or ".join(f"{self.breach(m, severity)}" for m in self.members if self.breach(m, severity))
         if not anyone:
             return ""
-        return f"({self.breach(self.name)}) and on ({self.on}) ({self.primary()}) and on ({self.on}) ({anyone})"
+        return f"{self.breach(self.name)} and on ({self.on}) {self.primary()} and on ({self.on}) ({anyone})"
+
+
+def recording_rules(rules: Sequence[Rule], interval: float = 5.0) -> list[PromRule]:
+    """The series the alerts read, evaluated first in their group: per attribute its breach (any tier, then at
+    each severity of its family where that differs) and, in a family, which alert keeps the problem now. A
+    range over these series (the clearing window) holds exactly the evaluations' own results."""
+    out: list[PromRule] = []
+    primaries: list[PromRule] = []
+    for name in dict.fromkeys(r.attribute for r in rules if r.high is not None):
+        if spec(name) is None or not _breach(name, rules, interval):
+            continue
+        fam, raw = _Family(name, rules, interval), _Family(name, rules, interval, records=False)
+        out.append(PromRule("", raw.breach(name), {}, {}, record=_record(name, "breach")))
+        severities = {r.severity for r in rules if r.attribute in fam.members and r.high is not None}
+        for severity in sorted(severities):
+            record = fam.breach(name, severity)
+            if record and record != _record(name, "breach"):
+                out.append(PromRule("", raw.breach(name, severity), {}, {}, record=record))
+        if len(fam.members) > 1:
+            primaries.append(PromRule("", fam.primary(expand=True), {}, {}, record=_record(name, "primary")))
+    return out + primaries
 
 
 def tier_expr(rule: Rule, s: AttributeSpec[object], rules: Sequence[Rule], interval: float) -> str:
     """Fires while the problem's alert is this attribute's at this tier's severity or a more severe one; then, while
     held open by a breach folded into it or clearing (clear_after - 1 clean samples), at the tier it fired at
     before: the agent's alert keeps the severity of its last breach until it clears. The lower tiers fire too;
-    inhibition silences them."""
+    inhibition silences them. Reads the recording rules' series (recording_rules)."""
     fam, on = _Family(s.name, rules, interval), _on(s)
     here, own = fam.own(rule.severity), fam.own()
-    window = f"{int((max(rule.clear_after - 1, 0) + 0.5) * interval * 1000)}ms:{interval * 1000:g}ms"
+    window = f"{int((max(rule.clear_after - 1, 0) + 0.5) * interval * 1000)}ms"
     per = f" / {interval:g}" if rule.mode == "rate" else ""
     value = f"max by ({on}) ({attribute_metric(s)}){per}"
     clearing = (f"{value} and on ({on}) {_open(s.name, on, interval, rule.severity)} unless on ({on}) ({own}) "
-                f"and on ({on}) count_over_time(({fam.primary()})[{window}])")
+                f"and on ({on}) count_over_time({fam.primary()}[{window}])")
     return f"({here})\nor\n({clearing})" if here else clearing
 
 
@@ -321,7 +356,8 @@ def _q(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
 
 
-def to_yaml(rules: Sequence[PromRule], header: str, runbook: str | None = None) -> str:
+def to_yaml(rules: Sequence[PromRule], header: str, runbook: str | None = None,
+            records: Sequence[PromRule] = ()) -> str:
     inhibit = ["Alertmanager: add these inhibit_rules (one notification per problem; see README):",
                "inhibit_rules:"]
     for inh in inhibit_rules():
@@ -329,9 +365,12 @@ def to_yaml(rules: Sequence[PromRule], header: str, runbook: str | None = None) 
                     f"    target_matchers: {json.dumps(inh['target_matchers'])}",
                     f"    equal: {json.dumps(inh['equal'])}"]
     lines = [f"# {line}" for line in [*header.splitlines(), *inhibit]] + ["groups:"]
-    for group, members in (("connwatch", rules), ("connwatch-agent", agent_rules(runbook))):
-        lines += [f"  - name: {group}", "    rules:"]
+    for group, members in (("connwatch", (*records, *rules)), ("connwatch-agent", agent_rules(runbook))):
+        lines += [f"  - name: {group}", "    rules:"]  # one group: its recording rules are evaluated first
         for r in members:
+            if r.record:
+                lines += [f"      - record: {r.record}", f"        expr: {_q(r.expr)}"]
+                continue
             lines += [f"      - alert: {r.alert}", f"        expr: {_q(r.expr)}", f"        for: {r.for_}"]
             lines += ["        labels:"] + [f"          {k}: {_q(v)}" for k, v in r.labels.items()]
             lines += ["        annotations:"] + [f"          {k}: {_q(v)}" for k, v in r.annotations.items()]
