@@ -19,9 +19,9 @@ from connwatch.rules.spec import Rule, load_rules
 def _expanded(expr: str, rules: Sequence[Rule], interval: float = 5) -> str:
     """The alert's expression with the recording rules' series it reads written out."""
     records = {r.record: r.expr for r in recording_rules(rules, interval)}
-    while any(name in expr for name in records):
-        for name in sorted(records, key=len, reverse=True):
-            expr = re.sub(re.escape(name) + r"(?![a-z_])", lambda _m, n=name: f"({records[n]})", expr)
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(records, key=len, reverse=True)) + r"(?![a-z_])")
+    while pattern.search(expr):
+        expr = pattern.sub(lambda m: f"({records[m.group(0)]})", expr)
     return expr
 
 
