@@ -5,15 +5,18 @@ every scrape, so a scrape costs the text encoding only (100 scrapes/s stay cheap
 the kernel. Every series name below is part of the contract `connwatch rules --format prometheus`
 and contrib/grafana-connwatch.json rely on.
 
-Label cardinality is bounded by design:
-- listeners: one label set per (port, address, family), at most MAX_LISTENER_GROUPS (1,000) of them,
-  the ones with drops or a queue first; SO_REUSEPORT groups are summed into their label set;
-- destinations and sources: the TOP_N (20) busiest each;
+Every sampled network namespace is exported (outputs/prom_netns.py: `netns`, `container`, `pod` labels,
+left out where empty, so the own namespace's series are the unlabelled ones). Label cardinality is
+bounded by design:
+- namespaces: at most MAX_NAMESPACES (100), the own first (connwatch_namespaces_omitted counts the rest);
+- listeners: one label set per (namespace, port, address, family), at most MAX_LISTENER_GROUPS (1,000)
+  over all namespaces, the ones with drops or a queue first; SO_REUSEPORT groups are summed;
+- destinations and sources: the TOP_N (20) busiest each, over all namespaces;
 - active alerts: at most MAX_ALERTS (200), most severe first;
-- kernel counters, sockstat keys, TCP states, sysctls, sources: fixed by the kernel and connwatch;
+- kernel counters, sockstat keys, TCP states, sysctls: fixed by the kernel, per namespace; sources: fixed;
 - notification receivers: those configured.
-Worst case about 1,000 x 6 + 2 x 20 + 2 x 200 + ~300 ≈ 6,800 series; a typical host has a few dozen
-listeners and stays under 600.
+Worst case about 1,000 x 6 + 2 x 20 + 2 x 200 + ~300 + ~30 per namespace ≈ 9,700 series; a typical host
+has a few dozen listeners and stays under 600.
 """
 
 from __future__ import annotations
