@@ -52,6 +52,9 @@ HUGE_NUMBER_CASES = {
                     f"tcp 0 0 0.0.0.0:22 0.0.0.0:* LISTEN {BIG}/sshd\n", ":3: not a number"),
     "conntrack.txt": (f"cpu=0 found=0 invalid=0 insert=0 insert_failed=0 drop={BIG} early_drop=0 error=0\n",
                       ":1: drop: not a number"),
+    "conntrack-l.txt": ("# conntrack -L\ntcp      6 52 CLOSE_WAIT src=172.20.36.14 dst=172.31.2.45 sport=51944 "
+                        f"dport={BIG} src=172.31.2.45 dst=172.20.36.14 sport=5000 dport=51944 [ASSURED] use=1\n",
+                        ":2: not a conntrack -L line (not a number"),
     "lsof.txt": ("COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME\n"
                  f"sshd {BIG} root 3u IPv4 1 0t0 TCP *:22 (LISTEN)\n", ":2: bad address (not a number"),
     "uptime.txt": (f"$ uptime\n 10:00:00 up {BIG} days,  3:04,  1 user,  load average: 0.00\n",
