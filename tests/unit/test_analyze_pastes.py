@@ -276,3 +276,16 @@ def test_many_parts_are_read_in_linear_time(tmp_path: Path, monkeypatch: pytest.
     assert errors == [] and analysis is not None
     files = analysis_dict(analysis)["captures"][0]["files"]
     assert len(files) == 100 and files[-1]["lines"] == [29702, 30000] and files[-1]["records"] == 298
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252", "utf-16"])
+def test_parts_after_the_first_marks_read_the_same_in_every_encoding(tmp_path: Path, encoding: str) -> None:
+    """Byte marks are offsets into the file as written (after a BOM; UTF-16 reads from line 1): the parts
+    beyond line 256 give the same rows and line ranges as the first."""
+    header = "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
+    text = "".join(f"[root@hôte ~]# ss -tan\n{header}" + "".join(f"ESTAB 0 0 10.0.0.1:{1024 + j} 10.0.{i}.2:80\n"
+                                                              for j in range(298)) for i in range(4))
+    path = tmp_path / "session.txt"
+    path.write_bytes(text.encode(encoding))
+    files = _analyse(path)["captures"][0]["files"]
+    assert [(f["lines"], f["records"]) for f in files] == [([2 + 300 * i, 300 * (i + 1)], 298) for i in range(4)]
