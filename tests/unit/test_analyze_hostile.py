@@ -52,10 +52,13 @@ HUGE_NUMBER_CASES = {
                     f"tcp 0 0 0.0.0.0:22 0.0.0.0:* LISTEN {BIG}/sshd\n", ":3: not a number"),
     "conntrack.txt": (f"cpu=0 found=0 invalid=0 insert=0 insert_failed=0 drop={BIG} early_drop=0 error=0\n",
                       ":1: drop: not a number"),
+    "conntrack-l.txt": ("# conntrack -L\ntcp      6 52 CLOSE_WAIT src=172.20.36.14 dst=172.31.2.45 sport=51944 "
+                        f"dport={BIG} src=172.31.2.45 dst=172.20.36.14 sport=5000 dport=51944 [ASSURED] use=1\n",
+                        ":2: not a conntrack -L line (not a number"),
     "lsof.txt": ("COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME\n"
                  f"sshd {BIG} root 3u IPv4 1 0t0 TCP *:22 (LISTEN)\n", ":2: bad address (not a number"),
     "uptime.txt": (f"$ uptime\n 10:00:00 up {BIG} days,  3:04,  1 user,  load average: 0.00\n",
-                   ":1: uptime: not a number"),
+                   ":2: uptime: not a number"),  # the line the number is on (was always said as 1)
     "sysctl.txt": (f"net.core.somaxconn = {BIG}\n", ":1: sysctl-a: value '999"),
     "sysctl-tcp-mem.txt": ("net.core.somaxconn = 4096\nnet.ipv4.tcp_mem = 1 2 " + "9" * 400 + "\n",
                            "(net.ipv4.tcp_mem):1: not integers: '1 2 999"),
@@ -294,7 +297,8 @@ def test_a_paste_of_too_many_parts_stops_with_one_line_naming_what_was_not_read(
     analysis, errors = analyse(path)
     assert analysis is not None
     assert len(errors) == 1 and errors[0].startswith(f"{path}:")
-    assert "too many parts to re-read (200 in the paste, each read from line 1): lines " in errors[0]
+    assert ("too many parts to re-read (200 in the paste, each read from the nearest mark, every 256 lines, "
+            "before it): lines ") in errors[0]
     assert errors[0].endswith("-600 were not read; split the file where the commands change")
 
 

@@ -121,14 +121,21 @@ def test_prompts_and_command_lines_are_boundaries() -> None:
 # Property: inserting prompts, blank lines or another command's output never loses the valid part's findings.
 VALID = ["netstat_s_grep_listen_mongodb_pr128.txt", "freebsd_Lan_transmission1388.txt",
          "ss_ant_synsent_prompt_netdata2169.txt", "powershell_localport_5987_stored53107093937.txt",
-         "nstat_za_prompt_no_header_netdata3234.txt"]
+         "nstat_za_prompt_no_header_netdata3234.txt", "conntrack_L_offload_and_script_pyroute2_1198.txt",
+         "conntrack_S_four_cpus_westphal_stored2060328472.txt",
+         "junos_show_system_connections_listen_stored62801933737.txt"]
 NOISE = [["$ uptime"], ["[root@db1 ~]# "], ["PS C:\\> "], ["", ""], ["some words the author wrote"],
          ["$ cat /proc/uptime", "94245.37 3686026.54"], ["```"], ["..."],
          ["$ nstat -az | grep -i listen", "TcpExtListenDrops               0                  0.0"]]
 
 
+def _facts(report: dict[str, Any]) -> list[str]:
+    """The conntrack facts (notes), without the file name and line range that name where they were read."""
+    return sorted(n.split("): ", 1)[-1] for c in report["captures"] for n in c["notes"] if "conntrack" in n)
+
+
 def _findings(report: dict[str, Any]) -> tuple[object, ...]:
-    return (sorted((x["port"], x["queue"], x["backlog"]) for x in report["listeners"]),
+    return (_facts(report), sorted((x["port"], x["queue"], x["backlog"]) for x in report["listeners"]),
             report["sockets"] and report["sockets"]["total"],
             {k: v for k, v in report["counters"].items() if k == "TcpExt.ListenOverflows"},
             sorted((a["attribute"], a["value"]) for a in report["alerts"] if a["attribute"] != "ListenDrops"))
@@ -229,3 +236,56 @@ def test_any_paste_gives_a_report_or_one_line_errors(tmp_path_factory: pytest.Te
     analysis, errors = run_analysis([str(path)], load_config(None), None, None, None)
     assert analysis is not None or errors
     assert all("\n" not in e for e in errors)
+
+
+def test_conntrack_list_entries_are_facts_not_sockets() -> None:
+    """conntrack -L entries are flows of the tracking table: counted by state and source in a note, never
+    taken as this host's sockets; the summary line (stderr) survives `| grep` and is said as a lower bound."""
+    report = _analyse(PASTES / "conntrack_L_offload_and_script_pyroute2_1198.txt")
+    assert report["host"] == "r4" and report["sockets"] is None and report["listeners"] == []
+    (note,) = _facts(report)
+    assert "6 entries of the connection tracking table" in note and "it listed 6" in note
+    assert "TCP by state: ESTABLISHED 3, TIME_WAIT 1" in note and "100.64.0.5 (4)" in note
+    assert "2 offloaded to a flowtable" in note
+    grep = _facts(_analyse(PASTES / "conntrack_L_vyos_offload_grep_stored54377393368.txt"))
+    assert grep and "1 entry of the connection" in grep[0] and "it listed 5 (before any `| grep`" in grep[0]
+    twice = _analyse(PASTES / "conntrack_L_twice_slb_prompt_stored60846591970.txt")
+    assert [f["records"] for f in twice["captures"][0]["files"]] == [0, 2]  # an empty table, then two entries
+    unreplied = _facts(_analyse(PASTES / "conntrack_L_unreplied_westphal_stored2060328472.txt"))
+    assert "ESTABLISHED 1, SYN_SENT 1" in unreplied[0] and "2 never answered ([UNREPLIED])" in unreplied[0]
+
+
+def test_junos_prompt_is_not_json_and_show_system_connections_is_read() -> None:
+    shell = CASES["junos_master0_prompt_start_shell_stored14034719674.txt"]
+    assert shell["exit_code"] == 3 and "JSON" not in shell["error"]
+    report = _analyse(PASTES / "junos_show_system_connections_listen_stored62801933737.txt")
+    assert report["host"] == "R1"
+    assert sorted({x["port"] for x in report["listeners"]}) == [21, 22, 23]
+
+
+def test_many_parts_are_read_in_linear_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 parts of 300 lines: each part is read from the byte mark before it, not from line 1 (that was
+    1,515,000 line reads here, over the 4-per-line budget of 120,000; now 42,488)."""
+    from connwatch.analyze import paste
+    monkeypatch.setattr(paste, "WORK_LINES", 0)
+    header = "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
+    path = tmp_path / "session.txt"
+    path.write_text("".join(f"$ ss -tan\n{header}" + "".join(f"ESTAB 0 0 10.0.0.1:{1024 + j} 10.0.{i}.2:80\n"
+                                                                for j in range(298)) for i in range(100)))
+    analysis, errors = run_analysis([str(path)], load_config(None), None, None, None)
+    assert errors == [] and analysis is not None
+    files = analysis_dict(analysis)["captures"][0]["files"]
+    assert len(files) == 100 and files[-1]["lines"] == [29702, 30000] and files[-1]["records"] == 298
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252", "utf-16"])
+def test_parts_after_the_first_marks_read_the_same_in_every_encoding(tmp_path: Path, encoding: str) -> None:
+    """Byte marks are offsets into the file as written (after a BOM; UTF-16 reads from line 1): the parts
+    beyond line 256 give the same rows and line ranges as the first."""
+    header = "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
+    text = "".join(f"[root@hôte ~]# ss -tan\n{header}" + "".join(f"ESTAB 0 0 10.0.0.1:{1024 + j} 10.0.{i}.2:80\n"
+                                                              for j in range(298)) for i in range(4))
+    path = tmp_path / "session.txt"
+    path.write_bytes(text.encode(encoding))
+    files = _analyse(path)["captures"][0]["files"]
+    assert [(f["lines"], f["records"]) for f in files] == [([2 + 300 * i, 300 * (i + 1)], 298) for i in range(4)]

@@ -31,6 +31,7 @@ from connwatch.errors import ParseError
 from connwatch.model import HostInfo, Listener, Process, Snapshot, Sysctls, TcpState
 from connwatch.parsers.conn_rows import ConnRow, raw_address
 from connwatch.parsers.conntrack import conntrack_note, parse_conntrack_stats
+from connwatch.parsers.conntrack_list import conntrack_list_note, parse_conntrack_list
 from connwatch.parsers.lsof import iter_lsof_tcp
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp, parse_snmp6
 from connwatch.parsers.netstat_stats import parse_linux_netstat_s, parse_nstat, parse_windows_netstat_s
@@ -160,13 +161,18 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
         cap.sockstat.update(stat)
         return len(stat)
     elif kind == fmt.UPTIME:
-        cap.uptime_s = parse_uptime(next(iter(x for x in lines if x.strip())), f.name)
+        number, text = next(((n, x) for n, x in enumerate(lines, start=1) if x.strip()), (1, ""))
+        cap.uptime_s = parse_uptime(text, f.name, number)
         return 1
     elif kind == fmt.CONNTRACK_S:
         stats = parse_conntrack_stats(lines, f.name)
         cap.notes.append(conntrack_note(stats, f.label))
         cap.conntrack_stats = stats
         return stats["cpus"]
+    elif kind == fmt.CONNTRACK_L:
+        listed = parse_conntrack_list(lines, f.name)
+        cap.notes.append(conntrack_list_note(listed, f.label))
+        return listed.entries
     elif kind == fmt.NETSH_DYNAMICPORT:
         cap.sysctls = merge_sysctls(cap.sysctls, Sysctls(ip_local_port_range=parse_netsh_dynamicport(lines, f.name)))
         return 1

@@ -10,6 +10,7 @@ import re
 
 from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES
 from connwatch.parsers.conntrack import CONNTRACK_ROW
+from connwatch.parsers.conntrack_list import CONNTRACK_ENTRY, CONNTRACK_SUMMARY
 from connwatch.parsers.lsof import LSOF_HEADER, LSOF_ROW
 from connwatch.parsers.netstat_stats import sentence_counter
 from connwatch.parsers.snmp_tcp import SNMP_LINE
@@ -30,6 +31,7 @@ UPTIME, SYSCTL_A = "uptime", "sysctl-a"
 POWERSHELL_TCP, NETSH_DYNAMICPORT = "powershell-nettcpconnection", "netsh-dynamicport"
 POWERSHELL_LIST = "powershell-nettcpconnection-list"
 ZOS_CONN, LSOF, SNMP_TCP, CONNTRACK_S = "zos-netstat-conn", "lsof", "snmpwalk-tcp-mib", "conntrack-s"
+CONNTRACK_L = "conntrack-l"
 
 PLATFORM = {NETSTAT_WINDOWS: "windows", NETSTAT_S_WINDOWS: "windows", NETSTAT_BSD: "bsd",
             NETSTAT_BSD_LISTEN: "bsd", POWERSHELL_TCP: "windows", NETSH_DYNAMICPORT: "windows",
@@ -87,6 +89,8 @@ def line_kind(line: str, following: list[str]) -> str | None:
         return SNMP_TCP
     if CONNTRACK_ROW.fullmatch(text):
         return CONNTRACK_S
+    if ("src=" in text and CONNTRACK_ENTRY.fullmatch(text)) or CONNTRACK_SUMMARY.fullmatch(text):
+        return CONNTRACK_L
     if PS_HEADER.fullmatch(text) or PS_ROW.fullmatch(text):
         return POWERSHELL_TCP
     if PS_FIELD.fullmatch(text):

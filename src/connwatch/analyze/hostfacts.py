@@ -145,19 +145,19 @@ def parse_date(text: str) -> float | None:
     return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
-def parse_uptime(line: str, source: str) -> float:
-    """Seconds since boot from /proc/uptime or `uptime` output."""
+def parse_uptime(line: str, source: str, number: int = 1) -> float:
+    """Seconds since boot from /proc/uptime or `uptime` output (`line`, line `number` of `source`)."""
     tokens = line.split()
     if len(tokens) == 2 and "up" not in tokens:
         try:
             return real(tokens[0])
         except ValueError:
-            raise ParseError(source, "expected '<uptime> <idle>' seconds", 1) from None
+            raise ParseError(source, "expected '<uptime> <idle>' seconds", number) from None
     m = _UPTIME_CMD.search(line)
     if not m:
-        raise ParseError(source, "no 'up ...' in uptime output", 1)
+        raise ParseError(source, "no 'up ...' in uptime output", number)
     try:
         days, hours, mins, only_mins = (num(x) if x else 0 for x in m.groups())
     except ValueError as exc:
-        raise ParseError(source, f"uptime: {exc}", 1) from None
+        raise ParseError(source, f"uptime: {exc}", number) from None
     return float(days * 86400 + hours * 3600 + (mins or only_mins) * 60)

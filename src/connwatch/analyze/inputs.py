@@ -11,11 +11,12 @@ and the cap bounds memory.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import io
 import os
 import tarfile
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -98,8 +99,12 @@ def read_head(f: InputFile) -> tuple[bytes, str]:
     return head, _encoding(head, f.name)
 
 
-def iter_lines(f: InputFile, encoding: str) -> Generator[str, None, None]:
-    """The file's lines without line ends, streamed; undecodable bytes are a ParseError naming their line."""
+MARK_EVERY = 256  # a (line, byte offset) mark every this many lines lets a part be read without its file's start
+
+
+def iter_lines(f: InputFile, encoding: str, marks: list[tuple[int, int]] | None = None) -> Generator[str, None, None]:
+    """The file's lines without line ends, streamed; undecodable bytes are a ParseError naming their line.
+    `marks` (byte encodings only) collects (line number, byte offset of that line) every MARK_EVERY lines."""
     with f.opener() as raw:
         if encoding.startswith("utf-16"):  # lines cannot be split as bytes
             text = io.TextIOWrapper(raw, encoding=encoding, newline=None, errors="replace")
@@ -110,41 +115,75 @@ def iter_lines(f: InputFile, encoding: str) -> Generator[str, None, None]:
                     raise ParseError(f.name, f"line longer than {MAX_LINE} characters: not command output", number)
                 yield line.rstrip("\r\n")
             return
+        pos = 0
         if encoding == "utf-8-sig":
-            raw.read(len(codecs.BOM_UTF8))
+            pos = len(raw.read(len(codecs.BOM_UTF8)))
             encoding = "utf-8"
-        for number, data in enumerate(iter(lambda: raw.readline(MAX_LINE + 1), b""), start=1):
-            if len(data) > MAX_LINE:
-                raise ParseError(f.name, f"line longer than {MAX_LINE} bytes: not command output", number)
-            try:
-                line = data.decode(encoding, "replace" if encoding.startswith("cp") else "strict")
-            except UnicodeDecodeError as exc:
-                raise ParseError(f.name, f"not {encoding} text ({exc.reason} at byte {exc.start})", number) from None
-            yield line.rstrip("\r\n")
+        yield from _byte_lines(raw, encoding, f.name, 1, pos, marks)
 
 
-def slice_file(f: InputFile, encoding: str, start: int, end: int, blanked: frozenset[int] = frozenset()) -> InputFile:
-    """Lines start..end of `f` (minus `blanked`) as a UTF-8 file of its own. Lines outside read as
-    blank, so parsers' line numbers stay those of the whole file. Re-reads `f` on each open."""
+def _byte_lines(raw: IO[bytes], encoding: str, name: str, first: int, pos: int,
+                marks: list[tuple[int, int]] | None) -> Generator[str, None, None]:
+    """Lines of `raw` from byte offset `pos`, which is the start of line `first`."""
+    for number, data in enumerate(iter(lambda: raw.readline(MAX_LINE + 1), b""), start=first):
+        if marks is not None and (number - 1) % MARK_EVERY == 0:
+            marks.append((number, pos))
+        pos += len(data)
+        if len(data) > MAX_LINE:
+            raise ParseError(name, f"line longer than {MAX_LINE} bytes: not command output", number)
+        try:
+            line = data.decode(encoding, "replace" if encoding.startswith("cp") else "strict")
+        except UnicodeDecodeError as exc:
+            raise ParseError(name, f"not {encoding} text ({exc.reason} at byte {exc.start})", number) from None
+        yield line.rstrip("\r\n")
+
+
+def slice_file(f: InputFile, encoding: str, start: int, end: int, blanked: frozenset[int] = frozenset(),
+               marks: Sequence[tuple[int, int]] = ()) -> InputFile:
+    """Lines start..end of `f` as a UTF-8 file of its own, numbered from 1: line k of the slice is line
+    start+k-1 of `f` (`blanked` lines, numbered in `f`, read as blank). With `marks` from iter_lines the
+    slice seeks to the nearest mark before `start`, so reading every part of a paste stays linear in its
+    size (at most MARK_EVERY lines are skipped per open); without, it reads `f` from its first line."""
     def open_slice() -> IO[bytes]:
-        return io.BufferedReader(_ChunkReader(_slice_chunks(f, encoding, start, end, blanked)))
+        return io.BufferedReader(_ChunkReader(_slice_chunks(f, encoding, start, end, blanked, marks)))
     return InputFile(f.name, f.rel, open_slice, f.mtime, f.explicit, (start, end))
 
 
-def _slice_chunks(f: InputFile, encoding: str, start: int, end: int, blanked: frozenset[int]) -> Iterator[bytes]:
-    lines = iter_lines(f, encoding)
+def _slice_chunks(f: InputFile, encoding: str, start: int, end: int, blanked: frozenset[int],
+                  marks: Sequence[tuple[int, int]]) -> Iterator[bytes]:
+    lines = _lines_from(f, encoding, start, marks)
     try:
-        blank = 0
-        for number, line in enumerate(lines, start=1):
+        for number, line in lines:
             if number > end:
                 break
-            if number < start or number in blanked:
-                blank += 1
-                continue
-            yield b"\n" * blank + line.encode("utf-8", "replace") + b"\n"
-            blank = 0
+            if number >= start:
+                yield b"\n" if number in blanked else line.encode("utf-8", "replace") + b"\n"
     finally:
         lines.close()
+
+
+def _mark_before(marks: Sequence[tuple[int, int]], start: int, encoding: str) -> tuple[int, int]:
+    """(line, byte offset) to start reading at for a slice from `start`: the last mark at or before it."""
+    at = bisect.bisect_right(marks, (start, 1 << 62)) - 1
+    return (1, 0) if at < 0 or encoding.startswith("utf-16") else marks[at]
+
+
+def slice_cost(marks: Sequence[tuple[int, int]], start: int, end: int, encoding: str) -> int:
+    """Lines read to open a slice start..end once."""
+    return end - _mark_before(marks, start, encoding)[0] + 1
+
+
+def _lines_from(f: InputFile, encoding: str, start: int, marks: Sequence[tuple[int, int]]
+                ) -> Generator[tuple[int, str], None, None]:
+    """(number, line) pairs of `f` from the last mark at or before `start` (from line 1 without one)."""
+    first, pos = _mark_before(marks, start, encoding)
+    if first == 1:
+        yield from enumerate(iter_lines(f, encoding), start=1)
+        return
+    with f.opener() as raw:
+        raw.seek(pos)
+        yield from enumerate(_byte_lines(raw, "utf-8" if encoding == "utf-8-sig" else encoding, f.name, first, pos,
+                                         None), start=first)
 
 
 class _ChunkReader(io.RawIOBase):

@@ -8,12 +8,13 @@ reported as skipped with their line range. A file none of whose parts could be u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from connwatch.analyze import detect as fmt
 from connwatch.analyze.archive import InputChanged
 from connwatch.analyze.build import Capture, first_pass, read_file_into
-from connwatch.analyze.inputs import InputFile, read_head, slice_file
+from connwatch.analyze.inputs import InputFile, read_head, slice_cost, slice_file
 from connwatch.analyze.segment import Part, Segments
 from connwatch.errors import ParseError
 
@@ -29,16 +30,18 @@ def read_paste_into(cap: Capture, f: InputFile, segs: Segments, enc: str) -> Non
     failures: list[str] = []
     used = False
     budget = [WORK_LINES + 4 * max(p.end for p in segs.parts)]
+    marks = segs.marks
     for part in segs.parts:
         if part.kind is None:
             _skip(cap, f, part.start, part.end, _why_unrecognised(part))
             continue
         if budget[0] <= 0:
             cap.errors.append(f"{f.name}:{part.start}: too many parts to re-read ({len(segs.parts)} in the paste, "
-                              f"each read from line 1): lines {part.start}-{segs.parts[-1].end} were not read; "
-                              "split the file where the commands change")
+                              "each read from the nearest mark, every 256 lines, before it): lines "
+                              f"{part.start}-{segs.parts[-1].end} were not read; split the file where the commands "
+                              "change")
             break
-        error = read_part_into(cap, f, enc, part.start, part.end, part.kind, part.command, segs.whole, budget)
+        error = read_part_into(cap, f, enc, part, segs.whole, budget, marks)
         used = used or error is None
         if error is not None:
             failures.append(error)
@@ -68,27 +71,28 @@ def _why_unrecognised(part: Part) -> str:
 
 
 MAX_CUTS = 20
-WORK_LINES = 10_000_000  # line reads for the parts of one file (+ 4 per line): each part re-reads from line 1
+WORK_LINES = 10_000_000  # line reads for the parts of one file (+ 4 per line; inputs.slice_cost per read of a part)
 
 
-def read_part_into(cap: Capture, f: InputFile, enc: str, start: int, end: int, kind: str, command: str,
-                   whole: bool, budget: list[int]) -> str | None:
-    """Parse lines start..end of a pasted file as `kind`. A line the parser rejects is cut out (reported
-    in cap.skipped_parts with the parser's reason) and the part read again, up to MAX_CUTS times; an
-    error that names no line skips the part. None when the part was used, else its first error."""
+def read_part_into(cap: Capture, f: InputFile, enc: str, part: Part, whole: bool, budget: list[int],
+                   marks: Sequence[tuple[int, int]] = ()) -> str | None:
+    """Parse lines part.start..part.end of a pasted file as part.kind. A line the parser rejects is cut out
+    (reported in cap.skipped_parts with the parser's reason) and the part read again, up to MAX_CUTS times;
+    an error that names no line skips the part. None when the part was used, else its first error."""
+    start, end, kind = part.start, part.end, part.kind or ""
     cut: dict[int, str] = {}
     first = ""
     while True:
-        piece = f if whole and not cut else slice_file(f, enc, start, end, frozenset(cut))
-        budget[0] -= end
+        piece = f if whole and not cut else slice_file(f, enc, start, end, frozenset(cut), marks)
+        budget[0] -= slice_cost(marks, start, end, enc)
         try:
             records = first_pass(cap, piece, kind, "utf-8" if piece is not f else enc)
         except InputChanged as exc:  # not a bad line: the file itself changed or vanished
             cap.errors.append(str(exc))
             return str(exc)
         except ParseError as exc:
-            first = first or str(exc)
-            line = exc.line
+            line = exc.line if exc.line is None or piece is f else exc.line + start - 1  # slices count from 1
+            first = first or (f"{exc.source}:{line}: {exc.message}" if line is not None else str(exc))
             if line is None or not start <= line <= end or line in cut or len(cut) >= MAX_CUTS or budget[0] <= 0:
                 _skip(cap, f, start, end, f"{kind}: {first.split(': ', 1)[-1]}")
                 return first
@@ -107,8 +111,8 @@ def read_part_into(cap: Capture, f: InputFile, enc: str, start: int, end: int, k
     entry: dict[str, object] = {"path": f.name, "format": kind, "records": records}
     if not whole:
         entry["lines"] = [start, end]
-    if command:
-        entry["command"] = command[:200]
+    if part.command:
+        entry["command"] = part.command[:200]
     cap.files.append(entry)
     return None
 

@@ -24,7 +24,10 @@ from connwatch.rules.config import Config
 def _segments(f: InputFile) -> tuple[Segments, str]:
     """The parts of a plain file (ParseError when it is not text at all)."""
     _head, enc = read_head(f)
-    return segment(iter_lines(f, enc)), enc
+    marks: list[tuple[int, int]] = []
+    segs = segment(iter_lines(f, enc, marks))
+    segs.marks = marks
+    return segs, enc
 
 
 def gather(args: Sequence[str], interval: float | None, work: Callable[[], Path], special: bool = False

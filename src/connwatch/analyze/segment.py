@@ -15,7 +15,8 @@ markdown fence, or data. Data lines that only one format writes (detect.line_kin
 that format; lines no format claims (headers, continuation lines, prose) join the part around them
 or, when no part is open, an unrecognised part that is reported as skipped. The command line before
 a part names the format when its lines alone do not (`cat /proc/uptime`). Streamed: one pass, a
-lookahead of 12 lines; the result is a list of line ranges, not the text.
+lookahead of 12 lines; the result is a list of line ranges, not the text (plus, filled by the caller's
+inputs.iter_lines, a byte-offset mark every 256 lines so each part is read without re-reading the paste).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Segments:
     hostname: str = ""
     boundaries: int = 0  # prompts, command lines and fences seen
     elided: int = 0  # `...` lines inside the paste
+    marks: list[tuple[int, int]] = field(default_factory=list)  # (line, byte offset): inputs.iter_lines fills it
 
     @property
     def whole(self) -> bool:
@@ -192,7 +194,7 @@ def segment(lines: Iterable[str]) -> Segments:
     """The parts of a paste, in order."""
     b = _Builder()
     window: deque[tuple[int, str]] = deque()
-    memo: dict[tuple[str, int, bool], str | None] = {}
+    memo: dict[tuple[str, int, bool, bool], str | None] = {}
     for number, line in _numbered_with_lookahead(lines, window):
         tokens = line.split()
         if not tokens:
@@ -222,7 +224,7 @@ def segment(lines: Iterable[str]) -> Segments:
     return b.out
 
 
-def _kind(line: str, window: deque[tuple[int, str]], memo: dict[tuple[str, int, bool], str | None]) -> str | None:
+def _kind(line: str, window: deque[tuple[int, str]], memo: dict[tuple[str, int, bool, bool], str | None]) -> str | None:
     """detect.line_kind, memoised for table rows (same first word and width as a row already seen)."""
     tokens = line.split()
     key = _key(tokens)
@@ -240,8 +242,9 @@ _ROW_WORDS = frozenset({"tcp", "tcp6", "tcp4", "tcp46", "TCP", "ESTAB", "TIME-WA
                         "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "LAST-ACK"})
 
 
-def _key(tokens: list[str]) -> tuple[str, int, bool]:
-    return tokens[0], len(tokens), len(tokens) > 1 and tokens[1][:1].isdigit()
+def _key(tokens: list[str]) -> tuple[str, int, bool, bool]:
+    """Rows alike: same first word and width; a conntrack entry (`tcp 6 ... use=1`) is told by its `k=v` end."""
+    return tokens[0], len(tokens), len(tokens) > 1 and tokens[1][:1].isdigit(), "=" in tokens[-1]
 
 
 def _numbered_with_lookahead(lines: Iterable[str], window: deque[tuple[int, str]]) -> Iterator[tuple[int, str]]:
