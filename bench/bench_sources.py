@@ -8,9 +8,11 @@ Runs inside a network namespace it creates (and deletes):
   (TIME_WAIT holds no fd, so the 20,000 fd limit does not bind; they live 60 s, the run is shorter);
 - `--held` further sources hold 2 ESTABLISHED connections each to port 7101 (client processes hold
   them, the listener accepts and keeps them).
-Then times, in one process: the socket dump (collect), `measure()` of the per-source attributes, the
-whole `connwatch sources` report, peak memory of measure(), and `ss -tan` / psutil on the same
-sockets. Reports medians, ratios, and how many measurements (alert candidates) came out: capped.
+Then runs `connwatch sources` (text, then JSON) and `ss -tan` as processes, interleaved (the order flips
+each round), and reports the median and range of the per-pair time ratios and each process's peak RSS
+(its own ru_maxrss from wait4). In-process it also times the socket dump (collect), `measure()` of the
+per-source attributes and the report, with measure()'s peak allocation (tracemalloc) and how many
+measurements (alert candidates) came out: capped per port.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ CLIENT = textwrap.dedent("""
 """)
 
 INNER = textwrap.dedent("""
-    import json, socket, statistics, subprocess, sys, threading, time, tracemalloc
+    import json, os, socket, statistics, subprocess, sys, threading, time, tracemalloc
+    rss_file = f"/tmp/cwbench-rss-{os.getpid()}"
     n_sources, n_held, repeat, client = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     def server(port, keep):
         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -68,10 +71,9 @@ INNER = textwrap.dedent("""
     from connwatch.attributes import sources as attr
     from connwatch.clock import SystemClock
     from connwatch.collect import CollectOptions, collect
-    from connwatch.commands.sources import build_report
+    from connwatch.reports.sources import build_report
     from connwatch.rules import sources as settings_mod
-    from connwatch.rules.spec import parse_rules
-    import psutil
+    from connwatch.rules.config import default_config
 
     def timed(fn):
         out = []
@@ -79,22 +81,56 @@ INNER = textwrap.dedent("""
             t = time.perf_counter(); fn(); out.append((time.perf_counter() - t) * 1000)
         return round(statistics.median(out), 1)
 
-    rules = parse_rules({"sources": {"limit": 1}}, "bench")
-    settings = settings_mod.current()
+    def proc(argv):
+        # wall ms and peak RSS in KiB, measured by GNU time (a small parent: a child forked straight from
+        # this Python would report this process's RSS as its own, Linux carries it through exec)
+        t = time.perf_counter()
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file] + argv, stdout=subprocess.DEVNULL,
+                       check=True)
+        wall = (time.perf_counter() - t) * 1000
+        with open(rss_file) as f:
+            return wall, int(f.read().split()[-1])
+
+    def interleaved(cw_argv, peer_argv):
+        # connwatch and the peer alternately (order flipped each round): medians of the pair ratios
+        pairs = []
+        for i in range(repeat):
+            if i % 2:
+                peer = proc(peer_argv); cw = proc(cw_argv)
+            else:
+                cw = proc(cw_argv); peer = proc(peer_argv)
+            pairs.append((cw, peer))
+        ratios = sorted(c[0] / p[0] for c, p in pairs)
+        return {"connwatch_ms": round(statistics.median(c[0] for c, _ in pairs), 1),
+                "peer_ms": round(statistics.median(p[0] for _, p in pairs), 1),
+                "ratio_median": round(statistics.median(ratios), 2),
+                "ratio_range": [round(ratios[0], 2), round(ratios[-1], 2)],
+                "connwatch_peak_rss_mib": round(max(c[1] for c, _ in pairs) / 1024, 1),
+                "peer_peak_rss_mib": round(max(p[1] for _, p in pairs) / 1024, 1)}
+
+
+    import dataclasses
+    config = default_config()
+    rules, settings = config.rules, config.sources
     opts = CollectOptions(owners=False)
     prev = collect(SystemClock(), opts)
     cur = collect(SystemClock(), opts)
+    cw = [sys.executable, "-m", "connwatch"]
+    cli_text = interleaved(cw + ["sources"], ["ss", "-tan"])
+    cli_json = interleaved(cw + ["sources", "--format", "json"], ["ss", "-tan"])
     tracemalloc.start()
-    measured = attr.measure(prev, cur, settings)
+    measured = attr.measure(prev, cur, config)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    agg = settings_mod.SourceSettings(aggregate=True)
+    agg = dataclasses.replace(config, sources=settings_mod.SourceSettings(aggregate=True))
     res = {
         "setup_s": round(setup_s, 1),
         "sockets": cur.sockets.total,
         "distinct_sources": len({u.source for u in cur.sockets.sources}),
+        "cli_sources_text_vs_ss_tan": cli_text,
+        "cli_sources_json_vs_ss_tan": cli_json,
         "collect_ms": timed(lambda: collect(SystemClock(), opts)),
-        "measure_ms": timed(lambda: attr.measure(prev, cur, settings)),
+        "measure_ms": timed(lambda: attr.measure(prev, cur, config)),
         "measure_aggregated_ms": timed(lambda: attr.measure(prev, cur, agg)),
         "report_ms": timed(lambda: build_report(prev, cur, rules, settings, None, 10)),
         "measure_peak_kib": round(peak / 1024),
@@ -102,9 +138,6 @@ INNER = textwrap.dedent("""
         "measurements_by_attribute": {a: sum(m.attribute == a for m in measured)
                                       for a in ("ConnectionsPerSource", "HalfOpenPerSource", "PortsPerSource")},
         "ss_tan_ms": timed(lambda: subprocess.run(["ss", "-tan"], stdout=subprocess.DEVNULL, check=True)),
-        "psutil_ms": timed(lambda: psutil.net_connections("tcp")),
-        "cli_sources_ms": timed(lambda: subprocess.run([sys.executable, "-m", "connwatch", "sources", "--format",
-                                                        "json"], stdout=subprocess.DEVNULL, check=True)),
         "elapsed_s": round(time.monotonic() - start, 1),
     }
     for h in holders:
@@ -136,7 +169,7 @@ def main() -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     res["ratio_collect_vs_ss"] = round(res["collect_ms"] / res["ss_tan_ms"], 2)
     res["ratio_collect_plus_measure_vs_ss"] = round((res["collect_ms"] + res["measure_ms"]) / res["ss_tan_ms"], 2)
-    res["ratio_psutil_vs_collect_plus_measure"] = round(res["psutil_ms"] / (res["collect_ms"] + res["measure_ms"]), 1)
+    res["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(json.dumps(res, indent=2))
 
 

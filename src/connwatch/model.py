@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import heapq
+import socket
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -113,6 +115,118 @@ class SourceUsage:
         return sum(self.states.values())
 
 
+# Per-source state counts packed in one int (SourceTable values): a 32-bit field per state, the commonest
+# states in the low fields so that most values stay small ints. A field cannot overflow: it counts
+# sockets, and no host holds 2**32 of them.
+_FIELD_BITS = 32
+_FIELD_MASK = (1 << _FIELD_BITS) - 1
+_SLOT_STATES = (6, 1, 8, 3, 4, 5, 9, 11, 7, 2, 10, 12, 0)  # TIME_WAIT, ESTABLISHED, CLOSE_WAIT, SYN_RECV, ...
+_SLOT_NAMES = tuple(STATE_NAMES[s] for s in _SLOT_STATES)
+# STATE_UNIT[state number] is added to a packed value per socket in that state (unknown states: STATE_0)
+STATE_UNIT: tuple[int, ...] = tuple(1 << (_FIELD_BITS * _SLOT_STATES.index(s if s in _SLOT_STATES else 0))
+                                    for s in range(256))
+_V4MAPPED = b"\x00" * 10 + b"\xff\xff"
+
+
+def held(packed: int) -> int:
+    """ESTABLISHED + CLOSE_WAIT sockets in a packed value (fields 1 and 2)."""
+    return ((packed >> 32) & _FIELD_MASK) + ((packed >> 64) & _FIELD_MASK)
+
+
+def half_open(packed: int) -> int:
+    """SYN_RECV sockets in a packed value (field 3)."""
+    return (packed >> 96) & _FIELD_MASK
+
+
+def packed_total(packed: int) -> int:
+    """All sockets in a packed value."""
+    if packed <= _FIELD_MASK:
+        return packed  # TIME_WAIT only: the common case
+    total = 0
+    while packed:
+        total += packed & _FIELD_MASK
+        packed >>= _FIELD_BITS
+    return total
+
+
+_BY_STATE_NUMBER = sorted(range(len(_SLOT_STATES)), key=lambda slot: _SLOT_STATES[slot])
+
+
+def state_counts(packed: int) -> dict[str, int]:
+    """A packed value as {state name: sockets}, the states present only, in state-number order."""
+    out = {}
+    for slot in _BY_STATE_NUMBER:
+        n = (packed >> (_FIELD_BITS * slot)) & _FIELD_MASK
+        if n:
+            out[_SLOT_NAMES[slot]] = n
+    return out
+
+
+def pack_states(states: Mapping[str, int]) -> int:
+    """The inverse of state_counts (names of unknown states count as STATE_0); ValueError for a count
+    outside 0..2**32-1."""
+    if any(not 0 <= n <= _FIELD_MASK for n in states.values()):
+        raise ValueError(f"socket counts must be 0..{_FIELD_MASK}: {dict(states)}")
+    return sum(n * STATE_UNIT[TcpState[k] if k in TcpState.__members__ else 0] for k, n in states.items())
+
+
+def address_key(family: int, raw: bytes) -> bytes:
+    """16 raw address bytes as a SourceTable key: 4 bytes for IPv4 (IPv4-mapped IPv6 too), else 16."""
+    if family == socket.AF_INET:
+        return raw[:4]
+    return raw[12:] if raw[:12] == _V4MAPPED else raw
+
+
+def address_text(key: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(key) == 4 else socket.AF_INET6, key)
+
+
+def text_key(address: str) -> bytes:
+    """An address as text -> its SourceTable key; ValueError when it is not an IP address."""
+    try:
+        if ":" in address:
+            return address_key(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address))
+        return socket.inet_pton(socket.AF_INET, address)
+    except OSError as exc:
+        raise ValueError(f"{address!r} is not an IP address") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTable:
+    """Sockets per (remote address, local listening port), compact for 100k+ sources: per port,
+    {address key (address_key) -> packed state counts (state_counts)}. Built while decoding; SourceUsage
+    objects are made only when iterated (for a few rows: attributes/sources.py reads the ints)."""
+
+    by_port: Mapping[int, Mapping[bytes, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, usages: Iterable[SourceUsage]) -> SourceTable:
+        by_port: dict[int, dict[bytes, int]] = {}
+        for u in usages:
+            addrs = by_port.setdefault(u.port, {})
+            key = text_key(u.source)
+            addrs[key] = addrs.get(key, 0) + pack_states(u.states)
+        return cls(by_port)
+
+    def __iter__(self) -> Iterator[SourceUsage]:
+        for port, addrs in self.by_port.items():
+            for key, packed in addrs.items():
+                yield SourceUsage(address_text(key), port, state_counts(packed))
+
+    def __len__(self) -> int:
+        return sum(len(a) for a in self.by_port.values())
+
+    def busiest(self, n: int) -> list[SourceUsage]:
+        """The n with the most sockets (ties: address text, then port), as sorting every SourceUsage by
+        (-total, source, port) would give; text is made only for entries at or above the n-th total."""
+        cut = heapq.nlargest(n, (packed_total(v) for a in self.by_port.values() for v in a.values()))
+        if not cut:
+            return []
+        best = heapq.nsmallest(n, ((-t, address_text(k), p) for p, a in self.by_port.items()
+                                   for k, v in a.items() if (t := packed_total(v)) >= cut[-1]))
+        return [SourceUsage(src, p, state_counts(self.by_port[p][text_key(src)])) for _, src, p in best]
+
+
 @dataclass(frozen=True, slots=True)
 class PortAccepts:
     """Inbound connections of one listening port, split by whether the application accepted them.
@@ -139,7 +253,7 @@ class SocketSummary:
     total: int
     by_state: Mapping[str, int]
     destinations: tuple[DestinationUsage, ...] = ()
-    sources: tuple[SourceUsage, ...] = ()
+    sources: SourceTable = field(default_factory=SourceTable)
     accepts: tuple[PortAccepts, ...] | None = None  # per listening port; None = not counted (no inodes)
 
 

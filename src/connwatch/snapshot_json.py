@@ -22,6 +22,7 @@ from connwatch.model import (
     Snapshot,
     SocketSummary,
     SourceStatus,
+    SourceTable,
     SourceUsage,
     Sysctls,
 )
@@ -162,7 +163,10 @@ def _sockets(data: Mapping[str, Any] | None, source: str) -> SocketSummary | Non
                                             "owners": tuple(_build(Process, p, source)
                                                             for p in d.get("owners", ()))}, source)
                   for d in data.get("destinations", []))
-    srcs = tuple(_build(SourceUsage, x, source) for x in data.get("sources", []))
+    try:
+        srcs = SourceTable.of(_build(SourceUsage, x, source) for x in data.get("sources", []))
+    except ValueError as exc:
+        raise ParseError(source, f"sockets.sources: {exc}") from None
     return _build(SocketSummary, {"total": data.get("total", 0), "by_state": data.get("by_state", {}),  # type: ignore[no-any-return]
                                   "destinations": dests, "sources": srcs}, source)
 

@@ -18,7 +18,16 @@ from hypothesis import strategies as st
 from connwatch.alerts.store import AlertStore
 from connwatch.clock import FakeClock
 from connwatch.engine import CheckResult, judge
-from connwatch.model import DestinationUsage, HostInfo, Process, Snapshot, SocketSummary, SourceUsage, Sysctls
+from connwatch.model import (
+    DestinationUsage,
+    HostInfo,
+    Process,
+    Snapshot,
+    SocketSummary,
+    SourceTable,
+    SourceUsage,
+    Sysctls,
+)
 from connwatch.outputs.console import console
 from connwatch.outputs.summary import first_step, log_lines, summary_line
 from connwatch.outputs.text import render_check
@@ -80,7 +89,7 @@ def ephemeral_pair() -> tuple[Snapshot, Snapshot]:
 def sources_pair() -> tuple[Snapshot, Snapshot]:
     """One mail relay holds 150 connections to port 25 (limit 100); another 20."""
     usages = (SourceUsage("192.0.2.10", 25, {"ESTABLISHED": 150}), SourceUsage("192.0.2.11", 25, {"ESTABLISHED": 20}))
-    sockets = SocketSummary(total=170, by_state={"ESTABLISHED": 170}, sources=usages)
+    sockets = SocketSummary(total=170, by_state={"ESTABLISHED": 170}, sources=SourceTable.of(usages))
     return (snapshot(T0, (listener(25, owner=SMTP),), sockets=sockets),
             snapshot(T0 + 5, (listener(25, owner=SMTP),), sockets=sockets))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
-from connwatch.model import DestinationUsage, SocketSummary, SourceStatus, SourceUsage
+from connwatch.model import DestinationUsage, SocketSummary, SourceStatus, SourceTable, SourceUsage
 from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
 
 from .builders import listener, snapshot
@@ -23,7 +23,7 @@ CONTRIB = Path(__file__).parents[2] / "contrib"
 
 def _exported_names() -> set[str]:
     summary = SocketSummary(10, {"ESTABLISHED": 10}, (DestinationUsage("a", "b", 1, {"ESTABLISHED": 1}),),
-                            (SourceUsage("c", 80, {"ESTABLISHED": 1}),))
+                            SourceTable.of((SourceUsage("192.0.2.3", 80, {"ESTABLISHED": 1}),)))
     counters = {"TcpExt.ListenDrops": 1, "TcpExt.ListenOverflows": 1, "TcpExt.TCPReqQFullDrop": 0}
     snap = snapshot(1.0, (listener(80, drops=1),), counters, sockets=summary)
     snap = dataclasses.replace(snap, statuses=(SourceStatus("sysctl", True),),

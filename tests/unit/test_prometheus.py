@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from connwatch.findings import Alert
-from connwatch.model import DestinationUsage, Process, SocketSummary, SourceStatus, SourceUsage
+from connwatch.model import DestinationUsage, Process, SocketSummary, SourceStatus, SourceTable, SourceUsage
 from connwatch.outputs import prometheus as prom
 from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
 
@@ -80,7 +80,7 @@ def test_top_n_destinations_and_sources_from_the_summary() -> None:
                                    time_wait_young=i % 2) for i in range(1, 41))
     sources = tuple(SourceUsage(f"192.0.2.{i}", 80, {"ESTABLISHED": i}) for i in range(1, 31))
     summary = SocketSummary(total=2000, by_state={"ESTABLISHED": 1500, "TIME_WAIT": 500},
-                            destinations=dests, sources=sources)
+                            destinations=dests, sources=SourceTable.of(sources))
     col = SnapshotCollector()
     col.update(View(snapshot(1.0, sockets=summary)))
     series = _scrape(col)

@@ -20,7 +20,7 @@ from connwatch.errors import ConfigError, UsageError
 from connwatch.explain import explain
 from connwatch.explain.sources import nft_rule
 from connwatch.findings import Finding
-from connwatch.model import DestinationUsage, Process, Snapshot, SocketSummary, SourceUsage
+from connwatch.model import DestinationUsage, Process, Snapshot, SocketSummary, SourceTable, SourceUsage
 from connwatch.outputs.jsonout import alert_dict
 from connwatch.remedy.nftables import PerSourceLimit, render
 from connwatch.reports.sources import build_report, nft_script
@@ -42,7 +42,7 @@ def usage(source: str, port: int, **states: int) -> SourceUsage:
 def snap(at: float, usages: tuple[SourceUsage, ...], destinations: tuple[DestinationUsage, ...] = (),
          ports: tuple[int, ...] = (2525,)) -> Snapshot:
     sockets = SocketSummary(total=sum(u.total for u in usages), by_state={}, destinations=destinations,
-                            sources=usages)
+                            sources=SourceTable.of(usages))
     return snapshot(at, tuple(listener(p, owner=SMTP) for p in ports), sockets=sockets)
 
 

@@ -46,7 +46,7 @@ from connwatch.attributes.rejects import (
 from connwatch.explain import backlog as words
 from connwatch.explain.rejects import COOKIES_TEXT, explain_cookies
 from connwatch.findings import Measurement
-from connwatch.model import Listener, Snapshot
+from connwatch.model import Listener, Snapshot, half_open
 from connwatch.rules.rule import Rule
 
 if TYPE_CHECKING:
@@ -170,10 +170,10 @@ def _drops_known(snap: Snapshot) -> bool:
 def _half_open(snap: Snapshot) -> dict[int, int]:
     """SYN_RECV (request) sockets per local listening port."""
     out: dict[int, int] = defaultdict(int)
-    for u in snap.sockets.sources if snap.sockets is not None else ():
-        n = u.states.get("SYN_RECV", 0)
+    for port, addrs in snap.sockets.sources.by_port.items() if snap.sockets is not None else ():
+        n = half_open(sum(addrs.values()))  # packed counts add up field by field
         if n:
-            out[u.port] += n
+            out[port] += n
     return out
 
 

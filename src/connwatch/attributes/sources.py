@@ -1,7 +1,7 @@
 """Per-source attributes: ConnectionsPerSource, HalfOpenPerSource, PortsPerSource. Pure.
 
-Input: Snapshot.sockets.sources, one SourceUsage per (remote address, local listening port) with a
-count per TCP state, built by parsers/sock_diag.py (or /proc/net/tcp) while decoding.
+Input: Snapshot.sockets.sources, a model.SourceTable: per listening port, one packed int of counts per
+TCP state for each remote address, built by parsers/sock_diag.py (or /proc/net/tcp) while decoding.
 
 Which states count:
 - ConnectionsPerSource counts ESTABLISHED + CLOSE_WAIT. Both are connections the source opened
@@ -15,10 +15,12 @@ Which states count:
 - PortsPerSource counts the distinct listening ports a source holds or attempts in any state, in
   the union of the two samples. Probes of ports with no listener leave no socket: not seen here.
 
-Bounded cost: one pass over the aggregates; per port only the top N sources (heapq.nlargest) become
-measurements, so at most N alerts per port (`max_alerts_per_port`); the others are summarised by a
-histogram (value -> number of sources; at most a few hundred distinct values) that the explanation
-uses to say how many more sources are above the limit.
+Bounded cost: per port one C-level sum of the packed ints (a port with no held or half-open
+connection, TIME_WAIT only, costs nothing more), else one pass over its ints; objects (SourceRow,
+strings) only for the top N sources (heapq.nlargest), which become measurements, so at most N
+alerts per port (`max_alerts_per_port`); the others are summarised by a histogram (value ->
+number of sources; at most a few hundred distinct values) that the explanation uses to say how many
+more sources are above the limit.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ from connwatch.attributes.registry import AttributeSpec, Need, Subject
 from connwatch.attributes.sources_facts import PortListener, PortsFacts, PrefixFacts, SourcePortFacts, SourcesContext
 from connwatch.explain import sources as words
 from connwatch.findings import Explanation, Finding, Measurement, facts_dict
-from connwatch.model import Snapshot, SourceUsage
-from connwatch.perf import gc_paused
+from connwatch.model import Snapshot, SourceTable, address_text, half_open, held, state_counts
 from connwatch.rules.rule import Rule
 from connwatch.rules.sources import CONNECTIONS, HALF_OPEN, PORTS, SourceSettings
 from connwatch.rules.sources import DEFAULT as DEFAULT_SETTINGS
@@ -100,86 +101,120 @@ def prefix_of(address: str, settings: SourceSettings) -> str:
     return f"{socket.inet_ntop(fam, (raw & mask).to_bytes(bits // 8, 'big'))}/{plen}"
 
 
-Counts = tuple[int, int, SourceUsage]  # (connections, half-open, usage): one small tuple per source, transient
+Rows = Mapping[bytes, int]  # address (or prefix) key -> packed state counts (model.state_counts), one port
 
 
-def _grouped(usages: Iterable[SourceUsage], settings: SourceSettings
-             ) -> tuple[dict[int, list[Counts]], dict[tuple[str, int], list[str]]]:
-    """Per port, (connections, half-open, usage) per source; usages merged per prefix when aggregating."""
-    by_port: dict[int, list[Counts]] = defaultdict(list)
-    members: dict[tuple[str, int], list[str]] = defaultdict(list)
-    if settings.aggregate:
-        merged: dict[tuple[str, int], Counter[str]] = {}
-        for u in usages:
-            key = (prefix_of(u.source, settings), u.port)
-            merged.setdefault(key, Counter()).update(u.states)
-            members[key].append(u.source)
-        usages = [SourceUsage(prefix, port, dict(states)) for (prefix, port), states in merged.items()]
-    for u in usages:  # HELD_STATES / HALF_OPEN_STATES inlined: this loop runs once per source
-        st = u.states
-        by_port[u.port].append((st.get("ESTABLISHED", 0) + st.get("CLOSE_WAIT", 0), st.get("SYN_RECV", 0), u))
+def _prefix_key(key: bytes, plen: int) -> bytes:
+    bits = 8 * len(key)
+    mask = ((1 << plen) - 1) << (bits - plen)
+    return (int.from_bytes(key, "big") & mask).to_bytes(len(key), "big")
+
+
+def source_text(key: bytes, settings: SourceSettings) -> str:
+    """A table key as prefix_of would name it: the address, or the network/plen when aggregating."""
+    plen = settings.prefix_for(4 if len(key) == 4 else 6)
+    return address_text(key) if plen is None else f"{address_text(key)}/{plen}"
+
+
+def _grouped(table: SourceTable, settings: SourceSettings
+             ) -> tuple[Mapping[int, Rows], dict[tuple[bytes, int], list[bytes]]]:
+    """Per port, the packed counts per source; merged per prefix when aggregating (packed counts add:
+    no field can overflow), with the merged addresses of each prefix."""
+    if not settings.aggregate:
+        return table.by_port, {}
+    plens = {4: settings.prefix_for(4) or 32, 16: settings.prefix_for(6) or 128}
+    by_port: dict[int, Rows] = {}
+    members: dict[tuple[bytes, int], list[bytes]] = defaultdict(list)
+    for port, addrs in table.by_port.items():
+        merged: dict[bytes, int] = {}
+        for key, packed in addrs.items():
+            pkey = _prefix_key(key, plens[len(key)])
+            merged[pkey] = merged.get(pkey, 0) + packed
+            members[(pkey, port)].append(key)
+        by_port[port] = merged
     return by_port, members
 
 
 def _histogram(values: Iterable[int]) -> tuple[tuple[int, int], ...]:
-    counts = Counter(v for v in values if v > 0)
+    counts = Counter(values)
+    counts.pop(0, None)
     return tuple(heapq.nlargest(HISTOGRAM_MAX, counts.items()))
 
 
-def _top(rows: list[Counts], n: int, index: int, members: dict[tuple[str, int], list[str]]
-         ) -> tuple[SourceRow, ...]:
-    """The n heaviest by rows[i][index] (ties: the other count), as SourceRows; zeros left out."""
-    other = 1 - index
-    best = heapq.nlargest(n, rows, key=lambda r: (r[index], r[other]))
+def _top(keys: list[bytes], firsts: list[int], seconds: list[int], n: int, rows: Rows, port: int,
+         members: dict[tuple[bytes, int], list[bytes]], settings: SourceSettings) -> tuple[SourceRow, ...]:
+    """The n heaviest by `firsts` (ties: `seconds`, then first seen), as SourceRows; zeros left out.
+    An empty `seconds` list means all zeros."""
+    candidates = [i for i, v in enumerate(firsts) if v]
+    best = heapq.nlargest(n, candidates, key=(lambda i: (firsts[i], seconds[i])) if seconds else firsts.__getitem__)
     out = []
-    for c in best:
-        if not c[index]:
-            break
-        names = members.get((c[2].source, c[2].port), [])
-        out.append(SourceRow(c[2].source, c[2].port, c[2].states, c[0], c[1], tuple(sorted(names)[:MEMBER_SAMPLE]),
-                             max(len(names), 1)))
+    for i in best:
+        key = keys[i]
+        packed = rows[key]
+        names = sorted(map(address_text, members.get((key, port), ())))
+        out.append(SourceRow(source_text(key, settings), port, state_counts(packed), held(packed), half_open(packed),
+                             tuple(names[:MEMBER_SAMPLE]), max(len(names), 1)))
     return tuple(out)
 
 
-@gc_paused
+def _port_tally(port: int, rows: Rows, n: int, members: dict[tuple[bytes, int], list[bytes]],
+                settings: SourceSettings) -> PortTally:
+    total = sum(rows.values())  # the port's packed counts: sums of the fields
+    conns_total, half_total = held(total), half_open(total)
+    keys = list(rows) if conns_total or half_total else []
+    conns = list(map(held, rows.values())) if conns_total else []
+    halfs = list(map(half_open, rows.values())) if half_total else []
+    return PortTally(
+        port=port, sources=len(rows), connections=conns_total, half_open=half_total,
+        histogram=_histogram(conns), half_open_histogram=_histogram(halfs),
+        top_connections=_top(keys, conns, halfs, n, rows, port, members, settings),
+        top_half_open=_top(keys, halfs, conns, n, rows, port, members, settings))
+
+
 def tally(snap: Snapshot, settings: SourceSettings, top: int | None = None) -> dict[int, PortTally]:
-    """Per listening port: totals, histograms and the `top` heaviest sources (default: the alert cap)."""
+    """Per listening port: totals, histograms and the `top` heaviest sources (default: the alert cap).
+    A port without held or half-open connections (TIME_WAIT only, say) costs one sum."""
     if snap.sockets is None:
         return {}
     n = top if top is not None else settings.max_alerts_per_port
     by_port, members = _grouped(snap.sockets.sources, settings)
-    out = {}
-    for port, rows in sorted(by_port.items()):
-        out[port] = PortTally(
-            port=port, sources=len(rows), connections=sum(r[0] for r in rows), half_open=sum(r[1] for r in rows),
-            histogram=_histogram(r[0] for r in rows), half_open_histogram=_histogram(r[1] for r in rows),
-            top_connections=_top(rows, n, 0, members), top_half_open=_top(rows, n, 1, members),
-        )
-    return out
+    return {port: _port_tally(port, by_port[port], n, members, settings) for port in sorted(by_port)}
 
 
-@gc_paused
-def ports_per_source(prev: Snapshot | None, cur: Snapshot, settings: SourceSettings) -> dict[str, set[int]]:
-    """Distinct listening ports per source (or prefix) in either sample; sets only where more than one.
+@dataclass(frozen=True, slots=True)
+class PortSpread:
+    """Distinct listening ports per source (or prefix) over one or two samples."""
 
-    Most sources use one port, so one int per source is kept and a set only for the others.
-    """
-    first: dict[str, int] = {}
-    multi: dict[str, set[int]] = {}
-    names: dict[str, str] = {}  # address -> prefix, each computed once
+    multi: dict[str, frozenset[int]]  # the sources seen on more than one port, with those ports
+    sources: int  # distinct sources on any port
+
+    def histogram(self) -> tuple[tuple[int, int], ...]:
+        """(ports, number of sources), highest first."""
+        counts = Counter(map(len, self.multi.values()))
+        if self.sources > len(self.multi):
+            counts[1] = self.sources - len(self.multi)
+        return tuple(heapq.nlargest(HISTOGRAM_MAX, counts.items()))
+
+
+def ports_per_source(prev: Snapshot | None, cur: Snapshot, settings: SourceSettings) -> PortSpread:
+    """Distinct listening ports per source (or prefix) in either sample. Set operations on the address
+    keys (no loop per source in Python); text and port sets only for sources on more than one port."""
+    keysets: dict[int, Any] = {}
     for snap in (prev, cur):
         if snap is None or snap.sockets is None:
             continue
-        for u in snap.sockets.sources:
-            key = u.source
-            if settings.aggregate:
-                key = names.get(u.source) or names.setdefault(u.source, prefix_of(u.source, settings))
-            have = first.setdefault(key, u.port)
-            if have != u.port:
-                multi.setdefault(key, {have}).add(u.port)
-    for key, port in first.items():
-        multi.setdefault(key, {port})
-    return multi
+        for port, rows in _grouped(snap.sockets.sources, settings)[0].items():
+            have = keysets.get(port)
+            keysets[port] = rows.keys() if have is None else have | rows.keys()
+    if len(keysets) < 2:
+        return PortSpread({}, sum(len(k) for k in keysets.values()))
+    every: set[bytes] = set()
+    multi: set[bytes] = set()
+    for keys in keysets.values():
+        multi.update(keys & every)
+        every.update(keys)
+    return PortSpread({source_text(k, settings): frozenset(p for p, keys in keysets.items() if k in keys)
+                       for k in sorted(multi)}, len(every))
 
 
 def local_addresses(snap: Snapshot) -> frozenset[str]:
@@ -280,15 +315,13 @@ def _per_port(attribute: str, rows: tuple[SourceRow, ...], context: SourcesConte
 
 def _ports_measurements(prev: Snapshot, cur: Snapshot, s: SourceSettings, context: SourcesContext,
                         local: frozenset[str]) -> list[Measurement]:
-    per_source = ports_per_source(prev, cur, s)
-    hist = _histogram(len(p) for p in per_source.values())
-    top = heapq.nlargest(s.max_alerts_per_port, per_source.items(), key=lambda kv: len(kv[1]))
+    spread = ports_per_source(prev, cur, s)
+    hist = spread.histogram()
+    top = heapq.nlargest(s.max_alerts_per_port, spread.multi.items(), key=lambda kv: len(kv[1]))
     out = []
     for rank, (source, ports) in enumerate(top, 1):
-        if len(ports) < 2:
-            break
         facts = PortsFacts(*_context(context), source=source, ports=tuple(sorted(ports)[:100]), rank=rank,
-                           sources_total=len(per_source), histogram=hist, local=is_local(source, local))
+                           sources_total=spread.sources, histogram=hist, local=is_local(source, local))
         out.append(Measurement(PORTS, {"source": source, "port": None}, resource_key(None, source),
                                float(len(ports)), "ports", "value", facts))
     return out

@@ -309,7 +309,8 @@ def _source_families(snaps: Labelled) -> list[Metric]:
     fam = GaugeMetricFamily("connwatch_source_sockets", f"Sockets from one remote address to one "
                             f"listening port (the {TOP_N} busiest over every namespace)",
                             labels=[*NS_LABELS, "source", "port"])
-    every = [(ns, s) for ns, snap in snaps if snap.sockets is not None for s in snap.sockets.sources]
+    # each namespace's own top N holds every one of its sources that can make the overall top N
+    every = [(ns, s) for ns, snap in snaps if snap.sockets is not None for s in snap.sockets.sources.busiest(TOP_N)]
     for ns, s in sorted(every, key=lambda x: (-x[1].total, x[0], x[1].source, x[1].port))[:TOP_N]:
         fam.add_metric([*ns, s.source, str(s.port)], s.total)
     return [fam]

@@ -15,7 +15,9 @@ idiag_rqueue is the accept-queue length and idiag_wqueue the backlog in force
 (net/ipv4/tcp_diag.c, tcp_diag_get_info).
 
 Hot path: one struct unpack per socket, counts kept in lists keyed by raw address bytes, addresses
-formatted once per distinct key at the end. No object per socket survives the sample.
+formatted once per distinct destination key at the end. Inbound sockets are counted per source address
+as one packed int per (address bytes, port) (model.SourceTable): no object per socket or per source
+survives the sample.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from typing import Any, TypeVar
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import (
     STATE_NAMES,
+    STATE_UNIT,
     DestinationUsage,
     Listener,
     PortAccepts,
     SocketSummary,
-    SourceUsage,
+    SourceTable,
     TcpState,
 )
 from connwatch.perf import gc_paused
@@ -55,6 +58,7 @@ _HDR = struct.Struct("=IHHII")
 _MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
 _RTA = struct.Struct("=HH")
 _V4MAPPED = b"\x00" * 10 + b"\xff\xff"
+_AF_INET = socket.AF_INET
 _NSTATES = 13
 _OWNER_SAMPLE = 8  # ESTABLISHED inodes kept per destination to name the owners (bounded)
 ACCEPT_SAMPLE = 4096  # inodes (and waiting peers) kept per listening port to tell new accepts (bounded)
@@ -171,7 +175,9 @@ class SocketAggregator:
         self.by_state = [0] * 16
         self.total = 0
         self.destinations: dict[tuple[int, bytes, bytes, int], list[int]] = {}
-        self.sources: dict[tuple[int, bytes, int], list[int]] = {}
+        # per listening port (raw network-order key): {address key (model.address_key) -> packed state
+        # counts (model.STATE_UNIT)}: ints, no object per source
+        self.sources: dict[int, dict[bytes, int]] = {}
         self.owner_inodes: dict[tuple[int, bytes, bytes, int], list[int]] = {}
         # per listening port (raw network-order key): [waiting, accepted, max inode, complete,
         # inodes, waiting peers]; server-side TIME_WAIT by age in s; see model.PortAccepts
@@ -199,11 +205,12 @@ class SocketAggregator:
         self.total += 1
         self.by_state[state & 15] += 1
         if sport in self.listen_raw and state != _ST_SYN_SENT:
-            skey = (family, dst, sport)
-            counts = self.sources.get(skey)
-            if counts is None:
-                counts = self.sources[skey] = [0] * _NSTATES
-            counts[state if state < _NSTATES else 0] += 1
+            addrs = self.sources.get(sport)
+            if addrs is None:
+                addrs = self.sources[sport] = {}
+            # model.address_key inlined (hot): 4 bytes for IPv4 and IPv4-mapped IPv6
+            akey = dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst
+            addrs[akey] = addrs.get(akey, 0) + STATE_UNIT[state & 255]
             if state == _ST_TIME_WAIT:  # accepted and closed by the server: by age (inlined: the hot case)
                 ages = self.closed.get(sport)
                 if ages is None:
@@ -270,18 +277,13 @@ class SocketAggregator:
             name = (format_address(fam, src), format_address(fam, dst), socket.ntohs(dport))
             _merge(dests, name, counts)
             inodes.setdefault(name, []).extend(self.owner_inodes.get(key, ()))
-        srcs: dict[tuple[str, int], list[int]] = {}
-        for (fam, dst, sport), counts in self.sources.items():
-            _merge(srcs, (format_address(fam, dst), socket.ntohs(sport)), counts)
         destinations = tuple(
             DestinationUsage(local_address=local, remote_address=remote, remote_port=port,
                              states=_named(counts[:_NSTATES]), time_wait_young=counts[_NSTATES],
                              owner_inodes=tuple(inodes[(local, remote, port)][:_OWNER_SAMPLE]))
             for (local, remote, port), counts in dests.items()
         )
-        shared: dict[tuple[int, ...], dict[str, int]] = {}  # most sources share a state mix: one dict each
-        sources = tuple(SourceUsage(source=source, port=port, states=_named_shared(shared, counts))
-                        for (source, port), counts in srcs.items())
+        sources = SourceTable({socket.ntohs(sport): addrs for sport, addrs in self.sources.items()})
         return SocketSummary(total=self.total, by_state=_named(self.by_state),
                              destinations=destinations, sources=sources, accepts=self.accepts_summary())
 
@@ -297,12 +299,3 @@ def _merge(into: dict[K, list[int]], key: K, counts: list[int]) -> None:
 
 def _named(counts: list[int]) -> dict[str, int]:
     return {STATE_NAMES[i]: n for i, n in enumerate(counts) if n}
-
-
-def _named_shared(cache: dict[tuple[int, ...], dict[str, int]], counts: list[int]) -> dict[str, int]:
-    """_named(counts), one dict per distinct count vector (read-only, shared by the frozen SourceUsages)."""
-    key = tuple(counts)
-    named = cache.get(key)
-    if named is None:
-        named = cache[key] = _named(counts)
-    return named

@@ -5,6 +5,7 @@ Built below the CLI (commands/sources.py only parses arguments and wires sources
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING, Any
 
 from connwatch.outputs.fit import Cell, Col
@@ -77,8 +78,8 @@ def build_report(prev: Snapshot, cur: Snapshot, rules: tuple[Rule, ...], setting
         shown = [_row(r, i, rules, local) for i, r in enumerate(_merged_top(t, top), 1)]
         ports.append(_port_entry(cur, t, rules, len(shown)))
         rows.extend(shown)
-    scans = sorted(ports_per_source(None if prev is cur else prev, cur, settings).items(),
-                   key=lambda kv: -len(kv[1]))[:top]
+    scans = heapq.nlargest(top, ports_per_source(None if prev is cur else prev, cur, settings).multi.items(),
+                           key=lambda kv: len(kv[1]))
     return {
         "connwatch": __version__, "host": cur.host.hostname, "taken_at": iso(cur.taken_at),
         "interval_s": round(cur.monotonic - prev.monotonic, 3),
@@ -87,7 +88,7 @@ def build_report(prev: Snapshot, cur: Snapshot, rules: tuple[Rule, ...], setting
         "ports": ports, "sources": rows,
         "ports_per_source": [{"source": s, "value": len(ps), "ports": sorted(ps)[:100],
                               "limit": limit_for(rules, "PortsPerSource", None, s, len(ps))}
-                             for s, ps in scans if len(ps) > 1],
+                             for s, ps in scans],
         "limitations": list(cur.limitations),
     }
 
