@@ -32,6 +32,9 @@ class CollectOptions:
     use_netlink: bool = True  # False forces the /proc/net/tcp fallback (tests, broken kernels)
     sockets: bool = True  # dump non-listening sockets too (costs time with 100k+ sockets)
     owners: bool = True
+    # Also name the owners of the busiest destinations' connections (the fd scan then runs until it met
+    # them too); `sources` shows listener owners only and sets this off.
+    destination_owners: bool = True
     replay: str | None = None  # a directory of recorded sock_diag replies to read instead of the kernel (tests)
     # One kernel walk for IPv4+IPv6 (the legacy TCPDIAG_GETSOCK request) instead of one per family:
     # the kernel walks its host-wide socket hashes for every dump, whatever the namespace, so this
@@ -228,10 +231,11 @@ def _owned(snap: Snapshot, busiest: list[DestinationUsage], scan: processes.Owne
     return dataclasses.replace(snap, listeners=tuple(listeners), sockets=summary, limitations=tuple(limits))
 
 
-def attach_owners(snaps: list[Snapshot], proc_root: str) -> list[Snapshot]:
-    """One fd scan for every snapshot's listeners and busiest destinations' connections (socket inodes
-    are unique host-wide, so one scan serves every network namespace); each pid described once."""
-    busiest = [_busiest(s.sockets) for s in snaps]
+def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = True) -> list[Snapshot]:
+    """One fd scan for every snapshot's listeners and (`destinations`) busiest destinations' connections
+    (socket inodes are unique host-wide, so one scan serves every network namespace); each pid described
+    once."""
+    busiest = [_busiest(s.sockets) if destinations else [] for s in snaps]
     inodes = [x.inode for s in snaps for x in s.listeners] + [i for b in busiest for d in b for i in d.owner_inodes]
     if not inodes:
         return snaps
@@ -276,4 +280,4 @@ def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
     """Take one sample of everything connwatch reads (in the caller's own network namespace)."""
     opts = opts or CollectOptions()
     snap = sample(clock, opts, ProcFS(opts.proc_root))
-    return attach_owners([snap], opts.proc_root)[0] if opts.owners else snap
+    return attach_owners([snap], opts.proc_root, opts.destination_owners)[0] if opts.owners else snap

@@ -193,12 +193,12 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
     chosen_sel = parse_selector(selector) if isinstance(selector, str) else selector
     if not ProcFS(opts.proc_root).is_live or chosen_sel.kind == "own":
         snap = sample(clock, opts, ProcFS(opts.proc_root))
-        return attach_owners([snap], opts.proc_root) if opts.owners else [snap]
+        return attach_owners([snap], opts.proc_root, opts.destination_owners) if opts.owners else [snap]
     found, listing = discover(opts, run_root, naming)
     snaps = collect_many(clock, dataclasses.replace(opts, owners=False), select(found, chosen_sel, opts.proc_root))
     if listing.limitations:
         snaps = [dataclasses.replace(s, limitations=(*s.limitations, *listing.limitations)) for s in snaps]
-    return attach_owners(snaps, opts.proc_root) if opts.owners else snaps
+    return attach_owners(snaps, opts.proc_root, opts.destination_owners) if opts.owners else snaps
 
 
 def _socket_or_error(_fd: int) -> socket.socket | SourceUnavailable:

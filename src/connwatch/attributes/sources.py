@@ -208,13 +208,16 @@ def ports_per_source(prev: Snapshot | None, cur: Snapshot, settings: SourceSetti
             keysets[port] = rows.keys() if have is None else have | rows.keys()
     if len(keysets) < 2:
         return PortSpread({}, sum(len(k) for k in keysets.values()))
-    every: set[bytes] = set()
+    big, *rest = sorted(keysets.values(), key=len, reverse=True)  # the largest is read, never copied
+    others: set[bytes] = set()
     multi: set[bytes] = set()
-    for keys in keysets.values():
-        multi.update(keys & every)
-        every.update(keys)
+    for keys in rest:
+        multi.update(keys & others)
+        others.update(keys)
+    multi.update(k for k in others if k in big)
+    total = len(big) + sum(1 for k in others if k not in big)
     return PortSpread({source_text(k, settings): frozenset(p for p, keys in keysets.items() if k in keys)
-                       for k in sorted(multi)}, len(every))
+                       for k in sorted(multi)}, total)
 
 
 def local_addresses(snap: Snapshot) -> frozenset[str]:

@@ -17,8 +17,9 @@ from connwatch.errors import SourceUnavailable
 from connwatch.model import Snapshot
 
 
-def collect_options(args: argparse.Namespace, sockets: bool = True) -> CollectOptions:
-    return CollectOptions(proc_root=args.proc_root, use_netlink=not args.no_netlink, sockets=sockets)
+def collect_options(args: argparse.Namespace, sockets: bool = True, destination_owners: bool = True) -> CollectOptions:
+    return CollectOptions(proc_root=args.proc_root, use_netlink=not args.no_netlink, sockets=sockets,
+                          destination_owners=destination_owners)
 
 
 def collect_selected(clock: Clock, args: argparse.Namespace, opts: CollectOptions) -> list[Snapshot]:

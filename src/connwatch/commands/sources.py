@@ -52,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     clock = SystemClock()
     start = time.perf_counter()
-    before = after = collect_selected(clock, args, collect_options(args))
+    opts = collect_options(args, destination_owners=False)  # the report names listener owners only
+    before = after = collect_selected(clock, args, opts)
     sample_ms = round((time.perf_counter() - start) * 1000, 1)
     if args.interval > 0:
         clock.sleep(args.interval)
-        after = collect_selected(clock, args, collect_options(args))
+        after = collect_selected(clock, args, opts)
     judged = pairs(before, after)
     need_sockets(judged[0][1])
     reports = [(cur, build_report(prev, cur, rules, settings, args.port, args.top or settings.top))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -177,7 +178,7 @@ class SocketAggregator:
         self.destinations: dict[tuple[int, bytes, bytes, int], list[int]] = {}
         # per listening port (raw network-order key): {address key (model.address_key) -> packed state
         # counts (model.STATE_UNIT)}: ints, no object per source
-        self.sources: dict[int, dict[bytes, int]] = {}
+        self.sources: dict[int, defaultdict[bytes, int]] = {}
         self.owner_inodes: dict[tuple[int, bytes, bytes, int], list[int]] = {}
         # per listening port (raw network-order key): [waiting, accepted, max inode, complete,
         # inodes, waiting peers]; server-side TIME_WAIT by age in s; see model.PortAccepts
@@ -207,10 +208,10 @@ class SocketAggregator:
         if sport in self.listen_raw and state != _ST_SYN_SENT:
             addrs = self.sources.get(sport)
             if addrs is None:
-                addrs = self.sources[sport] = {}
+                addrs = self.sources[sport] = defaultdict(int)
             # model.address_key inlined (hot): 4 bytes for IPv4 and IPv4-mapped IPv6
             akey = dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst
-            addrs[akey] = addrs.get(akey, 0) + STATE_UNIT[state & 255]
+            addrs[akey] += STATE_UNIT[state & 255]
             if state == _ST_TIME_WAIT:  # accepted and closed by the server: by age (inlined: the hot case)
                 ages = self.closed.get(sport)
                 if ages is None:

@@ -75,6 +75,8 @@ def _match_fds(fds: Iterable[os.DirEntry[str]], wanted: dict[str, int], owners: 
         inode = wanted.get(target)
         if inode is not None and inode not in owners:
             owners[inode] = pid
+            if len(owners) == len(wanted):
+                return True  # all found: the rest of this process's fds need not be read
     return True
 
 
