@@ -154,6 +154,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.sources > 500_000 or a.held > 14_000:
         ap.error("--sources at most 500,000 and --held at most 14,000 (fd limit)")
+    # as installed: with bytecode (this environment may set PYTHONDONTWRITEBYTECODE; pip writes it)
+    import connwatch
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(connwatch.__file__)], check=True)
     ns = f"cwbench-src-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:

@@ -34,13 +34,14 @@ def run(args: argparse.Namespace) -> int:
         print(dumps({"listeners": rows, "limitations": limitations}, "listeners"))
         return 0
     from connwatch.outputs.console import console
-    from connwatch.outputs.text import listeners_table
+    from connwatch.outputs.fit import print_fitted
+    from connwatch.outputs.text import listeners_cells
 
     out = console()
     for snap in snaps:
         if snap.listeners or not is_other(snap):
             title = f"TCP listeners in {snap.netns.label}" if is_other(snap) and snap.netns else "TCP listeners"
-            out.print(listeners_table(snap, title=title, width=out.width))
+            print_fitted(out, *listeners_cells(snap, width=out.width), title=title)
     for note in limitations:
         out.print(f"[dim]note: {note}[/dim]")
     return 0

@@ -14,7 +14,7 @@ from connwatch.attributes.backlog import drop_deltas, fill_percent
 from connwatch.engine import CheckResult
 from connwatch.findings import Alert, format_number
 from connwatch.model import Listener, Snapshot
-from connwatch.outputs.fit import Cell, Col, fit_table
+from connwatch.outputs.fit import Cell, Col, Styled, fit_table
 
 STATUS_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red", "UNKNOWN": "bold magenta"}
 
@@ -35,14 +35,19 @@ def short_when(ts: float, now: float) -> str:
 
 
 def fill_bar(lst: Listener, width: int = 10) -> Text:
+    return fill_cell(lst, width).text()
+
+
+def fill_cell(lst: Listener, width: int = 10) -> Styled:
     fill = fill_percent(lst)
     if fill is None:
-        return Text("n/a", style="dim")
+        return Styled((("n/a", "dim"),))
     blocks = min(width, round(width * fill / 100))
     style = "red" if fill > 100 else "yellow" if fill >= 80 else "green"
-    return Text("█" * blocks + "·" * (width - blocks), style=style) + Text(f" {fill:.0f}%")
+    return Styled((("█" * blocks + "·" * (width - blocks), style), (f" {fill:.0f}%", "")))
 
 
+NOT_VISIBLE = Styled((("not visible", "dim"),))
 LISTENER_COLS = (Col("Port", "right"), Col("Address", drop=5, shrink=True), Col("Queue/Backlog", "right"),
                  Col("Fill", drop=4), Col("Drops", "right"), Col("Rejects/s", "right", drop=2),
                  Col("Owner", drop=3, shrink=True), Col("FDs", "right", drop=6),
@@ -54,25 +59,35 @@ def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int]
                     interval_s: float | None = None) -> Table:
     """Port, queue/backlog and drops always; the rest as the width allows. "Owner started" is the owner
     process's start time: the listener opened then or later (an upper bound of its age)."""
+    return fit_table(*listeners_cells(snap, deltas, width, interval_s), width, title)
+
+
+def listeners_cells(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None, width: int = 120,
+                    interval_s: float | None = None) -> tuple[tuple[Col, ...], list[list[Cell]]]:
+    """listeners_table's columns and cells (outputs.fit.print_fitted prints thousands of them fast)."""
     rows: list[list[Cell]] = []
+    started: dict[float, Cell] = {}  # an owner's start, worded once (its listeners share it)
     for lst in snap.listeners:
         backlog = "?" if lst.backlog is None else str(lst.backlog)
-        drops = "n/a" if lst.drops is None else str(lst.drops)
+        drops: Cell = "n/a" if lst.drops is None else str(lst.drops)
         delta = (deltas or {}).get(lst.identity)
         if delta:
-            drops = f"[red]{drops} (+{delta})[/red]"
+            drops = Styled(((f"{drops} (+{delta})", "red"),))
         rate = "-" if not delta or not interval_s else f"{delta / interval_s:.1f}"
         owner = lst.owner
-        who = "[dim]not visible[/dim]" if owner is None else f"{owner.command} [dim]{owner.pid}[/dim]"
+        who = NOT_VISIBLE if owner is None else Styled(((owner.command, ""), (" ", ""), (str(owner.pid), "dim")))
         fds = "" if owner is None or owner.open_fds is None or not owner.fd_limit else \
             f"{owner.open_fds}/{owner.fd_limit}"
-        since = "?" if owner is None or owner.started_at is None else short_when(owner.started_at, snap.taken_at)
-        rows.append([str(lst.port), lst.address, f"{lst.queue}/{backlog}", fill_bar(lst, 10 if width >= 120 else 4),
-                     drops, rate, who, fds, since])
+        since: Cell = "?"
+        if owner is not None and owner.started_at is not None:
+            since = started.get(owner.started_at) or started.setdefault(
+                owner.started_at, Styled(((short_when(owner.started_at, snap.taken_at), ""),)))
+        rows.append([str(lst.port), Styled(((lst.address, ""),)), f"{lst.queue}/{backlog}",
+                     fill_cell(lst, 10 if width >= 120 else 4), drops, rate, who, fds, since])
     cols = LISTENER_COLS if deltas is not None else tuple(c for c in LISTENER_COLS if c.header != "Rejects/s")
     if deltas is None:
         rows = [r[:5] + r[6:] for r in rows]
-    return fit_table(cols, rows, width, title)
+    return cols, rows
 
 
 def alert_block(a: Alert) -> RenderableType:

@@ -1,0 +1,153 @@
+"""Benchmark: `connwatch listeners` (text) with 5,000 listeners, against `ss -ltnp`, as processes.
+
+    sudo python bench/bench_listeners.py [--listeners 5000] [--repeat 7]
+
+Runs inside a network namespace it creates (and deletes): one process opens `--listeners` loopback
+listening sockets (ports 20000 and up) and holds them. Then, interleaved (the order flips each round):
+- `connwatch listeners` piped (plain text: no styles to draw) against `ss -ltnp` piped;
+- `connwatch listeners` on an 80x24 pseudo-terminal (rich draws the first screenful, plain text the rest)
+  against `ss -ltnp` on the same kind of terminal;
+- `connwatch listeners --format json` against `ss -ltnp`.
+Reports the median and range of the per-pair time ratios, each process's peak RSS (GNU time), the
+load average, and checks that the piped table has one row per listener.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pty
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+HOLDER = textwrap.dedent("""
+    import resource, socket, sys, time
+    n = int(sys.argv[1])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 100)), hard))
+    held = []
+    for i in range(n):
+        s = socket.socket(); s.bind(("127.0.0.1", 20000 + i)); s.listen(128); held.append(s)
+    print("READY", flush=True)
+    time.sleep(600)
+""")
+
+
+def _in_ns(ns: str, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def piped(argv: list[str], rss_file: str) -> tuple[float, int, str]:
+    """Wall ms, peak RSS (KiB) and stdout of one process writing to a pipe."""
+    start = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file, *argv], capture_output=True, text=True,
+                          check=True)
+    wall = (time.perf_counter() - start) * 1000
+    with open(rss_file) as f:
+        return wall, int(f.read().split()[-1]), done.stdout
+
+
+def on_tty(argv: list[str], cols: int = 80, rows: int = 24) -> float:
+    """Wall ms of one process writing to an 80x24 pseudo-terminal, its output drained as a terminal would."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"TERM": "xterm-256color"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                raise TimeoutError(argv)
+            try:
+                if not os.read(master, 1 << 16):
+                    break
+            except OSError:  # EIO: the terminal's last writer closed it
+                break
+        proc.wait(timeout=30)
+    finally:
+        os.close(master)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} exited {proc.returncode}")
+    return (time.perf_counter() - start) * 1000
+
+
+def interleaved(repeat: int, ours: object, peer: object) -> dict[str, object]:
+    """Alternate the two callables (order flipped each round); medians and the pair-ratio spread."""
+    pairs = []
+    for i in range(repeat):
+        first, second = (peer, ours) if i % 2 else (ours, peer)
+        a = first()  # type: ignore[operator]
+        b = second()  # type: ignore[operator]
+        pairs.append((b, a) if i % 2 else (a, b))
+    ms = [(p[0] if isinstance(p[0], float) else p[0][0], p[1] if isinstance(p[1], float) else p[1][0])
+          for p in pairs]
+    ratios = sorted(c / s for c, s in ms)
+    out: dict[str, object] = {
+        "connwatch_ms": round(statistics.median(c for c, _ in ms), 1),
+        "peer_ms": round(statistics.median(s for _, s in ms), 1),
+        "ratio_median": round(statistics.median(ratios), 2),
+        "ratio_range": [round(ratios[0], 2), round(ratios[-1], 2)],
+    }
+    if not isinstance(pairs[0][0], float):
+        out["connwatch_peak_rss_mib"] = round(max(p[0][1] for p in pairs) / 1024, 1)  # type: ignore[index]
+        out["peer_peak_rss_mib"] = round(max(p[1][1] for p in pairs) / 1024, 1)  # type: ignore[index]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--listeners", type=int, default=5000)
+    ap.add_argument("--repeat", type=int, default=7)
+    a = ap.parse_args()
+    if not 1 <= a.listeners <= 40000:
+        ap.error("--listeners 1..40000")
+    # as installed: with bytecode (this environment may set PYTHONDONTWRITEBYTECODE; pip writes it)
+    import connwatch
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(connwatch.__file__)], check=True)
+    ns = f"cwbench-lst-{os.getpid()}"
+    rss_file = os.path.join(tempfile.gettempdir(), f"cwbench-lst-rss-{os.getpid()}")
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    holder = None
+    try:
+        subprocess.run(_in_ns(ns, ["ip", "link", "set", "lo", "up"]), check=True)
+        holder = subprocess.Popen(_in_ns(ns, [sys.executable, "-c", HOLDER, str(a.listeners)]),
+                                  stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().startswith("READY")
+        cw = _in_ns(ns, [sys.executable, "-m", "connwatch", "listeners", "--netns", "own"])  # as ss: this netns
+        ss = _in_ns(ns, ["ss", "-ltnp"])
+        _, _, table = piped(cw, rss_file)
+        rows = sum(1 for line in table.splitlines() if line.lstrip()[:1].isdigit())
+        res: dict[str, object] = {
+            "listeners": a.listeners, "table_rows": rows,
+            "text_piped_vs_ss_ltnp": interleaved(a.repeat, lambda: piped(cw, rss_file), lambda: piped(ss, rss_file)),
+            "text_tty_80x24_vs_ss_ltnp": interleaved(a.repeat, lambda: on_tty(cw), lambda: on_tty(ss)),
+            "json_vs_ss_ltnp": interleaved(a.repeat, lambda: piped([*cw, "--format", "json"], rss_file),
+                                           lambda: piped(ss, rss_file)),
+            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        }
+        if rows != a.listeners:
+            sys.exit(f"the table has {rows} rows for {a.listeners} listeners")
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        if os.path.exists(rss_file):
+            os.unlink(rss_file)
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
