@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 
 from rich.console import Console, Group, RenderableType
@@ -13,7 +14,7 @@ from rich.text import Text
 from connwatch.attributes.backlog import drop_deltas, fill_percent
 from connwatch.engine import CheckResult
 from connwatch.findings import Alert, format_number
-from connwatch.model import Listener, Snapshot
+from connwatch.model import Listener, Process, Snapshot
 from connwatch.outputs.fit import Cell, Col, Styled, fit_table
 
 STATUS_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red", "UNKNOWN": "bold magenta"}
@@ -66,7 +67,8 @@ def listeners_cells(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int]
                     interval_s: float | None = None) -> tuple[tuple[Col, ...], list[list[Cell]]]:
     """listeners_table's columns and cells (outputs.fit.print_fitted prints thousands of them fast)."""
     rows: list[list[Cell]] = []
-    started: dict[float, Cell] = {}  # an owner's start, worded once (its listeners share it)
+    memo: dict[object, Cell] = {}  # cells many listeners share (an owner, its start, an address, a fill)
+    bar = 10 if width >= 120 else 4
     for lst in snap.listeners:
         backlog = "?" if lst.backlog is None else str(lst.backlog)
         drops: Cell = "n/a" if lst.drops is None else str(lst.drops)
@@ -75,19 +77,38 @@ def listeners_cells(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int]
             drops = Styled(((f"{drops} (+{delta})", "red"),))
         rate = "-" if not delta or not interval_s else f"{delta / interval_s:.1f}"
         owner = lst.owner
-        who = NOT_VISIBLE if owner is None else Styled(((owner.command, ""), (" ", ""), (str(owner.pid), "dim")))
         fds = "" if owner is None or owner.open_fds is None or not owner.fd_limit else \
             f"{owner.open_fds}/{owner.fd_limit}"
-        since: Cell = "?"
-        if owner is not None and owner.started_at is not None:
-            since = started.get(owner.started_at) or started.setdefault(
-                owner.started_at, Styled(((short_when(owner.started_at, snap.taken_at), ""),)))
-        rows.append([str(lst.port), Styled(((lst.address, ""),)), f"{lst.queue}/{backlog}",
-                     fill_cell(lst, 10 if width >= 120 else 4), drops, rate, who, fds, since])
+        address = memo.get(lst.address) or memo.setdefault(lst.address, Styled(((lst.address, ""),)))
+        fill = memo.get((lst.queue, lst.backlog)) or memo.setdefault((lst.queue, lst.backlog), fill_cell(lst, bar))
+        rows.append([str(lst.port), address, f"{lst.queue}/{backlog}", fill, drops, rate, _owner_cell(memo, owner),
+                     fds, _started_cell(memo, owner, snap.taken_at)])
     cols = LISTENER_COLS if deltas is not None else tuple(c for c in LISTENER_COLS if c.header != "Rejects/s")
     if deltas is None:
         rows = [r[:5] + r[6:] for r in rows]
     return cols, rows
+
+
+def _shared(memo: dict[object, Cell], key: object, make: Callable[[], Cell]) -> Cell:
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = make()
+    return found
+
+
+def _owner_cell(memo: dict[object, Cell], owner: Process | None) -> Cell:
+    if owner is None:
+        return NOT_VISIBLE
+    return _shared(memo, ("owner", owner.pid, owner.command),
+                   lambda: Styled(((owner.command, ""), (" ", ""), (str(owner.pid), "dim"))))
+
+
+def _started_cell(memo: dict[object, Cell], owner: Process | None, now: float) -> Cell:
+    """"Owner started": the owner's start time, worded once per owner."""
+    if owner is None or owner.started_at is None:
+        return "?"
+    at = owner.started_at
+    return _shared(memo, ("started", at), lambda: Styled(((short_when(at, now), ""),)))
 
 
 def alert_block(a: Alert) -> RenderableType:

@@ -1,0 +1,97 @@
+"""Plain-text tables (outputs/fit.py print_fitted) equal rich's drawing of the same fitted table."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+from rich.errors import MarkupError
+from rich.text import Text
+
+from connwatch.model import Process
+from connwatch.outputs.fit import Cell, Col, Styled, _plain, _rich_table, layout, plain_lines, print_fitted
+from connwatch.outputs.text import listeners_cells, listeners_table
+
+from .builders import listener, snapshot
+
+T0 = 1_700_000_000.0
+COLS = (Col("Port", "right"), Col("Address", drop=5, shrink=True), Col("Q/B", "right"), Col("Fill", drop=4),
+        Col("Owner", drop=3, shrink=True), Col("Since", drop=7))
+CELL = st.one_of(st.text("ab 1:.[]/日…", max_size=25),
+                 st.sampled_from(["[red]5 (+2)[/red]", "nginx [dim]42[/dim]", ":smile:", "21:32:18 (5 s ago)",
+                                  "2001:db8::1", "", "1 "]))
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _rich_lines(cols: tuple[Col, ...], rows: list[list[Cell]], width: int, title: str | None) -> list[str]:
+    plains = [[_plain(c) for c in r] for r in rows]
+    out = io.StringIO()
+    Console(file=out, width=width).print(_rich_table(cols, layout(cols, plains, width), rows, title))
+    return [x.rstrip() for x in out.getvalue().split("\n")][:-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(*[CELL] * 6), max_size=5), st.integers(20, 200),
+       st.sampled_from([None, "TCP listeners", "T"]), st.booleans())
+def test_plain_lines_equal_richs_table(cells: list[tuple[str, ...]], width: int, title: str | None,
+                                       styled: bool) -> None:
+    """Markup, emoji codes, wide characters, cut cells with an ellipsis, right-justified cells with
+    trailing blanks: the plain lines are rich's, or None (then rich draws)."""
+    rows: list[list[Cell]] = [[Styled(((c, "red"),)) if styled and i == 3 else c for i, c in enumerate(r)]
+                              for r in cells]
+    try:
+        plains = [[_plain(c) for c in r] for r in rows]
+    except MarkupError:
+        return  # rich refuses it too
+    got = plain_lines(COLS, layout(COLS, plains, width), plains, title, width)
+    if got is not None:
+        assert got == _rich_lines(COLS, rows, width, title)
+    else:  # only where rich would lay it out otherwise
+        assert layout(COLS, plains, width).total > width or (title is not None and len(title) > 1)
+
+
+def _many(n: int) -> list[list[Cell]]:
+    return [[str(20000 + i), "127.0.0.1", f"{i % 7}/128", Styled((("··", "green"), (" 0%", ""))),
+             "[red]3 (+1)[/red]" if i % 50 == 0 else "0", "nginx 42"] for i in range(n)]
+
+
+def test_piped_table_is_richs_table_and_a_terminal_gets_rich_for_a_screenful() -> None:
+    rows = _many(300)
+    want = _rich_lines(COLS, rows, 100, "TCP listeners")
+    piped = io.StringIO()
+    print_fitted(Console(file=piped, width=100), COLS, rows, title="TCP listeners")
+    assert [x.rstrip() for x in piped.getvalue().splitlines()] == want and "\x1b[" not in piped.getvalue()
+    tty = io.StringIO()
+    print_fitted(Console(file=tty, width=100, height=30, force_terminal=True, color_system="standard"), COLS, rows,
+                 title="TCP listeners")
+    drawn = tty.getvalue().splitlines()
+    styled = [i for i, line in enumerate(drawn) if "\x1b[" in line]
+    assert styled and max(styled) < 3 + 26  # title, header, rule and the first 26 rows (height - 4): rich
+    assert [ANSI.sub("", x).rstrip() for x in drawn] == want  # the rest plain, in the same columns
+
+
+def test_listeners_command_text_equals_the_rich_table() -> None:
+    """`connwatch listeners` piped prints what rich drew before (same columns at 80 and 160), with the
+    owner, its start and a red drop delta; names with brackets stay literal."""
+    owner = Process(pid=4242, command="java[worker]", user="app", started_at=T0 - 60, open_fds=10, fd_limit=1024)
+    snap = snapshot(T0, tuple(listener(20000 + i, i % 3, 128, i, owner=owner if i % 4 else None,
+                                       address="2001:db8::1" if i % 5 == 0 else "127.0.0.1", family=6 if i % 5 == 0
+                                       else 4) for i in range(400)))
+    for width in (80, 160):
+        want = io.StringIO()
+        Console(file=want, width=width).print(listeners_table(snap, title="TCP listeners", width=width))
+        got = io.StringIO()
+        print_fitted(Console(file=got, width=width), *listeners_cells(snap, width=width), title="TCP listeners")
+        assert got.getvalue().splitlines() == [x.rstrip() for x in want.getvalue().splitlines()]
+        assert max(map(len, got.getvalue().splitlines())) <= width
+        assert "java[worker] 4242" in got.getvalue() or (width == 80 and "java[wor" in got.getvalue())
+
+
+def test_styled_cell_is_literal() -> None:
+    cell = Styled((("a[b]", "red"), (" :smile:", "")))
+    assert cell.plain == "a[b] :smile:" and cell.text().plain == cell.plain
+    assert cell.text().spans[0].style == "red" and cell == Styled(cell.parts) and hash(cell) == hash(cell.parts)
+    assert Text.from_markup(":smile:").plain != ":smile:"  # a str cell is markup (emoji), a Styled one is not
