@@ -55,7 +55,7 @@ class EphemeralContext:
     tcp_max_tw_buckets: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # not slotted: DestinationFacts extends it and the slotted EphemeralContext
 class DestinationRecord:
     """One destination's own facts (also a row of `connwatch destinations --format json`)."""
 
@@ -85,33 +85,10 @@ class DestinationRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class DestinationFacts(EphemeralContext):
+class DestinationFacts(DestinationRecord, EphemeralContext):
     """EphemeralPortUsage, EphemeralPortUsageWithoutReuse, EphemeralPortExhaustion: the context, then
-    the fields of DestinationRecord in its order (attributes/ephemeral.py `destination_facts`)."""
-
-    destination: str
-    local_address: str
-    remote_address: str
-    remote_port: int
-    addresses: tuple[str, str]
-    states: Mapping[str, int]
-    held: int
-    time_wait: int
-    time_wait_reusable: int
-    time_wait_young: int
-    blocking: int
-    percent: float | None
-    percent_without_reuse: float | None
-    usable_ports: int | None
-    port_range: tuple[int, int] | None
-    reserved_ports: int
-    listening_ports_in_range: int
-    reuse_applies: bool
-    reuse_reason: str
-    safe_only_by_reuse: bool
-    owners: tuple[ProcessFacts, ...]
-    owners_inferred: bool
-    forecast: Forecast | None
+    the fields of DestinationRecord in its order (dataclass fields follow the reverse MRO:
+    EphemeralContext's first; attributes/ephemeral.py `destination_facts`)."""
 
 
 @dataclass(frozen=True, slots=True)

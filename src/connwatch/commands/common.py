@@ -71,6 +71,29 @@ def print_report(data: dict[str, Any], fmt: str, render: Callable[[dict[str, Any
         render(space, out)
 
 
+def sampled_reports(args: argparse.Namespace, opts: CollectOptions,
+                    build: Callable[[Snapshot, Snapshot], dict[str, Any]], listed: str) -> tuple[dict[str, Any], float]:
+    """Sample every selected namespace (twice, `args.interval` seconds apart, when it is > 0), build each
+    namespace's report from its two samples (the same one twice without an interval), and return the own
+    namespace's report with those of the others that list any `listed` (with_namespaces), and how long
+    the first sample took in ms. SourceUnavailable when sockets could not be listed."""
+    import time
+
+    from connwatch.clock import SystemClock
+
+    clock = SystemClock()
+    start = time.perf_counter()
+    before = after = collect_selected(clock, args, opts)
+    sample_ms = round((time.perf_counter() - start) * 1000, 1)
+    if args.interval > 0:
+        clock.sleep(args.interval)
+        after = collect_selected(clock, args, opts)
+    judged = pairs(before, after)
+    need_sockets(judged[0][1])
+    reports = [(cur, build(prev, cur)) for prev, cur in judged if cur.sockets is not None]
+    return with_namespaces(reports[0][1], [x for x in reports[1:] if is_other(x[0]) and x[1][listed]]), sample_ms
+
+
 def _ns_key(snap: Snapshot) -> tuple[int, str] | None:
     n = snap.netns
     return None if n is None else (n.inode, n.key)

@@ -21,28 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from connwatch.clock import SystemClock
-    from connwatch.commands.common import (
-        collect_options,
-        collect_selected,
-        is_other,
-        need_sockets,
-        pairs,
-        print_report,
-        with_namespaces,
-    )
+    from connwatch.commands.common import collect_options, print_report, sampled_reports
     from connwatch.reports.destinations import build_report, render
     from connwatch.rules.config import load_config
 
     rules = load_config(args.config).rules
-    clock = SystemClock()
-    before = after = collect_selected(clock, args, collect_options(args))
-    if args.interval > 0:
-        clock.sleep(args.interval)
-        after = collect_selected(clock, args, collect_options(args))
-    judged = [(prev if args.interval > 0 else cur, cur) for prev, cur in pairs(before, after)]
-    need_sockets(judged[0][1])
-    reports = [(cur, build_report(prev, cur, rules, args.top)) for prev, cur in judged if cur.sockets is not None]
-    data = with_namespaces(reports[0][1], [x for x in reports[1:] if is_other(x[0]) and x[1]["destinations"]])
+    data, _ = sampled_reports(args, collect_options(args), lambda prev, cur: build_report(prev, cur, rules, args.top),
+                              "destinations")
     print_report(data, args.format, render, "destinations")
     return 0

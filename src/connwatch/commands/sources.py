@@ -29,18 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from connwatch.clock import SystemClock
-    from connwatch.commands.common import (
-        collect_options,
-        collect_selected,
-        is_other,
-        need_sockets,
-        pairs,
-        print_report,
-        with_namespaces,
-    )
+    from connwatch.commands.common import collect_options, print_report, sampled_reports
     from connwatch.reports.sources import build_report, nft_script, render
     from connwatch.rules.config import load_config
 
@@ -50,19 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if args.nft:
         print(nft_script(args.port, args.limit, rules, settings), end="")
         return 0
-    clock = SystemClock()
-    start = time.perf_counter()
-    opts = collect_options(args, destination_owners=False)  # the report names listener owners only
-    before = after = collect_selected(clock, args, opts)
-    sample_ms = round((time.perf_counter() - start) * 1000, 1)
-    if args.interval > 0:
-        clock.sleep(args.interval)
-        after = collect_selected(clock, args, opts)
-    judged = pairs(before, after)
-    need_sockets(judged[0][1])
-    reports = [(cur, build_report(prev, cur, rules, settings, args.port, args.top or settings.top))
-               for prev, cur in judged if cur.sockets is not None]
-    data = with_namespaces(reports[0][1], [x for x in reports[1:] if is_other(x[0]) and x[1]["sources"]])
+    top = args.top or settings.top
+    data, sample_ms = sampled_reports(
+        args, collect_options(args, destination_owners=False),  # the report names listener owners only
+        lambda prev, cur: build_report(prev, cur, rules, settings, args.port, top), "sources")
     data["sample_ms"] = sample_ms
     print_report(data, args.format, render, "sources")
     return 0
