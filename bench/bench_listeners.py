@@ -8,8 +8,9 @@ listening sockets (ports 20000 and up) and holds them. Then, interleaved (the or
 - `connwatch listeners` on an 80x24 pseudo-terminal (rich draws the first screenful, plain text the rest)
   against `ss -ltnp` on the same kind of terminal;
 - `connwatch listeners --format json` against `ss -ltnp`.
-Reports the median and range of the per-pair time ratios, each process's peak RSS (GNU time), the
-load average, and checks that the piped table has one row per listener.
+Reports the median and range of the per-pair wall-time ratios and of the CPU-time (user + system)
+ratios (less sensitive to other jobs on a loaded machine), each process's peak RSS (GNU time), the load
+average, and checks that the piped table has one row per listener.
 """
 
 from __future__ import annotations
@@ -43,14 +44,15 @@ def _in_ns(ns: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", ns, *argv]
 
 
-def piped(argv: list[str], rss_file: str) -> tuple[float, int, str]:
-    """Wall ms, peak RSS (KiB) and stdout of one process writing to a pipe."""
+def piped(argv: list[str], rss_file: str) -> tuple[float, int, str, float]:
+    """Wall ms, peak RSS (KiB), stdout and CPU ms (user + system) of one process writing to a pipe."""
     start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file, *argv], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss_file, *argv], capture_output=True,
+                          text=True, check=True)
     wall = (time.perf_counter() - start) * 1000
     with open(rss_file) as f:
-        return wall, int(f.read().split()[-1]), done.stdout
+        rss, user, system = f.read().split()[-3:]
+    return wall, int(rss), done.stdout, (float(user) + float(system)) * 1000
 
 
 def on_tty(argv: list[str], cols: int = 80, rows: int = 24) -> float:
@@ -103,6 +105,9 @@ def interleaved(repeat: int, ours: object, peer: object) -> dict[str, object]:
     if not isinstance(pairs[0][0], float):
         out["connwatch_peak_rss_mib"] = round(max(p[0][1] for p in pairs) / 1024, 1)  # type: ignore[index]
         out["peer_peak_rss_mib"] = round(max(p[1][1] for p in pairs) / 1024, 1)  # type: ignore[index]
+        cpu = sorted(p[0][3] / max(p[1][3], 10.0) for p in pairs)  # type: ignore[index]  (GNU time: 10 ms steps)
+        out["cpu_ratio_median"] = round(statistics.median(cpu), 2)
+        out["cpu_ratio_range"] = [round(cpu[0], 2), round(cpu[-1], 2)]
     return out
 
 
@@ -127,7 +132,7 @@ def main() -> None:
         assert holder.stdout is not None and holder.stdout.readline().startswith("READY")
         cw = _in_ns(ns, [sys.executable, "-m", "connwatch", "listeners", "--netns", "own"])  # as ss: this netns
         ss = _in_ns(ns, ["ss", "-ltnp"])
-        _, _, table = piped(cw, rss_file)
+        table = piped(cw, rss_file)[2]
         rows = sum(1 for line in table.splitlines() if line.lstrip()[:1].isdigit())
         res: dict[str, object] = {
             "listeners": a.listeners, "table_rows": rows,

@@ -9,8 +9,8 @@ Runs inside a network namespace it creates (and deletes):
 - `--held` further sources hold 2 ESTABLISHED connections each to port 7101 (client processes hold
   them, the listener accepts and keeps them).
 Then runs `connwatch sources` (text, then JSON) and `ss -tan` as processes, interleaved (the order flips
-each round), and reports the median and range of the per-pair time ratios and each process's peak RSS
-(its own ru_maxrss from wait4). In-process it also times the socket dump (collect), `measure()` of the
+each round), and reports the median and range of the per-pair wall-time and CPU-time (user + system)
+ratios and each process's peak RSS (GNU time). In-process it also times the socket dump (collect), `measure()` of the
 per-source attributes and the report, with measure()'s peak allocation (tracemalloc) and how many
 measurements (alert candidates) came out: capped per port.
 """
@@ -85,11 +85,12 @@ INNER = textwrap.dedent("""
         # wall ms and peak RSS in KiB, measured by GNU time (a small parent: a child forked straight from
         # this Python would report this process's RSS as its own, Linux carries it through exec)
         t = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file] + argv, stdout=subprocess.DEVNULL,
+        subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss_file] + argv, stdout=subprocess.DEVNULL,
                        check=True)
         wall = (time.perf_counter() - t) * 1000
         with open(rss_file) as f:
-            return wall, int(f.read().split()[-1])
+            rss, user, system = f.read().split()[-3:]
+        return wall, int(rss), (float(user) + float(system)) * 1000
 
     def interleaved(cw_argv, peer_argv):
         # connwatch and the peer alternately (order flipped each round): medians of the pair ratios
@@ -101,10 +102,13 @@ INNER = textwrap.dedent("""
                 cw = proc(cw_argv); peer = proc(peer_argv)
             pairs.append((cw, peer))
         ratios = sorted(c[0] / p[0] for c, p in pairs)
+        cpu = sorted(c[2] / max(p[2], 10.0) for c, p in pairs)  # GNU time counts in 10 ms steps
         return {"connwatch_ms": round(statistics.median(c[0] for c, _ in pairs), 1),
                 "peer_ms": round(statistics.median(p[0] for _, p in pairs), 1),
                 "ratio_median": round(statistics.median(ratios), 2),
                 "ratio_range": [round(ratios[0], 2), round(ratios[-1], 2)],
+                "cpu_ratio_median": round(statistics.median(cpu), 2),
+                "cpu_ratio_range": [round(cpu[0], 2), round(cpu[-1], 2)],
                 "connwatch_peak_rss_mib": round(max(c[1] for c, _ in pairs) / 1024, 1),
                 "peer_peak_rss_mib": round(max(p[1] for _, p in pairs) / 1024, 1)}
 
@@ -116,8 +120,8 @@ INNER = textwrap.dedent("""
     prev = collect(SystemClock(), opts)
     cur = collect(SystemClock(), opts)
     cw = [sys.executable, "-m", "connwatch"]
-    cli_text = interleaved(cw + ["sources"], ["ss", "-tan"])
-    cli_json = interleaved(cw + ["sources", "--format", "json"], ["ss", "-tan"])
+    cli_text = interleaved(cw + ["sources", "--netns", "own"], ["ss", "-tan"])  # as ss: this namespace
+    cli_json = interleaved(cw + ["sources", "--netns", "own", "--format", "json"], ["ss", "-tan"])
     tracemalloc.start()
     measured = attr.measure(prev, cur, config)
     peak = tracemalloc.get_traced_memory()[1]
