@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-from connwatch.alerts.store import AlertStore, default_state_dir
+    from connwatch.alerts.store import AlertStore
+
 from connwatch.clock import Clock
 from connwatch.collect import CollectOptions
 from connwatch.errors import SourceUnavailable
@@ -100,10 +101,14 @@ def _ns_key(snap: Snapshot) -> tuple[int, str] | None:
 
 
 def state_dir(args: argparse.Namespace) -> Path:
+    from connwatch.alerts.store import default_state_dir  # sqlite3: only for the commands that keep alerts
+
     return Path(args.state_dir) if args.state_dir else default_state_dir()
 
 
 def open_store(args: argparse.Namespace) -> AlertStore:
+    from connwatch.alerts.store import AlertStore
+
     return AlertStore.open(state_dir(args))
 
 
