@@ -122,6 +122,8 @@ INNER = textwrap.dedent("""
     cw = [sys.executable, "-m", "connwatch"]
     cli_text = interleaved(cw + ["sources", "--netns", "own"], ["ss", "-tan"])  # as ss: this namespace
     cli_json = interleaved(cw + ["sources", "--netns", "own", "--format", "json"], ["ss", "-tan"])
+    # TIME_WAIT lives 60 s: if the runs above took longer, the load shrank under them; say so
+    left = subprocess.run(["ss", "-tanH"], capture_output=True, text=True).stdout.count("\\n")
     tracemalloc.start()
     measured = attr.measure(prev, cur, config)
     peak = tracemalloc.get_traced_memory()[1]
@@ -130,6 +132,7 @@ INNER = textwrap.dedent("""
     res = {
         "setup_s": round(setup_s, 1),
         "sockets": cur.sockets.total,
+        "sockets_after_the_cli_runs": left,
         "distinct_sources": len({u.source for u in cur.sockets.sources}),
         "cli_sources_text_vs_ss_tan": cli_text,
         "cli_sources_json_vs_ss_tan": cli_json,
