@@ -284,6 +284,8 @@ class SocketAggregator:
                              owner_inodes=tuple(inodes[(local, remote, port)][:_OWNER_SAMPLE]))
             for (local, remote, port), counts in dests.items()
         )
+        for addrs in self.sources.values():
+            addrs.default_factory = None  # read-only from here: a missing key raises, as in a plain dict
         sources = SourceTable({socket.ntohs(sport): addrs for sport, addrs in self.sources.items()})
         return SocketSummary(total=self.total, by_state=_named(self.by_state),
                              destinations=destinations, sources=sources, accepts=self.accepts_summary())
