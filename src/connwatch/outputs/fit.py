@@ -151,8 +151,9 @@ def plain_lines(cols: Sequence[Col], lay: Layout, plains: Sequence[Sequence[str]
                 width: int) -> list[str] | None:
     """The lines rich prints for _rich_table without styles (trailing blanks stripped), made with string
     operations only, a column at a time: rich takes ~0.6 ms per row. None where rich would lay it out
-    otherwise (a table or title wider than `width`, a cell of several lines, markup in the title)."""
-    if lay.total > width or (title is not None and (cell_len(title) > lay.total or "[" in title or ":" in title)):
+    otherwise (a table or title wider than `width`, a cell or title of several lines)."""
+    shown = None if title is None else _plain(title)  # rich draws the title as markup too
+    if lay.total > width or (shown is not None and (cell_len(shown) > lay.total or "\n" in shown)):
         return None
     columns = []
     for k in lay.keep:
@@ -160,7 +161,7 @@ def plain_lines(cols: Sequence[Col], lay: Layout, plains: Sequence[Sequence[str]
         if any("\n" in t for t in texts):
             return None
         columns.append(_padded(texts, lay.widths[k], cols[k].justify == "right"))
-    lines = [] if title is None else [title]
+    lines = [] if shown is None else [shown]
     rows = ["   ".join(cells).rstrip() for cells in zip(*columns, strict=True)]
     lines.append(rows[0])
     lines.append("\u2500" * lay.total)
