@@ -149,6 +149,8 @@ INNER = textwrap.dedent("""
     }
     for h in holders:
         h.kill()
+    if os.path.exists(rss_file):
+        os.unlink(rss_file)
     print(json.dumps(res))
 """)
 
