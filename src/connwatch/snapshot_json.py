@@ -171,13 +171,25 @@ def _sockets(data: Mapping[str, Any] | None, source: str) -> SocketSummary | Non
                                   "destinations": dests, "sources": srcs}, source)
 
 
+LAST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last second a date can be printed for
+
+
+def _timestamp(value: Any, key: str, source: str) -> float:
+    """A wall-clock time in seconds since 1970; anything else is the file's error, not a crash later
+    when the time is printed (a mutated capture once said 1700000001431.1, year 55840)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= LAST_TIME:
+        raise ParseError(source, f"{key}: {str(value)[:40]!s} is not a time in seconds since 1970")
+    return float(value)
+
+
 def from_dict(data: Any, source: str) -> Snapshot:
     """Rebuild a Snapshot written by to_dict; ParseError naming `source` when it is not one."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ParseError(source, f"not a connwatch snapshot (no \"format\": \"{FORMAT}\")")
+    taken_at = _timestamp(data.get("taken_at"), "taken_at", source)
     try:
         return _build(Snapshot, dict(  # type: ignore[no-any-return]
-            taken_at=data["taken_at"], monotonic=data.get("monotonic") or data["taken_at"],
+            taken_at=taken_at, monotonic=data.get("monotonic") or taken_at,
             host=_build(HostInfo, data.get("host", {"hostname": "?"}), source),
             counters=dict(data.get("counters", {})), sockstat=dict(data.get("sockstat", {})),
             sysctls=_sysctls(data.get("sysctls", {}), source),
