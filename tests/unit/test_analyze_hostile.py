@@ -103,7 +103,9 @@ def _snapshot(**changes: object) -> dict[str, object]:
 @pytest.mark.parametrize(("text", "expect"), [
     (json.dumps(_snapshot()).replace('"TcpExt.ListenOverflows": 5', '"TcpExt.ListenOverflows": 1e999'),
      "counters = {'TcpExt.ListenOverflows': inf} is not Mapping[str, int]"),
-    (json.dumps(_snapshot()).replace("1700000000.0", "1e999"), "taken_at = inf is not float"),
+    (json.dumps(_snapshot()).replace("1700000000.0", "1e999"), "taken_at: inf is not a time in seconds since 1970"),
+    (json.dumps(_snapshot()).replace("1700000000.0", "1700000001431.1"),  # year 55840: once a crash
+     "taken_at: 1700000001431.1 is not a time in seconds since 1970"),
     (json.dumps(_snapshot()).replace("10.0", "NaN"), "invalid JSON (NaN is not a number a snapshot holds)"),
     (json.dumps(_snapshot()).replace('"TcpExt.ListenOverflows": 5', f'"TcpExt.ListenOverflows": {BIG}'),
      "invalid JSON (Exceeds the limit"),
