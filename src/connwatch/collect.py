@@ -9,9 +9,11 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import TypeVar
 
 from connwatch.clock import Clock
+from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, merge
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus
 from connwatch.parsers.proc_tcp import parse_proc_tcp
@@ -23,6 +25,7 @@ from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sock
 T = TypeVar("T")
 NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
+TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
 FAMILIES = ((4, socket.AF_INET), (6, socket.AF_INET6))
 
 
@@ -40,6 +43,9 @@ class CollectOptions:
     # the kernel walks its host-wide socket hashes for every dump, whatever the namespace, so this
     # halves a sample's kernel time. Set for other namespaces (collect_netns); off keeps collect() as is.
     one_walk: bool = False
+    # The agent's TIME_WAIT aggregates, one per namespace: TIME_WAIT is then dumped only when due
+    # (collect_tw.py). None (commands): every state in one dump, every sample.
+    time_wait: TimeWaitCaches | None = dc_field(default=None, compare=False)
 
 
 def _timed(statuses: list[SourceStatus], name: str, call: Callable[[], T]) -> T | None:
@@ -84,9 +90,30 @@ def netlink_listeners(sock: netlink.DiagSocket, limits: list[str], one_walk: boo
 
 
 def _netlink_sockets(sock: netlink.DiagSocket, aggregator: SocketAggregator, limits: list[str],
-                     one_walk: bool = False) -> SocketSummary:
-    _dump(sock, netlink.TCPF_ALL_BUT_LISTEN, 0, aggregator, limits, one_walk)
+                     one_walk: bool = False, states: int = netlink.TCPF_ALL_BUT_LISTEN) -> SocketSummary:
+    _dump(sock, states, 0, aggregator, limits, one_walk)
     return aggregator.summary()
+
+
+@dataclass(frozen=True, slots=True)
+class _TimeWaitPlan:
+    cache: TimeWaitCache
+    now: float  # monotonic
+    tw: int | None  # sockstat TCP.tw before the dump
+
+
+def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
+                   one_walk: bool, plan: _TimeWaitPlan) -> SocketSummary:
+    """Every state but TIME_WAIT dumped now; TIME_WAIT dumped too when due, else the last aggregate."""
+    fresh = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk,
+                             netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT)
+    cache = plan.cache
+    why = cache.due(plan.now, plan.tw, ports)
+    if why is None:
+        return merge(fresh, cache.reuse())
+    part = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk, TCPF_TIME_WAIT)
+    cache.store(part, plan.now, plan.tw, ports, why)
+    return merge(fresh, part)
 
 
 def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:
@@ -112,7 +139,7 @@ def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggrega
 
 
 def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], limits: list[str],
-             tw_delay: int | None) -> tuple[list[Listener], SocketSummary | None]:
+             tw_delay: int | None, plan: _TimeWaitPlan | None = None) -> tuple[list[Listener], SocketSummary | None]:
     sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
         replay = opts.replay
@@ -125,8 +152,12 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
                                lambda: netlink_listeners(sock, limits, opts.one_walk))
             if listeners is not None:
                 summary = None
-                if opts.sockets:
-                    agg = SocketAggregator(frozenset(x.port for x in listeners), tw_delay)
+                ports = frozenset(x.port for x in listeners)
+                if opts.sockets and plan is not None:
+                    summary = _timed(statuses, f"{NETLINK} sockets", lambda: _split_sockets(
+                        sock, ports, tw_delay, limits, opts.one_walk, plan))
+                elif opts.sockets:
+                    agg = SocketAggregator(ports, tw_delay)
                     summary = _timed(statuses, f"{NETLINK} sockets",
                                      lambda: _netlink_sockets(sock, agg, limits, opts.one_walk))
                 return listeners, summary
@@ -250,19 +281,26 @@ def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = Tr
     return [_owned(s, b, scan, describe) for s, b in zip(snaps, busiest, strict=True)]
 
 
-def sample(clock: Clock, opts: CollectOptions, proc: ProcFS) -> Snapshot:
+def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) -> Snapshot:
     """Everything but the owners, read through `proc` (the live /proc, a copied tree, or the view of a
-    thread inside another network namespace) and the namespace of the calling thread."""
+    thread inside another network namespace) and the namespace of the calling thread. `tw_key` names
+    the namespace's TIME_WAIT aggregate in opts.time_wait (then sockstat is read before the dump)."""
     statuses: list[SourceStatus] = []
     limits: list[str] = []
     taken_at, mono = clock.time(), clock.monotonic()
     sysctls, st = read_sysctls(proc)
     statuses += st
-    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay)
+    plan, sockstat = None, None
+    if opts.time_wait is not None and opts.sockets:
+        sockstat, st = read_sockstat(proc)
+        statuses += st
+        plan = _TimeWaitPlan(opts.time_wait.get(tw_key), mono, sockstat.get("TCP.tw"))
+    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)
     counters, st = read_counters(proc)
     statuses += st
-    sockstat, st = read_sockstat(proc)
-    statuses += st
+    if sockstat is None:
+        sockstat, st = read_sockstat(proc)
+        statuses += st
     hl, st1 = read_host_limits(proc)
     statuses.append(st1)
     sysctls = dataclasses.replace(sysctls, nf_conntrack_max=hl.conntrack_max, tcp_mem=hl.tcp_mem,

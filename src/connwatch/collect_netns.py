@@ -143,16 +143,18 @@ def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef
     fds: list[tuple[int, int, NetnsInfo]] = []  # (position, fd, info)
     for pos, (ref, info) in enumerate(chosen):
         if ref.own:
-            out[pos] = dataclasses.replace(sample(clock, opts, ProcFS(opts.proc_root)), netns=info)
+            out[pos] = dataclasses.replace(sample(clock, opts, ProcFS(opts.proc_root), ref.inode), netns=info)
             continue
         try:
             fds.append((pos, open_netns(ref, opts.proc_root), info))
         except SourceUnavailable as exc:
             out[pos] = _vanished(clock, opts, info, exc, 0.0)
 
-    def inside(_fd: int) -> tuple[Snapshot, float]:
+    inode_of = {fd: info.inode for _, fd, info in fds}
+
+    def inside(fd: int) -> tuple[Snapshot, float]:
         start = time.perf_counter()
-        return sample(clock, inner, ThreadNetProcFS(opts.proc_root)), _ms(start)
+        return sample(clock, inner, ThreadNetProcFS(opts.proc_root), inode_of[fd]), _ms(start)
 
     try:
         results = run_in_each([fd for _, fd, _ in fds], inside)

@@ -1,0 +1,153 @@
+"""TIME_WAIT dumped when it is due, not every sample: how the agent samples 100k+ sockets cheaply.
+
+On a busy client host most sockets are outbound TIME_WAIT, and each one lives 60 s
+(TCP_TIMEWAIT_LEN, include/net/tcp.h), so between two full samples 5 s apart that population
+barely changes, and /proc/net/sockstat's `TCP: ... tw N` (read in microseconds) says when it does.
+The state filter is kernel-side (inet_diag_req_v2.idiag_states), so a sample dumps every other
+state and reuses the TIME_WAIT aggregate of an earlier dump unless the TIME_WAIT dump is due:
+
+- there is no earlier dump for this namespace, or the listening ports changed (they decide which
+  TIME_WAIT sockets are inbound and which hold an ephemeral port toward a destination);
+- the earlier dump is `max_age_s` old (30 s: every 6th sample at the agent's 5 s);
+- sockstat's tw moved by more than max(`min_jump`, `jump_fraction` of the dumped count) since: a
+  churn starting (or stopping) shows there within one sample;
+- the caller forces it (`force`): an ephemeral-port or TIME_WAIT measurement is at half its lowest
+  threshold or more, so every sample judges fresh per-destination counts;
+- the earlier dump held inbound (server-side) TIME_WAIT: those count accepted-and-closed
+  connections per listening port (AcceptActivity), which must be this sample's.
+
+What a reused aggregate cannot see: a TIME_WAIT rate moving from one destination to another with
+the host's tw count unchanged and no destination near a threshold is seen at the next due dump
+(within `max_age_s`) instead of the next sample. Reused counts (time_wait_young included) are those
+of the dump, the steady-state estimate that an unchanged tw count stands for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from connwatch.model import DestinationUsage, PortAccepts, SocketSummary, SourceUsage
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWaitPolicy:
+    max_age_s: float = 30.0
+    min_jump: int = 256
+    jump_fraction: float = 0.05
+
+
+@dataclass(slots=True)
+class TimeWaitCache:
+    """One namespace's last TIME_WAIT aggregate and whether the next sample must dump TIME_WAIT again."""
+
+    policy: TimeWaitPolicy = field(default_factory=TimeWaitPolicy)
+    part: SocketSummary | None = None
+    taken_at: float = 0.0  # monotonic time of the dump
+    tw: int | None = None  # sockstat TCP.tw when dumped
+    ports: frozenset[int] = frozenset()
+    force: bool = False  # set by the caller: dump every sample while an alert is near
+    dumps: int = 0
+    reuses: int = 0
+    reason: str = ""  # why the last sample dumped TIME_WAIT, or "reused"
+
+    def due(self, now: float, tw_now: int | None, ports: frozenset[int]) -> str | None:
+        """Why TIME_WAIT must be dumped now, or None when the last aggregate stands."""
+        p = self.policy
+        if self.part is None:
+            return "first sample"
+        if self.force:
+            return "an ephemeral-port or TIME_WAIT measurement is near its threshold"
+        if ports != self.ports:
+            return "the listening ports changed"
+        if now - self.taken_at >= p.max_age_s:
+            return f"the last TIME_WAIT dump is {now - self.taken_at:.0f} s old"
+        if tw_now is None or self.tw is None:
+            return "sockstat tw unavailable"
+        if abs(tw_now - self.tw) > max(p.min_jump, p.jump_fraction * self.tw):
+            return f"sockstat tw moved from {self.tw} to {tw_now}"
+        if self.part.sources or any(a.closed_by_age for a in self.part.accepts or ()):
+            return "inbound TIME_WAIT (accept activity is counted from it)"
+        return None
+
+    def store(self, part: SocketSummary, now: float, tw_now: int | None, ports: frozenset[int], why: str) -> None:
+        self.part, self.taken_at, self.tw, self.ports, self.reason = part, now, tw_now, ports, why
+        self.dumps += 1
+
+    def reuse(self) -> SocketSummary:
+        assert self.part is not None
+        self.reuses += 1
+        self.reason = "reused"
+        return self.part
+
+
+@dataclass(slots=True)
+class TimeWaitCaches:
+    """One TimeWaitCache per network namespace (key: nsfs inode; 0 = collect()'s own namespace)."""
+
+    policy: TimeWaitPolicy = field(default_factory=TimeWaitPolicy)
+    caches: dict[int, TimeWaitCache] = field(default_factory=dict)
+
+    def get(self, key: int) -> TimeWaitCache:
+        cache = self.caches.get(key)
+        if cache is None:
+            cache = self.caches[key] = TimeWaitCache(self.policy)
+        return cache
+
+    def keep(self, keys: set[int]) -> None:
+        """Forget the namespaces not sampled any more."""
+        for key in [k for k in self.caches if k not in keys]:
+            del self.caches[key]
+
+
+def merge(fresh: SocketSummary, tw: SocketSummary) -> SocketSummary:
+    """The summary of one dump of every state but TIME_WAIT plus one of TIME_WAIT alone."""
+    by_state = Counter(fresh.by_state)
+    by_state.update(tw.by_state)
+    return SocketSummary(
+        total=fresh.total + tw.total, by_state=dict(by_state),
+        destinations=_merge_destinations(fresh.destinations, tw.destinations),
+        sources=_merge_sources(fresh.sources, tw.sources),
+        accepts=_merge_accepts(fresh.accepts, tw.accepts),
+    )
+
+
+def _added(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    out = dict(a)
+    for k, n in b.items():
+        out[k] = out.get(k, 0) + n
+    return out
+
+
+def _merge_destinations(fresh: tuple[DestinationUsage, ...], tw: tuple[DestinationUsage, ...]
+                        ) -> tuple[DestinationUsage, ...]:
+    out = {(d.local_address, d.remote_address, d.remote_port): d for d in fresh}
+    for d in tw:
+        key = (d.local_address, d.remote_address, d.remote_port)
+        have = out.get(key)
+        out[key] = d if have is None else dataclasses.replace(
+            have, states=_added(have.states, d.states), time_wait_young=have.time_wait_young + d.time_wait_young)
+    return tuple(out.values())
+
+
+def _merge_sources(fresh: tuple[SourceUsage, ...], tw: tuple[SourceUsage, ...]) -> tuple[SourceUsage, ...]:
+    if not tw:
+        return fresh
+    out = {(s.source, s.port): s for s in fresh}
+    for s in tw:
+        have = out.get((s.source, s.port))
+        out[(s.source, s.port)] = s if have is None else SourceUsage(s.source, s.port, _added(have.states, s.states))
+    return tuple(out.values())
+
+
+def _merge_accepts(fresh: tuple[PortAccepts, ...] | None, tw: tuple[PortAccepts, ...] | None
+                   ) -> tuple[PortAccepts, ...] | None:
+    if fresh is None or not tw:
+        return fresh
+    out = {a.port: a for a in fresh}
+    for a in tw:
+        have = out.get(a.port)
+        out[a.port] = a if have is None else dataclasses.replace(have, closed_by_age=a.closed_by_age)
+    return tuple(out[p] for p in sorted(out))
