@@ -13,9 +13,9 @@ from dataclasses import field as dc_field
 from typing import TypeVar
 
 from connwatch.clock import Clock
-from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, merge
+from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitSignals, merge
 from connwatch.errors import ParseError, SourceUnavailable
-from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus
+from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus, Sysctls
 from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
 from connwatch.sources import netlink, processes, recorded
@@ -98,8 +98,7 @@ def _netlink_sockets(sock: netlink.DiagSocket, aggregator: SocketAggregator, lim
 @dataclass(frozen=True, slots=True)
 class _TimeWaitPlan:
     cache: TimeWaitCache
-    now: float  # monotonic
-    tw: int | None  # sockstat TCP.tw before the dump
+    signals: TimeWaitSignals  # read before the dump
 
 
 def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
@@ -108,11 +107,11 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
     fresh = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk,
                              netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT)
     cache = plan.cache
-    why = cache.due(plan.now, plan.tw, ports)
+    why = cache.observe(plan.signals, ports)
     if why is None:
         return merge(fresh, cache.reuse())
     part = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk, TCPF_TIME_WAIT)
-    cache.store(part, plan.now, plan.tw, ports, why)
+    cache.store(part, plan.signals, ports, why)
     return merge(fresh, part)
 
 
@@ -290,14 +289,18 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) ->
     taken_at, mono = clock.time(), clock.monotonic()
     sysctls, st = read_sysctls(proc)
     statuses += st
-    plan, sockstat = None, None
-    if opts.time_wait is not None and opts.sockets:
+    plan, sockstat, counters = None, None, None
+    if opts.time_wait is not None and opts.sockets:  # read first: they decide whether TIME_WAIT is dumped
+        counters, st = read_counters(proc)
+        statuses += st
         sockstat, st = read_sockstat(proc)
         statuses += st
-        plan = _TimeWaitPlan(opts.time_wait.get(tw_key), mono, sockstat.get("TCP.tw"))
+        plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
+            mono, sockstat.get("TCP.tw"), counters.get("TcpExt.TW"), _range_size(sysctls)))
     listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)
-    counters, st = read_counters(proc)
-    statuses += st
+    if counters is None:
+        counters, st = read_counters(proc)
+        statuses += st
     if sockstat is None:
         sockstat, st = read_sockstat(proc)
         statuses += st
@@ -312,6 +315,11 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) ->
         limitations=tuple(limits), conntrack_count=hl.conntrack_count, conntrack_stats=hl.conntrack_stats,
         files_allocated=hl.files_allocated,
     )
+
+
+def _range_size(sysctls: Sysctls) -> int | None:
+    r = sysctls.ip_local_port_range
+    return r[1] - r[0] + 1 if r is not None and r[1] >= r[0] else None
 
 
 def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:

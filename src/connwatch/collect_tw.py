@@ -9,10 +9,14 @@ state and reuses the TIME_WAIT aggregate of an earlier dump unless the TIME_WAIT
 - there is no earlier dump for this namespace, or the listening ports changed (they decide which
   TIME_WAIT sockets are inbound and which hold an ephemeral port toward a destination);
 - the earlier dump is `max_age_s` old (30 s: every 6th sample at the agent's 5 s);
-- sockstat's tw moved by more than max(`min_jump`, `jump_fraction` of the dumped count) since: a
-  churn starting (or stopping) shows there within one sample;
+- sockstat's tw moved since the dump by more than min(`min_jump`, `range_fraction` of the usable
+  ephemeral ports) or, when larger, `jump_fraction` of the dumped count: a churn starting or
+  stopping shows there within one sample;
+- the TIME_WAIT entry rate (TcpExt TW per second over the last interval) rose since the dump by more
+  than `range_fraction` of the usable ports per TIME_WAIT lifetime (a new churn that alone could
+  take that share of one destination's ports) or, when larger, `rate_fraction` of the rate then;
 - the caller forces it (`force`): an ephemeral-port or TIME_WAIT measurement is at half its lowest
-  threshold or more, so every sample judges fresh per-destination counts;
+  threshold or more, or alerting, so every sample judges fresh per-destination counts;
 - the earlier dump held inbound (server-side) TIME_WAIT: those count accepted-and-closed
   connections per listening port (AcceptActivity), which must be this sample's.
 
@@ -31,12 +35,27 @@ from dataclasses import dataclass, field
 
 from connwatch.model import DestinationUsage, PortAccepts, SocketSummary, SourceUsage
 
+TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
+DEFAULT_USABLE = 28_232  # the default ip_local_port_range 32768-60999
+
 
 @dataclass(frozen=True, slots=True)
 class TimeWaitPolicy:
     max_age_s: float = 30.0
     min_jump: int = 256
     jump_fraction: float = 0.05
+    range_fraction: float = 0.05
+    rate_fraction: float = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWaitSignals:
+    """What a sample reads before its dump to decide (all cheap /proc reads)."""
+
+    now: float  # monotonic
+    tw: int | None  # sockstat TCP.tw
+    entered: int | None  # TcpExt TW: sockets that entered TIME_WAIT since boot
+    usable: int | None  # ports in ip_local_port_range
 
 
 @dataclass(slots=True)
@@ -47,14 +66,25 @@ class TimeWaitCache:
     part: SocketSummary | None = None
     taken_at: float = 0.0  # monotonic time of the dump
     tw: int | None = None  # sockstat TCP.tw when dumped
+    rate: float | None = None  # TIME_WAIT entered per second over the interval before the dump
     ports: frozenset[int] = frozenset()
+    last: TimeWaitSignals | None = None  # the previous sample's signals (for the current rate)
     force: bool = False  # set by the caller: dump every sample while an alert is near
     dumps: int = 0
     reuses: int = 0
     reason: str = ""  # why the last sample dumped TIME_WAIT, or "reused"
 
-    def due(self, now: float, tw_now: int | None, ports: frozenset[int]) -> str | None:
-        """Why TIME_WAIT must be dumped now, or None when the last aggregate stands."""
+    def observe(self, sig: TimeWaitSignals, ports: frozenset[int]) -> str | None:
+        """This sample's signals in; why TIME_WAIT must be dumped now, or None when the last aggregate
+        stands. Call once per sample."""
+        rate = _rate(self.last, sig)
+        self.last = sig
+        why = self._due(sig, rate, ports)
+        if why is not None:
+            self.rate = rate
+        return why
+
+    def _due(self, sig: TimeWaitSignals, rate: float | None, ports: frozenset[int]) -> str | None:
         p = self.policy
         if self.part is None:
             return "first sample"
@@ -62,18 +92,21 @@ class TimeWaitCache:
             return "an ephemeral-port or TIME_WAIT measurement is near its threshold"
         if ports != self.ports:
             return "the listening ports changed"
-        if now - self.taken_at >= p.max_age_s:
-            return f"the last TIME_WAIT dump is {now - self.taken_at:.0f} s old"
-        if tw_now is None or self.tw is None:
-            return "sockstat tw unavailable"
-        if abs(tw_now - self.tw) > max(p.min_jump, p.jump_fraction * self.tw):
-            return f"sockstat tw moved from {self.tw} to {tw_now}"
+        if sig.now - self.taken_at >= p.max_age_s:
+            return f"the last TIME_WAIT dump is {sig.now - self.taken_at:.0f} s old"
+        if sig.tw is None or self.tw is None or rate is None or self.rate is None:
+            return "sockstat tw or TcpExt TW unavailable"
+        share = p.range_fraction * (sig.usable or DEFAULT_USABLE)
+        if abs(sig.tw - self.tw) > max(min(p.min_jump, share), p.jump_fraction * self.tw):
+            return f"sockstat tw moved from {self.tw} to {sig.tw}"
+        if rate - self.rate > max(share / TIME_WAIT_S, p.rate_fraction * self.rate):
+            return f"TIME_WAIT entry rate rose from {self.rate:.1f}/s to {rate:.1f}/s"
         if self.part.sources or any(a.closed_by_age for a in self.part.accepts or ()):
             return "inbound TIME_WAIT (accept activity is counted from it)"
         return None
 
-    def store(self, part: SocketSummary, now: float, tw_now: int | None, ports: frozenset[int], why: str) -> None:
-        self.part, self.taken_at, self.tw, self.ports, self.reason = part, now, tw_now, ports, why
+    def store(self, part: SocketSummary, sig: TimeWaitSignals, ports: frozenset[int], why: str) -> None:
+        self.part, self.taken_at, self.tw, self.ports, self.reason = part, sig.now, sig.tw, ports, why
         self.dumps += 1
 
     def reuse(self) -> SocketSummary:
@@ -100,6 +133,12 @@ class TimeWaitCaches:
         """Forget the namespaces not sampled any more."""
         for key in [k for k in self.caches if k not in keys]:
             del self.caches[key]
+
+
+def _rate(before: TimeWaitSignals | None, now: TimeWaitSignals) -> float | None:
+    if before is None or before.entered is None or now.entered is None or now.now <= before.now:
+        return None
+    return max(now.entered - before.entered, 0) / (now.now - before.now)
 
 
 def merge(fresh: SocketSummary, tw: SocketSummary) -> SocketSummary:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitPolicy, merge
+from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitPolicy, TimeWaitSignals, merge
 from connwatch.model import SocketSummary
 from connwatch.parsers.sock_diag import SocketAggregator
 
@@ -52,43 +52,74 @@ def test_split_dumps_merge_into_the_single_dump() -> None:
     assert merged.by_state.get("TIME_WAIT") == whole.by_state["TIME_WAIT"] == len(tw)
 
 
-def _cache(tw: int = 10_000, ports: frozenset[int] | None = None) -> TimeWaitCache:
-    cache = TimeWaitCache(TimeWaitPolicy(max_age_s=30, min_jump=256, jump_fraction=0.05))
+POLICY = TimeWaitPolicy(max_age_s=30, min_jump=256, jump_fraction=0.05, range_fraction=0.05, rate_fraction=0.1)
+
+
+def _sig(now: float, tw: int | None = 10_000, entered: int | None = 0, usable: int | None = 28_232
+         ) -> TimeWaitSignals:
+    return TimeWaitSignals(now, tw, entered, usable)
+
+
+def _cache(tw: int = 10_000, ports: frozenset[int] | None = None, rate: float = 100.0,
+           usable: int = 28_232) -> TimeWaitCache:
+    """A cache whose dump at t=100 saw `tw` TIME_WAIT entering at `rate`/s (TcpExt TW 0 at t=99)."""
+    cache = TimeWaitCache(POLICY)
     part = _summary([m for m in _messages() if m[17] == TIME_WAIT], ports) if ports else SocketSummary(0, {})
-    cache.store(part, 100.0, tw, ports or LISTEN_PORTS, "first sample")
+    assert cache.observe(_sig(99.0, tw, 0, usable), ports or LISTEN_PORTS) == "first sample"
+    dump = _sig(100.0, tw, int(rate), usable)
+    assert cache.observe(dump, ports or LISTEN_PORTS) == "first sample"
+    cache.store(part, dump, ports or LISTEN_PORTS, "first sample")
+    assert cache.rate == rate
     return cache
 
 
+def _next(cache: TimeWaitCache, tw: int = 10_000, rate: float = 100.0, ports: frozenset[int] = LISTEN_PORTS,
+          after: float = 5.0, usable: int = 28_232) -> str | None:
+    """observe() a sample `after` s past the previous one, with this rate since it."""
+    last = cache.last
+    assert last is not None and last.entered is not None
+    return cache.observe(_sig(last.now + after, tw, last.entered + int(rate * after), usable), ports)
+
+
 def test_due_reasons() -> None:
-    assert TimeWaitCache().due(0.0, 5, frozenset()) == "first sample"
-    cache = _cache()
-    assert cache.due(105.0, 10_100, LISTEN_PORTS) is None  # 100 moved: under max(256, 500)
-    assert cache.due(105.0, 10_501, LISTEN_PORTS) == "sockstat tw moved from 10000 to 10501"
-    assert cache.due(105.0, 9_499, LISTEN_PORTS) is not None  # a drop counts too
-    assert cache.due(130.0, 10_000, LISTEN_PORTS) == "the last TIME_WAIT dump is 30 s old"
-    assert cache.due(105.0, 10_000, frozenset({8080})) == "the listening ports changed"
-    assert cache.due(105.0, None, LISTEN_PORTS) == "sockstat tw unavailable"
-    cache.force = True
-    assert cache.due(105.0, 10_000, LISTEN_PORTS) is not None
-    small = _cache(tw=100)
-    assert small.due(105.0, 356, LISTEN_PORTS) is None and small.due(105.0, 357, LISTEN_PORTS) is not None
+    assert _next(_cache(), tw=10_100) is None  # 100 moved: under max(min(256, 1411), 500)
+    assert _next(_cache(), tw=10_501) == "sockstat tw moved from 10000 to 10501"
+    assert _next(_cache(), tw=9_499) is not None  # a drop counts too
+    assert _next(_cache(), after=30.0) == "the last TIME_WAIT dump is 30 s old"
+    assert _next(_cache(), ports=frozenset({8080})) == "the listening ports changed"
+    assert _next(_cache(), rate=109.0) is None
+    assert _next(_cache(), rate=125.0) == "TIME_WAIT entry rate rose from 100.0/s to 125.0/s"  # > 1411/60
+    assert _next(_cache(rate=1000.0), rate=1090.0) is None and _next(_cache(rate=1000.0), rate=1110.0)
+    unavailable = _cache()
+    assert unavailable.observe(_sig(105.0, None), LISTEN_PORTS) == "sockstat tw or TcpExt TW unavailable"
+    forced = _cache()
+    forced.force = True
+    assert _next(forced) is not None
+
+
+def test_thresholds_scale_with_the_port_range() -> None:
+    """With 200 usable ports, 10 more TIME_WAIT (5 %) or 1/6 s more entering is already due."""
+    narrow = _cache(tw=0, rate=0.0, usable=200)
+    assert _next(narrow, tw=10, rate=0.0, usable=200) is None
+    assert _next(narrow, tw=11, rate=0.0, usable=200) is not None
+    narrow = _cache(tw=0, rate=0.0, usable=200)
+    assert _next(narrow, tw=0, rate=0.2, usable=200) is not None
 
 
 def test_inbound_time_wait_is_dumped_every_sample() -> None:
     """Server-side TIME_WAIT counts the port's accepted-and-closed connections: never reused. The recorded
     TIME_WAIT socket is the client's ([::1]:46910 -> [::1]:8081): it is outbound, and reusable, unless its
     local port is a listening one, which makes it inbound."""
-    assert _cache(ports=LISTEN_PORTS).due(105.0, 10_000, LISTEN_PORTS) is None
+    assert _next(_cache(ports=LISTEN_PORTS)) is None
     inbound = LISTEN_PORTS | {46910}
-    assert _cache(ports=inbound).due(105.0, 10_000, inbound) == "inbound TIME_WAIT (accept activity is " \
-        "counted from it)"
+    assert _next(_cache(ports=inbound), ports=inbound) == "inbound TIME_WAIT (accept activity is counted from it)"
 
 
 def test_reuse_counts_and_caches_per_namespace() -> None:
     caches = TimeWaitCaches()
     a, b = caches.get(1), caches.get(2)
     assert a is caches.get(1) and a is not b
-    a.store(SocketSummary(3, {"TIME_WAIT": 3}), 0.0, 3, frozenset(), "first sample")
+    a.store(SocketSummary(3, {"TIME_WAIT": 3}), _sig(0.0, 3), frozenset(), "first sample")
     assert a.reuse().total == 3 and a.reuses == 1 and a.reason == "reused"
     caches.keep({2})
     assert set(caches.caches) == {2}
