@@ -82,7 +82,7 @@ class Agent:
         self.alerts: tuple[Alert, ...] = ()
         self.measurements: tuple[Measurement, ...] = ()
         self.samples = {"full": 0, "listeners": 0}
-        self.time_wait = TimeWaitCaches()  # per namespace: TIME_WAIT dumped only when due
+        self.time_wait = TimeWaitCaches() if opts.time_wait_when_due else None  # per namespace
         self.sample_seconds: dict[str, float] = {}
         self.source_errors: dict[str, int] = {}
         self.reload_failures = 0
@@ -256,6 +256,8 @@ class Agent:
     def _count_time_wait(self, snaps: list[Snapshot]) -> None:
         """Forget the TIME_WAIT aggregates of namespaces gone; count the samples that dumped TIME_WAIT
         (`connwatch_samples_total{kind="time_wait"}`)."""
+        if self.time_wait is None:
+            return
         keys = {_tw_key(s) for s in snaps}
         self.time_wait.keep(keys)
         dumped = sum(1 for k in keys if k in self.time_wait.caches and self.time_wait.caches[k].reason != "reused")
@@ -267,6 +269,8 @@ class Agent:
 
     def _plan_time_wait(self, results: list[CheckResult]) -> None:
         """Dump TIME_WAIT every sample in a namespace while an attribute judged from it is near a threshold."""
+        if self.time_wait is None:
+            return
         lowest: dict[str, float] = {}
         for rule in self.rules:
             if rule.attribute in TIME_WAIT_ATTRIBUTES and rule.high is not None:
