@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -121,8 +123,9 @@ def sh(ns: str, *args: str, timeout: float = 120) -> str:
     return subprocess.run(cmd(ns, *args), capture_output=True, text=True, check=True, timeout=timeout).stdout
 
 
-def start(ns: str, *args: str, ready: bool = False) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(cmd(ns, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(ns: str, *args: str, ready: bool = False, log: Path | None = None) -> subprocess.Popen[str]:
+    err = log.open("w") if log is not None else subprocess.PIPE
+    proc = subprocess.Popen(cmd(ns, *args), stdout=subprocess.PIPE, stderr=err, text=True)
     if ready:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -173,11 +176,11 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
         time.sleep(a_fill)  # one TIME_WAIT lifetime: the population reaches its steady level
         total, tw = count(ns)
         print(f"{size} target: {total} sockets ({tw} TIME_WAIT, churn {rate:.0f}/s, {hold} held connections)")
-        for name, port, extra in (("when-due", METRICS_DUE, []), ("every-sample", METRICS_EVERY,
+        for name, port, extra in (("when-due", METRICS_DUE, ["--log-level", "debug"]), ("every-sample", METRICS_EVERY,
                                                                    ["--time-wait", "every-sample"])):
             agents[name] = start(ns, sys.executable, "-m", "connwatch", "run", "--interval", "5", "--netns", "own",
                                  "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp / f"state-{size}-{name}"),
-                                 *extra)
+                                 *extra, log=tmp / f"{name}-{size}.log")
             procs.append(agents[name])
         urls = [f"http://127.0.0.1:{METRICS_DUE}/metrics", f"http://127.0.0.1:{METRICS_EVERY}/metrics"]
         if NODE_EXPORTER:
@@ -221,12 +224,16 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.communicate(timeout=10)
+    due_log = (tmp / f"when-due-{size}.log").read_text()
+    reasons = Counter(re.sub(r"[0-9.]+", "N", m)
+                      for m in re.findall(r"TIME_WAIT of netns key \d+: (.*) \(sockstat", due_log))
     sorted_lat = sorted(lat["lat"])
     return {"size": size, "sockets": (total, total2), "time_wait": (tw, tw2), "cpu": cpu, "rss": rss, "loads": loads,
             "scrape_p50_ms": statistics.median(sorted_lat) * 1000,
             "scrape_p99_ms": sorted_lat[int(len(sorted_lat) * 0.99) - 1] * 1000, "scrapes": len(sorted_lat),
             "scrapes_per_s": len(sorted_lat) / sum(sorted_lat), "metrics_bytes": lat["bytes"],
-            "ss_tan_ms": statistics.median(ss), "tw_dumps": tw_dumps, "full_samples": full}
+            "ss_tan_ms": statistics.median(ss), "tw_dumps": tw_dumps, "full_samples": full,
+            "reasons": dict(reasons)}
 
 
 def report(r: dict[str, object]) -> None:
@@ -247,6 +254,7 @@ def report(r: dict[str, object]) -> None:
     print(f"  when-due agent: {r['tw_dumps']} of {r['full_samples']} full samples dumped TIME_WAIT; "
           f"/metrics {r['scrapes']} scrapes at {r['scrapes_per_s']:.0f}/s, p50 {r['scrape_p50_ms']:.2f} ms, "
           f"p99 {r['scrape_p99_ms']:.2f} ms, {r['metrics_bytes']} bytes; ss -tan {r['ss_tan_ms']:.0f} ms")
+    print(f"  when-due agent, why each full sample dumped TIME_WAIT or not: {r['reasons']}")
 
 
 def main() -> int:

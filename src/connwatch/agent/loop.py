@@ -49,10 +49,11 @@ from connwatch.sources.procfs import ProcFS
 log = logging.getLogger("connwatch.agent")
 Identity = tuple[int, int, int, str]
 OWNER_REFRESH_S = 60.0
-# Attributes judged from TIME_WAIT counts: while one of them is at NEAR_FRACTION of its lowest threshold
-# (or alerting), its namespace's TIME_WAIT is dumped every full sample (collect_tw.py).
-TIME_WAIT_ATTRIBUTES = frozenset({"EphemeralPortUsage", "EphemeralPortUsageWithoutReuse", "EphemeralPortExhaustion",
-                                  "TimeWaitSockets"})
+# Attributes judged from per-destination TIME_WAIT counts: while one of them is at NEAR_FRACTION of its
+# lowest threshold (or alerting), its namespace's TIME_WAIT is dumped every full sample (collect_tw.py).
+# TimeWaitSockets is not one: its value is sockstat's tw, read every sample (only its detail's top
+# destinations come from the dump).
+TIME_WAIT_ATTRIBUTES = frozenset({"EphemeralPortUsage", "EphemeralPortUsageWithoutReuse", "EphemeralPortExhaustion"})
 NEAR_FRACTION = 0.5
 
 
