@@ -18,7 +18,7 @@ from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus, Sysctls
 from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
-from connwatch.sources import netlink, processes, recorded
+from connwatch.sources import diag_filter, netlink, processes, recorded
 from connwatch.sources.hostlimits import read_host_limits
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
 
@@ -108,11 +108,33 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
                              netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT)
     cache = plan.cache
     why = cache.observe(plan.signals, ports)
-    if why is None:
-        return merge(fresh, cache.reuse())
+    ranges = diag_filter.port_ranges(ports)
+    if why is None and len(ranges) <= diag_filter.MAX_RANGES:
+        reused = merge(fresh, cache.reuse())
+        if not ranges:
+            return reused  # no listening port: no inbound TIME_WAIT
+        inbound = SocketAggregator(ports, tw_delay)
+        _dump_filtered(sock, diag_filter.sport_program(ranges), inbound, limits, one_walk)
+        return merge(reused, inbound.summary())
     part = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk, TCPF_TIME_WAIT)
-    cache.store(part, plan.signals, ports, why)
+    cache.store(part, plan.signals, ports, why or f"{len(ranges)} ranges of listening ports")
     return merge(fresh, part)
+
+
+def _dump_filtered(sock: netlink.DiagSocket, program: bytes, consume: SocketAggregator, limits: list[str],
+                   one_walk: bool) -> None:
+    """TIME_WAIT on the listening ports only (kernel-side filter), like _dump for both families."""
+    if one_walk:
+        diag_filter.dump_filtered(sock, TCPF_TIME_WAIT, program, None, consume)
+        return
+    for fam, afam in FAMILIES:
+        try:
+            diag_filter.dump_filtered(sock, TCPF_TIME_WAIT, program, afam, consume)
+        except SourceUnavailable:
+            if fam == 4:
+                raise
+            if not any(note.startswith("IPv6 sockets not visible") for note in limits):
+                limits.append("IPv6 sockets not visible: the kernel has no IPv6 sock_diag support")
 
 
 def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:

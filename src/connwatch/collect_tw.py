@@ -17,8 +17,12 @@ state and reuses the TIME_WAIT aggregate of an earlier dump unless the TIME_WAIT
   take that share of one destination's ports) or, when larger, `rate_fraction` of the rate then;
 - the caller forces it (`force`): an ephemeral-port or TIME_WAIT measurement is at half its lowest
   threshold or more, or alerting, so every sample judges fresh per-destination counts;
-- the earlier dump held inbound (server-side) TIME_WAIT: those count accepted-and-closed
-  connections per listening port (AcceptActivity), which must be this sample's.
+- more than MAX_RANGES ranges of listening ports (see below).
+
+Only the outbound TIME_WAIT (local port not a listening port: it holds an ephemeral port toward a
+destination) is kept and reused. The inbound (server-side) TIME_WAIT counts a port's accepted-and-
+closed connections (AcceptActivity) and must be this sample's: a reusing sample dumps it fresh with
+a kernel-side filter on the listening ports (sources/diag_filter.py), which copies nothing else.
 
 What a reused aggregate cannot see: a TIME_WAIT rate moving from one destination to another with
 the host's tw count unchanged and no destination near a threshold is seen at the next due dump
@@ -101,12 +105,11 @@ class TimeWaitCache:
             return f"sockstat tw moved from {self.tw} to {sig.tw}"
         if rate - self.rate > max(share / TIME_WAIT_S, p.rate_fraction * self.rate):
             return f"TIME_WAIT entry rate rose from {self.rate:.1f}/s to {rate:.1f}/s"
-        if self.part.sources or any(a.closed_by_age for a in self.part.accepts or ()):
-            return "inbound TIME_WAIT (accept activity is counted from it)"
         return None
 
     def store(self, part: SocketSummary, sig: TimeWaitSignals, ports: frozenset[int], why: str) -> None:
-        self.part, self.taken_at, self.tw, self.ports, self.reason = part, sig.now, sig.tw, ports, why
+        """Keep the outbound TIME_WAIT of a full TIME_WAIT dump."""
+        self.part, self.taken_at, self.tw, self.ports, self.reason = outbound(part), sig.now, sig.tw, ports, why
         self.dumps += 1
 
     def reuse(self) -> SocketSummary:
@@ -133,6 +136,13 @@ class TimeWaitCaches:
         """Forget the namespaces not sampled any more."""
         for key in [k for k in self.caches if k not in keys]:
             del self.caches[key]
+
+
+def outbound(tw: SocketSummary) -> SocketSummary:
+    """The outbound part of a TIME_WAIT-only summary: its destinations (no sources, no accepts)."""
+    count = sum(d.states.get("TIME_WAIT", 0) for d in tw.destinations)
+    return SocketSummary(total=count, by_state={"TIME_WAIT": count} if count else {}, destinations=tw.destinations,
+                         sources=(), accepts=())
 
 
 def _rate(before: TimeWaitSignals | None, now: TimeWaitSignals) -> float | None:

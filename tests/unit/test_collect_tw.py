@@ -10,6 +10,7 @@ from pathlib import Path
 from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitPolicy, TimeWaitSignals, merge
 from connwatch.model import SocketSummary
 from connwatch.parsers.sock_diag import SocketAggregator
+from connwatch.sources.diag_filter import port_ranges, sport_program
 
 FIX = Path(__file__).parents[1] / "fixtures" / "netlink"
 TIME_WAIT = 6
@@ -106,20 +107,42 @@ def test_thresholds_scale_with_the_port_range() -> None:
     assert _next(narrow, tw=0, rate=0.2, usable=200) is not None
 
 
-def test_inbound_time_wait_is_dumped_every_sample() -> None:
-    """Server-side TIME_WAIT counts the port's accepted-and-closed connections: never reused. The recorded
-    TIME_WAIT socket is the client's ([::1]:46910 -> [::1]:8081): it is outbound, and reusable, unless its
-    local port is a listening one, which makes it inbound."""
-    assert _next(_cache(ports=LISTEN_PORTS)) is None
-    inbound = LISTEN_PORTS | {46910}
-    assert _next(_cache(ports=inbound), ports=inbound) == "inbound TIME_WAIT (accept activity is counted from it)"
+def test_only_outbound_time_wait_is_kept() -> None:
+    """Server-side TIME_WAIT counts the port's accepted-and-closed connections: never reused, dumped
+    fresh (kernel-side port filter) by every sample. The recorded TIME_WAIT socket is the client's
+    ([::1]:46910 -> [::1]:8081): outbound, kept; with 46910 listening it is inbound, and not kept."""
+    kept = _cache(ports=LISTEN_PORTS).part
+    assert kept is not None and kept.total == 1 and kept.by_state == {"TIME_WAIT": 1} and len(kept.destinations) == 1
+    inbound = _cache(ports=LISTEN_PORTS | {46910}).part
+    assert inbound is not None and inbound.total == 0 and not inbound.destinations and not inbound.sources
+    assert _next(_cache(ports=LISTEN_PORTS | {46910}), ports=LISTEN_PORTS | {46910}) is None
+
+
+def test_port_filter_program() -> None:
+    """The bytecode inet_diag_bc_run() interprets, run here by the same rules: end reached exactly =
+    accepted; past the end = rejected (net/ipv4/inet_diag.c)."""
+    ranges = port_ranges([443, 80, 81, 82, 8080])
+    assert ranges == [(80, 82), (443, 443), (8080, 8080)]
+    program = sport_program(ranges)
+
+    def accepts(port: int) -> bool:
+        pos, left = 0, len(program)
+        while left > 0:
+            code, yes, no = struct.unpack_from("=BBH", program, pos)
+            arg = struct.unpack_from("=BBH", program, pos + 4)[2] if code in (2, 3) else 0
+            ok = {1: False, 2: port >= arg, 3: port <= arg}[code]
+            step = yes if ok else no
+            pos, left = pos + step, left - step
+        return left == 0
+
+    assert [p for p in range(0, 9000) if accepts(p)] == [80, 81, 82, 443, 8080]
 
 
 def test_reuse_counts_and_caches_per_namespace() -> None:
     caches = TimeWaitCaches()
     a, b = caches.get(1), caches.get(2)
     assert a is caches.get(1) and a is not b
-    a.store(SocketSummary(3, {"TIME_WAIT": 3}), _sig(0.0, 3), frozenset(), "first sample")
-    assert a.reuse().total == 3 and a.reuses == 1 and a.reason == "reused"
+    a.store(_summary([m for m in _messages() if m[17] == TIME_WAIT]), _sig(0.0, 1), LISTEN_PORTS, "first sample")
+    assert a.reuse().total == 1 and a.reuses == 1 and a.reason == "reused"
     caches.keep({2})
     assert set(caches.caches) == {2}
