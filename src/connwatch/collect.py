@@ -109,15 +109,21 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
     cache = plan.cache
     why = cache.observe(plan.signals, ports)
     ranges = diag_filter.port_ranges(ports)
-    if why is None and len(ranges) <= diag_filter.MAX_RANGES:
-        reused = merge(fresh, cache.reuse())
-        if not ranges:
-            return reused  # no listening port: no inbound TIME_WAIT
+    if why is None and len(ranges) > diag_filter.MAX_RANGES:
+        why = f"{len(ranges)} ranges of listening ports"
+    if why is None and cache.filter_refused:
+        why = f"the kernel refused the port filter ({cache.filter_refused})"
+    if why is None:
         inbound = SocketAggregator(ports, tw_delay)
-        _dump_filtered(sock, diag_filter.sport_program(ranges), inbound, limits, one_walk)
-        return merge(reused, inbound.summary())
+        try:
+            if ranges:  # else no listening port: no inbound TIME_WAIT
+                _dump_filtered(sock, diag_filter.sport_program(ranges), inbound, limits, one_walk)
+        except SourceUnavailable as exc:  # an old or odd kernel: dump all of TIME_WAIT from now on
+            cache.filter_refused = why = exc.reason
+        else:
+            return merge(merge(fresh, cache.reuse()), inbound.summary())
     part = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk, TCPF_TIME_WAIT)
-    cache.store(part, plan.signals, ports, why or f"{len(ranges)} ranges of listening ports")
+    cache.store(part, plan.signals, ports, why)
     return merge(fresh, part)
 
 

@@ -74,6 +74,7 @@ class TimeWaitCache:
     ports: frozenset[int] = frozenset()
     last: TimeWaitSignals | None = None  # the previous sample's signals (for the current rate)
     force: bool = False  # set by the caller: dump every sample while an alert is near
+    filter_refused: str = ""  # why the kernel refused the inbound port filter (then: dump all TIME_WAIT)
     dumps: int = 0
     reuses: int = 0
     reason: str = ""  # why the last sample dumped TIME_WAIT, or "reused"

@@ -146,3 +146,42 @@ def test_reuse_counts_and_caches_per_namespace() -> None:
     assert a.reuse().total == 1 and a.reuses == 1 and a.reason == "reused"
     caches.keep({2})
     assert set(caches.caches) == {2}
+
+
+class _Kernel:
+    """Answers sock_diag dump requests from the recorded replies by the states asked for (IPv4 request:
+    every recorded message; IPv6: none), and refuses a request carrying a filter with EINVAL, as a kernel
+    whose inet_diag_bc_audit() rejects the program would."""
+
+    def __init__(self) -> None:
+        self.replies: list[bytes] = []
+        self.filtered = 0
+
+    def send(self, data: bytes, /) -> int:
+        family, states = data[16], struct.unpack_from("=I", data, 20)[0]
+        if len(data) > 16 + 56:
+            self.filtered += 1
+            self.replies.append(struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + data[:16])
+            return len(data)
+        chosen = [m for m in _messages() if states >> m[17] & 1] if family == 2 else []
+        self.replies.append(b"".join(chosen) + struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0))
+        return len(data)
+
+    def recv(self, bufsize: int, /) -> bytes:
+        return self.replies.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_refused_port_filter_falls_back_to_dumping_all_time_wait() -> None:
+    from connwatch.collect import _split_sockets, _TimeWaitPlan  # the collect step under test
+
+    kernel, cache = _Kernel(), _cache(ports=LISTEN_PORTS)
+    plan = _TimeWaitPlan(cache, _sig(105.0, 10_000, 500))
+    whole = _summary(_messages())
+    got = _split_sockets(kernel, LISTEN_PORTS, None, [], False, plan)
+    assert kernel.filtered == 1 and _normal(got) == _normal(whole)
+    assert cache.filter_refused == "kernel refused the dump: EINVAL" and cache.reason == cache.filter_refused
+    again = _split_sockets(kernel, LISTEN_PORTS, None, [], False, _TimeWaitPlan(cache, _sig(110.0, 10_000, 1000)))
+    assert kernel.filtered == 1 and _normal(again) == _normal(whole)  # not asked again: all TIME_WAIT dumped
