@@ -189,6 +189,10 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
             procs.append(agents["node_exporter"])
             urls.append(f"http://127.0.0.1:{NODE}/metrics")
         time.sleep(15)  # imports, first samples
+        for name, proc in agents.items():
+            if proc.poll() is not None:
+                log = tmp / f"{name}-{size}.log"
+                raise SystemExit(f"{name} exited: {log.read_text()[-2000:] if log.exists() else ''}")
         procs.append(start(ns, sys.executable, "-c", SCRAPER, ",".join(urls), "5", str(windows * window + 30)))
         cpu: dict[str, list[float]] = {k: [] for k in agents}
         loads = []
