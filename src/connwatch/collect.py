@@ -116,7 +116,7 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
     if why is None:
         inbound = SocketAggregator(ports, tw_delay)
         try:
-            if ranges:  # else no listening port: no inbound TIME_WAIT
+            if ranges and cache.inbound_seen:  # else none at the last full dump: no second walk
                 _dump_filtered(sock, diag_filter.sport_program(ranges), inbound, limits, one_walk)
         except SourceUnavailable as exc:  # an old or odd kernel: dump all of TIME_WAIT from now on
             cache.filter_refused = why = exc.reason

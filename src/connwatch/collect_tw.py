@@ -21,8 +21,16 @@ state and reuses the TIME_WAIT aggregate of an earlier dump unless the TIME_WAIT
 
 Only the outbound TIME_WAIT (local port not a listening port: it holds an ephemeral port toward a
 destination) is kept and reused. The inbound (server-side) TIME_WAIT counts a port's accepted-and-
-closed connections (AcceptActivity) and must be this sample's: a reusing sample dumps it fresh with
-a kernel-side filter on the listening ports (sources/diag_filter.py), which copies nothing else.
+closed connections (AcceptActivity) and must be this sample's: when the last full dump held any, a
+reusing sample dumps it fresh with a kernel-side filter on the listening ports
+(sources/diag_filter.py), which copies nothing else but walks the kernel's socket hash a second time
+(measured at 100k sockets: the walk alone is most of a dump's kernel time). When the last full dump
+held none (this host's servers let the clients close first), that second walk is skipped: servers
+starting to close first are seen at the next due dump (a jump of sockstat's tw, or 30 s).
+
+What a dump costs the kernel whatever is asked: every dump walks the host-wide established hash
+(every namespace's sockets, unless the namespace has its own: net.ipv4.tcp_child_ehash_entries), so
+a sample costs at least one walk; reusing TIME_WAIT saves the copying and decoding of it.
 
 What a reused aggregate cannot see: a TIME_WAIT rate moving from one destination to another with
 the host's tw count unchanged and no destination near a threshold is seen at the next due dump
@@ -75,6 +83,7 @@ class TimeWaitCache:
     last: TimeWaitSignals | None = None  # the previous sample's signals (for the current rate)
     force: bool = False  # set by the caller: dump every sample while an alert is near
     filter_refused: str = ""  # why the kernel refused the inbound port filter (then: dump all TIME_WAIT)
+    inbound_seen: bool = False  # the last full dump held inbound (server-side) TIME_WAIT
     dumps: int = 0
     reuses: int = 0
     reason: str = ""  # why the last sample dumped TIME_WAIT, or "reused"
@@ -110,6 +119,7 @@ class TimeWaitCache:
 
     def store(self, part: SocketSummary, sig: TimeWaitSignals, ports: frozenset[int], why: str) -> None:
         """Keep the outbound TIME_WAIT of a full TIME_WAIT dump."""
+        self.inbound_seen = bool(part.sources) or any(a.closed_by_age for a in part.accepts or ())
         self.part, self.taken_at, self.tw, self.ports, self.reason = outbound(part), sig.now, sig.tw, ports, why
         self.dumps += 1
 

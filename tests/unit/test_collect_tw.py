@@ -177,11 +177,21 @@ class _Kernel:
 def test_a_refused_port_filter_falls_back_to_dumping_all_time_wait() -> None:
     from connwatch.collect import _split_sockets, _TimeWaitPlan  # the collect step under test
 
-    kernel, cache = _Kernel(), _cache(ports=LISTEN_PORTS)
-    plan = _TimeWaitPlan(cache, _sig(105.0, 10_000, 500))
-    whole = _summary(_messages())
-    got = _split_sockets(kernel, LISTEN_PORTS, None, [], False, plan)
+    ports = LISTEN_PORTS | {46910}  # the recorded TIME_WAIT socket's port listening: inbound TIME_WAIT seen
+    kernel, cache = _Kernel(), _cache(ports=ports)
+    assert cache.inbound_seen
+    whole = _summary(_messages(), ports)
+    got = _split_sockets(kernel, ports, None, [], False, _TimeWaitPlan(cache, _sig(105.0, 10_000, 500)))
     assert kernel.filtered == 1 and _normal(got) == _normal(whole)
     assert cache.filter_refused == "kernel refused the dump: EINVAL" and cache.reason == cache.filter_refused
-    again = _split_sockets(kernel, LISTEN_PORTS, None, [], False, _TimeWaitPlan(cache, _sig(110.0, 10_000, 1000)))
+    again = _split_sockets(kernel, ports, None, [], False, _TimeWaitPlan(cache, _sig(110.0, 10_000, 1000)))
     assert kernel.filtered == 1 and _normal(again) == _normal(whole)  # not asked again: all TIME_WAIT dumped
+
+
+def test_no_inbound_time_wait_at_the_last_dump_no_second_walk() -> None:
+    from connwatch.collect import _split_sockets, _TimeWaitPlan
+
+    kernel, cache = _Kernel(), _cache(ports=LISTEN_PORTS)
+    assert not cache.inbound_seen
+    got = _split_sockets(kernel, LISTEN_PORTS, None, [], False, _TimeWaitPlan(cache, _sig(105.0, 10_000, 500)))
+    assert kernel.filtered == 0 and cache.reason == "reused" and _normal(got) == _normal(_summary(_messages()))
