@@ -103,9 +103,9 @@ class _TimeWaitPlan:
 
 def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
                    one_walk: bool, plan: _TimeWaitPlan) -> SocketSummary:
-    """Every state but TIME_WAIT dumped now; TIME_WAIT dumped too when due, else the last aggregate."""
-    fresh = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk,
-                             netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT)
+    """When TIME_WAIT is due: one dump of every state, as without a plan, its outbound TIME_WAIT kept.
+    Else every state but TIME_WAIT dumped now (kernel-side state filter), the inbound TIME_WAIT too
+    when the last full dump held any (kernel-side port filter), and the outbound TIME_WAIT reused."""
     cache = plan.cache
     why = cache.observe(plan.signals, ports)
     ranges = diag_filter.port_ranges(ports)
@@ -113,18 +113,22 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
         why = f"{len(ranges)} ranges of listening ports"
     if why is None and cache.filter_refused:
         why = f"the kernel refused the port filter ({cache.filter_refused})"
-    if why is None:
-        inbound = SocketAggregator(ports, tw_delay)
-        try:
-            if ranges and cache.inbound_seen:  # else none at the last full dump: no second walk
-                _dump_filtered(sock, diag_filter.sport_program(ranges), inbound, limits, one_walk)
-        except SourceUnavailable as exc:  # an old or odd kernel: dump all of TIME_WAIT from now on
-            cache.filter_refused = why = exc.reason
-        else:
-            return merge(merge(fresh, cache.reuse()), inbound.summary())
-    part = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk, TCPF_TIME_WAIT)
-    cache.store(part, plan.signals, ports, why)
-    return merge(fresh, part)
+    if why is not None:
+        whole = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk)
+        cache.store(whole, plan.signals, ports, why)
+        return whole
+    fresh = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk,
+                             netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT)
+    inbound = SocketAggregator(ports, tw_delay)
+    try:
+        if ranges and cache.inbound_seen:  # else none at the last full dump: no second walk
+            _dump_filtered(sock, diag_filter.sport_program(ranges), inbound, limits, one_walk)
+    except SourceUnavailable as exc:  # an old or odd kernel: dump all of TIME_WAIT, now and from now on
+        cache.filter_refused = exc.reason
+        part = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk, TCPF_TIME_WAIT)
+        cache.store(part, plan.signals, ports, f"the kernel refused the port filter ({exc.reason})")
+        return merge(fresh, part)
+    return merge(merge(fresh, cache.reuse()), inbound.summary())
 
 
 def _dump_filtered(sock: netlink.DiagSocket, program: bytes, consume: SocketAggregator, limits: list[str],
@@ -311,27 +315,24 @@ def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = Tr
 def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) -> Snapshot:
     """Everything but the owners, read through `proc` (the live /proc, a copied tree, or the view of a
     thread inside another network namespace) and the namespace of the calling thread. `tw_key` names
-    the namespace's TIME_WAIT aggregate in opts.time_wait (then sockstat is read before the dump)."""
+    the namespace's TIME_WAIT aggregate in opts.time_wait (then sockstat's tw and TcpExt TW are also
+    read before the dump, to decide whether TIME_WAIT is dumped)."""
     statuses: list[SourceStatus] = []
     limits: list[str] = []
     taken_at, mono = clock.time(), clock.monotonic()
     sysctls, st = read_sysctls(proc)
     statuses += st
-    plan, sockstat, counters = None, None, None
+    plan = None
     if opts.time_wait is not None and opts.sockets:  # read first: they decide whether TIME_WAIT is dumped
-        counters, st = read_counters(proc)
-        statuses += st
-        sockstat, st = read_sockstat(proc)
-        statuses += st
+        before, _ = read_counters(proc)  # (read again after the dump, as without a plan)
+        tw_now, _ = read_sockstat(proc)
         plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
-            mono, sockstat.get("TCP.tw"), counters.get("TcpExt.TW"), _range_size(sysctls)))
+            mono, tw_now.get("TCP.tw"), before.get("TcpExt.TW"), _range_size(sysctls)))
     listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)
-    if counters is None:
-        counters, st = read_counters(proc)
-        statuses += st
-    if sockstat is None:
-        sockstat, st = read_sockstat(proc)
-        statuses += st
+    counters, st = read_counters(proc)
+    statuses += st
+    sockstat, st = read_sockstat(proc)
+    statuses += st
     hl, st1 = read_host_limits(proc)
     statuses.append(st1)
     sysctls = dataclasses.replace(sysctls, nf_conntrack_max=hl.conntrack_max, tcp_mem=hl.tcp_mem,

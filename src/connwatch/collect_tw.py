@@ -118,8 +118,8 @@ class TimeWaitCache:
         return None
 
     def store(self, part: SocketSummary, sig: TimeWaitSignals, ports: frozenset[int], why: str) -> None:
-        """Keep the outbound TIME_WAIT of a full TIME_WAIT dump."""
-        self.inbound_seen = bool(part.sources) or any(a.closed_by_age for a in part.accepts or ())
+        """Keep the outbound TIME_WAIT of a dump that held all of it (with the other states, or alone)."""
+        self.inbound_seen = has_inbound(part)
         self.part, self.taken_at, self.tw, self.ports, self.reason = outbound(part), sig.now, sig.tw, ports, why
         self.dumps += 1
 
@@ -149,11 +149,21 @@ class TimeWaitCaches:
             del self.caches[key]
 
 
-def outbound(tw: SocketSummary) -> SocketSummary:
-    """The outbound part of a TIME_WAIT-only summary: its destinations (no sources, no accepts)."""
-    count = sum(d.states.get("TIME_WAIT", 0) for d in tw.destinations)
-    return SocketSummary(total=count, by_state={"TIME_WAIT": count} if count else {}, destinations=tw.destinations,
+def outbound(summary: SocketSummary) -> SocketSummary:
+    """The outbound TIME_WAIT of a summary (of every state, or of TIME_WAIT alone): per destination,
+    its TIME_WAIT count and how many of them are younger than tcp_tw_reuse_delay."""
+    dests = tuple(DestinationUsage(d.local_address, d.remote_address, d.remote_port, {"TIME_WAIT": n},
+                                   time_wait_young=d.time_wait_young)
+                  for d in summary.destinations if (n := d.states.get("TIME_WAIT", 0)))
+    count = sum(d.states["TIME_WAIT"] for d in dests)
+    return SocketSummary(total=count, by_state={"TIME_WAIT": count} if count else {}, destinations=dests,
                          sources=(), accepts=())
+
+
+def has_inbound(summary: SocketSummary) -> bool:
+    """Any server-side TIME_WAIT (on a listening port) in the summary."""
+    return any(s.states.get("TIME_WAIT") for s in summary.sources) or any(
+        any(a.closed_by_age) for a in summary.accepts or ())
 
 
 def _rate(before: TimeWaitSignals | None, now: TimeWaitSignals) -> float | None:

@@ -127,11 +127,14 @@ def test_when_due_raises_ephemeral_exhaustion_at_the_same_sample(ns: Netns, tmp_
     steps = _lines(side)
     assert side.wait(timeout=60) == 0, side.stderr.read() if side.stderr else ""
     assert [s["step"] for s in steps] == list(range(4, 12))
-    for s in steps:
-        assert s["alerts"]["due"] == s["alerts"]["every"], s
-    exhausted = [s["step"] for s in steps if any(a.startswith("EphemeralPortExhaustion ")
-                                                 for a in s["alerts"]["every"])]
-    assert exhausted and exhausted[0] <= 6, steps  # within two samples of the churn's start, for both
+    # The churned destination's alerts, agent by agent, step by step. (The light one is left out: at the
+    # churn's first sample the host rate is apportioned by TIME_WAIT held until 10 young ones exist, so
+    # two agents sampling milliseconds apart may each give it a share or not, with or without a cache.)
+    busy = {name: [sorted(a for a in s["alerts"][name] if a.endswith(f":{BUSY})")) for s in steps]
+            for name in ("due", "every")}
+    assert busy["due"] == busy["every"], steps
+    exhausted = [i for i, got in enumerate(busy["every"]) if any(a.startswith("EphemeralPortExhaustion ") for a in got)]
+    assert exhausted and exhausted[0] <= 2, steps  # within two samples of the churn's start, for both
     assert steps[0]["reason"] != "reused"  # the churn's first sample dumped TIME_WAIT again
 
 
