@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from connwatch.model import DestinationUsage, PortAccepts, SocketSummary, SourceUsage
+from connwatch.model import DestinationUsage, PortAccepts, SocketSummary, SourceTable
 
 TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
 DEFAULT_USABLE = 28_232  # the default ip_local_port_range 32768-60999
@@ -157,13 +157,13 @@ def outbound(summary: SocketSummary) -> SocketSummary:
                   for d in summary.destinations if (n := d.states.get("TIME_WAIT", 0)))
     count = sum(d.states["TIME_WAIT"] for d in dests)
     return SocketSummary(total=count, by_state={"TIME_WAIT": count} if count else {}, destinations=dests,
-                         sources=(), accepts=())
+                         sources=SourceTable(), accepts=())
 
 
 def has_inbound(summary: SocketSummary) -> bool:
-    """Any server-side TIME_WAIT (on a listening port) in the summary."""
-    return any(s.states.get("TIME_WAIT") for s in summary.sources) or any(
-        any(a.closed_by_age) for a in summary.accepts or ())
+    """Any server-side TIME_WAIT (on a listening port) in the summary: the decoder counts each one by
+    age under its port (PortAccepts.closed_by_age)."""
+    return any(any(a.closed_by_age) for a in summary.accepts or ())
 
 
 def _rate(before: TimeWaitSignals | None, now: TimeWaitSignals) -> float | None:
@@ -202,14 +202,16 @@ def _merge_destinations(fresh: tuple[DestinationUsage, ...], tw: tuple[Destinati
     return tuple(out.values())
 
 
-def _merge_sources(fresh: tuple[SourceUsage, ...], tw: tuple[SourceUsage, ...]) -> tuple[SourceUsage, ...]:
-    if not tw:
+def _merge_sources(fresh: SourceTable, tw: SourceTable) -> SourceTable:
+    """Per port and source address, the packed state counts added (they add as integers, SourceTable.of)."""
+    if not tw.by_port:
         return fresh
-    out = {(s.source, s.port): s for s in fresh}
-    for s in tw:
-        have = out.get((s.source, s.port))
-        out[(s.source, s.port)] = s if have is None else SourceUsage(s.source, s.port, _added(have.states, s.states))
-    return tuple(out.values())
+    by_port = {port: dict(addrs) for port, addrs in fresh.by_port.items()}
+    for port, addrs in tw.by_port.items():
+        mine = by_port.setdefault(port, {})
+        for key, packed in addrs.items():
+            mine[key] = mine.get(key, 0) + packed
+    return SourceTable(by_port)
 
 
 def _merge_accepts(fresh: tuple[PortAccepts, ...] | None, tw: tuple[PortAccepts, ...] | None
