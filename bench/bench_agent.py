@@ -1,47 +1,137 @@
 #!/usr/bin/env python3
-"""Agent cost with 10,000 sockets: CPU (% of one core) and RSS over 60 s at 1 s and 5 s intervals,
-and /metrics scrape latency; the per-sample cost is set against `ss -tan` and psutil measured in the
-same run, on the same sockets. Needs root (a network namespace of its own; traffic on its loopback).
+"""Agent cost at 10,000 and 100,000 sockets: `connwatch run` (TIME_WAIT dumped when due, the default),
+`connwatch run --time-wait every-sample` (every state dumped every full sample, as before) and
+node_exporter (default collectors + tcpstat) run AT THE SAME TIME in one network namespace on the same
+sockets, each scraped every 5 s like Prometheus would; CPU (% of one core) of each process over
+consecutive windows, and the pair ratios per window. Needs root (a namespace of its own; traffic on its
+loopback only). Bounded: every helper process has a lifetime, the namespace is deleted at the end.
 
-    sudo python bench/bench_agent.py [--duration 60] [--sockets 10000] [--soak 600]
+    sudo python bench/bench_agent.py [--sizes 10000,100000] [--windows 4] [--window 30]
 
-Targets (issue 5): < 1 % CPU at 5 s, RSS < 60 MB, flat over a 10-minute soak (--soak 600).
+The load: `--tw-share` (0.9) of the sockets are TIME_WAIT, kept at that level by a steady churn
+(connect+close, the server closes after the client's FIN) of sockets/60 per second over 16
+destinations (4 loopback addresses x 4 ports, each well below any ephemeral-port threshold); the rest
+are held ESTABLISHED connections (both ends in the namespace). Also /metrics scrape latency from one
+client at 100+ scrapes/s (rendered once per sample, not per scrape) and `ss -tan` for scale.
+
+Targets (issue 17): the agent at 100k sockets and a 5 s interval <= 1 % of a core (node_exporter was
+measured at 3.4 %).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PROGS = ROOT / "tests" / "live" / "progs"
-PORT, METRICS = 7000, 19816
 TICK = os.sysconf("SC_CLK_TCK")
+HOLD_PORT, METRICS_DUE, METRICS_EVERY, NODE = 7000, 19816, 19817, 19818
+DESTS = [(f"127.0.0.{a}", 7101 + p) for a in range(1, 5) for p in range(4)]
+NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+
+SERVER = """import selectors, socket, sys, time
+dests, hold_port, life = eval(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+sel = selectors.DefaultSelector()
+for host, port in [*dests, ("127.0.0.1", hold_port)]:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port)); s.listen(4096); s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ, "hold" if port == hold_port else "tw")
+held = []
+print("READY", flush=True)
+end = time.monotonic() + life
+while time.monotonic() < end:
+    for key, _ in sel.select(0.5):
+        if key.data in ("hold", "tw"):
+            while True:
+                try:
+                    conn, _ = key.fileobj.accept()
+                except BlockingIOError:
+                    break
+                if key.data == "hold":
+                    held.append(conn)
+                else:
+                    conn.setblocking(False); sel.register(conn, selectors.EVENT_READ, "conn")
+        else:
+            try:
+                data = key.fileobj.recv(64)
+            except OSError:
+                data = b""
+            if not data:  # the client's FIN: close second, the client keeps TIME_WAIT
+                sel.unregister(key.fileobj); key.fileobj.close()
+"""
+
+CLIENT = """import socket, sys, time
+dests, hold_port, hold = eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+rate, life = float(sys.argv[4]), float(sys.argv[5])
+held = [socket.create_connection(("127.0.0.1", hold_port)) for _ in range(hold)]
+print("READY", flush=True)
+start = time.monotonic(); done = 0
+while time.monotonic() - start < life:
+    due = start + done / rate
+    now = time.monotonic()
+    if due > now:
+        time.sleep(due - now)
+    s = socket.socket()
+    try:
+        s.connect(dests[done % len(dests)])
+    except OSError as exc:
+        print("ERROR", exc, flush=True); break
+    s.close(); done += 1
+"""
+
+SCRAPER = """import sys, time, urllib.request
+urls, every, life = sys.argv[1].split(","), float(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + life; nxt = time.monotonic()
+while time.monotonic() < end:
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                r.read()
+        except OSError:
+            pass
+    nxt += every
+    time.sleep(max(nxt - time.monotonic(), 0))
+"""
+
+LATENCY = """import json, sys, time, urllib.request
+url = sys.argv[1]; lat = []
+end = time.monotonic() + 2.0
+while time.monotonic() < end or len(lat) < 200:
+    t = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = r.read()
+    lat.append(time.perf_counter() - t)
+print(json.dumps({"lat": lat, "bytes": len(body)}))
+"""
+
+
+def cmd(ns: str, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *args]
 
 
 def sh(ns: str, *args: str, timeout: float = 120) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns, *args], capture_output=True, text=True, check=True,
-                          timeout=timeout).stdout
+    return subprocess.run(cmd(ns, *args), capture_output=True, text=True, check=True, timeout=timeout).stdout
 
 
-def start(ns: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(["ip", "netns", "exec", ns, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
-def ready(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("READY"):
-        raise SystemExit(f"helper did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+def start(ns: str, *args: str, ready: bool = False, log: Path | None = None) -> subprocess.Popen[str]:
+    err = log.open("w") if log is not None else subprocess.PIPE
+    proc = subprocess.Popen(cmd(ns, *args), stdout=subprocess.PIPE, stderr=err, text=True)
+    if ready:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise SystemExit(f"helper did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    return proc
 
 
 def cpu_seconds(pid: int) -> float:
@@ -56,116 +146,144 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure_agent(ns: str, interval: float, duration: float, state: Path, extra: list[str]) -> dict[str, float]:
-    agent = start(ns, sys.executable, "-m", "connwatch", "run", "--interval", str(interval),
-                  "--listen", f"127.0.0.1:{METRICS}", "--state-dir", str(state), *extra)
+def leaf(proc: subprocess.Popen[str]) -> int:
+    """The pid of the measured program: `ip netns exec` execs it, so the same pid."""
+    return proc.pid
+
+
+def count(ns: str) -> tuple[int, int]:
+    text = sh(ns, "ss", "-tanH")
+    rows = text.splitlines()
+    return len(rows), sum(1 for r in rows if r.startswith("TIME-WAIT"))
+
+
+def uptime_load() -> str:
+    return Path("/proc/loadavg").read_text().split(" ", 3)[0]
+
+
+def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tmp: Path,
+            a_fill: float = 60.0) -> dict[str, object]:
+    tw_target = int(size * tw_share)
+    rate = tw_target / 60.0
+    hold = max((size - tw_target) // 2, 0)
+    life = 60 + 30 + windows * window + 60
+    procs: list[subprocess.Popen[str]] = []
+    agents: dict[str, subprocess.Popen[str]] = {}
     try:
-        time.sleep(max(2 * interval, 5))  # imports, first samples
-        c0, t0 = cpu_seconds(agent.pid), time.monotonic()
-        rss = []
-        while time.monotonic() - t0 < duration:
-            time.sleep(1)
-            rss.append(rss_mb(agent.pid))
-        cpu = (cpu_seconds(agent.pid) - c0) / (time.monotonic() - t0) * 100
-        scrape, body = scrape_latency(ns)
-        sample_s = float(next(line.split()[-1] for line in body.splitlines()
-                              if line.startswith('connwatch_sample_duration_seconds{kind="full"}')))
+        procs.append(start(ns, sys.executable, "-c", SERVER, repr(DESTS), str(HOLD_PORT), str(life), ready=True))
+        procs.append(start(ns, sys.executable, "-c", CLIENT, repr(DESTS), str(HOLD_PORT), str(hold), str(rate),
+                           str(life), ready=True))
+        time.sleep(a_fill)  # one TIME_WAIT lifetime: the population reaches its steady level
+        total, tw = count(ns)
+        print(f"{size} target: {total} sockets ({tw} TIME_WAIT, churn {rate:.0f}/s, {hold} held connections)")
+        for name, port, extra in (("when-due", METRICS_DUE, ["--log-level", "debug"]), ("every-sample", METRICS_EVERY,
+                                                                   ["--time-wait", "every-sample"])):
+            agents[name] = start(ns, sys.executable, "-m", "connwatch", "run", "--interval", "5", "--netns", "own",
+                                 "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp / f"state-{size}-{name}"),
+                                 *extra, log=tmp / f"{name}-{size}.log")
+            procs.append(agents[name])
+        urls = [f"http://127.0.0.1:{METRICS_DUE}/metrics", f"http://127.0.0.1:{METRICS_EVERY}/metrics"]
+        if NODE_EXPORTER:
+            agents["node_exporter"] = start(ns, NODE_EXPORTER, "--collector.tcpstat",
+                                            f"--web.listen-address=127.0.0.1:{NODE}")
+            procs.append(agents["node_exporter"])
+            urls.append(f"http://127.0.0.1:{NODE}/metrics")
+        time.sleep(15)  # imports, first samples
+        for name, proc in agents.items():
+            if proc.poll() is not None:
+                log = tmp / f"{name}-{size}.log"
+                raise SystemExit(f"{name} exited: {log.read_text()[-2000:] if log.exists() else ''}")
+        procs.append(start(ns, sys.executable, "-c", SCRAPER, ",".join(urls), "5", str(windows * window + 30)))
+        cpu: dict[str, list[float]] = {k: [] for k in agents}
+        loads = []
+        for _ in range(windows):
+            c0 = {k: cpu_seconds(leaf(p)) for k, p in agents.items()}
+            t0 = time.monotonic()
+            time.sleep(window)
+            dt = time.monotonic() - t0
+            for k, p in agents.items():
+                cpu[k].append((cpu_seconds(leaf(p)) - c0[k]) / dt * 100)
+            loads.append(uptime_load())
+        rss = {k: rss_mb(leaf(p)) for k, p in agents.items()}
+        total2, tw2 = count(ns)
+        lat = json.loads(sh(ns, sys.executable, "-c", LATENCY, urls[0]))
+        ss = []
+        for _ in range(5):
+            t = time.perf_counter()
+            sh(ns, "ss", "-tan")
+            ss.append((time.perf_counter() - t) * 1000)
+        samples = sh(ns, sys.executable, "-c", "import sys, urllib.request; print(urllib.request.urlopen("
+                     f"'{urls[0]}').read().decode())")
+        tw_dumps = next((line.split()[-1] for line in samples.splitlines()
+                         if line.startswith('connwatch_samples_total{kind="time_wait"}')), "?")
+        full = next((line.split()[-1] for line in samples.splitlines()
+                     if line.startswith('connwatch_samples_total{kind="full"}')), "?")
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.communicate(timeout=30)
-    alerts = sorted({m for m in re.findall(r'^connwatch_alert_active\{attribute="([^"]+)"', body, re.M)})
-    print(f"  active alerts during the run: {', '.join(alerts) or 'none'}")
-    return {"cpu_pct": cpu, "rss_mb_max": max(rss), "rss_mb_first": rss[0], "rss_mb_last": rss[-1],
-            "full_sample_ms": sample_s * 1000, **scrape}
+        for proc in procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM if proc in agents.values() else signal.SIGKILL)
+        for proc in procs:
+            try:
+                proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.communicate(timeout=10)
+    due_log = (tmp / f"when-due-{size}.log").read_text()
+    reasons = Counter(re.sub(r"[0-9.]+", "N", m)
+                      for m in re.findall(r"TIME_WAIT of netns key \d+: (.*) \(sockstat", due_log))
+    sorted_lat = sorted(lat["lat"])
+    return {"size": size, "sockets": (total, total2), "time_wait": (tw, tw2), "cpu": cpu, "rss": rss, "loads": loads,
+            "scrape_p50_ms": statistics.median(sorted_lat) * 1000,
+            "scrape_p99_ms": sorted_lat[int(len(sorted_lat) * 0.99) - 1] * 1000, "scrapes": len(sorted_lat),
+            "scrapes_per_s": len(sorted_lat) / sum(sorted_lat), "metrics_bytes": lat["bytes"],
+            "ss_tan_ms": statistics.median(ss), "tw_dumps": tw_dumps, "full_samples": full,
+            "reasons": dict(reasons)}
 
 
-SCRAPER = """import json, sys, time, urllib.request
-url = sys.argv[1]
-lat = []
-end = time.monotonic() + 2.0
-while time.monotonic() < end or len(lat) < 200:  # at least 100 scrapes/s for 2 s, plus more
-    t = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=5) as r:
-        body = r.read()
-    lat.append(time.perf_counter() - t)
-print(json.dumps({"lat": lat, "bytes": len(body), "body": body.decode()}))
-"""
-
-
-def scrape_latency(ns: str) -> tuple[dict[str, float], str]:
-    import json
-
-    out = json.loads(sh(ns, sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{METRICS}/metrics"))
-    lat = sorted(out["lat"])
-    return {"scrapes": len(lat), "scrape_ms_p50": statistics.median(lat) * 1000,
-            "scrape_ms_p99": lat[int(len(lat) * 0.99) - 1] * 1000, "scrapes_per_s": len(lat) / sum(lat),
-            "metrics_bytes": out["bytes"]}, str(out["body"])
-
-
-def reference(ns: str) -> dict[str, float]:
-    """ss and psutil on the same sockets, same namespace, same run (median of 5)."""
-    ss, ps = [], []
-    for _ in range(5):
-        t = time.perf_counter()
-        sh(ns, "ss", "-tan")
-        ss.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        sh(ns, sys.executable, "-c", "import psutil, time; t = time.perf_counter(); "
-           "psutil.net_connections('tcp'); print(time.perf_counter() - t)")
-        ps.append(time.perf_counter() - t)
-    inproc = [float(sh(ns, sys.executable, "-c", "import psutil, time; t = time.perf_counter(); "
-                       "psutil.net_connections('tcp'); print(time.perf_counter() - t)")) for _ in range(3)]
-    return {"ss_tan_ms": statistics.median(ss) * 1000, "psutil_ms": statistics.median(inproc) * 1000}
+def report(r: dict[str, object]) -> None:
+    cpu = r["cpu"]
+    assert isinstance(cpu, dict)
+    print(f"\n== {r['size']} sockets: {r['sockets'][0]}..{r['sockets'][1]} in the namespace "  # type: ignore[index]
+          f"({r['time_wait'][0]}..{r['time_wait'][1]} TIME_WAIT); load avg per window {r['loads']}")  # type: ignore[index]
+    for k, v in cpu.items():
+        print(f"  {k:14s} CPU % of a core per window: {', '.join(f'{x:.2f}' for x in v)}; median "
+              f"{statistics.median(v):.2f}; RSS {r['rss'][k]:.1f} MB")  # type: ignore[index]
+    due = cpu["when-due"]
+    for peer in ("every-sample", "node_exporter"):
+        if peer in cpu:
+            ratios = [a / b for a, b in zip(due, cpu[peer], strict=True) if b > 0]
+            if ratios:
+                print(f"  when-due / {peer}: median {statistics.median(ratios):.2f} "
+                      f"(range {min(ratios):.2f}-{max(ratios):.2f})")
+    print(f"  when-due agent: {r['tw_dumps']} of {r['full_samples']} full samples dumped TIME_WAIT; "
+          f"/metrics {r['scrapes']} scrapes at {r['scrapes_per_s']:.0f}/s, p50 {r['scrape_p50_ms']:.2f} ms, "
+          f"p99 {r['scrape_p99_ms']:.2f} ms, {r['metrics_bytes']} bytes; ss -tan {r['ss_tan_ms']:.0f} ms")
+    print(f"  when-due agent, why each full sample dumped TIME_WAIT or not: {r['reasons']}")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=60)
-    p.add_argument("--sockets", type=int, default=10000)
-    p.add_argument("--intervals", default="5,1")
-    p.add_argument("--soak", type=float, default=0, help="also run a soak of this many seconds at 5 s")
-    p.add_argument("--config", default=None, help="rules file for the agent (default: built-in rules, under "
-                   "which the 5,000 connections from 127.0.0.1 raise ConnectionsPerSource)")
+    p.add_argument("--sizes", default="10000,100000")
+    p.add_argument("--tw-share", type=float, default=0.9)
+    p.add_argument("--windows", type=int, default=4)
+    p.add_argument("--window", type=float, default=30.0)
+    p.add_argument("--fill", type=float, default=60.0, help="seconds of churn before measuring (one TIME_WAIT life)")
     a = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_agent: needs root for a network namespace")
-    ns = f"cwbench-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        sh(ns, "ip", "link", "set", "lo", "up")
-        sh(ns, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=20000 60999")
-        srv = start(ns, sys.executable, str(PROGS / "listener.py"), "--port", str(PORT), "--backlog", "4096",
-                    "--accept", "--lifetime", "3600")
-        procs.append(srv)
-        ready(srv)
-        conns = a.sockets // 2  # each connection is two sockets here (client and accepted)
-        cli = start(ns, sys.executable, str(PROGS / "flood.py"), "--port", str(PORT), "--count", str(conns),
-                    "--hold", "3600")
-        procs.append(cli)
-        ready(cli)
-        time.sleep(2)
-        total = sh(ns, "ss", "-tanH").count("\n")
-        print(f"sockets in the namespace: {total}")
-        ref = reference(ns)
-        print(f"reference: ss -tan {ref['ss_tan_ms']:.1f} ms, psutil.net_connections {ref['psutil_ms']:.1f} ms")
-        runs = [(float(i), a.duration) for i in a.intervals.split(",")]
-        if a.soak:
-            runs.append((5.0, a.soak))
-        for interval, duration in runs:
-            extra = ["--config", a.config] if a.config else []
-            r = measure_agent(ns, interval, duration, Path(f"/tmp/{ns}-state-{interval:g}-{duration:g}"), extra)
-            print(f"interval {interval:g} s over {duration:g} s: CPU {r['cpu_pct']:.2f} % of one core, "
-                  f"RSS max {r['rss_mb_max']:.1f} MB (first {r['rss_mb_first']:.1f}, last {r['rss_mb_last']:.1f}), "
-                  f"full sample {r['full_sample_ms']:.1f} ms = {r['full_sample_ms'] / ref['ss_tan_ms']:.2f} x ss, "
-                  f"{r['full_sample_ms'] / ref['psutil_ms']:.2f} x psutil; /metrics {r['scrapes']} scrapes at "
-                  f"{r['scrapes_per_s']:.0f}/s, p50 {r['scrape_ms_p50']:.2f} ms, p99 {r['scrape_ms_p99']:.2f} ms, "
-                  f"{r['metrics_bytes']} bytes")
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.communicate(timeout=10)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    if not NODE_EXPORTER:
+        print("node_exporter not found (prometheus-node-exporter): measured without it")
+    for size in (int(x) for x in a.sizes.split(",")):
+        ns = f"cwbench-{uuid.uuid4().hex[:6]}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            sh(ns, "ip", "link", "set", "lo", "up")
+            sh(ns, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=0")  # TIME_WAIT stays: the load is what it says
+            tmp = Path(f"/tmp/{ns}")
+            tmp.mkdir()
+            report(measure(ns, size, a.tw_share, a.windows, a.window, tmp, a.fill))
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     return 0
 
 

@@ -9,20 +9,23 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import TypeVar
 
 from connwatch.clock import Clock
+from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitSignals, merge
 from connwatch.errors import ParseError, SourceUnavailable
-from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus
+from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus, Sysctls
 from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
-from connwatch.sources import netlink, processes, recorded
+from connwatch.sources import diag_filter, netlink, processes, recorded
 from connwatch.sources.hostlimits import read_host_limits
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
 
 T = TypeVar("T")
 NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
+TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
 FAMILIES = ((4, socket.AF_INET), (6, socket.AF_INET6))
 
 
@@ -40,6 +43,9 @@ class CollectOptions:
     # the kernel walks its host-wide socket hashes for every dump, whatever the namespace, so this
     # halves a sample's kernel time. Set for other namespaces (collect_netns); off keeps collect() as is.
     one_walk: bool = False
+    # The agent's TIME_WAIT aggregates, one per namespace: TIME_WAIT is then dumped only when due
+    # (collect_tw.py). None (commands): every state in one dump, every sample.
+    time_wait: TimeWaitCaches | None = dc_field(default=None, compare=False)
 
 
 def _timed(statuses: list[SourceStatus], name: str, call: Callable[[], T]) -> T | None:
@@ -84,9 +90,61 @@ def netlink_listeners(sock: netlink.DiagSocket, limits: list[str], one_walk: boo
 
 
 def _netlink_sockets(sock: netlink.DiagSocket, aggregator: SocketAggregator, limits: list[str],
-                     one_walk: bool = False) -> SocketSummary:
-    _dump(sock, netlink.TCPF_ALL_BUT_LISTEN, 0, aggregator, limits, one_walk)
+                     one_walk: bool = False, states: int = netlink.TCPF_ALL_BUT_LISTEN) -> SocketSummary:
+    _dump(sock, states, 0, aggregator, limits, one_walk)
     return aggregator.summary()
+
+
+@dataclass(frozen=True, slots=True)
+class _TimeWaitPlan:
+    cache: TimeWaitCache
+    signals: TimeWaitSignals  # read before the dump
+
+
+def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
+                   one_walk: bool, plan: _TimeWaitPlan) -> SocketSummary:
+    """When TIME_WAIT is due: one dump of every state, as without a plan, its outbound TIME_WAIT kept.
+    Else every state but TIME_WAIT dumped now (kernel-side state filter), the inbound TIME_WAIT too
+    when the last full dump held any (kernel-side port filter), and the outbound TIME_WAIT reused."""
+    cache = plan.cache
+    why = cache.observe(plan.signals, ports)
+    ranges = diag_filter.port_ranges(ports)
+    if why is None and len(ranges) > diag_filter.MAX_RANGES:
+        why = f"{len(ranges)} ranges of listening ports"
+    if why is None and cache.filter_refused:
+        why = f"the kernel refused the port filter ({cache.filter_refused})"
+    if why is not None:
+        whole = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk)
+        cache.store(whole, plan.signals, ports, why)
+        return whole
+    fresh = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk,
+                             netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT)
+    inbound = SocketAggregator(ports, tw_delay)
+    try:
+        if ranges and cache.inbound_seen:  # else none at the last full dump: no second walk
+            _dump_filtered(sock, diag_filter.sport_program(ranges), inbound, limits, one_walk)
+    except SourceUnavailable as exc:  # an old or odd kernel: dump all of TIME_WAIT, now and from now on
+        cache.filter_refused = exc.reason
+        part = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk, TCPF_TIME_WAIT)
+        cache.store(part, plan.signals, ports, f"the kernel refused the port filter ({exc.reason})")
+        return merge(fresh, part)
+    return merge(merge(fresh, cache.reuse()), inbound.summary())
+
+
+def _dump_filtered(sock: netlink.DiagSocket, program: bytes, consume: SocketAggregator, limits: list[str],
+                   one_walk: bool) -> None:
+    """TIME_WAIT on the listening ports only (kernel-side filter), like _dump for both families."""
+    if one_walk:
+        diag_filter.dump_filtered(sock, TCPF_TIME_WAIT, program, None, consume)
+        return
+    for fam, afam in FAMILIES:
+        try:
+            diag_filter.dump_filtered(sock, TCPF_TIME_WAIT, program, afam, consume)
+        except SourceUnavailable:
+            if fam == 4:
+                raise
+            if not any(note.startswith("IPv6 sockets not visible") for note in limits):
+                limits.append("IPv6 sockets not visible: the kernel has no IPv6 sock_diag support")
 
 
 def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:
@@ -112,7 +170,7 @@ def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggrega
 
 
 def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], limits: list[str],
-             tw_delay: int | None) -> tuple[list[Listener], SocketSummary | None]:
+             tw_delay: int | None, plan: _TimeWaitPlan | None = None) -> tuple[list[Listener], SocketSummary | None]:
     sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
         replay = opts.replay
@@ -125,8 +183,12 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
                                lambda: netlink_listeners(sock, limits, opts.one_walk))
             if listeners is not None:
                 summary = None
-                if opts.sockets:
-                    agg = SocketAggregator(frozenset(x.port for x in listeners), tw_delay)
+                ports = frozenset(x.port for x in listeners)
+                if opts.sockets and plan is not None:
+                    summary = _timed(statuses, f"{NETLINK} sockets", lambda: _split_sockets(
+                        sock, ports, tw_delay, limits, opts.one_walk, plan))
+                elif opts.sockets:
+                    agg = SocketAggregator(ports, tw_delay)
                     summary = _timed(statuses, f"{NETLINK} sockets",
                                      lambda: _netlink_sockets(sock, agg, limits, opts.one_walk))
                 return listeners, summary
@@ -250,15 +312,23 @@ def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = Tr
     return [_owned(s, b, scan, describe) for s, b in zip(snaps, busiest, strict=True)]
 
 
-def sample(clock: Clock, opts: CollectOptions, proc: ProcFS) -> Snapshot:
+def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) -> Snapshot:
     """Everything but the owners, read through `proc` (the live /proc, a copied tree, or the view of a
-    thread inside another network namespace) and the namespace of the calling thread."""
+    thread inside another network namespace) and the namespace of the calling thread. `tw_key` names
+    the namespace's TIME_WAIT aggregate in opts.time_wait (then sockstat's tw and TcpExt TW are also
+    read before the dump, to decide whether TIME_WAIT is dumped)."""
     statuses: list[SourceStatus] = []
     limits: list[str] = []
     taken_at, mono = clock.time(), clock.monotonic()
     sysctls, st = read_sysctls(proc)
     statuses += st
-    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay)
+    plan = None
+    if opts.time_wait is not None and opts.sockets:  # read first: they decide whether TIME_WAIT is dumped
+        before, _ = read_counters(proc)  # (read again after the dump, as without a plan)
+        tw_now, _ = read_sockstat(proc)
+        plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
+            mono, tw_now.get("TCP.tw"), before.get("TcpExt.TW"), _range_size(sysctls)))
+    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)
     counters, st = read_counters(proc)
     statuses += st
     sockstat, st = read_sockstat(proc)
@@ -274,6 +344,11 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS) -> Snapshot:
         limitations=tuple(limits), conntrack_count=hl.conntrack_count, conntrack_stats=hl.conntrack_stats,
         files_allocated=hl.files_allocated,
     )
+
+
+def _range_size(sysctls: Sysctls) -> int | None:
+    r = sysctls.ip_local_port_range
+    return r[1] - r[0] + 1 if r is not None and r[1] >= r[0] else None
 
 
 def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:

@@ -206,10 +206,12 @@ def test_non_root_sees_only_its_own_namespace_and_says_so(ns: Netns, tmp_path: P
     assert any("only connwatch's own network namespace" in x and "run as root" in x for x in snap["limits"])
 
 
-def test_the_listener_poll_sees_each_namespace_and_lets_a_deleted_one_go(ns: Netns) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_listener_poll_sees_each_namespace_and_lets_a_deleted_one_go(ns: Netns, workers: int) -> None:
+    """One thread, or the namespaces split over two (min_per_worker=1: the parallel path with few namespaces)."""
     ns.python("listener.py", "--port", str(PORT), "--backlog", "5")
     ns.python("listener.py", "--host", "::1", "--port", str(PORT), "--backlog", "6")
-    poller = NetnsListenerPoller()
+    poller = NetnsListenerPoller(workers=workers, min_per_worker=1)
     try:
         with netns() as gone:
             gone.python("listener.py", "--port", str(PORT), "--backlog", "9")

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from connwatch.agent import systemd
 from connwatch.agent.delivery import Delivery, enqueue, reconcile
+from connwatch.agent.metrics_cache import MetricsCache
 from connwatch.agent.options import AgentOptions
 from connwatch.agent.poll import ListenerPoller
 from connwatch.agent.server import serve
@@ -34,6 +35,7 @@ from connwatch.agent.state import StateKeeper
 from connwatch.clock import Clock
 from connwatch.collect import CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
+from connwatch.collect_tw import TimeWaitCaches
 from connwatch.engine import CheckResult, judge
 from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Alert, Measurement
@@ -47,6 +49,12 @@ from connwatch.sources.procfs import ProcFS
 log = logging.getLogger("connwatch.agent")
 Identity = tuple[int, int, int, str]
 OWNER_REFRESH_S = 60.0
+# Attributes judged from per-destination TIME_WAIT counts: while one of them is at NEAR_FRACTION of its
+# lowest threshold (or alerting), its namespace's TIME_WAIT is dumped every full sample (collect_tw.py).
+# TimeWaitSockets is not one: its value is sockstat's tw, read every sample (only its detail's top
+# destinations come from the dump).
+TIME_WAIT_ATTRIBUTES = frozenset({"EphemeralPortUsage", "EphemeralPortUsageWithoutReuse", "EphemeralPortExhaustion"})
+NEAR_FRACTION = 0.5
 
 
 class Agent:
@@ -56,6 +64,7 @@ class Agent:
         self.collector = SnapshotCollector(MetricsOptions(opts.kernel_counters, opts.legacy_metrics))
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
+        self.metrics_cache = MetricsCache(self.registry)  # /metrics text rendered once per sample
         ProcessCollector(namespace="", registry=self.registry)  # the standard process_* series
         if opts.legacy_metrics:
             ProcessCollector(namespace="connwatch_agent", registry=self.registry)  # 0.1 names, deprecated
@@ -74,6 +83,7 @@ class Agent:
         self.alerts: tuple[Alert, ...] = ()
         self.measurements: tuple[Measurement, ...] = ()
         self.samples = {"full": 0, "listeners": 0}
+        self.time_wait = TimeWaitCaches() if opts.time_wait_when_due else None  # per namespace
         self.sample_seconds: dict[str, float] = {}
         self.source_errors: dict[str, int] = {}
         self.reload_failures = 0
@@ -98,8 +108,8 @@ class Agent:
 
     def run(self) -> int:
         o = self.opts
-        httpd = (serve(o.listen_host, o.listen_port, self.registry, o.tls_cert, o.tls_key, o.basic_auth_file)
-                 if o.listen_port else None)
+        httpd = (serve(o.listen_host, o.listen_port, self.registry, o.tls_cert, o.tls_key, o.basic_auth_file,
+                       cache=self.metrics_cache) if o.listen_port else None)
         where = f"/metrics on {o.listen_host}:{httpd.server_port}" if httpd else "no /metrics server"
         log.info("started: full sample every %g s, listeners every %g s, %s, state %s, %d receiver(s)",
                  o.interval, o.listener_interval, where, o.state_dir, len(o.receivers))
@@ -225,9 +235,11 @@ class Agent:
 
     def _collect(self) -> list[Snapshot]:
         owners = self._needs_owners()
-        opts = CollectOptions(proc_root=self.opts.proc_root, use_netlink=self.opts.use_netlink, owners=owners)
+        opts = CollectOptions(proc_root=self.opts.proc_root, use_netlink=self.opts.use_netlink, owners=owners,
+                              time_wait=self.time_wait)
         start = time.perf_counter()
         snaps = self._sample(opts)
+        self._count_time_wait(snaps)
         if owners:
             self.owners_at = self.clock.monotonic()
             self.owners = {x.identity: x for s in snaps for x in s.listeners}
@@ -241,6 +253,36 @@ class Agent:
                     self.source_errors[status.name] = self.source_errors.get(status.name, 0) + 1
             self._say_limitations(snap.limitations)
         return snaps
+
+    def _count_time_wait(self, snaps: list[Snapshot]) -> None:
+        """Forget the TIME_WAIT aggregates of namespaces gone; count the samples that dumped TIME_WAIT
+        (`connwatch_samples_total{kind="time_wait"}`)."""
+        if self.time_wait is None:
+            return
+        keys = {_tw_key(s) for s in snaps}
+        self.time_wait.keep(keys)
+        dumped = sum(1 for k in keys if k in self.time_wait.caches and self.time_wait.caches[k].reason != "reused")
+        self.samples["time_wait"] = self.samples.get("time_wait", 0) + dumped
+        for key in keys:
+            cache = self.time_wait.caches.get(key)
+            if cache is not None:
+                log.debug("TIME_WAIT of netns key %d: %s (sockstat tw %s)", key, cache.reason, cache.tw)
+
+    def _plan_time_wait(self, results: list[CheckResult]) -> None:
+        """Dump TIME_WAIT every sample in a namespace while an attribute judged from it is near a threshold."""
+        if self.time_wait is None:
+            return
+        lowest: dict[str, float] = {}
+        for rule in self.rules:
+            if rule.attribute in TIME_WAIT_ATTRIBUTES and rule.high is not None:
+                lowest[rule.attribute] = min(lowest.get(rule.attribute, rule.high), rule.high)
+        for r in results:
+            cache = self.time_wait.caches.get(_tw_key(r.current))
+            if cache is None:
+                continue
+            active = r.step.raised + r.step.updated + r.step.still_active_clean
+            cache.force = any(a.attribute in TIME_WAIT_ATTRIBUTES for a in active) or any(
+                m.attribute in lowest and m.value >= NEAR_FRACTION * lowest[m.attribute] for m in r.measurements)
 
     def _say_limitations(self, notes: Sequence[str]) -> None:
         """Log what the samples cannot see (e.g. owners invisible without privileges), each kind once:
@@ -264,6 +306,7 @@ class Agent:
         owned = tuple(self._owned(x) for x in listeners)
         others = {inode: None if got is None else tuple(self._owned(x) for x in got) for inode, got in polled.items()}
         self.collector.update_listeners(owned, dict(self.peaks), self.stats(), others)
+        self.metrics_cache.invalidate()
 
     def _owned(self, lst: Listener) -> Listener:
         known = self.owners.get(lst.identity)
@@ -283,6 +326,7 @@ class Agent:
                 results.append(self._judge(prev, judged))
         for line in (x for r in results for x in log_lines(before, r.step, r.current.taken_at)):
             log.info("%s", line)  # raised, severity changed, cleared: one line each, in check's words
+        self._plan_time_wait(results)
         if results:
             self.alerts = sum((r.step.raised + r.step.updated + r.step.still_active_clean for r in results), ())
             self.raised = any(r.step.raised for r in results)
@@ -295,6 +339,7 @@ class Agent:
         own = snaps[0]
         self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements,
                                    namespaces=tuple(snaps[1:])))
+        self.metrics_cache.invalidate()
 
     def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
         store = self.keeper.get()
@@ -326,6 +371,11 @@ class Agent:
                           state_errors=self.keeper.errors, reload_failures=self.reload_failures,
                           config_ok=self.config_ok, pending=pending, sent=sent, failures=failures,
                           timeouts=timeouts)
+
+
+def _tw_key(snap: Snapshot) -> int:
+    """The key of a snapshot's TIME_WAIT aggregate (collect.sample's tw_key): its nsfs inode, 0 for collect()."""
+    return snap.netns.inode if snap.netns is not None else 0
 
 
 def _ns_key(snap: Snapshot) -> tuple[int, str] | None:

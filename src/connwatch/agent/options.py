@@ -31,6 +31,7 @@ class AgentOptions:
     netns: str = "own"  # network namespaces to sample (`--netns`; the command line's default is "all")
     kernel_counters: str = "needed"  # /metrics: "needed" (what the attributes read) or "all"
     legacy_metrics: bool = True  # /metrics: also the 0.1 names, for one more release
+    time_wait_when_due: bool = True  # TIME_WAIT dumped only when due (collect_tw.py); False: every full sample
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -24,6 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from connwatch.agent.httpd import BoundedWSGIServer, Limits, ProblemLog
+from connwatch.agent.metrics_cache import MetricsCache
 from connwatch.errors import ConfigError
 from connwatch.rules.configfile import decode_utf8, read_small_file
 
@@ -90,7 +91,9 @@ def _head(app: App, environ: dict[str, Any], start: StartResponse) -> Iterable[b
     return []
 
 
-def make_app(registry: CollectorRegistry, creds: dict[str, str] | None) -> App:
+def make_app(registry: CollectorRegistry, creds: dict[str, str] | None, cache: MetricsCache | None = None) -> App:
+    """The WSGI app. With a cache, /metrics is rendered once per sample (a `name[]` filter still
+    renders per request)."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
@@ -105,6 +108,10 @@ def make_app(registry: CollectorRegistry, creds: dict[str, str] | None) -> App:
                                        ("Content-Type", "text/plain")])
             return [b"401 Unauthorized\n"]
         path = environ.get("PATH_INFO", "/")
+        if path == "/metrics" and cache is not None and "name[]" not in environ.get("QUERY_STRING", ""):
+            headers, body = cache.response(environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"))
+            start("200 OK", headers)
+            return [body]
         if path == "/metrics":
             return metrics(environ, start)  # type: ignore[no-any-return]
         if path in ("/", "/-/healthy"):
@@ -125,7 +132,7 @@ def _is_loopback(host: str) -> bool:
 
 def serve(host: str, port: int, registry: CollectorRegistry, tls_cert: str | None = None,
           tls_key: str | None = None, auth_file: str | None = None,
-          limits: Limits | None = None) -> BoundedWSGIServer:
+          limits: Limits | None = None, cache: MetricsCache | None = None) -> BoundedWSGIServer:
     """Start the server in a daemon thread; ConfigError (one line) when it cannot listen."""
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
@@ -135,7 +142,7 @@ def serve(host: str, port: int, registry: CollectorRegistry, tls_cert: str | Non
         httpd = cls((host, port), _Quiet, limits or Limits(), ProblemLog(log))
     except OSError as exc:
         raise ConfigError(f"--listen {host}:{port}: cannot listen ({exc.strerror or exc})") from exc
-    httpd.set_app(make_app(registry, creds))
+    httpd.set_app(make_app(registry, creds, cache))
     if tls_cert and tls_key:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "TCP counter (node_exporter's netstat/sockstat collectors export the same values)")
     p.add_argument("--legacy-metrics", choices=("on", "off"), default="on",
                    help="/metrics: also export the 0.1 series names (default on in this release; see CHANGELOG)")
+    p.add_argument("--time-wait", choices=("when-due", "every-sample"), default="when-due",
+                   help="dump TIME_WAIT sockets only when due (default: sockstat tw or the TIME_WAIT rate moved, "
+                        "30 s passed, or an ephemeral-port alert is near) or at every full sample")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add_common(p, state=True, config=True)
 
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         config=args.config, instance=args.instance, proc_root=args.proc_root,
         use_netlink=not args.no_netlink, tls_cert=args.tls_cert, tls_key=args.tls_key,
         basic_auth_file=args.basic_auth_file, resend_s=args.resend_interval, retry_max_s=args.retry_max,
-        netns=args.netns, kernel_counters=args.kernel_counters, legacy_metrics=args.legacy_metrics == "on")
+        netns=args.netns, kernel_counters=args.kernel_counters, legacy_metrics=args.legacy_metrics == "on",
+        time_wait_when_due=args.time_wait == "when-due")
     from connwatch.agent.lock import hold
     from connwatch.collect_netns import parse_selector
 
