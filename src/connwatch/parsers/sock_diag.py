@@ -259,7 +259,13 @@ class SocketAggregator:
 
     @gc_paused  # one object per distinct key, no cycles
     def summary(self) -> SocketSummary:
-        """Format each distinct key once and freeze the aggregates.
+        """Format each distinct key once and freeze the aggregates."""
+        dests, inodes, srcs = self.named()
+        return freeze(self.total, self.by_state, dests, inodes, srcs, self.accepts_summary())
+
+    def named(self) -> tuple[dict[tuple[str, str, int], list[int]], dict[tuple[str, str, int], list[int]],
+                             dict[tuple[str, int], list[int]]]:
+        """(destinations, their owner inodes, sources) keyed by address text, in first-seen order.
 
         Keys that differ only by an IPv4-mapped IPv6 form merge into one plain-IPv4 entry.
         """
@@ -273,17 +279,24 @@ class SocketAggregator:
         srcs: dict[tuple[str, int], list[int]] = {}
         for (fam, dst, sport), counts in self.sources.items():
             _merge(srcs, (format_address(fam, dst), socket.ntohs(sport)), counts)
-        destinations = tuple(
-            DestinationUsage(local_address=local, remote_address=remote, remote_port=port,
-                             states=_named(counts[:_NSTATES]), time_wait_young=counts[_NSTATES],
-                             owner_inodes=tuple(inodes[(local, remote, port)][:_OWNER_SAMPLE]))
-            for (local, remote, port), counts in dests.items()
-        )
-        shared: dict[tuple[int, ...], dict[str, int]] = {}  # most sources share a state mix: one dict each
-        sources = tuple(SourceUsage(source=source, port=port, states=_named_shared(shared, counts))
-                        for (source, port), counts in srcs.items())
-        return SocketSummary(total=self.total, by_state=_named(self.by_state),
-                             destinations=destinations, sources=sources, accepts=self.accepts_summary())
+        return dests, inodes, srcs
+
+
+def freeze(total: int, by_state: list[int], dests: dict[tuple[str, str, int], list[int]],
+           inodes: dict[tuple[str, str, int], list[int]], srcs: dict[tuple[str, int], list[int]],
+           accepts: tuple[PortAccepts, ...] | None) -> SocketSummary:
+    """The SocketSummary of aggregates keyed by address text (dests' counts: the states, then young TIME_WAIT)."""
+    destinations = tuple(
+        DestinationUsage(local_address=local, remote_address=remote, remote_port=port,
+                         states=_named(counts[:_NSTATES]), time_wait_young=counts[_NSTATES],
+                         owner_inodes=tuple(inodes.get((local, remote, port), ())[:_OWNER_SAMPLE]))
+        for (local, remote, port), counts in dests.items()
+    )
+    shared: dict[tuple[int, ...], dict[str, int]] = {}  # most sources share a state mix: one dict each
+    sources = tuple(SourceUsage(source=source, port=port, states=_named_shared(shared, counts))
+                    for (source, port), counts in srcs.items())
+    return SocketSummary(total=total, by_state=_named(by_state), destinations=destinations, sources=sources,
+                         accepts=accepts)
 
 
 def _merge(into: dict[K, list[int]], key: K, counts: list[int]) -> None:
