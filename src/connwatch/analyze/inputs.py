@@ -134,7 +134,7 @@ def _mark(marks: list[tuple[int, int]], pieces: list[bytes], number: int, pos: i
     marks.extend((line, offsets[line - first]) for line in range(need, first + len(pieces), MARK_EVERY))
 
 
-BLOCK = 1 << 20
+BLOCK = 1 << 18  # bytes read and decoded at a time (and the lines of a block held by the one pass)
 
 
 def _utf16_blocks(raw: IO[bytes], name: str, encoding: str) -> Iterator[list[str]]:
@@ -178,9 +178,13 @@ def _byte_blocks(raw: IO[bytes], name: str, encoding: str, pos: int, marks: list
                 good, error = _line_by_line(body.split(b"\n"), name, encoding, number)
                 yield good
                 raise error or ParseError(name, "unreadable text", number + 1)  # (error is never None here)
+            if "\r" in text:  # what rstrip("\r\n") leaves of each line, without a loop over the lines
+                while "\r\n" in text:
+                    text = text.replace("\r\n", "\n")
+                text = text.rstrip("\r")
             lines = text.split("\n")
             number += len(lines)
-            yield [x.rstrip("\r") for x in lines] if "\r" in text else lines
+            yield lines
         if len(tail) > MAX_LINE:  # readline(MAX_LINE + 1) would have stopped in this line
             raise ParseError(name, f"line longer than {MAX_LINE} bytes: not command output", number + 1)
     if tail:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from connwatch.analyze import detect as fmt
@@ -36,6 +35,7 @@ from connwatch.parsers.sock_diag import TIME_WAIT_LEN_MS, freeze
 from connwatch.parsers.ss_text import iter_ss, scan_ss
 from connwatch.parsers.windows_text import iter_powershell_list, iter_powershell_tcp
 from connwatch.parsers.zos_netstat import iter_zos_conn
+from connwatch.perf import gc_paused
 
 DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_BSD: BSD,
            fmt.NETSTAT_BSD_LISTEN: BSD_LISTEN}
@@ -155,6 +155,7 @@ def try_fast(lines: Iterable[str], name: str, kind: str, ports: Iterable[int], y
         return None
 
 
+@gc_paused  # a few small objects per row, none kept but the counts (acyclic)
 def scan_fast(lines: Iterable[str], name: str, kind: str, ports: Iterable[int], young: int,
               split: list[list[str]] | None = None) -> RowScan:
     """The fast path alone: _NotPlain or ParseError when the listing is not read exactly by it."""
@@ -199,13 +200,9 @@ def listener_of(row: ConnRow) -> Listener:
                     backlog=row.backlog, drops=row.drops, inode=0, uid=0, owner=owner)
 
 
-@cache
 def _port_table() -> dict[str, int]:
-    """Port text -> number for what parse_port accepts most often (all of 0-65535, `*`, service names)."""
-    table = {str(p): p for p in range(65536)}
-    table["*"] = 0
-    table.update(SERVICES)
-    return table
+    """Port text -> number, filled as port texts are met (_split reads a new one with parse_port)."""
+    return {"*": 0, **SERVICES}
 
 
 class _RowCounter:
@@ -214,6 +211,7 @@ class _RowCounter:
     def __init__(self, scan: RowScan) -> None:
         self.scan = scan
         self.listening = set(scan.ports)
+        self.ports = _port_table()
         self.hosts: dict[int, dict[str, tuple[str, int]]] = {4: {}, 6: {}}  # per family hint
         self.raw_sources: dict[tuple[str, str, int, int], list[int]] = {}  # (local, peer host text, port, hint)
         self.raw_dests: dict[tuple[str, str, int, int], list[int]] = {}
@@ -260,7 +258,7 @@ class _RowCounter:
         (turned into addresses once per key, in finish_plain)."""
         scan = self.scan
         scan.rows += len(plain)
-        ports, listening = _port_table(), self.listening
+        ports, listening = self.ports, self.listening
         sources, dests, closed = self.raw_sources, self.raw_dests, self.raw_closed
         used, infer = scan.outbound_ports, scan.local_ports
         assert used is not None
@@ -361,6 +359,8 @@ def _split(endpoint: str, ports: dict[str, int]) -> tuple[str, int]:
             number = parse_port(port)
         except ValueError:
             raise _NotPlain(endpoint) from None
+        if len(ports) < _MAX_CACHE:
+            ports[port] = number
     return host, number
 
 

@@ -208,6 +208,15 @@ def _simple(dialect: str, tokens: list[str]) -> tuple[int, str, str, int] | None
     return None
 
 
+def _simple_windows(tokens: list[str]) -> tuple[int, str, str, int] | None:
+    """_simple for WINDOWS, the common rows first (`TCP local peer STATE PID`)."""
+    if tokens[0] == "TCP" and (state := _SIMPLE_STATES.get(tokens[3] if len(tokens) > 3 else "")) is not None:
+        n = len(tokens)
+        if n == 4 or (n == 5 and (tokens[4] == "0" or _plain_number(tokens[4]))):
+            return state, tokens[1], tokens[2], 4
+    return None
+
+
 def _plain_owner(text: str) -> bool:
     """net-tools' PID/Program name column: `-`, or a pid num() reads before the slash."""
     pid, slash, _name = text.partition("/")
@@ -225,6 +234,7 @@ def scan_netstat(lines: Iterable[str], source: str, dialect: str, simple: list[t
     rows = 0
     pending: ConnRow | None = None
     fast = simple is not None and dialect in (WINDOWS, LINUX)
+    windows = dialect == WINDOWS
     for number, line in enumerate(lines, start=1):
         tokens = line.split()
         if keep is not None:
@@ -233,7 +243,7 @@ def scan_netstat(lines: Iterable[str], source: str, dialect: str, simple: list[t
             tokens = tokens[1:]  # -LaAn: the Tcpcb address column
         if not tokens or ended:
             continue
-        if fast and (plain := _simple(dialect, tokens)) is not None:
+        if fast and (plain := _simple_windows(tokens) if windows else _simple(dialect, tokens)) is not None:
             started, loose = True, 0
             rows += 1
             if pending is not None:
