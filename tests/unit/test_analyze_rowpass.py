@@ -138,3 +138,23 @@ def test_segments_of_a_listing_are_those_of_its_lines() -> None:
     lines = [HEADER, *EDGE_ROWS[:4]]
     segs = segment(lines)
     assert segs.whole and segs.parts[0].kind == fmt.SS and segs.parts[0].end == len(lines)
+
+
+def test_block_reading_gives_the_lines_and_part_marks_of_line_by_line_reading(tmp_path: Path) -> None:
+    import io
+
+    from connwatch.analyze import inputs
+    from connwatch.analyze.inputs import InputFile, iter_lines
+
+    cr = "\r"  # 20,000 rows: several blocks
+    rows = "".join(f"ESTAB 0 0 10.0.0.1:{1024 + i} 10.0.0.{i % 7}:80{cr * (i % 3)}\n" for i in range(20000))
+    data = b"\xef\xbb\xbf" + (HEADER + "\r\n" + rows + "last\r").encode()
+    f = InputFile("t", "", lambda: io.BytesIO(data))
+    marks: list[tuple[int, int]] = []
+    got = list(iter_lines(f, "utf-8-sig", marks))
+    assert got == [x.decode().rstrip("\r\n") for x in io.BytesIO(data[3:]).readlines()]
+    expect: list[tuple[int, int]] = []
+    raw = io.BytesIO(data)
+    raw.read(3)
+    list(inputs._byte_lines(raw, "utf-8", "t", 1, 3, expect))  # the per-line reader slices seek with
+    assert marks == expect and len(marks) == 20001 // 256 + 1
