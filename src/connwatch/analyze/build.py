@@ -10,6 +10,7 @@ the number of distinct (source, port) and (local, destination) keys, not by file
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import socket
 from collections.abc import Iterator
@@ -27,25 +28,21 @@ from connwatch.analyze.hostfacts import (
     sysctls_from,
 )
 from connwatch.analyze.inputs import InputFile, iter_lines, read_head
+from connwatch.analyze.rowpass import DIALECT, RowScan, combine, conn_rows, scan_rows, young_limit
 from connwatch.errors import ParseError
-from connwatch.model import HostInfo, Listener, Process, Snapshot, Sysctls, TcpState
+from connwatch.model import HostInfo, Listener, Snapshot, SocketSummary, Sysctls, TcpState
 from connwatch.parsers.conn_rows import ConnRow, raw_address
 from connwatch.parsers.conntrack import conntrack_note, parse_conntrack_stats
 from connwatch.parsers.conntrack_list import conntrack_list_note, parse_conntrack_list
-from connwatch.parsers.lsof import iter_lsof_tcp
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp, parse_snmp6
 from connwatch.parsers.netstat_stats import parse_linux_netstat_s, parse_nstat, parse_windows_netstat_s
-from connwatch.parsers.netstat_text import BSD, BSD_LISTEN, LINUX, WINDOWS, iter_netstat
 from connwatch.parsers.proc_tcp import parse_proc_tcp
-from connwatch.parsers.snmp_tcp import iter_snmp_tcp
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.parsers.sockstat import parse_sockstat
-from connwatch.parsers.ss_text import iter_ss, parse_ss_summary
-from connwatch.parsers.windows_text import iter_powershell_list, iter_powershell_tcp, parse_netsh_dynamicport
-from connwatch.parsers.zos_netstat import iter_zos_conn
+from connwatch.parsers.ss_text import parse_ss_summary
+from connwatch.parsers.windows_text import parse_netsh_dynamicport
 
-_DIALECT = {fmt.NETSTAT_LINUX: LINUX, fmt.NETSTAT_WINDOWS: WINDOWS, fmt.NETSTAT_BSD: BSD,
-            fmt.NETSTAT_BSD_LISTEN: BSD_LISTEN}
+_DIALECT = DIALECT
 _COUNTER_PARSERS = {fmt.PROC_NETSTAT: parse_netstat_snmp, fmt.PROC_SNMP: parse_netstat_snmp,
                     fmt.PROC_SNMP6: parse_snmp6}
 _LISTEN = int(TcpState.LISTEN)
@@ -81,6 +78,7 @@ class Capture:
     conn_counts: dict[int, int] = field(default_factory=dict)  # id(InputFile) -> connection rows
     dropped_conn: list[str] = field(default_factory=list)
     kinds_seen: dict[str, str] = field(default_factory=dict)  # format -> where it was first read
+    scans: dict[int, RowScan] = field(default_factory=dict)  # id(InputFile) -> its one pass (analyze/rowpass.py)
 
     @property
     def timestamped(self) -> bool:
@@ -96,28 +94,7 @@ class Capture:
 
 
 def _rows(f: InputFile, kind: str, enc: str, notes: list[str]) -> Iterator[ConnRow]:
-    lines = iter_lines(f, enc)
-    if kind == fmt.SS:
-        return iter_ss(lines, f.name, notes)
-    if kind == fmt.POWERSHELL_TCP:
-        return iter_powershell_tcp(lines, f.name)
-    if kind == fmt.POWERSHELL_LIST:
-        return iter_powershell_list(lines, f.name)
-    if kind == fmt.ZOS_CONN:
-        return iter_zos_conn(lines, f.name)
-    if kind == fmt.LSOF:
-        return iter_lsof_tcp(lines, f.name)
-    if kind == fmt.SNMP_TCP:
-        return iter_snmp_tcp(lines, f.name)
-    return iter_netstat(lines, f.name, _DIALECT[kind])
-
-
-def _listener(row: ConnRow) -> Listener:
-    owner = None
-    if row.pid is not None or row.command:
-        owner = Process(row.pid if row.pid is not None else -1, row.command or "?")
-    return Listener(family=row.family, address=row.local or "?", port=row.local_port, queue=row.recv_q or 0,
-                    backlog=row.backlog, drops=row.drops, inode=0, uid=0, owner=owner)
+    return conn_rows(iter_lines(f, enc), f.name, kind, notes)
 
 
 def _add_listeners(cap: Capture, found: list[Listener]) -> None:
@@ -132,8 +109,9 @@ def _add_listeners(cap: Capture, found: list[Listener]) -> None:
             cap.listeners[key] = group
 
 
-def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
-    """Parse one file; returns the number of records it gave."""
+def first_pass(cap: Capture, f: InputFile, kind: str, enc: str, scan: RowScan | None = None) -> int:
+    """Parse one file; returns the number of records it gave. `scan`: the file's connection listing,
+    already read (analyze/run.py reads a plain file's lines once for its parts and its rows)."""
     lines = iter_lines(f, enc)
     if kind == fmt.SNAPSHOT:
         try:
@@ -184,7 +162,7 @@ def first_pass(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
         cap.files_allocated = files if files is not None else cap.files_allocated
         return len(values)
     else:
-        return _first_pass_sockets(cap, f, kind, enc)
+        return _first_pass_sockets(cap, f, kind, enc, scan)
     cap.counters.update(got)
     return len(got)
 
@@ -209,7 +187,11 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number a snapshot holds")
 
 
-def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
+def listening_ports(cap: Capture) -> set[int]:
+    return {x.port for group in cap.listeners.values() for x in group}
+
+
+def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str, scan: RowScan | None) -> int:
     found: list[Listener] = []
     count = 0
     if kind in (fmt.PROC_TCP, fmt.PROC_TCP6):
@@ -217,10 +199,12 @@ def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str) -> int:
         parse_proc_tcp(_counting(iter_lines(f, enc), seen), f.name, 6 if kind == fmt.PROC_TCP6 else 4, found, None)
         count = max(seen[0] - 1, 0)  # minus the header line
     else:
-        for row in _rows(f, kind, enc, cap.notes):
-            count += 1
-            if row.state == _LISTEN:
-                found.append(_listener(row))
+        if scan is None:
+            scan = scan_rows(lambda: iter_lines(f, enc), f.name, kind, listening_ports(cap),
+                             young_limit(cap.sysctls.tcp_tw_reuse_delay))
+        cap.notes.extend(n for n in dict.fromkeys(scan.notes) if n not in cap.notes)
+        found, count = scan.listeners, scan.rows
+        cap.scans[id(f)] = scan
     _add_listeners(cap, found)
     connections = count - len(found)
     if connections and (kind in _DIALECT or kind in _TEXT_LISTINGS):
@@ -240,6 +224,7 @@ def _replace_connections(cap: Capture, f: InputFile) -> None:
         return
     for item in earlier:
         cap.conn_files.remove(item)
+        cap.scans.pop(id(item[0]), None)
         cap.connection_rows -= cap.conn_counts.pop(id(item[0]), 0)
         cap.dropped_conn.append(item[0].label)
     cap.notes.append(f"several connection listings in one capture: the connections of the last ({f.label}) are "
@@ -253,6 +238,27 @@ def _counting(lines: Iterator[str], seen: list[int]) -> Iterator[str]:
         if line.strip():
             seen[0] += 1
         yield line
+
+
+def _text_summary(cap: Capture, ports: frozenset[int]) -> SocketSummary:
+    """The sockets of text listings from their one pass; a file whose pass guessed the listening ports
+    or the reuse delay wrong (analyze/rowpass.py) is read again with the capture's."""
+    young = young_limit(cap.sysctls.tcp_tw_reuse_delay)
+    scans = []
+    for f, kind, enc in cap.conn_files:
+        scan = cap.scans.get(id(f))
+        if scan is None or not scan.valid_for(ports, young):
+            try:
+                scan = scan_rows(functools.partial(iter_lines, f, enc), f.name, kind, ports, young)
+            except ParseError as exc:  # the file changed since the first pass (analyze/archive.py)
+                cap.errors.append(str(exc))
+                continue
+        scans.append(scan)
+    summary, unresolved = combine(scans)
+    if unresolved:
+        cap.notes.append(f"{unresolved} sockets were shown with host names (no -n): counted by state only, "
+                         "not per destination or source")
+    return summary
 
 
 def _second_pass(cap: Capture, agg: SocketAggregator) -> None:
@@ -343,7 +349,9 @@ def finish(cap: Capture, port_range: tuple[int, int]) -> Snapshot:
     if cap.conn_files and cap.connection_rows == 0 and not complete:
         cap.notes.append("the socket listings show only listening sockets (`ss -l`, `netstat -L`): no "
                          "connections to measure per destination or source")
-    elif cap.conn_files:
+    elif cap.conn_files and not any(kind in (fmt.PROC_TCP, fmt.PROC_TCP6) for _f, kind, _e in cap.conn_files):
+        summary = _text_summary(cap, frozenset(ports))
+    elif cap.conn_files:  # /proc/net/tcp (inodes, accept queues): one aggregator for the capture, as live
         agg = SocketAggregator(ports, cap.sysctls.tcp_tw_reuse_delay)
         _second_pass(cap, agg)
         summary = agg.summary()
@@ -380,9 +388,14 @@ def _inferred_ports(cap: Capture, port_range: tuple[int, int]) -> frozenset[int]
     """No LISTEN rows (a grep'ed listing): a local port outside the ephemeral range that several sockets
     share is taken as a listening port, so their peers count as sources, not destinations."""
     counts: dict[int, int] = {}
-    for f, kind, enc in cap.conn_files:
-        if kind in (fmt.PROC_TCP, fmt.PROC_TCP6):
-            continue
+    texts = [(f, kind, enc) for f, kind, enc in cap.conn_files if kind not in (fmt.PROC_TCP, fmt.PROC_TCP6)]
+    known = [cap.scans[id(f)].local_ports for f, _k, _e in texts if id(f) in cap.scans]
+    if len(known) == len(texts) and all(x is not None for x in known):  # counted in the one pass
+        for per_port in known:
+            for port, n in (per_port or {}).items():
+                counts[port] = counts.get(port, 0) + n
+        texts = []
+    for f, kind, enc in texts:
         try:
             for row in _rows(f, kind, enc, []):
                 if row.remote is not None and row.state != int(TcpState.SYN_SENT):

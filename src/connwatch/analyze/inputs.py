@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import io
+import itertools
 import os
 import tarfile
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -105,21 +106,110 @@ MARK_EVERY = 256  # a (line, byte offset) mark every this many lines lets a part
 def iter_lines(f: InputFile, encoding: str, marks: list[tuple[int, int]] | None = None) -> Generator[str, None, None]:
     """The file's lines without line ends, streamed; undecodable bytes are a ParseError naming their line.
     `marks` (byte encodings only) collects (line number, byte offset of that line) every MARK_EVERY lines."""
+    for block in iter_line_blocks(f, encoding, marks):
+        yield from block
+
+
+def iter_line_blocks(f: InputFile, encoding: str, marks: list[tuple[int, int]] | None = None
+                     ) -> Generator[list[str], None, None]:
+    """iter_lines a block of lines at a time (at most about BLOCK bytes of text each)."""
     with f.opener() as raw:
         if encoding.startswith("utf-16"):  # lines cannot be split as bytes
-            text = io.TextIOWrapper(raw, encoding=encoding, newline=None, errors="replace")
-            number = 0
-            while line := text.readline(MAX_LINE + 1):
-                number += 1
-                if len(line) > MAX_LINE:
-                    raise ParseError(f.name, f"line longer than {MAX_LINE} characters: not command output", number)
-                yield line.rstrip("\r\n")
+            yield from _utf16_blocks(raw, f.name, encoding)
             return
         pos = 0
         if encoding == "utf-8-sig":
             pos = len(raw.read(len(codecs.BOM_UTF8)))
             encoding = "utf-8"
-        yield from _byte_lines(raw, encoding, f.name, 1, pos, marks)
+        yield from _byte_blocks(raw, f.name, encoding, pos, marks)
+
+
+def _mark(marks: list[tuple[int, int]], pieces: list[bytes], number: int, pos: int) -> None:
+    """Marks for the lines `pieces` (numbered from number + 1, the first at byte `pos`)."""
+    first = number + 1
+    need = first + (-(first - 1)) % MARK_EVERY  # the next line number L with (L - 1) % MARK_EVERY == 0
+    if need - first >= len(pieces):
+        return
+    offsets = list(itertools.accumulate((len(x) + 1 for x in pieces), initial=pos))
+    marks.extend((line, offsets[line - first]) for line in range(need, first + len(pieces), MARK_EVERY))
+
+
+BLOCK = 1 << 18  # bytes read and decoded at a time (and the lines of a block held by the one pass)
+
+
+def _utf16_blocks(raw: IO[bytes], name: str, encoding: str) -> Iterator[list[str]]:
+    text = io.TextIOWrapper(raw, encoding=encoding, newline=None, errors="replace")
+    number = 0
+    block: list[str] = []
+    while line := text.readline(MAX_LINE + 1):
+        number += 1
+        if len(line) > MAX_LINE:
+            yield block
+            raise ParseError(name, f"line longer than {MAX_LINE} characters: not command output", number)
+        block.append(line.rstrip("\r\n"))
+        if len(block) >= 4096:
+            yield block
+            block = []
+    yield block
+
+
+def _byte_blocks(raw: IO[bytes], name: str, encoding: str, pos: int, marks: list[tuple[int, int]] | None
+                 ) -> Iterator[list[str]]:
+    """Lines of an 8-bit or UTF-8 stream, read and decoded a block at a time (one decode per block, not per
+    line). Errors are those of reading line by line, at the same line: the lines before it are yielded."""
+    errors = "replace" if encoding.startswith("cp") else "strict"
+    number = 0
+    tail = b""
+    while block := raw.read(BLOCK):
+        data = tail + block if tail else block
+        cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        if cut:
+            body = data[:cut - 1]
+            if marks is not None:
+                _mark(marks, body.split(b"\n"), number, pos)
+                pos += cut
+            try:
+                text = body.decode(encoding, errors)
+                long = max(map(len, body.split(b"\n"))) >= MAX_LINE if len(body) >= MAX_LINE else False
+            except UnicodeDecodeError:
+                text, long = "", True
+            if long:
+                good, error = _line_by_line(body.split(b"\n"), name, encoding, number)
+                yield good
+                raise error or ParseError(name, "unreadable text", number + 1)  # (error is never None here)
+            if "\r" in text:  # what rstrip("\r\n") leaves of each line, without a loop over the lines
+                while "\r\n" in text:
+                    text = text.replace("\r\n", "\n")
+                text = text.rstrip("\r")
+            lines = text.split("\n")
+            number += len(lines)
+            yield lines
+        if len(tail) > MAX_LINE:  # readline(MAX_LINE + 1) would have stopped in this line
+            raise ParseError(name, f"line longer than {MAX_LINE} bytes: not command output", number + 1)
+    if tail:
+        if marks is not None:
+            _mark(marks, [tail], number, pos)
+        good, error = _line_by_line([tail], name, encoding, number, last=True)
+        yield good
+        if error is not None:
+            raise error
+
+
+def _line_by_line(pieces: list[bytes], name: str, encoding: str, before: int, last: bool = False
+                  ) -> tuple[list[str], ParseError | None]:
+    """The lines of a block read one by one: those before the first bad one, and its error (a line of
+    MAX_LINE bytes or more with its newline is longer than readline(MAX_LINE + 1) reads)."""
+    errors = "replace" if encoding.startswith("cp") else "strict"
+    good: list[str] = []
+    for index, piece in enumerate(pieces, start=before + 1):
+        if len(piece) > MAX_LINE or (len(piece) == MAX_LINE and not last):
+            return good, ParseError(name, f"line longer than {MAX_LINE} bytes: not command output", index)
+        try:
+            good.append(piece.decode(encoding, errors).rstrip("\r\n"))
+        except UnicodeDecodeError as exc:
+            return good, ParseError(name, f"not {encoding} text ({exc.reason} at byte {exc.start})", index)
+    return good, None
 
 
 def _byte_lines(raw: IO[bytes], encoding: str, name: str, first: int, pos: int,

@@ -15,6 +15,7 @@ from connwatch.analyze import detect as fmt
 from connwatch.analyze.archive import InputChanged
 from connwatch.analyze.build import Capture, first_pass, read_file_into
 from connwatch.analyze.inputs import InputFile, read_head, slice_cost, slice_file
+from connwatch.analyze.rowpass import RowScan
 from connwatch.analyze.segment import Part, Segments
 from connwatch.errors import ParseError
 
@@ -22,8 +23,9 @@ _COUNTER_KINDS = frozenset({fmt.NETSTAT_S_LINUX, fmt.NETSTAT_S_WINDOWS, fmt.NSTA
                             fmt.SS_SUMMARY, fmt.PROC_SOCKSTAT, fmt.UPTIME})
 
 
-def read_paste_into(cap: Capture, f: InputFile, segs: Segments, enc: str) -> None:
-    """Every part of one plain file; errors and skipped parts are recorded in `cap`, never raised."""
+def read_paste_into(cap: Capture, f: InputFile, segs: Segments, enc: str, scan: RowScan | None = None) -> None:
+    """Every part of one plain file; errors and skipped parts are recorded in `cap`, never raised. `scan`:
+    the rows of a file that is one connection listing, read in the same pass as its segments."""
     if not any(p.kind for p in segs.parts):
         read_file_into(cap, f, _detect_named(f, enc))  # e.g. a lone /proc/uptime line named `uptime`
         return
@@ -41,7 +43,7 @@ def read_paste_into(cap: Capture, f: InputFile, segs: Segments, enc: str) -> Non
                               f"{part.start}-{segs.parts[-1].end} were not read; split the file where the commands "
                               "change")
             break
-        error = read_part_into(cap, f, enc, part, segs.whole, budget, marks)
+        error = read_part_into(cap, f, enc, part, segs.whole, budget, marks, scan)
         used = used or error is None
         if error is not None:
             failures.append(error)
@@ -75,10 +77,11 @@ WORK_LINES = 10_000_000  # line reads for the parts of one file (+ 4 per line; i
 
 
 def read_part_into(cap: Capture, f: InputFile, enc: str, part: Part, whole: bool, budget: list[int],
-                   marks: Sequence[tuple[int, int]] = ()) -> str | None:
+                   marks: Sequence[tuple[int, int]] = (), scan: RowScan | None = None) -> str | None:
     """Parse lines part.start..part.end of a pasted file as part.kind. A line the parser rejects is cut out
     (reported in cap.skipped_parts with the parser's reason) and the part read again, up to MAX_CUTS times;
-    an error that names no line skips the part. None when the part was used, else its first error."""
+    an error that names no line skips the part. None when the part was used, else its first error. `scan`:
+    the rows of a whole-file part, already read in the pass that found the parts."""
     start, end, kind = part.start, part.end, part.kind or ""
     cut: dict[int, str] = {}
     first = ""
@@ -86,7 +89,7 @@ def read_part_into(cap: Capture, f: InputFile, enc: str, part: Part, whole: bool
         piece = f if whole and not cut else slice_file(f, enc, start, end, frozenset(cut), marks)
         budget[0] -= slice_cost(marks, start, end, enc)
         try:
-            records = first_pass(cap, piece, kind, "utf-8" if piece is not f else enc)
+            records = first_pass(cap, piece, kind, "utf-8" if piece is not f else enc, scan if piece is f else None)
         except InputChanged as exc:  # not a bad line: the file itself changed or vanished
             cap.errors.append(str(exc))
             return str(exc)

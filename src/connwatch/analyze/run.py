@@ -4,30 +4,75 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from connwatch.analyze import detect as fmt
 from connwatch.analyze.archive import expand
-from connwatch.analyze.build import Capture, finish, read_file_into
+from connwatch.analyze.build import Capture, finish, listening_ports, read_file_into
 from connwatch.analyze.hostfacts import DEFAULT_RANGES
-from connwatch.analyze.inputs import InputFile, iter_lines, read_head
+from connwatch.analyze.inputs import InputFile, iter_line_blocks, read_head
 from connwatch.analyze.paste import read_paste_into
 from connwatch.analyze.report import Analysis, analyse
-from connwatch.analyze.segment import Segments, segment
+from connwatch.analyze.rowpass import FAST_KINDS, RowScan, try_fast, young_limit
+from connwatch.analyze.segment import Segmenter, Segments
 from connwatch.errors import ParseError
 from connwatch.model import Snapshot
 from connwatch.rules.config import Config
 
 
-def _segments(f: InputFile) -> tuple[Segments, str]:
-    """The parts of a plain file (ParseError when it is not text at all)."""
-    _head, enc = read_head(f)
+def _segments(f: InputFile, guess: Capture | None, interval: float | None) -> tuple[Segments, str, RowScan | None]:
+    """The parts of a plain file (ParseError when it is not text at all) and, when the file is one
+    connection listing, its rows, read in the same pass. `guess`: the capture it will likely join
+    (its listening ports classify the rows; analyze/rowpass.py)."""
+    head, enc = read_head(f)
+    kind = fmt.detect(head.decode(enc, "replace"))
+    seg = Segmenter()
     marks: list[tuple[int, int]] = []
-    segs = segment(iter_lines(f, enc, marks))
+    blocks = iter_line_blocks(f, enc, marks)
+    scan = None
+    if kind in FAST_KINDS:
+        joins = guess is not None and fmt.SNAPSHOT not in guess.formats and (
+            interval is None or kind not in guess.formats)
+        ports = listening_ports(guess) if guess is not None and joins else set()
+        young = young_limit(guess.sysctls.tcp_tw_reuse_delay if guess is not None and joins else None)
+        tap = _Tap(blocks, seg)
+        scan = try_fast(tap.lines(), f.name, kind, ports, young, tap.split)
+        if tap.failed is not None:
+            raise tap.failed
+        if tap.block is not None:  # the parser stopped in it
+            seg.feed(tap.block)
+    for block in blocks:  # what the row parser did not read (after an error), for the parts
+        seg.feed(block)
+    segs = seg.finish()
     segs.marks = marks
-    return segs, enc
+    if not (segs.whole and segs.parts[0].kind == kind):
+        scan = None
+    return segs, enc, scan
+
+
+class _Tap:
+    """The lines of `blocks` for a row parser; each block goes to the segmenter once the parser has read
+    it, with the split() the parser made of each line (one split per line for both)."""
+
+    def __init__(self, blocks: Iterator[list[str]], seg: Segmenter) -> None:
+        self.blocks, self.seg = blocks, seg
+        self.split: list[list[str]] = []
+        self.block: list[str] | None = None  # given to the parser, not yet to the segmenter
+        self.failed: ParseError | None = None  # reading the file failed
+
+    def lines(self) -> Iterator[str]:
+        try:
+            for block in self.blocks:
+                self.block = block
+                yield from block
+                self.seg.feed(block, self.split if len(self.split) == len(block) else None)
+                self.split.clear()
+                self.block = None
+        except ParseError as exc:
+            self.failed = exc
+            raise
 
 
 def gather(args: Sequence[str], interval: float | None, work: Callable[[], Path], special: bool = False
@@ -63,7 +108,7 @@ def gather(args: Sequence[str], interval: float | None, work: Callable[[], Path]
             continue
         f = files[0]
         try:
-            segs, enc = _segments(f)
+            segs, enc, scan = _segments(f, loose, interval)
         except ParseError as exc:
             errors.append(str(exc))
             continue
@@ -74,7 +119,7 @@ def gather(args: Sequence[str], interval: float | None, work: Callable[[], Path]
             captures.append(loose)
         else:
             loose.name = f"{loose.name} + {arg}" if len(loose.name) < 200 else loose.name
-        read_paste_into(loose, f, segs, enc)
+        read_paste_into(loose, f, segs, enc, scan)
     for cap in captures:
         errors.extend(cap.errors)
     return [c for c in captures if c.files], list(dict.fromkeys(errors))

@@ -22,8 +22,7 @@ inputs.iter_lines, a byte-offset mark every 256 lines so each part is read witho
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from connwatch.analyze import detect as fmt
@@ -192,46 +191,100 @@ def _same_output(open_kind: str, kind: str) -> bool:
 
 def segment(lines: Iterable[str]) -> Segments:
     """The parts of a paste, in order."""
-    b = _Builder()
-    window: deque[tuple[int, str]] = deque()
-    memo: dict[tuple[str, int, bool, bool], str | None] = {}
-    for number, line in _numbered_with_lookahead(lines, window):
-        tokens = line.split()
-        if not tokens:
-            continue
-        if tokens[0] in _ROW_WORDS and (known := memo.get(_key(tokens))) is not None:
-            b.claimed(number, known)  # fast path: a table row like one already classified (no prompt starts so)
-            continue
-        if _FENCE.match(line) or _RULE.fullmatch(line):
-            b.boundary(number, "", "")
-            continue
-        if banner := _BANNER.fullmatch(line):
-            b.boundary(number, banner.group(1), "")
-            continue
-        if is_elision(line):
-            b.out.elided += 1
-            continue
-        cmd = command_of(line)
-        if cmd is not None and not (b.kind is not None and line[:1].isspace() and _PROMPT.fullmatch(line) is None):
-            b.boundary(number, *cmd)
-            continue  # (an indented bare command inside a part is a stray line of it, e.g. a netstat -s paste)
-        kind = _kind(line, window, memo)
-        if kind is None:
-            b.loose.append(number)
+    seg = Segmenter()
+    block: list[str] = []
+    for line in lines:
+        block.append(line)
+        if len(block) >= 4096:
+            seg.feed(block)
+            block = []
+    seg.feed(block)
+    return seg.finish()
+
+
+class Segmenter:
+    """segment() fed block by block, so that one streamed read of a file can also feed its parser
+    (analyze/rowpass.py). A line is classified once the LOOKAHEAD lines after it have been fed."""
+
+    def __init__(self) -> None:
+        self.b = _Builder()
+        self.memo: dict[tuple[str, int, bool, bool], str | None] = {}
+        self.carry: list[str] = []  # fed lines not yet classified (at most LOOKAHEAD)
+        self.carry_tokens: list[list[str]] = []
+        self.number = 0  # lines classified
+
+    def feed(self, block: list[str], split: list[list[str]] | None = None) -> None:
+        """`split`: each line's split(), when the caller has it (the row parser of the same pass)."""
+        if split is None:
+            split = [line.split() for line in block]
+        buf = self.carry + block if self.carry else block
+        toks = self.carry_tokens + split if self.carry_tokens else split
+        upto = len(buf) - LOOKAHEAD
+        if upto > 0:
+            self._lines(buf, toks, upto)
+            self.carry, self.carry_tokens = buf[upto:], toks[upto:]
         else:
-            b.claimed(number, kind, _starts_output(line))
-    b.close()
-    return b.out
+            self.carry, self.carry_tokens = list(buf), list(toks)
+
+    def finish(self) -> Segments:
+        self._lines(self.carry, self.carry_tokens, len(self.carry))
+        self.carry, self.carry_tokens = [], []
+        self.b.close()
+        return self.b.out
+
+    def _lines(self, buf: list[str], toks: list[list[str]], upto: int) -> None:
+        """Classify buf[:upto]; buf[i + 1:i + 1 + LOOKAHEAD] are the lines after buf[i]."""
+        b, memo, number = self.b, self.memo, self.number
+        for index in range(upto):
+            number += 1
+            tokens = toks[index]
+            if not tokens:
+                continue
+            first = tokens[0]
+            if first in _ROW_WORDS and (known := memo.get((  # _key(tokens), inlined
+                    first, len(tokens), len(tokens) > 1 and tokens[1][:1].isdigit(), "=" in tokens[-1]))) is not None:
+                if known == b.kind:  # claimed() for a row of the open part, inlined (the hot case)
+                    b.last = number
+                    if b.loose:
+                        b.loose = []
+                else:
+                    b.claimed(number, known)  # a table row like one already classified (no prompt starts so)
+                continue
+            _step(b, number, buf[index], buf[index + 1:index + 1 + LOOKAHEAD], memo)
+        self.number = number
 
 
-def _kind(line: str, window: deque[tuple[int, str]], memo: dict[tuple[str, int, bool, bool], str | None]) -> str | None:
+def _step(b: _Builder, number: int, line: str, after: list[str], memo: dict[tuple[str, int, bool, bool], str | None]
+          ) -> None:
+    """One line that is not a row of an already classified shape."""
+    if _FENCE.match(line) or _RULE.fullmatch(line):
+        b.boundary(number, "", "")
+        return
+    if banner := _BANNER.fullmatch(line):
+        b.boundary(number, banner.group(1), "")
+        return
+    if is_elision(line):
+        b.out.elided += 1
+        return
+    cmd = command_of(line)
+    if cmd is not None and not (b.kind is not None and line[:1].isspace() and _PROMPT.fullmatch(line) is None):
+        b.boundary(number, *cmd)
+        return  # (an indented bare command inside a part is a stray line of it, e.g. a netstat -s paste)
+    kind = _kind(line, after, memo)
+    if kind is None:
+        b.loose.append(number)
+    else:
+        b.claimed(number, kind, _starts_output(line))
+
+
+def _kind(line: str, after: list[str], memo: dict[tuple[str, int, bool, bool], str | None]) -> str | None:
     """detect.line_kind, memoised for table rows (same first word and width as a row already seen)."""
     tokens = line.split()
     key = _key(tokens)
     table_row = tokens[0] in _ROW_WORDS
     if table_row and key in memo:
         return memo[key]
-    following = [x for _n, x in window if x.strip()]
+    following = [x for x in after if x.strip()]
     kind = fmt.line_kind(line, following)
     if table_row and len(memo) < 256:
         memo[key] = kind
@@ -245,18 +298,3 @@ _ROW_WORDS = frozenset({"tcp", "tcp6", "tcp4", "tcp46", "TCP", "ESTAB", "TIME-WA
 def _key(tokens: list[str]) -> tuple[str, int, bool, bool]:
     """Rows alike: same first word and width; a conntrack entry (`tcp 6 ... use=1`) is told by its `k=v` end."""
     return tokens[0], len(tokens), len(tokens) > 1 and tokens[1][:1].isdigit(), "=" in tokens[-1]
-
-
-def _numbered_with_lookahead(lines: Iterable[str], window: deque[tuple[int, str]]) -> Iterator[tuple[int, str]]:
-    """(number, line) pairs; `window` holds the next LOOKAHEAD lines when each pair is yielded."""
-    it = iter(enumerate(lines, start=1))
-    for pair in it:
-        window.append(pair)
-        if len(window) > LOOKAHEAD:
-            break
-    while window:
-        current = window.popleft()
-        nxt = next(it, None)
-        if nxt is not None:
-            window.append(nxt)
-        yield current

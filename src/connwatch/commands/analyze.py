@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=seconds(0, 86400 * 30, above=True), default=None, metavar="SECONDS",
                    help="seconds between successive captures given in order (text captures carry no timestamps)")
     p.add_argument("--config", default=None, help="TOML rules file overriding the defaults")
+    p.add_argument("--verbose", action="store_true",
+                   help="text: each problem's full article (description, explanation, user action), not the short "
+                   "paragraph")
     p.add_argument("--read-special", action="store_true",
                    help="also read FIFOs and devices (e.g. <(ssh host ss -tan)): copied once, at most 1 GiB; "
                    "refused otherwise, as they may never end")
@@ -66,5 +69,5 @@ def run(args: argparse.Namespace) -> int:
         from connwatch.analyze.output import render_text
         from connwatch.outputs.console import console
 
-        render_text(analysis, console())
+        render_text(analysis, console(), args.verbose)
     return analysis.exit_code

@@ -105,7 +105,12 @@ def clock_words(ts: float, now: float) -> str:
 def summary_line(a: Alert, now: float) -> str:
     """The one line: severity, where, what happens to clients (rate per second), since when.
     'HIGH port 8080: 27.2 requests/s dropped, clients wait and retry; since 22:27:59'."""
-    return f"{tag(a)} {place(a)}: {_clients(a)}; since {clock_words(a.created_at, now)}"
+    return f"{problem_line(a)}; since {clock_words(a.created_at, now)}"
+
+
+def problem_line(a: Alert) -> str:
+    """summary_line without 'since' (`analyze`: a capture does not say when the problem began)."""
+    return f"{tag(a)} {place(a)}: {_clients(a)}"
 
 
 def clearing_line(a: Alert, interval_s: float | None) -> str:

@@ -46,6 +46,7 @@ from connwatch.errors import ParseError
 from connwatch.model import TcpState
 from connwatch.parsers.conn_rows import NETSTAT_STATES, ConnRow, split_colon, split_dot
 from connwatch.parsers.numbers import num, real
+from connwatch.parsers.ss_text import SIMPLE_BATCH
 
 LINUX, WINDOWS, BSD, BSD_LISTEN = "linux", "windows", "bsd", "bsd-listen"
 _LINUX_PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udpl", "udpl6", "unix", "sctp"})
@@ -177,15 +178,80 @@ def iter_netstat(lines: Iterable[str], source: str, dialect: str) -> Iterator[Co
 
     A Windows row is held until its `-b` lines have been read, so `[name.exe]` names its owner.
     """
+    for row in scan_netstat(lines, source, dialect, None):
+        if row is not None:
+            yield row
+
+
+_SIMPLE_STATES = {k: int(v) for k, v in NETSTAT_STATES.items() if v != TcpState.LISTEN}
+
+
+def _plain_number(text: str) -> bool:
+    """A number parsers/numbers.num reads (ASCII digits, at most 20)."""
+    return text == "0" or (text.isdecimal() and text.isascii() and len(text) <= 20)
+
+
+def _simple(dialect: str, tokens: list[str]) -> tuple[int, str, str, int] | None:
+    """(state, local, peer, family hint) of a connection row with nothing else a ConnRow would take from it
+    (no LISTEN, no timer, no -b owner needed), else None. Its addresses are not checked here."""
+    n = len(tokens)
+    if dialect == WINDOWS:
+        if tokens[0] == "TCP" and (n == 4 or (n == 5 and _plain_number(tokens[4]))) \
+                and (state := _SIMPLE_STATES.get(tokens[3])) is not None:
+            return state, tokens[1], tokens[2], 4
+        return None
+    if dialect == LINUX and (n == 6 or (n == 7 and _plain_owner(tokens[6]))) and tokens[0] in ("tcp", "tcp6") \
+            and (state := _SIMPLE_STATES.get(tokens[5])) is not None and _plain_number(tokens[1]) \
+            and _plain_number(tokens[2]) and tokens[3].strip(".") and tokens[4].strip(".") \
+            and "…" not in (tokens[3], tokens[4]) and tokens[5] not in tokens[3] + tokens[4]:
+        return state, tokens[3], tokens[4], 6 if tokens[0] == "tcp6" else 4
+    return None
+
+
+def _simple_windows(tokens: list[str]) -> tuple[int, str, str, int] | None:
+    """_simple for WINDOWS, the common rows first (`TCP local peer STATE PID`)."""
+    if tokens[0] == "TCP" and (state := _SIMPLE_STATES.get(tokens[3] if len(tokens) > 3 else "")) is not None:
+        n = len(tokens)
+        if n == 4 or (n == 5 and (tokens[4] == "0" or _plain_number(tokens[4]))):
+            return state, tokens[1], tokens[2], 4
+    return None
+
+
+def _plain_owner(text: str) -> bool:
+    """net-tools' PID/Program name column: `-`, or a pid num() reads before the slash."""
+    pid, slash, _name = text.partition("/")
+    return text == "-" or (bool(slash) and pid.isdecimal() and pid.isascii() and len(pid) <= 20)
+
+
+def scan_netstat(lines: Iterable[str], source: str, dialect: str, simple: list[tuple[int, str, str, int]] | None,
+                 split: list[list[str]] | None = None) -> Iterator[ConnRow | None]:
+    """iter_netstat for the analyze hot path: with `simple`, plain Windows and Linux connection rows are
+    appended to it as (state, local, peer, family hint) instead of being yielded; `split` receives each
+    line's split() (see ss_text.scan_ss)."""
+    keep = split.append if split is not None else None
     started = ended = False
     loose = 0  # Windows -b lines after the last row
     rows = 0
     pending: ConnRow | None = None
+    fast = simple is not None and dialect in (WINDOWS, LINUX)
+    windows = dialect == WINDOWS
     for number, line in enumerate(lines, start=1):
         tokens = line.split()
+        if keep is not None:
+            keep(tokens)
         if dialect == BSD_LISTEN and len(tokens) > 2 and _PCB.fullmatch(tokens[0]) and not tokens[0].isdigit():
             tokens = tokens[1:]  # -LaAn: the Tcpcb address column
         if not tokens or ended:
+            continue
+        if fast and (plain := _simple_windows(tokens) if windows else _simple(dialect, tokens)) is not None:
+            started, loose = True, 0
+            rows += 1
+            if pending is not None:
+                yield pending
+                pending = None
+            simple.append(plain)  # type: ignore[union-attr]
+            if len(simple) >= SIMPLE_BATCH:  # type: ignore[arg-type]
+                yield None
             continue
         if line.startswith(_END_SECTIONS):
             ended = dialect != WINDOWS

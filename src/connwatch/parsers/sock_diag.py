@@ -39,6 +39,7 @@ from connwatch.model import (
     PortAccepts,
     SocketSummary,
     SourceTable,
+    SourceUsage,
     TcpState,
 )
 from connwatch.perf import gc_paused
@@ -278,17 +279,33 @@ class SocketAggregator:
             name = (format_address(fam, src), format_address(fam, dst), socket.ntohs(dport))
             _merge(dests, name, counts)
             inodes.setdefault(name, []).extend(self.owner_inodes.get(key, ()))
-        destinations = tuple(
-            DestinationUsage(local_address=local, remote_address=remote, remote_port=port,
-                             states=_named(counts[:_NSTATES]), time_wait_young=counts[_NSTATES],
-                             owner_inodes=tuple(inodes[(local, remote, port)][:_OWNER_SAMPLE]))
-            for (local, remote, port), counts in dests.items()
-        )
         for addrs in self.sources.values():
             addrs.default_factory = None  # read-only from here: a missing key raises, as in a plain dict
         sources = SourceTable({socket.ntohs(sport): addrs for sport, addrs in self.sources.items()})
         return SocketSummary(total=self.total, by_state=_named(self.by_state),
-                             destinations=destinations, sources=sources, accepts=self.accepts_summary())
+                             destinations=_destinations(dests, inodes), sources=sources,
+                             accepts=self.accepts_summary())
+
+
+def freeze(total: int, by_state: list[int], dests: dict[tuple[str, str, int], list[int]],
+           inodes: dict[tuple[str, str, int], list[int]], srcs: dict[tuple[str, int], list[int]],
+           accepts: tuple[PortAccepts, ...] | None) -> SocketSummary:
+    """The SocketSummary of aggregates keyed by address text (dests' counts: the states, then young
+    TIME_WAIT; srcs' counts: the states), as analyze's one-pass row reader builds them."""
+    sources = SourceTable.of(SourceUsage(source=source, port=port, states=_named(counts))
+                             for (source, port), counts in srcs.items())
+    return SocketSummary(total=total, by_state=_named(by_state), destinations=_destinations(dests, inodes),
+                         sources=sources, accepts=accepts)
+
+
+def _destinations(dests: dict[tuple[str, str, int], list[int]],
+                  inodes: dict[tuple[str, str, int], list[int]]) -> tuple[DestinationUsage, ...]:
+    return tuple(
+        DestinationUsage(local_address=local, remote_address=remote, remote_port=port,
+                         states=_named(counts[:_NSTATES]), time_wait_young=counts[_NSTATES],
+                         owner_inodes=tuple(inodes.get((local, remote, port), ())[:_OWNER_SAMPLE]))
+        for (local, remote, port), counts in dests.items()
+    )
 
 
 def _merge(into: dict[K, list[int]], key: K, counts: list[int]) -> None:

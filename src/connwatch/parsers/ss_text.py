@@ -118,24 +118,81 @@ class _Pending:
 
 def iter_ss(lines: Iterable[str], source: str, notes: list[str] | None = None) -> Iterator[ConnRow]:
     """TCP sockets of an `ss` listing, one ConnRow each, streamed (one row held at a time)."""
+    for row in scan_ss(lines, source, notes, None):
+        if row is not None:
+            yield row
+
+
+SIMPLE_BATCH = 4096  # simple rows gathered before scan_ss/scan_netstat yield None (memory stays flat)
+_SIMPLE_STATES = {k: int(v) for k, v in SS_STATES.items() if v != TcpState.LISTEN}
+
+
+def _plain_queue(text: str) -> bool:
+    """A queue number parsers/numbers.num reads (ASCII digits, at most 20)."""
+    return text == "0" or (text.isdecimal() and text.isascii() and len(text) <= 20)
+
+
+def scan_ss(lines: Iterable[str], source: str, notes: list[str] | None,
+            simple: list[tuple[int, str, str, int]] | None, split: list[list[str]] | None = None
+            ) -> Iterator[ConnRow | None]:
+    """iter_ss for the analyze hot path. With `simple`, a connection row that is only `[tcp] STATE Recv-Q
+    Send-Q LOCAL PEER` (no LISTEN, no continuation line, numbers as ss prints them) is not made into a
+    ConnRow: (state, local, peer, 4) is appended to `simple` for the caller to split and count, and None
+    is yielded each time it holds SIMPLE_BATCH rows. Rows keep their order: the caller empties `simple`
+    before it uses a yielded row. The addresses of simple rows are not checked here. `split` receives
+    each line's split() (analyze/segment.py uses them in the same pass)."""
     notes = notes if notes is not None else []
+    keep = split.append if split is not None else None
     pending: _Pending | None = None
+    held: tuple[int, str, str, int] | None = None  # a simple row, until the next row shows it is not continued
+    held_tokens: list[str] = []
+    held_number = 0
     seen = 0
+    states = _SIMPLE_STATES if simple is not None else {}
     for number, line in enumerate(lines, start=1):
         tokens = line.split()
+        if keep is not None:
+            keep(tokens)
+        if len(tokens) == 5 and (state := states.get(tokens[0])) is not None and (
+                tokens[1] == "0" or _plain_queue(tokens[1])) and (tokens[2] == "0" or _plain_queue(tokens[2])):
+            if held is not None:  # the hot case: a simple row after a simple row
+                simple.append(held)  # type: ignore[union-attr]
+                if len(simple) >= SIMPLE_BATCH:  # type: ignore[arg-type]
+                    yield None
+            elif pending is not None and (row := pending.row()) is not None:
+                yield row
+            pending = None
+            seen += 1
+            held, held_tokens, held_number = (state, tokens[3], tokens[4], 4), tokens, number
+            continue
         if not tokens:
             continue
-        if line[:1] in (" ", "\t") and pending is not None and tokens[0] not in NETIDS \
+        if line[:1] in (" ", "\t") and (pending is not None or held is not None) and tokens[0] not in NETIDS \
                 and tokens[0] not in SS_STATES:
-            pending.extra.append(line)
+            if held is not None:
+                pending, held = _Pending(held_tokens, held_number, source, notes), None
+            pending.extra.append(line)  # type: ignore[union-attr]
             continue
         if is_header(tokens):
             continue
-        if pending is not None and (row := pending.row()) is not None:
+        if held is not None:
+            simple.append(held)  # type: ignore[union-attr]
+            held = None
+            if len(simple) >= SIMPLE_BATCH:  # type: ignore[arg-type]
+                yield None
+        elif pending is not None and (row := pending.row()) is not None:
             yield row
-        pending = _Pending(tokens, number, source, notes)
+        pending = None
         seen += 1
-    if pending is not None and (row := pending.row()) is not None:
+        if simple is not None and len(tokens) == 6 and tokens[0] in _TCP_NETIDS and (
+                state := _SIMPLE_STATES.get(tokens[1])) is not None and _plain_queue(tokens[2]) \
+                and _plain_queue(tokens[3]):
+            held, held_tokens, held_number = (state, tokens[4], tokens[5], 4), tokens, number
+            continue
+        pending = _Pending(tokens, number, source, notes)
+    if held is not None:
+        simple.append(held)  # type: ignore[union-attr]
+    elif pending is not None and (row := pending.row()) is not None:
         yield row
     if not seen:
         raise ParseError(source, "no socket rows (empty ss output)")
