@@ -77,7 +77,18 @@ class Parser(argparse.ArgumentParser):
         sys.exit(EXIT_UNKNOWN)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` runs when only it needs building: its name when it comes first (after no
+    option but -V/--version), else None (top-level help, completion, man page, no or a mistyped
+    command: the whole parser is built)."""
+    if argv and argv[0] in COMMANDS:
+        return argv[0]
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; `only`: just that subcommand's (the others' modules are not even imported,
+    so a command starts without loading every other command's code)."""
     parser = Parser(
         prog="connwatch", description="Find every way this host turns TCP connections away.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print a shell completion script (e.g. > /etc/bash_completion.d/connwatch)")
     parser.add_argument("--print-man-page", action=_Print, nargs=0, help="print the connwatch(1) manual page (roff)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         module = importlib.import_module(f"connwatch.commands.{name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
@@ -95,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, --version (0) or a usage error (3): a code, not an exception
