@@ -7,7 +7,7 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from connwatch import __version__
@@ -71,6 +71,12 @@ class _Print(argparse.Action):
 class Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error, which a Nagios caller would read as CRITICAL: exit 3 instead."""
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument(); its default width comes from shutil (which
+        # imports bz2, lzma...): the same width (COLUMNS, else the terminal's, else 80; minus 2) from os.
+        make: Callable[..., argparse.HelpFormatter] = self.formatter_class  # (typeshed's protocol lacks width)
+        return make(prog=self.prog, width=_help_width())
+
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument (?:-\w/)?(--[\w-]+)(?:/[^:]*)?: ", r"\1 ", message)  # "--interval must be ..."
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -86,6 +92,19 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _help_width() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; `only`: just that subcommand's (the others' modules are not even imported,
     so a command starts without loading every other command's code)."""
@@ -96,7 +115,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--print-completion", action=_Print, choices=("bash", "zsh", "tcsh"),
                         help="print a shell completion script (e.g. > /etc/bash_completion.d/connwatch)")
     parser.add_argument("--print-man-page", action=_Print, nargs=0, help="print the connwatch(1) manual page (roff)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # prog given: argparse would otherwise build a help formatter (and import shutil) just to compute it
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="connwatch")
     for name in COMMANDS if only is None else (only,):
         module = importlib.import_module(f"connwatch.commands.{name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
