@@ -8,6 +8,7 @@ import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -126,10 +127,11 @@ _extra = st.sampled_from([b"", b"\x05\x00\x08\x00\x01\x00\x00\x00"])  # no attri
 
 
 @given(st.lists(st.tuples(_message, _extra), max_size=60), st.integers(1, 3))
-def test_the_inlined_decoder_counts_as_add_does(messages: list[tuple[tuple[int, ...], bytes]], splits: int) -> None:
+def test_the_inlined_decoder_counts_as_add_does(messages: list[tuple[Any, bytes]], splits: int) -> None:
     """Fuzzing (synthetic messages): the hot path of SocketAggregator.__call__ aggregates exactly as
     add(), which the /proc/net/tcp and capture paths use, message by message."""
-    fields, raw = [], []
+    fields: list[tuple[Any, ...]] = []
+    raw: list[bytes] = []
     for (fam, state, sport, dport, src, dst, cookie, expires, inode), extra in messages:
         f = (fam, state, 0, 0, struct.unpack("=H", sport.to_bytes(2, "big"))[0],
              struct.unpack("=H", dport.to_bytes(2, "big"))[0], src, dst, 0, cookie, 0, expires, 0, 0, 0, inode)

@@ -46,7 +46,8 @@ from connwatch.attributes.rejects import (
 from connwatch.explain import backlog as words
 from connwatch.explain.rejects import COOKIES_TEXT, explain_cookies
 from connwatch.findings import Measurement
-from connwatch.model import Listener, Snapshot, fill_percent, half_open  # fill_percent: re-exported
+from connwatch.model import Listener, Snapshot, half_open
+from connwatch.model import fill_percent as fill_percent  # re-exported: its former home
 from connwatch.rules.rule import Rule
 
 if TYPE_CHECKING:
