@@ -239,7 +239,13 @@ def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = Tr
     inodes = [x.inode for s in snaps for x in s.listeners] + [i for b in busiest for d in b for i in d.owner_inodes]
     if not inodes:
         return snaps
-    scan = processes.scan_socket_owners(inodes, proc_root)
+    own = processes.netns_inode(proc_root)
+    netns_of = {}  # each socket's namespace: its holder is looked for there first
+    for s, b in zip(snaps, busiest, strict=True):
+        ns = s.netns.inode if s.netns is not None else own
+        if ns is not None:
+            netns_of.update(dict.fromkeys([x.inode for x in s.listeners] + [i for d in b for i in d.owner_inodes], ns))
+    scan = processes.scan_socket_owners(inodes, proc_root, netns_of)
     cache: dict[int, Process | None] = {}
 
     def describe(pid: int) -> Process | None:

@@ -15,7 +15,7 @@ is read instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -35,49 +35,91 @@ class OwnerScan:
     unreadable: int
 
 
-def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc") -> OwnerScan:
-    """Map the given socket inodes to the pid holding them (first holder found)."""
+def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
+                       netns_of: Mapping[int, int] | None = None) -> OwnerScan:
+    """Map the given socket inodes to the pid holding them (first holder found, in pid order).
+
+    `netns_of` (socket inode -> the nsfs inode of its network namespace) orders the search: first each
+    process is searched only while sockets of its own namespace (/proc/<pid>/ns/net) are still unowned,
+    so a process holding thousands of fds is passed over once its namespace's sockets are named;
+    then, for any socket still unowned (held from another namespace), every process not fully read.
+    The fds read are what costs (a readlink each): `ss -tan` reads none.
+    """
     wanted = {f"socket:[{inode}]": inode for inode in inodes if inode}
-    owners: dict[int, int] = {}
-    unreadable = 0
     if not wanted:
-        return OwnerScan(owners, 0)
-    for entry in os.scandir(root):
-        if not entry.name.isdecimal():
-            continue
-        pid = int(entry.name)
-        try:
-            fds = os.scandir(f"{entry.path}/fd")
-        except PermissionError:
-            unreadable += 1
-            continue
-        except OSError:
-            continue  # the process exited
-        with fds:
-            if not _match_fds(fds, wanted, owners, pid):
-                unreadable += 1
-        if len(owners) == len(wanted):
+        return OwnerScan({}, 0)
+    left: dict[int, set[int]] = {}  # namespace -> its sockets not yet owned
+    for inode in wanted.values():
+        if netns_of and inode in netns_of:
+            left.setdefault(netns_of[inode], set()).add(inode)
+    scan = _Scan(wanted, str(root), {i: group for group in left.values() for i in group})
+    pids = [int(e.name) for e in os.scandir(root) if e.name.isdecimal()]
+    if left:
+        pending = []
+        for pid in pids:
+            if len(scan.owners) == len(wanted):
+                break
+            ns = _netns_inode(f"{root}/{pid}/ns/net")
+            mine = left.get(ns) if ns is not None else None
+            if not mine or not scan.read(pid, mine):
+                pending.append(pid)
+        pids = pending
+    for pid in pids:
+        if len(scan.owners) == len(wanted):
             break
-    return OwnerScan(owners, unreadable)
+        scan.read(pid, None)
+    return OwnerScan(scan.owners, len(scan.unreadable))
 
 
-def _match_fds(fds: Iterable[os.DirEntry[str]], wanted: dict[str, int], owners: dict[int, int],
-               pid: int) -> bool:
-    """Record the wanted inodes among one process's fds; False when its links may not be read
-    (listing the directory needs less privilege than reading the links: see the module doc)."""
-    for fd in fds:
+def netns_inode(root: str | Path, pid: int | str = "self") -> int | None:
+    """The nsfs inode of a process's network namespace ("net:[N]"), None when it cannot be read."""
+    return _netns_inode(f"{root}/{pid}/ns/net")
+
+
+def _netns_inode(link: str) -> int | None:
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return None
+    return int(target[5:-1]) if target.startswith("net:[") and target.endswith("]") else None
+
+
+class _Scan:
+    """The fd reads of one scan: owners found, processes that may not be read."""
+
+    def __init__(self, wanted: dict[str, int], root: str, groups: dict[int, set[int]]) -> None:
+        self.wanted, self.root, self.groups = wanted, root, groups  # groups: inode -> its namespace's unowned
+        self.owners: dict[int, int] = {}
+        self.unreadable: set[int] = set()
+
+    def read(self, pid: int, until: set[int] | None) -> bool:
+        """Record the wanted sockets among pid's fds; stop early once `until` (inodes) are all owned.
+        True when every fd was read (nothing more to find in this process)."""
         try:
-            target = os.readlink(fd.path)
+            fds = os.listdir(f"{self.root}/{pid}/fd")
         except PermissionError:
-            return False
+            self.unreadable.add(pid)
+            return True
         except OSError:
-            continue  # the fd was closed meanwhile
-        inode = wanted.get(target)
-        if inode is not None and inode not in owners:
-            owners[inode] = pid
-            if len(owners) == len(wanted):
-                return True  # all found: the rest of this process's fds need not be read
-    return True
+            return True  # the process exited
+        base, wanted, owners = f"{self.root}/{pid}/fd/", self.wanted, self.owners
+        for fd in fds:
+            if until is not None and not until:
+                return False
+            try:
+                target = os.readlink(base + fd)
+            except PermissionError:  # listing the directory needs less privilege than reading the links
+                self.unreadable.add(pid)
+                return True
+            except OSError:
+                continue  # the fd was closed meanwhile
+            inode = wanted.get(target)
+            if inode is not None and inode not in owners:
+                owners[inode] = pid
+                self.groups.get(inode, set()).discard(inode)
+                if len(owners) == len(wanted):
+                    return False  # all found: the rest of this process's fds need not be read
+        return True
 
 
 def describe_process(pid: int) -> Process | None:
