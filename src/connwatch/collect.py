@@ -14,9 +14,8 @@ from typing import TypeVar
 from connwatch.clock import Clock
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus
-from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
-from connwatch.sources import netlink, processes, recorded
+from connwatch.sources import netlink, processes
 from connwatch.sources.hostlimits import read_host_limits
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
 
@@ -105,6 +104,8 @@ def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:
 
 
 def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggregator | None) -> list[Listener]:
+    from connwatch.parsers.proc_tcp import parse_proc_tcp  # (the fallback: not imported where netlink works)
+
     found: list[Listener] = []
     for fam, path, lines in texts:
         parse_proc_tcp(lines, path, fam, found, aggregator)
@@ -116,8 +117,11 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
     sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
         replay = opts.replay
-        opener: Callable[[], netlink.DiagSocket] = (
-            netlink.open_socket if replay is None else lambda: recorded.open_recorded(replay))
+        opener: Callable[[], netlink.DiagSocket] = netlink.open_socket
+        if replay is not None:  # (tests: recorded replies)
+            from connwatch.sources import recorded
+
+            opener = lambda: recorded.open_recorded(replay)  # noqa: E731
         sock = _timed(statuses, NETLINK, opener)
     if sock is not None:
         with contextlib.closing(sock):
