@@ -178,6 +178,9 @@ def main() -> int:
     ap.add_argument("--namespaces", type=int, default=0, help="small namespaces to add for the --netns all rows")
     ap.add_argument("--startup", type=int, default=9, help="start-up runs per command (0: skip)")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--baseline-src", default=None,
+                    help="another connwatch source tree (e.g. `git archive main src | tar -x -C DIR`, then DIR/src): "
+                    "its rows are measured in the same rounds (PYTHONPATH)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_process: needs root (network namespaces)")
@@ -211,10 +214,18 @@ def main() -> int:
             "snapshot (--netns own)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], own),
             "snapshot (--netns all)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], every),
         }
+        check = [*inns, CONNWATCH, "check", "--interval", "0.5", "--format", "json", "--state-dir", str(state)]
         if not a.no_check:
-            check = [*inns, CONNWATCH, "check", "--interval", "0.5", "--format", "json", "--state-dir", str(state)]
             runs["check --interval 0.5 (own)"] = lambda: _ok(check, own)
             runs["check --interval 0.5 (all)"] = lambda: _ok(check, every)
+        if a.baseline_src:
+            b_own, b_every = {**own, "PYTHONPATH": a.baseline_src}, {**every, "PYTHONPATH": a.baseline_src}
+            subprocess.run([sys.executable, "-m", "compileall", "-q", a.baseline_src], check=True)
+            runs["BASELINE snapshot (own)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_own)
+            runs["BASELINE snapshot (all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_every)
+            if not a.no_check:
+                b_check = [*check[:-1], str(state / "baseline")]  # its own alert store
+                runs["BASELINE check (own)"] = lambda: _ok(b_check, b_own)
         print(f"load average before: {os.getloadavg()}")
         res = rounds(load, a.rounds, runs)
         print(f"load average after: {os.getloadavg()}; TIME_WAIT at the end {load.tw}")
@@ -229,7 +240,7 @@ def main() -> int:
             print(f"{key:30s} wall {statistics.median(v[0] for v in vals):7.1f} ms  "
                   f"CPU {statistics.median(v[1] for v in vals):7.1f} ms   / ss: wall {med(wall)}  CPU {med(cpu)}")
         if a.startup:
-            startup(a.startup, own, every, state)
+            startup(a.startup, own, every, state, a.baseline_src)
     finally:
         if load is not None:
             load.stop()
@@ -261,7 +272,7 @@ def _host_namespaces() -> int:
     return len(discover(CollectOptions())[0])
 
 
-def startup(n: int, own: dict[str, str], every: dict[str, str], state: Path) -> None:
+def startup(n: int, own: dict[str, str], every: dict[str, str], state: Path, baseline: str | None) -> None:
     """Start-up per command, interleaved with a bare interpreter (in this, the host's, namespace)."""
     cmds: dict[str, tuple[list[str], dict[str, str]]] = {
         "snapshot": (["snapshot"], own),
@@ -274,6 +285,11 @@ def startup(n: int, own: dict[str, str], every: dict[str, str], state: Path) -> 
         "run": (["run", "--interval", "0.1", "--listen", "127.0.0.1:0", "--state-dir", str(state), "--help"], own),
     }
     del cmds["run"]  # (a long-running agent: not a one-shot start-up)
+    if baseline:
+        for key in ("snapshot", "listeners", "check", "destinations", "top --batch"):
+            argv, env = cmds[key]
+            cmds[f"BASELINE {key}"] = ([str(state / "baseline") if x == str(state) else x for x in argv],
+                                       {**env, "PYTHONPATH": baseline})
     got: dict[str, list[tuple[float, float]]] = {"python -c (first statement)": [], **{k: [] for k in cmds}}
     for i in range(n):
         got["python -c (first statement)"].append(interpreter_ms(own))
