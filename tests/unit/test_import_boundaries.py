@@ -4,6 +4,7 @@ are in sys.modules of a fresh interpreter after the parser is built or a command
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,10 @@ STDLIB_HEAVY = {"shutil", "bz2", "lzma", "json"}  # argparse's help width, Docke
 
 
 def _modules(code: str) -> tuple[set[str], str]:
-    """sys.modules (and stdout) of a fresh interpreter after `code`."""
+    """sys.modules (and stdout) of a fresh interpreter after `code` (the built-in rules: no config file)."""
     probe = code + "\nimport sys as _s\nprint('MODULES', ' '.join(sorted(_s.modules)))\n"  # (no json import)
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CONNWATCH_CONFIG": ""})
     assert done.returncode == 0, done.stderr
     out, _, mods = done.stdout.rpartition("MODULES ")
     return set(mods.split()), out
@@ -72,4 +74,4 @@ def test_check_loads_the_store_and_rules_it_needs() -> None:
                          f"*{OFFLINE!r}])")
     assert json.loads(out)["status"] == "OK"
     assert {"sqlite3", "connwatch.engine", "connwatch.rules.config"} <= mods
-    assert not mods & (NAMESPACES | {"psutil"})  # process details come from /proc
+    assert not mods & (NAMESPACES | {"psutil", "tomllib"})  # process details from /proc; no config file here
