@@ -7,7 +7,7 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from connwatch import __version__
@@ -71,13 +71,43 @@ class _Print(argparse.Action):
 class Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error, which a Nagios caller would read as CRITICAL: exit 3 instead."""
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument(); its default width comes from shutil (which
+        # imports bz2, lzma...): the same width (COLUMNS, else the terminal's, else 80; minus 2) from os.
+        make: Callable[..., argparse.HelpFormatter] = self.formatter_class  # (typeshed's protocol lacks width)
+        return make(prog=self.prog, width=_help_width())
+
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument (?:-\w/)?(--[\w-]+)(?:/[^:]*)?: ", r"\1 ", message)  # "--interval must be ..."
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_UNKNOWN)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` runs when only it needs building: its name when it comes first (after no
+    option but -V/--version), else None (top-level help, completion, man page, no or a mistyped
+    command: the whole parser is built)."""
+    if argv and argv[0] in COMMANDS:
+        return argv[0]
+    return None
+
+
+def _help_width() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; `only`: just that subcommand's (the others' modules are not even imported,
+    so a command starts without loading every other command's code)."""
     parser = Parser(
         prog="connwatch", description="Find every way this host turns TCP connections away.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--print-completion", action=_Print, choices=("bash", "zsh", "tcsh"),
                         help="print a shell completion script (e.g. > /etc/bash_completion.d/connwatch)")
     parser.add_argument("--print-man-page", action=_Print, nargs=0, help="print the connwatch(1) manual page (roff)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    # prog given: argparse would otherwise build a help formatter (and import shutil) just to compute it
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="connwatch")
+    for name in COMMANDS if only is None else (only,):
         module = importlib.import_module(f"connwatch.commands.{name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
@@ -95,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, --version (0) or a usage error (3): a code, not an exception

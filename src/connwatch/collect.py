@@ -16,9 +16,8 @@ from connwatch.clock import Clock
 from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitSignals, merge
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus, Sysctls
-from connwatch.parsers.proc_tcp import parse_proc_tcp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
-from connwatch.sources import diag_filter, netlink, processes, recorded
+from connwatch.sources import diag_filter, netlink, processes
 from connwatch.sources.hostlimits import read_host_limits
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
 
@@ -163,6 +162,8 @@ def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:
 
 
 def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggregator | None) -> list[Listener]:
+    from connwatch.parsers.proc_tcp import parse_proc_tcp  # (the fallback: not imported where netlink works)
+
     found: list[Listener] = []
     for fam, path, lines in texts:
         parse_proc_tcp(lines, path, fam, found, aggregator)
@@ -174,8 +175,11 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
     sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
         replay = opts.replay
-        opener: Callable[[], netlink.DiagSocket] = (
-            netlink.open_socket if replay is None else lambda: recorded.open_recorded(replay))
+        opener: Callable[[], netlink.DiagSocket] = netlink.open_socket
+        if replay is not None:  # (tests: recorded replies)
+            from connwatch.sources import recorded
+
+            opener = lambda: recorded.open_recorded(replay)  # noqa: E731
         sock = _timed(statuses, NETLINK, opener)
     if sock is not None:
         with contextlib.closing(sock):
@@ -301,7 +305,13 @@ def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = Tr
     inodes = [x.inode for s in snaps for x in s.listeners] + [i for b in busiest for d in b for i in d.owner_inodes]
     if not inodes:
         return snaps
-    scan = processes.scan_socket_owners(inodes, proc_root)
+    own = processes.netns_inode(proc_root)
+    netns_of = {}  # each socket's namespace: its holder is looked for there first
+    for s, b in zip(snaps, busiest, strict=True):
+        ns = s.netns.inode if s.netns is not None else own
+        if ns is not None:
+            netns_of.update(dict.fromkeys([x.inode for x in s.listeners] + [i for d in b for i in d.owner_inodes], ns))
+    scan = processes.scan_socket_owners(inodes, proc_root, netns_of)
     cache: dict[int, Process | None] = {}
 
     def describe(pid: int) -> Process | None:

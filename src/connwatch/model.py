@@ -79,6 +79,14 @@ class Listener:
         return f"[{self.address}]:{self.port}" if self.family == 6 else f"{self.address}:{self.port}"
 
 
+def fill_percent(lst: Listener) -> float | None:
+    """Accept-queue fill; the kernel admits one beyond the backlog, so a full queue reads above 100 %.
+    (Here, not in attributes/backlog.py, so that listing listeners does not load the rules.)"""
+    if lst.backlog is None:
+        return None
+    return round(100.0 * lst.queue / max(lst.backlog, 1), 1)
+
+
 @dataclass(frozen=True, slots=True)
 class DestinationUsage:
     """Sockets holding a local (ephemeral) port toward one remote ip:port from one local address."""

@@ -246,3 +246,15 @@ def test_a_namespace_survives_the_snapshot_json_round_trip() -> None:
     data = json.loads(json.dumps(to_dict(dataclasses.replace(plain, netns=info))))
     assert data["netns"]["label"] == "pod shop/checkout-7d9f (container checkout)"
     assert from_dict(data, "capture.json").netns == info
+
+
+@pytest.mark.parametrize("info", [
+    NetnsInfo(inode=4026531840, own=True, pid=1, command="systemd"),
+    NetnsInfo(inode=4026532278, name="blue"),
+    NetnsInfo(inode=4026532300, container=Container("docker", "ab" * 32, "web"), pod=Pod("uid-1", "shop", "checkout"),
+              pid=4242, command="nginx"),
+])
+def test_netns_dict_is_asdict_plus_the_label(info: NetnsInfo) -> None:
+    from connwatch.snapshot_json import netns_dict
+
+    assert netns_dict(info) == {**dataclasses.asdict(info), "label": info.label}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -112,3 +114,41 @@ def test_arbitrary_bytes_raise_only_project_errors(data: bytes) -> None:
     for decoder in (ListenerDecoder([]), SocketAggregator(frozenset({80}))):
         with contextlib.suppress(ParseError, SourceUnavailable):
             decoder(data)
+
+
+_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
+_ADDRS = [bytes([127, 0, 0, 1]) + b"\0" * 12, bytes([10, 0, 0, 9]) + b"\0" * 12,
+          b"\0" * 10 + b"\xff\xff" + bytes([10, 0, 0, 9]), bytes(15) + b"\x01"]
+_message = st.tuples(
+    st.sampled_from([2, 10]), st.integers(1, 12), st.sampled_from([80, 443, 40000, 0]),
+    st.sampled_from([80, 5432, 0]), st.sampled_from(_ADDRS), st.sampled_from(_ADDRS), st.integers(0, 2**32 - 1),
+    st.one_of(st.sampled_from([58_999, 59_000, 59_001]), st.integers(0, 61_000)), st.integers(0, 9))
+_extra = st.sampled_from([b"", b"\x05\x00\x08\x00\x01\x00\x00\x00"])  # no attribute, or INET_DIAG_SHUTDOWN
+
+
+@given(st.lists(st.tuples(_message, _extra), max_size=60), st.integers(1, 3))
+def test_the_inlined_decoder_counts_as_add_does(messages: list[tuple[Any, bytes]], splits: int) -> None:
+    """Fuzzing (synthetic messages): the hot path of SocketAggregator.__call__ aggregates exactly as
+    add(), which the /proc/net/tcp and capture paths use, message by message."""
+    fields: list[tuple[Any, ...]] = []
+    raw: list[bytes] = []
+    for (fam, state, sport, dport, src, dst, cookie, expires, inode), extra in messages:
+        f = (fam, state, 0, 0, struct.unpack("=H", sport.to_bytes(2, "big"))[0],
+             struct.unpack("=H", dport.to_bytes(2, "big"))[0], src, dst, 0, cookie, 0, expires, 0, 0, 0, inode)
+        body = _MSG.pack(*f) + extra
+        raw.append(struct.pack("=IHHII", 16 + len(body), 20, 2, 1, 0) + body)
+        fields.append(f)
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + b"\0" * 4
+    stream = b"".join(raw)
+    cut = [0, *sorted({sum(len(m) for m in raw[:k]) for k in range(0, len(raw) + 1, max(1, len(raw) // splits))}),
+           len(stream)]
+    fast = SocketAggregator(frozenset({80, 443}), 1000)
+    for a, b in itertools.pairwise(cut):
+        if b > a:
+            assert not fast(stream[a:b])
+    assert fast(done)
+    slow = SocketAggregator(frozenset({80, 443}), 1000)
+    for f in fields:
+        slow.add(*f)
+    assert fast.summary() == slow.summary()
+    assert (fast.total, fast.by_state) == (slow.total, slow.by_state)

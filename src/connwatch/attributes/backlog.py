@@ -47,6 +47,7 @@ from connwatch.explain import backlog as words
 from connwatch.explain.rejects import COOKIES_TEXT, explain_cookies
 from connwatch.findings import Measurement
 from connwatch.model import Listener, Snapshot, half_open
+from connwatch.model import fill_percent as fill_percent  # re-exported: its former home
 from connwatch.rules.rule import Rule
 
 if TYPE_CHECKING:
@@ -142,13 +143,6 @@ def drop_deltas(prev: Snapshot, cur: Snapshot) -> dict[tuple[int, int, int, str]
         old = before.get(lst.identity)
         out[lst.identity] = lst.drops - old if old is not None and old <= lst.drops else lst.drops
     return out
-
-
-def fill_percent(lst: Listener) -> float | None:
-    """Accept-queue fill; the kernel admits one beyond the backlog, so a full queue reads above 100 %."""
-    if lst.backlog is None:
-        return None
-    return round(100.0 * lst.queue / max(lst.backlog, 1), 1)
 
 
 def _listener_facts(lst: Listener, delta: int | None, now: float) -> ListenerFacts:

@@ -69,19 +69,23 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.rules.config import load_config
 
     plugin.check_timeout(args.timeout, args.interval)
-    config = plugin.override(load_config(args.config), args.warning, args.critical)
     clock = SystemClock()
     opts = collect_options(args)
     if args.watch:  # runs until interrupted: -t does not apply
         from connwatch.commands.watch import watch
 
+        config = plugin.override(load_config(args.config), args.warning, args.critical)
         before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
         return watch(args, before, lambda: collect_selected(clock, args, opts),
                      lambda prev, cur: _judge_all(args, pairs(prev, cur), config))
     with plugin.deadline(args.timeout):
         # Owners are only reported from the second sample: skip the fd scan in the first.
         before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
-        _wait(args.interval, args.format == "text" and sys.stderr.isatty())
+        sampled = clock.monotonic()
+        # The rules (and the attribute modules they name) load within the interval, not before the first
+        # sample: a bad config still ends the run (exit 3) before the wait.
+        config = plugin.override(load_config(args.config), args.warning, args.critical)
+        _wait(max(0.0, args.interval - (clock.monotonic() - sampled)), args.format == "text" and sys.stderr.isatty())
         after = collect_selected(clock, args, opts)
         result = _judge_all(args, pairs(before, after), config)
     _print(args.format, result, args.verbose, config.rules)

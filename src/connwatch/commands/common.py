@@ -7,15 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+from connwatch.collect import CollectOptions
+from connwatch.errors import SourceUnavailable
+
+if TYPE_CHECKING:  # (the alert store, and sqlite3 with it, is imported only by the commands that open it)
     from rich.console import Console
 
     from connwatch.alerts.store import AlertStore
-
-from connwatch.clock import Clock
-from connwatch.collect import CollectOptions
-from connwatch.errors import SourceUnavailable
-from connwatch.model import Snapshot
+    from connwatch.clock import Clock
+    from connwatch.model import Snapshot
 
 
 def collect_options(args: argparse.Namespace, sockets: bool = True, destination_owners: bool = True) -> CollectOptions:

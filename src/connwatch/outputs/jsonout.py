@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connwatch import __version__
-from connwatch.attributes.backlog import fill_percent
-from connwatch.engine import CheckResult
-from connwatch.findings import Alert, Finding
-from connwatch.model import Listener, Snapshot
+from connwatch.model import fill_percent
 from connwatch.snapshot_json import listener_dict, netns_dict
+
+if TYPE_CHECKING:  # (not imported to run: `snapshot` and `listeners` print JSON without loading the rules)
+    from connwatch.engine import CheckResult
+    from connwatch.findings import Alert, Finding
+    from connwatch.model import Listener, Snapshot
 
 RESOURCE_KEYS = ("port", "source", "destination", "local_address")
 

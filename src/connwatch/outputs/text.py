@@ -11,10 +11,10 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from connwatch.attributes.backlog import drop_deltas, fill_percent
+from connwatch.attributes.backlog import drop_deltas
 from connwatch.engine import CheckResult
 from connwatch.findings import Alert, format_number
-from connwatch.model import Listener, Process, Snapshot
+from connwatch.model import Listener, Process, Snapshot, fill_percent
 from connwatch.outputs.fit import Cell, Col, Styled, fit_table
 
 STATUS_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red", "UNKNOWN": "bold magenta"}

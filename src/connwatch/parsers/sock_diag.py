@@ -59,6 +59,9 @@ TIME_WAIT_LEN_MS = 60_000  # TCP_TIMEWAIT_LEN, include/net/tcp.h
 _HDR = struct.Struct("=IHHII")
 _MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
 _RTA = struct.Struct("=HH")
+# nlmsghdr + inet_diag_msg, only what the aggregation reads: length, type; family, state, sport, dport
+# (network order, as "H" of the raw bytes), dst, cookie[2], expires, inode (src is sliced as bytes)
+_SLIM = struct.Struct("=IH10xBBxxHH16x16s4xIII12xI")
 _V4MAPPED = b"\x00" * 10 + b"\xff\xff"
 _AF_INET = socket.AF_INET
 _NSTATES = 13
@@ -187,19 +190,66 @@ class SocketAggregator:
         self.closed: dict[int, list[int]] = {}
 
     def __call__(self, chunk: bytes) -> bool:
-        offset = 0
-        size = len(chunk)
-        unpack_hdr = _HDR.unpack_from
-        while offset + 16 <= size:
-            length, kind, _flags, _seq, _pid = unpack_hdr(chunk, offset)
+        """Aggregate one reply chunk; True once it met NLMSG_DONE. What add() does, inlined: this is the
+        hot path (one slim unpack per socket, no call per socket; 0.7x the time of unpack + add())."""
+        size, offset, count = len(chunk), 0, 0
+        unpack, listen_raw, young = _SLIM.unpack_from, self.listen_raw, self.young_expires
+        by_state, sources, dests = self.by_state, self.sources, self.destinations
+        while offset + _SLIM.size <= size:
+            length, kind, family, state, sport, dport, dst, ck0, ck1, expires, inode = unpack(chunk, offset)
+            if kind not in _DIAG_REPLIES:
+                break
+            if length < _SLIM.size or offset + length > size:
+                raise ParseError(SOURCE, f"truncated inet_diag_msg at offset {offset}")
+            count += 1
+            by_state[state & 15] += 1
+            if sport in listen_raw and state != _ST_SYN_SENT:  # inbound: per (source, port), packed counts
+                addrs = sources.get(sport)
+                if addrs is None:
+                    addrs = sources[sport] = defaultdict(int)
+                # model.address_key inlined: 4 bytes for IPv4 and IPv4-mapped IPv6
+                addrs[dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst] += \
+                    STATE_UNIT[state & 255]
+                if state == _ST_TIME_WAIT:  # accepted and closed by the server: by age in s (0..60)
+                    ages = self.closed.get(sport)
+                    if ages is None:
+                        ages = self.closed[sport] = [0] * _TW_SLOTS
+                    ages[((TIME_WAIT_LEN_MS - expires) // 1000) & _TW_MASK] += 1  # the mask only bounds
+                elif state in _QUEUE_STATES:
+                    self._accept(sport, (ck1 << 32) | ck0 or int.from_bytes(dst) << 16 | dport, inode)
+            elif state != _ST_CLOSE or dport:  # outbound: per (local address, destination)
+                dkey = (family, chunk[offset + 24:offset + 40], dst, dport)
+                counts = dests.get(dkey)
+                if counts is None:
+                    counts = dests[dkey] = [0] * (_NSTATES + 1)
+                counts[state if state < _NSTATES else 0] += 1
+                if state == _ST_TIME_WAIT:
+                    if expires > young:
+                        counts[_NSTATES] += 1
+                elif state == _ST_ESTABLISHED:
+                    self._owner_inode(dkey, inode)
+            offset += (length + 3) & ~3
+        self.total += count
+        return self._tail(chunk, offset, size)
+
+    def _tail(self, chunk: bytes, offset: int, size: int) -> bool:
+        """The messages the slim loop stopped at: NLMSG_DONE (True), an error reply or a truncated message
+        (raises), another message type (skipped; the diag replies after it are decoded by add())."""
+        while offset + _HDR.size <= size:
+            length, kind, _flags, _seq, _pid = _HDR.unpack_from(chunk, offset)
             if kind not in _DIAG_REPLIES and _check_header(chunk, offset, length, kind):
                 return True
             if kind in _DIAG_REPLIES:
-                if length < 16 + 72 or offset + length > size:
+                if length < _HDR.size + _MSG.size or offset + length > size:
                     raise ParseError(SOURCE, f"truncated inet_diag_msg at offset {offset}")
-                self.add(*_MSG.unpack_from(chunk, offset + 16))
+                self.add(*_MSG.unpack_from(chunk, offset + _HDR.size))
             offset += (length + 3) & ~3
         return False
+
+    def _owner_inode(self, dkey: tuple[int, bytes, bytes, int], inode: int) -> None:
+        inodes = self.owner_inodes.setdefault(dkey, [])
+        if len(inodes) < _OWNER_SAMPLE:
+            inodes.append(inode)
 
     def add(self, family: int, state: int, _timer: int, _retrans: int, sport: int, dport: int,
             src: bytes, dst: bytes, _if: int, ck0: int, ck1: int, expires: int,

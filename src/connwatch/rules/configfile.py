@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,8 @@ def decode_utf8(data: bytes, path: str | Path, what: str = "config") -> str:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """The parsed TOML document of `path`, or ConfigError (`FILE: reason`, one line)."""
+    import tomllib  # (only with a config file: the built-in rules need no parser)
+
     text = decode_utf8(read_small_file(path), path)
     try:
         return tomllib.loads(text)

@@ -9,7 +9,6 @@ Every root is a parameter so tests point them at fixture trees. What cannot be r
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -68,6 +67,8 @@ def _listdir(path: Path) -> list[str]:
 
 def read_docker_name(container_id: str, docker_root: str | Path = "/var/lib/docker") -> str | None:
     """The Docker container name ("web", without Docker's leading slash), or None when unreadable."""
+    import json  # (only where Docker containers are named)
+
     path = Path(docker_root) / "containers" / container_id / "config.v2.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))

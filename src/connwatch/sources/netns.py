@@ -11,10 +11,8 @@ setns(fd, CLONE_NEWNET) first. A socket stays bound to the namespace it was crea
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +182,8 @@ def _setns(fd: int) -> None:
     if native is not None:  # Python 3.12+
         native(fd, CLONE_NEWNET)
         return
+    import ctypes  # (imported only to enter a namespace on Python 3.11)
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         errno = ctypes.get_errno()
@@ -207,7 +207,12 @@ def run_in_each(fds: Iterable[int], call: Callable[[int], T]) -> list[T | Source
     many namespaces: on a busy host a thread start alone can take milliseconds); results in order.
     A namespace that cannot be entered (setns fails) gets a SourceUnavailable in its place and the
     walk goes on; an exception raised by call() stops the walk and is raised here."""
+    import threading  # (not imported where no other namespace is entered)
+
+    fds = list(fds)
     results: list[T | SourceUnavailable] = []
+    if not fds:
+        return results
     failure: list[BaseException] = []
 
     def walk() -> None:

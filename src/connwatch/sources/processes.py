@@ -1,8 +1,9 @@
-"""Which process owns a socket: /proc/<pid>/fd links ("socket:[inode]") and psutil for the rest.
+"""Which process owns a socket: /proc/<pid>/fd links ("socket:[inode]"), and its details from /proc.
 
 The inode -> pid scan is written here because psutil offers it only as net_connections(), which
 builds an object per socket (295 ms for 34k sockets here); we need owners for a handful of inodes.
-Process details (command, user, start time, open fds, RLIMIT_NOFILE) come from psutil.
+Process details (command, user, start time, open fds, RLIMIT_NOFILE, state) are read from /proc/<pid>
+as psutil reads them (psutil's import alone cost more than a snapshot's whole owner lookup).
 
 Privileges: listing /proc/<pid>/fd needs read access to the directory (the process's own uid or
 CAP_DAC_READ_SEARCH); reading its links needs ptrace read access (the same uid and no capability
@@ -15,7 +16,7 @@ is read instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -35,73 +36,169 @@ class OwnerScan:
     unreadable: int
 
 
-def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc") -> OwnerScan:
-    """Map the given socket inodes to the pid holding them (first holder found)."""
+def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
+                       netns_of: Mapping[int, int] | None = None) -> OwnerScan:
+    """Map the given socket inodes to the pid holding them (first holder found, in pid order).
+
+    `netns_of` (socket inode -> the nsfs inode of its network namespace) orders the search: first each
+    process is searched only while sockets of its own namespace (/proc/<pid>/ns/net) are still unowned,
+    so a process holding thousands of fds is passed over once its namespace's sockets are named;
+    then, for any socket still unowned (held from another namespace), every process not fully read.
+    The fds read are what costs (a readlink each): `ss -tan` reads none.
+    """
     wanted = {f"socket:[{inode}]": inode for inode in inodes if inode}
-    owners: dict[int, int] = {}
-    unreadable = 0
     if not wanted:
-        return OwnerScan(owners, 0)
-    for entry in os.scandir(root):
-        if not entry.name.isdecimal():
-            continue
-        pid = int(entry.name)
-        try:
-            fds = os.scandir(f"{entry.path}/fd")
-        except PermissionError:
-            unreadable += 1
-            continue
-        except OSError:
-            continue  # the process exited
-        with fds:
-            if not _match_fds(fds, wanted, owners, pid):
-                unreadable += 1
-        if len(owners) == len(wanted):
+        return OwnerScan({}, 0)
+    left: dict[int, set[int]] = {}  # namespace -> its sockets not yet owned
+    for inode in wanted.values():
+        if netns_of and inode in netns_of:
+            left.setdefault(netns_of[inode], set()).add(inode)
+    scan = _Scan(wanted, str(root), {i: group for group in left.values() for i in group})
+    pids = [int(e.name) for e in os.scandir(root) if e.name.isdecimal()]
+    if left:
+        pending = []
+        for pid in pids:
+            if len(scan.owners) == len(wanted):
+                break
+            ns = _netns_inode(f"{root}/{pid}/ns/net")
+            mine = left.get(ns) if ns is not None else None
+            if not mine or not scan.read(pid, mine):
+                pending.append(pid)
+        pids = pending
+    for pid in pids:
+        if len(scan.owners) == len(wanted):
             break
-    return OwnerScan(owners, unreadable)
+        scan.read(pid, None)
+    return OwnerScan(scan.owners, len(scan.unreadable))
 
 
-def _match_fds(fds: Iterable[os.DirEntry[str]], wanted: dict[str, int], owners: dict[int, int],
-               pid: int) -> bool:
-    """Record the wanted inodes among one process's fds; False when its links may not be read
-    (listing the directory needs less privilege than reading the links: see the module doc)."""
-    for fd in fds:
-        try:
-            target = os.readlink(fd.path)
-        except PermissionError:
-            return False
-        except OSError:
-            continue  # the fd was closed meanwhile
-        inode = wanted.get(target)
-        if inode is not None and inode not in owners:
-            owners[inode] = pid
-            if len(owners) == len(wanted):
-                return True  # all found: the rest of this process's fds need not be read
-    return True
+def netns_inode(root: str | Path, pid: int | str = "self") -> int | None:
+    """The nsfs inode of a process's network namespace ("net:[N]"), None when it cannot be read."""
+    return _netns_inode(f"{root}/{pid}/ns/net")
 
 
-def describe_process(pid: int) -> Process | None:
-    """Details of one process via psutil; None when it vanished. Fields we may not read stay None."""
-    import psutil  # lazy: keeps `connwatch --help` fast
-
+def _netns_inode(link: str) -> int | None:
     try:
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            name = proc.name()
-            cmdline = _safe(proc.cmdline) or []
-            started = _safe(proc.create_time)
-            user = _safe(proc.username)
-            fds = _safe(proc.num_fds)
-            limits = _safe(lambda: proc.rlimit(psutil.RLIMIT_NOFILE))
-            state = _safe(proc.status)
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        target = os.readlink(link)
+    except OSError:
         return None
-    except psutil.AccessDenied:
+    return int(target[5:-1]) if target.startswith("net:[") and target.endswith("]") else None
+
+
+class _Scan:
+    """The fd reads of one scan: owners found, processes that may not be read."""
+
+    def __init__(self, wanted: dict[str, int], root: str, groups: dict[int, set[int]]) -> None:
+        self.wanted, self.root, self.groups = wanted, root, groups  # groups: inode -> its namespace's unowned
+        self.owners: dict[int, int] = {}
+        self.unreadable: set[int] = set()
+
+    def read(self, pid: int, until: set[int] | None) -> bool:
+        """Record the wanted sockets among pid's fds; stop early once `until` (inodes) are all owned.
+        True when every fd was read (nothing more to find in this process)."""
+        try:
+            fds = os.listdir(f"{self.root}/{pid}/fd")
+        except PermissionError:
+            self.unreadable.add(pid)
+            return True
+        except OSError:
+            return True  # the process exited
+        base, wanted, owners = f"{self.root}/{pid}/fd/", self.wanted, self.owners
+        for fd in fds:
+            if until is not None and not until:
+                return False
+            try:
+                target = os.readlink(base + fd)
+            except PermissionError:  # listing the directory needs less privilege than reading the links
+                self.unreadable.add(pid)
+                return True
+            except OSError:
+                continue  # the fd was closed meanwhile
+            inode = wanted.get(target)
+            if inode is not None and inode not in owners:
+                owners[inode] = pid
+                self.groups.get(inode, set()).discard(inode)
+                if len(owners) == len(wanted):
+                    return False  # all found: the rest of this process's fds need not be read
+        return True
+
+
+# /proc/<pid>/stat state letters, in the words psutil's status() uses (fs/proc/array.c task_state_array)
+STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop",
+          "Z": "zombie", "X": "dead", "x": "dead", "K": "wake-kill", "W": "waking", "I": "idle", "P": "parked"}
+
+
+def describe_process(pid: int, root: str | Path = "/proc") -> Process | None:
+    """Details of one process from /proc (as psutil reads them, without psutil's import cost); None when
+    it vanished or is a zombie. Fields we may not read stay None; "?" when nothing can be read."""
+    base = f"{root}/{pid}"
+    try:
+        with open(f"{base}/stat", "rb") as fh:
+            stat = fh.read().decode(errors="replace")
+    except PermissionError:
         return Process(pid=pid, command="?")
+    except OSError:
+        return None
+    name, _, rest = stat[stat.index("(") + 1:].rpartition(")")
+    fields = rest.split()
+    if not fields or fields[0] == "Z":
+        return None
+    cmdline = _attempt(lambda: _cmdline(base))
+    if len(name) >= 15 and cmdline and os.path.basename(cmdline[0]).startswith(name):
+        name = os.path.basename(cmdline[0])  # comm is cut at 15 characters
     return Process(
-        pid=pid, command=name, cmdline=" ".join(cmdline)[:300], user=user,
-        started_at=started, open_fds=fds, fd_limit=limits[0] if limits else fd_limit_from_proc(pid), state=state,
+        pid=pid, command=name, cmdline=" ".join(cmdline or [])[:300], user=_attempt(lambda: _user(base)),
+        started_at=_attempt(lambda: int(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time(root)),
+        open_fds=_attempt(lambda: len(os.listdir(f"{base}/fd"))),
+        fd_limit=_fd_limit(pid, root), state=STATES.get(fields[0], "?"),
     )
+
+
+def _fd_limit(pid: int, root: str | Path) -> int | None:
+    """Soft RLIMIT_NOFILE: prlimit(2) of a live process, else (not allowed, or a copied tree) its limits file."""
+    live = _attempt(lambda: _nofile(pid)) if str(root) == "/proc" else None
+    return live if live is not None else fd_limit_from_proc(pid, root)
+
+
+def _attempt(call: Callable[[], T]) -> T | None:
+    """One field's value, or None when it may not be read (or the process went away meanwhile)."""
+    try:
+        return call()
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+
+
+def _cmdline(base: str) -> list[str]:
+    """Arguments split as psutil does: on NULs, or on spaces for a process that rewrote its title."""
+    with open(f"{base}/cmdline", encoding="utf-8", errors="surrogateescape") as fh:
+        data = fh.read()
+    sep = "\x00" if data.endswith("\x00") else " "
+    data = data.removesuffix(sep)
+    args = data.split(sep) if data else []
+    return data.split(" ") if sep == "\x00" and len(args) == 1 and " " in data else args
+
+
+def _user(base: str) -> str:
+    """The name of the process's real uid (its number when no name resolves)."""
+    import pwd
+
+    with open(f"{base}/status") as fh:
+        uid = int(next(line.split()[1] for line in fh if line.startswith("Uid:")))
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _boot_time(root: str | Path) -> float:
+    with open(f"{root}/stat") as fh:
+        return float(next(line.split()[1] for line in fh if line.startswith("btime")))
+
+
+def _nofile(pid: int) -> int:
+    import resource
+
+    return resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
 
 
 def fd_limit_from_proc(pid: int, root: str | Path = "/proc") -> int | None:
@@ -122,13 +219,3 @@ def missing_capabilities(status_path: str | Path = "/proc/self/status") -> list[
     except (OSError, StopIteration, IndexError, ValueError):
         return []
     return [name for bit, name in ((2, "CAP_DAC_READ_SEARCH"), (19, "CAP_SYS_PTRACE")) if not eff >> bit & 1]
-
-
-def _safe(call: Callable[[], T]) -> T | None:
-    """psutil getter -> value, or None when access is denied for that one field."""
-    import psutil
-
-    try:
-        return call()
-    except psutil.AccessDenied:
-        return None

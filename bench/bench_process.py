@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Whole processes, interleaved with the peer: `connwatch snapshot --format json` against `ss -tan`
+(wall and CPU), `connwatch check --interval 0.5` CPU against `ss -tan`'s, and each command's start-up
+(exec to the first read of the kernel's state). Needs root: the load lives in a network namespace the
+script makes and deletes (bench/twload.py; TIME_WAIT topped up between rounds, never during one).
+
+    sudo python bench/bench_process.py [--sockets 35000] [--rounds 11] [--namespaces 100] [--startup 9]
+
+Every round runs `ss -tan` and each connwatch variant once, in alternating order; the figures are the
+medians of the per-round ratios connwatch / ss (and their range), with the machine's load average.
+`--namespaces N` adds N small namespaces (lo up, 5 listeners each) for the `--netns all` rows: connwatch
+then samples every namespace on the host (those of other jobs too: their count is printed).
+Start-up: from just before the fork to the first open of /proc/..., /run/netns or the first netlink
+socket, seen by an audit hook in the process; a bare interpreter's fork-to-first-statement for scale.
+Targets (issue 17): snapshot <= 1.0x ss at 35k, <= 0.6x at 300k; check CPU <= 1.5x ss's; start-up <= 60 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+CONNWATCH = str(Path(sys.executable).parent / "connwatch") if (Path(sys.executable).parent / "connwatch").exists() \
+    else None
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one process run to completion, output discarded."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True, timeout=300)
+    wall = (time.perf_counter() - t) * 1000
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1000
+
+
+PROBE = """import os, sys, time
+_fd, _done = int(os.environ["CW_PROBE_FD"]), []
+def _hook(event, args):
+    if _done:
+        return
+    what = args[0] if event in ("open", "os.scandir", "os.listdir") else None
+    if (isinstance(what, str) and what.startswith(("/proc/", "/run/netns"))) or (
+            event == "socket.__new__" and args[1] == 16):  # AF_NETLINK
+        _done.append(1)
+        os.write(_fd, f"{time.monotonic()} {time.process_time()}".encode())
+sys.addaudithook(_hook)
+from connwatch.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def startup_ms(args: list[str], env: dict[str, str]) -> tuple[float, float] | None:
+    """Start-up: from just before the fork to the first kernel read (an open of /proc/..., /run/netns or a
+    netlink socket), seen by an audit hook (sys.addaudithook: no ptrace stops, nothing traced but that);
+    `python -c` then `from connwatch.cli import main` as the installed script does. (wall ms, CPU ms of the
+    process until then: less sensitive than wall time to a loaded machine); None: no read."""
+    read, write = os.pipe()
+    try:
+        t = time.monotonic()
+        subprocess.run([sys.executable, "-c", PROBE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**env, "CW_PROBE_FD": str(write)}, pass_fds=(write,), timeout=300)
+        os.close(write)
+        write = -1
+        got = os.read(read, 64)
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+    if not got:
+        return None
+    mono, cpu = map(float, got.split())
+    return (mono - t) * 1000, cpu * 1000
+
+
+def interpreter_ms(env: dict[str, str]) -> tuple[float, float]:
+    """The same for an interpreter that does nothing: fork to its first statement."""
+    t = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", "import time; print(time.monotonic(), time.process_time())"],
+                         capture_output=True, text=True, env=env, timeout=60, check=True).stdout
+    mono, cpu = map(float, out.split())
+    return (mono - t) * 1000, cpu * 1000
+
+
+def med(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def small_namespaces(count: int) -> tuple[list[str], list[socket.socket]]:
+    from connwatch.collect import CollectOptions
+    from connwatch.collect_netns import discover
+    from connwatch.sources.netns import open_netns, run_in_each
+
+    names = [f"cwproc-{os.getpid()}-{i}" for i in range(count)]
+    for name in names:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    found, _ = discover(CollectOptions())
+    fds = [open_netns(ref) for ref, _ in found if ref.name in set(names)]
+
+    def listen(_fd: int) -> list[socket.socket]:
+        socks = []
+        for port in range(9001, 9006):
+            s = socket.socket()
+            s.bind(("127.0.0.1", port))
+            s.listen(128)
+            socks.append(s)
+        return socks
+    held: list[socket.socket] = []
+    try:
+        for made in run_in_each(fds, listen):
+            assert isinstance(made, list), made
+            held.extend(made)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return names, held
+
+
+class Load:
+    def __init__(self, ns: str, target: int) -> None:
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(HERE / "twload.py"),
+                                      "--target", str(target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise SystemExit(f"twload did not start: {line!r}")
+        self.tw = int(line.split()[1])
+
+    def top_up(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("top\n")
+        self.proc.stdin.flush()
+        self.tw = int(self.proc.stdout.readline().split()[1])
+        return self.tw
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+Runs = dict[str, Callable[[], tuple[float, float]]]
+
+
+def rounds(load: Load, n: int, runs: Runs) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
+    for i in range(n):
+        load.top_up()
+        order = list(runs) if i % 2 == 0 else list(reversed(runs))
+        for key in order:
+            out[key].append(runs[key]())
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sockets", type=int, default=35000)
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--namespaces", type=int, default=0, help="small namespaces to add for the --netns all rows")
+    ap.add_argument("--startup", type=int, default=9, help="start-up runs per command (0: skip)")
+    ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--baseline-src", default=None,
+                    help="another connwatch source tree (e.g. `git archive main src | tar -x -C DIR`, then DIR/src): "
+                    "its rows are measured in the same rounds (PYTHONPATH)")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench_process: needs root (network namespaces)")
+    if CONNWATCH is None:
+        raise SystemExit("bench_process: no connwatch script next to this interpreter (pip install -e .)")
+    import connwatch
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(connwatch.__file__).parent)], check=True)
+    ns = f"cwproc-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    names: list[str] = []
+    held: list[socket.socket] = []
+    load = None
+    state = Path(tempfile.mkdtemp(prefix="cwbench-"))
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=0",
+                        "net.ipv4.ip_local_port_range=10000 60999",
+                        f"net.ipv4.tcp_max_tw_buckets={max(262144, 2 * a.sockets)}"], check=True)
+        if a.namespaces:
+            names, held = small_namespaces(a.namespaces)
+        t = time.perf_counter()
+        load = Load(ns, a.sockets)
+        print(f"load: {load.tw} TIME_WAIT (+2,000 ESTABLISHED pairs) in {time.perf_counter() - t:.1f} s; "
+              f"namespaces on the host: {len(os.listdir('/proc/self/ns')) and _host_namespaces()}")
+        own = {**os.environ, "CONNWATCH_NETNS": "own"}
+        every = {**os.environ, "CONNWATCH_NETNS": "all"}
+        inns = ["ip", "netns", "exec", ns]
+        runs: Runs = {
+            "ss -tan": lambda: run([*inns, "ss", "-tan"], own),
+            "snapshot (--netns own)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], own),
+            "snapshot (--netns all)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], every),
+        }
+        check = [*inns, CONNWATCH, "check", "--interval", "0.5", "--format", "json", "--state-dir", str(state)]
+        if not a.no_check:
+            runs["check --interval 0.5 (own)"] = lambda: _ok(check, own)
+            runs["check --interval 0.5 (all)"] = lambda: _ok(check, every)
+        if a.baseline_src:
+            b_own, b_every = {**own, "PYTHONPATH": a.baseline_src}, {**every, "PYTHONPATH": a.baseline_src}
+            subprocess.run([sys.executable, "-m", "compileall", "-q", a.baseline_src], check=True)
+            runs["BASELINE snapshot (own)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_own)
+            runs["BASELINE snapshot (all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_every)
+            if not a.no_check:
+                b_check = [*check[:-1], str(state / "baseline")]  # its own alert store
+                runs["BASELINE check (own)"] = lambda: _ok(b_check, b_own)
+        print(f"load average before: {os.getloadavg()}")
+        res = rounds(load, a.rounds, runs)
+        print(f"load average after: {os.getloadavg()}; TIME_WAIT at the end {load.tw}")
+        ss = res["ss -tan"]
+        print(f"`ss -tan`: wall median {statistics.median(w for w, _ in ss):.1f} ms, "
+              f"CPU {statistics.median(c for _, c in ss):.1f} ms")
+        for key, vals in res.items():
+            if key == "ss -tan":
+                continue
+            wall = [v[0] / s[0] for v, s in zip(vals, ss, strict=True)]
+            cpu = [v[1] / s[1] for v, s in zip(vals, ss, strict=True)]
+            print(f"{key:30s} wall {statistics.median(v[0] for v in vals):7.1f} ms  "
+                  f"CPU {statistics.median(v[1] for v in vals):7.1f} ms   / ss: wall {med(wall)}  CPU {med(cpu)}")
+        if a.startup:
+            startup(a.startup, own, every, state, a.baseline_src)
+    finally:
+        if load is not None:
+            load.stop()
+        for s in held:
+            s.close()
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        shutil.rmtree(state, ignore_errors=True)
+    return 0
+
+
+def _ok(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """check exits 0/1/2 by verdict: any of them is a completed run."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=300, text=True)
+    wall = (time.perf_counter() - t) * 1000
+    if done.returncode not in (0, 1, 2):
+        raise SystemExit(f"{argv}: exit {done.returncode}: {done.stderr[-500:]}")
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1000
+
+
+def _host_namespaces() -> int:
+    from connwatch.collect import CollectOptions
+    from connwatch.collect_netns import discover
+
+    return len(discover(CollectOptions())[0])
+
+
+def startup(n: int, own: dict[str, str], every: dict[str, str], state: Path, baseline: str | None) -> None:
+    """Start-up per command, interleaved with a bare interpreter (in this, the host's, namespace)."""
+    cmds: dict[str, tuple[list[str], dict[str, str]]] = {
+        "snapshot": (["snapshot"], own),
+        "snapshot --netns all": (["snapshot"], every),
+        "listeners": (["listeners"], own),
+        "check": (["check", "--interval", "0.1", "--state-dir", str(state)], own),
+        "destinations": (["destinations", "--interval", "0"], own),
+        "sources": (["sources", "--interval", "0"], own),
+        "top --batch": (["top", "--batch", "-n", "1"], own),
+        "run": (["run", "--interval", "0.1", "--listen", "127.0.0.1:0", "--state-dir", str(state), "--help"], own),
+    }
+    del cmds["run"]  # (a long-running agent: not a one-shot start-up)
+    if baseline:
+        for key in ("snapshot", "listeners", "check", "destinations", "top --batch"):
+            argv, env = cmds[key]
+            cmds[f"BASELINE {key}"] = ([str(state / "baseline") if x == str(state) else x for x in argv],
+                                       {**env, "PYTHONPATH": baseline})
+    got: dict[str, list[tuple[float, float]]] = {"python -c (first statement)": [], **{k: [] for k in cmds}}
+    for i in range(n):
+        got["python -c (first statement)"].append(interpreter_ms(own))
+        for key in (cmds if i % 2 == 0 else reversed(list(cmds))):
+            argv, env = cmds[key]
+            ms = startup_ms(argv, env)
+            if ms is not None:
+                got[key].append(ms)
+    print(f"start-up, fork to the first kernel read (audit hook, median of {n}, load {os.getloadavg()[0]:.1f}):")
+    for key, vals in got.items():
+        if vals:
+            wall, cpu = [v[0] for v in vals], [v[1] for v in vals]
+            print(f"  {key:28s} wall {statistics.median(wall):6.1f} ms (range {min(wall):.1f}-{max(wall):.1f}), "
+                  f"CPU {statistics.median(cpu):6.1f} ms (range {min(cpu):.1f}-{max(cpu):.1f})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

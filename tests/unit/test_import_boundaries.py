@@ -1,0 +1,77 @@
+"""Import boundaries (issue 17): a command loads only what it uses. Structural, not timed: which modules
+are in sys.modules of a fresh interpreter after the parser is built or a command has run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connwatch.cli import COMMANDS, chosen_command
+
+PROC = str(Path(__file__).parents[1] / "fixtures" / "proc" / "local_6x")
+OFFLINE = ["--proc-root", PROC, "--no-netlink", "--netns", "own"]
+STORE = {"sqlite3", "connwatch.alerts.store", "connwatch.alerts.db"}
+RULES = {"connwatch.engine", "connwatch.findings", "connwatch.rules.config", "connwatch.attributes.registry",
+         "connwatch.attributes.backlog", "connwatch.explain"}
+RENDERING = {"rich", "rich.console"}
+NAMESPACES = {"ctypes", "threading"}  # only to enter another network namespace
+STDLIB_HEAVY = {"shutil", "bz2", "lzma", "json"}  # argparse's help width, Docker names: not to start
+
+
+def _modules(code: str) -> tuple[set[str], str]:
+    """sys.modules (and stdout) of a fresh interpreter after `code` (the built-in rules: no config file)."""
+    probe = code + "\nimport sys as _s\nprint('MODULES', ' '.join(sorted(_s.modules)))\n"  # (no json import)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CONNWATCH_CONFIG": ""})
+    assert done.returncode == 0, done.stderr
+    out, _, mods = done.stdout.rpartition("MODULES ")
+    return set(mods.split()), out
+
+
+def test_the_command_is_found_only_in_first_place() -> None:
+    assert chosen_command(["snapshot", "--format", "json"]) == "snapshot"
+    assert chosen_command(["--help"]) is None and chosen_command([]) is None
+    assert chosen_command(["-V", "check"]) is None and chosen_command(["chek"]) is None
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_building_one_commands_parser_imports_no_other_command(name: str) -> None:
+    mods, _ = _modules(f"from connwatch.cli import build_parser\nbuild_parser({name!r})")
+    others = {f"connwatch.commands.{c}" for c in COMMANDS if c != name}
+    assert f"connwatch.commands.{name}" in mods
+    assert not mods & others, sorted(mods & others)
+    heavy = STORE | RULES | RENDERING | STDLIB_HEAVY | {"psutil", "connwatch.collect"}
+    assert not mods & heavy, sorted(mods & heavy)
+
+
+def test_snapshot_json_loads_no_store_rules_rendering_or_psutil_without_owners() -> None:
+    mods, out = _modules("from connwatch.cli import main\n"
+                         f"assert main(['snapshot', '--format', 'json', *{OFFLINE!r}]) == 0")
+    data = json.loads(out)
+    assert data["kind"] == "snapshot" and data["listeners"], "the capture has listeners"
+    assert not any(x.get("owner") for x in data["listeners"])  # a copied /proc: no process holds them
+    unwanted = STORE | RULES | RENDERING | NAMESPACES | {"psutil"} | {f"connwatch.commands.{c}" for c in COMMANDS
+                                                                       if c != "snapshot"}
+    assert not mods & unwanted, sorted(mods & unwanted)
+
+
+def test_listeners_json_loads_no_store_or_rules() -> None:
+    mods, out = _modules("from connwatch.cli import main\n"
+                         f"assert main(['listeners', '--format', 'json', *{OFFLINE!r}]) == 0")
+    assert json.loads(out)["kind"] == "listeners"
+    assert not mods & (STORE | RULES | RENDERING | NAMESPACES), sorted(mods & (STORE | RULES | RENDERING | NAMESPACES))
+
+
+def test_check_loads_the_store_and_rules_it_needs() -> None:
+    """The other side of the boundary: the modules a check judges and records with are there."""
+    mods, out = _modules("import tempfile\nfrom connwatch.cli import main\n"
+                         "main(['check', '--interval', '0.01', '--format', 'json', '--state-dir', tempfile.mkdtemp(), "
+                         f"*{OFFLINE!r}])")
+    assert json.loads(out)["status"] == "OK"
+    assert {"sqlite3", "connwatch.engine", "connwatch.rules.config"} <= mods
+    assert not mods & (NAMESPACES | {"psutil", "tomllib"})  # process details from /proc; no config file here

@@ -1,0 +1,61 @@
+"""Process details read from /proc equal psutil's (what describe_process used before; psutil is only
+imported here, to compare): real processes of this host."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from connwatch.sources.processes import describe_process
+
+
+def _psutil(pid: int) -> tuple[object, ...]:
+    proc = psutil.Process(pid)
+    with proc.oneshot():
+        return (proc.name(), " ".join(proc.cmdline())[:300], proc.username(), proc.create_time(), proc.num_fds(),
+                proc.rlimit(psutil.RLIMIT_NOFILE)[0], proc.status())
+
+
+def _ours(pid: int) -> tuple[object, ...]:
+    p = describe_process(pid)
+    assert p is not None
+    return (p.command, p.cmdline, p.user, p.started_at, p.open_fds, p.fd_limit, p.state)
+
+
+@pytest.fixture
+def long_named(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process whose name is longer than the 15 characters of comm, with arguments and spaces."""
+    link = tmp_path / "connwatch-a-long-process-name"
+    link.symlink_to(sys.executable)
+    proc = subprocess.Popen([str(link), "-c", "import sys, time; print(flush=True); time.sleep(30)", "an argument"],
+                            stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # started (exec done)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_details_equal_psutils_for_real_processes(long_named: subprocess.Popen[bytes]) -> None:
+    pids = [os.getpid(), os.getppid(), long_named.pid] + ([1] if os.path.exists("/proc/1/stat") else [])
+    for pid in pids:
+        try:
+            theirs = _psutil(pid)
+        except psutil.AccessDenied:
+            continue
+        ours = _ours(pid)
+        assert ours[:3] == theirs[:3] and ours[4:] == theirs[4:], (pid, ours, theirs)
+        assert abs(float(ours[3]) - float(theirs[3])) < 0.01  # type: ignore[arg-type]
+    assert _ours(long_named.pid)[0] == "connwatch-a-long-process-name"  # not comm's "connwatch-a-lon"
+
+
+def test_a_process_that_is_gone_is_none() -> None:
+    done = subprocess.Popen(["true"])
+    done.wait()
+    assert describe_process(done.pid) is None
