@@ -15,9 +15,11 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 from connwatch.clock import Clock
 from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netlink_listeners, sample
@@ -277,6 +279,8 @@ class NetnsListenerPoller:
         shares = min(self.workers, len(items) // self.min_per_worker) or 1
         if shares > 1:
             if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor  # (threads only for the agent's poll)
+
                 self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="connwatch-poll")
             others = [self._pool.submit(self._poll_some, items[i::shares]) for i in range(1, shares)]
             results = [self._poll_some(items[0::shares]), *(f.result() for f in others)]
