@@ -67,6 +67,9 @@ def test_analyze_text_is_golden_summary_first_and_fits(case: str, width: int, pl
         assert " ".join(" ".join(block).split()) == " ".join(" ".join(problems).split())
         assert out.index("First: ") > out.index(block[-1])
     assert "table inet" not in out and "nft add" not in out  # remedy scripts are never printed here
+    assert "drops dropped" not in out
+    if out.count("accept queue 1") > 1:  # several full queues in one capture: never "only this service"
+        assert "No other port" not in out
     path = GOLDEN / f"{case}_{width}.txt"
     if regen_golden:
         path.write_text(out)

@@ -49,10 +49,11 @@ def _per_s(a: Alert, what: str) -> str:
     """'27.2 requests/s dropped' with a rate, '136 requests dropped since boot' / 'over 5 s' without."""
     d = a.detail
     rate = d.get("rate_per_s")
+    verb = "" if a.unit == "drops" else f" {what}"  # '136 drops since boot', not 'drops dropped'
     if rate is not None:
-        return f"{_n(rate)} {a.unit}/s {what}"
+        return f"{_n(rate)} {a.unit}/s{verb}"
     span = "since boot" if d.get("interval_s") is None else f"over {_n(d['interval_s'])} s"
-    return f"{_n(a.value)} {a.unit} {what} {span}"
+    return f"{_n(a.value)} {a.unit}{verb} {span}"
 
 
 def _clients(a: Alert) -> str:
@@ -182,15 +183,28 @@ def _backlog(a: Alert) -> list[str]:
         out.append(f"Still happening: the queue of {ep} holds {q} of a backlog of {b} (full)."
                    if d.get("queue_full_now") else
                    f"The queue of {ep} had room at the last sample ({q} of {b}): the burst has passed for now.")
-    others = [p for p in d.get("rejecting_ports") or [] if p != d.get("port")]
-    out.append(f"Other ports rejecting too: {', '.join(map(str, others))} (a common cause?)." if others
-               else "No other port rejected connections: it is this service.")
+    out.append(_other_ports(d))
     out.append(_owner(worst, d.get("first_seen_s")))
     som = d.get("somaxconn")
     if worst is not None and isinstance(b := worst.get("backlog"), int) and isinstance(som, int):
         out.append(f"listen() asked for a backlog of {b}; somaxconn ({som}) would allow up to {som}." if b < som
                    else f"The backlog is capped by net.core.somaxconn ({som}).")
     return out
+
+
+def _other_ports(d: Mapping[str, Any]) -> str:
+    """Other ports rejecting or full too (a common cause?), or only this one; a single capture has no
+    interval to see rejects in, so it speaks of full queues only."""
+    port = d.get("port")
+    others = [p for p in d.get("rejecting_ports") or [] if p != port]
+    if others:
+        return f"Other ports rejecting too: {', '.join(map(str, others))} (a common cause?)."
+    full = [p for p in d.get("stuck_ports") or [] if p != port]
+    if full:
+        return f"Other ports' accept queues are full too: {', '.join(map(str, full))} (a common cause?)."
+    if d.get("interval_s") is None:
+        return "No other port's accept queue is full (one capture: rejects over time are not in it)."
+    return "No other port rejected connections: it is this service."
 
 
 def _owner(lst: Mapping[str, Any] | None, first_seen: float | None) -> str:
