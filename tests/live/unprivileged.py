@@ -11,7 +11,7 @@ NOBODY = ("--reuid=65534", "--regid=65534", "--clear-groups")
 UNIT_CAPS = ("--inh-caps=-all,+dac_read_search,+sys_ptrace", "--ambient-caps=+dac_read_search,+sys_ptrace",
              "--bounding-set=-all,+dac_read_search,+sys_ptrace")
 NO_CAPS = ("--inh-caps=-all", "--bounding-set=-all")  # as uid 0 this leaves no capability after exec
-PACKAGES = ("connwatch", "rich", "psutil", "pygments", "markdown_it", "mdurl", "prometheus_client", "urllib3")
+PACKAGES = ("connwatch", "rich", "pygments", "markdown_it", "mdurl", "prometheus_client", "urllib3")
 
 
 def world_readable_site(tmp_path: Path) -> Path:
