@@ -26,7 +26,9 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_agent import PROGS, cpu_seconds, ready, rss_mb, sh, start
+from bench_agent import cpu_seconds, rss_mb, sh, start
+
+PROGS = Path(__file__).resolve().parents[1] / "tests" / "live" / "progs"
 
 PORT = 7000
 TEXTUAL_APP = """
@@ -125,13 +127,11 @@ def main() -> int:
         sh(ns, "ip", "link", "set", "lo", "up")
         sh(ns, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=20000 60999")
         srv = start(ns, sys.executable, str(PROGS / "listener.py"), "--port", str(PORT), "--backlog", "4096",
-                    "--accept", "--lifetime", "3600")
+                    "--accept", "--lifetime", "3600", ready=True)
         procs.append(srv)
-        ready(srv)
         cli = start(ns, sys.executable, str(PROGS / "flood.py"), "--port", str(PORT), "--count",
-                    str(a.sockets // 2), "--hold", "3600")
+                    str(a.sockets // 2), "--hold", "3600", ready=True)
         procs.append(cli)
-        ready(cli)
         time.sleep(2)
         print(f"sockets in the namespace: {sh(ns, 'ss', '-tanH').count(chr(10))}")
         marker = b"connwatch top"
