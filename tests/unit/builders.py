@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from typing import Any
 
 from connwatch.model import HostInfo, Listener, Process, Snapshot, SocketSummary, Sysctls
 
@@ -20,3 +22,13 @@ def snapshot(at: float, listeners: tuple[Listener, ...] = (), counters: Mapping[
     return Snapshot(taken_at=at, monotonic=at, host=HostInfo(hostname="testhost"),
                     counters=dict(counters or {}), sockstat={}, sysctls=Sysctls(somaxconn=somaxconn),
                     listeners=listeners, sockets=sockets)
+
+
+def plain_utc_terminal(monkeypatch: Any) -> None:
+    """No colour, no forced terminal, times in UTC: text output the same on every machine (undo with
+    monkeypatch.undo() and time.tzset())."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("NO_COLOR", "1")
+    time.tzset()

@@ -18,6 +18,8 @@ from connwatch.outputs.console import console
 from connwatch.outputs.summary import problem_line
 from connwatch.rules.config import load_config
 
+from .builders import plain_utc_terminal
+
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "captures"
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "analyze_text"
 CASES = {  # one of each kind of problem the real captures show, and a capture with none
@@ -30,12 +32,8 @@ CASES = {  # one of each kind of problem the real captures show, and a capture w
 
 @pytest.fixture
 def plain(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TZ", "UTC")
-    monkeypatch.setenv("NO_COLOR", "1")
+    plain_utc_terminal(monkeypatch)
     monkeypatch.chdir(CAPTURES)  # paths in the report as given: relative, the same on every machine
-    time.tzset()
     yield
     monkeypatch.undo()
     time.tzset()

@@ -34,7 +34,7 @@ from connwatch.outputs.text import render_check
 from connwatch.rules.config import Config
 from connwatch.rules.spec import default_rules
 
-from .builders import listener, snapshot
+from .builders import listener, plain_utc_terminal, snapshot
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "check_text"
 T0 = 1_764_627_000.0  # 2025-12-01 22:10:00 UTC
@@ -46,11 +46,7 @@ APP = Process(pid=3100, command="php-fpm", user="www-data")
 
 @pytest.fixture
 def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TZ", "UTC")
-    monkeypatch.setenv("NO_COLOR", "1")
-    time.tzset()
+    plain_utc_terminal(monkeypatch)
     yield
     monkeypatch.undo()
     time.tzset()

@@ -31,7 +31,7 @@ from connwatch.parsers.conn_rows import SERVICES, ConnRow, normalize_host, parse
 from connwatch.parsers.lsof import iter_lsof_tcp
 from connwatch.parsers.netstat_text import BSD, BSD_LISTEN, LINUX, WINDOWS, iter_netstat, scan_netstat
 from connwatch.parsers.snmp_tcp import iter_snmp_tcp
-from connwatch.parsers.sock_diag import TIME_WAIT_LEN_MS, freeze
+from connwatch.parsers.sock_diag import TIME_WAIT_LEN_MS, freeze, merge_counts
 from connwatch.parsers.ss_text import iter_ss, scan_ss
 from connwatch.parsers.windows_text import iter_powershell_list, iter_powershell_tcp
 from connwatch.parsers.zos_netstat import iter_zos_conn
@@ -102,9 +102,9 @@ def combine(scans: list[RowScan]) -> tuple[SocketSummary, int]:
         dests, sources = {}, {}
         for scan in scans:
             for key, counts in scan.dests.items():
-                _merge(dests, key, counts)
+                merge_counts(dests, key, counts)
             for skey, counts in scan.sources.items():
-                _merge(sources, skey, counts)
+                merge_counts(sources, skey, counts)
     by_state = [0] * 16
     for scan in scans:
         by_state = [a + b for a, b in zip(by_state, scan.totals()[1], strict=True)]
@@ -301,13 +301,13 @@ class _RowCounter:
             if not laddr or not raddr:
                 self._unresolved(counts)
             else:
-                _merge(scan.sources, (raddr, lport), counts)
+                merge_counts(scan.sources, (raddr, lport), counts)
         for (lhost, rhost, rport, hint), counts in self.raw_dests.items():
             laddr, raddr = self._hosts(lhost, rhost, hint)
             if not laddr or not raddr:
                 self._unresolved(counts)
             else:
-                _merge(scan.dests, (laddr, raddr, rport), [*counts, 0])
+                merge_counts(scan.dests, (laddr, raddr, rport), [*counts, 0])
         for (lhost, rhost, _rport, hint), n in self.raw_closed.items():
             laddr, raddr = self._hosts(lhost, rhost, hint)
             scan.other[_CLOSE] += n
@@ -326,15 +326,6 @@ class _RowCounter:
         for state, n in enumerate(counts):
             self.scan.other[state] += n
         self.scan.unresolved += sum(counts)
-
-
-def _merge(into: dict[Any, list[int]], key: Any, counts: list[int]) -> None:
-    have = into.get(key)
-    if have is None:
-        into[key] = list(counts)
-    else:
-        for i, n in enumerate(counts):
-            have[i] += n
 
 
 def _count(into: dict[Any, list[int]], key: Any, state: int, size: int) -> list[int]:

@@ -327,7 +327,7 @@ class SocketAggregator:
         for key, counts in self.destinations.items():
             fam, src, dst, dport = key
             name = (format_address(fam, src), format_address(fam, dst), socket.ntohs(dport))
-            _merge(dests, name, counts)
+            merge_counts(dests, name, counts)
             inodes.setdefault(name, []).extend(self.owner_inodes.get(key, ()))
         for addrs in self.sources.values():
             addrs.default_factory = None  # read-only from here: a missing key raises, as in a plain dict
@@ -358,7 +358,8 @@ def _destinations(dests: dict[tuple[str, str, int], list[int]],
     )
 
 
-def _merge(into: dict[K, list[int]], key: K, counts: list[int]) -> None:
+def merge_counts(into: dict[K, list[int]], key: K, counts: list[int]) -> None:
+    """Add a count vector into the one kept under key (a copy when it is the first)."""
     have = into.get(key)
     if have is None:
         into[key] = list(counts)
