@@ -17,6 +17,10 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_snapshot import LOAD  # the same socket load as the snapshot benchmark
 
 INNER = textwrap.dedent("""
     import importlib.util, socket, statistics, sys, threading, time
@@ -24,21 +28,8 @@ INNER = textwrap.dedent("""
     from connwatch.parsers import sock_diag as new
     spec = importlib.util.spec_from_file_location("old_sock_diag", sys.argv[1])
     old = importlib.util.module_from_spec(spec); sys.modules["old_sock_diag"] = old; spec.loader.exec_module(old)
-    ports = [7001, 7002, 7003, 7004]
-    servers = []
-    for p in ports:
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", p)); s.listen(4096); servers.append(s)
-    def drain(srv):
-        while True:
-            c, _ = srv.accept(); c.close()
-    for s in servers:
-        threading.Thread(target=drain, args=(s,), daemon=True).start()
-    held = [socket.create_connection(("127.0.0.1", ports[i % 4])) for i in range(2000)]
-    i, deadline = 0, time.monotonic() + 120
-    while i < int(sys.argv[2]) and time.monotonic() < deadline:
-        c = socket.socket(); c.connect(("127.0.0.1", ports[i % 4])); c.close(); i += 1
-    time.sleep(0.5)
+    target = int(sys.argv[2])
+""") + LOAD + textwrap.dedent("""
     chunks = []
     def keep(chunk):
         chunks.append(bytes(chunk))

@@ -18,9 +18,9 @@ import sys
 import textwrap
 import time
 
-INNER = textwrap.dedent("""
-    import json, socket, statistics, subprocess, sys, threading, time, tracemalloc
-    target, repeat = int(sys.argv[1]), int(sys.argv[2])
+# The load this and bench_accept_decode.py build in their namespace (`target` set before it): four
+# loopback listeners that accept and close, 2,000 held connections, then `target` connect+close cycles.
+LOAD = textwrap.dedent("""
     ports = [7001, 7002, 7003, 7004]
     servers = []
     for p in ports:
@@ -37,6 +37,12 @@ INNER = textwrap.dedent("""
     while i < target and time.monotonic() < deadline:
         c = socket.socket(); c.connect(("127.0.0.1", ports[i % 4])); c.close(); i += 1
     time.sleep(0.5)
+""")
+
+INNER = textwrap.dedent("""
+    import json, socket, statistics, subprocess, sys, threading, time, tracemalloc
+    target, repeat = int(sys.argv[1]), int(sys.argv[2])
+""") + LOAD + textwrap.dedent("""
     from connwatch.clock import SystemClock
     from connwatch.collect import CollectOptions, collect
     import psutil
