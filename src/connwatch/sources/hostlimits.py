@@ -9,11 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import SourceStatus
 from connwatch.parsers.hostlimits import parse_int_triple, parse_nf_conntrack_stat
 from connwatch.parsers.sysctl import parse_int
-from connwatch.sources.procfs import NO_SUCH_FILE, ProcFS
+from connwatch.sources.procfs import ProcFS, read_one
 
 T = TypeVar("T")
 CONNTRACK_COUNT = "sys/net/netfilter/nf_conntrack_count"
@@ -33,22 +32,15 @@ class HostLimits:
     file_max: int | None
 
 
+ABSENT = {  # why each file may not exist (a missing file is "not available", never 0)
+    TCP_MEM: "absent (host-wide: not visible in a child network namespace, or not captured)",
+    FILE_NR: "absent (not in this capture)",
+}
+NO_CONNTRACK = "absent (no conntrack in this namespace, or not captured)"
+
+
 def _read(proc: ProcFS, rel: str, parser: Callable[[str, str], T], problems: list[str]) -> T | None:
-    try:
-        return parser(proc.read_text(rel), str(proc.path(rel)))
-    except SourceUnavailable as exc:
-        name = rel.rsplit("/", 1)[-1]
-        if exc.reason != NO_SUCH_FILE:
-            problems.append(f"{name}: unavailable: {exc.reason}")
-        elif rel == TCP_MEM:
-            problems.append(f"{name}: absent (host-wide: not visible in a child network namespace, or not captured)")
-        elif rel == FILE_NR:
-            problems.append(f"{name}: absent (not in this capture)")
-        else:
-            problems.append(f"{name}: absent (no conntrack in this namespace, or not captured)")
-    except ParseError as exc:
-        problems.append(f"{rel.rsplit('/', 1)[-1]}: {exc.message} (line {exc.line})")
-    return None
+    return read_one(proc, rel, parser, problems, ABSENT.get(rel, NO_CONNTRACK))
 
 
 def read_host_limits(proc: ProcFS) -> tuple[HostLimits, SourceStatus]:

@@ -143,21 +143,27 @@ def read_sockstat(proc: ProcFS) -> tuple[dict[str, int], list[SourceStatus]]:
     return _read_merged(proc, SOCKSTAT_FILES)
 
 
-def _sysctl(proc: ProcFS, rel: str, parser: Callable[[str, str], T], problems: list[str]) -> T | None:
-    """One sysctl value, or None with a note in `problems` ("tcp_fin_timeout: unavailable: ...")."""
+def read_one(proc: ProcFS, rel: str, parser: Callable[[str, str], T], problems: list[str],
+             absent: str | None) -> T | None:
+    """One file read and parsed, or None with a note in `problems`: "name: <absent>" when the file does
+    not exist and `absent` says why it may not, else "name: unavailable: <reason>" or the parse error."""
     name = rel.rsplit("/", 1)[-1]
     try:
         return parser(proc.read_text(rel), str(proc.path(rel)))
     except SourceUnavailable as exc:
-        if name in OPTIONAL_SYSCTLS and exc.reason == NO_SUCH_FILE:
-            problems.append(f"{name}: absent (optional)")
-        elif name in proc.host_only and exc.reason == NO_SUCH_FILE:
-            problems.append(f"{name}: {NOT_APPLICABLE}")
-        else:
-            problems.append(f"{name}: unavailable: {exc.reason}")
+        problems.append(f"{name}: {absent}" if absent is not None and exc.reason == NO_SUCH_FILE
+                        else f"{name}: unavailable: {exc.reason}")
     except ParseError as exc:
         problems.append(f"{name}: {exc.message} (line {exc.line})")
     return None
+
+
+def _sysctl(proc: ProcFS, rel: str, parser: Callable[[str, str], T], problems: list[str]) -> T | None:
+    """One sysctl value, or None with a note in `problems` ("tcp_fin_timeout: unavailable: ...")."""
+    name = rel.rsplit("/", 1)[-1]
+    absent = ("absent (optional)" if name in OPTIONAL_SYSCTLS
+              else NOT_APPLICABLE if name in proc.host_only else None)
+    return read_one(proc, rel, parser, problems, absent)
 
 
 def _ipv4(proc: ProcFS, name: str, problems: list[str]) -> int | None:
