@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from connwatch.attributes.accept_facts import BURST, IDLE, KEEPING_UP, SATURATED, STUCK
 from connwatch.attributes.accept_model import (
+    activity,
     backlog_for,
     closed_within,
     load_from_loss,
@@ -21,8 +22,10 @@ from connwatch.attributes.accept_model import (
     waited_through,
     with_resends,
 )
-from connwatch.model import PortAccepts
+from connwatch.model import PortAccepts, SocketSummary
 from connwatch.parsers.sock_diag import ACCEPT_SAMPLE, SocketAggregator
+
+from .builders import listener, snapshot
 
 FIX = Path(__file__).parents[1] / "fixtures" / "netlink"
 
@@ -137,3 +140,15 @@ def test_text_listings_never_read_as_queued(tmp_path: Path) -> None:
     assert not [f for f in report["findings"] if f["attribute"] == "AcceptActivity"]  # before the fix: an alert
     assert not [a for a in report["alerts"] if a["attribute"] == "AcceptActivity"]
     assert [u for u in report["unsupported"] if u["check"] == "AcceptActivity" and "inodes" in u["reason"]]
+
+
+def test_one_sample_judged_alone_says_nothing_about_accepting() -> None:
+    """A namespace that appears between check's two samples is judged on its second sample alone (the
+    same snapshot twice): its 2 waiting connections must not read as 'still waiting, nothing accepted'
+    (seen on a host where a busy server's namespace started mid-check: a false stuck alert)."""
+    busy = SocketSummary(total=2, by_state={"ESTABLISHED": 2}, accepts=(_acc(waiting=2, keys=(1, 2)),))
+    cur = snapshot(10.0, (listener(80, queue=2, backlog=4096),), sockets=busy)
+    assert activity(cur, cur, 80, None) is None
+    earlier = snapshot(5.0, (listener(80, queue=2, backlog=4096),), sockets=busy)
+    facts = activity(earlier, cur, 80, None)  # two real samples 5 s apart: the same two still wait
+    assert facts is not None and facts.verdict == STUCK and facts.waited_through == 2

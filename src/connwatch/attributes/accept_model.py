@@ -102,12 +102,14 @@ def owner_states(group: Sequence[Listener]) -> tuple[OwnerState, ...]:
 
 
 def activity(prev: Snapshot, cur: Snapshot, port: int, turned_away: int | None) -> AcceptFacts | None:
-    """The port's accept activity between the samples; None when either sample has no inbound inodes."""
+    """The port's accept activity between the samples; None when either sample has no inbound inodes, or
+    there is no interval (one sample judged alone, e.g. a namespace that appeared between the samples:
+    its waiting connections would read as having waited through an interval that never was)."""
     before, after = accepts_of(prev), accepts_of(cur)
     group = cur.listeners_on(port)
-    if before is None or after is None or not group:
+    if before is None or after is None or not group or cur.monotonic <= prev.monotonic:
         return None
-    interval = max(cur.monotonic - prev.monotonic, 1e-9)
+    interval = cur.monotonic - prev.monotonic
     p, c = before.get(port, _empty(port)), after.get(port, _empty(port))
     if not prev.listeners_on(port):  # the port opened in the interval: everything of it is new
         p = _empty(port)
