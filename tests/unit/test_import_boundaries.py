@@ -75,3 +75,45 @@ def test_check_loads_the_store_and_rules_it_needs() -> None:
     assert json.loads(out)["status"] == "OK"
     assert {"sqlite3", "connwatch.engine", "connwatch.rules.config"} <= mods
     assert not mods & (NAMESPACES | {"psutil", "tomllib"})  # process details from /proc; no config file here
+
+
+def _modules_at_first_read(argv: list[str]) -> set[str]:
+    """sys.modules when the command first reads the kernel's state (here the copied /proc tree: the first
+    open under it, of /proc/... or /run/netns, or a netlink socket), seen by an audit hook as
+    bench/bench_process.py's start-up figure is; the command then runs to its end."""
+    code = f"""import sys, tempfile
+_seen = []
+def _hook(event, args):
+    what = args[0] if event in ("open", "os.scandir", "os.listdir") else None
+    if not _seen and ((isinstance(what, str) and what.startswith(({PROC!r}, "/proc/", "/run/netns")))
+                      or (event == "socket.__new__" and args[1] == 16)):
+        _seen.append(sorted(sys.modules))
+sys.addaudithook(_hook)
+from connwatch.cli import main
+argv = [tempfile.mkdtemp() if a == "STATE" else a for a in {argv!r}]
+code = main(argv)
+assert code in (0, 1, 2), code
+print("MODULES", " ".join(_seen[0]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CONNWATCH_CONFIG": ""})
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.rpartition("MODULES ")[2].split())
+
+
+@pytest.mark.parametrize("argv", [
+    ["sources", "--interval", "0.01", "--format", "json"],
+    ["destinations", "--interval", "0.01", "--format", "json"],
+    ["check", "--interval", "0.01", "--format", "json", "--state-dir", "STATE"],
+    ["top", "--batch", "-n", "1"],
+    ["snapshot", "--format", "json"],
+    ["listeners", "--format", "json"],
+])
+def test_no_command_loads_rules_store_or_rendering_before_its_first_kernel_read(argv: list[str]) -> None:
+    """Start-up (issue 17): the rules, the report's modules, rich and the alert store load after the first
+    sample (within the interval where there is one), never before it."""
+    mods = _modules_at_first_read([*argv, *OFFLINE])
+    assert "connwatch.collect" in mods, "the hook saw the first read"
+    early = STORE | RULES | RENDERING | {"connwatch.rules.config", "connwatch.reports.sources",
+                                         "connwatch.reports.destinations", "connwatch.outputs.top"}
+    assert not mods & early, sorted(mods & early)

@@ -66,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
     from connwatch.commands import plugin
     from connwatch.commands.common import collect_options, collect_selected, pairs
-    from connwatch.rules.config import load_config
 
     plugin.check_timeout(args.timeout, args.interval)
     clock = SystemClock()
     opts = collect_options(args)
     if args.watch:  # runs until interrupted: -t does not apply
         from connwatch.commands.watch import watch
+        from connwatch.rules.config import load_config
 
         config = plugin.override(load_config(args.config), args.warning, args.critical)
         before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         sampled = clock.monotonic()
         # The rules (and the attribute modules they name) load within the interval, not before the first
         # sample: a bad config still ends the run (exit 3) before the wait.
+        from connwatch.rules.config import load_config
+
         config = plugin.override(load_config(args.config), args.warning, args.critical)
         _wait(max(0.0, args.interval - (clock.monotonic() - sampled)), args.format == "text" and sys.stderr.isatty())
         after = collect_selected(clock, args, opts)

@@ -72,12 +72,17 @@ def print_report(data: dict[str, Any], fmt: str, render: Callable[[dict[str, Any
         render(space, out)
 
 
-def sampled_reports(args: argparse.Namespace, opts: CollectOptions,
-                    build: Callable[[Snapshot, Snapshot], dict[str, Any]], listed: str) -> tuple[dict[str, Any], float]:
+Build = Callable[["Snapshot", "Snapshot"], dict[str, Any]]
+
+
+def sampled_reports(args: argparse.Namespace, opts: CollectOptions, prepare: Callable[[], Build],
+                    listed: str) -> tuple[dict[str, Any], float]:
     """Sample every selected namespace (twice, `args.interval` seconds apart, when it is > 0), build each
     namespace's report from its two samples (the same one twice without an interval), and return the own
     namespace's report with those of the others that list any `listed` (with_namespaces), and how long
-    the first sample took in ms. SourceUnavailable when sockets could not be listed."""
+    the first sample took in ms. `prepare` (loading the rules and the report's modules) runs after the
+    first sample, within the interval: the kernel is read sooner, and a bad config still ends the run
+    before the wait. SourceUnavailable when sockets could not be listed."""
     import time
 
     from connwatch.clock import SystemClock
@@ -85,9 +90,11 @@ def sampled_reports(args: argparse.Namespace, opts: CollectOptions,
     clock = SystemClock()
     start = time.perf_counter()
     before = after = collect_selected(clock, args, opts)
+    sampled = clock.monotonic()
     sample_ms = round((time.perf_counter() - start) * 1000, 1)
+    build = prepare()
     if args.interval > 0:
-        clock.sleep(args.interval)
+        clock.sleep(max(0.0, args.interval - (clock.monotonic() - sampled)))
         after = collect_selected(clock, args, opts)
     judged = pairs(before, after)
     need_sockets(judged[0][1])

@@ -21,12 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from connwatch.commands.common import collect_options, print_report, sampled_reports
-    from connwatch.reports.destinations import build_report, render
-    from connwatch.rules.config import load_config
+    from connwatch.commands.common import Build, collect_options, print_report, sampled_reports
 
-    rules = load_config(args.config).rules
-    data, _ = sampled_reports(args, collect_options(args), lambda prev, cur: build_report(prev, cur, rules, args.top),
-                              "destinations")
+    def prepare() -> Build:  # after the first sample (the rules and the report's modules)
+        from connwatch.reports.destinations import build_report
+        from connwatch.rules.config import load_config
+
+        rules = load_config(args.config).rules
+        return lambda prev, cur: build_report(prev, cur, rules, args.top)
+
+    data, _ = sampled_reports(args, collect_options(args), prepare, "destinations")
+    from connwatch.reports.destinations import render
+
     print_report(data, args.format, render, "destinations")
     return 0

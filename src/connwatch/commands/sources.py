@@ -29,21 +29,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from connwatch.commands.common import collect_options, print_report, sampled_reports
-    from connwatch.reports.sources import build_report, nft_script, render
-    from connwatch.rules.config import load_config
+    from connwatch.commands.common import Build, collect_options, print_report, sampled_reports
 
     _validate(args)
-    config = load_config(args.config)
-    rules, settings = config.rules, config.sources
     if args.nft:
-        print(nft_script(args.port, args.limit, rules, settings), end="")
+        from connwatch.reports.sources import nft_script
+        from connwatch.rules.config import load_config
+
+        config = load_config(args.config)
+        print(nft_script(args.port, args.limit, config.rules, config.sources), end="")
         return 0
-    top = args.top or settings.top
+
+    def prepare() -> Build:  # after the first sample (the rules and the report's modules)
+        from connwatch.reports.sources import build_report
+        from connwatch.rules.config import load_config
+
+        config = load_config(args.config)
+        rules, settings = config.rules, config.sources
+        top = args.top or settings.top
+        return lambda prev, cur: build_report(prev, cur, rules, settings, args.port, top)
+
     data, sample_ms = sampled_reports(
         args, collect_options(args, destination_owners=False),  # the report names listener owners only
-        lambda prev, cur: build_report(prev, cur, rules, settings, args.port, top), "sources")
+        prepare, "sources")
     data["sample_ms"] = sample_ms
+    from connwatch.reports.sources import render
+
     print_report(data, args.format, render, "sources")
     return 0
 

@@ -67,9 +67,10 @@ class Sampler:
 
     def poll(self) -> None:
         from connwatch.collect_netns import collect_all
-        from connwatch.outputs.top import ListenerRow, TopData
 
         snaps = collect_all(self.clock, self.poll_opts, self.args.netns)
+        from connwatch.outputs.top import ListenerRow, TopData  # (rich: after the first read of the kernel)
+
         rows = []
         for snap in snaps:
             ns = _ns_label(snap)
@@ -129,12 +130,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.batch and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("top needs a terminal (use --batch -n N to print frames to a pipe)")
-    from connwatch.outputs.top import TopView
-
-    sampler, view = Sampler(args), TopView()
+    sampler = Sampler(args)
     if args.config:
         sampler.config  # noqa: B018 - a bad --config is one line and exit 3 before the screen opens
     sampler.poll()
+    from connwatch.outputs.top import TopView
+
+    view = TopView()
     if args.batch:
         return _batch(args, sampler, view)
     from connwatch.commands.topkeys import interactive
