@@ -18,8 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (the namespace and container code loads only where another namespace is looked for)
     from concurrent.futures import ThreadPoolExecutor
+
+    from connwatch.sources.containers import NamingRoots
+    from connwatch.sources.netns import NetnsList, NetnsRef
 
 from connwatch.clock import Clock
 from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netlink_listeners, sample
@@ -27,15 +30,6 @@ from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import MemoListenerDecoder
 from connwatch.sources import netlink
-from connwatch.sources.containers import NamingRoots, describe_netns, read_kube_names
-from connwatch.sources.netns import (
-    NetnsList,
-    NetnsRef,
-    enumerate_netns,
-    ns_inode_of_link,
-    open_netns,
-    run_in_each,
-)
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
 MAX_POLL_WORKERS = 4  # threads of one listener poll (the kernel walks run in parallel on free cores)
@@ -85,6 +79,8 @@ def _names_of(info: NetnsInfo) -> set[str]:
 
 def _target_inode(selector: NetnsSelector, proc_root: str) -> int:
     """The nsfs inode a PID or PATH selector points at; SelectorError naming why not."""
+    from connwatch.sources.netns import ns_inode_of_link
+
     where = f"{proc_root}/{selector.value}/ns/net" if selector.kind == "pid" else selector.value
     try:
         if selector.kind == "pid":
@@ -143,6 +139,8 @@ def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef
     """Full samples (without owners) of these namespaces, in order: the own one on this thread, the
     others on one short-lived thread that enters each in turn. Never raises for a namespace that is
     gone: its snapshot says so."""
+    from connwatch.sources.netns import open_netns, run_in_each
+
     inner = dataclasses.replace(opts, one_walk=True)
     out: dict[int, Snapshot] = {}
     fds: list[tuple[int, int, NetnsInfo]] = []  # (position, fd, info)
@@ -183,6 +181,9 @@ def _ms(start: float) -> float:
 def discover(opts: CollectOptions, run_root: str = "/run", naming: NamingRoots | None = None,
              privileged: bool | None = None) -> tuple[list[tuple[NetnsRef, NetnsInfo]], NetnsList]:
     """Every visible namespace with its NetnsInfo (container, pod, names)."""
+    from connwatch.sources.containers import NamingRoots, describe_netns, read_kube_names
+    from connwatch.sources.netns import enumerate_netns
+
     listing = enumerate_netns(opts.proc_root, run_root, privileged)
     naming = naming or NamingRoots(proc=opts.proc_root)
     kube = read_kube_names(naming.logs)
@@ -245,6 +246,8 @@ class NetnsListenerPoller:
         self._memo: dict[int, dict[bytes, Listener]] = {}  # inode -> last poll's replies (unchanged = reused)
 
     def refresh(self, refs: Iterable[NetnsRef]) -> None:
+        from connwatch.sources.netns import open_netns, run_in_each
+
         wanted = {ref.inode: ref for ref in refs}
         for inode in [i for i in self._socks if i not in wanted]:
             self._socks.pop(inode).close()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import heapq
 import socket
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import IntEnum
+
+from connwatch.record import Record, record
 
 
 class TcpState(IntEnum):
@@ -40,8 +42,8 @@ class TcpState(IntEnum):
 STATE_NAMES: tuple[str, ...] = tuple(TcpState.name_of(i) for i in range(16))
 
 
-@dataclass(frozen=True, slots=True)
-class Process:
+@record
+class Process(Record):
     """The owner of a socket, as far as we could see it."""
 
     pid: int
@@ -54,8 +56,8 @@ class Process:
     state: str | None = None  # psutil status: "sleeping", "running", "stopped", "disk-sleep", "zombie", ...
 
 
-@dataclass(frozen=True, slots=True)
-class Listener:
+@record
+class Listener(Record):
     """One LISTEN socket. Several may share a port (IPv4+IPv6, SO_REUSEPORT, addresses)."""
 
     family: int  # 4 or 6
@@ -87,8 +89,8 @@ def fill_percent(lst: Listener) -> float | None:
     return round(100.0 * lst.queue / max(lst.backlog, 1), 1)
 
 
-@dataclass(frozen=True, slots=True)
-class DestinationUsage:
+@record
+class DestinationUsage(Record):
     """Sockets holding a local (ephemeral) port toward one remote ip:port from one local address."""
 
     local_address: str
@@ -110,8 +112,8 @@ class DestinationUsage:
         return f"{self.remote_address}:{self.remote_port}"
 
 
-@dataclass(frozen=True, slots=True)
-class SourceUsage:
+@record
+class SourceUsage(Record):
     """Sockets from one remote address to one local listening port."""
 
     source: str
@@ -199,8 +201,8 @@ def text_key(address: str) -> bytes:
         raise ValueError(f"{address!r} is not an IP address") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class SourceTable:
+@record
+class SourceTable(Record):
     """Sockets per (remote address, local listening port), compact for 100k+ sources: per port,
     {address key (address_key) -> packed state counts (state_counts)}. Built while decoding; SourceUsage
     objects are made only when iterated (for a few rows: attributes/sources.py reads the ints)."""
@@ -235,8 +237,8 @@ class SourceTable:
         return [SourceUsage(src, p, state_counts(self.by_port[p][text_key(src)])) for _, src, p in best]
 
 
-@dataclass(frozen=True, slots=True)
-class PortAccepts:
+@record
+class PortAccepts(Record):
     """Inbound connections of one listening port, split by whether the application accepted them.
 
     A connection that completed its handshake sits in the listener's accept queue with no file until
@@ -254,8 +256,8 @@ class PortAccepts:
     closed_by_age: tuple[int, ...] = ()  # server-side TIME_WAIT sockets by age in whole seconds (index = s)
 
 
-@dataclass(frozen=True, slots=True)
-class SocketSummary:
+@record
+class SocketSummary(Record):
     """Aggregates over every non-listening TCP socket, built while parsing (no per-socket objects)."""
 
     total: int
@@ -265,8 +267,8 @@ class SocketSummary:
     accepts: tuple[PortAccepts, ...] | None = None  # per listening port; None = not counted (no inodes)
 
 
-@dataclass(frozen=True, slots=True)
-class Sysctls:
+@record
+class Sysctls(Record):
     """Kernel settings that decide how connections are turned away. None = could not read."""
 
     somaxconn: int | None = None
@@ -287,8 +289,8 @@ class Sysctls:
     file_max: int | None = None  # host-wide file handle limit (third column of /proc/sys/fs/file-nr)
 
 
-@dataclass(frozen=True, slots=True)
-class SourceStatus:
+@record
+class SourceStatus(Record):
     """How one source fared in this sample."""
 
     name: str  # e.g. "netlink", "/proc/net/netstat"
@@ -297,16 +299,18 @@ class SourceStatus:
     duration_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class HostInfo:
+@record
+class HostInfo(Record):
+    """The host a snapshot was taken on."""
+
     hostname: str
     kernel: str = ""
     platform: str = "linux"
     boot_time: float | None = None  # epoch seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Container:
+@record
+class Container(Record):
     """A container as named by its cgroup path and, where readable, its runtime's files."""
 
     runtime: str | None  # "docker", "containerd", "cri-o", "podman"; None when only the id is known
@@ -321,8 +325,8 @@ class Container:
         return f"{self.runtime} {short}" if self.runtime else short
 
 
-@dataclass(frozen=True, slots=True)
-class Pod:
+@record
+class Pod(Record):
     """A Kubernetes pod: uid from the cgroup path, namespace/name from the kubelet's log directory."""
 
     uid: str
@@ -334,8 +338,8 @@ class Pod:
         return f"{self.namespace}/{self.name}" if self.namespace and self.name else self.uid
 
 
-@dataclass(frozen=True, slots=True)
-class NetnsInfo:
+@record
+class NetnsInfo(Record):
     """The network namespace a snapshot was taken in, and what runs there."""
 
     inode: int  # nsfs inode (readlink /proc/<pid>/ns/net = "net:[inode]")
@@ -369,8 +373,8 @@ class NetnsInfo:
         return f"netns:[{self.inode}]{who}"
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+@record
+class Snapshot(Record):
     """Everything one sample saw. Built by collect.py, or loaded from a capture."""
 
     taken_at: float  # epoch seconds (from the clock passed in)

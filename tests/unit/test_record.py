@@ -1,0 +1,83 @@
+"""connwatch.record (issue 17): each model class made by @record behaves as the dataclass(frozen=True,
+slots=True) of the same fields would: signature and defaults, repr, equality, hash, immutability, slots,
+fields()/asdict()/replace(), copy and pickle."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import pickle
+from typing import Any
+
+import pytest
+
+from connwatch import model
+from connwatch.record import Record, record
+
+MODEL = [c for c in vars(model).values() if isinstance(c, type) and issubclass(c, Record) and c is not Record]
+
+
+def _reference(cls: type) -> Any:
+    """The same fields as a plain frozen slotted dataclass (the model's classes as they were)."""
+    spec = []
+    for f in dataclasses.fields(cls):
+        kw = {"default": f.default} if f.default is not dataclasses.MISSING else {}
+        if f.default_factory is not dataclasses.MISSING:
+            kw = {"default_factory": f.default_factory}
+        spec.append((f.name, f.type, dataclasses.field(**kw)))  # type: ignore[call-overload]
+    return dataclasses.make_dataclass(cls.__name__, spec, frozen=True, slots=True)
+
+
+def test_every_model_dataclass_is_a_record() -> None:
+    assert len(MODEL) == 14
+    plain = [c for c in vars(model).values() if dataclasses.is_dataclass(c) and c not in MODEL]
+    assert plain == [], plain
+
+
+@pytest.mark.parametrize("cls", MODEL, ids=lambda c: c.__name__)
+def test_a_record_behaves_as_the_frozen_dataclass_of_its_fields(cls: Any) -> None:
+    ref = _reference(cls)
+    assert str(inspect.signature(cls)) == str(inspect.signature(ref))
+    assert cls.__match_args__ == ref.__match_args__ and cls.__slots__ == ref.__slots__
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    args = {name: f"value {i}" for i, name in enumerate(required)}
+    a, r = cls(**args), ref(**args)  # the defaults and default factories
+    assert repr(a) == repr(r) and dataclasses.asdict(a) == dataclasses.asdict(r)
+    full = {f.name: (i, f.name) for i, f in enumerate(dataclasses.fields(cls))}
+    b, s = cls(*full.values()), ref(*full.values())  # positional, in field order
+    assert repr(b) == repr(s) and dataclasses.astuple(b) == dataclasses.astuple(s)
+    assert hash(b) == hash(s) and hash(b) == hash(cls(**full))
+    assert b == cls(**full) and b != a and b != s and (b == s) is (s == b) is False  # one class only
+    assert b.__eq__(s) is NotImplemented and not hasattr(b, "__dict__")
+    first = dataclasses.fields(cls)[0].name
+    for attempt in (lambda: setattr(b, first, 1), lambda: delattr(b, first), lambda: setattr(b, "other", 1)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            attempt()
+    changed = dataclasses.replace(b, **{first: "changed"})
+    assert getattr(changed, first) == "changed" and getattr(b, first) == full[first]
+    assert pickle.loads(pickle.dumps(b)) == b and copy.deepcopy(b) == b and copy.copy(b) == b
+    with pytest.raises(TypeError):
+        cls(**args, not_a_field=1)
+
+
+def test_a_field_default_factory_runs_per_instance_and_a_given_value_is_kept() -> None:
+    one, two = model.SourceTable(), model.SourceTable()
+    assert one.by_port == {} and one.by_port is not two.by_port
+    table = {80: {b"\x7f\x00\x00\x01": 1}}
+    assert model.SourceTable(table).by_port is table
+
+
+def test_what_record_cannot_copy_from_dataclass_is_refused() -> None:
+    class Plain:
+        x: int
+
+    with pytest.raises(TypeError, match="must subclass Record"):
+        record(Plain)  # type: ignore[type-var]
+
+    class Hidden(Record):
+        x: int = dataclasses.field(default=0, repr=False)
+
+    with pytest.raises(TypeError, match="needs dataclass itself"):
+        record(Hidden)
