@@ -15,7 +15,6 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # (the namespace and container code loads only where another namespace is looked for)
@@ -29,6 +28,7 @@ from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netl
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import MemoListenerDecoder
+from connwatch.record import Record, record
 from connwatch.sources import netlink
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
@@ -38,8 +38,8 @@ NETNS_SOURCE = "network namespace"  # SourceStatus name of entering a namespace 
 SelectorKind = Literal["all", "own", "name", "pid", "path"]
 
 
-@dataclass(frozen=True, slots=True)
-class NetnsSelector:
+@record
+class NetnsSelector(Record):
     """Which namespaces to sample: every one, an `ip netns`/container/pod name, a pid's, a path's."""
 
     kind: SelectorKind

@@ -20,6 +20,7 @@ from connwatch.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, StateError
 from connwatch.explain import explain
 from connwatch.findings import Alert, Finding, Measurement, format_number, severity_name
 from connwatch.model import Snapshot
+from connwatch.record import Record, record
 from connwatch.rules.evaluate import evaluate
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 STATUS_NAMES = {EXIT_OK: "OK", EXIT_WARNING: "WARNING", EXIT_CRITICAL: "CRITICAL", 3: "UNKNOWN"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)  # (a plain dataclass: ruff knows it is immutable as a default)
 class Basis:
     """What the interval between the two snapshots is: a real INTERVAL (check, run, two captures) or
     SINCE_BOOT (one capture judged against a host at boot: counters are cumulative)."""
@@ -38,8 +39,8 @@ class Basis:
     uptime_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
+@record
+class CheckResult(Record):
     previous: Snapshot
     current: Snapshot
     findings: tuple[Finding, ...]
@@ -203,8 +204,8 @@ def _with_members(f: Finding, members: list[Finding]) -> Finding:
     return replace(f, severity=min([f.severity, *(m.severity for m in members)]))
 
 
-@dataclass(frozen=True, slots=True)
-class _Step:
+@record
+class _Step(Record):
     findings: tuple[Finding, ...]
     result: StepResult
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from connwatch.findings import Explanation, Finding, Measurement
 from connwatch.model import Snapshot
+from connwatch.record import Record, record
 
 if TYPE_CHECKING:
     from connwatch.rules.config import Config
@@ -35,8 +36,8 @@ SUBJECTS = ("backlog", "ephemeral", "sources", "accept", "hostlimits")
 SINCE_BOOT, SINCE_OPEN, AT_CAPTURE, INTERVAL = "since boot", "since the listener opened", "at capture", "interval"
 
 
-@dataclass(frozen=True, slots=True)
-class Need:
+@record
+class Need(Record):
     """One input an attribute cannot be measured without, and what to capture to get it."""
 
     what: str  # e.g. "listener backlog", "TcpExt.ListenOverflows"
@@ -44,8 +45,8 @@ class Need:
     missing: str  # the sentence for `unsupported` when no capture-specific reason applies
 
 
-@dataclass(frozen=True, slots=True)
-class AttributeSpec(Generic[F]):
+@record
+class AttributeSpec(Record, Generic[F]):
     name: str
     unit: str
     counter: bool  # an increase between two samples (may be judged as a rate); else a gauge
@@ -79,8 +80,8 @@ class AttributeSpec(Generic[F]):
         return INTERVAL if mode == INTERVAL else self.capture_basis
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
+@record
+class Subject(Record):
     """Attributes measured together from the same inputs."""
 
     name: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from connwatch import __version__
@@ -21,6 +20,8 @@ RESOURCE_KEYS = ("port", "source", "destination", "local_address")
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
+    from datetime import datetime  # (only outputs with times: `snapshot` and `listeners` JSON have none)
+
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
