@@ -5,6 +5,7 @@
 script makes and deletes (bench/twload.py; TIME_WAIT topped up between rounds, never during one).
 
     sudo python bench/bench_process.py [--sockets 35000] [--rounds 11] [--namespaces 100] [--startup 9]
+    sudo python bench/bench_process.py --startup-only [--startup 15] [--baseline-src DIR/src]
 
 Every round runs `ss -tan` and each connwatch variant once, in alternating order; the figures are the
 medians of the per-round ratios connwatch / ss (and their range), with the machine's load average.
@@ -181,6 +182,8 @@ def main() -> int:
     ap.add_argument("--baseline-src", default=None,
                     help="another connwatch source tree (e.g. `git archive main src | tar -x -C DIR`, then DIR/src): "
                     "its rows are measured in the same rounds (PYTHONPATH)")
+    ap.add_argument("--startup-only", action="store_true",
+                    help="only the start-up figures (no load: start-up is measured in this namespace)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_process: needs root (network namespaces)")
@@ -189,6 +192,14 @@ def main() -> int:
     import connwatch
 
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(connwatch.__file__).parent)], check=True)
+    if a.startup_only:
+        state = Path(tempfile.mkdtemp(prefix="cwbench-"))
+        try:
+            startup(a.startup, {**os.environ, "CONNWATCH_NETNS": "own"}, {**os.environ, "CONNWATCH_NETNS": "all"},
+                    state, a.baseline_src)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+        return 0
     ns = f"cwproc-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     names: list[str] = []
@@ -286,7 +297,7 @@ def startup(n: int, own: dict[str, str], every: dict[str, str], state: Path, bas
     }
     del cmds["run"]  # (a long-running agent: not a one-shot start-up)
     if baseline:
-        for key in ("snapshot", "listeners", "check", "destinations", "top --batch"):
+        for key in ("snapshot", "listeners", "check", "destinations", "sources", "top --batch"):
             argv, env = cmds[key]
             cmds[f"BASELINE {key}"] = ([str(state / "baseline") if x == str(state) else x for x in argv],
                                        {**env, "PYTHONPATH": baseline})
@@ -304,7 +315,12 @@ def startup(n: int, own: dict[str, str], every: dict[str, str], state: Path, bas
             wall, cpu = [v[0] for v in vals], [v[1] for v in vals]
             print(f"  {key:28s} wall {statistics.median(wall):6.1f} ms (range {min(wall):.1f}-{max(wall):.1f}), "
                   f"CPU {statistics.median(cpu):6.1f} ms (range {min(cpu):.1f}-{max(cpu):.1f})")
-
+    for key in [k for k in cmds if k.startswith("BASELINE ")]:
+        new, old = got[key.removeprefix("BASELINE ")], got[key]
+        if len(new) == len(old) == n:  # (same rounds: the pairs are interleaved)
+            wall = [a[0] / b[0] for a, b in zip(new, old, strict=True)]
+            cpu = [a[1] / b[1] for a, b in zip(new, old, strict=True)]
+            print(f"  {key.removeprefix('BASELINE '):28s} / baseline, pair ratios: wall {med(wall)}, CPU {med(cpu)}")
 
 if __name__ == "__main__":
     sys.exit(main())
