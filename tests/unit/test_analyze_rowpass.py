@@ -42,10 +42,10 @@ def reference(lines: list[str], kind: str, ports: frozenset[int]) -> SocketSumma
 
 
 def one_pass(lines: list[str], kind: str) -> tuple[SocketSummary, frozenset[int]]:
-    scan = scan_rows(lambda: lines, "x", kind, (), young_limit(None))
+    scan = scan_rows(lambda: [lines], "x", kind, (), young_limit(None))
     ports = frozenset(x.port for x in scan.listeners)
     if not scan.valid_for(ports, young_limit(None)):
-        scan = scan_rows(lambda: lines, "x", kind, ports, young_limit(None))
+        scan = scan_rows(lambda: [lines], "x", kind, ports, young_limit(None))
     return combine([scan])[0], ports
 
 
@@ -78,14 +78,14 @@ def test_one_pass_counts_real_captures_as_the_aggregator_did(path: Path) -> None
 def test_the_fast_path_is_taken_for_plain_ss_and_windows_rows() -> None:
     ss = [HEADER, "LISTEN 0 128 0.0.0.0:80 0.0.0.0:*", "ESTAB 0 0 10.0.0.1:80 10.0.0.2:5000",
           "TIME-WAIT 0 0 10.0.0.1:40000 10.9.9.9:5432"]
-    scan = scan_fast(ss, "x", fmt.SS, (), young_limit(None))
+    scan = scan_fast([ss], "x", fmt.SS, (), young_limit(None))
     assert scan.rows == 3 and [x.port for x in scan.listeners] == [80]
     win = ["  Proto  Local Address          Foreign Address        State           PID",
            "  TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1192",
            "  TCP    10.0.0.5:49700         52.1.1.1:443           ESTABLISHED     4242",
            "  TCP    [::1]:50515            [::1]:50051            TIME_WAIT       0"]
     assert fmt.NETSTAT_WINDOWS in FAST_KINDS
-    scan = scan_fast(win, "x", fmt.NETSTAT_WINDOWS, (), young_limit(None))
+    scan = scan_fast([win], "x", fmt.NETSTAT_WINDOWS, (), young_limit(None))
     summary = combine([scan])[0]
     assert [(d.remote_address, d.remote_port, d.states) for d in summary.destinations] == [
         ("52.1.1.1", 443, {"ESTABLISHED": 1}), ("::1", 50051, {"TIME_WAIT": 1})]
@@ -118,19 +118,19 @@ def test_rows_the_fast_path_hands_back_count_as_the_parser_reads_them() -> None:
 
 def test_a_wrong_guess_of_the_listening_ports_is_found() -> None:
     lines = [HEADER, "ESTAB 0 0 10.0.0.1:80 10.0.0.2:5000", "LISTEN 0 128 0.0.0.0:80 0.0.0.0:*"]
-    scan = scan_rows(lambda: lines, "x", fmt.SS, (), young_limit(None))
+    scan = scan_rows(lambda: [lines], "x", fmt.SS, (), young_limit(None))
     assert not scan.valid_for(frozenset({80}), young_limit(None))  # the ESTAB row was taken as outbound
-    guessed = scan_rows(lambda: lines, "x", fmt.SS, {443}, young_limit(None))
+    guessed = scan_rows(lambda: [lines], "x", fmt.SS, {443}, young_limit(None))
     assert not guessed.valid_for(frozenset({80}), young_limit(None))  # 443 is not a listener of the capture
-    right = scan_rows(lambda: lines, "x", fmt.SS, {80}, young_limit(None))
+    right = scan_rows(lambda: [lines], "x", fmt.SS, {80}, young_limit(None))
     assert right.valid_for(frozenset({80}), young_limit(None))
 
 
 def test_an_address_the_parser_refuses_is_its_error_for_its_line() -> None:
     lines = [HEADER, "ESTAB 0 0 10.0.0.1:80 10.0.0.2:5000", "ESTAB 0 0 10.0.0.1:80 10.0.0.2:99999"]
-    assert try_fast(lines, "x", fmt.SS, (), young_limit(None)) is None
+    assert try_fast([lines], "x", fmt.SS, (), young_limit(None)) is None
     with pytest.raises(Exception, match="port 99999 above 65535") as exc:
-        scan_rows(lambda: lines, "x", fmt.SS, (), young_limit(None))
+        scan_rows(lambda: [lines], "x", fmt.SS, (), young_limit(None))
     assert getattr(exc.value, "line", None) == 3
 
 

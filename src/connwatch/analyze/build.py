@@ -27,7 +27,7 @@ from connwatch.analyze.hostfacts import (
     sysctl_file,
     sysctls_from,
 )
-from connwatch.analyze.inputs import InputFile, iter_lines, read_head
+from connwatch.analyze.inputs import InputFile, iter_line_blocks, iter_lines, read_head
 from connwatch.analyze.rowpass import DIALECT, RowScan, combine, conn_rows, scan_rows, young_limit
 from connwatch.errors import ParseError
 from connwatch.model import HostInfo, Listener, Snapshot, SocketSummary, Sysctls, TcpState
@@ -200,7 +200,7 @@ def _first_pass_sockets(cap: Capture, f: InputFile, kind: str, enc: str, scan: R
         count = max(seen[0] - 1, 0)  # minus the header line
     else:
         if scan is None:
-            scan = scan_rows(lambda: iter_lines(f, enc), f.name, kind, listening_ports(cap),
+            scan = scan_rows(lambda: iter_line_blocks(f, enc), f.name, kind, listening_ports(cap),
                              young_limit(cap.sysctls.tcp_tw_reuse_delay))
         cap.notes.extend(n for n in dict.fromkeys(scan.notes) if n not in cap.notes)
         found, count = scan.listeners, scan.rows
@@ -249,7 +249,7 @@ def _text_summary(cap: Capture, ports: frozenset[int]) -> SocketSummary:
         scan = cap.scans.get(id(f))
         if scan is None or not scan.valid_for(ports, young):
             try:
-                scan = scan_rows(functools.partial(iter_lines, f, enc), f.name, kind, ports, young)
+                scan = scan_rows(functools.partial(iter_line_blocks, f, enc), f.name, kind, ports, young)
             except ParseError as exc:  # the file changed since the first pass (analyze/archive.py)
                 cap.errors.append(str(exc))
                 continue

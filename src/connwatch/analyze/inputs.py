@@ -130,8 +130,8 @@ def _mark(marks: list[tuple[int, int]], pieces: list[bytes], number: int, pos: i
     need = first + (-(first - 1)) % MARK_EVERY  # the next line number L with (L - 1) % MARK_EVERY == 0
     if need - first >= len(pieces):
         return
-    offsets = list(itertools.accumulate((len(x) + 1 for x in pieces), initial=pos))
-    marks.extend((line, offsets[line - first]) for line in range(need, first + len(pieces), MARK_EVERY))
+    offsets = list(itertools.accumulate(map(len, pieces), initial=pos))  # + 1 per newline, added below
+    marks.extend((line, offsets[line - first] + line - first) for line in range(need, first + len(pieces), MARK_EVERY))
 
 
 BLOCK = 1 << 18  # bytes read and decoded at a time (and the lines of a block held by the one pass)

@@ -22,17 +22,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from connwatch.analyze import detect as fmt
+from connwatch.analyze.plaincount import BlockCounter, NotPlain, split_endpoint
 from connwatch.errors import ParseError
 from connwatch.model import Listener, Process, SocketSummary, TcpState
-from connwatch.parsers.conn_rows import SERVICES, ConnRow, normalize_host, parse_port
+from connwatch.parsers.conn_rows import BLOCK_LINES, SERVICES, ConnRow, PlainBlock, normalize_host
 from connwatch.parsers.lsof import iter_lsof_tcp
-from connwatch.parsers.netstat_text import BSD, BSD_LISTEN, LINUX, WINDOWS, iter_netstat, scan_netstat
+from connwatch.parsers.netstat_text import (
+    BSD,
+    BSD_LISTEN,
+    LINUX,
+    WINDOWS,
+    iter_netstat,
+    plain_windows_block,
+    scan_netstat,
+)
 from connwatch.parsers.snmp_tcp import iter_snmp_tcp
 from connwatch.parsers.sock_diag import TIME_WAIT_LEN_MS, freeze, merge_counts
-from connwatch.parsers.ss_text import iter_ss, scan_ss
+from connwatch.parsers.ss_text import iter_ss, plain_ss_block, scan_ss
 from connwatch.parsers.windows_text import iter_powershell_list, iter_powershell_tcp
 from connwatch.parsers.zos_netstat import iter_zos_conn
 from connwatch.perf import gc_paused
@@ -48,10 +58,6 @@ _ESTABLISHED = int(TcpState.ESTABLISHED)
 _OWNER_SAMPLE = 8  # sock_diag keeps this many ESTABLISHED inodes per destination (0 for text: no inodes)
 _NSTATES = 13
 _MAX_CACHE = 1 << 17  # distinct address texts remembered (more are canonicalised each time)
-
-
-class _NotPlain(Exception):
-    """A plain row the fast path cannot read exactly as the parser would: use the parser's ConnRows."""
 
 
 def young_limit(tw_reuse_delay_ms: int | None) -> int:
@@ -130,46 +136,84 @@ def conn_rows(lines: Iterable[str], name: str, kind: str, notes: list[str]) -> I
     return iter_netstat(lines, name, DIALECT[kind])
 
 
-def scan_rows(open_lines: Callable[[], Iterable[str]], name: str, kind: str, ports: Iterable[int],
-              young: int) -> RowScan:
-    """One pass over a listing (the fast path, or when a row is not plain, the parser's ConnRows)."""
+Block = list[str] | PlainBlock
+_PLAIN_BLOCK = {fmt.SS: plain_ss_block, fmt.NETSTAT_WINDOWS: plain_windows_block}
+
+
+class Recognised:
+    """The lines of `blocks` in blocks of at most `size` lines, each a PlainBlock when all its lines are plain
+    rows of `kind` (`size` 0: never, the row-by-row path alone). Each block is looked at once the line after
+    it is known (a blank-led line after an ss row may continue it); `pending` holds the blocks read but not
+    yet given out (the reader's lines after them are still in `blocks`)."""
+
+    def __init__(self, blocks: Iterable[list[str]], kind: str, size: int = BLOCK_LINES) -> None:
+        self.blocks, self.size = iter(blocks), size or BLOCK_LINES
+        self.plain = _PLAIN_BLOCK.get(kind) if size else None
+        self.pending: list[list[str]] = []
+
+    def __iter__(self) -> Iterator[Block]:
+        size, pending = self.size, self.pending
+        for block in self.blocks:
+            if len(block) > size:
+                pending.extend(block[at:at + size] for at in range(0, len(block), size))
+            elif block:
+                pending.append(block)
+            while len(pending) > 1:
+                yield self._look(pending.pop(0), pending[0][0][:1] in (" ", "\t"))
+        while pending:
+            yield self._look(pending.pop(0), False)
+
+    def _look(self, part: list[str], open_end: bool) -> Block:
+        return (self.plain(part, open_end) if self.plain is not None else None) or part
+
+
+def scan_rows(open_blocks: Callable[[], Iterable[list[str]]], name: str, kind: str, ports: Iterable[int],
+              young: int, size: int = BLOCK_LINES) -> RowScan:
+    """One pass over a listing given as blocks of lines (the fast path, or when a row is not plain, the
+    parser's ConnRows). `size`: lines per PlainBlock (0: plain rows are counted one by one)."""
     if kind in FAST_KINDS:
         try:
-            return scan_fast(open_lines(), name, kind, ports, young)
-        except (_NotPlain, ParseError):
+            return scan_fast(Recognised(open_blocks(), kind, size), name, kind, ports, young)
+        except (NotPlain, ParseError):
             pass  # read again as ConnRows: the parser's result or its error, for the same line
     scan = _new_scan(ports, young)
     counter = _RowCounter(scan)
-    for row in conn_rows(open_lines(), name, kind, scan.notes):
+    for row in conn_rows(chain.from_iterable(open_blocks()), name, kind, scan.notes):
         counter.add(row)
     return _done(scan, counter)
 
 
-def try_fast(lines: Iterable[str], name: str, kind: str, ports: Iterable[int], young: int,
+def try_fast(blocks: Iterable[Block], name: str, kind: str, ports: Iterable[int], young: int,
              split: list[list[str]] | None = None) -> RowScan | None:
     """scan_fast, or None when the listing is not read exactly by it (use scan_rows). `split` receives each
-    line's split()."""
+    line's split() (of the lines not in a PlainBlock, and of each PlainBlock's last line)."""
     try:
-        return scan_fast(lines, name, kind, ports, young, split)
-    except (_NotPlain, ParseError):
+        return scan_fast(blocks, name, kind, ports, young, split)
+    except (NotPlain, ParseError):
         return None
 
 
 @gc_paused  # a few small objects per row, none kept but the counts (acyclic)
-def scan_fast(lines: Iterable[str], name: str, kind: str, ports: Iterable[int], young: int,
+def scan_fast(blocks: Iterable[Block], name: str, kind: str, ports: Iterable[int], young: int,
               split: list[list[str]] | None = None) -> RowScan:
-    """The fast path alone: _NotPlain or ParseError when the listing is not read exactly by it."""
+    """The fast path alone (blocks as Recognised gives them): NotPlain or ParseError when the listing is not
+    read exactly by it."""
     scan = _new_scan(ports, young)
     counter = _RowCounter(scan)
     plain: list[tuple[int, str, str, int]] = []
+    columns: list[tuple[PlainBlock, int]] = []
     if kind == fmt.SS:
-        rows = scan_ss(lines, name, scan.notes, plain, split)
+        rows = scan_ss(blocks, name, scan.notes, plain, split, columns)
     else:
-        rows = scan_netstat(lines, name, DIALECT[kind], plain, split)
+        rows = scan_netstat(blocks, name, DIALECT[kind], plain, split, columns)
     for row in rows:
         if plain:
             counter.add_plain(plain)
             plain.clear()
+        if columns:
+            for block, taken in columns:
+                counter.blocks.count(counter, block, taken)
+            columns.clear()
         if row is not None:
             counter.add(row)
     counter.add_plain(plain)
@@ -185,6 +229,7 @@ def _new_scan(ports: Iterable[int], young: int) -> RowScan:
 
 
 def _done(scan: RowScan, counter: _RowCounter) -> RowScan:
+    counter.blocks.finish(counter)
     counter.finish_plain()
     scan.ports = frozenset(counter.listening)
     if scan.outbound_ports is not None and not any(scan.outbound_ports):
@@ -201,7 +246,7 @@ def listener_of(row: ConnRow) -> Listener:
 
 
 def _port_table() -> dict[str, int]:
-    """Port text -> number, filled as port texts are met (_split reads a new one with parse_port)."""
+    """Port text -> number, filled as port texts are met (plaincount.split_endpoint reads a new one with parse_port)."""
     return {"*": 0, **SERVICES}
 
 
@@ -216,9 +261,12 @@ class _RowCounter:
         self.raw_sources: dict[tuple[str, str, int, int], list[int]] = {}  # (local, peer host text, port, hint)
         self.raw_dests: dict[tuple[str, str, int, int], list[int]] = {}
         self.raw_closed: dict[tuple[str, str, int, int], int] = {}  # CLOSE rows with no peer port
+        self.blocks = BlockCounter()  # PlainBlocks (analyze/plaincount.py)
 
     def add(self, row: ConnRow) -> None:
         """One row from the parser's ConnRow path."""
+        if self.blocks.in_keys or self.blocks.out_keys:
+            self.blocks.flush(self)  # the PlainBlock rows before this one are counted first
         scan = self.scan
         scan.rows += 1
         state = row.state
@@ -256,6 +304,8 @@ class _RowCounter:
     def add_plain(self, plain: list[tuple[int, str, str, int]]) -> None:
         """Plain rows (state, local, peer, family hint): never LISTEN, no timer. Counted by host TEXT
         (turned into addresses once per key, in finish_plain)."""
+        if self.blocks.in_keys or self.blocks.out_keys:
+            self.blocks.flush(self)  # the PlainBlock rows before these are counted first
         scan = self.scan
         scan.rows += len(plain)
         ports, listening = self.ports, self.listening
@@ -267,8 +317,8 @@ class _RowCounter:
             rhost, rsep, rp = peer.rpartition(":")
             lport, rport = ports.get(lp), ports.get(rp)
             if lport is None or rport is None or not sep or not rsep or local[0] == "[" or peer[0] == "[":
-                lhost, lport = _split(local, ports)
-                rhost, rport = _split(peer, ports)
+                lhost, lport = split_endpoint(local, ports)
+                rhost, rport = split_endpoint(peer, ports)
             if state == _SYN_SENT:
                 key = (lhost, rhost, rport, hint)
             else:
@@ -336,30 +386,11 @@ def _count(into: dict[Any, list[int]], key: Any, state: int, size: int) -> list[
     return counts
 
 
-def _split(endpoint: str, ports: dict[str, int]) -> tuple[str, int]:
-    """conn_rows.split_colon's host text and port, for a row the fast path can take."""
-    if endpoint[:1] == "[" and "]:" in endpoint:
-        host, _sep, port = endpoint[1:].partition("]:")
-    else:
-        host, sep, port = endpoint.rpartition(":")
-        if not sep:
-            raise _NotPlain(endpoint)
-    number = ports.get(port)
-    if number is None:
-        try:
-            number = parse_port(port)
-        except ValueError:
-            raise _NotPlain(endpoint) from None
-        if len(ports) < _MAX_CACHE:
-            ports[port] = number
-    return host, number
-
-
 def _host(known: dict[str, tuple[str, int]], host: str, hint: int) -> tuple[str, int]:
     try:
         found = normalize_host(host, hint)
     except ValueError:
-        raise _NotPlain(host) from None
+        raise NotPlain(host) from None
     if len(known) < _MAX_CACHE:
         known[host] = found
     return found

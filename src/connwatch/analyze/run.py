@@ -15,10 +15,11 @@ from connwatch.analyze.hostfacts import DEFAULT_RANGES
 from connwatch.analyze.inputs import InputFile, iter_line_blocks, read_head
 from connwatch.analyze.paste import read_paste_into
 from connwatch.analyze.report import Analysis, analyse
-from connwatch.analyze.rowpass import FAST_KINDS, RowScan, try_fast, young_limit
+from connwatch.analyze.rowpass import FAST_KINDS, Block, Recognised, RowScan, try_fast, young_limit
 from connwatch.analyze.segment import Segmenter, Segments
 from connwatch.errors import ParseError
 from connwatch.model import Snapshot
+from connwatch.parsers.conn_rows import PlainBlock
 from connwatch.rules.config import Config
 
 
@@ -37,12 +38,15 @@ def _segments(f: InputFile, guess: Capture | None, interval: float | None) -> tu
             interval is None or kind not in guess.formats)
         ports = listening_ports(guess) if guess is not None and joins else set()
         young = young_limit(guess.sysctls.tcp_tw_reuse_delay if guess is not None and joins else None)
-        tap = _Tap(blocks, seg)
-        scan = try_fast(tap.lines(), f.name, kind, ports, young, tap.split)
+        recognised = Recognised(blocks, kind)
+        tap = _Tap(iter(recognised), seg)
+        scan = try_fast(tap.blocks(), f.name, kind, ports, young, tap.split)
         if tap.failed is not None:
             raise tap.failed
         if tap.block is not None:  # the parser stopped in it
-            seg.feed(tap.block)
+            seg.feed(tap.block.lines if isinstance(tap.block, PlainBlock) else tap.block)
+        for part in recognised.pending:  # read but not given to the parser
+            seg.feed(part)
     for block in blocks:  # what the row parser did not read (after an error), for the parts
         seg.feed(block)
     segs = seg.finish()
@@ -53,21 +57,24 @@ def _segments(f: InputFile, guess: Capture | None, interval: float | None) -> tu
 
 
 class _Tap:
-    """The lines of `blocks` for a row parser; each block goes to the segmenter once the parser has read
-    it, with the split() the parser made of each line (one split per line for both)."""
+    """The blocks of lines for a row parser; each block goes to the segmenter once the parser has read it,
+    with the split() the parser made of each line (one split per line for both), or as a PlainBlock."""
 
-    def __init__(self, blocks: Iterator[list[str]], seg: Segmenter) -> None:
-        self.blocks, self.seg = blocks, seg
+    def __init__(self, blocks: Iterator[Block], seg: Segmenter) -> None:
+        self.source, self.seg = blocks, seg
         self.split: list[list[str]] = []
-        self.block: list[str] | None = None  # given to the parser, not yet to the segmenter
+        self.block: Block | None = None  # given to the parser, not yet to the segmenter
         self.failed: ParseError | None = None  # reading the file failed
 
-    def lines(self) -> Iterator[str]:
+    def blocks(self) -> Iterator[Block]:
         try:
-            for block in self.blocks:
+            for block in self.source:
                 self.block = block
-                yield from block
-                self.seg.feed(block, self.split if len(self.split) == len(block) else None)
+                yield block
+                if isinstance(block, PlainBlock):
+                    self.seg.feed_plain(block.lines, block.shapes)
+                else:
+                    self.seg.feed(block, self.split if len(self.split) == len(block) else None)
                 self.split.clear()
                 self.block = None
         except ParseError as exc:

@@ -226,6 +226,25 @@ class Segmenter:
         else:
             self.carry, self.carry_tokens = list(buf), list(toks)
 
+    def feed_plain(self, block: list[str], shapes: Iterable[tuple[str, int, bool, bool]]) -> None:
+        """feed() for a block whose lines are all table rows of `shapes` (_key's tuples): when every shape is
+        a row word already classified as the open part's format, the lines are claimed as _lines claims such
+        rows, without a loop over them (the last LOOKAHEAD are kept, as feed keeps them)."""
+        if len(block) < 2 * LOOKAHEAD:
+            self.feed(block)
+            return
+        self.feed(block[:LOOKAHEAD])  # the lines before the block, classified with their lookahead
+        b, memo = self.b, self.memo
+        if b.kind is None or any(s[0] not in _ROW_WORDS or memo.get(s) != b.kind for s in shapes):
+            self.feed(block[LOOKAHEAD:])
+            return
+        self.number += len(block) - LOOKAHEAD  # the carry (block[:LOOKAHEAD]) and the lines up to the new one
+        b.last = self.number
+        if b.loose:
+            b.loose = []
+        self.carry = block[-LOOKAHEAD:]
+        self.carry_tokens = [line.split() for line in self.carry]
+
     def finish(self) -> Segments:
         self._lines(self.carry, self.carry_tokens, len(self.carry))
         self.carry, self.carry_tokens = [], []

@@ -8,7 +8,9 @@ ValueError, which the parsers turn into a ParseError naming the file and line.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from itertools import islice
 from typing import NamedTuple
 
 from connwatch.model import TcpState
@@ -151,3 +153,28 @@ def raw_address(address: str, family: int) -> tuple[int, bytes]:
     if ":" in address:
         return socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address)
     return socket.AF_INET, socket.inet_pton(socket.AF_INET, address).ljust(16, b"\0")
+
+
+class PlainBlock(NamedTuple):
+    """A block of lines that are all plain connection rows of one shape (parsers/ss_text.plain_ss_block,
+    parsers/netstat_text.plain_windows_block), as columns: row i is (states[i], locals[i], peers[i]), family
+    hint 4. `shapes`: each distinct (first token, number of tokens, second token starts with a digit, "=" in
+    the last token) of its lines (what analyze/segment.py classifies a table row by)."""
+
+    lines: list[str]
+    states: list[str]
+    locals: list[str]
+    peers: list[str]
+    shapes: frozenset[tuple[str, int, bool, bool]]
+    open_end: bool = False  # the line after the block may continue its last row (ss): that row is read as a line
+
+
+BLOCK_LINES = 1024  # lines looked at as one PlainBlock (a non-plain line makes its block go line by line)
+
+
+def in_blocks(lines: Iterable[str], size: int = BLOCK_LINES) -> Iterator[list[str]]:
+    """Lines in lists of at most `size` (the block parsers take blocks)."""
+    it = iter(lines)
+    while block := list(islice(it, size)):
+        yield block
+

@@ -40,11 +40,12 @@ FreeBSD `netstat -LaAn` puts the protocol control block address first (`Tcpcb` c
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 
 from connwatch.errors import ParseError
 from connwatch.model import TcpState
-from connwatch.parsers.conn_rows import NETSTAT_STATES, ConnRow, split_colon, split_dot
+from connwatch.parsers.conn_rows import NETSTAT_STATES, ConnRow, PlainBlock, in_blocks, split_colon, split_dot
 from connwatch.parsers.numbers import num, real
 from connwatch.parsers.ss_text import SIMPLE_BATCH
 
@@ -178,7 +179,7 @@ def iter_netstat(lines: Iterable[str], source: str, dialect: str) -> Iterator[Co
 
     A Windows row is held until its `-b` lines have been read, so `[name.exe]` names its owner.
     """
-    for row in scan_netstat(lines, source, dialect, None):
+    for row in scan_netstat(in_blocks(lines), source, dialect, None):
         if row is not None:
             yield row
 
@@ -223,54 +224,95 @@ def _plain_owner(text: str) -> bool:
     return text == "-" or (bool(slash) and pid.isdecimal() and pid.isascii() and len(pid) <= 20)
 
 
-def scan_netstat(lines: Iterable[str], source: str, dialect: str, simple: list[tuple[int, str, str, int]] | None,
-                 split: list[list[str]] | None = None) -> Iterator[ConnRow | None]:
-    """iter_netstat for the analyze hot path: with `simple`, plain Windows and Linux connection rows are
-    appended to it as (state, local, peer, family hint) instead of being yielded; `split` receives each
-    line's split() (see ss_text.scan_ss)."""
+def plain_windows_block(lines: list[str], _open_end: bool = False) -> PlainBlock | None:
+    """The lines as a PlainBlock when every one is a row _simple_windows takes (`TCP LOCAL PEER STATE [PID]`,
+    all with a PID or all without, each line indented as the first), else None. Checked on the block (see
+    ss_text.plain_ss_block): the tokens are 4 or 5 per line, `TCP` fills the first slots and no other (states
+    and PIDs are not `TCP`; addresses contain ':', checked where they are split) and every line starts with
+    the first line's indent, `TCP` and a blank."""
+    n = len(lines)
+    text = "\n".join(lines)
+    if n < 2 or "=" in text:
+        return None
+    toks = text.split()
+    width = 5 if len(toks) == 5 * n else 4 if len(toks) == 4 * n else 0
+    if not width or set(toks[0::width]) != {"TCP"} or not set(toks[3::width]) <= _SIMPLE_STATES.keys() or (
+            width == 5 and not all(map(_plain_number, set(toks[4::5])))):
+        return None
+    first = lines[0]
+    at = first.find("TCP")
+    prefix = first[:at + 4]
+    if (at and not first[:at].isspace()) or prefix[-1:] not in (" ", "\t") or text.count("\n" + prefix) != n - 1:
+        return None
+    local = toks[1::width]
+    shapes = frozenset(("TCP", width, c.isdigit(), False) for c in set(map(_FIRST, local)))
+    return PlainBlock(lines, toks[3::width], local, toks[2::width], shapes)
+
+
+_FIRST = itemgetter(0)
+
+
+def scan_netstat(blocks: Iterable[Sequence[str] | PlainBlock], source: str, dialect: str,
+                 simple: list[tuple[int, str, str, int]] | None, split: list[list[str]] | None = None,
+                 plain: list[tuple[PlainBlock, int]] | None = None) -> Iterator[ConnRow | None]:
+    """iter_netstat for the analyze hot path, over blocks of lines: with `simple`, plain Windows and Linux
+    connection rows are appended to it as (state, local, peer, family hint) instead of being yielded, and a
+    PlainBlock to `plain` as (block, rows) (see ss_text.scan_ss); `split` receives each line's split()."""
     keep = split.append if split is not None else None
     started = ended = False
     loose = 0  # Windows -b lines after the last row
-    rows = 0
+    rows = number = 0
     pending: ConnRow | None = None
     fast = simple is not None and dialect in (WINDOWS, LINUX)
     windows = dialect == WINDOWS
-    for number, line in enumerate(lines, start=1):
-        tokens = line.split()
-        if keep is not None:
-            keep(tokens)
-        if dialect == BSD_LISTEN and len(tokens) > 2 and _PCB.fullmatch(tokens[0]) and not tokens[0].isdigit():
-            tokens = tokens[1:]  # -LaAn: the Tcpcb address column
-        if not tokens or ended:
+    for block in blocks:
+        if isinstance(block, PlainBlock):  # Windows rows only (what _simple_windows takes)
+            if pending is not None:
+                yield pending
+                pending = None
+            started, loose = True, 0
+            taken = len(block.lines)
+            rows, number = rows + taken, number + taken
+            plain.append((block, taken))  # type: ignore[union-attr]
+            yield None
             continue
-        if fast and (plain := _simple_windows(tokens) if windows else _simple(dialect, tokens)) is not None:
+        for line in block:
+            number += 1
+            tokens = line.split()
+            if keep is not None:
+                keep(tokens)
+            if dialect == BSD_LISTEN and len(tokens) > 2 and _PCB.fullmatch(tokens[0]) and not tokens[0].isdigit():
+                tokens = tokens[1:]  # -LaAn: the Tcpcb address column
+            if not tokens or ended:
+                continue
+            if fast and (plain_row := _simple_windows(tokens) if windows else _simple(dialect, tokens)) is not None:
+                started, loose = True, 0
+                rows += 1
+                if pending is not None:
+                    yield pending
+                    pending = None
+                simple.append(plain_row)  # type: ignore[union-attr]
+                if len(simple) >= SIMPLE_BATCH:  # type: ignore[arg-type]
+                    yield None
+                continue
+            if line.startswith(_END_SECTIONS):
+                ended = dialect != WINDOWS
+                continue
+            if not _is_row(dialect, tokens):
+                if not started or line.startswith(("Active ", "Proto ", "Current listen", "Some tcp sockets")):
+                    continue  # titles and (possibly localized) headers before the rows
+                if dialect == WINDOWS and loose < 3:
+                    loose += 1  # `netstat -b`: component and [executable] lines under a row
+                    text = line.strip()
+                    if pending is not None and text.startswith("[") and text.endswith("]") and len(text) < 260:
+                        pending = pending._replace(command=text[1:-1])
+                    continue
+                raise ParseError(source, f"unexpected line in a netstat table: {line.strip()[:60]!r}", number)
             started, loose = True, 0
             rows += 1
             if pending is not None:
                 yield pending
-                pending = None
-            simple.append(plain)  # type: ignore[union-attr]
-            if len(simple) >= SIMPLE_BATCH:  # type: ignore[arg-type]
-                yield None
-            continue
-        if line.startswith(_END_SECTIONS):
-            ended = dialect != WINDOWS
-            continue
-        if not _is_row(dialect, tokens):
-            if not started or line.startswith(("Active ", "Proto ", "Current listen", "Some tcp sockets")):
-                continue  # titles and (possibly localized) headers before the rows
-            if dialect == WINDOWS and loose < 3:
-                loose += 1  # `netstat -b`: component and [executable] lines under a row
-                text = line.strip()
-                if pending is not None and text.startswith("[") and text.endswith("]") and len(text) < 260:
-                    pending = pending._replace(command=text[1:-1])
-                continue
-            raise ParseError(source, f"unexpected line in a netstat table: {line.strip()[:60]!r}", number)
-        started, loose = True, 0
-        rows += 1
-        if pending is not None:
-            yield pending
-        pending = _row(dialect, tokens, line, source, number)
+            pending = _row(dialect, tokens, line, source, number)
     if pending is not None:
         yield pending
     if not rows:

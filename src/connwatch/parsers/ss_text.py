@@ -19,11 +19,11 @@ whitespace continue the previous socket (`-i`, `-m` output). Non-TCP sockets are
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from connwatch.errors import ParseError
 from connwatch.model import TcpState
-from connwatch.parsers.conn_rows import SS_STATES, ConnRow, split_colon
+from connwatch.parsers.conn_rows import SS_STATES, ConnRow, PlainBlock, in_blocks, split_colon
 from connwatch.parsers.numbers import num
 
 NETIDS = frozenset({"tcp", "udp", "raw", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "p_dgr", "mptcp",
@@ -118,7 +118,7 @@ class _Pending:
 
 def iter_ss(lines: Iterable[str], source: str, notes: list[str] | None = None) -> Iterator[ConnRow]:
     """TCP sockets of an `ss` listing, one ConnRow each, streamed (one row held at a time)."""
-    for row in scan_ss(lines, source, notes, None):
+    for row in scan_ss(in_blocks(lines), source, notes, None):
         if row is not None:
             yield row
 
@@ -132,64 +132,108 @@ def _plain_queue(text: str) -> bool:
     return text == "0" or (text.isdecimal() and text.isascii() and len(text) <= 20)
 
 
-def scan_ss(lines: Iterable[str], source: str, notes: list[str] | None,
-            simple: list[tuple[int, str, str, int]] | None, split: list[list[str]] | None = None
-            ) -> Iterator[ConnRow | None]:
-    """iter_ss for the analyze hot path. With `simple`, a connection row that is only `[tcp] STATE Recv-Q
-    Send-Q LOCAL PEER` (no LISTEN, no continuation line, numbers as ss prints them) is not made into a
-    ConnRow: (state, local, peer, 4) is appended to `simple` for the caller to split and count, and None
-    is yielded each time it holds SIMPLE_BATCH rows. Rows keep their order: the caller empties `simple`
-    before it uses a yielded row. The addresses of simple rows are not checked here. `split` receives
-    each line's split() (analyze/segment.py uses them in the same pass)."""
+def plain_ss_block(lines: list[str], open_end: bool = True) -> PlainBlock | None:
+    """The lines as a PlainBlock when every one is a simple row of scan_ss (`STATE Recv-Q Send-Q LOCAL PEER`,
+    no LISTEN, the state first on the line), else None. Checked on the block, not line by line: the block's
+    tokens are 5 per line; the state slots hold state names, the queue slots plain numbers and the address
+    slots contain no state name (they contain ':', checked where they are split); and every line starts with
+    a state name and a blank. A state name is then only in the state slots, so each line's first token is in
+    one, so each line has exactly its 5 tokens. `open_end`: the line after the block starts with a blank (it
+may continue the last row)."""
+    n = len(lines)
+    text = "\n".join(lines)
+    if n < 2 or "=" in text:
+        return None
+    toks = text.split()
+    if len(toks) != 5 * n:
+        return None
+    states = toks[0::5]
+    names = set(states)
+    queues = toks[1::5] + toks[2::5]
+    if not names <= _SIMPLE_STATES.keys() or (queues.count("0") != 2 * n and not all(map(_plain_queue, set(queues)))):
+        return None
+    first = lines[0]
+    starts = sum(text.count(f"\n{name} ") + first.startswith(name + " ") for name in names)
+    if starts != n and starts + sum(text.count(f"\n{name}\t") + first.startswith(name + "\t") for name in names) != n:
+        return None
+    shapes = frozenset((name, 5, True, False) for name in names)
+    return PlainBlock(lines, states, toks[3::5], toks[4::5], shapes, open_end)
+
+
+def scan_ss(blocks: Iterable[Sequence[str] | PlainBlock], source: str, notes: list[str] | None,
+            simple: list[tuple[int, str, str, int]] | None, split: list[list[str]] | None = None,
+            plain: list[tuple[PlainBlock, int]] | None = None) -> Iterator[ConnRow | None]:
+    """iter_ss for the analyze hot path, over blocks of lines. With `simple`, a connection row that is only
+    `[tcp] STATE Recv-Q Send-Q LOCAL PEER` (no LISTEN, no continuation line, numbers as ss prints them) is not
+    made into a ConnRow: (state, local, peer, 4) is appended to `simple` for the caller to split and count, and
+    None is yielded each time it holds SIMPLE_BATCH rows. A PlainBlock (all its lines such rows) is appended to
+    `plain` as (block, rows) for its first `rows` rows (all, or when the line after it may continue the last
+    row, all but its last line, read as a line), then None is yielded. Rows keep their order: the caller empties
+    `simple`, then `plain`, before it uses a yielded row. The addresses of simple rows are not checked here.
+    `split` receives each line's split() (analyze/segment.py uses them in the same pass)."""
     notes = notes if notes is not None else []
     keep = split.append if split is not None else None
     pending: _Pending | None = None
     held: tuple[int, str, str, int] | None = None  # a simple row, until the next row shows it is not continued
     held_tokens: list[str] = []
     held_number = 0
-    seen = 0
+    seen = number = 0
     states = _SIMPLE_STATES if simple is not None else {}
-    for number, line in enumerate(lines, start=1):
-        tokens = line.split()
-        if keep is not None:
-            keep(tokens)
-        if len(tokens) == 5 and (state := states.get(tokens[0])) is not None and (
-                tokens[1] == "0" or _plain_queue(tokens[1])) and (tokens[2] == "0" or _plain_queue(tokens[2])):
-            if held is not None:  # the hot case: a simple row after a simple row
+    for block in blocks:
+        if isinstance(block, PlainBlock):
+            if held is not None:
                 simple.append(held)  # type: ignore[union-attr]
+                held = None
+            elif pending is not None and (row := pending.row()) is not None:
+                yield row
+            pending = None
+            taken = len(block.lines) - block.open_end
+            plain.append((block, taken))  # type: ignore[union-attr]
+            yield None
+            seen, number = seen + taken, number + taken
+            block = block.lines[taken:]
+        for line in block:
+            number += 1
+            tokens = line.split()
+            if keep is not None:
+                keep(tokens)
+            if len(tokens) == 5 and (state := states.get(tokens[0])) is not None and (
+                    tokens[1] == "0" or _plain_queue(tokens[1])) and (tokens[2] == "0" or _plain_queue(tokens[2])):
+                if held is not None:  # the hot case: a simple row after a simple row
+                    simple.append(held)  # type: ignore[union-attr]
+                    if len(simple) >= SIMPLE_BATCH:  # type: ignore[arg-type]
+                        yield None
+                elif pending is not None and (row := pending.row()) is not None:
+                    yield row
+                pending = None
+                seen += 1
+                held, held_tokens, held_number = (state, tokens[3], tokens[4], 4), tokens, number
+                continue
+            if not tokens:
+                continue
+            if line[:1] in (" ", "\t") and (pending is not None or held is not None) and tokens[0] not in NETIDS \
+                    and tokens[0] not in SS_STATES:
+                if held is not None:
+                    pending, held = _Pending(held_tokens, held_number, source, notes), None
+                pending.extra.append(line)  # type: ignore[union-attr]
+                continue
+            if is_header(tokens):
+                continue
+            if held is not None:
+                simple.append(held)  # type: ignore[union-attr]
+                held = None
                 if len(simple) >= SIMPLE_BATCH:  # type: ignore[arg-type]
                     yield None
             elif pending is not None and (row := pending.row()) is not None:
                 yield row
             pending = None
             seen += 1
-            held, held_tokens, held_number = (state, tokens[3], tokens[4], 4), tokens, number
-            continue
-        if not tokens:
-            continue
-        if line[:1] in (" ", "\t") and (pending is not None or held is not None) and tokens[0] not in NETIDS \
-                and tokens[0] not in SS_STATES:
-            if held is not None:
-                pending, held = _Pending(held_tokens, held_number, source, notes), None
-            pending.extra.append(line)  # type: ignore[union-attr]
-            continue
-        if is_header(tokens):
-            continue
-        if held is not None:
-            simple.append(held)  # type: ignore[union-attr]
-            held = None
-            if len(simple) >= SIMPLE_BATCH:  # type: ignore[arg-type]
-                yield None
-        elif pending is not None and (row := pending.row()) is not None:
-            yield row
-        pending = None
-        seen += 1
-        if simple is not None and len(tokens) == 6 and tokens[0] in _TCP_NETIDS and (
-                state := _SIMPLE_STATES.get(tokens[1])) is not None and _plain_queue(tokens[2]) \
-                and _plain_queue(tokens[3]):
-            held, held_tokens, held_number = (state, tokens[4], tokens[5], 4), tokens, number
-            continue
-        pending = _Pending(tokens, number, source, notes)
+            if simple is not None and len(tokens) == 6 and tokens[0] in _TCP_NETIDS and (
+                    state := _SIMPLE_STATES.get(tokens[1])) is not None and _plain_queue(tokens[2]) \
+                    and _plain_queue(tokens[3]):
+                held, held_tokens, held_number = (state, tokens[4], tokens[5], 4), tokens, number
+                continue
+            pending = _Pending(tokens, number, source, notes)
     if held is not None:
         simple.append(held)  # type: ignore[union-attr]
     elif pending is not None and (row := pending.row()) is not None:

@@ -1,0 +1,210 @@
+"""Counting a PlainBlock (parsers/conn_rows.PlainBlock: a block of plain rows as columns) at C speed.
+
+analyze/rowpass._RowCounter.add_plain counts plain rows one by one; this counts a whole block of them with
+the same result: the same keys (host text, host text, port, family hint) in the same first-seen order, the
+same counts, the same ports marked as used by outbound sockets and counted for inferring listeners. Per row
+only C loops run (str.rpartition through map, compress, zip, Counter); Python code runs once per distinct
+local port, port text, host text or aggregate key, and caches what it learnt across blocks.
+
+An endpoint is split as rowpass._split (conn_rows.split_colon) splits it: at the last ':' — `[h]:p` as `h`
+and `p` — and a port text a port number is not read from, or no ':' at all, is _NotPlain (the file is then
+read through the parser's ConnRows, whose error it gets).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from itertools import compress, repeat
+from operator import and_, itemgetter, not_
+from typing import TYPE_CHECKING
+
+from connwatch.model import TcpState
+from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES, PlainBlock, parse_port
+
+if TYPE_CHECKING:
+    from connwatch.analyze.rowpass import _RowCounter
+
+_NSTATES = 13
+_SYN_SENT = int(TcpState.SYN_SENT)
+_CLOSE = int(TcpState.CLOSE)
+_MAX_CACHE = 1 << 17  # distinct texts remembered (more are worked out again in each block)
+STATE_NUMBERS = {**{k: int(v) for k, v in NETSTAT_STATES.items()}, **{k: int(v) for k, v in SS_STATES.items()}}
+_SYN_NAMES = frozenset(k for k, v in STATE_NUMBERS.items() if v == _SYN_SENT)
+_HOST, _PORT = itemgetter(0), itemgetter(2)
+
+
+class NotPlain(Exception):
+    """A plain row the fast path cannot read exactly as the parser would: use the parser's ConnRows."""
+
+
+def split_endpoint(endpoint: str, ports: dict[str, int]) -> tuple[str, int]:
+    """conn_rows.split_colon's host text and port, for a row the fast path can take."""
+    if endpoint[:1] == "[" and "]:" in endpoint:
+        host, _sep, port = endpoint[1:].partition("]:")
+    else:
+        host, sep, port = endpoint.rpartition(":")
+        if not sep:
+            raise NotPlain(endpoint)
+    return host, port_number(port, ports)
+
+
+def port_number(text: str, ports: dict[str, int]) -> int:
+    number = ports.get(text)
+    if number is None:
+        try:
+            number = parse_port(text)
+        except ValueError:
+            raise NotPlain(text) from None
+        if len(ports) < _MAX_CACHE:
+            ports[text] = number
+    return number
+
+
+def host_text(host: str) -> str:
+    """The host split_endpoint gives for an endpoint that rpartition(':') cut into `host` and a port."""
+    if host[:1] == "[" and (host[-1:] == "]" or "]:" in host):
+        if "]:" in host:
+            raise NotPlain(host)  # split at the first `]:`: the port would hold a ':'
+        return host[1:-1]
+    return host
+
+
+class BlockCounter:
+    """The counting of PlainBlocks into a _RowCounter: per row, C loops fill Counters keyed by texts; flush()
+    turns them into the counter's raw keys (once per distinct key, in first-seen order) before any other row
+    is counted, and at the end. What it learnt about texts is kept across blocks (at most _MAX_CACHE each)."""
+
+    def __init__(self) -> None:
+        self.listening_seen = -1  # len(counter.listening) the classification was made for
+        self.locals: dict[str, tuple[str, int]] = {}  # local endpoint text -> (host text, port)
+        self.inbound: set[str] = set()  # local endpoint texts of a listening port
+        self.used: set[str] = set()  # local endpoint texts marked in scan.outbound_ports
+        self.hosts: dict[str, str] = {}  # host text from rpartition -> host text split_endpoint gives
+        self.in_keys: Counter[tuple[str, str, str]] = Counter()  # (state, local endpoint, peer host text)
+        self.out_keys: Counter[tuple[str, str, str]] = Counter()  # (state, local host text, peer endpoint)
+        self.peer_ports: set[str] = set()  # port texts of inbound peers (not in in_keys), read at flush
+        self.infer: Counter[str] = Counter()  # local endpoints of non-SYN-SENT rows (while ports are inferred)
+
+    def count(self, counter: _RowCounter, block: PlainBlock, rows: int) -> None:
+        """Count the first `rows` rows of `block` as counter.add_plain would."""
+        if ":" not in block.locals[-1] or ":" not in block.peers[-1]:  # (the other rows: see _classify, flush)
+            raise NotPlain("no ':' in an address")  # every address has one: plain_*_block relies on it
+        states, locs, peers = block.states, block.locals, block.peers
+        if rows < len(states):
+            states, locs, peers = states[:rows], locs[:rows], peers[:rows]
+        counter.scan.rows += rows
+        distinct = self._classify(counter, locs)
+        inbound = list(map(self.inbound.__contains__, locs))
+        nonsyn: list[bool] | None = None  # None: no SYN-SENT row
+        if not _SYN_NAMES.isdisjoint(states):
+            nonsyn = list(map(not_, map(_SYN_NAMES.__contains__, states)))
+            inbound = list(map(and_, inbound, nonsyn))  # SYN-SENT from a listening port is outbound
+        if counter.scan.local_ports is not None:
+            self.infer.update(locs if nonsyn is None else compress(locs, nonsyn))
+        if any(inbound):
+            rparts = _parts(compress(peers, inbound))
+            self.peer_ports.update(map(_PORT, rparts))
+            self.in_keys.update(zip(compress(states, inbound), compress(locs, inbound), map(_HOST, rparts),
+                                    strict=False))  # (compress: the lengths differ only if the block is bad)
+        if not all(inbound):
+            outbound = list(map(not_, inbound))
+            self._mark_used(counter, (distinct - self.inbound) if nonsyn is None else set(
+                compress(locs, map(and_, outbound, nonsyn))))
+            self.out_keys.update(zip(compress(states, outbound), map(_HOST, _parts(compress(locs, outbound))),
+                                     compress(peers, outbound), strict=False))
+
+    def _classify(self, counter: _RowCounter, locs: list[str]) -> set[str]:
+        """Every local endpoint split (NotPlain when it cannot be) and sorted into inbound or not; returns the
+        distinct ones."""
+        listening = counter.listening
+        if len(listening) != self.listening_seen:  # a listener came: sort the known endpoints again
+            self.listening_seen = len(listening)
+            self.inbound = {text for text, (_h, port) in self.locals.items() if port in listening}
+        known, distinct = self.locals, set(locs)
+        for text in distinct.difference(known):
+            host, sep, port_text = text.rpartition(":")
+            if not sep:
+                raise NotPlain(text)
+            found = (self._host(host), port_number(port_text, counter.ports))
+            if found[1] in listening:
+                self.inbound.add(text)
+            if len(known) < _MAX_CACHE:
+                known[text] = found  # (past it, an endpoint is split again in each block)
+        return distinct
+
+    def _host(self, text: str) -> str:
+        found = self.hosts.get(text)
+        if found is None:
+            found = host_text(text)
+            if len(self.hosts) < _MAX_CACHE:
+                self.hosts[text] = found
+        return found
+
+    def _local(self, counter: _RowCounter, text: str) -> tuple[str, int]:
+        found = self.locals.get(text)
+        if found is None:
+            host, sep, port_text = text.rpartition(":")
+            if not sep:
+                raise NotPlain(text)
+            found = (self._host(host), port_number(port_text, counter.ports))
+        return found
+
+    def _mark_used(self, counter: _RowCounter, locs: set[str]) -> None:
+        used = counter.scan.outbound_ports
+        assert used is not None
+        for text in locs.difference(self.used):
+            used[self._local(counter, text)[1]] = 1
+            if len(self.used) < _MAX_CACHE:
+                self.used.add(text)
+
+    def flush(self, counter: _RowCounter) -> None:
+        """The counted rows into the counter's raw keys, as add_plain keys them."""
+        ports, host = counter.ports, self._host
+        for text in self.peer_ports.difference(ports):
+            port_number(text, ports)
+        self.peer_ports = set()
+        sources = counter.raw_sources
+        for (name, local, rhost), n in self.in_keys.items():
+            if not rhost:  # no ':' in the peer (or nothing before it): the parser's ConnRows decide
+                raise NotPlain(local)
+            lhost, lport = self._local(counter, local)
+            skey = (lhost, host(rhost), lport, 4)
+            counts = sources.get(skey)
+            if counts is None:
+                counts = sources[skey] = [0] * _NSTATES
+            counts[STATE_NUMBERS[name]] += n
+        self.in_keys = Counter()
+        self._flush_out(counter)
+
+    def _flush_out(self, counter: _RowCounter) -> None:
+        dests, closed, ports, host = counter.raw_dests, counter.raw_closed, counter.ports, self._host
+        for (name, lhost, peer), n in self.out_keys.items():
+            state = STATE_NUMBERS[name]
+            rhost, sep, rport_text = peer.rpartition(":")
+            if not sep:
+                raise NotPlain(peer)
+            rport = port_number(rport_text, ports)
+            key = (host(lhost), host(rhost), rport, 4)
+            if not rport and state == _CLOSE:  # bound but unconnected: no destination yet
+                closed[key] = closed.get(key, 0) + n
+                continue
+            counts = dests.get(key)
+            if counts is None:
+                counts = dests[key] = [0] * _NSTATES
+            counts[state] += n
+        self.out_keys = Counter()
+
+    def finish(self, counter: _RowCounter) -> None:
+        """Flush, and fold the inferring counts into the scan (per port, as add_plain counts them)."""
+        self.flush(counter)
+        infer = counter.scan.local_ports
+        if infer is not None:
+            for text, n in self.infer.items():
+                port = self._local(counter, text)[1]
+                infer[port] = infer.get(port, 0) + n
+        self.infer = Counter()
+
+
+def _parts(column: Iterable[str]) -> list[tuple[str, str, str]]:
+    return list(map(str.rpartition, column, repeat(":")))
