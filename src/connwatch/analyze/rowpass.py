@@ -146,7 +146,8 @@ class Recognised:
     it is known (a blank-led line after an ss row may continue it); `pending` holds the blocks read but not
     yet given out (the reader's lines after them are still in `blocks`)."""
 
-    def __init__(self, blocks: Iterable[list[str]], kind: str, size: int = BLOCK_LINES) -> None:
+    def __init__(self, blocks: Iterable[list[str]], kind: str, size: int | None = None) -> None:
+        size = BLOCK_LINES if size is None else size
         self.blocks, self.size = iter(blocks), size or BLOCK_LINES
         self.plain = _PLAIN_BLOCK.get(kind) if size else None
         self.pending: list[list[str]] = []
@@ -168,9 +169,9 @@ class Recognised:
 
 
 def scan_rows(open_blocks: Callable[[], Iterable[list[str]]], name: str, kind: str, ports: Iterable[int],
-              young: int, size: int = BLOCK_LINES) -> RowScan:
+              young: int, size: int | None = None) -> RowScan:
     """One pass over a listing given as blocks of lines (the fast path, or when a row is not plain, the
-    parser's ConnRows). `size`: lines per PlainBlock (0: plain rows are counted one by one)."""
+    parser's ConnRows). `size`: lines per PlainBlock (BLOCK_LINES; 0: plain rows are counted one by one)."""
     if kind in FAST_KINDS:
         try:
             return scan_fast(Recognised(open_blocks(), kind, size), name, kind, ports, young)
