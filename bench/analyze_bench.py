@@ -1,14 +1,19 @@
 """Benchmark `connwatch analyze` on large `ss -tan` and Windows `netstat -ano` captures against the shell
 pipeline an SRE would run by hand on the same file (`awk '{print $5}' | sort | uniq -c`), interleaved.
 
-    python bench/analyze_bench.py [ROWS] [RUNS]
+    python bench/analyze_bench.py [ROWS] [RUNS] [BEFORE_SRC]
 
 The captures are synthetic (built here: a benchmark, not a fixture), shaped like real output: a header,
 listeners first, then ESTABLISHED inbound connections to the listening ports and TIME_WAIT outbound ones
 to a few destinations. Each run times analyze (whole process, `--format json`) and the pipeline back to
 back; prints per format the median rows/s of analyze (whole process, and the analysis alone as measured
 inside the process, start-up excluded), its peak RSS, and the median and spread of the ratio
-analyze/pipeline, with `uptime`'s load at the start and end.
+analyze/pipeline, with `uptime`'s load at the start and end. With BEFORE_SRC (the `src` directory of another
+checkout, e.g. `git archive main src | tar -x -C /tmp/before`), that version's analyze is run in each round
+too (before, after, pipeline, in turn) and the before/after ratio is printed: before/after in the same run.
+
+Each analyze runs as installed code runs: with its byte-code cache (PYTHONDONTWRITEBYTECODE is dropped, the
+cache goes to a temporary PYTHONPYCACHEPREFIX, filled by one untimed run of each version first).
 """
 
 from __future__ import annotations
@@ -57,9 +62,10 @@ ANALYZE = ("import resource,sys,time;from connwatch.cli import main;t=time.perf_
            "sys.stderr.write('%f %d' % (time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))")
 
 
-def timed_analyze(path: Path) -> tuple[float, float, int]:
+def timed_analyze(path: Path, env: dict[str, str]) -> tuple[float, float, int]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", ANALYZE, str(path)], capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-c", ANALYZE, str(path)], capture_output=True, text=True, check=False,
+                          env=env)
     whole = time.perf_counter() - start
     inner, rss = done.stderr.split()[-2:]
     return whole, float(inner), int(rss)
@@ -75,27 +81,62 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def environment(tmp: str, src: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / ("pyc-before" if src else "pyc"))
+    if src:
+        env["PYTHONPATH"] = src
+    return env
+
+
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f} (spread {min(values):.2f}-{max(values):.2f})"
+
+
+def measure(name: str, path: Path, rows: int, runs: int, envs: dict[str, dict[str, str]]) -> None:
+    whole: dict[str, list[float]] = {v: [] for v in envs}
+    inner: dict[str, list[float]] = {v: [] for v in envs}
+    ratios: dict[str, list[float]] = {v: [] for v in envs}
+    speedup: list[float] = []
+    rss = dict.fromkeys(envs, 0)
+    for env in envs.values():
+        timed_analyze(path, env)  # fills the byte-code cache
+    for _ in range(runs):  # interleaved: each analyze, then the pipeline on the same file
+        took = {}
+        for version, env in envs.items():
+            w, i, r = timed_analyze(path, env)
+            took[version] = w
+            whole[version].append(w)
+            inner[version].append(i)
+            rss[version] = max(rss[version], r)
+        p = timed_pipeline(path)
+        for version in envs:
+            ratios[version].append(took[version] / p)
+        if "before" in took:
+            speedup.append(took["before"] / took["after"])
+    print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, {rows:,} rows")
+    for version in envs:
+        print(f"  {version}: analyze {statistics.median(whole[version]):.2f} s "
+              f"({rows / statistics.median(whole[version]):,.0f} rows/s whole process, "
+              f"{rows / statistics.median(inner[version]):,.0f} rows/s analysis alone), "
+              f"peak RSS {rss[version] / 1024:.0f} MiB; analyze/pipeline {spread(ratios[version])}")
+    if speedup:
+        print(f"  before/after (same round) {spread(speedup)}")
+
+
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 500_000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    before = sys.argv[3] if len(sys.argv) > 3 else None
     print(f"rows={rows} runs={runs} load at start {load()}")
     with tempfile.TemporaryDirectory() as tmp:
+        envs = {"after": environment(tmp, None)}
+        if before:
+            envs = {"before": environment(tmp, before), **envs}
         for name, make in (("ss -tan", make_ss), ("netstat -ano (Windows)", make_netstat_windows)):
             path = Path(tmp) / "capture.txt"
             make(path, rows)
-            whole, inner, ratios, rss = [], [], [], 0
-            for _ in range(runs):  # interleaved: analyze, then the pipeline on the same file
-                w, i, r = timed_analyze(path)
-                p = timed_pipeline(path)
-                whole.append(w)
-                inner.append(i)
-                ratios.append(w / p)
-                rss = max(rss, r)
-            print(f"{name}: {path.stat().st_size / 1e6:.1f} MB; analyze {statistics.median(whole):.2f} s "
-                  f"({rows / statistics.median(whole):,.0f} rows/s whole process, "
-                  f"{rows / statistics.median(inner):,.0f} rows/s analysis alone), peak RSS {rss / 1024:.0f} MiB; "
-                  f"analyze/pipeline median {statistics.median(ratios):.2f} "
-                  f"(spread {min(ratios):.2f}-{max(ratios):.2f})")
+            measure(name, path, rows, runs, envs)
     print(f"load at end {load()}")
 
 

@@ -14,9 +14,9 @@ read through the parser's ConnRows, whose error it gets).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import compress, repeat
-from operator import and_, itemgetter, not_
+from operator import and_, is_, itemgetter, not_
 from typing import TYPE_CHECKING
 
 from connwatch.model import TcpState
@@ -78,11 +78,12 @@ class BlockCounter:
     def __init__(self) -> None:
         self.listening_seen = -1  # len(counter.listening) the classification was made for
         self.locals: dict[str, tuple[str, int]] = {}  # local endpoint text -> (host text, port)
-        self.inbound: set[str] = set()  # local endpoint texts of a listening port
+        self.inbound: dict[str, bool] = {}  # local endpoint text -> its port is listening
+        self.hosts_of: dict[str, str] = {}  # local endpoint text -> its host (as split_endpoint gives it)
         self.used: set[str] = set()  # local endpoint texts marked in scan.outbound_ports
         self.hosts: dict[str, str] = {}  # host text from rpartition -> host text split_endpoint gives
         self.in_keys: Counter[tuple[str, str, str]] = Counter()  # (state, local endpoint, peer host text)
-        self.out_keys: Counter[tuple[str, str, str]] = Counter()  # (state, local host text, peer endpoint)
+        self.out_keys: Counter[tuple[str, str, str]] = Counter()  # (state, local host, peer endpoint)
         self.peer_ports: set[str] = set()  # port texts of inbound peers (not in in_keys), read at flush
         self.infer: Counter[str] = Counter()  # local endpoints of non-SYN-SENT rows (while ports are inferred)
 
@@ -94,8 +95,7 @@ class BlockCounter:
         if rows < len(states):
             states, locs, peers = states[:rows], locs[:rows], peers[:rows]
         counter.scan.rows += rows
-        distinct = self._classify(counter, locs)
-        inbound = list(map(self.inbound.__contains__, locs))
+        inbound, lhost = self._classify(counter, locs)
         nonsyn: list[bool] | None = None  # None: no SYN-SENT row
         if not _SYN_NAMES.isdisjoint(states):
             nonsyn = list(map(not_, map(_SYN_NAMES.__contains__, states)))
@@ -109,29 +109,38 @@ class BlockCounter:
                                     strict=False))  # (compress: the lengths differ only if the block is bad)
         if not all(inbound):
             outbound = list(map(not_, inbound))
-            self._mark_used(counter, (distinct - self.inbound) if nonsyn is None else set(
-                compress(locs, map(and_, outbound, nonsyn))))
-            self.out_keys.update(zip(compress(states, outbound), map(_HOST, _parts(compress(locs, outbound))),
+            marks = outbound if nonsyn is None else list(map(and_, outbound, nonsyn))
+            if not self.used.issuperset(compress(locs, marks)):
+                self._mark_used(counter, set(compress(locs, marks)))
+            self.out_keys.update(zip(compress(states, outbound), map(lhost, compress(locs, outbound)),
                                      compress(peers, outbound), strict=False))
 
-    def _classify(self, counter: _RowCounter, locs: list[str]) -> set[str]:
-        """Every local endpoint split (NotPlain when it cannot be) and sorted into inbound or not; returns the
-        distinct ones."""
+    def _classify(self, counter: _RowCounter, locs: list[str]) -> tuple[list[bool], Callable[[str], str]]:
+        """Every local endpoint split (NotPlain when it cannot be): per row, True when its port is listening,
+        and the host (as split_endpoint gives it) of a local endpoint."""
         listening = counter.listening
         if len(listening) != self.listening_seen:  # a listener came: sort the known endpoints again
             self.listening_seen = len(listening)
-            self.inbound = {text for text, (_h, port) in self.locals.items() if port in listening}
-        known, distinct = self.locals, set(locs)
-        for text in distinct.difference(known):
+            self.inbound = {text: port in listening for text, (_h, port) in self.locals.items()}
+        flags = list(map(self.inbound.get, locs))
+        if None not in flags:
+            return flags, self.hosts_of.__getitem__  # type: ignore[return-value]
+        known, inbound, hosts = self.locals, self.inbound, self.hosts_of
+        extra: dict[str, tuple[str, int]] = {}
+        for text in set(compress(locs, map(is_, flags, repeat(None)))):
             host, sep, port_text = text.rpartition(":")
             if not sep:
                 raise NotPlain(text)
             found = (self._host(host), port_number(port_text, counter.ports))
-            if found[1] in listening:
-                self.inbound.add(text)
             if len(known) < _MAX_CACHE:
-                known[text] = found  # (past it, an endpoint is split again in each block)
-        return distinct
+                known[text], inbound[text], hosts[text] = found, found[1] in listening, found[0]
+            else:
+                extra[text] = found  # (past the bound, an endpoint is split again in each block)
+        if not extra:
+            return list(map(inbound.__getitem__, locs)), hosts.__getitem__
+        more = {t: f[1] in listening for t, f in extra.items()}
+        return list(map({**inbound, **more}.__getitem__, locs)), {**hosts, **{t: f[0] for t, f in extra.items()}
+                                                                      }.__getitem__
 
     def _host(self, text: str) -> str:
         found = self.hosts.get(text)
@@ -179,13 +188,13 @@ class BlockCounter:
 
     def _flush_out(self, counter: _RowCounter) -> None:
         dests, closed, ports, host = counter.raw_dests, counter.raw_closed, counter.ports, self._host
-        for (name, lhost, peer), n in self.out_keys.items():
+        for (name, lhost, peer), n in self.out_keys.items():  # (lhost: already as split_endpoint gives it)
             state = STATE_NUMBERS[name]
             rhost, sep, rport_text = peer.rpartition(":")
             if not sep:
                 raise NotPlain(peer)
             rport = port_number(rport_text, ports)
-            key = (host(lhost), host(rhost), rport, 4)
+            key = (lhost, host(rhost), rport, 4)
             if not rport and state == _CLOSE:  # bound but unconnected: no destination yet
                 closed[key] = closed.get(key, 0) + n
                 continue
