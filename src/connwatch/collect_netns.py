@@ -146,7 +146,7 @@ def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef
     fds: list[tuple[int, int, NetnsInfo]] = []  # (position, fd, info)
     for pos, (ref, info) in enumerate(chosen):
         if ref.own:
-            out[pos] = dataclasses.replace(sample(clock, opts, ProcFS(opts.proc_root), ref.inode), netns=info)
+            out[pos] = dataclasses.replace(_sample(clock, opts, ProcFS(opts.proc_root), ref.inode), netns=info)
             continue
         try:
             fds.append((pos, open_netns(ref, opts.proc_root), info))
@@ -157,7 +157,7 @@ def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef
 
     def inside(fd: int) -> tuple[Snapshot, float]:
         start = time.perf_counter()
-        return sample(clock, inner, ThreadNetProcFS(opts.proc_root), inode_of[fd]), _ms(start)
+        return _sample(clock, inner, ThreadNetProcFS(opts.proc_root), inode_of[fd]), _ms(start)
 
     try:
         results = run_in_each([fd for _, fd, _ in fds], inside)
@@ -172,6 +172,16 @@ def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef
         entered = SourceStatus(NETNS_SOURCE, True, info.label, ms)
         out[pos] = dataclasses.replace(snap, statuses=(entered, *snap.statuses), netns=info)
     return [out[pos] for pos in range(len(chosen))]
+
+
+def _sample(clock: Clock, opts: CollectOptions, proc: ProcFS, key: int) -> Snapshot:
+    """sample(); the agent's (opts.time_wait set) skips the walk of a namespace proven to hold only its
+    listeners (collect_quiet.py)."""
+    if opts.time_wait is None or not opts.sockets:
+        return sample(clock, opts, proc, key)
+    from connwatch.collect_quiet import sample_quietly
+
+    return sample_quietly(clock, opts, proc, key, opts.time_wait.get(key))
 
 
 def _ms(start: float) -> float:
@@ -203,7 +213,13 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
         snap = sample(clock, opts, ProcFS(opts.proc_root))
         return attach_owners([snap], opts.proc_root, opts.destination_owners) if opts.owners else [snap]
     found, listing = discover(opts, run_root, naming)
-    snaps = collect_many(clock, dataclasses.replace(opts, owners=False), select(found, chosen_sel, opts.proc_root))
+    return collect_selected(clock, opts, select(found, chosen_sel, opts.proc_root), listing)
+
+
+def collect_selected(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef, NetnsInfo]],
+                     listing: NetnsList) -> list[Snapshot]:
+    """collect_all() of namespaces already discovered and selected (the agent discovers once per sample)."""
+    snaps = collect_many(clock, dataclasses.replace(opts, owners=False), chosen)
     if listing.limitations:
         snaps = [dataclasses.replace(s, limitations=(*s.limitations, *listing.limitations)) for s in snaps]
     return attach_owners(snaps, opts.proc_root, opts.destination_owners) if opts.owners else snaps

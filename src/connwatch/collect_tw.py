@@ -44,9 +44,14 @@ import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from connwatch.model import DestinationUsage, PortAccepts, SocketSummary, SourceTable
 
+if TYPE_CHECKING:
+    from connwatch.collect_quiet import QuietSignals
+
+QUIET = "quiet"  # TimeWaitCache.reason of a sample that dumped nothing (collect_quiet.py)
 TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
 DEFAULT_USABLE = 28_232  # the default ip_local_port_range 32768-60999
 
@@ -86,7 +91,11 @@ class TimeWaitCache:
     inbound_seen: bool = False  # the last full dump held inbound (server-side) TIME_WAIT
     dumps: int = 0
     reuses: int = 0
-    reason: str = ""  # why the last sample dumped TIME_WAIT, or "reused"
+    # collect_quiet.py: the signals read just before this namespace's last dump when it was empty (no
+    # socket but listeners); while they stand, the namespace is not dumped again. None: dump.
+    quiet: QuietSignals | None = None
+    quiet_skips: int = 0
+    reason: str = ""  # why the last sample dumped TIME_WAIT, or "reused", or QUIET
 
     def observe(self, sig: TimeWaitSignals, ports: frozenset[int]) -> str | None:
         """This sample's signals in; why TIME_WAIT must be dumped now, or None when the last aggregate

@@ -21,6 +21,7 @@ class ListenerPoller:
         self.proc_root = proc_root
         self.use_netlink = use_netlink
         self._sock: socket.socket | None = None
+        self.one_walk = True
         self.last: tuple[Listener, ...] = ()  # the latest poll's listeners
 
     def poll(self, clock: Clock) -> tuple[Listener, ...]:
@@ -40,6 +41,11 @@ class ListenerPoller:
     def _dump(self) -> tuple[Listener, ...]:
         if self._sock is None:
             self._sock = netlink.open_socket()
+        if self.one_walk:  # both families in one walk of the listening hash (the legacy request)
+            try:
+                return tuple(netlink_listeners(self._sock, [], one_walk=True))
+            except SourceUnavailable:
+                self.one_walk = False  # refused by this kernel: one dump per family from now on
         return tuple(netlink_listeners(self._sock, []))
 
     def close(self) -> None:

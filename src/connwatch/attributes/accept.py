@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.accept_facts import AcceptFacts
-from connwatch.attributes.accept_model import activity
+from connwatch.attributes.accept_model import activity, pair_index
 from connwatch.attributes.registry import AttributeSpec, Need, Subject
 from connwatch.explain import accept as words
 from connwatch.findings import Measurement
@@ -46,10 +46,11 @@ def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list
 
     per_port, _rec, d = accounting(prev, cur)
     out = []
-    for port in sorted({x.port for x in cur.listeners}):
+    index = pair_index(prev, cur)
+    for port in sorted(index.cur_listeners):
         r = per_port.get(port)
         turned = r.total if r is not None and d.overflows is not None else None
-        facts = activity(prev, cur, port, turned)
+        facts = activity(prev, cur, port, turned, index)
         if facts is not None:
             out.append(Measurement("AcceptActivity", {"port": port}, port_key(port), float(facts.waited_through),
                                    "conns", "value", facts))

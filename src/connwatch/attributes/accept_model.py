@@ -22,6 +22,7 @@ every accept figure is a lower bound).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from connwatch.attributes.accept_facts import (
     BURST,
@@ -101,21 +102,47 @@ def owner_states(group: Sequence[Listener]) -> tuple[OwnerState, ...]:
     return tuple(seen.values())
 
 
-def activity(prev: Snapshot, cur: Snapshot, port: int, turned_away: int | None) -> AcceptFacts | None:
+@dataclass(frozen=True, slots=True)
+class PairIndex:
+    """Per port, the two samples' accept counts and listeners: built once per pair of samples, so judging
+    every port of a host with thousands of listeners stays linear (a scan per port was quadratic)."""
+
+    before: dict[int, PortAccepts] | None
+    after: dict[int, PortAccepts] | None
+    prev_listeners: dict[int, tuple[Listener, ...]]
+    cur_listeners: dict[int, tuple[Listener, ...]]
+
+
+def pair_index(prev: Snapshot, cur: Snapshot) -> PairIndex:
+    return PairIndex(accepts_of(prev), accepts_of(cur), _grouped(prev.listeners), _grouped(cur.listeners))
+
+
+def _grouped(listeners: Sequence[Listener]) -> dict[int, tuple[Listener, ...]]:
+    out: dict[int, list[Listener]] = {}
+    for lst in listeners:
+        out.setdefault(lst.port, []).append(lst)
+    return {port: tuple(group) for port, group in out.items()}
+
+
+def activity(prev: Snapshot, cur: Snapshot, port: int, turned_away: int | None,
+             index: PairIndex | None = None) -> AcceptFacts | None:
     """The port's accept activity between the samples; None when either sample has no inbound inodes, or
     there is no interval (one sample judged alone, e.g. a namespace that appeared between the samples:
-    its waiting connections would read as having waited through an interval that never was)."""
-    before, after = accepts_of(prev), accepts_of(cur)
-    group = cur.listeners_on(port)
+    its waiting connections would read as having waited through an interval that never was).
+    `index`: pair_index(prev, cur), when judging many ports of the same pair."""
+    ix = index or pair_index(prev, cur)
+    before, after = ix.before, ix.after
+    group = ix.cur_listeners.get(port, ())
     if before is None or after is None or not group or cur.monotonic <= prev.monotonic:
         return None
     interval = cur.monotonic - prev.monotonic
     p, c = before.get(port, _empty(port)), after.get(port, _empty(port))
-    if not prev.listeners_on(port):  # the port opened in the interval: everything of it is new
+    was = ix.prev_listeners.get(port, ())
+    if not was:  # the port opened in the interval: everything of it is new
         p = _empty(port)
     new, basis = new_accepted(p, c)
     closed = closed_within(c, interval)
-    full = (_full(prev.listeners_on(port)), _full(group))
+    full = (_full(was), _full(group))
     backlogs = [x.backlog for x in group if x.backlog is not None]
     backlog = min(backlogs) if backlogs else None
     v = verdict(p, c, new + closed, turned_away, full)

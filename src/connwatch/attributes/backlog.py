@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.accept_facts import AcceptFacts
-from connwatch.attributes.accept_model import activity
+from connwatch.attributes.accept_model import activity, pair_index
 from connwatch.attributes.backlog_facts import (
     BacklogContext,
     CookieFacts,
@@ -249,9 +249,10 @@ def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list
     retry, give_up = syn_retry_times(cur.sysctls.tcp_syn_retries, cur.sysctls.tcp_syn_linear_timeouts)
     half_open = _half_open(cur)
     out: list[Measurement] = []
+    index = pair_index(prev, cur)
     for port, group in sorted(ports.items()):
         rejects = per_port.get(port) if d.overflows is not None else None
-        accept = activity(prev, cur, port, rejects.total) if rejects is not None else None
+        accept = activity(prev, cur, port, rejects.total, index) if rejects is not None else None
         out.extend(_port_measurements(port, group, deltas, context, cur.taken_at, interval,
                                       (rejects, half_open.get(port, 0), retry, give_up), accept))
     out.extend(_host_measurements(prev, cur, interval, context))

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Where the agent's CPU goes per full sample: user and system CPU seconds of each step, measured with
+getrusage(RUSAGE_THREAD) around the functions the agent calls (wrapped in this process only).
+
+    sudo python bench/profile_agent.py [--size 100000] [--samples 12] [--netns own|all] [--small 0]
+
+Builds bench_agent.py's load (`--tw-share` TIME_WAIT kept steady by a churn, the rest held ESTABLISHED) in
+a namespace of its own, waits one TIME_WAIT lifetime, then runs an Agent in process inside that namespace:
+a full sample every 5 s, a listener poll every 1 s, one /metrics rendering per sample (what one scrape
+each 5 s costs). `--small N` adds N small namespaces (one listener each) for `--netns all`.
+Each step's time includes the steps it calls (a dump's system time is the kernel's walk and copying;
+its user time is mostly decoding). Bounded: helpers have lifetimes, namespaces are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_agent as ba  # noqa: E402
+
+INNER = r"""
+import json, resource, sys, time, functools
+from collections import defaultdict
+from pathlib import Path
+samples, netns, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+acc = defaultdict(lambda: [0.0, 0.0, 0])
+def ru():
+    r = resource.getrusage(resource.RUSAGE_THREAD)
+    return r.ru_utime, r.ru_stime
+depth = {}
+def wrap(mod, name, label=None, key=None):
+    fn = getattr(mod, name)
+    @functools.wraps(fn)
+    def inner(*a, **k):
+        lab = key(a, k) if key else (label or name)
+        if depth.get(lab):  # recursion/nesting of the same label: count once
+            return fn(*a, **k)
+        depth[lab] = 1
+        u, s = ru()
+        try:
+            return fn(*a, **k)
+        finally:
+            u2, s2 = ru()
+            e = acc[lab]; e[0] += u2 - u; e[1] += s2 - s; e[2] += 1
+            depth[lab] = 0
+    setattr(mod, name, inner)
+import connwatch.collect as C, connwatch.agent.loop as L, connwatch.collect_netns as CN
+from connwatch.sources import netlink, diag_filter, processes, procfs, netns as NS
+STATES = {netlink.TCPF_ALL_BUT_LISTEN: "dump: every state but LISTEN", netlink.TCPF_ALL_BUT_LISTEN & ~(1 << 6):
+          "dump: every state but LISTEN and TIME_WAIT", 1 << 6: "dump: TIME_WAIT", netlink.TCPF_LISTEN: "dump: LISTEN"}
+def states_of(a, k):
+    st = a[2] if len(a) > 2 else k.get("states")
+    return STATES.get(st, f"dump: states {st:#x}")
+wrap(netlink, "dump", key=lambda a, k: states_of((None, None, a[2]), {}) + " (one family)")
+wrap(netlink, "dump_both_families", key=lambda a, k: states_of((None, None, a[1]), {}) + " (both families)")
+wrap(diag_filter, "dump_filtered", "dump: inbound TIME_WAIT (port filter)")
+for name in ("read_counters", "read_sockstat", "read_sysctls", "read_host"):
+    wrap(C, name, "proc: " + name)
+wrap(C, "read_host_limits", "proc: read_host_limits")
+wrap(C, "attach_owners", "owner scan (attach_owners)")
+wrap(CN, "attach_owners", "owner scan (attach_owners)")
+wrap(CN, "discover", "netns discovery")
+wrap(CN, "collect_many", "netns: collect_many")
+wrap(L, "judge", "judge (attributes, rules, alerts, store)")
+wrap(L, "collect", "collect (own namespace)")
+wrap(L, "log_lines", "log lines")
+from connwatch.agent.loop import Agent
+from connwatch.agent.options import AgentOptions
+from connwatch.clock import SystemClock
+from connwatch.rules.config import load_config
+agent = Agent(AgentOptions(state_dir=Path(tmp), listen_port=0, netns=netns), load_config(None), SystemClock())
+for name in ("full_sample", "listener_poll", "_collect", "_plan_time_wait"):
+    wrap(agent, name, "agent." + name)
+wrap(agent.collector, "update", "metrics: collector.update")
+wrap(agent.collector, "update_listeners", "metrics: collector.update_listeners")
+wrap(agent.metrics_cache, "response", "metrics: render (one scrape per sample)")
+start_ru = ru(); t0 = time.monotonic()
+warm = 2
+for i in range(samples + warm):
+    if i == warm:
+        acc.clear(); start_ru = ru(); t0 = time.monotonic()
+    nxt = time.monotonic() + 5
+    agent.full_sample()
+    agent.metrics_cache.response("", "")
+    for _ in range(4):
+        time.sleep(max(0.0, nxt - 4 + _ - time.monotonic()))
+        agent.listener_poll()
+    time.sleep(max(0.0, nxt - time.monotonic()))
+u, s = ru()
+tw = agent.time_wait.caches if agent.time_wait else {}
+print(json.dumps({"acc": {k: v for k, v in acc.items()}, "total": [u - start_ru[0], s - start_ru[1]],
+                  "wall": time.monotonic() - t0, "samples": samples,
+                  "tw": {str(k): [c.dumps, c.reuses, c.reason] for k, c in tw.items()},
+                  "process": list(resource.getrusage(resource.RUSAGE_SELF)[:2])}))
+"""
+
+
+WALKS = r"""
+import json, resource, socket, sys
+from connwatch.sources import netlink
+from connwatch.parsers.sock_diag import SocketAggregator
+states = netlink.TCPF_ALL_BUT_LISTEN & ~(1 << 6)
+def ru():
+    r = resource.getrusage(resource.RUSAGE_THREAD)
+    return r.ru_utime + r.ru_stime, r.ru_stime
+def one():
+    with netlink.open_socket() as s:
+        netlink.dump_both_families(s, states, 0, SocketAggregator(frozenset()))
+def two():
+    with netlink.open_socket() as s:
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            netlink.dump(s, fam, states, 0, SocketAggregator(frozenset()))
+out = {"one": [], "two": []}
+for _ in range(int(sys.argv[1])):
+    for name, fn in (("one", one), ("two", two)):
+        a = ru(); fn(); b = ru()
+        out[name].append([b[0] - a[0], b[1] - a[1]])
+print(json.dumps(out))
+"""
+
+
+def walks(ns: str, reps: int) -> None:
+    """One legacy dump of both families against one dump per family (every state but LISTEN and
+    TIME_WAIT), interleaved: CPU and system seconds of each, medians and the pair ratios."""
+    import statistics
+
+    r = json.loads(ba.sh(ns, sys.executable, "-c", WALKS, str(reps)).strip().splitlines()[-1])
+    ratios = [a[0] / b[0] for a, b in zip(r["one"], r["two"], strict=True) if b[0] > 0]
+    for k in ("one", "two"):
+        print(f"non-TIME_WAIT dump, {k} walk(s): CPU median {statistics.median(x[0] for x in r[k]) * 1000:.1f} ms, "
+              f"system {statistics.median(x[1] for x in r[k]) * 1000:.1f} ms")
+    print(f"one walk / two walks CPU: median {statistics.median(ratios):.2f} "
+          f"(range {min(ratios):.2f}-{max(ratios):.2f}), load {ba.uptime_load()}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=100_000)
+    p.add_argument("--tw-share", type=float, default=0.9)
+    p.add_argument("--samples", type=int, default=12)
+    p.add_argument("--netns", default="own")
+    p.add_argument("--small", type=int, default=0, help="small namespaces (one listener each) besides the load's")
+    p.add_argument("--fill", type=float, default=60.0)
+    p.add_argument("--walks", type=int, default=0, help="also time N interleaved pairs: one walk vs one per family")
+    a = p.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("profile_agent: needs root for a network namespace")
+    ns = f"cwprof-{uuid.uuid4().hex[:6]}"
+    small = [f"cwprofs-{uuid.uuid4().hex[:6]}" for _ in range(a.small)]
+    procs: list[subprocess.Popen[str]] = []
+    life = a.fill + a.samples * 5 + 60
+    try:
+        for name in (ns, *small):
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            ba.sh(name, "ip", "link", "set", "lo", "up")
+        ba.sh(ns, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=0")
+        for name in small:
+            procs.append(ba.start(name, sys.executable, "-c", ba.SERVER, "[]", "8080", str(life), ready=True))
+        tw_target = int(a.size * a.tw_share)
+        hold = max((a.size - tw_target) // 2, 0)
+        procs.append(ba.start(ns, sys.executable, "-c", ba.SERVER, repr(ba.DESTS), str(ba.HOLD_PORT), str(life),
+                              ready=True))
+        procs.append(ba.start(ns, sys.executable, "-c", ba.CLIENT, repr(ba.DESTS), str(ba.HOLD_PORT), str(hold),
+                              str(tw_target / 60.0), str(life), ready=True))
+        time.sleep(a.fill)
+        total, tw = ba.count(ns)
+        print(f"{total} sockets ({tw} TIME_WAIT), {a.small} small namespaces, load {ba.uptime_load()}")
+        if a.walks:
+            walks(ns, a.walks)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = ba.sh(ns, sys.executable, "-c", INNER, str(a.samples), a.netns, tmp, timeout=a.samples * 5 + 120)
+        print(f"load after: {ba.uptime_load()}")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
+        for name in (ns, *small):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    r = json.loads(out.strip().splitlines()[-1])
+    n = r["samples"]
+    rows = defaultdict(list)
+    for k, (u, s, calls) in r["acc"].items():
+        rows[k] = [u / n * 1000, s / n * 1000, calls / n]
+    u, s = r["total"]
+    print(f"main thread per 5 s sample: user {u / n * 1000:.1f} ms, system {s / n * 1000:.1f} ms "
+          f"= {(u + s) / r['wall'] * 100:.2f} % of a core (wall {r['wall']:.0f} s)")
+    print(f"{'step (inclusive)':58s} {'user ms':>8s} {'sys ms':>8s} {'calls':>6s}   per 5 s sample")
+    for k, (um, sm, c) in sorted(rows.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
+        print(f"{k:58s} {um:8.2f} {sm:8.2f} {c:6.1f}")
+    print("TIME_WAIT caches (dumps, reuses, last reason):", r["tw"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Real kernel: a namespace holding only its listeners is not walked again (collect_quiet.py), and
+nothing it would have shown is lost.
+
+The agent samples the test's namespace by name (`--netns NAME`, every-namespace sampling's path:
+a thread enters it). Two agents judge it side by side: one with the quiet gate (the default), one
+without (`--time-wait every-sample`, whose samples dump every state every time). While nothing moves,
+the gated one skips the non-listening dump and its summary equals a fresh dump's; a SYN flood (raw
+SYNs whose SYN-ACKs are lost, so the handshakes stay SYN_RECV, which sockstat does not count) moves
+Tcp InSegs, so the next sample dumps again: it sees the half-open handshakes `ss` shows, and both agents
+raise the same alert, at the same sample, with the value the namespace's own nstat counted. A
+connection made between samples (a full socket: sockstat's inuse) is seen the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from connwatch.agent.loop import Agent
+from connwatch.agent.options import AgentOptions
+from connwatch.clock import SystemClock
+from connwatch.collect import CollectOptions
+from connwatch.collect_netns import collect_all
+from connwatch.collect_quiet import SKIPPED
+from connwatch.model import Snapshot
+from connwatch.rules.config import load_config
+
+from .netns import Netns, poll
+from .test_rejects_live import _delta, _half_open_setup, _kernel, _settled, _syn_flood, _syn_recv
+
+QUIET = 8095
+
+
+def _agents(ns: Netns, tmp_path: Path) -> dict[str, Agent]:
+    return {name: Agent(AgentOptions(state_dir=tmp_path / name, listen_port=0, netns=ns.name,
+                                     time_wait_when_due=name == "gated"), load_config(None), SystemClock())
+            for name in ("gated", "every")}
+
+
+def _sample(agents: dict[str, Agent]) -> dict[str, Snapshot]:
+    out = {}
+    for name, agent in agents.items():
+        agent.full_sample()
+        [snap] = agent.prev.values()
+        out[name] = snap
+    return out
+
+
+def _skipped(snap: Snapshot) -> bool:
+    return any(s.detail == SKIPPED for s in snap.statuses)
+
+
+def _close(agents: dict[str, Agent]) -> None:
+    for agent in agents.values():
+        agent.keeper.close()
+        if agent.others is not None:
+            agent.others.close()
+
+
+def _norm(snap: Snapshot) -> list[Any]:
+    s = snap.sockets
+    assert s is not None
+    return [s.total, dict(s.by_state), sorted(map(repr, s.destinations)), sorted(map(repr, s.sources)),
+            sorted(map(repr, s.accepts or ()))]
+
+
+def _port_alerts(agent: Agent, port: int) -> list[tuple[str, float]]:
+    return sorted((a.attribute, a.value) for a in agent.alerts if a.resource.get("port") == port)
+
+
+def test_a_quiet_namespace_is_skipped_and_a_syn_flood_is_still_seen_at_the_next_sample(
+        ns: Netns, tmp_path: Path) -> None:
+    _half_open_setup(ns, 0, QUIET)  # syncookies off, listener backlog 5, SYN-ACKs toward the sources lost
+    agents = _agents(ns, tmp_path)
+    try:
+        first = _sample(agents)  # remembered, nothing judged
+        assert not _skipped(first["gated"]) and first["gated"].sockets is not None
+        assert first["gated"].sockets.total == 0
+        quiet = _sample(agents)
+        assert _skipped(quiet["gated"]) and not _skipped(quiet["every"])
+        assert _norm(quiet["gated"]) == _norm(quiet["every"])
+        [fresh] = collect_all(SystemClock(), CollectOptions(owners=False), ns.name)
+        assert _norm(quiet["gated"]) == _norm(fresh)  # an empty dump's summary, accept counts included
+        assert quiet["gated"].listeners == quiet["every"].listeners
+
+        before = _kernel(ns, QUIET)
+        _syn_flood(ns, QUIET, 200)
+        moved = _delta(before, _settled(ns, QUIET))
+        half_open = _syn_recv(ns, QUIET)
+        flooded = _sample(agents)
+        assert not _skipped(flooded["gated"])  # Tcp InSegs moved: dumped again
+        for snap in flooded.values():
+            assert snap.sockets is not None and snap.sockets.by_state.get("SYN_RECV") == half_open > 0
+        full = moved["TcpExtTCPReqQFullDrop"]
+        assert full > 0 and half_open + full == 200, moved
+        alerts = {name: _port_alerts(agent, QUIET) for name, agent in agents.items()}
+        assert alerts["gated"] == alerts["every"], alerts
+        assert ("BacklogRejectsByPort", full) in alerts["gated"], alerts  # at the first sample after the flood
+    finally:
+        _close(agents)
+
+
+CONNECT = """import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+print("READY", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_connection_made_between_samples_ends_the_skipping(ns: Netns, tmp_path: Path) -> None:
+    ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")  # never accepts: the connection waits
+    agents = _agents(ns, tmp_path)
+    client = None
+    try:
+        _sample(agents)
+        assert _skipped(_sample(agents)["gated"])
+        client = ns.popen([sys.executable, "-c", CONNECT, "127.0.0.1", str(QUIET)], stdin=-1)
+        assert client.stdout is not None and client.stdout.readline().startswith("READY")
+        assert poll(lambda: len(ns.run(["ss", "-tanH", "state", "established"]).stdout.splitlines()) == 2, 5)
+        seen = _sample(agents)
+        assert not _skipped(seen["gated"])
+        established = len(ns.run(["ss", "-tanH", "state", "established"]).stdout.splitlines())
+        for snap in seen.values():
+            assert snap.sockets is not None and snap.sockets.by_state.get("ESTABLISHED") == established == 2
+            [lst] = snap.listeners
+            assert lst.queue == 1
+        assert _norm(seen["gated"]) == _norm(seen["every"])
+    finally:
+        if client is not None:
+            client.communicate("\n", timeout=10)
+        _close(agents)
+
+
+def test_the_own_namespace_agent_dumps_both_families_in_one_walk(ns: Netns, tmp_path: Path) -> None:
+    """`--netns own` (collect() in the agent's namespace) asks the kernel for both families at once; the
+    listeners of both families and the sockets are still all seen (as `ss` shows them)."""
+    code = ("import socket, sys\n"
+            f"a = socket.socket(socket.AF_INET6); a.bind(('::1', {QUIET})); a.listen(5)\n"
+            f"b = socket.socket(); b.bind(('127.0.0.1', {QUIET})); b.listen(5)\n"
+            f"c = socket.create_connection(('::1', {QUIET})); d = socket.create_connection(('127.0.0.1', {QUIET}))\n"
+            "print('READY', flush=True); sys.stdin.readline()\n")
+    proc = ns.popen([sys.executable, "-c", code], stdin=-1)
+    assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+    script = ("import json, sys\nfrom pathlib import Path\nfrom connwatch.agent.loop import Agent\n"
+              "from connwatch.agent.options import AgentOptions\nfrom connwatch.clock import SystemClock\n"
+              "from connwatch.rules.config import load_config\n"
+              "a = Agent(AgentOptions(state_dir=Path(sys.argv[1]), listen_port=0), load_config(None), SystemClock())\n"
+              "a.full_sample(); [s] = a.prev.values(); a.keeper.close()\n"
+              "print(json.dumps({'one_walk': a.one_walk, 'families': sorted(x.family for x in s.listeners),\n"
+              "  'states': dict(s.sockets.by_state),\n"
+              "  'ok': all(st.ok for st in s.statuses if 'netlink' in st.name)}))\n")
+    try:
+        out = json.loads(ns.run([sys.executable, "-c", script, str(tmp_path)]).stdout)
+        established = len(ns.run(["ss", "-tanH", "state", "established"]).stdout.splitlines())
+    finally:
+        proc.communicate("\n", timeout=10)
+    assert out == {"one_walk": True, "families": [4, 6], "states": {"ESTABLISHED": established}, "ok": True}, out
+    assert established == 4
