@@ -14,7 +14,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # (the namespace and container code loads only where another namespace is looked for)
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # (the namespace and container code loads only where another 
 
 from connwatch.clock import Clock
 from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netlink_listeners, sample
+from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_probe
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import MemoListenerDecoder
@@ -225,11 +226,17 @@ def collect_selected(clock: Clock, opts: CollectOptions, chosen: list[tuple[Netn
     return attach_owners(snaps, opts.proc_root, opts.destination_owners) if opts.owners else snaps
 
 
-def _socket_or_error(_fd: int) -> socket.socket | SourceUnavailable:
-    try:
-        return netlink.open_socket()
-    except SourceUnavailable as exc:
-        return exc
+Made = tuple[socket.socket, tuple[int, ...] | None]  # a namespace's poll socket and probe files
+
+
+def _socket_or_error(proc_root: str) -> Callable[[int], Made | SourceUnavailable]:
+    def inside(_fd: int) -> Made | SourceUnavailable:
+        try:
+            return netlink.open_socket(), open_probe(proc_root)
+        except SourceUnavailable as exc:
+            return exc
+
+    return inside
 
 
 class NetnsListenerPoller:
@@ -260,6 +267,9 @@ class NetnsListenerPoller:
         self.failures: dict[int, str] = {}  # inode -> why its socket could not be made
         self.legacy = True  # one TCPDIAG_GETSOCK dump per namespace; False after the kernel refused it
         self._memo: dict[int, dict[bytes, Listener]] = {}  # inode -> last poll's replies (unchanged = reused)
+        self._probes: dict[int, tuple[int, ...] | None] = {}  # inode -> its probe files (collect_quiet.py)
+        self._last: dict[int, tuple[bytes, tuple[Listener, ...]]] = {}  # inode -> (probe before, listeners)
+        self.reused = 0  # polls of a namespace answered without a dump
 
     def refresh(self, refs: Iterable[NetnsRef]) -> None:
         from connwatch.sources.netns import open_netns, run_in_each
@@ -268,6 +278,7 @@ class NetnsListenerPoller:
         for inode in [i for i in self._socks if i not in wanted]:
             self._socks.pop(inode).close()
             self._memo.pop(inode, None)
+            close_probe(self._probes.pop(inode, None))
         self.failures = {i: why for i, why in self.failures.items() if i in wanted}
         fds: list[tuple[int, int]] = []  # (inode, fd) of namespaces new to the poller
         for inode, ref in wanted.items():
@@ -281,15 +292,16 @@ class NetnsListenerPoller:
             except SourceUnavailable as exc:
                 self.failures[inode] = str(exc)
         try:
-            made = run_in_each([fd for _, fd in fds], _socket_or_error)
+            made = run_in_each([fd for _, fd in fds], _socket_or_error(self.proc_root))
         finally:
             for _, fd in fds:
                 os.close(fd)
-        for (inode, _), sock in zip(fds, made, strict=True):
-            if isinstance(sock, socket.socket):
-                self._socks[inode] = sock
+        for (inode, _), got in zip(fds, made, strict=True):
+            if isinstance(got, SourceUnavailable):
+                self.failures[inode] = str(got)
             else:
-                self.failures[inode] = str(sock)
+                self._socks[inode], self._probes[inode] = got
+        self._last.clear()  # a reused poll result is never older than the last full sample
 
     def poll(self) -> dict[int, tuple[Listener, ...] | None]:
         """inode -> its listeners now; None for a namespace whose socket or dump failed."""
@@ -325,6 +337,21 @@ class NetnsListenerPoller:
         return got
 
     def _listeners(self, inode: int, sock: socket.socket) -> tuple[Listener, ...]:
+        """The namespace's listeners: the last dump's when its probe proves nothing changed (collect_quiet.py)."""
+        fds = self._probes.get(inode)
+        probe = read_probe(fds) if fds else None
+        last = self._last.get(inode)
+        if probe is not None and last is not None and probe == last[0]:
+            self.reused += 1
+            return last[1]
+        listeners = self._dump(inode, sock)
+        if probe is not None and probe_inuse(probe) == len(listeners) and all(x.queue == 0 for x in listeners):
+            self._last[inode] = (probe, listeners)
+        else:
+            self._last.pop(inode, None)
+        return listeners
+
+    def _dump(self, inode: int, sock: socket.socket) -> tuple[Listener, ...]:
         if self.legacy:
             decoder = MemoListenerDecoder([], self._memo.get(inode, {}), {})
             try:
@@ -343,3 +370,6 @@ class NetnsListenerPoller:
         for sock in self._socks.values():
             sock.close()
         self._socks.clear()
+        for fds in self._probes.values():
+            close_probe(fds)
+        self._probes.clear()

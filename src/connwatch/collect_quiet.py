@@ -83,3 +83,59 @@ def _empty(snap: Snapshot) -> Snapshot:
     summary = SocketAggregator(ports, snap.sysctls.tcp_tw_reuse_delay).summary()
     status = SourceStatus(f"{NETLINK} sockets", True, SKIPPED, 0.0)
     return dataclasses.replace(snap, sockets=summary, statuses=(*snap.statuses, status))
+
+
+# -- the listener poll across namespaces ----------------------------------------------------------------
+# Between full samples a namespace's listeners are polled for their queue peaks. Its sockstat, sockstat6
+# and snmp, opened once inside it (an open /proc/thread-self/net file keeps its namespace) and re-read with
+# pread, say when a LISTEN dump can tell nothing new: all three byte-for-byte as they were just before the
+# last dump means no packet came or went (snmp's Ip/Tcp counters: no SYN, no ACK, so no new connection and
+# no listener drop) and no socket was hashed or unhashed (inuse); when, in addition, inuse equals the
+# number of listeners that dump found, no accept-queue entry exists (a queued connection is a hashed full
+# socket), so every queue is 0 now, as that dump found. The poller then reuses that dump's listeners.
+PROBE_FILES = ("sockstat", "sockstat6", "snmp")  # read_probe's order
+
+
+def open_probe(proc_root: str) -> tuple[int, ...] | None:
+    """The probe files of the calling thread's namespace, opened (call on a thread inside it); None
+    when any cannot be opened (then that namespace is always dumped)."""
+    import os
+
+    fds: list[int] = []
+    try:
+        for name in PROBE_FILES:
+            fds.append(os.open(f"{proc_root}/thread-self/net/{name}", os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        close_probe(tuple(fds))
+        return None
+    return tuple(fds)
+
+
+def read_probe(fds: tuple[int, ...]) -> bytes | None:
+    """What the probe files say now, reduced to this namespace's own values: sockstat's `TCP: inuse N ...
+    tw N` (its orphan, alloc and mem are host-wide: they move with every other namespace's traffic),
+    sockstat6's TCP6 inuse, and all of snmp (per namespace). None when a file cannot be read or lacks them."""
+    import os
+
+    try:
+        sockstat, sockstat6, snmp = (os.pread(fd, 65536, 0) for fd in fds)
+    except (OSError, ValueError):
+        return None
+    tcp = next((line.split() for line in sockstat.split(b"\n") if line.startswith(b"TCP: ")), [])
+    tcp6 = next((line.split() for line in sockstat6.split(b"\n") if line.startswith(b"TCP6: ")), [])
+    if tcp[1:2] != [b"inuse"] or tcp[5:6] != [b"tw"] or tcp6[1:2] != [b"inuse"]:
+        return None
+    return b"inuse %s %s tw %s\n" % (tcp[2], tcp6[2], tcp[6]) + snmp
+
+
+def close_probe(fds: tuple[int, ...] | None) -> None:
+    import os
+
+    for fd in fds or ():
+        os.close(fd)
+
+
+def probe_inuse(probe: bytes) -> int:
+    """TCP inuse + TCP6 inuse of a probe (read_probe's first line)."""
+    first = probe.split(b"\n", 1)[0].split()
+    return int(first[1]) + int(first[2])

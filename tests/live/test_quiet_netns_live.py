@@ -14,6 +14,7 @@ connection made between samples (a full socket: sockstat's inuse) is seen the sa
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from connwatch.agent.loop import Agent
 from connwatch.agent.options import AgentOptions
 from connwatch.clock import SystemClock
 from connwatch.collect import CollectOptions
-from connwatch.collect_netns import collect_all
+from connwatch.collect_netns import NetnsListenerPoller, collect_all, discover
 from connwatch.collect_quiet import SKIPPED
 from connwatch.model import Snapshot
 from connwatch.rules.config import load_config
@@ -158,3 +159,28 @@ def test_the_own_namespace_agent_dumps_both_families_in_one_walk(ns: Netns, tmp_
         proc.communicate("\n", timeout=10)
     assert out == {"one_walk": True, "families": [4, 6], "states": {"ESTABLISHED": established}, "ok": True}, out
     assert established == 4
+
+
+def test_the_listener_poll_reuses_a_dump_only_while_nothing_moved(ns: Netns) -> None:
+    """The poll across namespaces answers from the last dump while the namespace's sockstat, sockstat6
+    and snmp are byte-for-byte unchanged and it holds only listeners; a connection waiting in the queue
+    is polled (queue 1, as `ss -ltn` shows), and so on while it waits."""
+    ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")  # never accepts
+    inode = os.stat(f"/run/netns/{ns.name}").st_ino
+    poller = NetnsListenerPoller()
+    client = None
+    try:
+        poller.refresh(ref for ref, _ in discover(CollectOptions())[0] if ref.inode == inode)
+        first = poller.poll()[inode]
+        assert first is not None and [(x.port, x.queue, x.backlog) for x in first] == [(QUIET, 0, 5)]
+        assert poller.poll()[inode] == first and poller.reused == 1
+        client = ns.popen([sys.executable, "-c", CONNECT, "127.0.0.1", str(QUIET)], stdin=-1)
+        assert client.stdout is not None and client.stdout.readline().startswith("READY")
+        for _ in range(2):
+            [lst] = poller.poll()[inode] or ()
+            assert lst.queue == 1 == int(ns.run(["ss", "-ltnH", f"sport = :{QUIET}"]).stdout.split()[1])
+        assert poller.reused == 1
+    finally:
+        if client is not None:
+            client.communicate("\n", timeout=10)
+        poller.close()
