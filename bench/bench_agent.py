@@ -14,6 +14,12 @@ destinations (4 loopback addresses x 4 ports, each well below any ephemeral-port
 are held ESTABLISHED connections (both ends in the namespace). Also /metrics scrape latency from one
 client at 100+ scrapes/s (rendered once per sample, not per scrape) and `ss -tan` for scale.
 
+With `--small N` (README: 100), also `connwatch run --netns all` from the host's namespace, sampling the
+host's, the load's and N small namespaces with `--listeners` listeners each (held by one process whose
+threads entered them), scraped every 5 s too. It runs in a pid and mount namespace of its own where
+/run/netns shows only this benchmark's namespaces, so other jobs' namespaces on the machine are not
+sampled (their processes are not visible either: the owner scan sees only the agent's own).
+
 Targets (issue 17): the agent at 100k sockets and a 5 s interval <= 1 % of a core (node_exporter was
 measured at 3.4 %).
 """
@@ -30,12 +36,13 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
-HOLD_PORT, METRICS_DUE, METRICS_EVERY, NODE = 7000, 19816, 19817, 19818
+HOLD_PORT, METRICS_DUE, METRICS_EVERY, NODE, METRICS_ALL = 7000, 19816, 19817, 19818, 19819
 DESTS = [(f"127.0.0.{a}", 7101 + p) for a in range(1, 5) for p in range(4)]
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
 
@@ -115,6 +122,45 @@ print(json.dumps({"lat": lat, "bytes": len(body)}))
 """
 
 
+HOLDER = """import os, socket, sys, time
+from connwatch.sources.netns import run_in_each
+names, count, life = sys.argv[1].split(","), int(sys.argv[2]), float(sys.argv[3])
+fds = [os.open(f"/run/netns/{n}", os.O_RDONLY) for n in names]
+def listen(_fd):
+    out = []
+    for i in range(count):
+        s = socket.socket(); s.bind(("127.0.0.1", 8000 + i)); s.listen(128); out.append(s)
+    return out
+held = run_in_each(fds, listen)
+print("READY", flush=True)
+time.sleep(life)
+"""
+
+ISOLATED = """set -e
+d=$(mktemp -d /tmp/cwbench-netns.XXXXXX)
+for n in $NAMES; do touch "$d/$n"; mount --bind "/run/netns/$n" "$d/$n"; done
+mount --rbind "$d" /run/netns
+exec "$@"
+"""
+
+
+def isolated(names: list[str], *args: str) -> list[str]:
+    """args in a pid and mount namespace of their own where /run/netns lists only `names`."""
+    return ["unshare", "--pid", "--fork", "--kill-child=SIGTERM", "--mount-proc", "--mount", "--propagation", "private",
+            "env", f"NAMES={' '.join(names)}", "sh", "-c", ISOLATED, "sh", *args]
+
+
+def child_pid(pid: int, deadline_s: float = 10) -> int:
+    """The (single) child of `unshare --fork`: the measured program."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.05)
+    raise SystemExit("the isolated agent did not start")
+
+
 def cmd(ns: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *args]
 
@@ -147,8 +193,8 @@ def rss_mb(pid: int) -> float:
 
 
 def leaf(proc: subprocess.Popen[str]) -> int:
-    """The pid of the measured program: `ip netns exec` execs it, so the same pid."""
-    return proc.pid
+    """The pid of the measured program: `ip netns exec` execs it, so the same pid; `unshare --fork` forks it."""
+    return child_pid(proc.pid) if proc.args[0] == "unshare" else proc.pid  # type: ignore[index]
 
 
 def count(ns: str) -> tuple[int, int]:
@@ -162,17 +208,22 @@ def uptime_load() -> str:
 
 
 def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tmp: Path,
-            a_fill: float = 60.0) -> dict[str, object]:
+            a_fill: float = 60.0, small: list[str] | None = None, listeners: int = 50) -> dict[str, object]:
     tw_target = int(size * tw_share)
     rate = tw_target / 60.0
     hold = max((size - tw_target) // 2, 0)
     life = 60 + 30 + windows * window + 60
     procs: list[subprocess.Popen[str]] = []
     agents: dict[str, subprocess.Popen[str]] = {}
+    stop_pid: dict[int, int] = {}  # the process to signal instead of a Popen's own
     try:
         procs.append(start(ns, sys.executable, "-c", SERVER, repr(DESTS), str(HOLD_PORT), str(life), ready=True))
         procs.append(start(ns, sys.executable, "-c", CLIENT, repr(DESTS), str(HOLD_PORT), str(hold), str(rate),
                            str(life), ready=True))
+        if small:
+            procs.append(subprocess.Popen([sys.executable, "-c", HOLDER, ",".join(small), str(listeners), str(life)],
+                                          stdout=subprocess.PIPE, text=True))
+            assert procs[-1].stdout is not None and procs[-1].stdout.readline().startswith("READY")
         time.sleep(a_fill)  # one TIME_WAIT lifetime: the population reaches its steady level
         total, tw = count(ns)
         print(f"{size} target: {total} sockets ({tw} TIME_WAIT, churn {rate:.0f}/s, {hold} held connections)")
@@ -188,6 +239,16 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
                                             f"--web.listen-address=127.0.0.1:{NODE}")
             procs.append(agents["node_exporter"])
             urls.append(f"http://127.0.0.1:{NODE}/metrics")
+        if small:
+            log = (tmp / f"all-{size}.log").open("w")
+            agents["netns-all"] = subprocess.Popen(
+                isolated([ns, *small], sys.executable, "-m", "connwatch", "run", "--interval", "5", "--netns", "all",
+                         "--listen", f"127.0.0.1:{METRICS_ALL}", "--state-dir", str(tmp / f"state-{size}-all")),
+                stdout=subprocess.PIPE, stderr=log, text=True)
+            procs.append(agents["netns-all"])
+            stop_pid[agents["netns-all"].pid] = child_pid(agents["netns-all"].pid)  # unshare ignores SIGTERM
+            url = f"http://127.0.0.1:{METRICS_ALL}/metrics"
+            procs.append(subprocess.Popen([sys.executable, "-c", SCRAPER, url, "5", str(windows * window + 60)]))
         time.sleep(15)  # imports, first samples
         for name, proc in agents.items():
             if proc.poll() is not None:
@@ -195,16 +256,21 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
                 raise SystemExit(f"{name} exited: {log.read_text()[-2000:] if log.exists() else ''}")
         procs.append(start(ns, sys.executable, "-c", SCRAPER, ",".join(urls), "5", str(windows * window + 30)))
         cpu: dict[str, list[float]] = {k: [] for k in agents}
+        pids = {k: leaf(p) for k, p in agents.items()}
         loads = []
         for _ in range(windows):
-            c0 = {k: cpu_seconds(leaf(p)) for k, p in agents.items()}
+            c0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
             t0 = time.monotonic()
             time.sleep(window)
             dt = time.monotonic() - t0
-            for k, p in agents.items():
-                cpu[k].append((cpu_seconds(leaf(p)) - c0[k]) / dt * 100)
+            for k, pid in pids.items():
+                cpu[k].append((cpu_seconds(pid) - c0[k]) / dt * 100)
             loads.append(uptime_load())
-        rss = {k: rss_mb(leaf(p)) for k, p in agents.items()}
+        rss = {k: rss_mb(pid) for k, pid in pids.items()}
+        sampled = "?"
+        if small:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_ALL}/metrics", timeout=10).read().decode()
+            sampled = str(sum(1 for line in text.splitlines() if line.startswith("connwatch_netns_info{")))
         total2, tw2 = count(ns)
         lat = json.loads(sh(ns, sys.executable, "-c", LATENCY, urls[0]))
         ss = []
@@ -221,12 +287,12 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
     finally:
         for proc in procs:
             if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM if proc in agents.values() else signal.SIGKILL)
+                os.kill(stop_pid.get(proc.pid, proc.pid), signal.SIGTERM if proc in agents.values() else signal.SIGKILL)
         for proc in procs:
             try:
                 proc.communicate(timeout=20)
             except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
+                os.kill(stop_pid.get(proc.pid, proc.pid), signal.SIGKILL)
                 proc.communicate(timeout=10)
     due_log = (tmp / f"when-due-{size}.log").read_text()
     reasons = Counter(re.sub(r"[0-9.]+", "N", m)
@@ -237,7 +303,7 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
             "scrape_p99_ms": sorted_lat[int(len(sorted_lat) * 0.99) - 1] * 1000, "scrapes": len(sorted_lat),
             "scrapes_per_s": len(sorted_lat) / sum(sorted_lat), "metrics_bytes": lat["bytes"],
             "ss_tan_ms": statistics.median(ss), "tw_dumps": tw_dumps, "full_samples": full,
-            "reasons": dict(reasons)}
+            "reasons": dict(reasons), "netns_labels": sampled}
 
 
 def report(r: dict[str, object]) -> None:
@@ -249,6 +315,14 @@ def report(r: dict[str, object]) -> None:
         print(f"  {k:14s} CPU % of a core per window: {', '.join(f'{x:.2f}' for x in v)}; median "
               f"{statistics.median(v):.2f}; RSS {r['rss'][k]:.1f} MB")  # type: ignore[index]
     due = cpu["when-due"]
+    if "netns-all" in cpu:
+        due_all = cpu["netns-all"]
+        for peer in ("when-due", "node_exporter"):
+            if peer in cpu:
+                ratios = [a / b for a, b in zip(due_all, cpu[peer], strict=True) if b > 0]
+                print(f"  netns-all / {peer}: median {statistics.median(ratios):.2f} "
+                      f"(range {min(ratios):.2f}-{max(ratios):.2f}); "
+                      f"{r['netns_labels']} namespaces on its /metrics (connwatch_netns_info)")
     for peer in ("every-sample", "node_exporter"):
         if peer in cpu:
             ratios = [a / b for a, b in zip(due, cpu[peer], strict=True) if b > 0]
@@ -268,6 +342,8 @@ def main() -> int:
     p.add_argument("--windows", type=int, default=4)
     p.add_argument("--window", type=float, default=30.0)
     p.add_argument("--fill", type=float, default=60.0, help="seconds of churn before measuring (one TIME_WAIT life)")
+    p.add_argument("--small", type=int, default=0, help="also `run --netns all` over this many small namespaces")
+    p.add_argument("--listeners", type=int, default=50, help="listeners in each small namespace")
     a = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_agent: needs root for a network namespace")
@@ -275,15 +351,22 @@ def main() -> int:
         print("node_exporter not found (prometheus-node-exporter): measured without it")
     for size in (int(x) for x in a.sizes.split(",")):
         ns = f"cwbench-{uuid.uuid4().hex[:6]}"
+        small = [f"{ns}-s{i}" for i in range(a.small)]
         subprocess.run(["ip", "netns", "add", ns], check=True)
         try:
+            for name in small:
+                subprocess.run(["ip", "netns", "add", name], check=True)
+                sh(name, "ip", "link", "set", "lo", "up")
             sh(ns, "ip", "link", "set", "lo", "up")
             sh(ns, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=0")  # TIME_WAIT stays: the load is what it says
             tmp = Path(f"/tmp/{ns}")
             tmp.mkdir()
-            report(measure(ns, size, a.tw_share, a.windows, a.window, tmp, a.fill))
+            report(measure(ns, size, a.tw_share, a.windows, a.window, tmp, a.fill, small, a.listeners))
         finally:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            for name in (ns, *small):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            for left in Path("/tmp").glob("cwbench-netns.*"):
+                shutil.rmtree(left, ignore_errors=True)
     return 0
 
 
