@@ -1,0 +1,68 @@
+"""collect_quiet's probe: only the namespace's own values count (sockstat's alloc and mem are host-wide).
+
+The texts are this machine's /proc/thread-self/net/sockstat, sockstat6 and snmp (kernel 6.18, a test
+namespace holding one listener; of snmp only its two Tcp lines, as a fresh namespace shows them), read
+while writing this test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from connwatch.collect_quiet import probe_inuse, read_probe, signals_of
+
+SOCKSTAT = (b"sockets: used 2\nTCP: inuse 1 orphan 0 tw 0 alloc 12018 mem 2379\nUDP: inuse 0 mem 0\n"
+            b"UDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n")
+SOCKSTAT6 = b"TCP6: inuse 0\nUDP6: inuse 0\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n"
+SNMP = (b"Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab "
+        b"InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors\nTcp: 1 200 120000 -1 0 0 0 0 0 0 0 0 0 0 0\n")
+
+
+def _fds(tmp: Path, *texts: bytes) -> tuple[int, ...]:
+    fds = []
+    for i, text in enumerate(texts):
+        path = tmp / f"f{i}"
+        path.write_bytes(text)
+        fds.append(os.open(path, os.O_RDONLY))
+    return tuple(fds)
+
+
+def test_host_wide_fields_do_not_change_the_probe_and_own_ones_do(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    base = _fds(tmp_path / "a", SOCKSTAT, SOCKSTAT6, SNMP)
+    other = SOCKSTAT.replace(b"alloc 12018 mem 2379", b"alloc 13000 mem 99").replace(b"orphan 0", b"orphan 7")
+    (tmp_path / "b").mkdir()
+    host_moved = _fds(tmp_path / "b", other, SOCKSTAT6, SNMP)
+    (tmp_path / "c").mkdir()
+    tw_moved = _fds(tmp_path / "c", SOCKSTAT.replace(b"tw 0", b"tw 3"), SOCKSTAT6, SNMP)
+    (tmp_path / "d").mkdir()
+    seg_moved = _fds(tmp_path / "d", SOCKSTAT, SOCKSTAT6, SNMP.replace(b"-1 0 0 0 0 0 0", b"-1 0 0 0 0 0 1"))
+    try:
+        probe = read_probe(base)
+        assert probe is not None and probe_inuse(probe) == 1
+        assert read_probe(host_moved) == probe
+        assert read_probe(tw_moved) not in (None, probe)
+        assert read_probe(seg_moved) not in (None, probe)
+    finally:
+        for fd in (*base, *host_moved, *tw_moved, *seg_moved):
+            os.close(fd)
+
+
+def test_a_probe_without_tcp_lines_is_none(tmp_path: Path) -> None:
+    fds = _fds(tmp_path, b"sockets: used 2\n", SOCKSTAT6, SNMP)
+    try:
+        assert read_probe(fds) is None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_signals_need_every_value_and_add_both_families() -> None:
+    counters = {"Tcp.InSegs": 5, "Tcp.OutSegs": 4, "TcpExt.TW": 9}
+    sockstat = {"TCP.inuse": 2, "TCP6.inuse": 3, "TCP.tw": 0, "TCP.alloc": 40}
+    got = signals_of(counters, sockstat)
+    assert got is not None and got.inuse == 5 and got.tw == 0
+    assert got.tcp == (("Tcp.InSegs", 5), ("Tcp.OutSegs", 4))  # TcpExt is not part of it
+    assert signals_of(counters, {k: v for k, v in sockstat.items() if k != "TCP6.inuse"}) is None
+    assert signals_of({"TcpExt.TW": 9}, sockstat) is None
