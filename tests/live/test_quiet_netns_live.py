@@ -35,9 +35,12 @@ QUIET = 8095
 
 
 def _agents(ns: Netns, tmp_path: Path) -> dict[str, Agent]:
-    return {name: Agent(AgentOptions(state_dir=tmp_path / name, listen_port=0, netns=ns.name,
-                                     time_wait_when_due=name == "gated"), load_config(None), SystemClock())
-            for name in ("gated", "every")}
+    """"gated": the defaults; "every": every state dumped and every namespace judged at every sample."""
+    agents = {name: Agent(AgentOptions(state_dir=tmp_path / name, listen_port=0, netns=ns.name,
+                                       time_wait_when_due=name == "gated"), load_config(None), SystemClock())
+              for name in ("gated", "every")}
+    agents["every"].reuse_judgements = False
+    return agents
 
 
 def _sample(agents: dict[str, Agent]) -> dict[str, Snapshot]:
@@ -85,6 +88,12 @@ def test_a_quiet_namespace_is_skipped_and_a_syn_flood_is_still_seen_at_the_next_
         [fresh] = collect_all(SystemClock(), CollectOptions(owners=False), ns.name)
         assert _norm(quiet["gated"]) == _norm(fresh)  # an empty dump's summary, accept counts included
         assert quiet["gated"].listeners == quiet["every"].listeners
+        assert "judgements_reused" not in agents["gated"].samples  # judged: the first judgement of it
+        steady = _sample(agents)  # the namespace stands still: its last judgement is reused (agent/steady.py)
+        assert _skipped(steady["gated"]) and agents["gated"].samples["judgements_reused"] == 1
+        assert "judgements_reused" not in agents["every"].samples
+        assert [(m.attribute, m.resource_key, m.value) for m in agents["gated"].measurements] == \
+               [(m.attribute, m.resource_key, m.value) for m in agents["every"].measurements]
 
         before = _kernel(ns, QUIET)
         _syn_flood(ns, QUIET, 200)

@@ -32,6 +32,7 @@ from connwatch.agent.options import AgentOptions
 from connwatch.agent.poll import ListenerPoller
 from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
+from connwatch.agent.steady import Steady, reusable, steady_after
 from connwatch.clock import Clock
 from connwatch.collect import NETLINK, CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
@@ -76,6 +77,8 @@ class Agent:
         self.stopping = False
         self.reload_requested = False
         self.prev: dict[tuple[int, str] | None, Snapshot] = {}  # the previous full sample, per namespace
+        self.steady: dict[tuple[int, str] | None, Steady] = {}  # namespaces standing still (agent/steady.py)
+        self.reuse_judgements = True  # (False: judge every namespace every sample, as tests compare)
         self.peaks: dict[Identity, int] = {}
         self.owners: dict[Identity, Listener] = {}
         self.owners_at = 0.0
@@ -199,6 +202,7 @@ class Agent:
             log.error("config reload refused: %s; keeping the %d rules in force", problem, len(self.rules))
             return
         self.config, self.config_ok = config, True
+        self.steady.clear()  # new rules: every namespace judged afresh
         log.info("config reloaded from %s: %d rules", self.opts.config or "built-in defaults", len(config.rules))
 
     def instance(self, snap: Snapshot | None) -> str:
@@ -338,9 +342,21 @@ class Agent:
         for cur in snaps:
             judged = dataclasses.replace(cur, listeners=tuple(
                 dataclasses.replace(x, queue=max(x.queue, self.peaks.get(x.identity, 0))) for x in cur.listeners))
-            prev = self.prev.get(_ns_key(cur))
-            if prev is not None:
-                results.append(self._judge(prev, judged))
+            key = _ns_key(cur)
+            prev = self.prev.get(key)
+            if prev is None:
+                continue
+            reused = reusable(self.steady.get(key), prev, judged) if self.reuse_judgements else None
+            if reused is not None:  # a namespace standing still: its last judgement stands (agent/steady.py)
+                self.samples["judgements_reused"] = self.samples.get("judgements_reused", 0) + 1
+                results.append(reused)
+                continue
+            result = self._judge(prev, judged)
+            results.append(result)
+            if (kept := steady_after(prev, judged, result)) is not None:
+                self.steady[key] = kept
+            else:
+                self.steady.pop(key, None)
         for line in (x for r in results for x in log_lines(before, r.step, r.current.taken_at)):
             log.info("%s", line)  # raised, severity changed, cleared: one line each, in check's words
         self._plan_time_wait(results)
@@ -352,6 +368,7 @@ class Agent:
             # /metrics: the attribute values of every namespace (labelled with it)
             self.measurements = sum((r.measurements for r in results), ())
         self.prev = {_ns_key(s): s for s in snaps}
+        self.steady = {k: v for k, v in self.steady.items() if k in self.prev}
         peaks, self.peaks = self.peaks, {}
         own = snaps[0]
         self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements,
