@@ -7,7 +7,7 @@ getrusage(RUSAGE_THREAD) around the functions the agent calls (wrapped in this p
 Builds bench_agent.py's load (`--tw-share` TIME_WAIT kept steady by a churn, the rest held ESTABLISHED) in
 a namespace of its own, waits one TIME_WAIT lifetime, then runs an Agent in process inside that namespace:
 a full sample every 5 s, a listener poll every 1 s, one /metrics rendering per sample (what one scrape
-each 5 s costs). `--small N` adds N small namespaces (one listener each) for `--netns all`.
+each 5 s costs). `--small N` adds N small namespaces (50 listeners each) sampled with `--netns all`.
 Each step's time includes the steps it calls (a dump's system time is the kernel's walk and copying;
 its user time is mostly decoding). Bounded: helpers have lifetimes, namespaces are deleted at the end.
 """
@@ -84,6 +84,9 @@ for name in ("full_sample", "listener_poll", "_collect", "_plan_time_wait"):
 wrap(agent.collector, "update", "metrics: collector.update")
 wrap(agent.collector, "update_listeners", "metrics: collector.update_listeners")
 wrap(agent.metrics_cache, "response", "metrics: render (one scrape per sample)")
+import connwatch.collect_quiet as Q
+wrap(Q, "sample_quietly", "netns: one namespace's sample (quiet gate)")
+wrap(CN, "run_in_each", "netns: run_in_each (threads entering namespaces)")
 start_ru = ru(); t0 = time.monotonic()
 warm = 2
 for i in range(samples + warm):
@@ -149,7 +152,9 @@ def main() -> int:
     p.add_argument("--tw-share", type=float, default=0.9)
     p.add_argument("--samples", type=int, default=12)
     p.add_argument("--netns", default="own")
-    p.add_argument("--small", type=int, default=0, help="small namespaces (one listener each) besides the load's")
+    p.add_argument("--small", type=int, default=0,
+                   help="small namespaces (50 listeners each) besides the load's: the agent then samples them all "
+                        "(`--netns all` from the host's namespace, other jobs' namespaces hidden)")
     p.add_argument("--fill", type=float, default=60.0)
     p.add_argument("--walks", type=int, default=0, help="also time N interleaved pairs: one walk vs one per family")
     a = p.parse_args()
@@ -164,8 +169,10 @@ def main() -> int:
             subprocess.run(["ip", "netns", "add", name], check=True)
             ba.sh(name, "ip", "link", "set", "lo", "up")
         ba.sh(ns, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=0")
-        for name in small:
-            procs.append(ba.start(name, sys.executable, "-c", ba.SERVER, "[]", "8080", str(life), ready=True))
+        if small:  # 50 listeners in each, held by one process whose threads entered them
+            procs.append(subprocess.Popen([sys.executable, "-c", ba.HOLDER, ",".join(small), "50", str(life)],
+                                          stdout=subprocess.PIPE, text=True))
+            assert procs[-1].stdout is not None and procs[-1].stdout.readline().startswith("READY")
         tw_target = int(a.size * a.tw_share)
         hold = max((a.size - tw_target) // 2, 0)
         procs.append(ba.start(ns, sys.executable, "-c", ba.SERVER, repr(ba.DESTS), str(ba.HOLD_PORT), str(life),
@@ -178,7 +185,11 @@ def main() -> int:
         if a.walks:
             walks(ns, a.walks)
         with tempfile.TemporaryDirectory() as tmp:
-            out = ba.sh(ns, sys.executable, "-c", INNER, str(a.samples), a.netns, tmp, timeout=a.samples * 5 + 120)
+            if small:  # from the host's namespace, seeing only this run's namespaces (bench_agent.isolated)
+                out = subprocess.run(ba.isolated([ns, *small], sys.executable, "-c", INNER, str(a.samples), "all", tmp),
+                                     capture_output=True, text=True, check=True, timeout=a.samples * 5 + 300).stdout
+            else:
+                out = ba.sh(ns, sys.executable, "-c", INNER, str(a.samples), a.netns, tmp, timeout=a.samples * 5 + 120)
         print(f"load after: {ba.uptime_load()}")
     finally:
         for proc in procs:

@@ -120,6 +120,26 @@ def test_host_counters_sysctls_sources_alerts_and_agent_stats() -> None:
     assert _one(series, "connwatch_last_sample_timestamp_seconds") == 1234.5
 
 
+def test_an_unchanged_poll_keeps_the_listener_families_and_a_changed_one_rebuilds_them() -> None:
+    col = SnapshotCollector()
+    first = listener(7000, queue=0, backlog=5)
+    col.update(View(snapshot(1.0, (first,)), (first,)))
+    col.update_listeners((first,), {first.identity: 0}, AgentStats(samples={"listeners": 1}))
+    kept = col._parts["listeners"]
+    col.update_listeners((first,), {first.identity: 0}, AgentStats(samples={"listeners": 2}))
+    assert col._parts["listeners"] is kept  # nothing changed: not rebuilt
+    assert _one(_scrape(col), "connwatch_samples_total", kind="listeners") == 2  # the agent's own, fresh
+    col.update_listeners((listener(7000, queue=3, backlog=5),), {first.identity: 3}, AgentStats())
+    assert col._parts["listeners"] is not kept
+    series = _scrape(col)
+    assert _one(series, "connwatch_listener_queue", port="7000") == 3
+    assert _one(series, "connwatch_listener_queue_peak", port="7000") == 3
+    second = listener(7000, queue=0, backlog=5)
+    col.update(View(snapshot(2.0, (second,)), (second,)))  # a full sample: rebuilt from it
+    col.update_listeners((second,), {}, AgentStats())
+    assert _one(_scrape(col), "connwatch_listener_queue", port="7000") == 0
+
+
 def test_listener_poll_rebuilds_listeners_and_keeps_host_families() -> None:
     col = SnapshotCollector()
     first = listener(7000, queue=0, backlog=5)

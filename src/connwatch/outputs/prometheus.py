@@ -96,6 +96,7 @@ class SnapshotCollector(Collector):
         self._opts = opts or MetricsOptions()
         self._view = View(None)
         self._parts = build_parts(self._view, self._opts)
+        self._listeners_of: tuple[Snapshot | None, tuple[object, ...]] | None = None  # what the listener parts show
 
     def update(self, view: View) -> None:
         """A new full sample: rebuild everything."""
@@ -110,10 +111,17 @@ class SnapshotCollector(Collector):
         with self._lock:
             view = replace(self._view, listeners=listeners, peaks=peaks, stats=stats,
                            elsewhere=self._view.elsewhere if elsewhere is None else elsewhere)
-        fresh = {"listeners": without_empty(_listener_families(_listener_sets(view), peaks)),
-                 "agent": _agent_families(stats, view.snapshot)}
+            same = self._listeners_of is not None and self._listeners_of[0] is view.snapshot and \
+                self._listeners_of[1] == (view.listeners, view.peaks, view.elsewhere)
+            kept = self._parts.get("listeners") if same else None
+        # The listener families again only when a listener, a peak or the full sample changed (with many
+        # namespaces of idle listeners, rebuilding them at every poll was most of the agent's CPU).
+        if kept is None:
+            kept = without_empty(_listener_families(_listener_sets(view), peaks))
+        fresh = {"listeners": kept, "agent": _agent_families(stats, view.snapshot)}
         with self._lock:
             self._view, self._parts = view, {**self._parts, **fresh}
+            self._listeners_of = (view.snapshot, (view.listeners, view.peaks, view.elsewhere))
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
