@@ -87,6 +87,39 @@ wrap(agent.metrics_cache, "response", "metrics: render (one scrape per sample)")
 import connwatch.collect_quiet as Q
 wrap(Q, "sample_quietly", "netns: one namespace's sample (quiet gate)")
 wrap(CN, "run_in_each", "netns: run_in_each (threads entering namespaces)")
+import connwatch.agent.steady as ST
+why_judged = defaultdict(int)
+FIELDS = ("host", "counters", "sockstat", "sysctls", "listeners", "sockets", "sources", "netns", "conntrack",
+          "conntrack_stats")
+_reusable = ST.reusable
+def reusable(steady, prev, cur):
+    got = _reusable(steady, prev, cur)
+    if got is None and cur.netns is not None and not cur.netns.own:
+        now = ST.content(cur)
+        if steady is None:
+            why_judged["not steady after its last judgement"] += 1
+        else:
+            for name, a, b in zip(FIELDS, steady.content, now or ()):
+                if a != b:
+                    why_judged["changed: " + name] += 1
+    return got
+L.reusable = reusable
+_after = ST.steady_after
+def steady_after(prev, cur, result):
+    got = _after(prev, cur, result)
+    if got is None and cur.netns is not None and not cur.netns.own:
+        st = result.step
+        a, b = ST.content(prev), ST.content(cur)
+        for name, x, y in zip(FIELDS, a or (), b or ()):
+            if x != y:
+                why_judged["not steady: samples differ in " + name] += 1
+        if st.raised or st.updated or st.still_active_clean or st.cleared:
+            changed = (*st.raised, *st.updated, *st.still_active_clean, *st.cleared)
+            why_judged["not steady: alerts " + ",".join(sorted({x.attribute for x in changed}))] += 1
+        if result.store_error:
+            why_judged["not steady: store error " + result.store_error[:80]] += 1
+    return got
+L.steady_after = steady_after
 start_ru = ru(); t0 = time.monotonic()
 warm = 2
 for i in range(samples + warm):
@@ -104,7 +137,7 @@ tw = agent.time_wait.caches if agent.time_wait else {}
 print(json.dumps({"acc": {k: v for k, v in acc.items()}, "total": [u - start_ru[0], s - start_ru[1]],
                   "wall": time.monotonic() - t0, "samples": samples,
                   "tw": {str(k): [c.dumps, c.reuses, c.reason] for k, c in tw.items()},
-                  "process": list(resource.getrusage(resource.RUSAGE_SELF)[:2])}))
+                  "process": list(resource.getrusage(resource.RUSAGE_SELF)[:2]), "why_judged": why_judged}))
 """
 
 
@@ -209,6 +242,7 @@ def main() -> int:
     print(f"{'step (inclusive)':58s} {'user ms':>8s} {'sys ms':>8s} {'calls':>6s}   per 5 s sample")
     for k, (um, sm, c) in sorted(rows.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
         print(f"{k:58s} {um:8.2f} {sm:8.2f} {c:6.1f}")
+    print("other namespaces judged again, why (all samples):", r["why_judged"])
     print("TIME_WAIT caches (dumps, reuses, last reason):", r["tw"])
     return 0
 

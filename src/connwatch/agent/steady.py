@@ -14,10 +14,11 @@ step: they are reused (on /metrics too). Any difference, a new rule set (SIGHUP)
 namespace judges as before.
 
 Content: everything a judgement reads but the sample's time: counters, sockstat, sysctls, listeners
-(queues as judged: the interval's peak; owners), the socket summary, conntrack, names, limitations and
-which sources worked. Not compared: sockstat's host-wide fields (TCP orphan, alloc, mem and the other
-protocols' mem) and the host's allocated file handles, which move with every other namespace; their
-attributes (OrphanSockets, TcpMemoryUsage, FileHandles) need tcp_max_orphans, tcp_mem (which exist only
+(queues as judged: the interval's peak; owners), the socket summary, conntrack, names and which sources
+worked. Not the snapshot's limitations (notes for the log, which no attribute, rule or explanation reads;
+the owner scan's notes come and go with the scan). Not compared either: sockstat's host-wide fields (TCP
+orphan, alloc, mem and the other protocols' mem) and the host's allocated file handles, which move with
+every other namespace; their attributes (OrphanSockets, TcpMemoryUsage, FileHandles) need tcp_max_orphans, tcp_mem (which exist only
 in the host's namespace) or the own namespace, so a namespace is only skipped when it has neither sysctl.
 Nor `sockets: used` (every socket of the namespace, netlink ones too: the agent's own sampling sockets
 count there), which no attribute reads.
@@ -42,7 +43,7 @@ def content(snap: Snapshot) -> tuple[Any, ...] | None:
     sockstat = {k: v for k, v in snap.sockstat.items() if not k.endswith(HOST_WIDE_SUFFIXES) and k != "sockets.used"}
     sources = {s.name: s.ok for s in snap.statuses}
     return (snap.host, dict(snap.counters), sockstat, snap.sysctls, snap.listeners, snap.sockets, sources,
-            snap.limitations, n, snap.conntrack_count, snap.conntrack_stats)
+            n, snap.conntrack_count, snap.conntrack_stats)
 
 
 @dataclass(frozen=True, slots=True)
