@@ -18,8 +18,9 @@ Content: everything a judgement reads but the sample's time: counters, sockstat,
 worked. Not the snapshot's limitations (notes for the log, which no attribute, rule or explanation reads;
 the owner scan's notes come and go with the scan). Not compared either: sockstat's host-wide fields (TCP
 orphan, alloc, mem and the other protocols' mem) and the host's allocated file handles, which move with
-every other namespace; their attributes (OrphanSockets, TcpMemoryUsage, FileHandles) need tcp_max_orphans, tcp_mem (which exist only
-in the host's namespace) or the own namespace, so a namespace is only skipped when it has neither sysctl.
+every other namespace; their attributes (OrphanSockets, TcpMemoryUsage, FileHandles) need tcp_max_orphans,
+tcp_mem (which exist only in the host's namespace) or the own namespace, so a namespace is only skipped
+when it has neither sysctl.
 Nor `sockets: used` (every socket of the namespace, netlink ones too: the agent's own sampling sockets
 count there), which no attribute reads.
 """
