@@ -9,7 +9,7 @@ made, without history, and `store_error` says why: written here once for every c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
           system_name: str | None = None, store_error: str | None = None) -> CheckResult:
     """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
     scope = scope_of(cur)
-    measured = tuple(_scoped(m, scope, cur) for m in measure_all(prev, cur, config))
+    measured = _scoped(measure_all(prev, cur, config), scope, cur)
     findings = evaluate(config.rules, measured)
     if basis.mode == SINCE_BOOT:
         findings = [_since_boot(f, basis.uptime_s) for f in findings]
@@ -107,14 +107,16 @@ def scope_of(snap: Snapshot) -> str | None:
     return None if n is None or n.own else n.key
 
 
-def _scoped(m: Measurement, scope: str | None, snap: Snapshot) -> Measurement:
-    """A measurement of another namespace: its identity and description name that namespace."""
+def _scoped(measured: Iterable[Measurement], scope: str | None, snap: Snapshot) -> tuple[Measurement, ...]:
+    """Measurements of another namespace: their identity and description name that namespace (its
+    description is built once per judgement, not per measurement)."""
     if scope is None or snap.netns is None:
-        return m
+        return tuple(measured)
     from connwatch.snapshot_json import netns_dict
 
-    return replace(m, resource={**m.resource, "netns": scope}, resource_key=f"{m.resource_key} in {scope}",
-                   notes={**m.notes, "netns": netns_dict(snap.netns)})
+    described = netns_dict(snap.netns)
+    return tuple(replace(m, resource={**m.resource, "netns": scope}, resource_key=f"{m.resource_key} in {scope}",
+                         notes={**m.notes, "netns": described}) for m in measured)
 
 
 def merge(results: Sequence[CheckResult]) -> CheckResult:
