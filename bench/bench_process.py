@@ -184,6 +184,8 @@ def main() -> int:
                     "its rows are measured in the same rounds (PYTHONPATH)")
     ap.add_argument("--startup-only", action="store_true",
                     help="only the start-up figures (no load: start-up is measured in this namespace)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
+                    help="like --baseline-src, its `snapshot (own)` row only, labelled NAME (repeatable)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_process: needs root (network namespaces)")
@@ -237,6 +239,10 @@ def main() -> int:
             if not a.no_check:
                 b_check = [*check[:-1], str(state / "baseline")]  # its own alert store
                 runs["BASELINE check (own)"] = lambda: _ok(b_check, b_own)
+        for spec in a.variant:
+            label, _, src = spec.partition("=")
+            subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True)
+            runs[f"{label} snapshot (own)"] = _variant(inns, {**own, "PYTHONPATH": src})
         print(f"load average before: {os.getloadavg()}")
         res = rounds(load, a.rounds, runs)
         print(f"load average after: {os.getloadavg()}; TIME_WAIT at the end {load.tw}")
@@ -262,6 +268,12 @@ def main() -> int:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(state, ignore_errors=True)
     return 0
+
+
+def _variant(inns: list[str], env: dict[str, str]) -> Callable[[], tuple[float, float]]:
+    assert CONNWATCH is not None
+    argv = [*inns, CONNWATCH, "snapshot", "--format", "json"]
+    return lambda: run(argv, env)
 
 
 def _ok(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
