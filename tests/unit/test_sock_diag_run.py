@@ -30,11 +30,12 @@ PORTS = st.sampled_from([7100, 7101, 40_000, 40_001, 0, 443])
 
 
 @st.composite
-def messages(draw: Any, length: int | None = None, state: int | None = None, kind: int | None = None) -> bytes:
-    family = draw(st.sampled_from([socket.AF_INET, socket.AF_INET6]))
+def messages(draw: Any, length: int | None = None, state: int | None = None, kind: int | None = None,
+             family: int | None = None, sports: Any = PORTS) -> bytes:
+    family = family if family is not None else draw(st.sampled_from([socket.AF_INET, socket.AF_INET6]))
     pool = V4 if family == socket.AF_INET else V6
     body = MSG.pack(family, state if state is not None else draw(st.sampled_from([6, 6, 6, 5, 1, 7, 8, 2])),
-                    3, 0, socket.htons(draw(PORTS)), socket.htons(draw(PORTS)), draw(st.sampled_from(pool)),
+                    3, 0, socket.htons(draw(sports)), socket.htons(draw(PORTS)), draw(st.sampled_from(pool)),
                     draw(st.sampled_from(pool)), 0, draw(st.integers(0, 3)), 0, draw(EXPIRES), 0, 0, 0,
                     draw(st.integers(0, 2)))
     size = length if length is not None else draw(st.sampled_from([88, 96, 104]))
@@ -43,10 +44,14 @@ def messages(draw: Any, length: int | None = None, state: int | None = None, kin
 
 
 @st.composite
-def runs(draw: Any) -> bytes:
-    """A run of TIME_WAIT replies of one length (what a TIME_WAIT-only dump sends)."""
-    size, kind = draw(st.sampled_from([88, 96])), draw(st.sampled_from([20, 18]))  # (one reply type per dump)
-    return b"".join(draw(st.lists(messages(size, 6, kind), min_size=0, max_size=40)))
+def runs(draw: Any, size: int | None = None, min_size: int = 0) -> bytes:
+    """A run of TIME_WAIT replies of one length (what a TIME_WAIT-only dump sends): of one family or both,
+    on one listening port, on one and other ports, or on any."""
+    size = size if size is not None else draw(st.sampled_from([88, 96]))
+    kind = draw(st.sampled_from([20, 18]))  # (one reply type per dump)
+    family = draw(st.sampled_from([socket.AF_INET, socket.AF_INET6, None]))
+    sports = draw(st.sampled_from([st.just(7100), st.sampled_from([7100, 40_000]), PORTS]))
+    return b"".join(draw(st.lists(messages(size, 6, kind, family, sports), min_size=min_size, max_size=40)))
 
 
 CONTROL = st.sampled_from([
@@ -102,7 +107,7 @@ def test_runs_decode_as_the_slim_loop(parts: list[bytes]) -> None:
 def test_a_run_takes_the_column_path(size: int, tail: list[bytes], data: Any) -> None:
     """A chunk of one run (and NLMSG_DONE, shorter than a message) goes the column path; a run with other
     messages after it goes the slim loop (the column path takes whole chunks); both count the same."""
-    run = b"".join(data.draw(st.lists(messages(size, 6, 20), min_size=16, max_size=60)))
+    run = data.draw(runs(size, 16))
     done = HDR.pack(20, 3, 2, 1, 0) + bytes(4)
     assert SocketAggregator(LISTENING, 1000)._time_wait_run(run + done) == len(run)
     chunk = run + b"".join(tail) + done
