@@ -179,6 +179,7 @@ def main() -> int:
     ap.add_argument("--namespaces", type=int, default=0, help="small namespaces to add for the --netns all rows")
     ap.add_argument("--startup", type=int, default=9, help="start-up runs per command (0: skip)")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--own-only", action="store_true", help="no `--netns all` rows (every namespace on the host)")
     ap.add_argument("--baseline-src", default=None,
                     help="another connwatch source tree (e.g. `git archive main src | tar -x -C DIR`, then DIR/src): "
                     "its rows are measured in the same rounds (PYTHONPATH)")
@@ -225,8 +226,9 @@ def main() -> int:
         runs: Runs = {
             "ss -tan": lambda: run([*inns, "ss", "-tan"], own),
             "snapshot (--netns own)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], own),
-            "snapshot (--netns all)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], every),
         }
+        if not a.own_only:
+            runs["snapshot (--netns all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], every)
         check = [*inns, CONNWATCH, "check", "--interval", "0.5", "--format", "json", "--state-dir", str(state)]
         if not a.no_check:
             runs["check --interval 0.5 (own)"] = lambda: _ok(check, own)
@@ -235,7 +237,9 @@ def main() -> int:
             b_own, b_every = {**own, "PYTHONPATH": a.baseline_src}, {**every, "PYTHONPATH": a.baseline_src}
             subprocess.run([sys.executable, "-m", "compileall", "-q", a.baseline_src], check=True)
             runs["BASELINE snapshot (own)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_own)
-            runs["BASELINE snapshot (all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_every)
+            if not a.own_only:
+                runs["BASELINE snapshot (all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"],
+                                                              b_every)
             if not a.no_check:
                 b_check = [*check[:-1], str(state / "baseline")]  # its own alert store
                 runs["BASELINE check (own)"] = lambda: _ok(b_check, b_own)
