@@ -45,11 +45,16 @@ class CollectOptions:
     # The agent's TIME_WAIT aggregates, one per namespace: TIME_WAIT is then dumped only when due
     # (collect_tw.py). None (commands): every state in one dump, every sample.
     time_wait: TimeWaitCaches | None = dc_field(default=None, compare=False)
-    # A sample's TIME_WAIT dumped apart from the other states (kernel-side state filter): two walks of the
-    # kernel's socket hash instead of one, but TIME_WAIT replies then come in chunks of uniform 88-byte
-    # messages that the decoder counts column-wise (SocketAggregator._time_wait_run, ~4x faster per socket
-    # than the slim loop), where one dump interleaves them with other states. MEASURED_SPLIT
-    split_time_wait: bool = True
+    # A sample's TIME_WAIT dumped apart from the other states (kernel-side state filter), each dump one walk
+    # for both families (the legacy request; per-family dumps also walk the socket hash twice): TIME_WAIT
+    # replies then come in chunks of one length that the decoder counts column-wise
+    # (SocketAggregator._time_wait_run), where one dump interleaves them with other states. It pays where
+    # most TIME_WAIT is inbound on few ports (`sources` sets it; bench_sources, 105k sources, load 7-10:
+    # CPU 1.97x `ss -tan` against 2.23x with one dump per family, json 1.68x against 2.03x), not on
+    # outbound churn toward few destinations (bench_process, 300k twload sockets, load 10-23: snapshot CPU
+    # 0.89x `ss -tan` split, 0.91x one dump, 0.85x before this work; in-process user time 327 ms split,
+    # 306 one dump): off by default.
+    split_time_wait: bool = False
 
 
 def _timed(statuses: list[SourceStatus], name: str, call: Callable[[], T]) -> T | None:
