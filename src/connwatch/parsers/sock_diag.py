@@ -266,11 +266,14 @@ class SocketAggregator:
         one_port = sports.count(first) == len(sports)
         if one_port and run[16::step].count(_AF_INET) == len(run) // step:  # IPv4, one port: 4-byte keys
             keys: Iterable[bytes] = chain.from_iterable(struct.iter_unpack(_RUN_V4_SOURCE.format(step - _PLAIN), run))
-            counts = Counter(keys if inbound is None else compress(keys, inbound))
+            found = list(keys if inbound is None else compress(keys, inbound))
+            counts = dict.fromkeys(found, 1)  # (each source once in the chunk: the common case, no counting)
+            if len(counts) < len(found):
+                counts = Counter(found)
             addrs = sources.get(first)
             if addrs is None:
                 addrs = sources[first] = defaultdict(int)
-            if unit == 1 and addrs.keys().isdisjoint(counts):
+            if unit == 1 and (not addrs or addrs.keys().isdisjoint(counts)):
                 addrs.update(counts)  # (C speed: 100k sources of one TIME_WAIT each)
             else:
                 for key, count in counts.items():
