@@ -48,12 +48,12 @@ class CollectOptions:
     # A sample's TIME_WAIT dumped apart from the other states (kernel-side state filter), each dump one walk
     # for both families (the legacy request; per-family dumps also walk the socket hash twice): TIME_WAIT
     # replies then come in chunks of one length that the decoder counts column-wise
-    # (SocketAggregator._time_wait_run), where one dump interleaves them with other states. It pays where
-    # most TIME_WAIT is inbound on few ports (`sources` sets it; bench_sources, 105k sources, load 7-10:
-    # CPU 1.97x `ss -tan` against 2.23x with one dump per family, json 1.68x against 2.03x), not on
-    # outbound churn toward few destinations (bench_process, 300k twload sockets, load 10-23: snapshot CPU
-    # 0.89x `ss -tan` split, 0.91x one dump, 0.85x before this work; in-process user time 327 ms split,
-    # 306 one dump): off by default.
+    # (SocketAggregator._time_wait_run), where one dump interleaves them with other states. Measured
+    # (README, Benchmarks; 2-core VM shared, load 3-9, CPU time / `ss -tan`'s, medians of pair ratios): it
+    # pays where most TIME_WAIT is inbound on few ports, so `sources` sets it (105k sources: text 1.97x
+    # against 2.23x with one dump per family, json 1.68x against 2.03x); not measurably on outbound churn
+    # toward few destinations (bench_process snapshot: 300k sockets 0.88x against 0.95x, within the
+    # noise; 35k 2.20x against 2.18x): off by default.
     split_time_wait: bool = False
 
 
