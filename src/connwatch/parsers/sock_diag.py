@@ -15,9 +15,10 @@ idiag_rqueue is the accept-queue length and idiag_wqueue the backlog in force
 (net/ipv4/tcp_diag.c, tcp_diag_get_info).
 
 Hot path: one struct unpack per socket, counts kept in lists keyed by raw address bytes, addresses
-formatted once per distinct destination key at the end. Inbound sockets are counted per source address
-as one packed int per (address bytes, port) (model.SourceTable): no object per socket or per source
-survives the sample.
+formatted once per distinct destination key at the end; a chunk of TIME_WAIT replies alone (a
+TIME_WAIT-only dump) is counted column-wise instead (parsers/sock_diag_run.py). Inbound sockets are
+counted per source address as one packed int per (address bytes, port) (model.SourceTable): no object
+per socket or per source survives the sample.
 """
 
 from __future__ import annotations
@@ -25,13 +26,9 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-import sys
-from array import array
-from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable
+from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass
-from itertools import chain, compress
-from operator import not_
 from typing import Any, TypeVar
 
 from connwatch.errors import ParseError, SourceUnavailable
@@ -66,17 +63,6 @@ _RTA = struct.Struct("=HH")
 # nlmsghdr + inet_diag_msg, only what the aggregation reads: length, type; family, state, sport, dport
 # (network order, as "H" of the raw bytes), dst, cookie[2], expires, inode (src is sliced as bytes)
 _SLIM = struct.Struct("=IH10xBBxxHH16x16s4xIII12xI")
-# A TIME_WAIT reply (inet_twsk_diag_fill) is nlmsghdr + inet_diag_msg, 88 bytes, plus INET_DIAG_MARK
-# (8 bytes) when the dumper has CAP_NET_ADMIN (kernel 6.x): a TIME_WAIT-only dump's chunks are runs of
-# messages of one length. Columns of such a run (struct.iter_unpack; the rest of a message skipped): the
-# outbound key (family; dport, src, dst as 34 raw bytes), the inbound key (family, sport, dst).
-_PLAIN = _HDR.size + _MSG.size
-_RUN_MAX = 256  # longer messages: the slim loop
-_RUN_MIN = 16  # fewer messages in a chunk: the slim loop (the columns' set-up costs ~10 messages)
-_RUN_DEST = "=16xB5x34s32x{}x"
-_RUN_SOURCE = "=16xB3xH18x16s32x{}x"
-_RUN_V4_SOURCE = "=40x4s44x{}x"  # (IPv4: the 4 bytes of dst)
-_NATIVE = sys.byteorder
 _V4MAPPED = b"\x00" * 10 + b"\xff\xff"
 _AF_INET = socket.AF_INET
 _NSTATES = 13
@@ -211,90 +197,11 @@ class SocketAggregator:
         return self._slim(chunk, self._time_wait_run(chunk))
 
     def _time_wait_run(self, chunk: bytes) -> int:
-        """Aggregate the chunk's first len // L messages column-wise (C-speed passes, Python work per
-        distinct key only) when they are all TIME_WAIT replies of one length L (88 or 96 bytes: what
-        inet_twsk_diag_fill sends); returns the offset where the slim loop goes on (0: not such a run).
-        Counts exactly what the slim loop counts for them (tests/unit/test_sock_diag_run.py)."""
-        step = int.from_bytes(chunk[:4], _NATIVE)
-        if step < _PLAIN or step > _RUN_MAX or step % 4 or len(chunk) < _RUN_MIN * step:
-            return 0
-        n = len(chunk) // step
-        end = n * step
-        head = chunk[:step]  # every message `step` bytes long (so each starts at a multiple of it), one reply
-        if (int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES  # type, in TIME_WAIT (byte columns: C-speed counts)
-                or any(chunk[i:end:step].count(head[i]) != n for i in (0, 1, 2, 3, 4, 5))
-                or chunk[17:end:step].count(_ST_TIME_WAIT) != n):
-            return 0
-        halves, words = array("H"), array("I")
-        halves.frombytes(chunk[:end])
-        words.frombytes(chunk[:end])
-        sports, expires = halves[10::step // 2], words[17::step // 4]
-        inbound = list(map(self.listen_raw.__contains__, sports)) if self.listen_raw else []
-        n_in = inbound.count(True)
-        if n_in < n:
-            keys: Iterable[tuple[int, bytes]] = struct.iter_unpack(_RUN_DEST.format(step - _PLAIN), chunk[:end])
-            outbound_expires: Iterable[int] = expires
-            if n_in:
-                keys = compress(keys, map(not_, inbound))
-                outbound_expires = compress(expires, map(not_, inbound))
-            self._run_outbound(list(keys), outbound_expires)
-        if n_in:
-            if n_in < n:
-                sports, expires = array("H", compress(sports, inbound)), array("I", compress(expires, inbound))
-            self._run_inbound(chunk[:end], step, inbound if n_in < n else None, sports, expires)
-        self.total += n
-        self.by_state[_ST_TIME_WAIT] += n
-        return end
+        """Aggregate the chunk column-wise when it is a run of TIME_WAIT replies (parsers/sock_diag_run.py);
+        returns the offset where the slim loop goes on (0: not such a run)."""
+        from connwatch.parsers.sock_diag_run import time_wait_run  # (imported once sock_diag is complete)
 
-    def _run_outbound(self, keys: list[tuple[int, bytes]], expires: Iterable[int]) -> None:
-        """Outbound TIME_WAIT of a run: per destination key, the count and the young count."""
-        young = Counter(compress(keys, map(self.young_expires.__lt__, expires)))  # expires > young_expires
-        dests = self.destinations
-        for (family, raw), count in Counter(keys).items():
-            dkey = (family, raw[2:18], raw[18:], int.from_bytes(raw[:2], _NATIVE))
-            counts = dests.get(dkey)
-            if counts is None:
-                counts = dests[dkey] = [0] * (_NSTATES + 1)
-            counts[_ST_TIME_WAIT] += count
-            counts[_NSTATES] += young.get((family, raw), 0)
-
-    def _run_inbound(self, run: bytes, step: int, inbound: list[bool] | None, sports: array[int],
-                     expires: array[int]) -> None:
-        """Inbound TIME_WAIT of a run (the messages `inbound` selects, else all): per source address and port
-        (packed counts), and by age per port: (60000 - expires) // 1000 s, which is 60 - ceil(expires / 1000)."""
-        sources, unit, first = self.sources, STATE_UNIT[_ST_TIME_WAIT], sports[0]
-        one_port = sports.count(first) == len(sports)
-        if one_port and run[16::step].count(_AF_INET) == len(run) // step:  # IPv4, one port: 4-byte keys
-            keys: Iterable[bytes] = chain.from_iterable(struct.iter_unpack(_RUN_V4_SOURCE.format(step - _PLAIN), run))
-            found = list(keys if inbound is None else compress(keys, inbound))
-            counts = dict.fromkeys(found, 1)  # (each source once in the chunk: the common case, no counting)
-            if len(counts) < len(found):
-                counts = Counter(found)
-            addrs = sources.get(first)
-            if addrs is None:
-                addrs = sources[first] = defaultdict(int)
-            if unit == 1 and (not addrs or addrs.keys().isdisjoint(counts)):
-                addrs.update(counts)  # (C speed: 100k sources of one TIME_WAIT each)
-            else:
-                for key, count in counts.items():
-                    addrs[key] += unit * count
-        else:
-            rows: Iterable[tuple[int, int, bytes]] = struct.iter_unpack(_RUN_SOURCE.format(step - _PLAIN), run)
-            if inbound is not None:
-                rows = compress(rows, inbound)
-            for (family, sport, dst), count in Counter(rows).items():
-                addrs = sources.get(sport)
-                if addrs is None:
-                    addrs = sources[sport] = defaultdict(int)
-                addrs[dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst] += unit * count
-        ups = map((1000).__rfloordiv__, map((999).__add__, expires))  # ceil(expires / 1000)
-        by_age: Iterable[tuple[tuple[int, int], int]] = (((first, up), count) for up, count in Counter(ups).items()) \
-            if one_port else Counter(zip(sports, ups, strict=True)).items()
-        for (sport, up), count in by_age:
-            ages = self.closed.get(sport)
-            if ages is None:
-                ages = self.closed[sport] = [0] * _TW_SLOTS
-            ages[(TIME_WAIT_LEN_MS // 1000 - up) & _TW_MASK] += count
+        return time_wait_run(self, chunk)
 
     def _slim(self, chunk: bytes, offset: int) -> bool:
         """The messages from offset on: one slim unpack per socket and what add() does, inlined (no call
