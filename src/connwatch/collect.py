@@ -116,9 +116,9 @@ def _all_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int 
                 _dump(sock, states, 0, aggregator, limits, one_walk=True)
             return aggregator.summary()
         except SourceUnavailable:
-            if one_walk:
+            if one_walk or aggregator.total:  # (a failure after replies came: not a refused request)
                 raise
-        aggregator = SocketAggregator(ports, tw_delay)  # (what the refused walk counted is dropped)
+        aggregator = SocketAggregator(ports, tw_delay)
         for states in (netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT, TCPF_TIME_WAIT):
             _dump(sock, states, 0, aggregator, limits)
         return aggregator.summary()
