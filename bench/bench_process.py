@@ -179,11 +179,14 @@ def main() -> int:
     ap.add_argument("--namespaces", type=int, default=0, help="small namespaces to add for the --netns all rows")
     ap.add_argument("--startup", type=int, default=9, help="start-up runs per command (0: skip)")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--own-only", action="store_true", help="no `--netns all` rows (every namespace on the host)")
     ap.add_argument("--baseline-src", default=None,
                     help="another connwatch source tree (e.g. `git archive main src | tar -x -C DIR`, then DIR/src): "
                     "its rows are measured in the same rounds (PYTHONPATH)")
     ap.add_argument("--startup-only", action="store_true",
                     help="only the start-up figures (no load: start-up is measured in this namespace)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
+                    help="like --baseline-src, its `snapshot (own)` row only, labelled NAME (repeatable)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_process: needs root (network namespaces)")
@@ -223,8 +226,9 @@ def main() -> int:
         runs: Runs = {
             "ss -tan": lambda: run([*inns, "ss", "-tan"], own),
             "snapshot (--netns own)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], own),
-            "snapshot (--netns all)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], every),
         }
+        if not a.own_only:
+            runs["snapshot (--netns all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], every)
         check = [*inns, CONNWATCH, "check", "--interval", "0.5", "--format", "json", "--state-dir", str(state)]
         if not a.no_check:
             runs["check --interval 0.5 (own)"] = lambda: _ok(check, own)
@@ -233,10 +237,16 @@ def main() -> int:
             b_own, b_every = {**own, "PYTHONPATH": a.baseline_src}, {**every, "PYTHONPATH": a.baseline_src}
             subprocess.run([sys.executable, "-m", "compileall", "-q", a.baseline_src], check=True)
             runs["BASELINE snapshot (own)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_own)
-            runs["BASELINE snapshot (all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_every)
+            if not a.own_only:
+                runs["BASELINE snapshot (all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"],
+                                                              b_every)
             if not a.no_check:
                 b_check = [*check[:-1], str(state / "baseline")]  # its own alert store
                 runs["BASELINE check (own)"] = lambda: _ok(b_check, b_own)
+        for spec in a.variant:
+            label, _, src = spec.partition("=")
+            subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True)
+            runs[f"{label} snapshot (own)"] = _variant(inns, {**own, "PYTHONPATH": src})
         print(f"load average before: {os.getloadavg()}")
         res = rounds(load, a.rounds, runs)
         print(f"load average after: {os.getloadavg()}; TIME_WAIT at the end {load.tw}")
@@ -262,6 +272,12 @@ def main() -> int:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(state, ignore_errors=True)
     return 0
+
+
+def _variant(inns: list[str], env: dict[str, str]) -> Callable[[], tuple[float, float]]:
+    assert CONNWATCH is not None
+    argv = [*inns, CONNWATCH, "snapshot", "--format", "json"]
+    return lambda: run(argv, env)
 
 
 def _ok(argv: list[str], env: dict[str, str]) -> tuple[float, float]:

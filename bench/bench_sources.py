@@ -47,6 +47,7 @@ INNER = textwrap.dedent("""
     import json, os, socket, statistics, subprocess, sys, threading, time, tracemalloc
     rss_file = f"/tmp/cwbench-rss-{os.getpid()}"
     n_sources, n_held, repeat, client = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    variants = json.loads(sys.argv[5])  # {label: source tree (PYTHONPATH)}: other connwatch trees, same rounds
     def server(port, keep):
         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port)); s.listen(4096)
@@ -81,26 +82,18 @@ INNER = textwrap.dedent("""
             t = time.perf_counter(); fn(); out.append((time.perf_counter() - t) * 1000)
         return round(statistics.median(out), 1)
 
-    def proc(argv):
+    def proc(argv, env=None):
         # wall ms and peak RSS in KiB, measured by GNU time (a small parent: a child forked straight from
         # this Python would report this process's RSS as its own, Linux carries it through exec)
         t = time.perf_counter()
         subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss_file] + argv, stdout=subprocess.DEVNULL,
-                       check=True)
+                       check=True, env=env)
         wall = (time.perf_counter() - t) * 1000
         with open(rss_file) as f:
             rss, user, system = f.read().split()[-3:]
         return wall, int(rss), (float(user) + float(system)) * 1000
 
-    def interleaved(cw_argv, peer_argv):
-        # connwatch and the peer alternately (order flipped each round): medians of the pair ratios
-        pairs = []
-        for i in range(repeat):
-            if i % 2:
-                peer = proc(peer_argv); cw = proc(cw_argv)
-            else:
-                cw = proc(cw_argv); peer = proc(peer_argv)
-            pairs.append((cw, peer))
+    def ratios(pairs):
         ratios = sorted(c[0] / p[0] for c, p in pairs)
         cpu = sorted(c[2] / max(p[2], 10.0) for c, p in pairs)  # GNU time counts in 10 ms steps
         return {"connwatch_ms": round(statistics.median(c[0] for c, _ in pairs), 1),
@@ -112,6 +105,27 @@ INNER = textwrap.dedent("""
                 "connwatch_peak_rss_mib": round(max(c[1] for c, _ in pairs) / 1024, 1),
                 "peer_peak_rss_mib": round(max(p[1] for _, p in pairs) / 1024, 1)}
 
+    def interleaved(cw_argv, peer_argv):
+        # connwatch (and each variant tree) and the peer alternately (order flipped each round): medians of
+        # the pair ratios, each run against the same round's peer run
+        runs = {"connwatch": (cw_argv, None), **{label: (cw_argv, {**os.environ, "PYTHONPATH": src})
+                                                 for label, src in variants.items()}}
+        got = {k: [] for k in runs}
+        for i in range(repeat):
+            order = list(runs) if i % 2 == 0 else list(reversed(runs))
+            if i % 2:
+                peer = proc(peer_argv)
+            for key in order:
+                got[key].append(proc(*runs[key]))
+            if not i % 2:
+                peer = proc(peer_argv)
+            for key in runs:
+                got[key][-1] = (got[key][-1], peer)
+        out = ratios(got.pop("connwatch"))
+        for label, pairs in got.items():
+            out[label] = ratios(pairs)
+        return out
+
 
     import dataclasses
     config = default_config()
@@ -120,6 +134,7 @@ INNER = textwrap.dedent("""
     prev = collect(SystemClock(), opts)
     cur = collect(SystemClock(), opts)
     cw = [sys.executable, "-m", "connwatch"]
+    load_before = os.getloadavg()
     cli_text = interleaved(cw + ["sources", "--netns", "own"], ["ss", "-tan"])  # as ss: this namespace
     cli_json = interleaved(cw + ["sources", "--netns", "own", "--format", "json"], ["ss", "-tan"])
     # TIME_WAIT lives 60 s: if the runs above took longer, the load shrank under them; say so
@@ -131,6 +146,7 @@ INNER = textwrap.dedent("""
     agg = dataclasses.replace(config, sources=settings_mod.SourceSettings(aggregate=True))
     res = {
         "setup_s": round(setup_s, 1),
+        "load_average_before_cli": [round(x, 2) for x in load_before],
         "sockets": cur.sockets.total,
         "sockets_after_the_cli_runs": left,
         "distinct_sources": len({u.source for u in cur.sockets.sources}),
@@ -160,20 +176,30 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=100_000, help="distinct TIME_WAIT sources (multiple of 4)")
     ap.add_argument("--held", type=int, default=5000, help="sources holding 2 connections each (<= 14,000)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--baseline-src", default=None,
+                    help="another connwatch source tree (e.g. `git archive main src | tar -x -C DIR`, then DIR/src): "
+                    "its CLI runs are measured in the same rounds (PYTHONPATH), reported under BASELINE")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR", help="like --baseline-src, NAME")
     a = ap.parse_args()
     if a.sources > 500_000 or a.held > 14_000:
         ap.error("--sources at most 500,000 and --held at most 14,000 (fd limit)")
     # as installed: with bytecode (this environment may set PYTHONDONTWRITEBYTECODE; pip writes it)
     import connwatch
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(connwatch.__file__)], check=True)
+    variants = dict(v.partition("=")[::2] for v in a.variant)
+    if a.baseline_src:
+        variants["BASELINE"] = a.baseline_src
+    for src in variants.values():
+        subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True)
     ns = f"cwbench-src-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=1000000"],
                        check=True)
-        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", INNER, str(a.sources),
-                               str(a.held), str(a.repeat), CLIENT], capture_output=True, text=True, timeout=600)
+        argv = [str(a.sources), str(a.held), str(a.repeat), CLIENT, json.dumps(variants)]
+        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", INNER, *argv], capture_output=True,
+                              text=True, timeout=600)
         if done.returncode != 0:
             sys.exit(f"bench failed: {done.stderr.strip().splitlines()[-1:]}")
         res = json.loads(done.stdout)
@@ -181,7 +207,7 @@ def main() -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     res["ratio_collect_vs_ss"] = round(res["collect_ms"] / res["ss_tan_ms"], 2)
     res["ratio_collect_plus_measure_vs_ss"] = round((res["collect_ms"] + res["measure_ms"]) / res["ss_tan_ms"], 2)
-    res["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    res["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(json.dumps(res, indent=2))
 
 

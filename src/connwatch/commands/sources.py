@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from connwatch.commands.common import Build, collect_options, print_report, sampled_reports
 
     _validate(args)
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         return lambda prev, cur: build_report(prev, cur, rules, settings, args.port, top)
 
     data, sample_ms = sampled_reports(
-        args, collect_options(args, destination_owners=False),  # the report names listener owners only
+        # the report names listener owners only; TIME_WAIT dumped apart (see CollectOptions.split_time_wait)
+        args, dataclasses.replace(collect_options(args, destination_owners=False), split_time_wait=True),
         prepare, "sources")
     data["sample_ms"] = sample_ms
     from connwatch.reports.sources import render

@@ -15,9 +15,10 @@ idiag_rqueue is the accept-queue length and idiag_wqueue the backlog in force
 (net/ipv4/tcp_diag.c, tcp_diag_get_info).
 
 Hot path: one struct unpack per socket, counts kept in lists keyed by raw address bytes, addresses
-formatted once per distinct destination key at the end. Inbound sockets are counted per source address
-as one packed int per (address bytes, port) (model.SourceTable): no object per socket or per source
-survives the sample.
+formatted once per distinct destination key at the end; a chunk of TIME_WAIT replies alone (a
+TIME_WAIT-only dump) is counted column-wise instead (parsers/sock_diag_run.py). Inbound sockets are
+counted per source address as one packed int per (address bytes, port) (model.SourceTable): no object
+per socket or per source survives the sample.
 """
 
 from __future__ import annotations
@@ -190,9 +191,22 @@ class SocketAggregator:
         self.closed: dict[int, list[int]] = {}
 
     def __call__(self, chunk: bytes) -> bool:
-        """Aggregate one reply chunk; True once it met NLMSG_DONE. What add() does, inlined: this is the
-        hot path (one slim unpack per socket, no call per socket; 0.7x the time of unpack + add())."""
-        size, offset, count = len(chunk), 0, 0
+        """Aggregate one reply chunk; True once it met NLMSG_DONE. A chunk that opens with a run of
+        TIME_WAIT replies (a TIME_WAIT-only dump) is decoded column-wise (_time_wait_run), the rest by
+        the slim loop (_slim)."""
+        return self._slim(chunk, self._time_wait_run(chunk))
+
+    def _time_wait_run(self, chunk: bytes) -> int:
+        """Aggregate the chunk column-wise when it is a run of TIME_WAIT replies (parsers/sock_diag_run.py);
+        returns the offset where the slim loop goes on (0: not such a run)."""
+        from connwatch.parsers.sock_diag_run import time_wait_run  # (imported once sock_diag is complete)
+
+        return time_wait_run(self, chunk)
+
+    def _slim(self, chunk: bytes, offset: int) -> bool:
+        """The messages from offset on: one slim unpack per socket and what add() does, inlined (no call
+        per socket; 0.7x the time of unpack + add())."""
+        size, count = len(chunk), 0
         unpack, listen_raw, young = _SLIM.unpack_from, self.listen_raw, self.young_expires
         by_state, sources, dests = self.by_state, self.sources, self.destinations
         while offset + _SLIM.size <= size:

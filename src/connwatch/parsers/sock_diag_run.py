@@ -1,0 +1,139 @@
+"""Column-wise counting of a chunk of TIME_WAIT replies (pure: bytes in, SocketAggregator's counts out).
+
+A TIME_WAIT socket's reply (net/ipv4/inet_diag.c, inet_twsk_diag_fill) is nlmsghdr + inet_diag_msg, 88
+bytes, plus INET_DIAG_MARK (8 bytes) when the dumper has CAP_NET_ADMIN (kernel 6.x), and nothing else, so
+the chunks of a TIME_WAIT-only dump (kernel-side state filter) are runs of messages of one length:
+
+    60000000 14000200 01000000 910a0000 02060300 b7241b59 7f000001 ... 285c0000 ... 08000f00 00000000
+    (length 96, SOCK_DIAG_BY_FAMILY; AF_INET, TIME_WAIT, 127.0.0.1:46884 -> 127.0.0.1:7001;
+     expires 23,592 ms; INET_DIAG_MARK; captured from bench/twload.py's load, kernel 6.18)
+
+Such a run is counted with C-level passes over columns of the chunk (byte slices with a step, array
+slices, struct.iter_unpack, Counter) and Python work per distinct key only. What it counts is exactly what
+SocketAggregator's slim loop counts for the same messages (tests/unit/test_sock_diag_run.py on fuzzed
+chunks, tests/live/test_tw_run_live.py on real dumps); anything else (another state or length among the
+messages, too few of them, another message type) is left to the slim loop.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from itertools import chain, compress
+from operator import not_
+
+from connwatch.model import STATE_UNIT
+from connwatch.parsers.sock_diag import (
+    _AF_INET,
+    _DIAG_REPLIES,
+    _HDR,
+    _MSG,
+    _NSTATES,
+    _ST_TIME_WAIT,
+    _TW_MASK,
+    _TW_SLOTS,
+    _V4MAPPED,
+    TIME_WAIT_LEN_MS,
+    SocketAggregator,
+)
+
+# Columns of such a run (struct.iter_unpack; the rest of a message skipped): the
+# outbound key (family; dport, src, dst as 34 raw bytes), the inbound key (family, sport, dst).
+_PLAIN = _HDR.size + _MSG.size
+_RUN_MAX = 256  # longer messages: the slim loop
+_RUN_MIN = 16  # fewer messages in a chunk: the slim loop (the columns' set-up costs ~10 messages)
+_RUN_DEST = "=16xB5x34s32x{}x"
+_RUN_SOURCE = "=16xB3xH18x16s32x{}x"
+_RUN_V4_SOURCE = "=40x4s44x{}x"  # (IPv4: the 4 bytes of dst)
+_NATIVE = sys.byteorder
+
+
+def time_wait_run(agg: SocketAggregator, chunk: bytes) -> int:
+    """Aggregate the chunk's first len // L messages column-wise (C-speed passes, Python work per
+    distinct key only) when they are all TIME_WAIT replies of one length L (88 or 96 bytes: what
+    inet_twsk_diag_fill sends); returns the offset where the slim loop goes on (0: not such a run).
+    Counts exactly what the slim loop counts for them (tests/unit/test_sock_diag_run.py)."""
+    step = int.from_bytes(chunk[:4], _NATIVE)
+    if step < _PLAIN or step > _RUN_MAX or step % 4 or len(chunk) < _RUN_MIN * step:
+        return 0
+    n = len(chunk) // step
+    end = n * step
+    head = chunk[:step]  # every message `step` bytes long (so each starts at a multiple of it), one reply
+    if (int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES  # type, in TIME_WAIT (byte columns: C-speed counts)
+            or any(chunk[i:end:step].count(head[i]) != n for i in (0, 1, 2, 3, 4, 5))
+            or chunk[17:end:step].count(_ST_TIME_WAIT) != n):
+        return 0
+    halves, words = array("H"), array("I")
+    halves.frombytes(chunk[:end])
+    words.frombytes(chunk[:end])
+    sports, expires = halves[10::step // 2], words[17::step // 4]
+    inbound = list(map(agg.listen_raw.__contains__, sports)) if agg.listen_raw else []
+    n_in = inbound.count(True)
+    if n_in < n:
+        keys: Iterable[tuple[int, bytes]] = struct.iter_unpack(_RUN_DEST.format(step - _PLAIN), chunk[:end])
+        outbound_expires: Iterable[int] = expires
+        if n_in:
+            keys = compress(keys, map(not_, inbound))
+            outbound_expires = compress(expires, map(not_, inbound))
+        _outbound(agg, list(keys), outbound_expires)
+    if n_in:
+        if n_in < n:
+            sports, expires = array("H", compress(sports, inbound)), array("I", compress(expires, inbound))
+        _inbound(agg, chunk[:end], step, inbound if n_in < n else None, sports, expires)
+    agg.total += n
+    agg.by_state[_ST_TIME_WAIT] += n
+    return end
+
+def _outbound(agg: SocketAggregator, keys: list[tuple[int, bytes]], expires: Iterable[int]) -> None:
+    """Outbound TIME_WAIT of a run: per destination key, the count and the young count."""
+    young = Counter(compress(keys, map(agg.young_expires.__lt__, expires)))  # expires > young_expires
+    dests = agg.destinations
+    for (family, raw), count in Counter(keys).items():
+        dkey = (family, raw[2:18], raw[18:], int.from_bytes(raw[:2], _NATIVE))
+        counts = dests.get(dkey)
+        if counts is None:
+            counts = dests[dkey] = [0] * (_NSTATES + 1)
+        counts[_ST_TIME_WAIT] += count
+        counts[_NSTATES] += young.get((family, raw), 0)
+
+def _inbound(agg: SocketAggregator, run: bytes, step: int, inbound: list[bool] | None, sports: array[int],
+             expires: array[int]) -> None:
+    """Inbound TIME_WAIT of a run (the messages `inbound` selects, else all): per source address and port
+    (packed counts), and by age per port: (60000 - expires) // 1000 s, which is 60 - ceil(expires / 1000)."""
+    sources, unit, first = agg.sources, STATE_UNIT[_ST_TIME_WAIT], sports[0]
+    one_port = sports.count(first) == len(sports)
+    if one_port and run[16::step].count(_AF_INET) == len(run) // step:  # IPv4, one port: 4-byte keys
+        keys: Iterable[bytes] = chain.from_iterable(struct.iter_unpack(_RUN_V4_SOURCE.format(step - _PLAIN), run))
+        found = list(keys if inbound is None else compress(keys, inbound))
+        counts = dict.fromkeys(found, 1)  # (each source once in the chunk: the common case, no counting)
+        if len(counts) < len(found):
+            counts = Counter(found)
+        addrs = sources.get(first)
+        if addrs is None:
+            addrs = sources[first] = defaultdict(int)
+        if unit == 1 and (not addrs or addrs.keys().isdisjoint(counts)):
+            addrs.update(counts)  # (C speed: 100k sources of one TIME_WAIT each)
+        else:
+            for key, count in counts.items():
+                addrs[key] += unit * count
+    else:
+        rows: Iterable[tuple[int, int, bytes]] = struct.iter_unpack(_RUN_SOURCE.format(step - _PLAIN), run)
+        if inbound is not None:
+            rows = compress(rows, inbound)
+        for (family, sport, dst), count in Counter(rows).items():
+            addrs = sources.get(sport)
+            if addrs is None:
+                addrs = sources[sport] = defaultdict(int)
+            addrs[dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst] += unit * count
+    ups = map((1000).__rfloordiv__, map((999).__add__, expires))  # ceil(expires / 1000)
+    by_age: Iterable[tuple[tuple[int, int], int]] = (((first, up), count) for up, count in Counter(ups).items()) \
+        if one_port else Counter(zip(sports, ups, strict=True)).items()
+    for (sport, up), count in by_age:
+        ages = agg.closed.get(sport)
+        if ages is None:
+            ages = agg.closed[sport] = [0] * _TW_SLOTS
+        ages[(TIME_WAIT_LEN_MS // 1000 - up) & _TW_MASK] += count
+

@@ -1,0 +1,68 @@
+"""collect's TIME_WAIT dumped apart (CollectOptions.split_time_wait): two dumps, each one walk for both
+families (the legacy request), into one aggregate equal to one dump of every state; a kernel that refuses
+the legacy request gets the per-family dumps."""
+
+from __future__ import annotations
+
+import struct
+
+from connwatch.collect import _all_sockets
+from connwatch.errors import SourceUnavailable
+
+from .test_collect_tw import LISTEN_PORTS, _messages, _normal, _summary
+
+TCPDIAG_GETSOCK = 18
+
+
+class _Kernel:
+    """Answers dump requests from the recorded replies by the states asked for: a per-family request
+    (IPv4: every recorded message; IPv6: none) or, unless `legacy` is False (then EINVAL, as an old kernel
+    without the compat request would), a legacy both-family one."""
+
+    def __init__(self, legacy: bool) -> None:
+        self.legacy = legacy
+        self.replies: list[bytes] = []
+        self.asked: list[str] = []
+
+    def send(self, data: bytes, /) -> int:
+        if struct.unpack_from("=H", data, 4)[0] == TCPDIAG_GETSOCK:
+            self.asked.append("legacy")
+            if not self.legacy:
+                self.replies.append(struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + data[:16])
+                return len(data)
+            family, states = 2, struct.unpack_from("=I", data, 16 + 52)[0]
+        else:
+            family, states = data[16], struct.unpack_from("=I", data, 20)[0]
+            self.asked.append(f"family {family}")
+        chosen = [m for m in _messages() if states >> m[17] & 1] if family == 2 else []
+        self.replies.append(b"".join(chosen) + struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0))
+        return len(data)
+
+    def recv(self, bufsize: int, /) -> bytes:
+        return self.replies.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_split_dumps_equal_one_dump() -> None:
+    kernel = _Kernel(legacy=True)
+    got = _all_sockets(kernel, LISTEN_PORTS, None, [], False, split=True)
+    assert kernel.asked == ["legacy", "legacy"]
+    assert _normal(got) == _normal(_summary(_messages())) and got.by_state.get("TIME_WAIT")
+
+
+def test_a_refused_legacy_request_falls_back_to_per_family_dumps() -> None:
+    kernel = _Kernel(legacy=False)
+    got = _all_sockets(kernel, LISTEN_PORTS, None, [], False, split=True)
+    assert kernel.asked == ["legacy", "family 2", "family 10", "family 2", "family 10"]
+    assert _normal(got) == _normal(_summary(_messages()))
+
+
+def test_one_walk_asked_for_a_refusal_propagates() -> None:
+    try:
+        _all_sockets(_Kernel(legacy=False), LISTEN_PORTS, None, [], True, split=True)
+    except SourceUnavailable as exc:
+        assert "EINVAL" in str(exc)
+    else:
+        raise AssertionError("the refusal was not raised")

@@ -1,0 +1,132 @@
+"""The column-wise decoding of TIME_WAIT runs (SocketAggregator._time_wait_run) against the slim per-socket
+loop (SocketAggregator._slim from offset 0: the decoder as it was), on synthetic chunks (fuzzing only; the
+real-kernel comparison is tests/live/test_tw_run_live.py): runs of 88- and 96-byte TIME_WAIT replies mixed
+with other lengths, states and message types, NLMSG_DONE/NLMSG_ERROR in the middle, truncated chunks. Both
+must end in the same aggregates (insertion order included) and the same answer, or raise the same error."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connwatch.errors import ParseError, SourceUnavailable
+from connwatch.parsers.sock_diag import SocketAggregator
+
+HDR = struct.Struct("=IHHII")
+MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
+LISTENING = frozenset({7100, 7101})
+MARK = struct.pack("=HHI", 8, 15, 0)  # INET_DIAG_MARK, sent with TIME_WAIT replies to CAP_NET_ADMIN
+
+V4 = [socket.inet_aton(a) + bytes(12) for a in ("127.0.0.1", "127.0.0.2", "10.1.2.3")]
+V6 = [socket.inet_pton(socket.AF_INET6, a) for a in ("::1", "2001:db8::7", "::ffff:127.0.0.9", "::ffff:10.1.2.3",
+                                                       "::")]
+EXPIRES = st.one_of(st.sampled_from([0, 1, 999, 1000, 1001, 58_999, 59_000, 59_001, 60_000, 61_000, 2**32 - 1]),
+                    st.integers(0, 60_000))
+PORTS = st.sampled_from([7100, 7101, 40_000, 40_001, 0, 443])
+
+
+@st.composite
+def messages(draw: Any, length: int | None = None, state: int | None = None, kind: int | None = None,
+             family: int | None = None, sports: Any = PORTS) -> bytes:
+    family = family if family is not None else draw(st.sampled_from([socket.AF_INET, socket.AF_INET6]))
+    pool = V4 if family == socket.AF_INET else V6
+    body = MSG.pack(family, state if state is not None else draw(st.sampled_from([6, 6, 6, 5, 1, 7, 8, 2])),
+                    3, 0, socket.htons(draw(sports)), socket.htons(draw(PORTS)), draw(st.sampled_from(pool)),
+                    draw(st.sampled_from(pool)), 0, draw(st.integers(0, 3)), 0, draw(EXPIRES), 0, 0, 0,
+                    draw(st.integers(0, 2)))
+    size = length if length is not None else draw(st.sampled_from([88, 96, 104]))
+    kind = kind if kind is not None else draw(st.sampled_from([20, 20, 20, 18]))
+    return HDR.pack(size, kind, 2, 1, 0) + body + (MARK + bytes(8))[:size - 88]
+
+
+@st.composite
+def runs(draw: Any, size: int | None = None, min_size: int = 0) -> bytes:
+    """A run of TIME_WAIT replies of one length (what a TIME_WAIT-only dump sends): of one family or both,
+    on one listening port, on one and other ports, or on any."""
+    size = size if size is not None else draw(st.sampled_from([88, 96]))
+    kind = draw(st.sampled_from([20, 18]))  # (one reply type per dump)
+    family = draw(st.sampled_from([socket.AF_INET, socket.AF_INET6, None]))
+    sports = draw(st.sampled_from([st.just(7100), st.sampled_from([7100, 40_000]), PORTS]))
+    return b"".join(draw(st.lists(messages(size, 6, kind, family, sports), min_size=min_size, max_size=40)))
+
+
+CONTROL = st.sampled_from([
+    HDR.pack(20, 3, 2, 1, 0) + bytes(4),  # NLMSG_DONE
+    HDR.pack(36, 2, 0, 1, 0) + struct.pack("=i", 0) + bytes(16),  # NLMSG_ERROR 0: an ack, ends the dump
+    HDR.pack(36, 2, 0, 1, 0) + struct.pack("=i", -1) + bytes(16),  # NLMSG_ERROR -EPERM
+    HDR.pack(20, 16, 0, 1, 0) + bytes(4),  # another message type
+])
+
+
+@st.composite
+def chunks(draw: Any) -> list[bytes]:
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        parts = draw(st.lists(st.one_of(runs(), runs(), messages(), CONTROL), min_size=1, max_size=4))
+        chunk = b"".join(parts)
+        if draw(st.integers(0, 4)) == 0 and chunk:  # cut short, or a length word changed
+            if draw(st.booleans()):
+                chunk = chunk[:draw(st.integers(0, len(chunk) - 1))]
+            else:
+                at = draw(st.integers(0, len(chunk) // 4 - 1)) * 4
+                word = struct.pack("=I", draw(st.sampled_from([0, 20, 88, 92, 96, 10_000])))
+                chunk = chunk[:at] + word + chunk[at + 4:]
+        out.append(chunk)
+    return out
+
+
+def _state(agg: SocketAggregator) -> list[Any]:
+    return [agg.total, agg.by_state, list(agg.destinations.items()), list(agg.owner_inodes.items()),
+            [(p, list(a.items())) for p, a in agg.sources.items()], list(agg.closed.items()),
+            list(agg.accepts.items())]
+
+
+def _outcome(parts: list[bytes], slim: bool) -> tuple[Any, ...]:
+    agg = SocketAggregator(LISTENING, 1000)
+    ends = []
+    try:
+        for chunk in parts:
+            ends.append(agg._slim(chunk, 0) if slim else agg(chunk))
+    except (ParseError, SourceUnavailable) as exc:
+        return ("raised", type(exc).__name__, str(exc), _state(agg))
+    return ("ended", ends, _state(agg), agg.summary())
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks())
+def test_runs_decode_as_the_slim_loop(parts: list[bytes]) -> None:
+    assert _outcome(parts, slim=False) == _outcome(parts, slim=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([88, 96]), st.lists(messages(None, 6), min_size=0, max_size=3), st.data())
+def test_a_run_takes_the_column_path(size: int, tail: list[bytes], data: Any) -> None:
+    """A chunk of one run (and NLMSG_DONE, shorter than a message) goes the column path; a run with other
+    messages after it goes the slim loop (the column path takes whole chunks); both count the same."""
+    run = data.draw(runs(size, 16))
+    done = HDR.pack(20, 3, 2, 1, 0) + bytes(4)
+    assert SocketAggregator(LISTENING, 1000)._time_wait_run(run + done) == len(run)
+    chunk = run + b"".join(tail) + done
+    assert _outcome([chunk], slim=False) == _outcome([chunk], slim=True)
+    assert _outcome([run + done], slim=False) == _outcome([run + done], slim=True)
+
+
+def test_not_a_run() -> None:
+    """What the column path leaves to the slim loop: another state among the messages, mixed lengths, too
+    few messages, a message type that is no diag reply."""
+    def tw(state: int = 6, size: int = 88, kind: int = 20) -> bytes:
+        body = MSG.pack(2, state, 3, 0, socket.htons(40_000), socket.htons(443), V4[0], V4[1], 0, 0, 0, 30_000,
+                        0, 0, 0, 0)
+        return HDR.pack(size, kind, 2, 1, 0) + body + (MARK + bytes(8))[:size - 88]
+
+    agg = SocketAggregator(LISTENING, 1000)
+    assert agg._time_wait_run(tw() * 20) == 20 * 88
+    assert agg._time_wait_run(tw() * 10 + tw(5) + tw() * 10) == 0
+    assert agg._time_wait_run(tw() * 10 + tw(size=96) + tw() * 10) == 0
+    assert agg._time_wait_run(tw() * 15) == 0
+    assert agg._time_wait_run(tw(kind=16) * 20) == 0
+    assert agg._time_wait_run(tw(size=104) * 20) == 20 * 104  # (a TIME_WAIT reply with more rtattrs: a run too)
