@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import struct
 
-from connwatch.collect import _all_sockets
+import pytest
+
+from connwatch.collect import CollectOptions, _all_sockets, _sockets
 from connwatch.errors import SourceUnavailable
+from connwatch.model import SourceStatus
+from connwatch.sources.procfs import ProcFS
 
 from .test_collect_tw import LISTEN_PORTS, _messages, _normal, _summary
 
@@ -66,3 +70,32 @@ def test_one_walk_asked_for_a_refusal_propagates() -> None:
         assert "EINVAL" in str(exc)
     else:
         raise AssertionError("the refusal was not raised")
+
+
+def _live_sockets(kernel: _Kernel, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """collect's _sockets on a live (not recorded) sample, its netlink socket being `kernel`: how many
+    listeners and sockets it saw."""
+    from connwatch.sources import netlink
+
+    monkeypatch.setattr(netlink, "open_socket", lambda: kernel)
+    statuses: list[SourceStatus] = []
+    listeners, summary = _sockets(CollectOptions(owners=False), ProcFS("/nonexistent"), statuses, [], None)
+    assert all(s.ok for s in statuses), statuses
+    assert summary is not None
+    return len(listeners), summary.total
+
+
+def test_a_live_sample_walks_once_for_both_families(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel = _Kernel(legacy=True)
+    per_family = _Kernel(legacy=False)
+    assert _live_sockets(kernel, monkeypatch) == _live_sockets(per_family, monkeypatch)
+    assert kernel.asked == ["legacy", "legacy"]  # the listeners, then every other state: one walk each
+
+
+def test_a_kernel_refusing_the_one_walk_is_asked_per_family_for_the_whole_sample(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel = _Kernel(legacy=False)
+    listeners, total = _live_sockets(kernel, monkeypatch)
+    assert listeners == len([m for m in _messages() if m[17] == 10])
+    assert kernel.asked == ["legacy", "family 2", "family 10", "family 2", "family 10"]
+    assert total == len([m for m in _messages() if m[17] != 10])
