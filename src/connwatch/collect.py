@@ -10,16 +10,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from connwatch.clock import Clock
-from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitSignals, merge
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
-from connwatch.sources import diag_filter, netlink, processes
+from connwatch.sources import netlink, processes
 from connwatch.sources.hostlimits import read_host_limits
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
+
+if TYPE_CHECKING:  # the agent's TIME_WAIT plan and the port filter load only where the agent uses them
+    from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitSignals
 
 T = TypeVar("T")
 NETLINK = "netlink sock_diag"
@@ -151,6 +153,9 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
     """When TIME_WAIT is due: one dump of every state, as without a plan, its outbound TIME_WAIT kept.
     Else every state but TIME_WAIT dumped now (kernel-side state filter), the inbound TIME_WAIT too
     when the last full dump held any (kernel-side port filter), and the outbound TIME_WAIT reused."""
+    from connwatch.collect_tw import merge
+    from connwatch.sources import diag_filter
+
     cache = plan.cache
     why = cache.observe(plan.signals, ports)
     ranges = diag_filter.port_ranges(ports)
@@ -179,6 +184,8 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
 def _dump_filtered(sock: netlink.DiagSocket, program: bytes, consume: SocketAggregator, limits: list[str],
                    one_walk: bool) -> None:
     """TIME_WAIT on the listening ports only (kernel-side filter), like _dump for both families."""
+    from connwatch.sources import diag_filter
+
     if one_walk:
         diag_filter.dump_filtered(sock, TCPF_TIME_WAIT, program, None, consume)
         return
@@ -383,6 +390,8 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) ->
     if opts.time_wait is not None and opts.sockets:  # read first: they decide whether TIME_WAIT is dumped
         before, _ = read_counters(proc)  # (read again after the dump, as without a plan)
         tw_now, _ = read_sockstat(proc)
+        from connwatch.collect_tw import TimeWaitSignals
+
         plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
             mono, tw_now.get("TCP.tw"), before.get("TcpExt.TW"), _range_size(sysctls)))
     listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)

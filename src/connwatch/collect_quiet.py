@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from connwatch.clock import Clock
 from connwatch.collect import NETLINK, CollectOptions, sample
-from connwatch.collect_tw import QUIET, TimeWaitCache
 from connwatch.model import Snapshot, SourceStatus
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.sources.procfs import ProcFS, read_parsed, read_sockstat
+
+if TYPE_CHECKING:  # (the agent's; commands that sample other namespaces load only the probe)
+    from connwatch.collect_tw import TimeWaitCache
 
 SKIPPED = "not dumped: the namespace holds only its listeners and no TCP segment moved since its last (empty) dump"
 
@@ -67,6 +70,8 @@ def sample_quietly(clock: Clock, opts: CollectOptions, proc: ProcFS, key: int, c
         snap = sample(clock, dataclasses.replace(opts, sockets=False), proc, key)
         after = signals_of(dict(snap.counters), dict(snap.sockstat))
         if after == before and before.tw == 0 and before.inuse == len(snap.listeners):
+            from connwatch.collect_tw import QUIET
+
             cache.quiet_skips += 1
             cache.reason = QUIET
             return _empty(snap)
