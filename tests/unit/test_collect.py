@@ -21,12 +21,19 @@ def _no_ipv6(sock: socket.socket, family: int, states: int, ext: int, consume: C
     real_dump(sock, family, states, ext, consume)
 
 
+def _no_legacy(sock: socket.socket, states: int, ext: int, consume: Callable[[bytes], bool]) -> None:
+    raise SourceUnavailable("netlink sock_diag", "kernel refused the dump: EINVAL")
+
+
 def test_kernel_without_ipv6_diag_keeps_the_ipv4_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that refuses the one-walk (legacy, both families) request is asked per family; one that
+    then refuses IPv6 keeps the IPv4 view and names what it cannot see."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(3)
     port = srv.getsockname()[1]
     try:
+        monkeypatch.setattr(netlink, "dump_both_families", _no_legacy)
         monkeypatch.setattr(netlink, "dump", _no_ipv6)
         snap = collect(FakeClock(), CollectOptions(owners=False))
     finally:
