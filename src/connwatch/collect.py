@@ -265,9 +265,12 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
 def _with_owners(listeners: list[Listener], scan: processes.OwnerScan,
                  describe: Callable[[int], Process | None], limits: list[str]) -> list[Listener]:
     out = []
-    for lst in listeners:
+    for lst in listeners:  # (thousands: the constructor, not dataclasses.replace; the same listener when unowned)
         pid = scan.owners.get(lst.inode)
-        out.append(dataclasses.replace(lst, owner=describe(pid) if pid is not None else None))
+        owner = describe(pid) if pid is not None else None
+        out.append(lst if owner is None and lst.owner is None else Listener(
+            lst.family, lst.address, lst.port, lst.queue, lst.backlog, lst.drops, lst.inode, lst.uid, lst.cookie,
+            owner))
     if scan.unreadable and any(x.owner is None for x in out):  # (denied processes that hold none: no loss)
         limits.append(_uninspected(scan.unreadable) + ": their sockets' owners are unknown; " + _remedy())
     limits.extend(_unreadable_limits([x.owner for x in out]))
@@ -370,7 +373,7 @@ def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = Tr
 
     def describe(pid: int) -> Process | None:
         if pid not in cache:
-            cache[pid] = processes.describe_process(pid)
+            cache[pid] = processes.describe_process(pid, open_fds=scan.open_fds.get(pid))
         return cache[pid]
 
     return [_owned(s, b, scan, describe) for s, b in zip(snaps, busiest, strict=True)]

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import IO, TYPE_CHECKING
 
 from connwatch.cli import add_common
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from connwatch.model import Snapshot
 
 NAME = "listeners"
 HELP = "table of TCP listeners: port, address, queue/backlog with fill bar, drops, owner, listening since"
@@ -17,31 +24,70 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
-    from connwatch.commands.common import collect_options, collect_selected, is_other
+    from connwatch.commands.common import collect_options, collect_selected
 
     snaps = collect_selected(SystemClock(), args, collect_options(args, sockets=False))
     limitations = list(dict.fromkeys(x for s in snaps for x in s.limitations))
     if args.format == "json":
-        from connwatch.outputs.jsonout import dumps, snapshot_listeners
-        from connwatch.snapshot_json import netns_dict
-
-        rows = []
-        for snap in snaps:
-            for row in snapshot_listeners(snap):
-                if is_other(snap) and snap.netns is not None:
-                    row["netns"] = netns_dict(snap.netns)
-                rows.append(row)
-        print(dumps({"listeners": rows, "limitations": limitations}, "listeners"))
+        sys.stdout.write(json_text(snaps, limitations) + "\n")
         return 0
-    from connwatch.outputs.console import console
-    from connwatch.outputs.fit import print_fitted
-    from connwatch.outputs.text import listeners_cells
-
-    out = console()
-    for snap in snaps:
-        if snap.listeners or not is_other(snap):
-            title = f"TCP listeners in {snap.netns.label}" if is_other(snap) and snap.netns else "TCP listeners"
-            print_fitted(out, *listeners_cells(snap, width=out.width), title=title)
-    for note in limitations:
-        out.print(f"[dim]note: {note}[/dim]")
+    render_text(snaps, limitations, sys.stdout)
     return 0
+
+
+def json_text(snaps: list[Snapshot], limitations: list[str]) -> str:
+    """The `listeners` JSON document: every selected namespace's listeners (`netns` on the others')."""
+    from connwatch.commands.common import is_other
+    from connwatch.outputs.jsonout import document
+    from connwatch.outputs.listeners import dumps_indented, listener_rows
+
+    rows = []
+    for snap in snaps:
+        netns = None
+        if is_other(snap) and snap.netns is not None:
+            from connwatch.snapshot_json import netns_dict
+
+            netns = netns_dict(snap.netns)
+        rows.extend(listener_rows(snap, netns))
+    return dumps_indented(document("listeners", {"listeners": rows, "limitations": limitations}))
+
+
+def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) -> None:
+    """Each namespace's table (the own one even when empty), then the notes. Off a terminal the tables are
+    plain text made without rich (outputs/listeners.py); rich draws what that does not cover (an empty or
+    too wide table, the notes) and, on a terminal, the first screenful (outputs/fit.py print_fitted)."""
+    from connwatch.commands.common import is_other
+    from connwatch.outputs.width import PIPE_WIDTH, Unpadded, plain_stream, terminal_width
+
+    plain = plain_stream(stream)
+    width = (terminal_width(stream) or PIPE_WIDTH) if plain else 0
+    out: Console | None = None
+    for snap in snaps:
+        if not snap.listeners and is_other(snap):
+            continue
+        title = f"TCP listeners in {snap.netns.label}" if is_other(snap) and snap.netns else "TCP listeners"
+        lines = None
+        if plain:
+            from connwatch.outputs.listeners import plain_table
+
+            lines = plain_table(snap, width, title)
+        if lines is not None:
+            sink = Unpadded(stream)
+            sink.write("\n".join(lines) + "\n")
+            sink.flush()
+            continue
+        out = out or _console()
+        from connwatch.outputs.fit import print_fitted
+        from connwatch.outputs.text import listeners_cells
+
+        print_fitted(out, *listeners_cells(snap, width=out.width), title=title)
+    if limitations:
+        out = out or _console()
+        for note in limitations:
+            out.print(f"[dim]note: {note}[/dim]")
+
+
+def _console() -> Console:
+    from connwatch.outputs.console import console
+
+    return console()

@@ -17,6 +17,7 @@ from connwatch.attributes.backlog_facts import (
 )
 from connwatch.explain import accept, process_words, rejects
 from connwatch.findings import Explanation, Finding, format_number
+from connwatch.timewords import age_words  # (its home: the tables word ages without the rules)
 
 TEXTS = {
     "BacklogRejectsByPort": "Counter attribute BacklogRejectsByPort counts the connection requests the port's "
@@ -48,16 +49,6 @@ def owner_words(listener: ListenerFacts) -> str:
     if owner is None:
         return "owner unknown (not visible to this user)"
     return process_words({"pid": owner.pid, "command": owner.command, "user": owner.user})
-
-
-def age_words(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def _cleared(d: PortFacts) -> str:

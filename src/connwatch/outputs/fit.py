@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
-from rich import box
-from rich.cells import cell_len, set_cell_size
-from rich.table import Table
-from rich.text import Text
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (rich loads where it draws: plain text off a terminal prints without it)
     from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 
 class Styled:
@@ -37,10 +34,12 @@ class Styled:
         return hash(self.parts)
 
     def text(self) -> Text:
+        from rich.text import Text
+
         return Text.assemble(*self.parts)
 
 
-Cell = str | Text | Styled  # str: rich markup
+Cell: TypeAlias = "str | Text | Styled"  # str: rich markup
 SHRUNK = 12  # what a shrinkable column needs at least to stay useful ('runmqlsr 42…')
 
 
@@ -58,6 +57,8 @@ def _plain(cell: Cell) -> str:
     if not isinstance(cell, str):
         return cell.plain
     if "[" in cell or ":" in cell:
+        from rich.text import Text
+
         return Text.from_markup(cell).plain
     return cell
 
@@ -67,7 +68,11 @@ def natural(col: Col, rows: Sequence[Sequence[Cell]], i: int) -> int:
 
 
 def _natural(col: Col, plains: Sequence[Sequence[str]], i: int) -> int:
-    return max(cell_len(col.header), max((_width(r[i]) for r in plains), default=0))
+    texts = [r[i] for r in plains]
+    joined = "".join(texts)
+    if joined.isascii() and "\n" not in joined:  # (the common case, thousands of rows: one pass in C)
+        return max(_cells(col.header), max(map(len, texts), default=0))
+    return max(_cells(col.header), max(map(_width, set(texts)), default=0))  # (wide cells repeat: a fill bar)
 
 
 def _width(text: str) -> int:
@@ -77,7 +82,11 @@ def _width(text: str) -> int:
 
 
 def _cells(text: str) -> int:
-    return len(text) if text.isascii() else cell_len(text)
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
+
+    return cell_len(text)
 
 
 def chosen(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int) -> list[int]:
@@ -136,6 +145,9 @@ def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int,
 
 
 def _rich_table(cols: Sequence[Col], lay: Layout, rows: Sequence[Sequence[Cell]], title: str | None) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
                   expand=False)
     for k in lay.keep:
@@ -153,7 +165,7 @@ def plain_lines(cols: Sequence[Col], lay: Layout, plains: Sequence[Sequence[str]
     operations only, a column at a time: rich takes ~0.6 ms per row. None where rich would lay it out
     otherwise (a table or title wider than `width`, a cell or title of several lines)."""
     shown = None if title is None else _plain(title)  # rich draws the title as markup too
-    if lay.total > width or (shown is not None and (cell_len(shown) > lay.total or "\n" in shown)):
+    if lay.total > width or (shown is not None and (_cells(shown) > lay.total or "\n" in shown)):
         return None
     columns = []
     for k in lay.keep:
@@ -174,14 +186,19 @@ def _padded(texts: list[str], w: int, right: bool) -> list[str]:
     cell wider than w (shrinkable columns only) ends in an ellipsis."""
     if right:
         texts = [t.rstrip() for t in texts]
-    out = []
-    for t in texts:
-        n = len(t) if t.isascii() else cell_len(t)
+    if "".join(texts).isascii() and max(map(len, texts), default=0) <= w:  # (the common case: one pass in C)
+        return [t.rjust(w) for t in texts] if right else [t.ljust(w) for t in texts]
+    done: dict[str, str] = {}  # (non-ASCII cells repeat: a fill bar, an address)
+    for t in set(texts):
+        n = _cells(t)
+        cut = t
         if n > w:
-            t, n = set_cell_size(t, w - 1) + "\u2026", w
-        pad = w - n + len(t)  # str.rjust/ljust count characters, not terminal cells
-        out.append(t.rjust(pad) if right else t.ljust(pad))
-    return out
+            from rich.cells import set_cell_size
+
+            cut, n = set_cell_size(t, w - 1) + "\u2026", w
+        pad = w - n + len(cut)  # str.rjust/ljust count characters, not terminal cells
+        done[t] = cut.rjust(pad) if right else cut.ljust(pad)
+    return [done[t] for t in texts]
 
 
 def print_fitted(console: Console, cols: Sequence[Col], rows: Sequence[Sequence[Cell]], title: str | None = None,

@@ -168,7 +168,7 @@ def paragraph(a: Alert) -> list[str]:
 
 
 def _age(seconds: float) -> str:
-    from connwatch.explain.backlog import age_words
+    from connwatch.timewords import age_words
 
     return age_words(max(seconds, 0))
 

@@ -16,6 +16,9 @@ from connwatch.engine import CheckResult
 from connwatch.findings import Alert, format_number
 from connwatch.model import Listener, Process, Snapshot, fill_percent
 from connwatch.outputs.fit import Cell, Col, Styled, fit_table
+from connwatch.outputs.listeners import LISTENER_COLS, NOT_VISIBLE_TEXT, fill_parts, short_when
+
+__all__ = ["LISTENER_COLS", "short_when"]  # (re-exported: their home is outputs/listeners.py)
 
 STATUS_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red", "UNKNOWN": "bold magenta"}
 
@@ -26,33 +29,15 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%a %d-%b-%Y %H:%M:%S %Z").upper()
 
 
-def short_when(ts: float, now: float) -> str:
-    """'21:32:18 (5 s ago)' today, '2026-11-20 08:00 (2.5 days ago)' otherwise."""
-    from connwatch.explain.backlog import age_words
-
-    stamp = datetime.fromtimestamp(ts).astimezone()
-    shown = stamp.strftime("%H:%M:%S") if now - ts < 86400 else stamp.strftime("%Y-%m-%d %H:%M")
-    return f"{shown} ({age_words(max(now - ts, 0))} ago)"
-
-
 def fill_bar(lst: Listener, width: int = 10) -> Text:
     return fill_cell(lst, width).text()
 
 
 def fill_cell(lst: Listener, width: int = 10) -> Styled:
-    fill = fill_percent(lst)
-    if fill is None:
-        return Styled((("n/a", "dim"),))
-    blocks = min(width, round(width * fill / 100))
-    style = "red" if fill > 100 else "yellow" if fill >= 80 else "green"
-    return Styled((("█" * blocks + "·" * (width - blocks), style), (f" {fill:.0f}%", "")))
+    return Styled(fill_parts(lst, width))
 
 
-NOT_VISIBLE = Styled((("not visible", "dim"),))
-LISTENER_COLS = (Col("Port", "right"), Col("Address", drop=5, shrink=True), Col("Queue/Backlog", "right"),
-                 Col("Fill", drop=4), Col("Drops", "right"), Col("Rejects/s", "right", drop=2),
-                 Col("Owner", drop=3, shrink=True), Col("FDs", "right", drop=6),
-                 Col("Owner started", drop=7))
+NOT_VISIBLE = Styled(((NOT_VISIBLE_TEXT, "dim"),))
 
 
 def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None,

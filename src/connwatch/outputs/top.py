@@ -167,7 +167,7 @@ def _alerts(data: TopData, view: TopView) -> list[Alert]:
 def alert_lines(rows: Sequence[Alert], now: float, limit: int) -> list[Text]:
     if not rows:
         return []
-    from connwatch.explain.backlog import age_words
+    from connwatch.timewords import age_words
     from connwatch.outputs.summary import summary_line
 
     out = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,6 +35,7 @@ class OwnerScan:
 
     owners: dict[int, int]
     unreadable: int
+    open_fds: dict[int, int] = field(default_factory=dict)  # pid -> how many fds the scan listed
 
 
 def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
@@ -70,7 +71,7 @@ def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
         if len(scan.owners) == len(wanted):
             break
         scan.read(pid, None)
-    return OwnerScan(scan.owners, len(scan.unreadable))
+    return OwnerScan(scan.owners, len(scan.unreadable), scan.open_fds)
 
 
 def netns_inode(root: str | Path, pid: int | str = "self") -> int | None:
@@ -93,23 +94,39 @@ class _Scan:
         self.wanted, self.root, self.groups = wanted, root, groups  # groups: inode -> its namespace's unowned
         self.owners: dict[int, int] = {}
         self.unreadable: set[int] = set()
+        self.open_fds: dict[int, int] = {}  # pid -> its fds listed by the scan
 
     def read(self, pid: int, until: set[int] | None) -> bool:
         """Record the wanted sockets among pid's fds; stop early once `until` (inodes) are all owned.
-        True when every fd was read (nothing more to find in this process)."""
+        True when every fd was read (nothing more to find in this process). The links are read relative
+        to the open fd directory (readlinkat): the path to it is not walked again for every fd."""
         try:
-            fds = os.listdir(f"{self.root}/{pid}/fd")
+            dir_fd = os.open(f"{self.root}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
         except PermissionError:
             self.unreadable.add(pid)
             return True
         except OSError:
             return True  # the process exited
-        base, wanted, owners = f"{self.root}/{pid}/fd/", self.wanted, self.owners
+        try:
+            return self._links(pid, dir_fd, until)
+        finally:
+            os.close(dir_fd)
+
+    def _links(self, pid: int, dir_fd: int, until: set[int] | None) -> bool:
+        try:
+            fds = os.listdir(dir_fd)
+        except PermissionError:
+            self.unreadable.add(pid)
+            return True
+        except OSError:
+            return True  # the process exited
+        self.open_fds[pid] = len(fds)
+        wanted, owners, readlink = self.wanted, self.owners, os.readlink
         for fd in fds:
             if until is not None and not until:
                 return False
             try:
-                target = os.readlink(base + fd)
+                target = readlink(fd, dir_fd=dir_fd)
             except PermissionError:  # listing the directory needs less privilege than reading the links
                 self.unreadable.add(pid)
                 return True
@@ -129,9 +146,10 @@ STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t
           "Z": "zombie", "X": "dead", "x": "dead", "K": "wake-kill", "W": "waking", "I": "idle", "P": "parked"}
 
 
-def describe_process(pid: int, root: str | Path = "/proc") -> Process | None:
+def describe_process(pid: int, root: str | Path = "/proc", open_fds: int | None = None) -> Process | None:
     """Details of one process from /proc (as psutil reads them, without psutil's import cost); None when
-    it vanished or is a zombie. Fields we may not read stay None; "?" when nothing can be read."""
+    it vanished or is a zombie. Fields we may not read stay None; "?" when nothing can be read.
+    `open_fds`: its fds as an owner scan just listed them (OwnerScan.open_fds), not listed again."""
     base = f"{root}/{pid}"
     try:
         with open(f"{base}/stat", "rb") as fh:
@@ -150,7 +168,7 @@ def describe_process(pid: int, root: str | Path = "/proc") -> Process | None:
     return Process(
         pid=pid, command=name, cmdline=" ".join(cmdline or [])[:300], user=_attempt(lambda: _user(base)),
         started_at=_attempt(lambda: int(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time(root)),
-        open_fds=_attempt(lambda: len(os.listdir(f"{base}/fd"))),
+        open_fds=open_fds if open_fds is not None else _attempt(lambda: len(os.listdir(f"{base}/fd"))),
         fd_limit=_fd_limit(pid, root), state=STATES.get(fields[0], "?"),
     )
 
