@@ -167,8 +167,8 @@ def _alerts(data: TopData, view: TopView) -> list[Alert]:
 def alert_lines(rows: Sequence[Alert], now: float, limit: int) -> list[Text]:
     if not rows:
         return []
-    from connwatch.timewords import age_words
     from connwatch.outputs.summary import summary_line
+    from connwatch.timewords import age_words
 
     out = []
     for a in rows[:limit]:
