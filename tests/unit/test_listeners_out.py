@@ -1,0 +1,169 @@
+"""`connwatch listeners` drawn fast (outputs/listeners.py) equals what rich and json.dumps made before."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connwatch.collect import _with_owners
+from connwatch.commands.listeners import json_text, render_text
+from connwatch.model import Listener, NetnsInfo, Process, Snapshot
+from connwatch.outputs.console import console
+from connwatch.outputs.fit import _plain, print_fitted
+from connwatch.outputs.jsonout import document, dumps, snapshot_listeners
+from connwatch.outputs.listeners import dumps_indented, listener_rows, plain_rows, plain_table
+from connwatch.outputs.text import listeners_cells
+from connwatch.outputs.width import plain_stream
+from connwatch.snapshot_json import netns_dict
+from connwatch.sources.processes import OwnerScan
+
+from .builders import plain_utc_terminal, snapshot
+
+T0 = 1_700_000_000.0
+NAMES = st.text("abz09-_.[]:/ é日", min_size=1, max_size=20)
+PROCESSES = st.builds(Process, pid=st.integers(1, 4_194_304), command=NAMES, cmdline=st.text(max_size=30),
+                      user=st.none() | NAMES, started_at=st.none() | st.floats(T0 - 400_000, T0 + 5),
+                      open_fds=st.none() | st.integers(0, 70_000), fd_limit=st.none() | st.integers(0, 1 << 20),
+                      state=st.none() | st.sampled_from(["sleeping", "running"]))
+ADDRESSES = st.sampled_from(["127.0.0.1", "0.0.0.0", "::", "::1", "2001:db8::1", "::ffff:10.0.0.1", "10.1.2.3"])
+
+
+@st.composite
+def snapshots(draw: Any, max_size: int = 30) -> Snapshot:
+    owners = draw(st.lists(PROCESSES, max_size=3))
+    rows = draw(st.lists(st.tuples(st.integers(1, 65535), st.integers(0, 5000), st.none() | st.integers(0, 4096),
+                                   st.none() | st.integers(0, 1 << 32), ADDRESSES,
+                                   st.none() | st.sampled_from(owners) if owners else st.none()), max_size=max_size))
+    listeners = tuple(Listener(family=6 if ":" in a else 4, address=a, port=p, queue=q, backlog=b, drops=d,
+                               inode=1000 + i, uid=0, cookie=i, owner=o) for i, (p, q, b, d, a, o) in enumerate(rows))
+    return snapshot(T0, listeners)
+
+
+@settings(max_examples=150, deadline=None)
+@given(snapshots(), st.sampled_from([60, 80, 119, 120, 160, 250]))
+def test_plain_cells_are_what_rich_shows_of_the_styled_cells(snap: Snapshot, width: int) -> None:
+    _, styled = listeners_cells(snap, width=width)
+    assert plain_rows(snap, width) == [[_plain(c) for c in r] for r in styled]
+
+
+def _rich_way(snaps: list[Snapshot], limitations: list[str]) -> str:
+    """The command's text as it was drawn before: every table through a rich Console (print_fitted)."""
+    from connwatch.commands.common import is_other
+
+    out = console()
+    for snap in snaps:
+        if snap.listeners or not is_other(snap):
+            title = f"TCP listeners in {snap.netns.label}" if is_other(snap) and snap.netns else "TCP listeners"
+            print_fitted(out, *listeners_cells(snap, width=out.width), title=title)
+    for note in limitations:
+        out.print(f"[dim]note: {note}[/dim]")
+    return ""
+
+
+def _captured(monkeypatch: pytest.MonkeyPatch, draw: Any) -> str:
+    sink = io.StringIO()
+    monkeypatch.setattr("sys.stdout", sink)
+    draw(sink)
+    return sink.getvalue()
+
+
+OTHER = NetnsInfo(inode=4026532999, name="blue", own=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(snapshots(), min_size=1, max_size=3), st.lists(st.text(" abc[]:é", max_size=200), max_size=2),
+       st.sampled_from(["", "80", "200", "45"]))
+def test_piped_text_equals_the_rich_drawing(snaps: list[Snapshot], notes: list[str], columns: str) -> None:
+    """Piped (no styles): the same text as every table drawn by rich, also at COLUMNS widths where the table
+    does not fit (rich draws it then), with notes, an empty own table and other namespaces' tables."""
+    snaps = [snaps[0], *(dataclasses.replace(s, netns=OTHER) for s in snaps[1:])]
+    with pytest.MonkeyPatch.context() as mp:
+        plain_utc_terminal(mp)
+        if columns:
+            mp.setenv("COLUMNS", columns)
+        else:
+            mp.delenv("COLUMNS", raising=False)
+        fast = _captured(mp, lambda s: render_text(snaps, notes, s))
+        rich_way = _captured(mp, lambda s: _rich_way(snaps, notes))
+    assert fast == rich_way
+
+
+def test_many_listeners_are_plain_text_and_a_terminal_still_gets_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    owner = Process(pid=4242, command="java", user="app", started_at=T0 - 60, open_fds=5005, fd_limit=20000)
+    snap = snapshot(T0, tuple(Listener(4, "127.0.0.1", 20000 + i, i % 3, 128, i % 7, 10 + i, 0, i, owner)
+                              for i in range(3000)))
+    plain_utc_terminal(monkeypatch)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    lines = plain_table(snap, 160, "TCP listeners")
+    assert lines is not None and len(lines) == 3 + 3000
+    assert lines[3].split() == ["20000", "127.0.0.1", "0/128", "··········", "0%", "0", "java", "4242", "5005/20000",
+                                lines[3].split()[-4], "(60", "s", "ago)"]
+    assert _captured(monkeypatch, lambda s: render_text([snap], [], s)) == \
+        _captured(monkeypatch, lambda s: _rich_way([snap], []))
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert not plain_stream(Tty()) and plain_stream(io.StringIO(), {})
+    assert not plain_stream(io.StringIO(), {"FORCE_COLOR": "1"}) and not plain_stream(io.StringIO(), {"TTY_COMPATIBLE": "1"})
+    assert plain_table(dataclasses.replace(snap, listeners=()), 160, "TCP listeners") is None  # rich draws it
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                            max_size=4),
+    max_leaves=25)
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON)
+def test_flat_encoder_writes_json_dumps_text(data: Any) -> None:
+    assert dumps_indented(data) == json.dumps(data, indent=2, default=str)
+
+
+def test_flat_encoder_leaves_the_rest_to_json_dumps() -> None:
+    shared = {"pid": 1, "f": math.inf}
+    odd: list[Any] = [{1: "int key"}, {"when": {1, 2}.__class__.__name__}, shared, [shared, {"again": shared}],
+                      {"obj": object.__new__(type("Opaque", (), {"__str__": lambda self: "opaque"}))}, -math.inf, True]
+    assert dumps_indented(odd) == json.dumps(odd, indent=2, default=str)
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="Circular"):
+        dumps_indented(loop)
+
+
+@settings(max_examples=100, deadline=None)
+@given(snapshots(), st.booleans())
+def test_listener_rows_and_json_equal_the_old_rows(snap: Snapshot, other: bool) -> None:
+    netns = netns_dict(OTHER) if other else None
+    old = snapshot_listeners(snap)
+    for row in old:
+        if netns is not None:
+            row["netns"] = netns_dict(OTHER)
+    assert listener_rows(snap, netns) == old
+    snaps = [dataclasses.replace(snap, netns=OTHER) if other else snap]
+    assert json_text(snaps, ["a note"]) == dumps({"listeners": old, "limitations": ["a note"]}, "listeners")
+    assert json.loads(json_text(snaps, []))["listeners"] == json.loads(json.dumps(old))
+    assert document("listeners", {})["kind"] == "listeners"
+
+
+@settings(max_examples=100, deadline=None)
+@given(snapshots(), st.data())
+def test_owners_attach_as_replace_did(snap: Snapshot, data: st.DataObject) -> None:
+    """_with_owners builds each owned listener with the constructor: every field as dataclasses.replace."""
+    bare = [dataclasses.replace(x, owner=None) for x in snap.listeners]
+    owners = {x.inode: 7 for x in bare if data.draw(st.booleans())}
+    proc = Process(pid=7, command="srv", open_fds=3, fd_limit=10)
+    got = _with_owners(bare, OwnerScan(owners, 0), lambda pid: proc if pid == 7 else None, [])
+    assert got == [dataclasses.replace(x, owner=proc if x.inode in owners else None) for x in bare]
+    assert [f.name for f in dataclasses.fields(Listener)][-1] == "owner"  # (the constructor's last argument)
