@@ -74,6 +74,12 @@ def test_listeners_text_piped_names_what_ss_names(ns: Netns) -> None:
         assert row[6].startswith("python") and {int(row[7])} == ss[endpoint]["pids"]  # Owner: command, pid
         if int(port) == HOT:
             assert queue == backlog + 1 and int(row[5]) >= 1  # fill bar, percent, then drops
+    probe = ("import io, sys\nfrom connwatch.cli import main\nsys.stdout = io.StringIO()\n"
+             "assert main(['listeners', '--netns', 'own']) == 0\nsys.stdout = sys.__stdout__\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))\n")
+    loaded = ns.run([sys.executable, "-c", probe],
+                    env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")}).stdout
+    assert loaded.strip() == "[]"  # piped, nothing to style: rich is not loaded
 
 
 def test_fast_paths_equal_their_references_on_a_real_dump(ns: Netns) -> None:

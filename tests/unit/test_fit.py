@@ -96,3 +96,12 @@ def test_styled_cell_is_literal() -> None:
     assert cell.plain == "a[b] :smile:" and cell.text().plain == cell.plain
     assert cell.text().spans[0].style == "red" and cell == Styled(cell.parts) and hash(cell) == hash(cell.parts)
     assert Text.from_markup(":smile:").plain != ":smile:"  # a str cell is markup (emoji), a Styled one is not
+
+
+def test_the_characters_counted_without_rich_are_one_cell_wide() -> None:
+    from rich.cells import cell_len
+
+    from connwatch.outputs.fit import _NARROW, _cells
+
+    assert all(cell_len(c * 3) == 3 for c in _NARROW) and _cells("██··· 42%") == cell_len("██··· 42%") == 9
+    assert _cells("日本") == cell_len("日本") == 4  # others: rich counts them

@@ -81,8 +81,12 @@ def _width(text: str) -> int:
     return _cells(text)
 
 
+_NARROW = frozenset("█·…─")  # the fill bar's, the ellipsis and the rule: one cell each (rich.cells agrees: test_fit)
+_ONE_CELL = _NARROW | frozenset(map(chr, range(128)))  # (ASCII: len, as below)
+
+
 def _cells(text: str) -> int:
-    if text.isascii():
+    if text.isascii() or _ONE_CELL.issuperset(text):
         return len(text)
     from rich.cells import cell_len
 
