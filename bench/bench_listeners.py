@@ -1,6 +1,6 @@
 """Benchmark: `connwatch listeners` (text) with 5,000 listeners, against `ss -ltnp`, as processes.
 
-    sudo python bench/bench_listeners.py [--listeners 5000] [--repeat 7]
+    sudo python bench/bench_listeners.py [--listeners 5000] [--repeat 7] [--before DIR]
 
 Runs inside a network namespace it creates (and deletes): one process opens `--listeners` loopback
 listening sockets (ports 20000 and up) and holds them. Then, interleaved (the order flips each round):
@@ -11,6 +11,10 @@ listening sockets (ports 20000 and up) and holds them. Then, interleaved (the or
 Reports the median and range of the per-pair wall-time ratios and of the CPU-time (user + system)
 ratios (less sensitive to other jobs on a loaded machine), each process's peak RSS (GNU time), the load
 average, and checks that the piped table has one row per listener.
+
+`--before DIR`: also run the connwatch whose package is DIR/connwatch (e.g. `git archive main src | tar -x
+-C /tmp/old` and DIR=/tmp/old/src), in the same rounds (each round runs ss, connwatch and the old one, the
+order rotating), so that before/after ratios to `ss` come from the same load.
 """
 
 from __future__ import annotations
@@ -85,15 +89,23 @@ def on_tty(argv: list[str], cols: int = 80, rows: int = 24) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def interleaved(repeat: int, ours: object, peer: object) -> dict[str, object]:
-    """Alternate the two callables (order flipped each round); medians and the pair-ratio spread."""
-    pairs = []
+def interleaved(repeat: int, ours: object, peer: object, before: object | None = None) -> dict[str, object]:
+    """Alternate the callables (the order rotating each round); medians and the pair-ratio spread of each
+    connwatch against the peer of its own round."""
+    runs: list[tuple[object, ...]] = []
+    contenders = [ours, peer] + ([before] if before is not None else [])
     for i in range(repeat):
-        first, second = (peer, ours) if i % 2 else (ours, peer)
-        a = first()  # type: ignore[operator]
-        b = second()  # type: ignore[operator]
-        pairs.append((b, a) if i % 2 else (a, b))
-    ms = [(p[0] if isinstance(p[0], float) else p[0][0], p[1] if isinstance(p[1], float) else p[1][0])
+        order = contenders[i % len(contenders):] + contenders[:i % len(contenders)]
+        got = {id(c): c() for c in order}  # type: ignore[operator]
+        runs.append(tuple(got[id(c)] for c in contenders))
+    out = _ratios([(r[0], r[1]) for r in runs])
+    if before is not None:
+        out["before"] = _ratios([(r[2], r[1]) for r in runs])
+    return out
+
+
+def _ratios(pairs: list[tuple[object, object]]) -> dict[str, object]:
+    ms = [(p[0] if isinstance(p[0], float) else p[0][0], p[1] if isinstance(p[1], float) else p[1][0])  # type: ignore[index]
           for p in pairs]
     ratios = sorted(c / s for c, s in ms)
     out: dict[str, object] = {
@@ -115,6 +127,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--listeners", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--before", default=None, help="a directory holding an older connwatch package, run too")
     a = ap.parse_args()
     if not 1 <= a.listeners <= 40000:
         ap.error("--listeners 1..40000")
@@ -131,15 +144,27 @@ def main() -> None:
                                   stdout=subprocess.PIPE, text=True)
         assert holder.stdout is not None and holder.stdout.readline().startswith("READY")
         cw = _in_ns(ns, [sys.executable, "-m", "connwatch", "listeners", "--netns", "own"])  # as ss: this netns
+        old = None
+        if a.before is not None:  # the older package first on the path (env: ip netns exec passes it on)
+            subprocess.run([sys.executable, "-m", "compileall", "-q", a.before], check=True)
+            old = _in_ns(ns, ["env", f"PYTHONPATH={os.path.abspath(a.before)}", sys.executable, "-m", "connwatch",
+                              "listeners", "--netns", "own"])
         ss = _in_ns(ns, ["ss", "-ltnp"])
+        load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         table = piped(cw, rss_file)[2]
+        if old is not None:
+            piped(old, rss_file)  # (warm: its bytecode written)
         rows = sum(1 for line in table.splitlines() if line.lstrip()[:1].isdigit())
         res: dict[str, object] = {
             "listeners": a.listeners, "table_rows": rows,
-            "text_piped_vs_ss_ltnp": interleaved(a.repeat, lambda: piped(cw, rss_file), lambda: piped(ss, rss_file)),
-            "text_tty_80x24_vs_ss_ltnp": interleaved(a.repeat, lambda: on_tty(cw), lambda: on_tty(ss)),
+            "text_piped_vs_ss_ltnp": interleaved(a.repeat, lambda: piped(cw, rss_file), lambda: piped(ss, rss_file),
+                                                 old and (lambda: piped(old, rss_file))),
+            "text_tty_80x24_vs_ss_ltnp": interleaved(a.repeat, lambda: on_tty(cw), lambda: on_tty(ss),
+                                                     old and (lambda: on_tty(old))),
             "json_vs_ss_ltnp": interleaved(a.repeat, lambda: piped([*cw, "--format", "json"], rss_file),
-                                           lambda: piped(ss, rss_file)),
+                                           lambda: piped(ss, rss_file),
+                                           old and (lambda: piped([*old, "--format", "json"], rss_file))),
+            "uptime_before": load_before,
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
         }
         if rows != a.listeners:
