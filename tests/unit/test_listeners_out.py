@@ -77,15 +77,21 @@ def _captured(monkeypatch: pytest.MonkeyPatch, draw: Any) -> str:
 OTHER = NetnsInfo(inode=4026532999, name="blue", own=False)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(snapshots(), min_size=1, max_size=3), st.lists(st.text(" abc[]:é", max_size=200), max_size=2),
-       st.sampled_from(["", "80", "200", "45"]))
-def test_piped_text_equals_the_rich_drawing(snaps: list[Snapshot], notes: list[str], columns: str) -> None:
+       st.sampled_from(["", "80", "200", "45"]), st.sampled_from(["", "8", "30"]))
+def test_text_equals_the_rich_drawing(snaps: list[Snapshot], notes: list[str], columns: str, lines: str) -> None:
     """Piped (no styles): the same text as every table drawn by rich, also at COLUMNS widths where the table
-    does not fit (rich draws it then), with notes, an empty own table and other namespaces' tables."""
+    does not fit (rich draws it then), with notes, an empty own table and other namespaces' tables. As a
+    terminal (FORCE_COLOR, LINES rows): the same styled screenful and plain rest as before."""
     snaps = [snaps[0], *(dataclasses.replace(s, netns=OTHER) for s in snaps[1:])]
     with pytest.MonkeyPatch.context() as mp:
         plain_utc_terminal(mp)
+        if lines:
+            mp.setenv("FORCE_COLOR", "1")
+            mp.setenv("LINES", lines)
+            mp.setenv("TERM", "xterm-256color")
+            mp.delenv("NO_COLOR")
         if columns:
             mp.setenv("COLUMNS", columns)
         else:
@@ -93,6 +99,7 @@ def test_piped_text_equals_the_rich_drawing(snaps: list[Snapshot], notes: list[s
         fast = _captured(mp, lambda s: render_text(snaps, notes, s))
         rich_way = _captured(mp, lambda s: _rich_way(snaps, notes))
     assert fast == rich_way
+    assert ("\x1b[" in fast) == bool(lines)  # (a terminal's screenful is rich's, styled)
 
 
 def test_many_listeners_are_plain_text_and_a_terminal_still_gets_rich(monkeypatch: pytest.MonkeyPatch) -> None:

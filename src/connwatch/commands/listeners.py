@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from connwatch.model import Snapshot
+    from connwatch.outputs.fit import Cell
 
 NAME = "listeners"
 HELP = "table of TCP listeners: port, address, queue/backlog with fill bar, drops, owner, listening since"
@@ -77,14 +78,25 @@ def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) 
             sink.flush()
             continue
         out = out or _console()
-        from connwatch.outputs.fit import print_fitted
-        from connwatch.outputs.text import listeners_cells
-
-        print_fitted(out, *listeners_cells(snap, width=out.width), title=title)
+        _draw(out, snap, title)
     if limitations:
         out = out or _console()
         for note in limitations:
             out.print(f"[dim]note: {note}[/dim]")
+
+
+def _draw(out: Console, snap: Snapshot, title: str) -> None:
+    """print_fitted of listeners_cells, the styled cells made only for the rows rich draws."""
+    import dataclasses
+
+    from connwatch.outputs.fit import print_fitted_plains
+    from connwatch.outputs.listeners import PLAIN_COLS, listeners_cells, plain_rows
+
+    def styled(n: int | None) -> list[list[Cell]]:
+        head = snap if n is None else dataclasses.replace(snap, listeners=snap.listeners[:n])
+        return listeners_cells(head, width=out.width)[1]
+
+    print_fitted_plains(out, PLAIN_COLS, plain_rows(snap, out.width), styled, title=title)
 
 
 def _console() -> Console:

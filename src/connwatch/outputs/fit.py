@@ -4,7 +4,7 @@ with drop 0 (the number the user came for) are never dropped or cut."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -210,16 +210,24 @@ def print_fitted(console: Console, cols: Sequence[Col], rows: Sequence[Sequence[
     """fit_table at the console's width, printed. Without styles to show (a pipe, a file) as plain text;
     on a terminal rich draws the first screenful (`screen` rows, default the console's height) and the
     rows past it are plain text in the same columns. Falls back to rich where plain_lines cannot match it."""
-    plains = [[_plain(c) for c in r] for r in rows]
+    print_fitted_plains(console, cols, [[_plain(c) for c in r] for r in rows],
+                        lambda n: rows if n is None else rows[:n], title, screen)
+
+
+def print_fitted_plains(console: Console, cols: Sequence[Col], plains: Sequence[Sequence[str]],
+                        styled: Callable[[int | None], Sequence[Sequence[Cell]]], title: str | None = None,
+                        screen: int | None = None) -> None:
+    """print_fitted for a caller that has every row's plain text (what _plain gives of each cell) and
+    makes the styled cells on demand: `styled(n)`, the first n rows' (None: all), only for what rich draws."""
     lay = layout(cols, plains, console.width)
-    styled = console.color_system is not None and console.is_terminal
-    shown = 0 if not styled else max(1, console.height - 4 if screen is None else screen)
-    lines = plain_lines(cols, lay, plains[shown:], title, console.width) if len(rows) > shown else None
+    colour = console.color_system is not None and console.is_terminal
+    shown = 0 if not colour else max(1, console.height - 4 if screen is None else screen)
+    lines = plain_lines(cols, lay, plains[shown:], title, console.width) if len(plains) > shown else None
     if lines is None:
-        console.print(_rich_table(cols, lay, rows, title))
+        console.print(_rich_table(cols, lay, styled(None), title))
         return
     if shown:
-        console.print(_rich_table(cols, lay, rows[:shown], title))
+        console.print(_rich_table(cols, lay, styled(shown), title))
         lines = lines[(title is not None) + 2:]  # title, header and rule already drawn
     if console.record:  # keep what is printed in the record (export_text)
         console.out("\n".join(lines), highlight=False)

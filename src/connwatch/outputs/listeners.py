@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from connwatch.model import Listener, Process, Snapshot, fill_percent
-from connwatch.outputs.fit import Col, layout, plain_lines
+from connwatch.outputs.fit import Cell, Col, Styled, layout, plain_lines
 from connwatch.timewords import age_words
 
 LISTENER_COLS = (Col("Port", "right"), Col("Address", drop=5, shrink=True), Col("Queue/Backlog", "right"),
@@ -44,6 +44,61 @@ def fill_parts(lst: Listener, width: int) -> tuple[tuple[str, str], ...]:
     blocks = min(width, round(width * fill / 100))
     style = "red" if fill > 100 else "yellow" if fill >= 80 else "green"
     return (("█" * blocks + "·" * (width - blocks), style), (f" {fill:.0f}%", ""))
+
+
+def fill_cell(lst: Listener, width: int = 10) -> Styled:
+    return Styled(fill_parts(lst, width))
+
+
+NOT_VISIBLE = Styled(((NOT_VISIBLE_TEXT, "dim"),))
+
+
+def listeners_cells(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None, width: int = 120,
+                    interval_s: float | None = None) -> tuple[tuple[Col, ...], list[list[Cell]]]:
+    """listeners_table's columns and cells (outputs.fit.print_fitted prints thousands of them fast)."""
+    rows: list[list[Cell]] = []
+    memo: dict[object, Cell] = {}  # cells many listeners share (an owner, its start, an address, a fill)
+    bar = 10 if width >= 120 else 4
+    for lst in snap.listeners:
+        backlog = "?" if lst.backlog is None else str(lst.backlog)
+        drops: Cell = "n/a" if lst.drops is None else str(lst.drops)
+        delta = (deltas or {}).get(lst.identity)
+        if delta:
+            drops = Styled(((f"{drops} (+{delta})", "red"),))
+        rate = "-" if not delta or not interval_s else f"{delta / interval_s:.1f}"
+        owner = lst.owner
+        fds = "" if owner is None or owner.open_fds is None or not owner.fd_limit else \
+            f"{owner.open_fds}/{owner.fd_limit}"
+        address = memo.get(lst.address) or memo.setdefault(lst.address, Styled(((lst.address, ""),)))
+        fill = memo.get((lst.queue, lst.backlog)) or memo.setdefault((lst.queue, lst.backlog), fill_cell(lst, bar))
+        rows.append([str(lst.port), address, f"{lst.queue}/{backlog}", fill, drops, rate, _owner_cell(memo, owner),
+                     fds, _started_cell(memo, owner, snap.taken_at)])
+    cols = LISTENER_COLS if deltas is not None else tuple(c for c in LISTENER_COLS if c.header != "Rejects/s")
+    if deltas is None:
+        rows = [r[:5] + r[6:] for r in rows]
+    return cols, rows
+
+
+def _shared(memo: dict[object, Cell], key: object, make: Callable[[], Cell]) -> Cell:
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = make()
+    return found
+
+
+def _owner_cell(memo: dict[object, Cell], owner: Process | None) -> Cell:
+    if owner is None:
+        return NOT_VISIBLE
+    return _shared(memo, ("owner", owner.pid, owner.command),
+                   lambda: Styled(((owner.command, ""), (" ", ""), (str(owner.pid), "dim"))))
+
+
+def _started_cell(memo: dict[object, Cell], owner: Process | None, now: float) -> Cell:
+    """"Owner started": the owner's start time, worded once per owner."""
+    if owner is None or owner.started_at is None:
+        return "?"
+    at = owner.started_at
+    return _shared(memo, ("started", at), lambda: Styled(((short_when(at, now), ""),)))
 
 
 def plain_rows(snap: Snapshot, width: int) -> list[list[str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from datetime import datetime
 
 from rich.console import Console, Group, RenderableType
@@ -14,11 +13,12 @@ from rich.text import Text
 from connwatch.attributes.backlog import drop_deltas
 from connwatch.engine import CheckResult
 from connwatch.findings import Alert, format_number
-from connwatch.model import Listener, Process, Snapshot, fill_percent
-from connwatch.outputs.fit import Cell, Col, Styled, fit_table
-from connwatch.outputs.listeners import LISTENER_COLS, NOT_VISIBLE_TEXT, fill_parts, short_when
+from connwatch.model import Listener, Snapshot, fill_percent
+from connwatch.outputs.fit import fit_table
+from connwatch.outputs.listeners import LISTENER_COLS, NOT_VISIBLE, fill_cell, listeners_cells, short_when
 
-__all__ = ["LISTENER_COLS", "short_when"]  # (re-exported: their home is outputs/listeners.py)
+# (re-exported: their home is outputs/listeners.py, which draws `connwatch listeners` without the rules)
+__all__ = ["LISTENER_COLS", "NOT_VISIBLE", "fill_cell", "listeners_cells", "short_when"]
 
 STATUS_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red", "UNKNOWN": "bold magenta"}
 
@@ -33,67 +33,12 @@ def fill_bar(lst: Listener, width: int = 10) -> Text:
     return fill_cell(lst, width).text()
 
 
-def fill_cell(lst: Listener, width: int = 10) -> Styled:
-    return Styled(fill_parts(lst, width))
-
-
-NOT_VISIBLE = Styled(((NOT_VISIBLE_TEXT, "dim"),))
-
-
 def listeners_table(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None,
                     title: str = "TCP listeners", width: int = 120,
                     interval_s: float | None = None) -> Table:
     """Port, queue/backlog and drops always; the rest as the width allows. "Owner started" is the owner
     process's start time: the listener opened then or later (an upper bound of its age)."""
     return fit_table(*listeners_cells(snap, deltas, width, interval_s), width, title)
-
-
-def listeners_cells(snap: Snapshot, deltas: dict[tuple[int, int, int, str], int] | None = None, width: int = 120,
-                    interval_s: float | None = None) -> tuple[tuple[Col, ...], list[list[Cell]]]:
-    """listeners_table's columns and cells (outputs.fit.print_fitted prints thousands of them fast)."""
-    rows: list[list[Cell]] = []
-    memo: dict[object, Cell] = {}  # cells many listeners share (an owner, its start, an address, a fill)
-    bar = 10 if width >= 120 else 4
-    for lst in snap.listeners:
-        backlog = "?" if lst.backlog is None else str(lst.backlog)
-        drops: Cell = "n/a" if lst.drops is None else str(lst.drops)
-        delta = (deltas or {}).get(lst.identity)
-        if delta:
-            drops = Styled(((f"{drops} (+{delta})", "red"),))
-        rate = "-" if not delta or not interval_s else f"{delta / interval_s:.1f}"
-        owner = lst.owner
-        fds = "" if owner is None or owner.open_fds is None or not owner.fd_limit else \
-            f"{owner.open_fds}/{owner.fd_limit}"
-        address = memo.get(lst.address) or memo.setdefault(lst.address, Styled(((lst.address, ""),)))
-        fill = memo.get((lst.queue, lst.backlog)) or memo.setdefault((lst.queue, lst.backlog), fill_cell(lst, bar))
-        rows.append([str(lst.port), address, f"{lst.queue}/{backlog}", fill, drops, rate, _owner_cell(memo, owner),
-                     fds, _started_cell(memo, owner, snap.taken_at)])
-    cols = LISTENER_COLS if deltas is not None else tuple(c for c in LISTENER_COLS if c.header != "Rejects/s")
-    if deltas is None:
-        rows = [r[:5] + r[6:] for r in rows]
-    return cols, rows
-
-
-def _shared(memo: dict[object, Cell], key: object, make: Callable[[], Cell]) -> Cell:
-    found = memo.get(key)
-    if found is None:
-        found = memo[key] = make()
-    return found
-
-
-def _owner_cell(memo: dict[object, Cell], owner: Process | None) -> Cell:
-    if owner is None:
-        return NOT_VISIBLE
-    return _shared(memo, ("owner", owner.pid, owner.command),
-                   lambda: Styled(((owner.command, ""), (" ", ""), (str(owner.pid), "dim"))))
-
-
-def _started_cell(memo: dict[object, Cell], owner: Process | None, now: float) -> Cell:
-    """"Owner started": the owner's start time, worded once per owner."""
-    if owner is None or owner.started_at is None:
-        return "?"
-    at = owner.started_at
-    return _shared(memo, ("started", at), lambda: Styled(((short_when(at, now), ""),)))
 
 
 def alert_block(a: Alert) -> RenderableType:
