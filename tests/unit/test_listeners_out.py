@@ -16,9 +16,10 @@ from connwatch.collect import _with_owners
 from connwatch.commands.listeners import json_text, render_text
 from connwatch.model import Listener, NetnsInfo, Process, Snapshot
 from connwatch.outputs.console import console
+from connwatch.outputs.fastjson import Table, dumps_indented
 from connwatch.outputs.fit import _plain, print_fitted
 from connwatch.outputs.jsonout import document, dumps, snapshot_listeners
-from connwatch.outputs.listeners import dumps_indented, listener_rows, plain_rows, plain_table
+from connwatch.outputs.listeners import listener_rows, plain_rows, plain_table
 from connwatch.outputs.text import listeners_cells
 from connwatch.outputs.width import plain_stream
 from connwatch.snapshot_json import netns_dict
@@ -139,11 +140,25 @@ def test_flat_encoder_writes_json_dumps_text(data: Any) -> None:
     assert dumps_indented(data) == json.dumps(data, indent=2, default=str)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "ü", "x\x00y"]), JSON, max_size=4), max_size=8),
+       st.lists(st.lists(JSON, min_size=2, max_size=2), max_size=6))
+def test_rows_and_tables_are_written_as_json_dumps_writes_their_dicts(rows: list[dict[str, Any]],
+                                                                     cells: list[list[Any]]) -> None:
+    """Lists of dicts (runs of the same keys, column by column) and Tables (blocks of columns)."""
+    assert dumps_indented({"rows": rows}) == json.dumps({"rows": rows}, indent=2, default=str)
+    table = Table([(("k", "v"), [[c[0] for c in cells], [c[1] for c in cells]])]) + Table([((), [])])
+    assert table.rows() == [{"k": c[0], "v": c[1]} for c in cells]
+    assert dumps_indented([table, 1]) == json.dumps([table.rows(), 1], indent=2, default=str)
+
+
 def test_flat_encoder_leaves_the_rest_to_json_dumps() -> None:
     shared = {"pid": 1, "f": math.inf}
     odd: list[Any] = [{1: "int key"}, {"when": {1, 2}.__class__.__name__}, shared, [shared, {"again": shared}],
                       {"obj": object.__new__(type("Opaque", (), {"__str__": lambda self: "opaque"}))}, -math.inf, True]
     assert dumps_indented(odd) == json.dumps(odd, indent=2, default=str)
+    table = Table([(("when",), [[{3, 4}.__class__, 5]])])  # a value json.dumps writes as str(value)
+    assert dumps_indented({"t": table}) == json.dumps({"t": table.rows()}, indent=2, default=str)
     loop: dict[str, Any] = {}
     loop["self"] = loop
     with pytest.raises(ValueError, match="Circular"):

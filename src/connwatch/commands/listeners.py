@@ -39,17 +39,18 @@ def run(args: argparse.Namespace) -> int:
 def json_text(snaps: list[Snapshot], limitations: list[str]) -> str:
     """The `listeners` JSON document: every selected namespace's listeners (`netns` on the others')."""
     from connwatch.commands.common import is_other
+    from connwatch.outputs.fastjson import Table, dumps_indented
     from connwatch.outputs.jsonout import document
-    from connwatch.outputs.listeners import dumps_indented, listener_rows
+    from connwatch.outputs.listeners import listener_table
 
-    rows = []
+    rows = Table([])
     for snap in snaps:
         netns = None
         if is_other(snap) and snap.netns is not None:
             from connwatch.snapshot_json import netns_dict
 
             netns = netns_dict(snap.netns)
-        rows.extend(listener_rows(snap, netns))
+        rows += listener_table(snap, netns)
     return dumps_indented(document("listeners", {"listeners": rows, "limitations": limitations}))
 
 

@@ -2,22 +2,20 @@
 
 Thousands of listeners: the cells are made as the plain strings rich would show (outputs/text.py
 listeners_cells makes the styled ones; tests/unit/test_listeners_out.py holds them equal), laid out by
-outputs/fit.py, and the JSON is written by a flat encoder that gives json.dumps(indent=2)'s text
-(falling back to json.dumps for any value it does not cover) — json's own encoder runs in Python
-when it indents, and dataclasses.asdict deep-copies each listener's owner.
+outputs/fit.py; the JSON rows are columns (outputs/fastjson.py writes json.dumps(indent=2)'s text of
+them; dataclasses.asdict deep-copied each listener's owner).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import operator
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from connwatch.model import Listener, Process, Snapshot, fill_percent
+from connwatch.outputs.fastjson import Table
 from connwatch.outputs.fit import Cell, Col, Styled, layout, plain_lines
 from connwatch.timewords import age_words
 
@@ -141,99 +139,25 @@ def plain_table(snap: Snapshot, width: int, title: str | None) -> list[str] | No
 
 
 def listener_rows(snap: Snapshot, netns: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """outputs.jsonout.listener_row of each listener (plus `netns`), each owner's dict made once and
-    shared by its listeners."""
+    """outputs.jsonout.listener_row of each listener (plus `netns`)."""
+    return listener_table(snap, netns).rows()
+
+
+def listener_table(snap: Snapshot, netns: dict[str, Any] | None = None) -> Table:
+    """listener_rows as columns: the Listener's fields (its owner as dataclasses.asdict makes it, one dict per
+    owner shared by its listeners), endpoint, fill, drops_delta (None) and `netns` when given."""
+    lst = snap.listeners
     names = tuple(f.name for f in dataclasses.fields(Listener))
-    values = operator.attrgetter(*names)
-    at_owner = names.index("owner")
-    owners: dict[int, tuple[Process, dict[str, Any]]] = {}
-    rows = []
-    for lst in snap.listeners:
-        d = dict(zip(names, values(lst), strict=True))
-        owner = lst.owner
-        if owner is not None:
-            known = owners.get(id(owner))
-            if known is None:
-                known = owners[id(owner)] = (owner, dataclasses.asdict(owner))
-            d[names[at_owner]] = known[1]
-        d["endpoint"] = lst.endpoint
-        d["fill"] = fill_percent(lst)
-        d["drops_delta"] = None
-        if netns is not None:
-            d["netns"] = netns
-        rows.append(d)
-    return rows
-
-
-class _Unsupported(Exception):
-    """A value the flat encoder leaves to json.dumps."""
-
-
-def dumps_indented(data: Any) -> str:
-    """json.dumps(data, indent=2, default=str), made faster for many dicts of plain values (a dict met
-    again, the same object, is encoded once per depth). Anything else (a key that is not a str, a value
-    that is not None, bool, int, float, str, list, tuple or dict) goes to json.dumps itself."""
-    try:
-        return _Encoder().encode(data, 0)
-    except (_Unsupported, RecursionError):
-        return json.dumps(data, indent=2, default=str)
-
-
-class _Encoder:
-    def __init__(self) -> None:
-        self.memo: dict[tuple[int, int], str] = {}
-        self.keep: list[object] = []
-        self.keys: dict[str, str] = {}
-        self.scalar: Callable[[Any], str] = _scalar
-
-    def encode(self, value: Any, depth: int) -> str:
-        if isinstance(value, dict):
-            return self._dict(value, depth)
-        if isinstance(value, (list, tuple)):
-            if not value:
-                return "[]"
-            pad = "\n" + "  " * (depth + 1)
-            return "[" + pad + ("," + pad).join(self.encode(v, depth + 1) for v in value) + "\n" + "  " * depth + "]"
-        return self.scalar(value)
-
-    def _dict(self, value: dict[Any, Any], depth: int) -> str:
-        if not value:
-            return "{}"
-        key = (id(value), depth)
-        known = self.memo.get(key)
-        if known is not None:
-            return known
-        pad = "\n" + "  " * (depth + 1)
-        keys, scalar = self.keys, self.scalar
-        parts = []
-        for k, v in value.items():
-            name = keys.get(k) if type(k) is str else None
-            if name is None:
-                if not isinstance(k, str):
-                    raise _Unsupported(k)
-                name = keys[k] = json.encoder.encode_basestring_ascii(k) + ": "
-            t = type(v)
-            parts.append(name + (scalar(v) if t is int or t is str or v is None else self.encode(v, depth + 1)))
-        text = "{" + pad + ("," + pad).join(parts) + "\n" + "  " * depth + "}"
-        self.memo[key] = text
-        self.keep.append(value)  # (its id stays its own while memo holds it)
-        return text
-
-
-def _scalar(v: Any) -> str:
-    """A value as json.JSONEncoder writes it (ensure_ascii, allow_nan)."""
-    if isinstance(v, str):
-        return json.encoder.encode_basestring_ascii(v)
-    if v is None:
-        return "null"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, int):
-        return int.__repr__(v)
-    if isinstance(v, float):
-        if math.isfinite(v):
-            return float.__repr__(v)
-        return "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
-    raise _Unsupported(v)
+    columns: list[list[Any]] = [list(map(operator.attrgetter(name), lst)) for name in names]
+    at = names.index("owner")
+    owners = {key: dataclasses.asdict(o) for key, o in {id(o): o for o in columns[at] if o is not None}.items()}
+    columns[at] = [None if o is None else owners[id(o)] for o in columns[at]]
+    fills: dict[tuple[int, int | None], float | None] = {}
+    for x in lst:
+        if (x.queue, x.backlog) not in fills:
+            fills[(x.queue, x.backlog)] = fill_percent(x)
+    columns += [[x.endpoint for x in lst], [fills[(x.queue, x.backlog)] for x in lst], [None] * len(lst)]
+    keys = (*names, "endpoint", "fill", "drops_delta")
+    if netns is not None:
+        keys, columns = (*keys, "netns"), [*columns, [netns] * len(lst)]
+    return Table([(keys, columns)])
