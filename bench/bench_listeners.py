@@ -10,7 +10,8 @@ listening sockets (ports 20000 and up) and holds them. Then, interleaved (the or
 - `connwatch listeners --format json` against `ss -ltnp`.
 Reports the median and range of the per-pair wall-time ratios and of the CPU-time (user + system)
 ratios (less sensitive to other jobs on a loaded machine), each process's peak RSS (GNU time), the load
-average, and checks that the piped table has one row per listener.
+average, the processes and open fds on the host (what `ss -p` reads, all of it), and checks that the
+piped table has one row per listener.
 
 `--before DIR`: also run the connwatch whose package is DIR/connwatch (e.g. `git archive main src | tar -x
 -C /tmp/old` and DIR=/tmp/old/src), in the same rounds (each round runs ss, connwatch and the old one, the
@@ -123,6 +124,19 @@ def _ratios(pairs: list[tuple[object, object]]) -> dict[str, object]:
     return out
 
 
+def host_fds() -> dict[str, int]:
+    """Processes and open fds on the host: `ss -p` reads every fd of every process; connwatch stops once it
+    has named every listener (looking first at the processes of the listeners' namespace)."""
+    procs = fds = 0
+    for pid in filter(str.isdecimal, os.listdir("/proc")):
+        try:
+            fds += len(os.listdir(f"/proc/{pid}/fd"))
+            procs += 1
+        except OSError:
+            continue
+    return {"processes": procs, "open_fds": fds}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--listeners", type=int, default=5000)
@@ -151,6 +165,7 @@ def main() -> None:
                               "listeners", "--netns", "own"])
         ss = _in_ns(ns, ["ss", "-ltnp"])
         load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        host_before = host_fds()
         table = piped(cw, rss_file)[2]
         if old is not None:
             piped(old, rss_file)  # (warm: its bytecode written)
@@ -165,6 +180,8 @@ def main() -> None:
                                            lambda: piped(ss, rss_file),
                                            old and (lambda: piped([*old, "--format", "json"], rss_file))),
             "uptime_before": load_before,
+            "host_before": host_before,
+            "host_after": host_fds(),
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
         }
         if rows != a.listeners:
