@@ -57,7 +57,8 @@ def json_text(snaps: list[Snapshot], limitations: list[str]) -> str:
 def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) -> None:
     """Each namespace's table (the own one even when empty), then the notes. Off a terminal the tables are
     plain text made without rich (outputs/listeners.py); rich draws what that does not cover (an empty or
-    too wide table, the notes) and, on a terminal, the first screenful (outputs/fit.py print_fitted)."""
+    too wide table, the notes) and, on a terminal, the first screenful (outputs/fit.py print_fitted).
+    `stream` is sys.stdout: the Console rich draws through (outputs/console.py) writes there too."""
     from connwatch.commands.common import is_other
     from connwatch.outputs.width import PIPE_WIDTH, Unpadded, plain_stream, terminal_width
 
