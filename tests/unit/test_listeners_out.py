@@ -190,3 +190,18 @@ def test_owners_attach_as_replace_did(snap: Snapshot, data: st.DataObject) -> No
     got = _with_owners(bare, OwnerScan(owners, 0), lambda pid: proc if pid == 7 else None, [])
     assert got == [dataclasses.replace(x, owner=proc if x.inode in owners else None) for x in bare]
     assert [f.name for f in dataclasses.fields(Listener)][-1] == "owner"  # (the constructor's last argument)
+
+
+def test_listeners_json_loads_neither_rich_nor_datetime() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = str(Path(__file__).parents[1] / "fixtures" / "proc" / "local_6x")
+    probe = ("import contextlib, io, sys\nfrom connwatch.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    assert main(['listeners', '--format', 'json', '--proc-root', {proc!r}, '--no-netlink',"
+             " '--netns', 'own']) == 0\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'datetime')))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from connwatch.model import Listener, Process, Snapshot, fill_percent
@@ -29,6 +28,8 @@ NOT_VISIBLE_TEXT = "not visible"
 
 def short_when(ts: float, now: float) -> str:
     """'21:32:18 (5 s ago)' today, '2026-11-20 08:00 (2.5 days ago)' otherwise."""
+    from datetime import datetime  # (the JSON has no times: it loads no datetime)
+
     stamp = datetime.fromtimestamp(ts).astimezone()
     shown = stamp.strftime("%H:%M:%S") if now - ts < 86400 else stamp.strftime("%Y-%m-%d %H:%M")
     return f"{shown} ({age_words(max(now - ts, 0))} ago)"
