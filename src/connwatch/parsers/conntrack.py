@@ -20,7 +20,7 @@ from connwatch.errors import ParseError
 from connwatch.parsers.numbers import num
 
 CONNTRACK_ROW = re.compile(r"cpu=\d+(?:\s+[a-z_]+=\d+)+\s*")
-_PAIR = re.compile(r"([a-z_]+)=(\d+)")
+_PAIR = re.compile(r"(?<![a-z_])([a-z_]+)=(\d+)")  # (a key starts a run: linear on a long run without "=")
 _HEADER = re.compile(r"CPU\s+Found\b.*|[-\s]+")
 KEYS = ("drop", "early_drop", "insert_failed", "invalid", "error")
 
