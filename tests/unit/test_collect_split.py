@@ -13,40 +13,31 @@ from connwatch.errors import SourceUnavailable
 from connwatch.model import SourceStatus
 from connwatch.sources.procfs import ProcFS
 
-from .test_collect_tw import LISTEN_PORTS, _messages, _normal, _summary
+from .test_collect_tw import LISTEN_PORTS, FakeDiag, _messages, _normal, _summary
 
 TCPDIAG_GETSOCK = 18
 
 
-class _Kernel:
-    """Answers dump requests from the recorded replies by the states asked for: a per-family request
-    (IPv4: every recorded message; IPv6: none) or, unless `legacy` is False (then EINVAL, as an old kernel
-    without the compat request would), a legacy both-family one."""
+class _Kernel(FakeDiag):
+    """Answers a per-family request or, unless `legacy` is False (then EINVAL, as an old kernel without
+    the compat request would), a legacy both-family one."""
 
     def __init__(self, legacy: bool) -> None:
+        super().__init__()
         self.legacy = legacy
-        self.replies: list[bytes] = []
         self.asked: list[str] = []
 
     def send(self, data: bytes, /) -> int:
         if struct.unpack_from("=H", data, 4)[0] == TCPDIAG_GETSOCK:
             self.asked.append("legacy")
             if not self.legacy:
-                self.replies.append(struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + data[:16])
+                self.refuse(data)
                 return len(data)
-            family, states = 2, struct.unpack_from("=I", data, 16 + 52)[0]
+            self.answer(2, struct.unpack_from("=I", data, 16 + 52)[0])
         else:
-            family, states = data[16], struct.unpack_from("=I", data, 20)[0]
-            self.asked.append(f"family {family}")
-        chosen = [m for m in _messages() if states >> m[17] & 1] if family == 2 else []
-        self.replies.append(b"".join(chosen) + struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0))
+            self.asked.append(f"family {data[16]}")
+            self.answer(data[16], struct.unpack_from("=I", data, 20)[0])
         return len(data)
-
-    def recv(self, bufsize: int, /) -> bytes:
-        return self.replies.pop(0)
-
-    def close(self) -> None:
-        pass
 
 
 def test_split_dumps_equal_one_dump() -> None:

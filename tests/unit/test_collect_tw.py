@@ -148,30 +148,44 @@ def test_reuse_counts_and_caches_per_namespace() -> None:
     assert set(caches.caches) == {2}
 
 
-class _Kernel:
-    """Answers sock_diag dump requests from the recorded replies by the states asked for (IPv4 request:
-    every recorded message; IPv6: none), and refuses a request carrying a filter with EINVAL, as a kernel
-    whose inet_diag_bc_audit() rejects the program would."""
+class FakeDiag:
+    """A sock_diag socket answering dump requests from the recorded replies by the states asked for
+    (IPv4: every recorded message; IPv6: none); subclasses decide what a request is answered with."""
 
     def __init__(self) -> None:
         self.replies: list[bytes] = []
-        self.filtered = 0
 
-    def send(self, data: bytes, /) -> int:
-        family, states = data[16], struct.unpack_from("=I", data, 20)[0]
-        if len(data) > 16 + 56:
-            self.filtered += 1
-            self.replies.append(struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + data[:16])
-            return len(data)
+    def answer(self, family: int, states: int) -> None:
         chosen = [m for m in _messages() if states >> m[17] & 1] if family == 2 else []
         self.replies.append(b"".join(chosen) + struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0))
-        return len(data)
+
+    def refuse(self, data: bytes) -> None:
+        """EINVAL, as a kernel answers a request it will not run."""
+        self.replies.append(struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + data[:16])
 
     def recv(self, bufsize: int, /) -> bytes:
         return self.replies.pop(0)
 
     def close(self) -> None:
         pass
+
+
+class _Kernel(FakeDiag):
+    """Refuses a request carrying a filter with EINVAL, as a kernel whose inet_diag_bc_audit() rejects
+    the program would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filtered = 0
+
+    def send(self, data: bytes, /) -> int:
+        family, states = data[16], struct.unpack_from("=I", data, 20)[0]
+        if len(data) > 16 + 56:
+            self.filtered += 1
+            self.refuse(data)
+        else:
+            self.answer(family, states)
+        return len(data)
 
 
 def test_a_refused_port_filter_falls_back_to_dumping_all_time_wait() -> None:
