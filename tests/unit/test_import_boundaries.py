@@ -68,6 +68,13 @@ def test_listeners_json_loads_no_store_or_rules() -> None:
     assert not mods & (STORE | RULES | RENDERING | NAMESPACES), sorted(mods & (STORE | RULES | RENDERING | NAMESPACES))
 
 
+def test_sources_text_off_a_terminal_loads_no_rich() -> None:
+    mods, out = _modules("from connwatch.cli import main\n"
+                         f"assert main(['sources', '--interval', '0', *{OFFLINE!r}]) == 0")
+    assert out.splitlines()[0] == "No inbound connections to any listening port."  # (the capture has none)
+    assert not mods & RENDERING, sorted(mods & RENDERING)
+
+
 def test_check_loads_the_store_and_rules_it_needs() -> None:
     """The other side of the boundary: the modules a check judges and records with are there."""
     mods, out = _modules("import tempfile\nfrom connwatch.cli import main\n"

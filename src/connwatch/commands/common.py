@@ -55,13 +55,16 @@ def with_namespaces(own: dict[str, Any], others: list[tuple[Snapshot, dict[str, 
 
 
 def print_report(data: dict[str, Any], fmt: str, render: Callable[[dict[str, Any], Console], None],
-                 kind: str) -> None:
+                 kind: str, plain: Callable[[dict[str, Any], int], list[str] | None] | None = None) -> None:
     """A report as JSON (under the header of its `kind`), or rendered: the own namespace's, then each other
-    namespace's under its name."""
+    namespace's under its name. Off a terminal `plain` (when given) makes the lines without rich; where it
+    cannot (None for any part), rich draws the whole report."""
     if fmt == "json":
         from connwatch.outputs.jsonout import dumps
 
         print(dumps(data, kind))
+        return
+    if plain is not None and _print_plain(data, plain):
         return
     from connwatch.outputs.console import console
 
@@ -70,6 +73,33 @@ def print_report(data: dict[str, Any], fmt: str, render: Callable[[dict[str, Any
     for space in data.get("namespaces", ()):
         out.print(f"\n[bold]in {space['netns']['label']}[/bold]")
         render(space, out)
+
+
+def _print_plain(data: dict[str, Any], plain: Callable[[dict[str, Any], int], list[str] | None]) -> bool:
+    """print_report's text without rich, as its Console prints it off a terminal; False (nothing printed)
+    where stdout is a terminal or `plain` leaves a part to rich."""
+    import sys
+
+    from connwatch.outputs.fit import plain_cell
+    from connwatch.outputs.width import PIPE_WIDTH, Unpadded, plain_stream, terminal_width
+
+    if not plain_stream(sys.stdout):
+        return False
+    width = terminal_width(sys.stdout) or PIPE_WIDTH
+    lines = plain(data, width)
+    for space in data.get("namespaces", ()):
+        title = f"in {space['netns']['label']}"  # (printed as bold markup)
+        more = plain(space, width)
+        if lines is None or more is None or plain_cell(f"[bold]{title}[/bold]") != title or len(title) > width \
+                or not (title.isascii() and title.isprintable()):
+            return False
+        lines += ["", title, *more]
+    if lines is None:
+        return False
+    sink = Unpadded(sys.stdout)
+    sink.write("\n".join(lines) + "\n")
+    sink.flush()
+    return True
 
 
 Build = Callable[["Snapshot", "Snapshot"], dict[str, Any]]

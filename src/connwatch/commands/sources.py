@@ -56,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
         args, dataclasses.replace(collect_options(args, destination_owners=False), split_time_wait=True),
         prepare, "sources")
     data["sample_ms"] = sample_ms
-    from connwatch.reports.sources import render
+    from connwatch.reports.sources import plain, render
 
-    print_report(data, args.format, render, "sources")
+    print_report(data, args.format, render, "sources", plain)
     return 0
 
 

@@ -63,6 +63,11 @@ def _plain(cell: Cell) -> str:
     return cell
 
 
+def plain_cell(cell: Cell) -> str:
+    """The text rich shows for a cell or a printed string (markup and emoji codes applied, no styles)."""
+    return _plain(cell)
+
+
 def natural(col: Col, rows: Sequence[Sequence[Cell]], i: int) -> int:
     return _natural(col, [[_plain(c) for c in r] for r in rows], i)
 

@@ -109,6 +109,36 @@ SOURCE_COLS = (Col("Rank", "right", drop=4), Col("Source", shrink=False), Col("C
                Col("Half-open", "right", drop=2), Col("States", drop=3, shrink=True), Col("Local", drop=5))
 
 
+def _heading(p: dict[str, Any]) -> str:
+    limit = "unlimited" if p["limit"] is None else f"{p['limit']:g}"
+    return (f"TCP({p['port']}): {p['sources']} sources, {p['connections']} connections, "
+            f"{p['half_open']} half-open; limit {limit} per source, {p['over_limit']} over")
+
+
+def _rows(data: dict[str, Any], port: int, over_style: bool) -> list[list[Cell]]:
+    """The table's cells of one port; the count of a source over its limit in red markup (`over_style`)."""
+    rows: list[list[Cell]] = []
+    for r in data["sources"]:
+        if r["port"] != port:
+            continue
+        over = over_style and r["limit"] is not None and r["value"] > r["limit"]
+        conns = f"[red]{r['value']}[/red]" if over else str(r["value"])
+        states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items(), key=lambda kv: -kv[1]))
+        who = r["source"] + (f" ({r['member_count']} addresses)" if r["member_count"] > 1 else "")
+        rows.append([str(r["rank"]), who, conns, str(r["half_open"]), states, "yes" if r["local"] else "no"])
+    return rows
+
+
+def _more(p: dict[str, Any]) -> str | None:
+    if p["sources"] > p["shown"]:
+        return f"  ... and {p['sources'] - p['shown']} more sources (top {p['shown']} shown; --top N)"
+    return None
+
+
+def _scan_line(s: dict[str, Any]) -> str:
+    return f"{s['source']} used {s['value']} listening ports: {', '.join(map(str, s['ports']))}"
+
+
 def render(data: dict[str, Any], console: Console) -> None:
     """Per port: a heading line, the owners on their own line (no wrapped title), then the table."""
     from rich.text import Text
@@ -118,25 +148,43 @@ def render(data: dict[str, Any], console: Console) -> None:
 
     if not data["ports"]:
         console.print("No inbound connections to any listening port.")
-    rows_by_port: dict[int, list[dict[str, Any]]] = {}
-    for r in data["sources"]:
-        rows_by_port.setdefault(r["port"], []).append(r)
     for p in data["ports"]:
-        limit = "unlimited" if p["limit"] is None else f"{p['limit']:g}"
-        console.print(Text(f"TCP({p['port']}): {p['sources']} sources, {p['connections']} connections, "
-                           f"{p['half_open']} half-open; limit {limit} per source, {p['over_limit']} over",
-                           style="bold"))
+        console.print(Text(_heading(p), style="bold"))
         console.print(Text(f"served by {owner_words(p['owners'])}", style="dim"), overflow="ellipsis",
                       no_wrap=True)
-        rows: list[list[Cell]] = []
-        for r in rows_by_port.get(p["port"], []):
-            over = r["limit"] is not None and r["value"] > r["limit"]
-            conns = f"[red]{r['value']}[/red]" if over else str(r["value"])
-            states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items(), key=lambda kv: -kv[1]))
-            who = r["source"] + (f" ({r['member_count']} addresses)" if r["member_count"] > 1 else "")
-            rows.append([str(r["rank"]), who, conns, str(r["half_open"]), states, "yes" if r["local"] else "no"])
-        console.print(fit_table(SOURCE_COLS, rows, console.width))
-        if p["sources"] > p["shown"]:
-            console.print(f"  ... and {p['sources'] - p['shown']} more sources (top {p['shown']} shown; --top N)")
+        console.print(fit_table(SOURCE_COLS, _rows(data, p["port"], True), console.width))
+        if (more := _more(p)) is not None:
+            console.print(more)
     for s in data["ports_per_source"]:
-        console.print(f"{s['source']} used {s['value']} listening ports: {', '.join(map(str, s['ports']))}")
+        console.print(_scan_line(s))
+
+
+def plain(data: dict[str, Any], width: int) -> list[str] | None:
+    """The lines render() prints without styles (a pipe, a file), made without rich (its import and table
+    layout cost `sources` ~145 ms of a ~500 ms run at 100k sources); None where rich must draw them: a
+    line rich would wrap or cut (wider than `width`, or not plain printable ASCII, whose width in cells
+    is rich's to tell), a line rich reads as markup or emoji codes, a table that does not fit
+    (outputs/fit.py plain_lines) or has a cell with a tab or a control character (rich expands them)."""
+    from connwatch.explain.sources import owner_words
+    from connwatch.outputs.fit import layout, plain_cell, plain_lines
+
+    def fits(line: str) -> bool:
+        return len(line) <= width and line.isascii() and line.isprintable()
+
+    said = [] if data["ports"] else ["No inbound connections to any listening port."]  # (markup: checked below)
+    lines: list[str] = list(said)
+    for p in data["ports"]:
+        texts = [_heading(p), f"served by {owner_words(p['owners'])}"]  # (rich Text: no markup)
+        plains = [[plain_cell(c) for c in r] for r in _rows(data, p["port"], False)]
+        table = plain_lines(SOURCE_COLS, layout(SOURCE_COLS, plains, width), plains, None, width)
+        if table is None or not all(map(fits, texts)) or not all(c.isprintable() for r in plains for c in r):
+            return None
+        lines += [*texts, *table]
+        if (more := _more(p)) is not None:
+            said.append(more)
+            lines.append(more)
+    scans = [_scan_line(s) for s in data["ports_per_source"]]
+    said += scans
+    if not all(fits(x) and plain_cell(x) == x for x in said):
+        return None
+    return lines + scans
