@@ -66,12 +66,14 @@ def print_report(data: dict[str, Any], fmt: str, render: Callable[[dict[str, Any
         return
     if plain is not None and _print_plain(data, plain):
         return
+    from rich.markup import escape
+
     from connwatch.outputs.console import console
 
     out = console()
     render(data, out)
     for space in data.get("namespaces", ()):
-        out.print(f"\n[bold]in {space['netns']['label']}[/bold]")
+        out.print(f"\n[bold]in {escape(space['netns']['label'])}[/bold]")  # (a name may look like markup)
         render(space, out)
 
 
@@ -80,7 +82,6 @@ def _print_plain(data: dict[str, Any], plain: Callable[[dict[str, Any], int], li
     where stdout is a terminal or `plain` leaves a part to rich."""
     import sys
 
-    from connwatch.outputs.fit import plain_cell
     from connwatch.outputs.width import PIPE_WIDTH, Unpadded, plain_stream, terminal_width
 
     if not plain_stream(sys.stdout):
@@ -88,10 +89,9 @@ def _print_plain(data: dict[str, Any], plain: Callable[[dict[str, Any], int], li
     width = terminal_width(sys.stdout) or PIPE_WIDTH
     lines = plain(data, width)
     for space in data.get("namespaces", ()):
-        title = f"in {space['netns']['label']}"  # (printed as bold markup)
+        title = f"in {space['netns']['label']}"  # (printed by rich as bold, its markup escaped)
         more = plain(space, width)
-        if lines is None or more is None or plain_cell(f"[bold]{title}[/bold]") != title or len(title) > width \
-                or not (title.isascii() and title.isprintable()):
+        if lines is None or more is None or len(title) > width or not (title.isascii() and title.isprintable()):
             return False
         lines += ["", title, *more]
     if lines is None:
