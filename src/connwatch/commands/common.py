@@ -82,7 +82,7 @@ def _print_plain(data: dict[str, Any], plain: Callable[[dict[str, Any], int], li
     where stdout is a terminal or `plain` leaves a part to rich."""
     import sys
 
-    from connwatch.outputs.width import PIPE_WIDTH, Unpadded, plain_stream, terminal_width
+    from connwatch.outputs.width import PIPE_WIDTH, plain_stream, terminal_width, write_lines
 
     if not plain_stream(sys.stdout):
         return False
@@ -96,9 +96,7 @@ def _print_plain(data: dict[str, Any], plain: Callable[[dict[str, Any], int], li
         lines += ["", title, *more]
     if lines is None:
         return False
-    sink = Unpadded(sys.stdout)
-    sink.write("\n".join(lines) + "\n")
-    sink.flush()
+    write_lines(sys.stdout, lines)
     return True
 
 

@@ -60,7 +60,7 @@ def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) 
     too wide table, the notes) and, on a terminal, the first screenful (outputs/fit.py print_fitted).
     `stream` is sys.stdout: the Console rich draws through (outputs/console.py) writes there too."""
     from connwatch.commands.common import is_other
-    from connwatch.outputs.width import PIPE_WIDTH, Unpadded, plain_stream, terminal_width
+    from connwatch.outputs.width import PIPE_WIDTH, plain_stream, terminal_width, write_lines
 
     plain = plain_stream(stream)
     width = (terminal_width(stream) or PIPE_WIDTH) if plain else 0
@@ -75,9 +75,7 @@ def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) 
 
             lines = plain_table(snap, width, title)
         if lines is not None:
-            sink = Unpadded(stream)
-            sink.write("\n".join(lines) + "\n")
-            sink.flush()
+            write_lines(stream, lines)
             continue
         out = out or _console()
         _draw(out, snap, title)

@@ -41,6 +41,14 @@ class Unpadded:
         return self.stream.fileno()
 
 
+def write_lines(stream: IO[str], lines: list[str]) -> None:
+    """Lines made without rich (a plain table or report), written as the Console would write them off a
+    terminal: through Unpadded, no trailing blanks."""
+    sink = Unpadded(stream)
+    sink.write("\n".join(lines) + "\n")
+    sink.flush()
+
+
 def terminal_width(stream: IO[str]) -> int | None:
     """COLUMNS, else the tty's own size (also when TERM=dumb), else None (not a terminal)."""
     env = os.environ.get("COLUMNS", "")
