@@ -22,6 +22,7 @@ from .test_time_wait_live import _aged
 from .unprivileged import NO_CAPS
 
 OUT4, OUT6, IN4, IN6, DUAL = 8601, 8602, 8603, 8604, 8605
+TW_MADE = 7 * 120 - 80  # LOAD's cycles below
 
 LOAD = f"""import socket, threading, sys
 def serve(family, addr, port, first):
@@ -147,7 +148,9 @@ def test_time_wait_runs_decode_as_the_slim_loop(ns: Netns) -> None:
         res = _compare(ns, dumps)
         for name, r in res.items():
             assert r["equal"] and r["ends"], (who, name, r)
-            assert r["tw"] >= 750, (who, name, r)  # 7 x 120 - 80 TIME_WAIT made
+            # 7 x 120 - 80 TIME_WAIT made, less those the kernel killed with an RST right after the close
+            # (TcpOutRsts equals the shortfall; 0-13 % here, 748 of 760 once on CI): enough to need runs
+            assert r["tw"] >= TW_MADE // 2, (who, name, r)
             assert r["key_sizes"] == [4, 16] and r["dest_families"] == [2, 10], (who, name, r)
             assert r["closed_ports"] == 3, (who, name, r)  # IN4, IN6, DUAL
         # the TIME_WAIT-only dumps went through the column-wise path; one dump of every state (TIME_WAIT
@@ -157,4 +160,4 @@ def test_time_wait_runs_decode_as_the_slim_loop(ns: Netns) -> None:
         first = set(res["tw one"]["first_lengths"]) - {20}  # (20: a chunk of NLMSG_DONE alone)
         assert first == ({96} if who == "root" else {88}), (who, first)
     out = json.loads(ns.run([sys.executable, "-c", COLLECT], timeout=60).stdout)
-    assert all(out["equal"]) and out["tw"] >= 750, out
+    assert all(out["equal"]) and out["tw"] >= TW_MADE // 2, out
