@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,7 +91,9 @@ class Stack:
         if webhook:
             args += ["--webhook", f"http://127.0.0.1:{SINK_PORT}/hook"]
         self.agent = self._start("agent", [*args, *extra])
-        assert poll(lambda: "connwatch_samples_total" in self.get(self.metrics_url), 20), self.log()
+        # started = its first full sample taken: the baseline of the kernel's counters (/metrics answers before)
+        assert poll(lambda: re.search(r'^connwatch_samples_total\{kind="full"\} [1-9]', self.get(self.metrics_url),
+                                      re.M) is not None, 20), self.log()
         return self.agent
 
     @property
