@@ -265,6 +265,9 @@ class SocketSummary(Record):
     destinations: tuple[DestinationUsage, ...] = ()
     sources: SourceTable = field(default_factory=SourceTable)
     accepts: tuple[PortAccepts, ...] | None = None  # per listening port; None = not counted (no inodes)
+    # Only the sockets on listening ports were dumped (a pair's first sample, CollectOptions.inbound_only):
+    # total and by_state count those alone, and there are no destinations.
+    inbound_only: bool = False
 
 
 @record

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from connwatch.collect import CollectOptions
     from connwatch.engine import CheckResult
     from connwatch.model import Snapshot
     from connwatch.rules.config import Config
@@ -61,8 +62,6 @@ def _stderr() -> Console:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from connwatch.clock import SystemClock
     from connwatch.commands import plugin
     from connwatch.commands.common import collect_options, collect_selected, pairs
@@ -75,12 +74,11 @@ def run(args: argparse.Namespace) -> int:
         from connwatch.rules.config import load_config
 
         config = plugin.override(load_config(args.config), args.warning, args.critical)
-        before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
+        before = collect_selected(clock, args, _first(opts))
         return watch(args, before, lambda: collect_selected(clock, args, opts),
                      lambda prev, cur: _judge_all(args, pairs(prev, cur), config))
     with plugin.deadline(args.timeout):
-        # Owners are only reported from the second sample: skip the fd scan in the first.
-        before = collect_selected(clock, args, dataclasses.replace(opts, owners=False))
+        before = collect_selected(clock, args, _first(opts))
         sampled = clock.monotonic()
         # The rules (and the attribute modules they name) load within the interval, not before the first
         # sample: a bad config still ends the run (exit 3) before the wait.
@@ -92,6 +90,15 @@ def run(args: argparse.Namespace) -> int:
         result = _judge_all(args, pairs(before, after), config)
     _print(args.format, result, args.verbose, config.rules)
     return result.exit_code
+
+
+def _first(opts: CollectOptions) -> CollectOptions:
+    """The first sample of a pair: owners are only reported from the second (no fd scan), and of the
+    non-listening sockets the judging compares only those on listening ports (CollectOptions.inbound_only;
+    tests/live/test_first_sample_live.py judges both ways on a real load)."""
+    import dataclasses
+
+    return dataclasses.replace(opts, owners=False, inbound_only=True)
 
 
 def _judge(args: argparse.Namespace, prev: Snapshot, cur: Snapshot, config: Config) -> CheckResult:

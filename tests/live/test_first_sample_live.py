@@ -1,0 +1,128 @@
+"""Real kernel: `check`'s first sample dumps only the sockets on listening ports (CollectOptions.inbound_only,
+kernel-side port and state filter), and the report is the one two full samples give.
+
+A namespace holds what the judging compares between two samples and what it must not need from the
+first: client-side TIME_WAIT (outbound, per destination) and server-side TIME_WAIT (inbound, per source and
+port) over IPv4, IPv6 and a dual-stack listener; accepted connections (an inode) and connections waiting in
+an accept queue that is never drained (inode 0); a client socket whose local port number is also a
+listening port (inbound to the aggregation); half-open handshakes (SYN_RECV: raw SYNs from 198.19.x.y whose
+SYN-ACKs an nft rule drops, as in test_rejects_live.py) and sources on several ports. Then, inside the
+namespace: a full sample, the first-sample form, a full sample (the middle one must equal a neighbour in
+what a pair compares: sources per port, accepts), and a full sample with owners as `check`'s second; the
+pair judged with the full first sample and with the same sample carrying the filtered dump's sockets must
+give the same measurements, findings, reconciliation and `check --format json` report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .netns import Netns, poll
+from .test_rejects_live import _half_open_setup, _syn_flood, _syn_recv
+
+OUT4, IN4, IN6, DUAL, QUEUE, HALF, HELD = 8701, 8702, 8703, 8704, 8705, 8706, 8707
+
+LOAD = f"""import socket, threading, sys
+def serve(family, addr, port, server_first, backlog=512, accept=True):
+    s = socket.socket(family); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind((addr, port)); s.listen(backlog)
+    kept = []
+    def loop():
+        while accept:
+            c, _ = s.accept()
+            if server_first is None:  # held open
+                kept.append(c)
+                continue
+            if not server_first:  # the client closes first and keeps the TIME_WAIT
+                c.settimeout(5)
+                while c.recv(64):
+                    pass
+            c.close()
+    threading.Thread(target=loop, daemon=True).start()
+    return s
+serve(socket.AF_INET, "127.0.0.1", {OUT4}, False); serve(socket.AF_INET6, "::1", {IN6}, True)
+serve(socket.AF_INET, "127.0.0.1", {IN4}, True); serve(socket.AF_INET6, "::", {DUAL}, True)
+serve(socket.AF_INET, "127.0.0.1", {HELD}, None)  # accepted and kept open
+never = serve(socket.AF_INET, "127.0.0.1", {QUEUE}, None, backlog=64, accept=False)  # kept, never accepted
+def cycle(family, dst, src=None, server_first=False, n=100):
+    for i in range(n):
+        c = socket.socket(family); c.settimeout(5)
+        if src is not None:
+            c.bind((src(i), 0))
+        c.connect(dst)
+        if server_first:  # wait for the server's FIN: the server side ends in TIME_WAIT
+            assert c.recv(1) == b""
+        c.close()
+cycle(socket.AF_INET, ("127.0.0.1", {OUT4}))
+cycle(socket.AF_INET6, ("::1", {IN6}), None, True)
+cycle(socket.AF_INET, ("127.0.0.1", {IN4}), lambda i: f"127.0.1.{{i % 30 + 1}}", True)
+cycle(socket.AF_INET, ("127.0.0.1", {DUAL}), lambda i: f"127.0.1.{{i % 20 + 1}}", True)  # mapped; same sources
+held = [socket.create_connection(("127.0.0.1", {HELD})) for _ in range(6)]  # accepted: inodes, both sides
+queued = [socket.create_connection(("127.0.0.1", {QUEUE}), source_address=(f"127.0.2.{{i + 1}}", 0))
+          for i in range(8)]
+odd = socket.socket(); odd.bind(("127.0.0.5", {IN4})); odd.connect(("127.0.0.1", {HELD}))  # local port {IN4}
+print("READY", flush=True)
+sys.stdin.readline()
+"""
+
+COMPARE = """import dataclasses, json
+from connwatch.clock import SystemClock
+from connwatch.collect import CollectOptions, collect
+from connwatch.engine import judge
+from connwatch.outputs.jsonout import check_dict
+from connwatch.rules.config import load_config
+
+def part(s):  # what a pair's judging reads of its first sample's sockets
+    return [sorted(map(repr, s.sources)), repr(s.accepts)]
+
+full = CollectOptions(owners=False)
+first = dataclasses.replace(full, inbound_only=True)
+config, clock, rounds = load_config(None), SystemClock(), []
+for _ in range(4):
+    a, b, c = (collect(clock, o) for o in (full, first, full))
+    cur = collect(clock, CollectOptions())  # check's second sample: every socket, owners
+    twin = a if part(a.sockets) == part(b.sockets) else c if part(c.sockets) == part(b.sockets) else None
+    got = {"same": twin is not None, "first_total": b.sockets.total, "full_total": a.sockets.total,
+           "first_destinations": len(b.sockets.destinations), "full_destinations": len(a.sockets.destinations),
+           "inbound_only": b.sockets.inbound_only, "first_states": dict(b.sockets.by_state),
+           "ports": sorted(b.sockets.sources.by_port),
+           "accepts": {x.port: [x.waiting, x.accepted] for x in b.sockets.accepts}}
+    if twin is not None:
+        whole = judge(twin, cur, config, None)
+        cheap = judge(dataclasses.replace(twin, sockets=b.sockets), cur, config, None)
+        got["equal"] = {"measurements": repr(whole.measurements) == repr(cheap.measurements),
+                        "findings": repr(whole.findings) == repr(cheap.findings),
+                        "reconciliation": whole.reconciliation == cheap.reconciliation,
+                        "report": check_dict(whole) == check_dict(cheap)}
+        got["attributes"] = sorted({m.attribute for m in whole.measurements})
+        got["accept_activity"] = {m.resource["port"]: m.facts.waited_through for m in whole.measurements
+                                  if m.attribute == "AcceptActivity"}
+    rounds.append(got)
+print(json.dumps(rounds))
+"""
+
+
+def test_first_sample_of_listening_ports_judges_as_two_full_samples(ns: Netns) -> None:
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
+    load = ns.popen([sys.executable, "-c", LOAD], stdin=subprocess.PIPE)
+    assert load.stdout is not None and load.stdout.readline().startswith("READY"), load.stderr
+    _half_open_setup(ns, 1, HALF)  # backlog 5; raw SYNs whose SYN-ACKs are lost: SYN_RECV for ~7 s
+    _syn_flood(ns, HALF, 4)
+    assert poll(lambda: _syn_recv(ns, HALF) == 4, 5), ns.run(["ss", "-tanH"]).stdout
+    rounds = json.loads(ns.run([sys.executable, "-c", COMPARE], timeout=120).stdout)
+    judged = [r for r in rounds if r["same"]]
+    assert judged, rounds  # (the middle sample equals a neighbour unless the load moved between them)
+    for r in rounds:
+        assert r["inbound_only"] and r["first_destinations"] == 0 < r["full_destinations"], r
+        assert 0 < r["first_total"] < r["full_total"], r  # the client-side TIME_WAIT was left to the kernel
+        # every inbound kind is there: server-side TIME_WAIT, held and queued connections, half-open
+        assert {"TIME_WAIT", "ESTABLISHED", "SYN_RECV"} <= set(r["first_states"]), r
+        assert {IN4, IN6, DUAL, QUEUE, HALF, HELD} <= set(map(int, r["ports"])), r
+        assert r["accepts"][str(QUEUE)] == [8, 0] and r["accepts"][str(HELD)][1] == 7, r  # waiting; accepted
+    for r in judged:
+        assert all(r["equal"].values()), r
+        assert {"AcceptActivity", "PortsPerSource", "ConnectionsPerSource"} <= set(r["attributes"]), r

@@ -1,0 +1,87 @@
+"""A pair's first sample with the sockets on listening ports alone (CollectOptions.inbound_only): one
+filtered dump (kernel-side port and state filter) whose sources and accepts equal those of a dump of every
+socket; every socket dumped when the filter cannot be used. The real kernel: tests/live/test_first_sample_live.py."""
+
+from __future__ import annotations
+
+import struct
+
+from connwatch.collect import INBOUND_STATES, _inbound_sockets
+from connwatch.model import SocketSummary
+from connwatch.sources.diag_filter import MAX_RANGES
+from connwatch.sources.netlink import TCPF_ALL_BUT_LISTEN
+
+from .test_collect_tw import LISTEN_PORTS, FakeDiag, _messages, _normal, _summary
+
+TCPDIAG_GETSOCK = 18
+SYN_SENT = 2
+PLAIN_LEGACY = 16 + 60  # nlmsghdr + struct inet_diag_req: longer carries the bytecode
+
+
+class _Kernel(FakeDiag):
+    """Answers the legacy request; a filtered one (unless `refuse_filter`) with the recorded messages whose
+    local port is in `ports` (what the program accepts) and state is asked for."""
+
+    def __init__(self, ports: frozenset[int], refuse_filter: bool = False) -> None:
+        super().__init__()
+        self.ports, self.refuse_filter = ports, refuse_filter
+        self.asked: list[tuple[bool, int]] = []  # (filtered, states)
+
+    def send(self, data: bytes, /) -> int:
+        assert struct.unpack_from("=H", data, 4)[0] == TCPDIAG_GETSOCK
+        states, filtered = struct.unpack_from("=I", data, 16 + 52)[0], len(data) > PLAIN_LEGACY
+        self.asked.append((filtered, states))
+        if filtered and self.refuse_filter:
+            self.refuse(data)
+        elif filtered:
+            chosen = [m for m in _messages()
+                      if states >> m[17] & 1 and struct.unpack_from(">H", m, 20)[0] in self.ports]
+            self.replies.append(b"".join(chosen) + struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0))
+        else:
+            self.answer(2, states)  # (the fake's IPv4 answer holds every recorded message)
+        return len(data)
+
+
+def _inbound_part(s: SocketSummary) -> tuple[object, ...]:
+    """What a pair's judging reads of its first sample's sockets: the sources per port and the accepts."""
+    return _normal(s)[3:]
+
+
+def test_the_filtered_dump_has_the_sources_and_accepts_of_every_socket() -> None:
+    kernel = _Kernel(LISTEN_PORTS)
+    got, whole = _inbound_sockets(kernel, LISTEN_PORTS, None, [], True, False), _summary(_messages())
+    assert kernel.asked == [(True, INBOUND_STATES)]
+    assert got.inbound_only and not whole.inbound_only
+    assert _inbound_part(got) == _inbound_part(whole) and got.sources.by_port  # (the recording has inbound ones)
+    assert not got.destinations and whole.destinations and got.total < whole.total
+
+
+def test_a_syn_sent_socket_on_a_listening_port_stays_out_as_in_a_whole_dump() -> None:
+    ports = LISTEN_PORTS | {42722}  # the recorded SYN_SENT socket's local port made a listening one
+    syn_sent = [m for m in _messages() if m[17] == SYN_SENT and struct.unpack_from(">H", m, 20)[0] == 42722]
+    assert syn_sent
+    got, whole = _inbound_sockets(_Kernel(ports), ports, None, [], True, False), _summary(_messages(), ports)
+    assert _inbound_part(got) == _inbound_part(whole)
+    assert 42722 not in got.sources.by_port and 42722 not in whole.sources.by_port
+
+
+def test_a_kernel_refusing_the_filter_gets_the_dump_of_every_socket() -> None:
+    kernel = _Kernel(LISTEN_PORTS, refuse_filter=True)
+    got = _inbound_sockets(kernel, LISTEN_PORTS, None, [], True, False)
+    assert kernel.asked == [(True, INBOUND_STATES), (False, TCPF_ALL_BUT_LISTEN)]
+    assert not got.inbound_only and _normal(got) == _normal(_summary(_messages()))
+
+
+def test_too_many_port_ranges_dump_every_socket() -> None:
+    ports = LISTEN_PORTS | frozenset(range(20000, 20000 + 2 * MAX_RANGES, 2))  # every other port: one range each
+    kernel = _Kernel(ports)
+    got = _inbound_sockets(kernel, ports, None, [], True, False)
+    assert kernel.asked == [(False, TCPF_ALL_BUT_LISTEN)]
+    assert not got.inbound_only and _normal(got) == _normal(_summary(_messages(), ports))
+
+
+def test_no_listener_no_dump() -> None:
+    kernel = _Kernel(frozenset())
+    got = _inbound_sockets(kernel, frozenset(), None, [], True, False)
+    assert kernel.asked == [] and got.inbound_only and got.total == 0
+    assert _inbound_part(got) == _inbound_part(_summary(_messages(), frozenset()))
