@@ -6,8 +6,10 @@ Measurement (attributes/) -> Finding (rules/evaluate.py) -> Alert (alerts/lifecy
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import field, fields, is_dataclass
 from typing import Any
+
+from connwatch.record import Record, record
 
 ResourceValue = str | int | None
 
@@ -27,8 +29,8 @@ def routing_severity(severity: int) -> str:
     return ROUTING_SEVERITY.get(severity, "warning")
 
 
-@dataclass(frozen=True, slots=True)
-class Measurement:
+@record
+class Measurement(Record):
     """One attribute's value for one resource in one sample (or over one interval).
 
     `facts` is what the attribute's explanation reads: a frozen dataclass whose type the attribute's
@@ -79,8 +81,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Explanation:
+@record
+class Explanation(Record):
     """Words for one alert, built from measured facts (explain/)."""
 
     text: str  # what the attribute measures
@@ -89,8 +91,8 @@ class Explanation:
     owner: str = ""  # owner process of the resource, in words
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+@record
+class Finding(Record):
     """A measurement judged against the rule that applies to it."""
 
     measurement: Measurement
@@ -107,8 +109,8 @@ class Finding:
         return (self.measurement.attribute, self.measurement.resource_key)
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
+@record
+class Alert(Record):
     """An alert's current record. Identity: attribute + resource_key."""
 
     attribute: str

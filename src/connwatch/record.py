@@ -77,6 +77,8 @@ def record(cls: type[R]) -> type[R]:
     if not issubclass(cls, Record):
         raise TypeError(f"@record: {cls.__name__} must subclass Record")
     documented = cls.__doc__ is not None
+    if not documented:  # (else dataclass words one from the signature of object's builtin __init__: a tokenizer
+        cls.__doc__ = "-"  # run, ~0.3 ms per class; it is worded below from the record's own __init__)
     made = dataclasses.dataclass(cls, slots=True, init=False, repr=False, eq=False)
     fields = dataclasses.fields(cast(Any, made))
     for f in fields:

@@ -3,13 +3,13 @@ explain/accept.py words them). Field order is the JSON `detail` order (a contrac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from connwatch.record import Record, record
 
 STUCK, SATURATED, BURST, KEEPING_UP, IDLE = "stuck", "saturated", "burst", "keeping up", "idle"
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerState:
+@record
+class OwnerState(Record):
     """The port's owner as the stuck verdict needs it: alive, at its fd limit, blocked?"""
 
     pid: int
@@ -20,8 +20,8 @@ class OwnerState:
     at_fd_limit: bool  # open fds within 5 % of RLIMIT_NOFILE: accept() fails with EMFILE
 
 
-@dataclass(frozen=True, slots=True)
-class SizingFacts:
+@record
+class SizingFacts(Record):
     """A backlog that keeps drops under the target, from the loss probability of a finite queue.
 
     Model: M/M/1/K (Poisson arrivals at rate lambda, one exponential server at rate mu: the application's
@@ -51,8 +51,8 @@ class SizingFacts:
     capped_by_somaxconn: bool  # the recommendation exceeds somaxconn: raise it too
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptFacts:
+@record
+class AcceptFacts(Record):
     """Accept activity of one listening port between two samples."""
 
     port: int

@@ -22,7 +22,6 @@ every accept figure is a lower bound).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from connwatch.attributes.accept_facts import (
     BURST,
@@ -35,6 +34,7 @@ from connwatch.attributes.accept_facts import (
     SizingFacts,
 )
 from connwatch.model import Listener, PortAccepts, Snapshot
+from connwatch.record import Record, record
 
 DROP_TARGET = 0.01  # recommended backlogs keep the drop fraction under 1 % of connection requests
 MAX_BACKLOG = 65535  # the kernel's sk_max_ack_backlog is a u32, but somaxconn and most servers cap here
@@ -102,8 +102,8 @@ def owner_states(group: Sequence[Listener]) -> tuple[OwnerState, ...]:
     return tuple(seen.values())
 
 
-@dataclass(frozen=True, slots=True)
-class PairIndex:
+@record
+class PairIndex(Record):
     """Per port, the two samples' accept counts and listeners: built once per pair of samples, so judging
     every port of a host with thousands of listeners stays linear (a scan per port was quadratic)."""
 

@@ -3,13 +3,12 @@ words them). Field order is the JSON `detail` order of the alert (a contract).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from connwatch.attributes.accept_facts import AcceptFacts
+from connwatch.record import Record, record
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerFacts:
+@record
+class OwnerFacts(Record):
     pid: int
     command: str
     cmdline: str
@@ -20,8 +19,8 @@ class OwnerFacts:
     fd_limit: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class ListenerFacts:
+@record
+class ListenerFacts(Record):
     endpoint: str
     family: int
     queue: int
@@ -33,8 +32,8 @@ class ListenerFacts:
     owner: OwnerFacts | None
 
 
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
+@record
+class Reconciliation(Record):
     """Host ListenDrops/ListenOverflows deltas against what the per-listener counters explain."""
 
     host_listen_drops: int | None
@@ -46,8 +45,8 @@ class Reconciliation:
     listener_drops: int | None  # SK_MEMINFO_DROPS delta summed over every listener
 
 
-@dataclass(frozen=True, slots=True)
-class BacklogContext:
+@record
+class BacklogContext(Record):
     interval_s: float | None  # None: a single capture, counters since boot
     somaxconn: int | None
     rejecting_ports: tuple[int, ...]
@@ -58,15 +57,15 @@ class BacklogContext:
     stuck_ports: tuple[int, ...]  # ports with an accept queue full at the last sample
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PortFacts(BacklogContext):
     port: int
     listeners: tuple[ListenerFacts, ...]
     queue_full_now: bool
 
 
-@dataclass(frozen=True, slots=True)
-class RejectFacts:
+@record
+class RejectFacts(Record):
     """What the port's backlog turned away (attributes/rejects.py says how it is split)."""
 
     accept_queue_overflows: int
@@ -75,8 +74,8 @@ class RejectFacts:
     ack_time: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class NotRejections:
+@record
+class NotRejections(Record):
     """Listener drops that are not rejections."""
 
     deferred_accept: int
@@ -84,7 +83,7 @@ class NotRejections:
     other: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PortRejectFacts(PortFacts):
     rate_per_s: float | None
     rejects: RejectFacts
@@ -98,7 +97,7 @@ class PortRejectFacts(PortFacts):
     accept: AcceptFacts | None = None  # is the owner accepting (verdict, rates, sizing); None: no inodes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CookieFacts(BacklogContext):
     port: int | None  # None: not attributable to a port (the flood ended before the sample)
     cookies: int
@@ -107,7 +106,7 @@ class CookieFacts(BacklogContext):
     rate_per_s: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HostFacts(BacklogContext):
     counter: str
     cookies_sent: int | None

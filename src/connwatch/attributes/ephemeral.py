@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from connwatch.attributes.backlog import counter_delta
@@ -47,6 +47,7 @@ from connwatch.findings import Explanation, Finding, Measurement, facts_dict
 from connwatch.model import DestinationUsage, Snapshot
 from connwatch.parsers.sock_diag import TIME_WAIT_LEN_MS
 from connwatch.parsers.sysctl import usable_ports
+from connwatch.record import Record, record
 from connwatch.rules.rule import Rule
 
 if TYPE_CHECKING:
@@ -90,8 +91,8 @@ TOP_DESTINATIONS = 20  # ... plus the busiest few, so a small range or a custom 
 YOUNG_SHARE_MIN = 10  # young TIME_WAIT needed before they (not the 60 s counts) apportion the TW rate
 
 
-@dataclass(frozen=True, slots=True)
-class PortBudget:
+@record
+class PortBudget(Record):
     """The ports connect() may choose from, toward any one destination."""
 
     usable: int | None  # None when ip_local_port_range could not be read
@@ -100,8 +101,8 @@ class PortBudget:
     listening_in_range: int
 
 
-@dataclass(frozen=True, slots=True)
-class DestinationLoad:
+@record
+class DestinationLoad(Record):
     usage: DestinationUsage
     time_wait: int
     reusable: int  # TIME_WAIT the kernel will hand out again (old enough, reuse applies)

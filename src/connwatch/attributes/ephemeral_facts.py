@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from connwatch.record import Record, record
 
-@dataclass(frozen=True, slots=True)
-class ProcessFacts:
+
+@record
+class ProcessFacts(Record):
     """A process that probably causes the load (inferred from its ESTABLISHED sockets), or a
     listener's owner (attributes/sources.py)."""
 
@@ -19,8 +21,8 @@ class ProcessFacts:
     user: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class HostRates:
+@record
+class HostRates(Record):
     """Per-second host rates between the two samples; a rate is None when its counter is missing or reset."""
 
     interval_s: float
@@ -30,8 +32,8 @@ class HostRates:
     time_wait_overflow_per_s: float | None  # TcpExt TCPTimeWaitOverflow
 
 
-@dataclass(frozen=True, slots=True)
-class Forecast:
+@record
+class Forecast(Record):
     rate_per_s: float  # TIME_WAIT entered per second toward this destination
     basis: str  # how the rate was apportioned
     hold_s: float  # how long each TIME_WAIT blocks a port (60 s, or the reuse delay)
@@ -91,8 +93,8 @@ class DestinationFacts(DestinationRecord, EphemeralContext):
     EphemeralContext's first; attributes/ephemeral.py `destination_facts`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TopDestination:
+@record
+class TopDestination(Record):
     destination: str
     local_address: str
     time_wait: int

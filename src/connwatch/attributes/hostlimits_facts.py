@@ -3,11 +3,11 @@ explain/hostlimits.py words them). Field order is the JSON `detail` order (a con
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from connwatch.record import Record, record
 
 
-@dataclass(frozen=True, slots=True)
-class ConntrackFacts:
+@record
+class ConntrackFacts(Record):
     """The namespace's conntrack table: nf_conntrack_count is per namespace, compared against the one
     host-wide nf_conntrack_max (net/netfilter/nf_conntrack_core.c __nf_conntrack_alloc)."""
 
@@ -25,8 +25,8 @@ class ConntrackFacts:
     netns: str | None  # the namespace, when the snapshot names one
 
 
-@dataclass(frozen=True, slots=True)
-class TcpMemoryFacts:
+@record
+class TcpMemoryFacts(Record):
     """TCP buffer memory (pages, host-wide) against net.ipv4.tcp_mem, and what the kernel did about it."""
 
     interval_s: float
@@ -42,8 +42,8 @@ class TcpMemoryFacts:
     tcp_max_orphans: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerFds:
+@record
+class OwnerFds(Record):
     endpoint: str
     pid: int
     command: str
@@ -51,8 +51,8 @@ class OwnerFds:
     fd_limit: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class FileHandleFacts:
+@record
+class FileHandleFacts(Record):
     """Host-wide file handles (/proc/sys/fs/file-nr) against fs.file-max; beside it, each listener owner's
     own RLIMIT_NOFILE (whichever is hit first makes accept() fail: ENFILE host-wide, EMFILE per process)."""
 

@@ -23,7 +23,8 @@ left of a port's drops is not a rejection: deferred-accept discards, ACK-time do
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from connwatch.record import Record, record
 
 OVERFLOWS, REQ_Q_FULL, LISTEN_DROPS = "TcpExt.ListenOverflows", "TcpExt.TCPReqQFullDrop", "TcpExt.ListenDrops"
 DEFER_DROPS, COOKIES, EMBRYONIC_RSTS = "TcpExt.TCPDeferAcceptDrop", "TcpExt.TCPReqQFullDoCookies", \
@@ -33,8 +34,8 @@ REJECT_COUNTERS = (OVERFLOWS, REQ_Q_FULL, LISTEN_DROPS, DEFER_DROPS, COOKIES, EM
                    COOKIES_RECV)
 
 
-@dataclass(frozen=True, slots=True)
-class PortEvidence:
+@record
+class PortEvidence(Record):
     """What the samples saw of one listening port."""
 
     drops: int  # SK_MEMINFO_DROPS delta, summed over the port's listeners
@@ -43,8 +44,8 @@ class PortEvidence:
     syn_backlog: int  # the SYN queue limit: the largest backlog of the port's listeners
 
 
-@dataclass(frozen=True, slots=True)
-class Deltas:
+@record
+class Deltas(Record):
     """One namespace's counter deltas over the interval; None = not available."""
 
     overflows: int | None
@@ -56,8 +57,8 @@ class Deltas:
     cookies_recv: int | None = None  # valid syncookie ACKs: a cookie connection that overflows did so at ACK time
 
 
-@dataclass(frozen=True, slots=True)
-class PortRejects:
+@record
+class PortRejects(Record):
     accept_queue_overflows: int
     syn_queue_drops: int
     syn_time: int | None  # accept-queue overflows at SYN time (counted once by the listener)

@@ -30,7 +30,6 @@ import ipaddress
 import socket
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from connwatch.attributes.ephemeral_facts import ProcessFacts
@@ -39,6 +38,7 @@ from connwatch.attributes.sources_facts import PortListener, PortsFacts, PrefixF
 from connwatch.explain import sources as words
 from connwatch.findings import Explanation, Finding, Measurement, facts_dict
 from connwatch.model import Snapshot, SourceTable, address_text, half_open, held, state_counts
+from connwatch.record import Record, record
 from connwatch.rules.rule import Rule
 from connwatch.rules.sources import CONNECTIONS, HALF_OPEN, PORTS, SourceSettings
 from connwatch.rules.sources import DEFAULT as DEFAULT_SETTINGS
@@ -62,8 +62,8 @@ MEMBER_SAMPLE = 5  # addresses named per aggregated prefix
 
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRow:
+@record
+class SourceRow(Record):
     """One source (or prefix) on one port, with its counts."""
 
     source: str
@@ -75,8 +75,8 @@ class SourceRow:
     member_count: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class PortTally:
+@record
+class PortTally(Record):
     """Totals and the heaviest sources of one listening port."""
 
     port: int
@@ -181,8 +181,8 @@ def tally(snap: Snapshot, settings: SourceSettings, top: int | None = None) -> d
     return {port: _port_tally(port, by_port[port], n, members, settings) for port in sorted(by_port)}
 
 
-@dataclass(frozen=True, slots=True)
-class PortSpread:
+@record
+class PortSpread(Record):
     """Distinct listening ports per source (or prefix) over one or two samples."""
 
     multi: dict[str, frozenset[int]]  # the sources seen on more than one port, with those ports
@@ -265,8 +265,8 @@ def _context(c: SourcesContext) -> ContextValues:
     return (c.interval_s, c.aggregate, c.prefix, c.max_alerts_per_port, c.tcp_syncookies, c.tcp_max_syn_backlog)
 
 
-@dataclass(frozen=True, slots=True)
-class _PortTotals:
+@record
+class _PortTotals(Record):
     """What every source's facts on one port share (SourcePortFacts fields after the context)."""
 
     port: int

@@ -4,31 +4,31 @@ words them). Field order is the JSON `detail` order of the alert (a contract).""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from connwatch.attributes.ephemeral_facts import ProcessFacts
+from connwatch.record import Record, record
 
 Histogram = tuple[tuple[int, int], ...]  # (value, number of sources), highest value first
 
 
-@dataclass(frozen=True, slots=True)
-class PrefixFacts:
+@record
+class PrefixFacts(Record):
     """Prefix lengths sources are aggregated by."""
 
     ipv4: int
     ipv6: int
 
 
-@dataclass(frozen=True, slots=True)
-class PortListener:
+@record
+class PortListener(Record):
     """A listener of the port and its owner (None: not visible to this user)."""
 
     endpoint: str
     owner: ProcessFacts | None
 
 
-@dataclass(frozen=True, slots=True)
-class SourcesContext:
+@record
+class SourcesContext(Record):
     """What every per-source measurement shares: the settings and the host's SYN settings."""
 
     interval_s: float | None  # None: a single capture without uptime (engine)
@@ -39,7 +39,7 @@ class SourcesContext:
     tcp_max_syn_backlog: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SourcePortFacts(SourcesContext):
     """ConnectionsPerSource and HalfOpenPerSource: one source (or prefix) on one listening port."""
 
@@ -60,7 +60,7 @@ class SourcePortFacts(SourcesContext):
     counted_states: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PortsFacts(SourcesContext):
     """PortsPerSource: the distinct listening ports one source held or tried."""
 

@@ -25,12 +25,13 @@ the key (ConfigError), so a typo never silently switches alerting off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from connwatch.attributes.registry import default_rules, known_attributes
 from connwatch.errors import ConfigError
+from connwatch.record import Record, record
 from connwatch.rules import sources as source_settings
 from connwatch.rules.configfile import load_toml
 from connwatch.rules.rule import DEFAULT_CLEAR_AFTER, Rule
@@ -41,8 +42,8 @@ SETTINGS_KEYS = ("clear_after", "replace_defaults", "runbook_base")
 _RULE_KEYS = ("attribute", "high", "severity", "class", "mode", "port", "address", "clear_after")
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
+@record
+class Config(Record):
     """Rules and measurement settings in force. Built once (load_config) and passed down."""
 
     rules: tuple[Rule, ...]

@@ -6,15 +6,14 @@ importing the loader (which reads the attribute registry): no import circle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from connwatch.findings import Measurement
+from connwatch.record import Record, record
 
 DEFAULT_CLEAR_AFTER = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+@record
+class Rule(Record):
     attribute: str
     high: float | None  # None = unlimited: never alerts
     severity: int = 3

@@ -23,10 +23,11 @@ the pipeline passes to attributes/sources.py: no module state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from connwatch.errors import ConfigError
+from connwatch.record import Record, record
 from connwatch.rules.values import parse_limit, whole_number
 
 CONNECTIONS, HALF_OPEN, PORTS = "ConnectionsPerSource", "HalfOpenPerSource", "PortsPerSource"
@@ -37,8 +38,8 @@ LIMIT_KEYS = {"limit": CONNECTIONS, "half_open_limit": HALF_OPEN, "ports_limit":
 KEYS = (*LIMIT_KEYS, "aggregate", "ipv4_prefix", "ipv6_prefix", "top", "max_alerts_per_port")
 
 
-@dataclass(frozen=True, slots=True)
-class SourceSettings:
+@record
+class SourceSettings(Record):
     limits: tuple[tuple[str, float | None], ...] = tuple(DEFAULT_LIMITS.items())
     aggregate: bool = False
     ipv4_prefix: int = 24
