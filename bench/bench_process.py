@@ -179,6 +179,7 @@ def main() -> int:
     ap.add_argument("--namespaces", type=int, default=0, help="small namespaces to add for the --netns all rows")
     ap.add_argument("--startup", type=int, default=9, help="start-up runs per command (0: skip)")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--no-snapshot", action="store_true", help="no `snapshot` rows (e.g. to time `check` alone)")
     ap.add_argument("--own-only", action="store_true", help="no `--netns all` rows (every namespace on the host)")
     ap.add_argument("--baseline-src", default=None,
                     help="another connwatch source tree (e.g. `git archive main src | tar -x -C DIR`, then DIR/src): "
@@ -223,21 +224,23 @@ def main() -> int:
         own = {**os.environ, "CONNWATCH_NETNS": "own"}
         every = {**os.environ, "CONNWATCH_NETNS": "all"}
         inns = ["ip", "netns", "exec", ns]
-        runs: Runs = {
-            "ss -tan": lambda: run([*inns, "ss", "-tan"], own),
-            "snapshot (--netns own)": lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], own),
-        }
-        if not a.own_only:
+        runs: Runs = {"ss -tan": lambda: run([*inns, "ss", "-tan"], own)}
+        if not a.no_snapshot:
+            runs["snapshot (--netns own)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], own)
+        if not a.own_only and not a.no_snapshot:
             runs["snapshot (--netns all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], every)
         check = [*inns, CONNWATCH, "check", "--interval", "0.5", "--format", "json", "--state-dir", str(state)]
         if not a.no_check:
             runs["check --interval 0.5 (own)"] = lambda: _ok(check, own)
-            runs["check --interval 0.5 (all)"] = lambda: _ok(check, every)
+            if not a.own_only:
+                runs["check --interval 0.5 (all)"] = lambda: _ok(check, every)
         if a.baseline_src:
             b_own, b_every = {**own, "PYTHONPATH": a.baseline_src}, {**every, "PYTHONPATH": a.baseline_src}
             subprocess.run([sys.executable, "-m", "compileall", "-q", a.baseline_src], check=True)
-            runs["BASELINE snapshot (own)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], b_own)
-            if not a.own_only:
+            if not a.no_snapshot:
+                runs["BASELINE snapshot (own)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"],
+                                                              b_own)
+            if not a.own_only and not a.no_snapshot:
                 runs["BASELINE snapshot (all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"],
                                                               b_every)
             if not a.no_check:
@@ -260,6 +263,12 @@ def main() -> int:
             cpu = [v[1] / s[1] for v, s in zip(vals, ss, strict=True)]
             print(f"{key:30s} wall {statistics.median(v[0] for v in vals):7.1f} ms  "
                   f"CPU {statistics.median(v[1] for v in vals):7.1f} ms   / ss: wall {med(wall)}  CPU {med(cpu)}")
+        for key, mine in (("BASELINE snapshot (own)", "snapshot (--netns own)"),
+                          ("BASELINE snapshot (all)", "snapshot (--netns all)"),
+                          ("BASELINE check (own)", "check --interval 0.5 (own)")):
+            if key in res and mine in res:
+                cpu = [v[1] / b[1] for v, b in zip(res[mine], res[key], strict=True)]
+                print(f"{mine:30s} / {key}: CPU pair ratios {med(cpu)}")
         if a.startup:
             startup(a.startup, own, every, state, a.baseline_src)
     finally:
