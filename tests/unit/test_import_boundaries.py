@@ -20,7 +20,7 @@ RULES = {"connwatch.engine", "connwatch.findings", "connwatch.rules.config", "co
          "connwatch.attributes.backlog", "connwatch.explain"}
 RENDERING = {"rich", "rich.console"}
 NAMESPACES = {"ctypes", "threading"}  # only to enter another network namespace
-AGENT_ONLY = {"connwatch.collect_tw", "connwatch.sources.diag_filter"}  # TIME_WAIT when due: the agent's
+AGENT_ONLY = {"connwatch.collect_tw", "connwatch.sources.diag_filter"}  # the agent's TIME_WAIT; check's first sample
 STDLIB_HEAVY = {"shutil", "bz2", "lzma", "json"}  # argparse's help width, Docker names: not to start
 
 
