@@ -145,9 +145,11 @@ def test_predicted_drops_and_recommended_backlog_hold_against_the_kernel(ns: Net
     d, deltas = got["ports"][str(PORT)], got["deltas"]
     s = d["sizing"]
     assert d["verdict"] in ("burst", "saturated") and d["turned_away"] == deltas["TcpExt.ListenOverflows"] > 0
-    # every accepted connection is held open: new accepts + queue growth = the handshakes the namespace counted
+    # every accepted connection is held open: new accepts + queue growth = the handshakes the namespace counted,
+    # within what arrives between a sample's socket dump and its counter read (36/s: 3 in 80 ms; one
+    # off by 3 was seen at load 5 on 2 cores)
     admitted = d["accepted_new"] + d["waiting_now"] - d["waiting_before"]
-    assert abs(admitted - deltas["Tcp.PassiveOpens"]) <= 2, (admitted, deltas)
+    assert abs(admitted - deltas["Tcp.PassiveOpens"]) <= 3, (admitted, deltas)
     assert s["current_backlog"] == 4 and 0.5 < s["load"] < 2.0 and not s["no_backlog_helps"]
     later, total = drop_fraction(ns, 10)
     assert total > 200 and abs(s["predicted_drop_fraction"] - later) <= TOLERANCE, (s, later)
