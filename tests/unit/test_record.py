@@ -38,6 +38,9 @@ JUDGING = (accept_facts, accept_model, backlog_facts, ephemeral, ephemeral_facts
            sources_facts, findings, config, rule, rule_sources)
 FACTS: list[Any] = [c for m in JUDGING for c in vars(m).values()
                     if isinstance(c, type) and issubclass(c, Record) and c.__module__ == m.__name__]
+# dataclasses still: DestinationFacts extends DestinationRecord (no slots) and the slotted EphemeralContext,
+# which a record (slotted) cannot be
+KEPT = {"EphemeralContext", "DestinationRecord", "DestinationFacts", "TimeWaitFacts", "OrphanFacts"}
 
 
 def _reference(cls: type) -> Any:
@@ -63,10 +66,10 @@ def test_every_model_dataclass_is_a_record() -> None:
 
 
 def test_the_judging_dataclasses_are_records() -> None:
-    assert len(FACTS) == 48
+    assert len(FACTS) == 43
     plain = {c.__name__ for m in JUDGING for c in vars(m).values()
              if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == m.__name__ and c not in FACTS}
-    assert plain == set()
+    assert plain == KEPT
 
 
 @pytest.mark.parametrize("cls", MODEL + OTHERS + FACTS, ids=lambda c: c.__name__)

@@ -5,6 +5,7 @@ measures them, explain/ephemeral.py words them). Field order is the JSON `detail
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from connwatch.record import Record, record
 
@@ -41,8 +42,8 @@ class Forecast(Record):
     seconds_to_full: float | None  # None: settles below 100 %
 
 
-@record
-class EphemeralContext(Record):
+@dataclass(frozen=True, slots=True)
+class EphemeralContext:
     """What every ephemeral measurement shares: the host's rates and TIME_WAIT settings."""
 
     interval_s: float | None  # None: a single capture without uptime (engine)
@@ -56,8 +57,8 @@ class EphemeralContext(Record):
     tcp_max_tw_buckets: int | None
 
 
-@record
-class DestinationRecord(Record):
+@dataclass(frozen=True)  # not slotted: DestinationFacts extends it and the slotted EphemeralContext
+class DestinationRecord:
     """One destination's own facts (also a row of `connwatch destinations --format json`)."""
 
     destination: str  # remote ip:port
@@ -85,35 +86,11 @@ class DestinationRecord(Record):
     forecast: Forecast | None
 
 
-@record
-class DestinationFacts(EphemeralContext):
-    """EphemeralPortUsage, EphemeralPortUsageWithoutReuse, EphemeralPortExhaustion: the context's fields, then
-    DestinationRecord's, in its order (declared again: a record has slots, so it cannot extend both;
-    attributes/ephemeral.py `destination_facts`; tests/unit/test_ephemeral.py holds the two lists equal)."""
-
-    destination: str  # remote ip:port
-    local_address: str
-    remote_address: str
-    remote_port: int
-    addresses: tuple[str, str]  # remote, local (what a rule's `address` matches)
-    states: Mapping[str, int]  # most sockets first
-    held: int  # sockets in any state
-    time_wait: int
-    time_wait_reusable: int
-    time_wait_young: int
-    blocking: int
-    percent: float | None
-    percent_without_reuse: float | None
-    usable_ports: int | None
-    port_range: tuple[int, int] | None
-    reserved_ports: int
-    listening_ports_in_range: int
-    reuse_applies: bool
-    reuse_reason: str
-    safe_only_by_reuse: bool
-    owners: tuple[ProcessFacts, ...]
-    owners_inferred: bool
-    forecast: Forecast | None
+@dataclass(frozen=True, slots=True)
+class DestinationFacts(DestinationRecord, EphemeralContext):
+    """EphemeralPortUsage, EphemeralPortUsageWithoutReuse, EphemeralPortExhaustion: the context, then
+    the fields of DestinationRecord in its order (dataclass fields follow the reverse MRO:
+    EphemeralContext's first; attributes/ephemeral.py `destination_facts`)."""
 
 
 @record
@@ -124,7 +101,7 @@ class TopDestination(Record):
     percent: float | None
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class TimeWaitFacts(EphemeralContext):
     """TimeWaitSockets (tcp_max_tw_buckets, from the context, is set: the measurement needs it)."""
 
@@ -134,7 +111,7 @@ class TimeWaitFacts(EphemeralContext):
     outbound_time_wait: int
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class OrphanFacts(EphemeralContext):
     """OrphanSockets."""
 
