@@ -19,44 +19,18 @@ import json
 import subprocess
 import sys
 
-from .netns import Netns, poll
+from .netns import PROGS, Netns, poll
 from .test_rejects_live import _half_open_setup, _syn_flood, _syn_recv
 
 OUT4, IN4, IN6, DUAL, QUEUE, HALF, HELD = 8701, 8702, 8703, 8704, 8705, 8706, 8707
 
-LOAD = f"""import socket, threading, sys
-def serve(family, addr, port, server_first, backlog=512, accept=True):
-    s = socket.socket(family); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind((addr, port)); s.listen(backlog)
-    kept = []
-    def loop():
-        while accept:
-            c, _ = s.accept()
-            if server_first is None:  # held open
-                kept.append(c)
-                continue
-            if not server_first:  # the client closes first and keeps the TIME_WAIT
-                c.settimeout(5)
-                while c.recv(64):
-                    pass
-            c.close()
-    threading.Thread(target=loop, daemon=True).start()
-    return s
+LOAD = f"""import socket, sys
+sys.path.insert(0, {str(PROGS)!r})
+from mixload import cycle, serve
 serve(socket.AF_INET, "127.0.0.1", {OUT4}, False); serve(socket.AF_INET6, "::1", {IN6}, True)
 serve(socket.AF_INET, "127.0.0.1", {IN4}, True); serve(socket.AF_INET6, "::", {DUAL}, True)
 serve(socket.AF_INET, "127.0.0.1", {HELD}, None)  # accepted and kept open
 never = serve(socket.AF_INET, "127.0.0.1", {QUEUE}, None, backlog=64, accept=False)  # kept, never accepted
-def cycle(family, dst, src=None, server_first=False, n=100):
-    for i in range(n):
-        c = socket.socket(family); c.settimeout(5)
-        if src is not None:
-            c.bind((src(i), 0))
-        c.connect(dst)
-        if server_first:  # wait for the server's FIN: the server side ends in TIME_WAIT
-            assert c.recv(1) == b""
-        c.close()
 cycle(socket.AF_INET, ("127.0.0.1", {OUT4}))
 cycle(socket.AF_INET6, ("::1", {IN6}), None, True)
 cycle(socket.AF_INET, ("127.0.0.1", {IN4}), lambda i: f"127.0.1.{{i % 30 + 1}}", True)

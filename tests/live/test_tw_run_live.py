@@ -17,46 +17,25 @@ import subprocess
 import sys
 from typing import Any
 
-from .netns import Netns, poll
+from .netns import PROGS, Netns, poll
 from .test_time_wait_live import _aged
 from .unprivileged import NO_CAPS
 
 OUT4, OUT6, IN4, IN6, DUAL = 8601, 8602, 8603, 8604, 8605
 TW_MADE = 7 * 120 - 80  # LOAD's cycles below
 
-LOAD = f"""import socket, threading, sys
-def serve(family, addr, port, first):
-    s = socket.socket(family); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind((addr, port)); s.listen(512)
-    def loop():
-        while True:
-            c, _ = s.accept()
-            if not first:  # the client closes first and keeps the TIME_WAIT
-                c.settimeout(5)
-                while c.recv(64):
-                    pass
-            c.close()
-    threading.Thread(target=loop, daemon=True).start()
+LOAD = f"""import socket, sys
+sys.path.insert(0, {str(PROGS)!r})
+from mixload import cycle, serve
 serve(socket.AF_INET, "127.0.0.1", {OUT4}, False); serve(socket.AF_INET6, "::1", {OUT6}, False)
 serve(socket.AF_INET, "127.0.0.1", {IN4}, True); serve(socket.AF_INET6, "::1", {IN6}, True)
 serve(socket.AF_INET6, "::", {DUAL}, True)
-def cycle(family, dst, src=None, server_first=False, n=120):
-    for i in range(n):
-        c = socket.socket(family); c.settimeout(5)
-        if src is not None:
-            c.bind((src(i), 0))
-        c.connect(dst)
-        if server_first:  # wait for the server's FIN: the server side ends in TIME_WAIT
-            assert c.recv(1) == b""
-        c.close()
-cycle(socket.AF_INET, ("127.0.0.1", {OUT4}))
-cycle(socket.AF_INET6, ("::1", {OUT6}))
-cycle(socket.AF_INET6, ("::ffff:127.0.0.1", {OUT4}))  # outbound, IPv4-mapped in an AF_INET6 socket
-cycle(socket.AF_INET, ("127.0.0.1", {IN4}), lambda i: f"127.0.1.{{i % 50 + 1}}", True)
-cycle(socket.AF_INET6, ("::1", {IN6}), None, True)
-cycle(socket.AF_INET, ("127.0.0.1", {DUAL}), lambda i: f"127.0.2.{{i % 60 + 1}}", True)  # mapped, inbound
+cycle(socket.AF_INET, ("127.0.0.1", {OUT4}), n=120)
+cycle(socket.AF_INET6, ("::1", {OUT6}), n=120)
+cycle(socket.AF_INET6, ("::ffff:127.0.0.1", {OUT4}), n=120)  # outbound, IPv4-mapped in an AF_INET6 socket
+cycle(socket.AF_INET, ("127.0.0.1", {IN4}), lambda i: f"127.0.1.{{i % 50 + 1}}", True, n=120)
+cycle(socket.AF_INET6, ("::1", {IN6}), None, True, n=120)
+cycle(socket.AF_INET, ("127.0.0.1", {DUAL}), lambda i: f"127.0.2.{{i % 60 + 1}}", True, n=120)  # mapped, inbound
 cycle(socket.AF_INET6, ("::1", {DUAL}), None, True, 40)
 held = [socket.create_connection(("127.0.0.1", {IN4})) for _ in range(5)]
 print("READY", flush=True)
