@@ -158,3 +158,30 @@ def test_block_reading_gives_the_lines_and_part_marks_of_line_by_line_reading(tm
     raw.read(3)
     list(inputs._byte_lines(raw, "utf-8", "t", 1, 3, expect))  # the per-line reader slices seek with
     assert marks == expect and len(marks) == 20001 // 256 + 1
+
+
+@pytest.mark.parametrize(("ends", "encoding"), [("\n", "utf-8"), ("\r\n", "utf-8"), ("\r\n", "cp1252"),
+                                                 ("\n", "cp1252"), ("\r\r\n", "utf-8"), ("\n", "utf-8-sig")])
+def test_part_marks_from_decoded_lines_are_those_of_the_bytes(tmp_path: Path, ends: str, encoding: str) -> None:
+    """Marks made from the decoded lines' lengths (LF files, files with CRLF on every line, one byte per
+    character) are the byte offsets the per-line reader finds; other files (a CR left inside, non-ASCII UTF-8)
+    take the bytes path, also the same."""
+    import io
+
+    from connwatch.analyze import inputs
+    from connwatch.analyze.inputs import InputFile, iter_lines
+
+    odd = "é" if encoding != "utf-8" else ""
+    rows = "".join(f"ESTAB 0 0 10.0.0.1:{1024 + i} 10.0.0.{i % 7}:80{odd if i == 9000 else ''}{ends}"
+                   for i in range(30000))
+    bom = b"\xef\xbb\xbf" if encoding == "utf-8-sig" else b""
+    data = bom + (HEADER + ends + rows).encode(encoding if encoding != "utf-8-sig" else "utf-8")
+    f = InputFile("t", "", lambda: io.BytesIO(data))
+    marks: list[tuple[int, int]] = []
+    got = list(iter_lines(f, encoding, marks))
+    assert len(got) == 30001
+    expect: list[tuple[int, int]] = []
+    raw = io.BytesIO(data)
+    raw.read(len(bom))
+    list(inputs._byte_lines(raw, "utf-8" if encoding == "utf-8-sig" else encoding, "t", 1, len(bom), expect))
+    assert marks == expect and len(marks) == 30001 // 256 + 1

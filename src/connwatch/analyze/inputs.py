@@ -134,6 +134,32 @@ def _mark(marks: list[tuple[int, int]], pieces: list[bytes], number: int, pos: i
     marks.extend((line, offsets[line - first] + line - first) for line in range(need, first + len(pieces), MARK_EVERY))
 
 
+def _line_end_bytes(body: bytes, text: str) -> int:
+    """The bytes each line of `body` ends with once decoded as `text` and split at "\\n" with the CRs taken off
+    (1: "\\n"; 2: "\\r\\n" on every line, the last one's "\\r" included), when every character of `text` is one
+    byte (ASCII, or a single-byte code page) and every line ends so; else 0 (marks are made from the bytes)."""
+    if len(text) != len(body):
+        return 0
+    crs = body.count(b"\r")
+    if not crs:
+        return 1
+    lines = body.count(b"\n") + 1
+    return 2 if crs == lines and body.count(b"\r\n") == lines - 1 and body.endswith(b"\r") else 0
+
+
+def _mark_lines(marks: list[tuple[int, int]], lines: list[str], ends: int, number: int, pos: int) -> None:
+    """_mark from the decoded lines (each len(line) + `ends` bytes long in the file): a sum per MARK_EVERY
+    lines, not a bytes object per line."""
+    first = number + 1
+    at = (-(first - 1)) % MARK_EVERY  # index of the first line numbered L with (L - 1) % MARK_EVERY == 0
+    if at >= len(lines):
+        return
+    offset = pos + sum(map(len, lines[:at])) + at * ends
+    for index in range(at, len(lines), MARK_EVERY):
+        marks.append((first + index, offset))
+        offset += sum(map(len, lines[index:index + MARK_EVERY])) + MARK_EVERY * ends
+
+
 BLOCK = 1 << 18  # bytes read and decoded at a time (and the lines of a block held by the one pass)
 
 
@@ -166,14 +192,14 @@ def _byte_blocks(raw: IO[bytes], name: str, encoding: str, pos: int, marks: list
         tail = data[cut:]
         if cut:
             body = data[:cut - 1]
-            if marks is not None:
-                _mark(marks, body.split(b"\n"), number, pos)
-                pos += cut
             try:
                 text = body.decode(encoding, errors)
                 long = max(map(len, body.split(b"\n"))) >= MAX_LINE if len(body) >= MAX_LINE else False
             except UnicodeDecodeError:
                 text, long = "", True
+            ends = _line_end_bytes(body, text) if marks is not None and not long else 0
+            if marks is not None and not ends:
+                _mark(marks, body.split(b"\n"), number, pos)
             if long:
                 good, error = _line_by_line(body.split(b"\n"), name, encoding, number)
                 yield good
@@ -183,6 +209,10 @@ def _byte_blocks(raw: IO[bytes], name: str, encoding: str, pos: int, marks: list
                     text = text.replace("\r\n", "\n")
                 text = text.rstrip("\r")
             lines = text.split("\n")
+            if ends:
+                _mark_lines(marks, lines, ends, number, pos)  # type: ignore[arg-type]
+            if marks is not None:
+                pos += cut
             number += len(lines)
             yield lines
         if len(tail) > MAX_LINE:  # readline(MAX_LINE + 1) would have stopped in this line
