@@ -75,6 +75,16 @@ def test_sources_text_off_a_terminal_loads_no_rich() -> None:
     assert not mods & RENDERING, sorted(mods & RENDERING)
 
 
+def test_analyze_json_loads_no_rich_or_store() -> None:
+    """analyze --format json (issue 17, rows/s as a whole process): the document is built without rich."""
+    capture = Path(__file__).parents[1] / "fixtures" / "captures"
+    listing = next(p for p in sorted(capture.rglob("*.txt")) if p.read_text(errors="replace").startswith("State"))
+    mods, out = _modules("from connwatch.cli import main\n"
+                         f"main(['analyze', '--format', 'json', {str(listing)!r}])")
+    assert json.loads(out)["command"] == "analyze"
+    assert not mods & (STORE | RENDERING), sorted(mods & (STORE | RENDERING))
+
+
 def test_check_loads_the_store_and_rules_it_needs() -> None:
     """The other side of the boundary: the modules a check judges and records with are there."""
     mods, out = _modules("import tempfile\nfrom connwatch.cli import main\n"

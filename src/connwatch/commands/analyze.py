@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if analysis is None:
         return EXIT_UNKNOWN
     if args.format == "json":
-        from connwatch.analyze.output import analysis_dict
+        from connwatch.analyze.outdict import analysis_dict
         from connwatch.outputs.jsonout import dumps
 
         print(dumps(analysis_dict(analysis), "analyze"))
