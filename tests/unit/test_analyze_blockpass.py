@@ -122,7 +122,8 @@ def test_real_listing_report_is_the_same_by_blocks_and_by_rows(path: Path, monke
 _V4 = st.builds(lambda a, b: f"10.{a}.0.{b}", st.integers(0, 3), st.integers(1, 4))
 _V6 = st.sampled_from(["[::1]", "[fe80::1%eth0]", "[::ffff:10.0.0.1]", "[2001:db8::5]", "*", "[::]", "::1"])
 _HOSTY = st.sampled_from(["myhost", "0.0.0.0", "localhost"])  # host names: counted by state only
-_PORT = st.sampled_from(["22", "80", "443", "5432", "40000", "40001", "0", "*", "http", "022"])
+_PORT = st.sampled_from(["22", "80", "443", "5432", "40000", "40001", "0", "*", "http", "022", "65535", "65536",
+                         "00443"])
 _ADDR = st.builds(lambda h, p: f"{h}:{p}", st.one_of(_V4, _V4, _V4, _V6, _HOSTY), _PORT)
 # lines a plain row's fast path must not take as it is: the whole listing then goes to the parser's ConnRows
 _BAD = ["ESTAB 0 0 10.0.0.1:99999 10.0.0.2:1", "ESTAB 0 0 10.0.0.1 10.0.0.2:1", "ESTAB 0 0 10.0.0.1:1 1.2.3:x",

@@ -32,6 +32,7 @@ _MAX_CACHE = 1 << 17  # distinct texts remembered (more are worked out again in 
 STATE_NUMBERS = {**{k: int(v) for k, v in NETSTAT_STATES.items()}, **{k: int(v) for k, v in SS_STATES.items()}}
 _SYN_NAMES = frozenset(k for k, v in STATE_NUMBERS.items() if v == _SYN_SENT)
 _HOST, _PORT = itemgetter(0), itemgetter(2)
+INBOUND = "".join(("(in", "bound)"))  # the tag of an endpoint whose port is listening (told by identity: `is`)
 
 
 class NotPlain(Exception):
@@ -86,6 +87,9 @@ class BlockCounter:
         self.out_keys: Counter[tuple[str, str, str]] = Counter()  # (state, local host, peer endpoint)
         self.peer_ports: set[str] = set()  # port texts of inbound peers (not in in_keys), read at flush
         self.infer: Counter[str] = Counter()  # local endpoints of non-SYN-SENT rows (while ports are inferred)
+        self.tags: dict[str, str] = {}  # local endpoint text -> INBOUND, or (outbound, port marked used) its host
+        self.tag_ports: dict[str, int] = {}  # local endpoint text (in tags) -> its port
+        self.tags_seen = -1  # len(counter.listening) the tags were made for
 
     def count(self, counter: _RowCounter, block: PlainBlock, rows: int) -> None:
         """Count the first `rows` rows of `block` as counter.add_plain would."""
@@ -95,6 +99,9 @@ class BlockCounter:
         if rows < len(states):
             states, locs, peers = states[:rows], locs[:rows], peers[:rows]
         counter.scan.rows += rows
+        if _SYN_NAMES.isdisjoint(states):
+            self._count_tagged(counter, states, locs, peers)
+            return
         inbound, lhost = self._classify(counter, locs)
         nonsyn: list[bool] | None = None  # None: no SYN-SENT row
         if not _SYN_NAMES.isdisjoint(states):
@@ -114,6 +121,50 @@ class BlockCounter:
                 self._mark_used(counter, set(compress(locs, marks)))
             self.out_keys.update(zip(compress(states, outbound), map(lhost, compress(locs, outbound)),
                                      compress(peers, outbound), strict=False))
+
+    def _count_tagged(self, counter: _RowCounter, states: list[str], locs: list[str], peers: list[str]) -> None:
+        """count() for a block without SYN-SENT rows: one lookup per row (the endpoint's tag) classifies it and
+        gives an outbound row's host; tables keyed by the many distinct endpoints are not touched again."""
+        known = list(map(self.tags.get, locs))
+        tags: list[str] = (self._tag(counter, locs) if len(counter.listening) != self.tags_seen or None in known
+                           else known)  # type: ignore[assignment]  # (no None in it)
+        if counter.scan.local_ports is not None:
+            self.infer.update(locs)
+        inbound = list(map(is_, tags, repeat(INBOUND)))
+        if any(inbound):
+            rparts = _parts(compress(peers, inbound))
+            ports = list(map(_PORT, rparts))
+            if not _decimal_ports(ports):
+                self.peer_ports.update(ports)  # (read at flush: a port text parse_port refuses is NotPlain)
+            self.in_keys.update(zip(compress(states, inbound), compress(locs, inbound), map(_HOST, rparts),
+                                    strict=False))
+        if not all(inbound):
+            outbound = list(map(not_, inbound))
+            self.out_keys.update(zip(compress(states, outbound), compress(tags, outbound), compress(peers, outbound),
+                                     strict=False))
+
+    def _tag(self, counter: _RowCounter, locs: list[str]) -> list[str]:
+        """Each row's tag: INBOUND when its local port is listening, else its local host (as split_endpoint gives
+        it), the port marked as used by an outbound socket (every row here is non-SYN-SENT: add_plain marks it)."""
+        listening, tags = counter.listening, self.tags
+        if len(listening) != self.tags_seen:  # a listener came: endpoints of its port are inbound from now on
+            self.tags_seen = len(listening)
+            for text, tag in tags.items():
+                if tag is not INBOUND and self.tag_ports[text] in listening:
+                    tags[text] = INBOUND
+        extra: dict[str, str] = {}
+        used = counter.scan.outbound_ports
+        assert used is not None
+        for text in set(locs).difference(tags):
+            host, port = self._local(counter, text)
+            tag = INBOUND if port in listening else host
+            if tag is not INBOUND:
+                used[port] = 1
+            if len(tags) < _MAX_CACHE:
+                tags[text], self.tag_ports[text] = tag, port
+            else:
+                extra[text] = tag  # (past the bound, an endpoint is split again in each block)
+        return list(map({**tags, **extra}.__getitem__ if extra else tags.__getitem__, locs))
 
     def _classify(self, counter: _RowCounter, locs: list[str]) -> tuple[list[bool], Callable[[str], str]]:
         """Every local endpoint split (NotPlain when it cannot be): per row, True when its port is listening,
@@ -213,6 +264,17 @@ class BlockCounter:
                 port = self._local(counter, text)[1]
                 infer[port] = infer.get(port, 0) + n
         self.infer = Counter()
+
+
+def _decimal_ports(ports: list[str]) -> bool:
+    """True when every text is a port number parse_port reads (1-5 ASCII digits, at most 65535): a C loop per
+    row instead of a set of the many distinct client ports."""
+    if not ports:
+        return True
+    joined = "".join(ports)
+    if not (joined.isdecimal() and joined.isascii()) or not 1 <= min(map(len, ports)) <= max(map(len, ports)) <= 5:
+        return False
+    return max(map(len, ports)) < 5 or max(map(int, ports)) <= 65535
 
 
 def _parts(column: Iterable[str]) -> list[tuple[str, str, str]]:
