@@ -126,8 +126,8 @@ class BlockCounter:
         """count() for a block without SYN-SENT rows: one lookup per row (the endpoint's tag) classifies it and
         gives an outbound row's host; tables keyed by the many distinct endpoints are not touched again."""
         known = list(map(self.tags.get, locs))
-        tags: list[str] = (self._tag(counter, locs) if len(counter.listening) != self.tags_seen or None in known
-                           else known)  # type: ignore[assignment]  # (no None in it)
+        tags: list[str] = (self._tag(counter, locs, known) if len(counter.listening) != self.tags_seen
+                           or None in known else known)  # type: ignore[assignment]  # (no None in it)
         if counter.scan.local_ports is not None:
             self.infer.update(locs)
         inbound = list(map(is_, tags, repeat(INBOUND)))
@@ -143,28 +143,39 @@ class BlockCounter:
             self.out_keys.update(zip(compress(states, outbound), compress(tags, outbound), compress(peers, outbound),
                                      strict=False))
 
-    def _tag(self, counter: _RowCounter, locs: list[str]) -> list[str]:
+    def _tag(self, counter: _RowCounter, locs: list[str], known: list[str | None]) -> list[str]:
         """Each row's tag: INBOUND when its local port is listening, else its local host (as split_endpoint gives
-        it), the port marked as used by an outbound socket (every row here is non-SYN-SENT: add_plain marks it)."""
+        it), the port marked as used by an outbound socket (every row here is non-SYN-SENT: add_plain marks it).
+        `known`: each row's tag from the table (None: not in it)."""
         listening, tags = counter.listening, self.tags
         if len(listening) != self.tags_seen:  # a listener came: endpoints of its port are inbound from now on
             self.tags_seen = len(listening)
             for text, tag in tags.items():
                 if tag is not INBOUND and self.tag_ports[text] in listening:
                     tags[text] = INBOUND
-        extra: dict[str, str] = {}
+            known = list(map(tags.get, locs))
+        texts = list(set(compress(locs, map(is_, known, repeat(None)))))
+        if not texts:
+            return known  # type: ignore[return-value]  # (no None in it)
+        parts = _parts(texts)
+        if not all(map(itemgetter(1), parts)):
+            raise NotPlain("no ':' in a local address")
+        names = list(map(_HOST, parts))
+        hosts = {name: self._host(name) for name in set(names)}
+        port_texts = list(map(_PORT, parts))
+        ports = list(map(int, port_texts)) if _decimal_ports(port_texts) else [
+            port_number(text, counter.ports) for text in port_texts]
+        listens = list(map(listening.__contains__, ports))
+        new = dict(zip(texts, map(hosts.__getitem__, names), strict=True))
+        new.update(zip(compress(texts, listens), repeat(INBOUND)))
         used = counter.scan.outbound_ports
         assert used is not None
-        for text in set(locs).difference(tags):
-            host, port = self._local(counter, text)
-            tag = INBOUND if port in listening else host
-            if tag is not INBOUND:
-                used[port] = 1
-            if len(tags) < _MAX_CACHE:
-                tags[text], self.tag_ports[text] = tag, port
-            else:
-                extra[text] = tag  # (past the bound, an endpoint is split again in each block)
-        return list(map({**tags, **extra}.__getitem__ if extra else tags.__getitem__, locs))
+        for port in set(compress(ports, map(not_, listens))):
+            used[port] = 1
+        if len(tags) + len(new) <= _MAX_CACHE:  # (past the bound, new endpoints are split again in each block)
+            tags.update(new)
+            self.tag_ports.update(zip(texts, ports, strict=True))
+        return list(map(new.get, locs, known))  # type: ignore[arg-type]
 
     def _classify(self, counter: _RowCounter, locs: list[str]) -> tuple[list[bool], Callable[[str], str]]:
         """Every local endpoint split (NotPlain when it cannot be): per row, True when its port is listening,
