@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connwatch.analyze import detect as fmt
 from connwatch.analyze.rowpass import FAST_KINDS, combine, conn_rows, scan_fast, scan_rows, try_fast, young_limit
@@ -185,3 +187,20 @@ def test_part_marks_from_decoded_lines_are_those_of_the_bytes(tmp_path: Path, en
     raw.read(len(bom))
     list(inputs._byte_lines(raw, "utf-8" if encoding == "utf-8-sig" else encoding, "t", 1, len(bom), expect))
     assert marks == expect and len(marks) == 30001 // 256 + 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="a\r\n", max_size=40).filter(lambda t: "\r" in t))
+def test_crlf_lines_are_what_replacing_and_stripping_leave(text: str) -> None:
+    """inputs._crlf_lines splits CRLF text at once when every line ends in one CR; any text gives the lines
+    the replace-and-strip reading gives, and the line-end size it claims (2) holds for every line."""
+    from connwatch.analyze.inputs import _crlf_lines
+
+    old = text
+    while "\r\n" in old:
+        old = old.replace("\r\n", "\n")
+    lines, ends = _crlf_lines(text)
+    assert lines == old.rstrip("\r").split("\n")
+    if ends:
+        assert ends == 2 and sum(len(x) + 2 for x in lines) - 1 == len(text)
+        assert text.split("\n") == [x + "\r" for x in lines]

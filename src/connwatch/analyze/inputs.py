@@ -134,17 +134,17 @@ def _mark(marks: list[tuple[int, int]], pieces: list[bytes], number: int, pos: i
     marks.extend((line, offsets[line - first] + line - first) for line in range(need, first + len(pieces), MARK_EVERY))
 
 
-def _line_end_bytes(body: bytes, text: str) -> int:
-    """The bytes each line of `body` ends with once decoded as `text` and split at "\\n" with the CRs taken off
-    (1: "\\n"; 2: "\\r\\n" on every line, the last one's "\\r" included), when every character of `text` is one
-    byte (ASCII, or a single-byte code page) and every line ends so; else 0 (marks are made from the bytes)."""
-    if len(text) != len(body):
-        return 0
-    crs = body.count(b"\r")
-    if not crs:
-        return 1
-    lines = body.count(b"\n") + 1
-    return 2 if crs == lines and body.count(b"\r\n") == lines - 1 and body.endswith(b"\r") else 0
+def _crlf_lines(text: str) -> tuple[list[str], int]:
+    """What rstrip("\\r\\n") leaves of each line of `text` (lines without a loop over them), and the bytes
+    each line ends with in the file when that is the same for every line (2: CRLF on each line, the last
+    one's LF cut off before decoding; 0: not the same)."""
+    lines = text.split("\r\n")
+    if lines[-1][-1:] == "\r" and text.count("\r") == len(lines) and text.count("\n") == len(lines) - 1:
+        lines[-1] = lines[-1][:-1]
+        return lines, 2
+    while "\r\n" in text:
+        text = text.replace("\r\n", "\n")
+    return text.rstrip("\r").split("\n"), 0
 
 
 def _mark_lines(marks: list[tuple[int, int]], lines: list[str], ends: int, number: int, pos: int) -> None:
@@ -197,21 +197,18 @@ def _byte_blocks(raw: IO[bytes], name: str, encoding: str, pos: int, marks: list
                 long = max(map(len, body.split(b"\n"))) >= MAX_LINE if len(body) >= MAX_LINE else False
             except UnicodeDecodeError:
                 text, long = "", True
-            ends = _line_end_bytes(body, text) if marks is not None and not long else 0
-            if marks is not None and not ends:
-                _mark(marks, body.split(b"\n"), number, pos)
             if long:
+                if marks is not None:
+                    _mark(marks, body.split(b"\n"), number, pos)
                 good, error = _line_by_line(body.split(b"\n"), name, encoding, number)
                 yield good
                 raise error or ParseError(name, "unreadable text", number + 1)  # (error is never None here)
-            if "\r" in text:  # what rstrip("\r\n") leaves of each line, without a loop over the lines
-                while "\r\n" in text:
-                    text = text.replace("\r\n", "\n")
-                text = text.rstrip("\r")
-            lines = text.split("\n")
-            if ends:
-                _mark_lines(marks, lines, ends, number, pos)  # type: ignore[arg-type]
+            lines, ends = _crlf_lines(text) if "\r" in text else (text.split("\n"), 1)
             if marks is not None:
+                if ends and len(text) == len(body):  # one byte per character: lengths are byte counts
+                    _mark_lines(marks, lines, ends, number, pos)
+                else:
+                    _mark(marks, body.split(b"\n"), number, pos)
                 pos += cut
             number += len(lines)
             yield lines
