@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connwatch.analyze import detect as fmt
-from connwatch.analyze import rowpass
+from connwatch.analyze import plaincount, rowpass
 from connwatch.analyze.rowpass import FAST_KINDS, Recognised, RowScan, scan_rows, young_limit
 from connwatch.analyze.segment import Segmenter, segment
 from connwatch.cli import main
@@ -226,3 +226,23 @@ def test_syn_sent_from_a_listening_port_is_outbound_in_a_block() -> None:
     same_everywhere(lines, fmt.SS)
     scan = outcome(lines, fmt.SS, frozenset({22}), 3)
     assert isinstance(scan, dict) and [k for k, _ in scan["dests"]] == [("10.0.0.1", "10.0.0.8", 80)]
+
+
+@pytest.mark.parametrize("max_runs", [1, 3, 32])
+def test_alternating_uniform_blocks_keep_the_order_of_first_rows(monkeypatch: pytest.MonkeyPatch,
+                                                                  max_runs: int) -> None:
+    """Blocks whose inbound (outbound) rows share one state and endpoint (host) are counted by the peer alone
+    (plaincount.Runs): runs of such blocks alternating, a peer met again in a later run, and runs flushed
+    early (max_runs) give the keys in the order of their first rows, as the row path does."""
+    monkeypatch.setattr(plaincount, "_MAX_RUNS", max_runs)
+    inbound = [f"{state} 0 0 10.0.0.1:{port} 10.9.{i % 3}.{i % 5}:{40000 + i}"
+               for port, state in ((22, "ESTAB"), (443, "ESTAB"), (22, "TIME-WAIT")) for i in range(6)]
+    outbound = [f"{state} 0 0 {host}:{50000 + i} 10.8.0.{i % 4}:5432"
+                for host, state in (("10.0.0.1", "TIME-WAIT"), ("10.0.0.2", "TIME-WAIT"), ("10.0.0.1", "ESTAB"))
+                for i in range(6)]
+    lines = ["LISTEN 0 128 *:22 *:*", "LISTEN 0 128 *:443 *:*"]
+    for turn in range(4):  # the same groups again: keys first seen in an earlier run
+        lines += inbound[(turn % 3) * 6:(turn % 3) * 6 + 6] + outbound[(turn % 2) * 6:(turn % 2) * 6 + 6]
+    assert same_everywhere(lines, fmt.SS) > 0
+    scan = outcome(lines, fmt.SS, frozenset({22, 443}), 3)
+    assert isinstance(scan, dict) and len(scan["sources"]) >= 10 and len(scan["dests"]) == 8

@@ -14,10 +14,10 @@ read through the parser's ConnRows, whose error it gets).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import compress, repeat
 from operator import and_, is_, itemgetter, not_
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connwatch.model import TcpState
 from connwatch.parsers.conn_rows import NETSTAT_STATES, SS_STATES, PlainBlock, parse_port
@@ -29,6 +29,7 @@ _NSTATES = 13
 _SYN_SENT = int(TcpState.SYN_SENT)
 _CLOSE = int(TcpState.CLOSE)
 _MAX_CACHE = 1 << 17  # distinct texts remembered (more are worked out again in each block)
+_MAX_RUNS = 32  # Runs kept before they are flushed (memory stays flat when blocks alternate)
 STATE_NUMBERS = {**{k: int(v) for k, v in NETSTAT_STATES.items()}, **{k: int(v) for k, v in SS_STATES.items()}}
 _SYN_NAMES = frozenset(k for k, v in STATE_NUMBERS.items() if v == _SYN_SENT)
 _HOST, _PORT = itemgetter(0), itemgetter(2)
@@ -71,6 +72,43 @@ def host_text(host: str) -> str:
     return host
 
 
+class Runs:
+    """Counts of (a, b, c) keys, iterated in the order of each key's first row (as one Counter of them would be):
+    runs of rows in order, each a Counter of whole keys or, for rows that all share a and b (a block's inbound
+    rows: one state, one listening endpoint; its outbound ones: one state, one local host), a Counter of c
+    alone — a string key per row, no tuple made, hashed and compared."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[tuple[str, str] | None, Counter[Any]]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.runs)
+
+    def whole(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        if not self.runs or self.runs[-1][0] is not None:
+            self.runs.append((None, Counter()))
+        self.runs[-1][1].update(keys)
+
+    def add(self, first: list[str], second: list[str], third: Iterable[str]) -> None:
+        """Rows (first[i], second[i], third[i]); the lists are not empty."""
+        if first.count(first[0]) != len(first) or second.count(second[0]) != len(second):
+            self.whole(zip(first, second, third, strict=False))
+            return
+        prefix = (first[0], second[0])
+        if not self.runs or self.runs[-1][0] != prefix:
+            self.runs.append((prefix, Counter()))
+        self.runs[-1][1].update(third)
+
+    def items(self) -> Iterator[tuple[tuple[str, str, str], int]]:
+        for prefix, counts in self.runs:
+            if prefix is None:
+                yield from counts.items()
+            else:
+                first, second = prefix
+                for third, n in counts.items():
+                    yield (first, second, third), n
+
+
 class BlockCounter:
     """The counting of PlainBlocks into a _RowCounter: per row, C loops fill Counters keyed by texts; flush()
     turns them into the counter's raw keys (once per distinct key, in first-seen order) before any other row
@@ -83,8 +121,8 @@ class BlockCounter:
         self.hosts_of: dict[str, str] = {}  # local endpoint text -> its host (as split_endpoint gives it)
         self.used: set[str] = set()  # local endpoint texts marked in scan.outbound_ports
         self.hosts: dict[str, str] = {}  # host text from rpartition -> host text split_endpoint gives
-        self.in_keys: Counter[tuple[str, str, str]] = Counter()  # (state, local endpoint, peer host text)
-        self.out_keys: Counter[tuple[str, str, str]] = Counter()  # (state, local host, peer endpoint)
+        self.in_keys = Runs()  # (state, local endpoint, peer host text)
+        self.out_keys = Runs()  # (state, local host, peer endpoint)
         self.peer_ports: set[str] = set()  # port texts of inbound peers (not in in_keys), read at flush
         self.infer: Counter[str] = Counter()  # local endpoints of non-SYN-SENT rows (while ports are inferred)
         self.tags: dict[str, str] = {}  # local endpoint text -> INBOUND, or (outbound, port marked used) its host
@@ -112,14 +150,14 @@ class BlockCounter:
         if any(inbound):
             rparts = _parts(compress(peers, inbound))
             self.peer_ports.update(map(_PORT, rparts))
-            self.in_keys.update(zip(compress(states, inbound), compress(locs, inbound), map(_HOST, rparts),
+            self.in_keys.whole(zip(compress(states, inbound), compress(locs, inbound), map(_HOST, rparts),
                                     strict=False))  # (compress: the lengths differ only if the block is bad)
         if not all(inbound):
             outbound = list(map(not_, inbound))
             marks = outbound if nonsyn is None else list(map(and_, outbound, nonsyn))
             if not self.used.issuperset(compress(locs, marks)):
                 self._mark_used(counter, set(compress(locs, marks)))
-            self.out_keys.update(zip(compress(states, outbound), map(lhost, compress(locs, outbound)),
+            self.out_keys.whole(zip(compress(states, outbound), map(lhost, compress(locs, outbound)),
                                      compress(peers, outbound), strict=False))
 
     def _count_tagged(self, counter: _RowCounter, states: list[str], locs: list[str], peers: list[str]) -> None:
@@ -136,12 +174,13 @@ class BlockCounter:
             ports = list(map(_PORT, rparts))
             if not _decimal_ports(ports):
                 self.peer_ports.update(ports)  # (read at flush: a port text parse_port refuses is NotPlain)
-            self.in_keys.update(zip(compress(states, inbound), compress(locs, inbound), map(_HOST, rparts),
-                                    strict=False))
+            self.in_keys.add(list(compress(states, inbound)), list(compress(locs, inbound)), map(_HOST, rparts))
         if not all(inbound):
             outbound = list(map(not_, inbound))
-            self.out_keys.update(zip(compress(states, outbound), compress(tags, outbound), compress(peers, outbound),
-                                     strict=False))
+            self.out_keys.add(list(compress(states, outbound)), list(compress(tags, outbound)),
+                              compress(peers, outbound))
+        if len(self.in_keys.runs) + len(self.out_keys.runs) > _MAX_RUNS:
+            self.flush(counter)  # (runs alternating: their counts into the counter's, in order, now)
 
     def _tag(self, counter: _RowCounter, locs: list[str], known: list[str | None]) -> list[str]:
         """Each row's tag: INBOUND when its local port is listening, else its local host (as split_endpoint gives
@@ -245,7 +284,7 @@ class BlockCounter:
             if counts is None:
                 counts = sources[skey] = [0] * _NSTATES
             counts[STATE_NUMBERS[name]] += n
-        self.in_keys = Counter()
+        self.in_keys = Runs()
         self._flush_out(counter)
 
     def _flush_out(self, counter: _RowCounter) -> None:
@@ -264,7 +303,7 @@ class BlockCounter:
             if counts is None:
                 counts = dests[key] = [0] * _NSTATES
             counts[state] += n
-        self.out_keys = Counter()
+        self.out_keys = Runs()
 
     def finish(self, counter: _RowCounter) -> None:
         """Flush, and fold the inferring counts into the scan (per port, as add_plain counts them)."""
