@@ -235,14 +235,14 @@ def test_alternating_uniform_blocks_keep_the_order_of_first_rows(monkeypatch: py
     (plaincount.Runs): runs of such blocks alternating, a peer met again in a later run, and runs flushed
     early (max_runs) give the keys in the order of their first rows, as the row path does."""
     monkeypatch.setattr(plaincount, "_MAX_RUNS", max_runs)
-    inbound = [f"{state} 0 0 10.0.0.1:{port} 10.9.{i % 3}.{i % 5}:{40000 + i}"
-               for port, state in ((22, "ESTAB"), (443, "ESTAB"), (22, "TIME-WAIT")) for i in range(6)]
-    outbound = [f"{state} 0 0 {host}:{50000 + i} 10.8.0.{i % 4}:5432"
-                for host, state in (("10.0.0.1", "TIME-WAIT"), ("10.0.0.2", "TIME-WAIT"), ("10.0.0.1", "ESTAB"))
-                for i in range(6)]
+    groups_in = ((22, "ESTAB"), (443, "ESTAB"), (22, "TIME-WAIT"))
+    groups_out = (("10.0.0.1", "TIME-WAIT"), ("10.0.0.2", "TIME-WAIT"), ("10.0.0.1", "ESTAB"))
     lines = ["LISTEN 0 128 *:22 *:*", "LISTEN 0 128 *:443 *:*"]
-    for turn in range(4):  # the same groups again: keys first seen in an earlier run
-        lines += inbound[(turn % 3) * 6:(turn % 3) * 6 + 6] + outbound[(turn % 2) * 6:(turn % 2) * 6 + 6]
+    for turn in range(5):  # the same groups again: some peers first seen in an earlier run, some new
+        port, state = groups_in[turn % 3]
+        lines += [f"{state} 0 0 10.0.0.1:{port} 10.9.{turn % 3}.{i + turn}:{40000 + i}" for i in range(6)]
+        host, state = groups_out[turn % 3]
+        lines += [f"{state} 0 0 {host}:{50000 + i} 10.8.{turn % 2}.{i + turn}:5432" for i in range(6)]
     assert same_everywhere(lines, fmt.SS) > 0
     scan = outcome(lines, fmt.SS, frozenset({22, 443}), 3)
-    assert isinstance(scan, dict) and len(scan["sources"]) >= 10 and len(scan["dests"]) == 8
+    assert isinstance(scan, dict) and len(scan["sources"]) >= 10 and len(scan["dests"]) >= 10
