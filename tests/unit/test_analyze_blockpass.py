@@ -162,6 +162,24 @@ _WIN_ODD = st.sampled_from([
     *("  TCP    " + " ".join(bad.split()[3:5]) + " ESTABLISHED 4" for bad in _BAD)])
 
 
+_LINUX_STATE = st.sampled_from(["ESTABLISHED", "ESTABLISHED", "TIME_WAIT", "SYN_SENT", "CLOSE", "CLOSE_WAIT",
+                                 "LISTEN", "SYN_RECV", "FIN_WAIT1", "CLOSING"])
+_LINUX_ROW = st.builds(lambda proto, q, a, b, s, owner, sp: _join([proto, q, "0", a, b, s, *owner], sp),
+                       st.sampled_from(["tcp", "tcp", "tcp", "tcp6"]), _QUEUE, _ADDR, _ADDR, _LINUX_STATE,
+                       st.sampled_from([[], [], ["-"], ["1192/sshd"]]),
+                       st.lists(st.sampled_from([" ", "      ", "  "]), min_size=6, max_size=6))
+_LINUX_ODD = st.sampled_from([
+    "", "Active Internet connections (servers and established)",
+    "Proto Recv-Q Send-Q Local Address           Foreign Address         State", "tcp6 0 0 :::22 :::* LISTEN",
+    "tcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN", "udp 0 0 0.0.0.0:68 0.0.0.0:*",
+    "tcp 0 0 10.0.0.1:22 10.0.0.9:5000 ESTABLISHED off (0.00/0/0)", "tcp 0 0 10.0.0.1:22 10.0.0.9:5000 ESTABLISHED",
+    "Active UNIX domain sockets (servers and established)", "unix  2 [ ACC ] STREAM LISTENING 1234 /run/x",
+    "tcp 0 0 10.0.0.1:ESTABLISHED 10.0.0.9:5000 ESTABLISHED", "tcp 0 0 10.0.0.1:22 10.0.0.9:50 TIME_WAIT 1/x y",
+    "tcp 0 0 10.0.0.1:EST ABLISHED:1 ESTABLISHED", " tcp 0 0 10.0.0.1:22 10.0.0.9:5001 ESTABLISHED",
+    "tcp 0 0 10.0.0.1:22 10.0.0.9:5003 ESTABLISHED\r", *("tcp 0 0 " + " ".join(bad.split()[3:5]) + " ESTABLISHED"
+                                                         for bad in _BAD)])
+
+
 def _listing(rows: list[str], odd: list[str], picks: list[int], cut: int) -> list[str]:
     lines = list(rows)
     for line, at in zip(odd, picks, strict=False):
@@ -192,6 +210,16 @@ def test_fuzzed_windows_rows_read_the_same_by_blocks_and_by_rows(rows: list[str]
     same_everywhere(["", "Active Connections", "", *_listing(rows, odd, picks, cut)], fmt.NETSTAT_WINDOWS)
 
 
+@_SETTINGS
+@given(rows=st.lists(_LINUX_ROW, min_size=1, max_size=40), odd=st.lists(_LINUX_ODD, max_size=6),
+       picks=st.lists(st.integers(0, 60), min_size=6, max_size=6), cut=st.integers(0, 12))
+def test_fuzzed_linux_netstat_rows_read_the_same_by_blocks_and_by_rows(rows: list[str], odd: list[str],
+                                                                       picks: list[int], cut: int) -> None:
+    same_everywhere(["Active Internet connections (servers and established)",
+                     "Proto Recv-Q Send-Q Local Address           Foreign Address         State",
+                     *_listing(rows, odd, picks, cut)], fmt.NETSTAT_LINUX)
+
+
 def test_plain_rows_of_every_kind_are_taken_as_blocks() -> None:
     """The fuzz grammar's plain rows do reach the block path (it is not only the fallback being compared)."""
     ss = ["ESTAB 0 0 10.0.0.1:22 10.0.0.9:5000", "TIME-WAIT\t0  0   [::1]:40000   [::1]:80",
@@ -204,6 +232,18 @@ def test_plain_rows_of_every_kind_are_taken_as_blocks() -> None:
     assert same_everywhere(win, fmt.NETSTAT_WINDOWS) > 0
     mixed = win[:2] + [w.rsplit(" ", 1)[0] for w in win[2:4]]  # with and without a PID column: not one shape
     assert plain_blocks(mixed, fmt.NETSTAT_WINDOWS, 4) == 0
+    linux = ["tcp        0      0 10.0.0.5:49700          52.1.1.1:443            ESTABLISHED",
+             "tcp        0      0 10.0.0.5:49702          52.1.1.1:443            TIME_WAIT  ", "tcp 0 0 "
+             "10.0.0.5:22 10.0.0.9:5000 ESTABLISHED", "tcp 7 0 [::1]:22 [::1]:5001 CLOSE_WAIT"] * 2
+    assert plain_blocks(linux, fmt.NETSTAT_LINUX, 4) == 2
+    assert same_everywhere(linux, fmt.NETSTAT_LINUX) > 0
+    owners = [row + " 1192/sshd" for row in linux]
+    assert plain_blocks(owners, fmt.NETSTAT_LINUX, 4) == 2
+    v6 = [row.replace("tcp ", "tcp6", 1) for row in linux]  # family hint 6: row by row
+    assert plain_blocks(v6, fmt.NETSTAT_LINUX, 4) == 0
+    inside = [*linux[:3], "tcp 0 0 10.0.0.5:22 TIME_WAIT:5000 ESTABLISHED"]  # a state name in an address
+    assert plain_blocks(inside, fmt.NETSTAT_LINUX, 4) == 0
+    same_everywhere(inside, fmt.NETSTAT_LINUX)
 
 
 @pytest.mark.parametrize("tail", [[], ["ESTAB 0 0 10.0.0.1:40000 10.0.0.9:80"] * 3])

@@ -37,6 +37,7 @@ from connwatch.parsers.netstat_text import (
     LINUX,
     WINDOWS,
     iter_netstat,
+    plain_linux_block,
     plain_windows_block,
     scan_netstat,
 )
@@ -137,7 +138,7 @@ def conn_rows(lines: Iterable[str], name: str, kind: str, notes: list[str]) -> I
 
 
 Block = list[str] | PlainBlock
-_PLAIN_BLOCK = {fmt.SS: plain_ss_block, fmt.NETSTAT_WINDOWS: plain_windows_block}
+_PLAIN_BLOCK = {fmt.SS: plain_ss_block, fmt.NETSTAT_WINDOWS: plain_windows_block, fmt.NETSTAT_LINUX: plain_linux_block}
 
 
 class Recognised:

@@ -250,6 +250,33 @@ def plain_windows_block(lines: list[str], _open_end: bool = False) -> PlainBlock
 
 
 _FIRST = itemgetter(0)
+_DIGIT_ENDS = tuple("0123456789")
+
+
+def plain_linux_block(lines: list[str], _open_end: bool = False) -> PlainBlock | None:
+    """The lines as a PlainBlock when every one is a row _simple takes for LINUX with proto `tcp` (family hint
+    4; `tcp6` rows go line by line): `tcp Recv-Q Send-Q LOCAL PEER STATE [PID/Program]`, all with the owner
+    column or all without, else None. Checked on the block (see plain_windows_block): 6 or 7 tokens per line;
+    `tcp` fills the first slots and no other (numbers, states and owners are not `tcp`; addresses contain ':',
+    checked where they are split); every line starts with `tcp ` (so each has its 6 or 7 tokens); the block's
+    state names occur only in the state slots, and no local address ends in a state name's first letters (every
+    one ends in a digit), so no state name is inside a row's two addresses (what _simple refuses)."""
+    n = len(lines)
+    text = "\n".join(lines)
+    if n < 2 or "=" in text or "…" in text or not lines[0].startswith("tcp "):
+        return None
+    toks = text.split()
+    width = 6 if len(toks) == 6 * n else 7 if len(toks) == 7 * n else 0
+    if not width or set(toks[0::width]) != {"tcp"} or text.count("\ntcp ") != n - 1:
+        return None
+    states, local = toks[5::width], toks[3::width]
+    names = set(states)
+    if not names <= _SIMPLE_STATES.keys() or not all(map(_plain_number, set(toks[1::width] + toks[2::width]))) or (
+            width == 7 and not all(map(_plain_owner, set(toks[6::7])))):
+        return None
+    if sum(map(text.count, names)) != n or not all(map(str.endswith, local, [_DIGIT_ENDS] * n)):
+        return None
+    return PlainBlock(lines, states, local, toks[4::width], frozenset({("tcp", width, True, False)}))
 
 
 def scan_netstat(blocks: Iterable[Sequence[str] | PlainBlock], source: str, dialect: str,
@@ -266,7 +293,9 @@ def scan_netstat(blocks: Iterable[Sequence[str] | PlainBlock], source: str, dial
     fast = simple is not None and dialect in (WINDOWS, LINUX)
     windows = dialect == WINDOWS
     for block in blocks:
-        if isinstance(block, PlainBlock):  # Windows rows only (what _simple_windows takes)
+        if isinstance(block, PlainBlock) and ended:
+            block = block.lines  # (after a non-TCP section: read as lines, which are skipped)
+        if isinstance(block, PlainBlock):  # Windows rows, Linux `tcp` rows (what _simple_windows, _simple take)
             if pending is not None:
                 yield pending
                 pending = None
