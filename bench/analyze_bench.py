@@ -3,7 +3,8 @@ pipeline an SRE would run by hand on the same file (`awk '{print $5}' | sort | u
 
     python bench/analyze_bench.py [ROWS] [RUNS] [BEFORE_SRC]
 
-The captures are synthetic (built here: a benchmark, not a fixture), shaped like real output: a header,
+The captures (`ss -tan`, Windows `netstat -ano`, Linux `netstat -tan`) are synthetic (built here: a benchmark,
+not a fixture), shaped like real output: a header,
 listeners first, then ESTABLISHED inbound connections to the listening ports and TIME_WAIT outbound ones
 to a few destinations. Each run times analyze (whole process, `--format json`) and the pipeline back to
 back; prints per format the median rows/s of analyze (whole process, and the analysis alone as measured
@@ -27,6 +28,8 @@ import time
 from pathlib import Path
 
 SS_HEADER = "State      Recv-Q Send-Q Local Address:Port   Peer Address:Port\n"
+LINUX_HEADER = ("Active Internet connections (servers and established)\n"
+                "Proto Recv-Q Send-Q Local Address           Foreign Address         State\n")
 WIN_HEADER = "\nActive Connections\n\n  Proto  Local Address          Foreign Address        State           PID\n"
 
 
@@ -41,6 +44,20 @@ def make_ss(path: Path, rows: int) -> None:
             else:
                 fh.write(f"ESTAB      0      0        10.0.0.5:443   192.168.{i % 250}.{i % 200 + 1}:"
                          f"{1024 + i % 60000}\n")
+
+
+def make_netstat_linux(path: Path, rows: int) -> None:
+    with path.open("w") as fh:
+        fh.write(LINUX_HEADER)
+        fh.write("tcp        0      0 0.0.0.0:443             0.0.0.0:*               LISTEN\n")
+        fh.write("tcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN\n")
+        for i in range(rows):
+            if i % 3:
+                fh.write(f"tcp        0      0 10.0.0.5:{32768 + i % 28000:<15} 10.1.{i % 40}.7:5432{'':<10} "
+                         "TIME_WAIT\n")
+            else:
+                peer = f"192.168.{i % 250}.{i % 200 + 1}:{1024 + i % 60000}"
+                fh.write(f"tcp        0      0 10.0.0.5:443            {peer:<23} ESTABLISHED\n")
 
 
 def make_netstat_windows(path: Path, rows: int) -> None:
@@ -133,7 +150,8 @@ def main() -> None:
         envs = {"after": environment(tmp, None)}
         if before:
             envs = {"before": environment(tmp, before), **envs}
-        for name, make in (("ss -tan", make_ss), ("netstat -ano (Windows)", make_netstat_windows)):
+        for name, make in (("ss -tan", make_ss), ("netstat -ano (Windows)", make_netstat_windows),
+                           ("netstat -tan (Linux)", make_netstat_linux)):
             path = Path(tmp) / "capture.txt"
             make(path, rows)
             measure(name, path, rows, runs, envs)
