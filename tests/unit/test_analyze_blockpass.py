@@ -286,3 +286,22 @@ def test_alternating_uniform_blocks_keep_the_order_of_first_rows(monkeypatch: py
     assert same_everywhere(lines, fmt.SS) > 0
     scan = outcome(lines, fmt.SS, frozenset({22, 443}), 3)
     assert isinstance(scan, dict) and len(scan["sources"]) >= 10 and len(scan["dests"]) >= 10
+
+
+def test_a_paste_with_a_header_is_halved_into_plain_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few hundred rows after a header and before a prompt (one part of 1,024 lines at most, not plain as a
+    whole) are read as PlainBlocks after halving; a listing with no plain rows is halved only at its start."""
+    rows = [f"ESTAB 0 0 10.0.0.1:{40000 + i} 10.0.{i % 3}.9:5432" for i in range(600)]
+    paste = ["State Recv-Q Send-Q Local Address:Port Peer Address:Port", *rows, "$ exit"]
+    assert plain_blocks(paste, fmt.SS, 1024) >= 3
+    assert same_everywhere(paste, fmt.SS) >= 3
+    looked: list[int] = []
+
+    def counted(lines: list[str], open_end: bool = True) -> PlainBlock | None:
+        looked.append(len(lines))
+        return None
+
+    monkeypatch.setitem(rowpass._PLAIN_BLOCK, fmt.SS, counted)
+    owners = [row + ' users:(("java",pid=7,fd=9))' for row in rows] * 10  # 6,000 lines, none plain
+    assert plain_blocks(owners, fmt.SS, 1024) == 0
+    assert sum(looked) <= 2 * len(owners)  # each line looked at about once, not once per halving

@@ -152,6 +152,8 @@ class Recognised:
         self.blocks, self.size = iter(blocks), size or BLOCK_LINES
         self.plain = _PLAIN_BLOCK.get(kind) if size else None
         self.pending: list[list[str]] = []
+        self.looked = 0  # parts looked at
+        self.last_plain = False  # the last part looked at was a PlainBlock
 
     def __iter__(self) -> Iterator[Block]:
         size, pending = self.size, self.pending
@@ -161,12 +163,29 @@ class Recognised:
             elif block:
                 pending.append(block)
             while len(pending) > 1:
-                yield self._look(pending.pop(0), pending[0][0][:1] in (" ", "\t"))
+                yield self._look(pending.pop(0), True)
         while pending:
             yield self._look(pending.pop(0), False)
 
-    def _look(self, part: list[str], open_end: bool) -> Block:
-        return (self.plain(part, open_end) if self.plain is not None else None) or part
+    def _look(self, part: list[str], more: bool) -> Block:
+        """`part` as a PlainBlock, or its lines. A part that is not one block of plain rows (a header, a prompt,
+        an odd line in it) is halved while its halves have at least MIN_PIECE lines, the first looked at now and
+        the second put back first in `pending` — at the start of a listing and after a PlainBlock only, so that
+        a listing of no plain rows is not split again and again. `more`: lines follow in `pending` (the next
+        one may continue this part's last row: open_end)."""
+        if self.plain is None:
+            return part
+        self.looked += 1
+        block = self.plain(part, more and self.pending[0][0][:1] in (" ", "\t"))
+        if block is None and len(part) >= 2 * MIN_PIECE and (self.looked <= 4 or self.last_plain):
+            half = len(part) // 2
+            self.pending.insert(0, part[half:])
+            return self._look(part[:half], True)
+        self.last_plain = block is not None
+        return block or part
+
+
+MIN_PIECE = 64  # lines of the smallest half a part that is not plain is cut into
 
 
 def scan_rows(open_blocks: Callable[[], Iterable[list[str]]], name: str, kind: str, ports: Iterable[int],
