@@ -8,7 +8,8 @@ not a fixture), shaped like real output: a header,
 listeners first, then ESTABLISHED inbound connections to the listening ports and TIME_WAIT outbound ones
 to a few destinations. Each run times analyze (whole process, `--format json`) and the pipeline back to
 back; prints per format the median rows/s of analyze (whole process, and the analysis alone as measured
-inside the process, start-up excluded), its peak RSS, and the median and spread of the ratio
+inside the process, start-up excluded; and per CPU second of the whole process, user + system: less moved
+by other jobs on the machine than the wall clock), its peak RSS, and the median and spread of the ratio
 analyze/pipeline, with `uptime`'s load at the start and end. With BEFORE_SRC (the `src` directory of another
 checkout, e.g. `git archive main src | tar -x -C /tmp/before`), that version's analyze is run in each round
 too (before, after, pipeline, in turn) and the before/after ratio is printed: before/after in the same run.
@@ -20,6 +21,7 @@ cache goes to a temporary PYTHONPYCACHEPREFIX, filled by one untimed run of each
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -79,13 +81,19 @@ ANALYZE = ("import resource,sys,time;from connwatch.cli import main;t=time.perf_
            "sys.stderr.write('%f %d' % (time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))")
 
 
-def timed_analyze(path: Path, env: dict[str, str]) -> tuple[float, float, int]:
-    start = time.perf_counter()
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def timed_analyze(path: Path, env: dict[str, str]) -> tuple[float, float, int, float]:
+    """(wall seconds, seconds inside main, peak RSS KiB, CPU seconds of the whole process)."""
+    cpu, start = _cpu(), time.perf_counter()
     done = subprocess.run([sys.executable, "-c", ANALYZE, str(path)], capture_output=True, text=True, check=False,
                           env=env)
     whole = time.perf_counter() - start
     inner, rss = done.stderr.split()[-2:]
-    return whole, float(inner), int(rss)
+    return whole, float(inner), int(rss), _cpu() - cpu
 
 
 def timed_pipeline(path: Path) -> float:
@@ -115,14 +123,16 @@ def measure(name: str, path: Path, rows: int, runs: int, envs: dict[str, dict[st
     inner: dict[str, list[float]] = {v: [] for v in envs}
     ratios: dict[str, list[float]] = {v: [] for v in envs}
     speedup: list[float] = []
+    cpus: dict[str, list[float]] = {v: [] for v in envs}
     rss = dict.fromkeys(envs, 0)
     for env in envs.values():
         timed_analyze(path, env)  # fills the byte-code cache
     for _ in range(runs):  # interleaved: each analyze, then the pipeline on the same file
         took = {}
         for version, env in envs.items():
-            w, i, r = timed_analyze(path, env)
+            w, i, r, c = timed_analyze(path, env)
             took[version] = w
+            cpus[version].append(c)
             whole[version].append(w)
             inner[version].append(i)
             rss[version] = max(rss[version], r)
@@ -135,7 +145,8 @@ def measure(name: str, path: Path, rows: int, runs: int, envs: dict[str, dict[st
     for version in envs:
         print(f"  {version}: analyze {statistics.median(whole[version]):.2f} s "
               f"({rows / statistics.median(whole[version]):,.0f} rows/s whole process, "
-              f"{rows / statistics.median(inner[version]):,.0f} rows/s analysis alone), "
+              f"{rows / statistics.median(inner[version]):,.0f} rows/s analysis alone, "
+              f"{rows / statistics.median(cpus[version]):,.0f} rows per CPU second), "
               f"peak RSS {rss[version] / 1024:.0f} MiB; analyze/pipeline {spread(ratios[version])}")
     if speedup:
         print(f"  before/after (same round) {spread(speedup)}")
