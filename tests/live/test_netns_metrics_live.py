@@ -60,13 +60,20 @@ def test_the_agent_exports_each_namespace_under_its_name(tmp_path: Path, ns: Net
             flood.wait(10)  # the counters stop moving
             overflows = ns.nstat("TcpExtListenOverflows")
             name = "connwatch_netstat_tcpext_listen_overflows_total"
-            assert poll(lambda: _value(_scrape(port), name, ns.name) == overflows, 30, 0.5), _scrape(port)[-3000:]
+            drops = "connwatch_listener_drops_total"
+
+            def caught_up() -> bool:  # the full sample's counters and the listener poll's drops, each after the flood
+                text = _scrape(port)
+                return (_value(text, name, ns.name) == overflows
+                        and _value(text, drops, ns.name, port=str(PORT)) == ns.ss_drops(PORT))
+
+            assert poll(caught_up, 30, 0.5), _scrape(port)[-3000:]
             text = _scrape(port)
             assert overflows > 0 and _value(text, name, quiet.name) == quiet.nstat("TcpExtListenOverflows") == 0
             backlog = "connwatch_listener_backlog"
             assert _value(text, backlog, ns.name, port=str(PORT)) == 5
             assert _value(text, backlog, quiet.name, port=str(PORT)) == 9
-            assert _value(text, "connwatch_listener_drops_total", ns.name, port=str(PORT)) == ns.ss_drops(PORT)
+            assert _value(text, drops, ns.name, port=str(PORT)) == ns.ss_drops(PORT)
             assert _value(text, "connwatch_netns_info", ns.name, inode=str(os.stat(f"/run/netns/{ns.name}").st_ino))
             if shutil.which("promtool") is not None:
                 done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
