@@ -85,6 +85,15 @@ def test_analyze_json_loads_no_rich_or_store() -> None:
     assert not mods & (STORE | RENDERING), sorted(mods & (STORE | RENDERING))
 
 
+def test_destinations_text_off_a_terminal_loads_no_rich() -> None:
+    mods, out = _modules("from connwatch.cli import main\n"
+                         f"assert main(['destinations', '--interval', '0', *{OFFLINE!r}]) == 0")
+    lines = out.splitlines()
+    assert lines[0].startswith("Ephemeral ports per destination: range ")
+    assert any(x.startswith("Busiest destinations (") for x in lines) and "─" in out  # the table, drawn plain
+    assert not mods & RENDERING, sorted(mods & RENDERING)
+
+
 def test_check_loads_the_store_and_rules_it_needs() -> None:
     """The other side of the boundary: the modules a check judges and records with are there."""
     mods, out = _modules("import tempfile\nfrom connwatch.cli import main\n"

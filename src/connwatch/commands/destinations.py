@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         return lambda prev, cur: build_report(prev, cur, rules, args.top)
 
     data, _ = sampled_reports(args, collect_options(args), prepare, "destinations")
-    from connwatch.reports.destinations import render
+    from connwatch.reports.destinations import plain, render
 
-    print_report(data, args.format, render, "destinations")
+    print_report(data, args.format, render, "destinations", plain)
     return 0

@@ -4,6 +4,7 @@ with drop 0 (the number the user came for) are never dropped or cut."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
@@ -68,6 +69,40 @@ def plain_cell(cell: Cell) -> str:
     return _plain(cell)
 
 
+_EMOJI_LIKE = re.compile(r":\S*?:")  # what rich's emoji codes need (rich._emoji_replace), known names or not
+_WORD = re.compile(r"\s*\S+\s*")  # a word and the blanks after it (rich._wrap.words)
+
+
+def literal(markup: str) -> bool:
+    """True where rich prints the markup string as it is: no '[' (a tag, or text rich might read as one), no
+    backslash (an escape) and nothing shaped like an emoji code (':name:', which rich may replace)."""
+    return "[" not in markup and "\\" not in markup and _EMOJI_LIKE.search(markup) is None
+
+
+def wrapped(text: str, width: int) -> list[str] | None:
+    """The lines Console.print makes of plain `text` at `width` columns, without rich: as rich._wrap.divide_line,
+    a word (with the blanks after it) that does not fit moves whole to the next line; trailing blanks dropped.
+    None where this does not cover rich: a word wider than the line (rich folds it), a tab or another control
+    character, a character whose width in cells only rich tells."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if not line.isprintable() or not (line.isascii() or _ONE_CELL.issuperset(line)):
+            return None
+        offset, start = 0, 0
+        for m in _WORD.finditer(line):
+            word = m.group()
+            need = len(word.rstrip())
+            if width - offset >= need:
+                offset += len(word)
+            elif need > width:
+                return None
+            elif offset and m.start():
+                out.append(line[start:m.start()].rstrip())
+                start, offset = m.start(), len(word)
+        out.append(line[start:].rstrip())
+    return out
+
+
 def natural(col: Col, rows: Sequence[Sequence[Cell]], i: int) -> int:
     return _natural(col, [[_plain(c) for c in r] for r in rows], i)
 
@@ -86,7 +121,7 @@ def _width(text: str) -> int:
     return _cells(text)
 
 
-_NARROW = frozenset("█·…─")  # the fill bar's, the ellipsis and the rule: one cell each (rich.cells agrees: test_fit)
+_NARROW = frozenset("█▒·…─")  # the fill and usage bars, the ellipsis, the rule: one cell each (rich agrees: test_fit)
 _ONE_CELL = _NARROW | frozenset(map(chr, range(128)))  # (ASCII: len, as below)
 
 
@@ -171,16 +206,20 @@ def _rich_table(cols: Sequence[Col], lay: Layout, rows: Sequence[Sequence[Cell]]
 def plain_lines(cols: Sequence[Col], lay: Layout, plains: Sequence[Sequence[str]], title: str | None,
                 width: int) -> list[str] | None:
     """The lines rich prints for _rich_table without styles (trailing blanks stripped), made with string
-    operations only, a column at a time: rich takes ~0.6 ms per row. None where rich would lay it out
-    otherwise (a table or title wider than `width`, a cell or title of several lines)."""
+    operations only, a column at a time: rich takes ~0.6 ms per row. A cell of several lines makes its row
+    as many lines, the other cells blank below their first (rich aligns cells at the top). None where rich
+    would lay it out otherwise (a table or title wider than `width`, a title of several lines, a cell ending
+    in a newline)."""
     shown = None if title is None else _plain(title)  # rich draws the title as markup too
     if lay.total > width or (shown is not None and (_cells(shown) > lay.total or "\n" in shown)):
         return None
+    if any("\n" in "".join(r[k] for r in plains) for k in lay.keep):
+        if any(r[k].endswith("\n") for r in plains for k in lay.keep):
+            return None  # (rich draws no blank line for the last newline of a cell)
+        plains = _one_line_rows(plains, lay.keep)
     columns = []
     for k in lay.keep:
         texts = [cols[k].header, *(r[k] for r in plains)]
-        if any("\n" in t for t in texts):
-            return None
         columns.append(_padded(texts, lay.widths[k], cols[k].justify == "right"))
     lines = [] if shown is None else [shown]
     rows = ["   ".join(cells).rstrip() for cells in zip(*columns, strict=True)]
@@ -188,6 +227,19 @@ def plain_lines(cols: Sequence[Col], lay: Layout, plains: Sequence[Sequence[str]
     lines.append("\u2500" * lay.total)
     lines.extend(rows[1:])
     return lines
+
+
+def _one_line_rows(plains: Sequence[Sequence[str]], keep: list[int]) -> list[Sequence[str]]:
+    """Rows whose kept cells hold one line each: a row with a kept cell of n lines becomes n rows."""
+    out: list[Sequence[str]] = []
+    for r in plains:
+        if not any("\n" in r[k] for k in keep):
+            out.append(r)
+            continue
+        split = [c.split("\n") for c in r]
+        height = max(len(split[k]) for k in keep)
+        out.extend([s[j] if j < len(s) else "" for s in split] for j in range(height))
+    return out
 
 
 def _padded(texts: list[str], w: int, right: bool) -> list[str]:
