@@ -186,6 +186,8 @@ def main() -> int:
                     "its rows are measured in the same rounds (PYTHONPATH)")
     ap.add_argument("--startup-only", action="store_true",
                     help="only the start-up figures (no load: start-up is measured in this namespace)")
+    ap.add_argument("--destinations", action="store_true",
+                    help="add `destinations --interval 0` rows, text (piped) and JSON (and their baseline rows)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
                     help="like --baseline-src, its `snapshot (own)` row only, labelled NAME (repeatable)")
     a = ap.parse_args()
@@ -246,6 +248,8 @@ def main() -> int:
             if not a.no_check:
                 b_check = [*check[:-1], str(state / "baseline")]  # its own alert store
                 runs["BASELINE check (own)"] = lambda: _ok(b_check, b_own)
+        if a.destinations:
+            _destination_rows(runs, inns, own, a.baseline_src)
         for spec in a.variant:
             label, _, src = spec.partition("=")
             subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True)
@@ -269,6 +273,12 @@ def main() -> int:
             if key in res and mine in res:
                 cpu = [v[1] / b[1] for v, b in zip(res[mine], res[key], strict=True)]
                 print(f"{mine:30s} / {key}: CPU pair ratios {med(cpu)}")
+        for new, old in (("destinations text (own)", "BASELINE destinations text"),
+                         ("destinations json (own)", "BASELINE destinations json")):
+            if new in res and old in res:  # the same rounds: each pair interleaved
+                wall = [v[0] / b[0] for v, b in zip(res[new], res[old], strict=True)]
+                cpu = [v[1] / b[1] for v, b in zip(res[new], res[old], strict=True)]
+                print(f"{new:30s} / baseline, pair ratios: wall {med(wall)}  CPU {med(cpu)}")
         if a.startup:
             startup(a.startup, own, every, state, a.baseline_src)
     finally:
@@ -281,6 +291,19 @@ def main() -> int:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(state, ignore_errors=True)
     return 0
+
+
+def _destination_rows(runs: Runs, inns: list[str], own: dict[str, str], baseline: str | None) -> None:
+    """`destinations --interval 0` (one sample: no interval to wait) as text to a pipe and as JSON."""
+    assert CONNWATCH is not None
+    text = [*inns, CONNWATCH, "destinations", "--interval", "0"]
+    json_ = [*text, "--format", "json"]
+    runs["destinations text (own)"] = lambda: run(text, own)
+    runs["destinations json (own)"] = lambda: run(json_, own)
+    if baseline:
+        b_own = {**own, "PYTHONPATH": baseline}
+        runs["BASELINE destinations text"] = lambda: run(text, b_own)
+        runs["BASELINE destinations json"] = lambda: run(json_, b_own)
 
 
 def _variant(inns: list[str], env: dict[str, str]) -> Callable[[], tuple[float, float]]:
