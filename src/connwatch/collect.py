@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from dataclasses import field as dc_field
 from typing import TYPE_CHECKING, TypeVar
 
 from connwatch.clock import Clock
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
+from connwatch.record import Record, field, record, replace
 from connwatch.sources import netlink, processes
 from connwatch.sources.hostlimits import read_host_limits
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
@@ -33,8 +31,8 @@ INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
 FAMILIES = ((4, socket.AF_INET), (6, socket.AF_INET6))
 
 
-@dataclass(frozen=True, slots=True)
-class CollectOptions:
+@record
+class CollectOptions(Record):
     proc_root: str = "/proc"
     use_netlink: bool = True  # False forces the /proc/net/tcp fallback (tests, broken kernels)
     sockets: bool = True  # dump non-listening sockets too (costs time with 100k+ sockets)
@@ -50,7 +48,7 @@ class CollectOptions:
     one_walk: bool = False
     # The agent's TIME_WAIT aggregates, one per namespace: TIME_WAIT is then dumped only when due
     # (collect_tw.py). None (commands): every state in one dump, every sample.
-    time_wait: TimeWaitCaches | None = dc_field(default=None, compare=False)
+    time_wait: TimeWaitCaches | None = field(default=None, compare=False)
     # A sample's TIME_WAIT dumped apart from the other states (kernel-side state filter), each dump one walk
     # for both families (the legacy request; per-family dumps also walk the socket hash twice): TIME_WAIT
     # replies then come in chunks of one length that the decoder counts column-wise
@@ -170,11 +168,11 @@ def _inbound_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: 
             if aggregator.total:  # (a failure after replies came: not a refused request)
                 raise
             return _all_sockets(sock, ports, tw_delay, limits, one_walk, split)
-    return dataclasses.replace(aggregator.summary(), inbound_only=True)
+    return replace(aggregator.summary(), inbound_only=True)
 
 
-@dataclass(frozen=True, slots=True)
-class _TimeWaitPlan:
+@record
+class _TimeWaitPlan(Record):
     cache: TimeWaitCache
     signals: TimeWaitSignals  # read before the dump
 
@@ -335,8 +333,8 @@ def _unreadable_limits(owners: Sequence[Process | None]) -> list[str]:
     """Name every owner whose fd limit or open fds could not be read: without both, the "owner at
     its fd limit" check (accept() failing with EMFILE) cannot run for it, and must not look clean."""
     notes = []
-    for what, field in (("fd limit", "fd_limit"), ("open fds", "open_fds")):
-        pids = sorted({o.pid for o in owners if o is not None and getattr(o, field) is None})
+    for what, name in (("fd limit", "fd_limit"), ("open fds", "open_fds")):
+        pids = sorted({o.pid for o in owners if o is not None and getattr(o, name) is None})
         if pids:
             shown = ", ".join(map(str, pids[:10])) + (f" and {len(pids) - 10} more" if len(pids) > 10 else "")
             notes.append(f"owner {what} unreadable for pid {shown}: the 'owner at its fd limit' check cannot "
@@ -366,9 +364,9 @@ def _with_destination_owners(summary: SocketSummary, busiest: list[DestinationUs
         if id(d) in chosen:
             pids = dict.fromkeys(scan.owners[i] for i in d.owner_inodes if i in scan.owners)
             owners = tuple(p for p in (describe(pid) for pid in pids) if p is not None)
-            d = dataclasses.replace(d, owners=owners)
+            d = replace(d, owners=owners)
         dests.append(d)
-    return dataclasses.replace(summary, destinations=tuple(dests))
+    return replace(summary, destinations=tuple(dests))
 
 
 def _owned(snap: Snapshot, busiest: list[DestinationUsage], scan: processes.OwnerScan,
@@ -385,7 +383,7 @@ def _owned(snap: Snapshot, busiest: list[DestinationUsage], scan: processes.Owne
                       + _remedy())
     if summary is not None and busiest:
         summary = _with_destination_owners(summary, busiest, scan, describe)
-    return dataclasses.replace(snap, listeners=tuple(listeners), sockets=summary, limitations=tuple(limits))
+    return replace(snap, listeners=tuple(listeners), sockets=summary, limitations=tuple(limits))
 
 
 def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = True) -> list[Snapshot]:
@@ -438,7 +436,7 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) ->
     statuses += st
     hl, st1 = read_host_limits(proc)
     statuses.append(st1)
-    sysctls = dataclasses.replace(sysctls, nf_conntrack_max=hl.conntrack_max, tcp_mem=hl.tcp_mem,
+    sysctls = replace(sysctls, nf_conntrack_max=hl.conntrack_max, tcp_mem=hl.tcp_mem,
                                   file_max=hl.file_max)
     listeners.sort(key=lambda x: (x.port, x.family, x.address, x.inode))
     return Snapshot(

@@ -10,7 +10,6 @@ namespace" source and no data, never an exception; once entered, the open fd kee
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -29,7 +28,7 @@ from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_p
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import MemoListenerDecoder
-from connwatch.record import Record, record
+from connwatch.record import Record, record, replace
 from connwatch.sources import netlink
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
@@ -142,12 +141,12 @@ def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef
     gone: its snapshot says so."""
     from connwatch.sources.netns import open_netns, run_in_each
 
-    inner = dataclasses.replace(opts, one_walk=True)
+    inner = replace(opts, one_walk=True)
     out: dict[int, Snapshot] = {}
     fds: list[tuple[int, int, NetnsInfo]] = []  # (position, fd, info)
     for pos, (ref, info) in enumerate(chosen):
         if ref.own:
-            out[pos] = dataclasses.replace(_sample(clock, opts, ProcFS(opts.proc_root), ref.inode), netns=info)
+            out[pos] = replace(_sample(clock, opts, ProcFS(opts.proc_root), ref.inode), netns=info)
             continue
         try:
             fds.append((pos, open_netns(ref, opts.proc_root), info))
@@ -171,7 +170,7 @@ def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef
             continue
         snap, ms = result
         entered = SourceStatus(NETNS_SOURCE, True, info.label, ms)
-        out[pos] = dataclasses.replace(snap, statuses=(entered, *snap.statuses), netns=info)
+        out[pos] = replace(snap, statuses=(entered, *snap.statuses), netns=info)
     return [out[pos] for pos in range(len(chosen))]
 
 
@@ -220,9 +219,9 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
 def collect_selected(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef, NetnsInfo]],
                      listing: NetnsList) -> list[Snapshot]:
     """collect_all() of namespaces already discovered and selected (the agent discovers once per sample)."""
-    snaps = collect_many(clock, dataclasses.replace(opts, owners=False), chosen)
+    snaps = collect_many(clock, replace(opts, owners=False), chosen)
     if listing.limitations:
-        snaps = [dataclasses.replace(s, limitations=(*s.limitations, *listing.limitations)) for s in snaps]
+        snaps = [replace(s, limitations=(*s.limitations, *listing.limitations)) for s in snaps]
     return attach_owners(snaps, opts.proc_root, opts.destination_owners) if opts.owners else snaps
 
 

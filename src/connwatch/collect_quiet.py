@@ -22,8 +22,6 @@ current listening ports. Any difference, or a counter that cannot be read, dumps
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from connwatch.clock import Clock
@@ -31,6 +29,7 @@ from connwatch.collect import NETLINK, CollectOptions, sample
 from connwatch.model import Snapshot, SourceStatus
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp
 from connwatch.parsers.sock_diag import SocketAggregator
+from connwatch.record import Record, record, replace
 from connwatch.sources.procfs import ProcFS, read_parsed, read_sockstat
 
 if TYPE_CHECKING:  # (the agent's; commands that sample other namespaces load only the probe)
@@ -39,8 +38,8 @@ if TYPE_CHECKING:  # (the agent's; commands that sample other namespaces load on
 SKIPPED = "not dumped: the namespace holds only its listeners and no TCP segment moved since its last (empty) dump"
 
 
-@dataclass(frozen=True, slots=True)
-class QuietSignals:
+@record
+class QuietSignals(Record):
     """What proves a namespace unchanged since an empty dump (see the module docstring)."""
 
     tcp: tuple[tuple[str, int], ...]  # every Tcp.* counter of net/snmp, sorted by name
@@ -67,7 +66,7 @@ def sample_quietly(clock: Clock, opts: CollectOptions, proc: ProcFS, key: int, c
     its listeners since its last empty dump. `cache`: the namespace's state in the agent."""
     before = read_signals(proc)
     if before is not None and before == cache.quiet:
-        snap = sample(clock, dataclasses.replace(opts, sockets=False), proc, key)
+        snap = sample(clock, replace(opts, sockets=False), proc, key)
         after = signals_of(dict(snap.counters), dict(snap.sockstat))
         if after == before and before.tw == 0 and before.inuse == len(snap.listeners):
             from connwatch.collect_tw import QUIET
@@ -87,7 +86,7 @@ def _empty(snap: Snapshot) -> Snapshot:
     ports = frozenset(x.port for x in snap.listeners)
     summary = SocketAggregator(ports, snap.sysctls.tcp_tw_reuse_delay).summary()
     status = SourceStatus(f"{NETLINK} sockets", True, SKIPPED, 0.0)
-    return dataclasses.replace(snap, sockets=summary, statuses=(*snap.statuses, status))
+    return replace(snap, sockets=summary, statuses=(*snap.statuses, status))
 
 
 # -- the listener poll across namespaces ----------------------------------------------------------------

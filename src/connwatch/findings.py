@@ -6,10 +6,10 @@ Measurement (attributes/) -> Finding (rules/evaluate.py) -> Alert (alerts/lifecy
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from typing import Any
 
-from connwatch.record import Record, record
+from connwatch.record import Record, field, record
 
 ResourceValue = str | int | None
 

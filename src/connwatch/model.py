@@ -8,10 +8,9 @@ from __future__ import annotations
 import heapq
 import socket
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import field
 from enum import IntEnum
 
-from connwatch.record import Record, record
+from connwatch.record import Record, field, record
 
 
 class TcpState(IntEnum):

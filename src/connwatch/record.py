@@ -1,26 +1,33 @@
-"""Frozen records: the model's dataclasses, made without most of dataclass(frozen=True)'s generated code.
+"""Frozen records: the model's dataclasses, made without dataclasses.
 
 `@record` on a subclass of `Record` gives what `@dataclass(frozen=True, slots=True)` gives: a dataclass
 (fields(), asdict(), replace(), is_dataclass()), slots, `__match_args__`, an __init__ taking the fields in
 order with their defaults and default factories, immutability (FrozenInstanceError), equality and a hash
-over every field (instances of the same class only), the same repr, copy and pickle. dataclasses compiles
-six functions per frozen class from generated source (~0.5 ms per class at start-up; the model's classes
-stand between every command and its first read of the kernel, issue 17); here one small unit per class is
-compiled (__init__, which must stay fast: a Listener is made per listening socket, and the field values
-as a tuple), and repr, eq, hash, setattr and delattr are Record's, shared by every record.
-mypy sees a frozen dataclass (dataclass_transform). tests/unit/test_record.py compares each model class
+over every compared field (instances of the same class only), the same repr and __doc__, copy and pickle.
+dataclasses compiles six functions per frozen class from generated source (~0.5 ms per class), and its
+import brings inspect, ast, dis and tokenize (~40 M instructions, a fifth of a command's start-up, issue 17):
+the model's classes stand between every command and its first read of the kernel. Here one small unit per
+class is compiled (__init__, which must stay fast: a Listener is made per listening socket, and the field
+values as a tuple), repr, eq, hash, setattr and delattr are Record's, shared by every record, and the
+class's `__dataclass_fields__` are made when dataclasses' own functions first ask for them (dataclasses
+loads then). `replace` is dataclasses.replace for records without that import.
+mypy sees a frozen dataclass (dataclass_transform). tests/unit/test_record.py compares each record class
 with `dataclass(frozen=True, slots=True)` over the same fields.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from collections.abc import Callable
-from dataclasses import FrozenInstanceError, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, dataclass_transform
 
 R = TypeVar("R", bound="Record")
+
+
+class _Missing:
+    """No default (dataclasses.MISSING, without dataclasses)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
 
 
 class _Factory:
@@ -30,17 +37,38 @@ class _Factory:
         return "<factory>"
 
 
+_MISSING: Any = _Missing()
 _FACTORY = _Factory()
-_RESERVED = {"self", "_set", "_missing", "_values"}
+_RESERVED = {"self", "_set", "_missing", "_values", "_key"}
+
+
+class _Spec:
+    """What field() says of one field: its default or default factory, and whether eq and hash use it."""
+
+    __slots__ = ("compare", "default", "default_factory")
+
+    def __init__(self, default: Any, default_factory: Any, compare: bool) -> None:
+        self.default, self.default_factory, self.compare = default, default_factory, compare
+
+
+def field(*, default: Any = _MISSING, default_factory: Callable[[], Any] = _MISSING, compare: bool = True) -> Any:
+    """dataclasses.field for records: a default or a default factory, and compare=False for a field that eq
+    and hash leave out (no other options)."""
+    if default is not _MISSING and default_factory is not _MISSING:
+        raise ValueError("cannot specify both default and default_factory")
+    return _Spec(default, default_factory, compare)
 
 
 class Record:
     """Base of every @record class: the methods dataclass(frozen=True, eq=True) would generate per class."""
 
     __slots__ = ()
-    __match_args__: ClassVar[tuple[str, ...]] = ()  # the field names, set by dataclass
+    __match_args__: ClassVar[tuple[str, ...]] = ()  # the field names, set by record()
 
     def _values(self) -> tuple[Any, ...]:  # replaced per class by record(): the fields' values in order
+        raise NotImplementedError
+
+    def _key(self) -> tuple[Any, ...]:  # replaced per class by record(): the compared fields' values
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -49,11 +77,11 @@ class Record:
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            return self._values() == other._values()
+            return self._key() == other._key()
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self._values())
+        return hash(self._key())
 
     def __getstate__(self) -> tuple[Any, ...]:
         return self._values()
@@ -64,56 +92,134 @@ class Record:
 
     if not TYPE_CHECKING:  # (mypy: the fields are read-only by dataclass_transform; no other name exists)
         def __setattr__(self, name, value):
+            from dataclasses import FrozenInstanceError  # (only when it is raised)
+
             raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
         def __delattr__(self, name):
+            from dataclasses import FrozenInstanceError
+
             raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+class _Fields:
+    """A record class's __dataclass_fields__ or __dataclass_params__, made on first use: dataclasses' own
+    functions (fields, asdict, replace, is_dataclass) ask for it, and they have loaded dataclasses."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type) -> Any:
+        import dataclasses
+
+        made: Any = next(c for c in owner.__mro__ if "__match_args__" in c.__dict__ and c is not Record)
+        specs: tuple[tuple[str, str, _Spec], ...] = made._specs
+        shape: Any = dataclasses.make_dataclass(made.__name__, [
+            (name, kind, dataclasses.field(
+                compare=spec.compare,
+                **({"default": spec.default} if spec.default is not _MISSING else
+                   {"default_factory": spec.default_factory} if spec.default_factory is not _MISSING else {})))
+            for name, kind, spec in specs], frozen=True)
+        type.__setattr__(made, "__dataclass_fields__", shape.__dataclass_fields__)
+        type.__setattr__(made, "__dataclass_params__", shape.__dataclass_params__)
+        return getattr(made, self.name)
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def record(cls: type[R]) -> type[R]:
-    """A frozen slotted dataclass of `cls` (a Record subclass; plain fields: no InitVar, init=False,
-    kw_only or repr/compare/hash options)."""
+    """A frozen slotted dataclass of `cls` (a Record subclass; plain fields with a default, a default factory
+    or none, compare=False allowed: no InitVar, KW_ONLY, ClassVar or other dataclass options). A record
+    extending records has their fields first, as a dataclass has its bases' (slots for its own only)."""
     if not issubclass(cls, Record):
         raise TypeError(f"@record: {cls.__name__} must subclass Record")
-    documented = cls.__doc__ is not None
-    if not documented:  # (else dataclass words one from the signature of object's builtin __init__: a tokenizer
-        cls.__doc__ = "-"  # run, ~0.3 ms per class; it is worded below from the record's own __init__)
-    made = dataclasses.dataclass(cls, slots=True, init=False, repr=False, eq=False)
-    fields = dataclasses.fields(cast(Any, made))
-    for f in fields:
-        if not (f.init and f.repr and f.compare and f.hash is None and not f.kw_only) or f.name in _RESERVED:
-            raise TypeError(f"@record: field {cls.__name__}.{f.name} needs dataclass itself")
-    init, values = _methods(made.__qualname__, fields)
-    made.__init__ = init  # type: ignore[method-assign]
-    made._values = values  # type: ignore[method-assign]
-    if not documented:
-        made.__doc__ = made.__name__ + str(inspect.signature(made)).replace(" -> None", "")
-    return made
+    specs = _specs(cls)
+    names = tuple(name for name, _, _ in specs)
+    inherited = {n for b in cls.__mro__[1:] for n in b.__dict__.get("__slots__", ())}
+    space = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
+    space.update(__slots__=tuple(n for n in names if n not in inherited), __match_args__=names, _specs=specs,
+                 __dataclass_fields__=_Fields(
+        "__dataclass_fields__"), __dataclass_params__=_Fields("__dataclass_params__"))
+    meta: Any = type(cls)
+    made = meta(cls.__name__, cls.__bases__, space)
+    made.__qualname__ = cls.__qualname__
+    made.__init__, made._values, made._key = _methods(made.__qualname__, specs)
+    if cls.__doc__ is None:  # (as dataclass's: the name and inspect.signature's text of __init__)
+        made.__doc__ = f"{made.__name__}({', '.join(_shown(name, kind, spec) for name, kind, spec in specs)})"
+    return cast(type[R], made)
 
 
-def _methods(qualname: str, fields: tuple[dataclasses.Field[Any], ...]) -> tuple[Callable[..., None],
-                                                                                   Callable[..., tuple[Any, ...]]]:
-    """__init__ (object.__setattr__ per field, as a frozen dataclass's) and _values, compiled together."""
+def _specs(cls: type) -> tuple[tuple[str, str, _Spec], ...]:
+    """(name, annotation, spec) of each field in order (the base records' first, a field declared again keeping
+    its place), checked as dataclass checks them."""
+    fields: dict[str, tuple[str, str, _Spec]] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update((f[0], f) for f in base.__dict__.get("_specs", ()))
+    own = cls.__dict__.get("__annotations__")  # (inspect.get_annotations would load inspect)  # noqa: RUF063
+    for name, kind in (cls.__annotations__ if own is None else own).items():
+        text = kind if isinstance(kind, str) else getattr(kind, "__name__", repr(kind))
+        value = cls.__dict__.get(name, _MISSING)
+        if any(w in text for w in ("ClassVar", "InitVar", "KW_ONLY")) or name in _RESERVED or (
+                type(value).__module__ == "dataclasses"):
+            raise TypeError(f"@record: field {cls.__name__}.{name} needs dataclass itself")
+        spec = value if isinstance(value, _Spec) else _Spec(value, _MISSING, True)
+        if spec.default is not _MISSING and type(spec.default).__hash__ is None:
+            raise ValueError(f"mutable default {type(spec.default)} for field {name} is not allowed: use "
+                             "default_factory")
+        fields[name] = (name, kind, spec)
+    out = list(fields.values())
+    defaulted = False
+    for name, _, spec in out:
+        has = spec.default is not _MISSING or spec.default_factory is not _MISSING
+        if defaulted and not has:
+            raise TypeError(f"non-default argument {name!r} follows default argument")
+        defaulted = defaulted or has
+    return tuple(out)
+
+
+def _shown(name: str, kind: Any, spec: _Spec) -> str:
+    """A parameter as inspect.signature shows it (a string annotation quoted, the default's repr)."""
+    text = f"{name}: {kind!r}" if isinstance(kind, str) else f"{name}: {getattr(kind, '__qualname__', kind)}"
+    if spec.default is not _MISSING:
+        return f"{text} = {spec.default!r}"
+    return f"{text} = <factory>" if spec.default_factory is not _MISSING else text
+
+
+def _methods(qualname: str, specs: tuple[tuple[str, str, _Spec], ...]) -> tuple[
+        Callable[..., None], Callable[..., tuple[Any, ...]], Callable[..., tuple[Any, ...]]]:
+    """__init__ (object.__setattr__ per field, as a frozen dataclass's), _values and _key, compiled together."""
     scope: dict[str, Any] = {"_set": object.__setattr__, "_missing": _FACTORY}
     params, body = ["self"], []
-    for i, f in enumerate(fields):
-        value = f.name
-        if f.default is not dataclasses.MISSING:
-            scope[f"_default{i}"] = f.default
-            params.append(f"{f.name}=_default{i}")
-        elif f.default_factory is not dataclasses.MISSING:
-            scope[f"_factory{i}"] = f.default_factory
-            params.append(f"{f.name}=_missing")
-            value = f"_factory{i}() if {f.name} is _missing else {f.name}"
+    for i, (name, _, spec) in enumerate(specs):
+        value = name
+        if spec.default is not _MISSING:
+            scope[f"_default{i}"] = spec.default
+            params.append(f"{name}=_default{i}")
+        elif spec.default_factory is not _MISSING:
+            scope[f"_factory{i}"] = spec.default_factory
+            params.append(f"{name}=_missing")
+            value = f"_factory{i}() if {name} is _missing else {name}"
         else:
-            params.append(f.name)
-        body.append(f"    _set(self, {f.name!r}, {value})")
-    names = "".join(f"self.{f.name}, " for f in fields)
+            params.append(name)
+        body.append(f"    _set(self, {name!r}, {value})")
+    names = "".join(f"self.{name}, " for name, _, _ in specs)
+    compared = "".join(f"self.{name}, " for name, _, spec in specs if spec.compare)
     source = (f"def __init__({', '.join(params)}):\n" + "\n".join(body or ["    pass"]) + "\n"
               f"def _values(self):\n    return ({names})\n")
+    if compared != names:
+        source += f"def _key(self):\n    return ({compared})\n"
     exec(source, scope)  # our own text, from the class's field names (identifiers)
     init, values = scope["__init__"], scope["_values"]
+    key = scope.get("_key", values)
     init.__qualname__, values.__qualname__ = f"{qualname}.__init__", f"{qualname}._values"
-    init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}  # (as dataclass's: the signature)
-    return init, values
+    key.__qualname__ = f"{qualname}.{key.__name__}"
+    init.__annotations__ = {**{name: kind for name, kind, _ in specs}, "return": None}  # (as dataclass's)
+    return init, values, key
+
+
+def replace(obj: R, /, **changes: Any) -> R:
+    """dataclasses.replace for a record (without loading dataclasses): a copy with `changes`."""
+    values = dict(zip(obj.__match_args__, obj._values(), strict=True))
+    values.update(changes)
+    return obj.__class__(**values)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from connwatch import collect_netns, engine, findings, model
+from connwatch import collect, collect_netns, collect_quiet, engine, findings, model
 from connwatch.attributes import (
     accept_facts,
     accept_model,
@@ -26,14 +26,16 @@ from connwatch.attributes import (
     sources,
     sources_facts,
 )
-from connwatch.record import Record, record
+from connwatch.record import Record, field, record, replace
 from connwatch.rules import config, rule
 from connwatch.rules import sources as rule_sources
+from connwatch.sources import hostlimits, processes
 
 MODEL: list[Any] = [c for c in vars(model).values()
                     if isinstance(c, type) and issubclass(c, Record) and c is not Record]
 OTHERS: list[Any] = [engine.CheckResult, engine._Step, registry.Need, registry.AttributeSpec, registry.Subject,
-                     collect_netns.NetnsSelector]
+                     collect_netns.NetnsSelector, collect.CollectOptions, collect._TimeWaitPlan,
+                     collect_quiet.QuietSignals, processes.OwnerScan, hostlimits.HostLimits]
 JUDGING = (accept_facts, accept_model, backlog_facts, ephemeral, ephemeral_facts, hostlimits_facts, rejects, sources,
            sources_facts, findings, config, rule, rule_sources)
 FACTS: list[Any] = [c for m in JUDGING for c in vars(m).values()
@@ -47,10 +49,10 @@ def _reference(cls: type) -> Any:
     """The same fields as a plain frozen slotted dataclass (the model's classes as they were)."""
     spec = []
     for f in dataclasses.fields(cls):
-        kw = {"default": f.default} if f.default is not dataclasses.MISSING else {}
+        kw: dict[str, Any] = {"default": f.default} if f.default is not dataclasses.MISSING else {}
         if f.default_factory is not dataclasses.MISSING:
             kw = {"default_factory": f.default_factory}
-        spec.append((f.name, f.type, dataclasses.field(**kw)))
+        spec.append((f.name, f.type, dataclasses.field(**kw, compare=f.compare)))
     return dataclasses.make_dataclass(cls.__name__, spec, frozen=True, slots=True)
 
 
@@ -94,6 +96,9 @@ def test_a_record_behaves_as_the_frozen_dataclass_of_its_fields(cls: Any) -> Non
             setattr(b, name, 1) if how == "set" else delattr(b, name)
     changed = dataclasses.replace(b, **{first: "changed"})
     assert getattr(changed, first) == "changed" and getattr(b, first) == full[first]
+    assert replace(b, **{first: "changed"}) == changed and replace(b) == b and replace(b) is not b
+    if cls.__doc__.startswith(f"{cls.__name__}("):  # a class without a docstring: dataclass's
+        assert cls.__doc__ == ref.__doc__
     assert pickle.loads(pickle.dumps(b)) == b and copy.deepcopy(b) == b and copy.copy(b) == b
     with pytest.raises(TypeError):
         cls(**args, not_a_field=1)
@@ -118,3 +123,64 @@ def test_what_record_cannot_copy_from_dataclass_is_refused() -> None:
 
     with pytest.raises(TypeError, match="needs dataclass itself"):
         record(Hidden)
+
+
+def test_a_field_left_out_of_the_comparison_is_left_out_of_eq_and_hash_as_in_dataclass() -> None:
+    @record
+    class Options(Record):
+        name: str
+        cache: list[int] | None = field(default=None, compare=False)
+
+    ref = dataclasses.make_dataclass("Options", [("name", "str"), ("cache", "list[int] | None", dataclasses.field(
+        default=None, compare=False))], frozen=True, slots=True)
+    one, two = Options("a", [1]), Options("a", [2])
+    assert one == two and hash(one) == hash(two) == hash(ref("a", [1])) and one != Options("b", [1])
+    assert repr(one) == "test_a_field_left_out_of_the_comparison_is_left_out_of_eq_and_hash_as_in_dataclass." \
+        "<locals>.Options(name='a', cache=[1])"
+    assert [f.compare for f in dataclasses.fields(Options)] == [True, False]
+    assert Options.__doc__ == ref.__doc__ == "Options(name: 'str', cache: 'list[int] | None' = None)"
+    assert replace(one, cache=None).cache is None and copy.deepcopy(one) == two
+
+
+def test_fields_are_checked_as_dataclass_checks_them() -> None:
+    with pytest.raises(ValueError, match="mutable default"):
+        @record
+        class Mutable(Record):
+            x: list[int] = []  # noqa: RUF012
+
+    with pytest.raises(TypeError, match="non-default argument 'y' follows default argument"):
+        @record
+        class Order(Record):
+            x: int = 0
+            y: int  # type: ignore[misc]
+
+    with pytest.raises(ValueError, match="both default and default_factory"):
+        field(default=0, default_factory=int)
+
+    @record
+    class Base(Record):
+        x: int
+
+    @record
+    class Derived(Base):  # a record extending a record: its fields after the base's, as a dataclass's
+        y: int = 2
+
+    ref = dataclasses.make_dataclass("Derived", [("x", "int"), ("y", "int", dataclasses.field(default=2))],
+                                     frozen=True, slots=True)
+    assert Derived.__match_args__ == ("x", "y") and vars(Derived)["__slots__"] == ("y",) and Derived.__doc__ == ref.__doc__
+    assert Derived(1) == Derived(1, 2) and Derived(1) != Base(1) and Derived(1).x == 1
+    assert [f.name for f in dataclasses.fields(Derived)] == ["x", "y"] and replace(Derived(1), x=3) == Derived(3)
+
+
+def test_records_load_no_dataclasses_until_its_functions_ask() -> None:
+    """The model and the collection modules make their records without dataclasses (nor inspect, which it
+    imports: issue 17's start-up); dataclasses.fields() then finds them, made on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport connwatch.collect, connwatch.collect_netns\n"
+            "print(sorted(m for m in ('dataclasses', 'inspect') if m in sys.modules))\n"
+            "import dataclasses\nfrom connwatch.model import Listener\n"
+            "print([f.name for f in dataclasses.fields(Listener)][:3], dataclasses.is_dataclass(Listener))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.splitlines() == ["[]", "['family', 'address', 'port'] True"]

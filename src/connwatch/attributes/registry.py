@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from connwatch.findings import Explanation, Finding, Measurement
 from connwatch.model import Snapshot
-from connwatch.record import Record, record
+from connwatch.record import Record, field, record
 
 if TYPE_CHECKING:
     from connwatch.rules.config import Config

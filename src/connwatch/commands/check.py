@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
     from connwatch.commands import plugin
     from connwatch.commands.common import collect_options, collect_selected, pairs
-
     plugin.check_timeout(args.timeout, args.interval)
     clock = SystemClock()
     opts = collect_options(args)
@@ -96,9 +95,9 @@ def _first(opts: CollectOptions) -> CollectOptions:
     """The first sample of a pair: owners are only reported from the second (no fd scan), and of the
     non-listening sockets the judging compares only those on listening ports (CollectOptions.inbound_only;
     tests/live/test_first_sample_live.py judges both ways on a real load)."""
-    import dataclasses
+    from connwatch.record import replace
 
-    return dataclasses.replace(opts, owners=False, inbound_only=True)
+    return replace(opts, owners=False, inbound_only=True)
 
 
 def _judge(args: argparse.Namespace, prev: Snapshot, cur: Snapshot, config: Config) -> CheckResult:

@@ -87,13 +87,12 @@ def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) 
 
 def _draw(out: Console, snap: Snapshot, title: str) -> None:
     """print_fitted of listeners_cells, the styled cells made only for the rows rich draws."""
-    import dataclasses
-
     from connwatch.outputs.fit import print_fitted_plains
     from connwatch.outputs.listeners import PLAIN_COLS, listeners_cells, plain_rows
+    from connwatch.record import replace
 
     def styled(n: int | None) -> list[list[Cell]]:
-        head = snap if n is None else dataclasses.replace(snap, listeners=snap.listeners[:n])
+        head = snap if n is None else replace(snap, listeners=snap.listeners[:n])
         return listeners_cells(head, width=out.width)[1]
 
     print_fitted_plains(out, PLAIN_COLS, plain_rows(snap, out.width), styled, title=title)

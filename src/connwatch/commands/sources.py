@@ -29,9 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from connwatch.commands.common import Build, collect_options, print_report, sampled_reports
+    from connwatch.record import replace
 
     _validate(args)
     if args.nft:
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     data, sample_ms = sampled_reports(
         # the report names listener owners only; TIME_WAIT dumped apart (see CollectOptions.split_time_wait)
-        args, dataclasses.replace(collect_options(args, destination_owners=False), split_time_wait=True),
+        args, replace(collect_options(args, destination_owners=False), split_time_wait=True),
         prepare, "sources")
     data["sample_ms"] = sample_ms
     from connwatch.reports.sources import plain, render

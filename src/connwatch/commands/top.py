@@ -10,7 +10,6 @@ any exit. `--batch` prints frames one after the other (no keys), `-n N` stops af
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -46,11 +45,12 @@ class Sampler:
     def __init__(self, args: argparse.Namespace) -> None:
         from connwatch.clock import SystemClock
         from connwatch.collect import CollectOptions
+        from connwatch.record import replace
 
         self.args, self.clock = args, SystemClock()
         self._config: Config | None = None  # loaded at the first full sample: the first frame comes sooner
         self.full_opts = CollectOptions(proc_root=args.proc_root, use_netlink=not args.no_netlink)
-        self.poll_opts = dataclasses.replace(self.full_opts, sockets=False, owners=False)
+        self.poll_opts = replace(self.full_opts, sockets=False, owners=False)
         self.prev_full: list[Snapshot] | None = None
         self.drops: dict[tuple[str, Any], tuple[int, float]] = {}
         self.owners: dict[tuple[str, Any], Any] = {}
@@ -69,7 +69,10 @@ class Sampler:
         from connwatch.collect_netns import collect_all
 
         snaps = collect_all(self.clock, self.poll_opts, self.args.netns)
-        from connwatch.outputs.top import ListenerRow, TopData  # (rich: after the first read of the kernel)
+        import dataclasses  # (after the first read of the kernel, as rich)
+
+        from connwatch.outputs.top import ListenerRow, TopData
+        from connwatch.record import replace
 
         rows = []
         for snap in snaps:
@@ -83,12 +86,14 @@ class Sampler:
                 if lst.drops is not None:
                     self.drops[key] = (lst.drops, snap.monotonic)
                 owner = self.owners.get(key)
-                rows.append(ListenerRow(ns, dataclasses.replace(lst, owner=owner) if owner else lst, rate))
+                rows.append(ListenerRow(ns, replace(lst, owner=owner) if owner else lst, rate))
         old = self.data or TopData(host=snaps[0].host.hostname, taken_at=snaps[0].taken_at,
                                    interval_s=self.args.interval)
         self.data = dataclasses.replace(old, taken_at=snaps[0].taken_at, listeners=tuple(rows))
 
     def full(self) -> None:
+        import dataclasses
+
         from connwatch.alerts.lifecycle import step
         from connwatch.commands.common import collect_selected, pairs
         from connwatch.engine import judge

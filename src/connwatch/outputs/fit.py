@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
+
+from connwatch.record import Record, record
 
 if TYPE_CHECKING:  # (rich loads where it draws: plain text off a terminal prints without it)
     from rich.console import Console
@@ -44,8 +45,8 @@ Cell: TypeAlias = "str | Text | Styled"  # str: rich markup
 SHRUNK = 12  # what a shrinkable column needs at least to stay useful ('runmqlsr 42…')
 
 
-@dataclass(frozen=True, slots=True)
-class Col:
+@record
+class Col(Record):
     header: str
     justify: str = "left"
     drop: int = 0  # 0: always shown; otherwise the higher, the sooner it goes when space runs out
@@ -154,8 +155,8 @@ def _chosen(cols: Sequence[Col], plains: Sequence[Sequence[str]], width: int,
     return keep
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
+@record
+class Layout(Record):
     """The kept columns (indices) and the width each is given."""
 
     keep: list[int]

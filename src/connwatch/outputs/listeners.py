@@ -8,7 +8,6 @@ them; dataclasses.asdict deep-copied each listener's owner).
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -147,6 +146,8 @@ def listener_rows(snap: Snapshot, netns: dict[str, Any] | None = None) -> list[d
 def listener_table(snap: Snapshot, netns: dict[str, Any] | None = None) -> Table:
     """listener_rows as columns: the Listener's fields (its owner as dataclasses.asdict makes it, one dict per
     owner shared by its listeners), endpoint, fill, drops_delta (None) and `netns` when given."""
+    import dataclasses  # (the JSON's: the text tables load none)
+
     lst = snap.listeners
     names = tuple(f.name for f in dataclasses.fields(Listener))
     columns: list[list[Any]] = [list(map(operator.attrgetter(name), lst)) for name in names]

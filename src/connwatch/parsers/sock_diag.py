@@ -28,7 +28,6 @@ import socket
 import struct
 from collections import defaultdict
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from connwatch.errors import ParseError, SourceUnavailable
@@ -131,11 +130,13 @@ def _skmeminfo_at(chunk: bytes, start: int, end: int) -> int | None:
     return None
 
 
-@dataclass(slots=True)
 class ListenerDecoder:
     """Collects LISTEN sockets from a dump requested with the SKMEMINFO extension."""
 
-    listeners: list[Listener]
+    __slots__ = ("listeners",)
+
+    def __init__(self, listeners: list[Listener]) -> None:
+        self.listeners = listeners
 
     def __call__(self, chunk: bytes) -> bool:
         """Decode one chunk; True once it met NLMSG_DONE. The hot path (5,000 listeners: a row each in the
@@ -198,14 +199,16 @@ def _address(family: int, src: bytes) -> str:
     return format_address(family, src) if family == socket.AF_INET else socket.inet_ntop(socket.AF_INET6, src)
 
 
-@dataclass(slots=True)
 class MemoListenerDecoder(ListenerDecoder):
     """A ListenerDecoder for repeated polls: a listener whose reply bytes are identical to the previous
     poll's (same socket, queue, backlog, drop counter...) is the previous Listener object, not decoded
     again. `seen` collects this poll's replies; pass it as `previous` to the next poll."""
 
-    previous: dict[bytes, Listener]
-    seen: dict[bytes, Listener]
+    __slots__ = ("previous", "seen")
+
+    def __init__(self, listeners: list[Listener], previous: dict[bytes, Listener], seen: dict[bytes, Listener]) -> None:
+        super().__init__(listeners)
+        self.previous, self.seen = previous, seen
 
     def __call__(self, chunk: bytes) -> bool:
         return self._messages(chunk, 0)  # (each reply through the memo)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from connwatch.model import SourceStatus
 from connwatch.parsers.hostlimits import parse_int_triple, parse_nf_conntrack_stat
 from connwatch.parsers.sysctl import parse_int
+from connwatch.record import Record, record
 from connwatch.sources.procfs import ProcFS, read_one
 
 T = TypeVar("T")
@@ -22,8 +22,8 @@ TCP_MEM = "sys/net/ipv4/tcp_mem"
 FILE_NR = "sys/fs/file-nr"
 
 
-@dataclass(frozen=True, slots=True)
-class HostLimits:
+@record
+class HostLimits(Record):
     conntrack_count: int | None
     conntrack_max: int | None
     conntrack_stats: dict[str, int] | None

@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from connwatch.errors import ParseError
 from connwatch.model import Process
 from connwatch.parsers.proc_limits import parse_nofile_soft
+from connwatch.record import Record, field, record
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerScan:
+@record
+class OwnerScan(Record):
     """Result of one fd scan: inode -> pid, and how many processes we were not allowed to read."""
 
     owners: dict[int, int]
