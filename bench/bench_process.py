@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import socket
@@ -85,6 +86,28 @@ def startup_ms(args: list[str], env: dict[str, str]) -> tuple[float, float] | No
         return None
     mono, cpu = map(float, got.split())
     return (mono - t) * 1000, cpu * 1000
+
+
+EXIT_PROBE = """import os, sys
+def _hook(event, args):
+    what = args[0] if event in ("open", "os.scandir", "os.listdir") else None
+    if (isinstance(what, str) and what.startswith(("/proc/", "/run/netns"))) or (
+            event == "socket.__new__" and args[1] == 16):  # AF_NETLINK
+        os._exit(0)
+sys.addaudithook(_hook)
+from connwatch.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def instructions(args: list[str], env: dict[str, str]) -> int | None:
+    """User-space instructions from exec to the first kernel read (valgrind --tool=callgrind; the process
+    exits there): the same count on a loaded machine as on a quiet one, ~50x slower to take."""
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
+                           EXIT_PROBE, *args], capture_output=True, text=True, env={**env, "PYTHONHASHSEED": "0"},
+                          timeout=600)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    return int(found.group(1)) if found else None
 
 
 def interpreter_ms(env: dict[str, str]) -> tuple[float, float]:
@@ -186,6 +209,9 @@ def main() -> int:
                     "its rows are measured in the same rounds (PYTHONPATH)")
     ap.add_argument("--startup-only", action="store_true",
                     help="only the start-up figures (no load: start-up is measured in this namespace)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="with --startup-only: instructions to the first kernel read per command (valgrind), "
+                    "deterministic where wall and CPU times are not")
     ap.add_argument("--destinations", action="store_true",
                     help="add `destinations --interval 0` rows, text (piped) and JSON (and their baseline rows)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
@@ -201,6 +227,9 @@ def main() -> int:
     if a.startup_only:
         state = Path(tempfile.mkdtemp(prefix="cwbench-"))
         try:
+            if a.instructions:
+                counted(state, a.baseline_src)
+                return 0
             startup(a.startup, {**os.environ, "CONNWATCH_NETNS": "own"}, {**os.environ, "CONNWATCH_NETNS": "all"},
                     state, a.baseline_src)
         finally:
@@ -329,6 +358,29 @@ def _host_namespaces() -> int:
     from connwatch.collect_netns import discover
 
     return len(discover(CollectOptions())[0])
+
+
+def counted(state: Path, baseline: str | None) -> None:
+    """instructions() of each command (and of the baseline tree's), and of a bare interpreter's `pass`."""
+    own = {**os.environ, "CONNWATCH_NETNS": "own"}
+    if baseline:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", baseline], check=True)
+    bare = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
+                           "pass"], capture_output=True, text=True, env={**own, "PYTHONHASHSEED": "0"}, timeout=600)
+    found = re.search(r"Collected : (\d+)", bare.stderr)
+    print(f"instructions to the first kernel read (callgrind; python -c pass: {found.group(1) if found else '?'}):")
+    for key, argv in (("snapshot", ["snapshot"]), ("listeners", ["listeners"]),
+                      ("check", ["check", "--interval", "0.1", "--state-dir", str(state)]),
+                      ("destinations", ["destinations", "--interval", "0"]),
+                      ("sources", ["sources", "--interval", "0"]),
+                      ("top --batch", ["top", "--batch", "-n", "1"])):
+        now = instructions(argv, own)
+        line = f"  {key:14s} {now or 0:>12,}"
+        if baseline:
+            old = instructions([str(state / "b") if x == str(state) else x for x in argv],
+                               {**own, "PYTHONPATH": baseline})
+            line += f"   baseline {old or 0:>12,}   now / baseline {(now or 0) / (old or 1):.3f}"
+        print(line, flush=True)
 
 
 def startup(n: int, own: dict[str, str], every: dict[str, str], state: Path, baseline: str | None) -> None:
