@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,6 +54,44 @@ def test_plain_lines_equal_richs_table(cells: list[tuple[str, ...]], width: int,
     else:  # only where rich would lay it out otherwise
         assert layout(COLS, plains, width).total > width or (title is not None and len(_plain(title)) > 1) or any(
             c.endswith("\n") for r in plains for c in r)  # (in a kept column)
+
+
+def _as_before(cols: tuple[Col, ...], rows: list[list[Cell]], width: int, title: str | None) -> Any:
+    """_rich_table as it was: every string cell, header and title to rich as markup."""
+    from rich import box
+    from rich.table import Table
+
+    lay = layout(cols, [[_plain(c) for c in r] for r in rows], width)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  expand=False)
+    for k in lay.keep:
+        table.add_column(cols[k].header, justify=cols[k].justify, no_wrap=True,  # type: ignore[arg-type]
+                         overflow="ellipsis" if cols[k].shrink else "fold", width=lay.widths[k])
+    for r in rows:
+        table.add_row(*(c.text() if isinstance(c, Styled) else c for c in (r[k] for k in lay.keep)))
+    return table
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(*[CELL] * 6), max_size=4), st.integers(20, 200),
+       st.sampled_from([None, "TCP listeners", "Busiest destinations (3 of 9)", ":smile: [bold]up[/bold]", "a:b:c"]),
+       st.sampled_from(["standard", "256", "truecolor"]))
+def test_literal_strings_given_to_rich_as_text_draw_as_the_markup_did(
+        cells: list[tuple[str, ...]], width: int, title: str | None, colours: str) -> None:
+    """Styles too: on a colour terminal the table with literal strings passed as Text (no markup parsed, no
+    emoji codes loaded) is drawn byte for byte as the one that gave rich every string as markup."""
+    rows: list[list[Cell]] = [list(r) for r in cells]
+    try:
+        plains = [[_plain(c) for c in r] for r in rows]
+    except MarkupError:
+        return
+    drawn = []
+    for table in (_rich_table(COLS, layout(COLS, plains, width), rows, title), _as_before(COLS, rows, width, title)):
+        out = io.StringIO()
+        Console(file=out, width=width, force_terminal=True, color_system=colours).print(table)  # type: ignore[arg-type]
+        drawn.append(out.getvalue())
+    assert drawn[0] == drawn[1]
+    assert "\x1b[" in drawn[0]  # (styled: the header at least)
 
 
 def _many(n: int) -> list[list[Cell]]:

@@ -85,6 +85,14 @@ def test_analyze_json_loads_no_rich_or_store() -> None:
     assert not mods & (STORE | RENDERING), sorted(mods & (STORE | RENDERING))
 
 
+def test_listeners_text_off_a_terminal_loads_no_rich_nor_json_even_with_notes() -> None:
+    mods, out = _modules("from connwatch.cli import main\n"
+                         f"assert main(['listeners', *{OFFLINE!r}]) == 0")
+    assert out.startswith("TCP listeners\n") and "\nnote: netlink sock_diag unavailable" in out  # (this capture's)
+    unwanted = RENDERING | {"json", "dataclasses", "shutil"}
+    assert not mods & unwanted, sorted(mods & unwanted)
+
+
 def test_destinations_text_off_a_terminal_loads_no_rich() -> None:
     mods, out = _modules("from connwatch.cli import main\n"
                          f"assert main(['destinations', '--interval', '0', *{OFFLINE!r}]) == 0")

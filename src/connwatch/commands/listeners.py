@@ -56,8 +56,9 @@ def json_text(snaps: list[Snapshot], limitations: list[str]) -> str:
 
 def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) -> None:
     """Each namespace's table (the own one even when empty), then the notes. Off a terminal the tables are
-    plain text made without rich (outputs/listeners.py); rich draws what that does not cover (an empty or
-    too wide table, the notes) and, on a terminal, the first screenful (outputs/fit.py print_fitted).
+    plain text made without rich (outputs/listeners.py), the notes too (wrapped as rich wraps them); rich
+    draws what that does not cover (an empty or too wide table, a note it would not print as it is) and, on
+    a terminal, the first screenful (outputs/fit.py print_fitted).
     `stream` is sys.stdout: the Console rich draws through (outputs/console.py) writes there too."""
     from connwatch.commands.common import is_other
     from connwatch.outputs.width import PIPE_WIDTH, plain_stream, terminal_width, write_lines
@@ -79,10 +80,28 @@ def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) 
             continue
         out = out or _console()
         _draw(out, snap, title)
-    if limitations:
+    notes = _plain_notes(limitations, width) if plain and out is None else None
+    if notes:
+        write_lines(stream, notes)
+    elif notes is None and limitations:
         out = out or _console()
         for note in limitations:
             out.print(f"[dim]note: {note}[/dim]")
+
+
+def _plain_notes(limitations: list[str], width: int) -> list[str] | None:
+    """The notes as rich prints them off a terminal (wrapped at `width`), where rich would print them as they
+    are (outputs/fit.py literal and wrapped); None: rich's to print. [] for no notes."""
+    from connwatch.outputs.fit import literal, wrapped
+
+    lines: list[str] = []
+    for note in limitations:
+        text = f"note: {note}"
+        said = wrapped(text, width) if literal(text) else None
+        if said is None:
+            return None
+        lines += said
+    return lines
 
 
 def _draw(out: Console, snap: Snapshot, title: str) -> None:

@@ -7,7 +7,6 @@ no line carries trailing padding (rich pads tables and indented paragraphs to th
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 from rich.console import Console
@@ -29,5 +28,13 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = terminal_width(stream)
     if stream.isatty():
-        return _Console(stderr=stderr, width=width or shutil.get_terminal_size().columns)
+        return _Console(stderr=stderr, width=width or _columns())
     return _Console(file=Unpadded(stream), width=width or PIPE_WIDTH)  # type: ignore[arg-type]
+
+
+def _columns() -> int:
+    """A terminal whose size cannot be read: shutil's answer (sys.__stdout__'s size, else 80 columns). shutil
+    loads only here (with bz2, lzma and zlib: ~3 ms a terminal run of `listeners` need not pay)."""
+    import shutil
+
+    return shutil.get_terminal_size().columns

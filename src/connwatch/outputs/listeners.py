@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connwatch.model import Listener, Process, Snapshot, fill_percent
-from connwatch.outputs.fastjson import Table
 from connwatch.outputs.fit import Cell, Col, Styled, layout, plain_lines
 from connwatch.timewords import age_words
+
+if TYPE_CHECKING:  # (the JSON's: the text tables load no json)
+    from connwatch.outputs.fastjson import Table
 
 LISTENER_COLS = (Col("Port", "right"), Col("Address", drop=5, shrink=True), Col("Queue/Backlog", "right"),
                  Col("Fill", drop=4), Col("Drops", "right"), Col("Rejects/s", "right", drop=2),
@@ -146,7 +148,9 @@ def listener_rows(snap: Snapshot, netns: dict[str, Any] | None = None) -> list[d
 def listener_table(snap: Snapshot, netns: dict[str, Any] | None = None) -> Table:
     """listener_rows as columns: the Listener's fields (its owner as dataclasses.asdict makes it, one dict per
     owner shared by its listeners), endpoint, fill, drops_delta (None) and `netns` when given."""
-    import dataclasses  # (the JSON's: the text tables load none)
+    import dataclasses  # (the JSON's: the text tables load neither)
+
+    from connwatch.outputs.fastjson import Table
 
     lst = snap.listeners
     names = tuple(f.name for f in dataclasses.fields(Listener))
