@@ -6,7 +6,7 @@ Runs inside a network namespace it creates (and deletes): one process opens `--l
 listening sockets (ports 20000 and up) and holds them. Then, interleaved (the order flips each round):
 - `connwatch listeners` piped (plain text: no styles to draw) against `ss -ltnp` piped;
 - `connwatch listeners` on an 80x24 pseudo-terminal (rich draws the first screenful, plain text the rest)
-  against `ss -ltnp` on the same kind of terminal;
+  against `ss -ltnp` on the same kind of terminal (wall, and CPU from the reaped process's rusage);
 - `connwatch listeners --format json` against `ss -ltnp`.
 Reports the median and range of the per-pair wall-time ratios and of the CPU-time (user + system)
 ratios (less sensitive to other jobs on a loaded machine), each process's peak RSS (GNU time), the load
@@ -15,7 +15,8 @@ piped table has one row per listener.
 
 `--before DIR`: also run the connwatch whose package is DIR/connwatch (e.g. `git archive main src | tar -x
 -C /tmp/old` and DIR=/tmp/old/src), in the same rounds (each round runs ss, connwatch and the old one, the
-order rotating), so that before/after ratios to `ss` come from the same load.
+order rotating), so that before/after ratios to `ss` come from the same load; `after_vs_before` gives the
+pair ratios of the new and the old connwatch of each round.
 """
 
 from __future__ import annotations
@@ -60,15 +61,18 @@ def piped(argv: list[str], rss_file: str) -> tuple[float, int, str, float]:
     return wall, int(rss), done.stdout, (float(user) + float(system)) * 1000
 
 
-def on_tty(argv: list[str], cols: int = 80, rows: int = 24) -> float:
-    """Wall ms of one process writing to an 80x24 pseudo-terminal, its output drained as a terminal would."""
+def on_tty(argv: list[str], cols: int = 80, rows: int = 24) -> tuple[float, int, str, float]:
+    """Wall ms, no RSS (0), no output and CPU ms (user + system, the reaped child's rusage) of one process
+    writing to an 80x24 pseudo-terminal, its output drained as a terminal would."""
     import fcntl
+    import resource
     import struct
     import termios
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"TERM": "xterm-256color"}
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
@@ -85,9 +89,11 @@ def on_tty(argv: list[str], cols: int = 80, rows: int = 24) -> float:
         proc.wait(timeout=30)
     finally:
         os.close(master)
+    wall = (time.perf_counter() - start) * 1000
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}")
-    return (time.perf_counter() - start) * 1000
+    return wall, 0, "", (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1000
 
 
 def interleaved(repeat: int, ours: object, peer: object, before: object | None = None) -> dict[str, object]:
@@ -102,6 +108,7 @@ def interleaved(repeat: int, ours: object, peer: object, before: object | None =
     out = _ratios([(r[0], r[1]) for r in runs])
     if before is not None:
         out["before"] = _ratios([(r[2], r[1]) for r in runs])
+        out["after_vs_before"] = _ratios([(r[0], r[2]) for r in runs])  # (pairs of the same round)
     return out
 
 
@@ -116,8 +123,9 @@ def _ratios(pairs: list[tuple[object, object]]) -> dict[str, object]:
         "ratio_range": [round(ratios[0], 2), round(ratios[-1], 2)],
     }
     if not isinstance(pairs[0][0], float):
-        out["connwatch_peak_rss_mib"] = round(max(p[0][1] for p in pairs) / 1024, 1)  # type: ignore[index]
-        out["peer_peak_rss_mib"] = round(max(p[1][1] for p in pairs) / 1024, 1)  # type: ignore[index]
+        if max(p[0][1] for p in pairs):  # type: ignore[index]  (on a terminal: not measured)
+            out["connwatch_peak_rss_mib"] = round(max(p[0][1] for p in pairs) / 1024, 1)  # type: ignore[index]
+            out["peer_peak_rss_mib"] = round(max(p[1][1] for p in pairs) / 1024, 1)  # type: ignore[index]
         cpu = sorted(p[0][3] / max(p[1][3], 10.0) for p in pairs)  # type: ignore[index]  (GNU time: 10 ms steps)
         out["cpu_ratio_median"] = round(statistics.median(cpu), 2)
         out["cpu_ratio_range"] = [round(cpu[0], 2), round(cpu[-1], 2)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, TypeAlias
 
 from connwatch.record import Record, record
@@ -224,14 +225,13 @@ def plain_lines(cols: Sequence[Col], lay: Layout, plains: Sequence[Sequence[str]
     shown = None if title is None else _plain(title)  # rich draws the title as markup too
     if lay.total > width or (shown is not None and (_cells(shown) > lay.total or "\n" in shown)):
         return None
-    if any("\n" in "".join(r[k] for r in plains) for k in lay.keep):
+    texts = {k: [cols[k].header, *map(itemgetter(k), plains)] for k in lay.keep}  # (a column at a time, in C)
+    if any("\n" in "".join(t) for t in texts.values()):
         if any(r[k].endswith("\n") for r in plains for k in lay.keep):
             return None  # (rich draws no blank line for the last newline of a cell)
         plains = _one_line_rows(plains, lay.keep)
-    columns = []
-    for k in lay.keep:
-        texts = [cols[k].header, *(r[k] for r in plains)]
-        columns.append(_padded(texts, lay.widths[k], cols[k].justify == "right"))
+        texts = {k: [cols[k].header, *map(itemgetter(k), plains)] for k in lay.keep}
+    columns = [_padded(texts[k], lay.widths[k], cols[k].justify == "right") for k in lay.keep]
     lines = [] if shown is None else [shown]
     rows = ["   ".join(cells).rstrip() for cells in zip(*columns, strict=True)]
     lines.append(rows[0])
