@@ -39,7 +39,7 @@ class _Factory:
 
 _MISSING: Any = _Missing()
 _FACTORY = _Factory()
-_RESERVED = {"self", "_set", "_missing", "_values", "_key"}
+_RESERVED = {"self", "_missing", "_values", "_key"}  # (and the _set, _default and _factory names: see _specs)
 
 
 class _Spec:
@@ -144,7 +144,8 @@ def record(cls: type[R]) -> type[R]:
     meta: Any = type(cls)
     made = meta(cls.__name__, cls.__bases__, space)
     made.__qualname__ = cls.__qualname__
-    made.__init__, made._values, made._key = _methods(made.__qualname__, specs)
+    setters = [made.__dict__[name].__set__ for name in names]  # (each slot's own: no attribute lookup)
+    made.__init__, made._values, made._key = _methods(made.__qualname__, specs, setters)
     if cls.__doc__ is None:  # (as dataclass's: the name and inspect.signature's text of __init__)
         made.__doc__ = f"{made.__name__}({', '.join(_shown(name, kind, spec) for name, kind, spec in specs)})"
     return cast(type[R], made)
@@ -160,7 +161,8 @@ def _specs(cls: type) -> tuple[tuple[str, str, _Spec], ...]:
     for name, kind in (cls.__annotations__ if own is None else own).items():
         text = kind if isinstance(kind, str) else getattr(kind, "__name__", repr(kind))
         value = cls.__dict__.get(name, _MISSING)
-        if any(w in text for w in ("ClassVar", "InitVar", "KW_ONLY")) or name in _RESERVED or (
+        if any(w in text for w in ("ClassVar", "InitVar", "KW_ONLY")) or name in _RESERVED or name.startswith(
+                ("_set", "_default", "_factory")) or (
                 type(value).__module__ == "dataclasses"):
             raise TypeError(f"@record: field {cls.__name__}.{name} needs dataclass itself")
         spec = value if isinstance(value, _Spec) else _Spec(value, _MISSING, True)
@@ -186,10 +188,12 @@ def _shown(name: str, kind: Any, spec: _Spec) -> str:
     return f"{text} = <factory>" if spec.default_factory is not _MISSING else text
 
 
-def _methods(qualname: str, specs: tuple[tuple[str, str, _Spec], ...]) -> tuple[
-        Callable[..., None], Callable[..., tuple[Any, ...]], Callable[..., tuple[Any, ...]]]:
-    """__init__ (object.__setattr__ per field, as a frozen dataclass's), _values and _key, compiled together."""
-    scope: dict[str, Any] = {"_set": object.__setattr__, "_missing": _FACTORY}
+def _methods(qualname: str, specs: tuple[tuple[str, str, _Spec], ...], setters: list[Callable[[Any, Any], None]]
+             ) -> tuple[Callable[..., None], Callable[..., tuple[Any, ...]], Callable[..., tuple[Any, ...]]]:
+    """__init__, _values and _key, compiled together. __init__ stores each field through its slot's
+    descriptor, which object.__setattr__ (a frozen dataclass's way) finds by name and calls: 0.65x the time
+    of a Listener's __init__ (~0.43 against ~0.65 us), made per listening socket."""
+    scope: dict[str, Any] = {"_missing": _FACTORY}
     params, body = ["self"], []
     for i, (name, _, spec) in enumerate(specs):
         value = name
@@ -202,7 +206,8 @@ def _methods(qualname: str, specs: tuple[tuple[str, str, _Spec], ...]) -> tuple[
             value = f"_factory{i}() if {name} is _missing else {name}"
         else:
             params.append(name)
-        body.append(f"    _set(self, {name!r}, {value})")
+        scope[f"_set{i}"] = setters[i]
+        body.append(f"    _set{i}(self, {value})")
     names = "".join(f"self.{name}, " for name, _, _ in specs)
     compared = "".join(f"self.{name}, " for name, _, spec in specs if spec.compare)
     source = (f"def __init__({', '.join(params)}):\n" + "\n".join(body or ["    pass"]) + "\n"
