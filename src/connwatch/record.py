@@ -144,7 +144,7 @@ def record(cls: type[R]) -> type[R]:
     meta: Any = type(cls)
     made = meta(cls.__name__, cls.__bases__, space)
     made.__qualname__ = cls.__qualname__
-    setters = [made.__dict__[name].__set__ for name in names]  # (each slot's own: no attribute lookup)
+    setters = [next(c.__dict__[n] for c in made.__mro__ if n in c.__dict__).__set__ for n in names]  # (the slots')
     made.__init__, made._values, made._key = _methods(made.__qualname__, specs, setters)
     if cls.__doc__ is None:  # (as dataclass's: the name and inspect.signature's text of __init__)
         made.__doc__ = f"{made.__name__}({', '.join(_shown(name, kind, spec) for name, kind, spec in specs)})"
