@@ -32,3 +32,23 @@ def plain_utc_terminal(monkeypatch: Any) -> None:
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.setenv("NO_COLOR", "1")
     time.tzset()
+
+
+def printed_report(monkeypatch: Any, data: dict[str, Any], kind: str, render: Any, plain: Any,
+                   columns: str | None = None) -> str:
+    """What print_report writes for a text report: plain (the piped path) when `plain` is given, else rich's
+    drawing; at COLUMNS=columns when given ("" = unset)."""
+    import io
+    import sys
+
+    from connwatch.commands.common import print_report
+
+    if columns is not None:
+        if columns:
+            monkeypatch.setenv("COLUMNS", columns)
+        else:
+            monkeypatch.delenv("COLUMNS", raising=False)
+    sink = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", sink)
+    print_report(data, "text", render, kind, plain)
+    return sink.getvalue()

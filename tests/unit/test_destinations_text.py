@@ -4,7 +4,6 @@ rich prints through the command's Console; where plain lines cannot match it, ri
 from __future__ import annotations
 
 import io
-import sys
 from typing import Any
 
 import pytest
@@ -12,12 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.errors import MarkupError
 
-from connwatch.commands.common import print_report
 from connwatch.outputs.fit import wrapped
 from connwatch.reports.destinations import build_report, plain, render
 from connwatch.rules.spec import default_rules
 
-from .builders import plain_utc_terminal
+from .builders import plain_utc_terminal, printed_report
 from .test_ephemeral import LO, dest, pair, sysctls
 
 WORDS = st.text("abz09-_./ ", min_size=1, max_size=24) | st.text("abz09-_.[]:/ é日\t\\▒", min_size=1, max_size=24)
@@ -70,11 +68,8 @@ def reports(draw: Any, depth: int = 1) -> dict[str, Any]:
     return data
 
 
-def _printed(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], fast: bool) -> str:
-    sink = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", sink)
-    print_report(data, "text", render, "destinations", plain if fast else None)
-    return sink.getvalue()
+def _printed(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], fast: bool, columns: str | None = None) -> str:
+    return printed_report(monkeypatch, data, "destinations", render, plain if fast else None, columns)
 
 
 @settings(max_examples=150, deadline=None)
@@ -82,17 +77,13 @@ def _printed(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], fast: bool) 
 def test_plain_text_equals_what_rich_prints(data: dict[str, Any], columns: str) -> None:
     with pytest.MonkeyPatch.context() as mp:
         plain_utc_terminal(mp)
-        if columns:
-            mp.setenv("COLUMNS", columns)
-        else:
-            mp.delenv("COLUMNS", raising=False)
         try:
-            drawn = _printed(mp, data, False)
+            drawn = _printed(mp, data, False, columns)
         except MarkupError:  # (a note or rate method that reads as a bad tag: rich refuses it either way)
             with pytest.raises(MarkupError):
-                _printed(mp, data, True)
+                _printed(mp, data, True, columns)
             return
-        assert _printed(mp, data, True) == drawn
+        assert _printed(mp, data, True, columns) == drawn
 
 
 @settings(max_examples=300, deadline=None)

@@ -3,18 +3,15 @@ prints through the command's Console; where plain lines cannot match it, rich dr
 
 from __future__ import annotations
 
-import io
-import sys
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connwatch.commands.common import print_report
 from connwatch.reports.sources import plain, render
 
-from .builders import plain_utc_terminal
+from .builders import plain_utc_terminal, printed_report
 
 WORDS = st.text("abz09-_./ ", min_size=1, max_size=24) | st.text("abz09-_.[]:/ é日\t\\", min_size=1, max_size=24)
 # what the kernel's addresses become (a source is never free text): rich reads markup in the source cell,
@@ -54,11 +51,8 @@ def reports(draw: Any, depth: int = 1) -> dict[str, Any]:
     return data
 
 
-def _printed(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], fast: bool) -> str:
-    sink = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", sink)
-    print_report(data, "text", render, "sources", plain if fast else None)
-    return sink.getvalue()
+def _printed(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], fast: bool, columns: str | None = None) -> str:
+    return printed_report(monkeypatch, data, "sources", render, plain if fast else None, columns)
 
 
 @settings(max_examples=150, deadline=None)
@@ -66,11 +60,7 @@ def _printed(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], fast: bool) 
 def test_plain_text_equals_what_rich_prints(data: dict[str, Any], columns: str) -> None:
     with pytest.MonkeyPatch.context() as mp:
         plain_utc_terminal(mp)
-        if columns:
-            mp.setenv("COLUMNS", columns)
-        else:
-            mp.delenv("COLUMNS", raising=False)
-        assert _printed(mp, data, True) == _printed(mp, data, False)
+        assert _printed(mp, data, True, columns) == _printed(mp, data, False, columns)
 
 
 def test_a_usual_report_is_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:
