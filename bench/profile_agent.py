@@ -86,7 +86,7 @@ wrap(agent.collector, "update_listeners", "metrics: collector.update_listeners")
 wrap(agent.metrics_cache, "response", "metrics: render (one scrape per sample)")
 import connwatch.collect_quiet as Q
 wrap(Q, "sample_quietly", "netns: one namespace's sample (quiet gate)")
-wrap(CN, "run_in_each", "netns: run_in_each (threads entering namespaces)")
+wrap(NS, "run_in_each", "netns: run_in_each (threads entering namespaces)")
 import connwatch.agent.steady as ST
 why_judged = defaultdict(int)
 FIELDS = ("host", "counters", "sockstat", "sysctls", "listeners", "sockets", "sources", "netns", "conntrack",
@@ -222,7 +222,11 @@ def main() -> int:
                 out = subprocess.run(ba.isolated([ns, *small], sys.executable, "-c", INNER, str(a.samples), "all", tmp),
                                      capture_output=True, text=True, check=True, timeout=a.samples * 5 + 300).stdout
             else:
-                out = ba.sh(ns, sys.executable, "-c", INNER, str(a.samples), a.netns, tmp, timeout=a.samples * 5 + 120)
+                run = subprocess.run(ba.cmd(ns, sys.executable, "-c", INNER, str(a.samples), a.netns, tmp),
+                                     capture_output=True, text=True, timeout=a.samples * 5 + 120)
+                if run.returncode:
+                    raise SystemExit(f"profile_agent: the agent failed: {run.stderr[-3000:]}")
+                out = run.stdout
         print(f"load after: {ba.uptime_load()}")
     finally:
         for proc in procs:

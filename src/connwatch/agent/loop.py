@@ -34,7 +34,7 @@ from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
 from connwatch.agent.steady import Steady, reusable, steady_after
 from connwatch.clock import Clock
-from connwatch.collect import NETLINK, CollectOptions, collect
+from connwatch.collect import CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
 from connwatch.collect_tw import QUIET, TimeWaitCaches
 from connwatch.engine import CheckResult, judge
@@ -87,8 +87,6 @@ class Agent:
         self.measurements: tuple[Measurement, ...] = ()
         self.samples = {"full": 0, "listeners": 0}
         self.time_wait = TimeWaitCaches() if opts.time_wait_when_due else None  # per namespace
-        # own namespace: IPv4 and IPv6 in one dump (see _collect_own); the live kernel only (not a copied tree)
-        self.one_walk = opts.use_netlink and ProcFS(opts.proc_root).is_live
         self.sample_seconds: dict[str, float] = {}
         self.source_errors: dict[str, int] = {}
         self.reload_failures = 0
@@ -229,7 +227,8 @@ class Agent:
         """One snapshot per namespace `--netns` selects (own first); collect() alone for the own one.
         The other namespaces' listeners are then polled between full samples too (their queue peaks)."""
         if self.opts.netns == "own" or not ProcFS(self.opts.proc_root).is_live:
-            return [self._collect_own(opts)]
+            # both families in one walk, per family where the kernel refuses that (collect._first_dump)
+            return [collect(self.clock, opts)]
         from connwatch.collect_netns import collect_selected, discover, select
 
         found, listing = discover(opts)  # once per sample: the poller and the sample share it
@@ -238,20 +237,6 @@ class Agent:
             self.others = NetnsListenerPoller(self.opts.proc_root)
         self.others.refresh(ref for ref, _info in chosen if not ref.own)
         return collect_selected(self.clock, opts, chosen, listing)
-
-    def _collect_own(self, opts: CollectOptions) -> Snapshot:
-        """collect() with both families in one walk of the kernel's socket hashes (the legacy request,
-        as for other namespaces): half the kernel time of one dump per family. A kernel that refuses it
-        is asked per family from then on."""
-        if not self.one_walk:
-            return collect(self.clock, opts)
-        snap = collect(self.clock, dataclasses.replace(opts, one_walk=True))
-        refused = [s for s in snap.statuses if s.name.startswith(NETLINK) and not s.ok]
-        if not refused:
-            return snap
-        self.one_walk = False
-        log.info("one-walk sock_diag dump refused (%s): dumping each address family", refused[0].detail)
-        return collect(self.clock, opts)
 
     def _collect(self) -> list[Snapshot]:
         owners = self._needs_owners()
