@@ -42,7 +42,7 @@ from collections import Counter
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
-HOLD_PORT, METRICS_DUE, METRICS_EVERY, NODE, METRICS_ALL = 7000, 19816, 19817, 19818, 19819
+HOLD_PORT, METRICS_DUE, METRICS_EVERY, NODE, METRICS_ALL, METRICS_BEFORE = 7000, 19816, 19817, 19818, 19819, 19820
 DESTS = [(f"127.0.0.{a}", 7101 + p) for a in range(1, 5) for p in range(4)]
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
 
@@ -193,7 +193,8 @@ def rss_mb(pid: int) -> float:
 
 
 def leaf(proc: subprocess.Popen[str]) -> int:
-    """The pid of the measured program: `ip netns exec` execs it, so the same pid; `unshare --fork` forks it."""
+    """The pid of the measured program: `ip netns exec` and `env` exec it, so the same pid; `unshare --fork`
+    forks it."""
     return child_pid(proc.pid) if proc.args[0] == "unshare" else proc.pid  # type: ignore[index]
 
 
@@ -208,7 +209,8 @@ def uptime_load() -> str:
 
 
 def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tmp: Path,
-            a_fill: float = 60.0, small: list[str] | None = None, listeners: int = 50) -> dict[str, object]:
+            a_fill: float = 60.0, small: list[str] | None = None, listeners: int = 50,
+            before: str | None = None) -> dict[str, object]:
     tw_target = int(size * tw_share)
     rate = tw_target / 60.0
     hold = max((size - tw_target) // 2, 0)
@@ -234,6 +236,12 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
                                  *extra, log=tmp / f"{name}-{size}.log")
             procs.append(agents[name])
         urls = [f"http://127.0.0.1:{METRICS_DUE}/metrics", f"http://127.0.0.1:{METRICS_EVERY}/metrics"]
+        if before:  # an older tree's `run` (its src/ first on the path), when-due too, in the same windows
+            agents["before"] = start(ns, "env", f"PYTHONPATH={before}", sys.executable, "-m", "connwatch", "run",
+                                     "--interval", "5", "--netns", "own", "--listen", f"127.0.0.1:{METRICS_BEFORE}",
+                                     "--state-dir", str(tmp / f"state-{size}-before"), log=tmp / f"before-{size}.log")
+            procs.append(agents["before"])
+            urls.append(f"http://127.0.0.1:{METRICS_BEFORE}/metrics")
         if NODE_EXPORTER:
             agents["node_exporter"] = start(ns, NODE_EXPORTER, "--collector.tcpstat",
                                             f"--web.listen-address=127.0.0.1:{NODE}")
@@ -323,7 +331,7 @@ def report(r: dict[str, object]) -> None:
                 print(f"  netns-all / {peer}: median {statistics.median(ratios):.2f} "
                       f"(range {min(ratios):.2f}-{max(ratios):.2f}); "
                       f"{r['netns_labels']} namespaces on its /metrics (connwatch_netns_info)")
-    for peer in ("every-sample", "node_exporter"):
+    for peer in ("every-sample", "node_exporter", "before"):
         if peer in cpu:
             ratios = [a / b for a, b in zip(due, cpu[peer], strict=True) if b > 0]
             if ratios:
@@ -344,6 +352,8 @@ def main() -> int:
     p.add_argument("--fill", type=float, default=60.0, help="seconds of churn before measuring (one TIME_WAIT life)")
     p.add_argument("--small", type=int, default=0, help="also `run --netns all` over this many small namespaces")
     p.add_argument("--listeners", type=int, default=50, help="listeners in each small namespace")
+    p.add_argument("--before", help="the src/ directory of an older connwatch: its `run` (when-due) is measured "
+                                    "in the same windows, as \"before\"")
     a = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_agent: needs root for a network namespace")
@@ -361,7 +371,7 @@ def main() -> int:
             sh(ns, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=0")  # TIME_WAIT stays: the load is what it says
             tmp = Path(f"/tmp/{ns}")
             tmp.mkdir()
-            report(measure(ns, size, a.tw_share, a.windows, a.window, tmp, a.fill, small, a.listeners))
+            report(measure(ns, size, a.tw_share, a.windows, a.window, tmp, a.fill, small, a.listeners, a.before))
         finally:
             for name in (ns, *small):
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, TypeVar
 from connwatch.clock import Clock
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary, SourceStatus, Sysctls
+from connwatch.parsers.netstat_snmp import parse_netstat_snmp
 from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
+from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.record import Record, field, record, replace
 from connwatch.sources import netlink, processes
 from connwatch.sources.hostlimits import read_host_limits
-from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_sockstat, read_sysctls
+from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_parsed, read_sockstat, read_sysctls
 
 if TYPE_CHECKING:  # the agent's TIME_WAIT plan and the port filter load only where the agent uses them
     from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitSignals
@@ -423,12 +425,13 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) ->
     statuses += st
     plan = None
     if opts.time_wait is not None and opts.sockets:  # read first: they decide whether TIME_WAIT is dumped
-        before, _ = read_counters(proc)  # (read again after the dump, as without a plan)
-        tw_now, _ = read_sockstat(proc)
         from connwatch.collect_tw import TimeWaitSignals
 
+        # only the two values the plan reads (every counter and sockstat are read after the dump)
+        before, _ = read_parsed(proc, "net/netstat", parse_netstat_snmp)
+        tw_now, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
         plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
-            mono, tw_now.get("TCP.tw"), before.get("TcpExt.TW"), _range_size(sysctls)))
+            mono, (tw_now or {}).get("TCP.tw"), (before or {}).get("TcpExt.TW"), _range_size(sysctls)))
     listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)
     counters, st = read_counters(proc)
     statuses += st

@@ -8,7 +8,8 @@ state and reuses the TIME_WAIT aggregate of an earlier dump unless the TIME_WAIT
 
 - there is no earlier dump for this namespace, or the listening ports changed (they decide which
   TIME_WAIT sockets are inbound and which hold an ephemeral port toward a destination);
-- the earlier dump is `max_age_s` old (30 s: every 6th sample at the agent's 5 s);
+- the earlier dump is `max_age_s` old (60 s, one TIME_WAIT lifetime: every 12th sample at the agent's
+  5 s; by then every socket of the dump has expired and the aggregate stood for its successors);
 - sockstat's tw moved since the dump by more than min(`min_jump`, `range_fraction` of the usable
   ephemeral ports) or, when larger, `jump_fraction` of the dumped count: a churn starting or
   stopping shows there within one sample;
@@ -26,7 +27,7 @@ reusing sample dumps it fresh with a kernel-side filter on the listening ports
 (sources/diag_filter.py), which copies nothing else but walks the kernel's socket hash a second time
 (measured at 100k sockets: the walk alone is most of a dump's kernel time). When the last full dump
 held none (this host's servers let the clients close first), that second walk is skipped: servers
-starting to close first are seen at the next due dump (a jump of sockstat's tw, or 30 s).
+starting to close first are seen at the next due dump (a jump of sockstat's tw, or 60 s).
 
 What a dump costs the kernel whatever is asked: every dump walks the host-wide established hash
 (every namespace's sockets, unless the namespace has its own: net.ipv4.tcp_child_ehash_entries), so
@@ -58,7 +59,8 @@ DEFAULT_USABLE = 28_232  # the default ip_local_port_range 32768-60999
 
 @dataclass(frozen=True, slots=True)
 class TimeWaitPolicy:
-    max_age_s: float = 30.0
+    max_age_s: float = 60.0  # TIME_WAIT_S (was 30 s: a churn starting or stopping is seen by sockstat's
+    # tw and TcpExt TW within one sample either way; tests/live/test_time_wait_live.py)
     min_jump: int = 256
     jump_fraction: float = 0.05
     range_fraction: float = 0.05

@@ -22,11 +22,12 @@ from typing import Any
 from connwatch.agent.loop import Agent
 from connwatch.agent.options import AgentOptions
 from connwatch.clock import SystemClock
-from connwatch.collect import CollectOptions
+from connwatch.collect import TCPF_TIME_WAIT, CollectOptions
 from connwatch.collect_netns import NetnsListenerPoller, collect_all, discover
 from connwatch.collect_quiet import SKIPPED
 from connwatch.model import Snapshot
 from connwatch.rules.config import load_config
+from connwatch.sources import netlink
 
 from .netns import Netns, poll
 from .test_rejects_live import _delta, _half_open_setup, _kernel, _settled, _syn_flood, _syn_recv
@@ -70,6 +71,15 @@ def _norm(snap: Snapshot) -> list[Any]:
             sorted(map(repr, s.accepts or ()))]
 
 
+def _no_alert(agents: dict[str, Agent]) -> None:
+    """A healthy, quiet namespace: no agent holds an alert, and none was ever raised in its database."""
+    for name, agent in agents.items():
+        store = agent.keeper.get()
+        assert store is not None, name
+        assert agent.alerts == () and agent.raised is False, (name, agent.alerts)
+        assert store.load_active() == {} and store.history(include_cleared=True) == [], name
+
+
 def _port_alerts(agent: Agent, port: int) -> list[tuple[str, float]]:
     return sorted((a.attribute, a.value) for a in agent.alerts if a.resource.get("port") == port)
 
@@ -94,6 +104,7 @@ def test_a_quiet_namespace_is_skipped_and_a_syn_flood_is_still_seen_at_the_next_
         assert "judgements_reused" not in agents["every"].samples
         assert [(m.attribute, m.resource_key, m.value) for m in agents["gated"].measurements] == \
                [(m.attribute, m.resource_key, m.value) for m in agents["every"].measurements]
+        _no_alert(agents)  # the quiet phase: judged (then reused) healthy by both agents
 
         before = _kernel(ns, QUIET)
         _syn_flood(ns, QUIET, 200)
@@ -126,6 +137,7 @@ def test_a_connection_made_between_samples_ends_the_skipping(ns: Netns, tmp_path
     try:
         _sample(agents)
         assert _skipped(_sample(agents)["gated"])
+        _no_alert(agents)
         client = ns.popen([sys.executable, "-c", CONNECT, "127.0.0.1", str(QUIET)], stdin=-1)
         assert client.stdout is not None and client.stdout.readline().startswith("READY")
         assert poll(lambda: len(ns.run(["ss", "-tanH", "state", "established"]).stdout.splitlines()) == 2, 5)
@@ -143,9 +155,52 @@ def test_a_connection_made_between_samples_ends_the_skipping(ns: Netns, tmp_path
         _close(agents)
 
 
+# Runs an Agent in its namespace and records every request its samples send to the kernel: each
+# netlink socket the collector opens (sources.netlink.open_socket, looked up at each sample) is wrapped,
+# its send() noting the request's nlmsg type and state mask (include/uapi/linux/inet_diag.h).
+ONE_WALK_AGENT = """import json, struct, sys
+from pathlib import Path
+from connwatch.agent.loop import Agent
+from connwatch.agent.options import AgentOptions
+from connwatch.clock import SystemClock
+from connwatch.rules.config import load_config
+from connwatch.sources import netlink
+sent = []
+opened = netlink.open_socket
+class Seen:
+    def __init__(self, sock):
+        self.sock = sock
+    def send(self, data):
+        kind = struct.unpack_from("=IH", data)[1]
+        # states: legacy inet_diag_req after family..ext (4) and the sockid (48); v2 after 4 + pad (4)
+        states = struct.unpack_from("=I", data, 16 + (52 if kind == netlink.TCPDIAG_GETSOCK else 4))[0]
+        sent.append([kind, states])
+        return self.sock.send(data)
+    def recv(self, size):
+        return self.sock.recv(size)
+    def close(self):
+        self.sock.close()
+netlink.open_socket = lambda: Seen(opened())
+a = Agent(AgentOptions(state_dir=Path(sys.argv[1]), listen_port=0), load_config(None), SystemClock())
+out = []
+for _ in range(3):
+    sent.clear()
+    a.full_sample()
+    [s] = a.prev.values()
+    out.append({"sent": list(sent), "families": sorted(x.family for x in s.listeners),
+                "states": dict(s.sockets.by_state), "ok": all(st.ok for st in s.statuses if "netlink" in st.name)})
+a.keeper.close()
+print(json.dumps(out))
+"""
+
+
 def test_the_own_namespace_agent_dumps_both_families_in_one_walk(ns: Netns, tmp_path: Path) -> None:
-    """`--netns own` (collect() in the agent's namespace) asks the kernel for both families at once; the
-    listeners of both families and the sockets are still all seen (as `ss` shows them)."""
+    """`--netns own` (collect() in the agent's namespace) asks the kernel for both families at once: each
+    sample sends one legacy request (TCPDIAG_GETSOCK, both families) for the listeners, one for the other
+    sockets but TIME_WAIT and, when TIME_WAIT is due (the first two samples, which have no TIME_WAIT entry
+    rate yet to compare; not the third), one for TIME_WAIT; never a
+    per-family SOCK_DIAG_BY_FAMILY; the listeners of both families and the sockets are still all seen (as
+    `ss` shows them)."""
     code = ("import socket, sys\n"
             f"a = socket.socket(socket.AF_INET6); a.bind(('::1', {QUIET})); a.listen(5)\n"
             f"b = socket.socket(); b.bind(('127.0.0.1', {QUIET})); b.listen(5)\n"
@@ -153,20 +208,17 @@ def test_the_own_namespace_agent_dumps_both_families_in_one_walk(ns: Netns, tmp_
             "print('READY', flush=True); sys.stdin.readline()\n")
     proc = ns.popen([sys.executable, "-c", code], stdin=-1)
     assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
-    script = ("import json, sys\nfrom pathlib import Path\nfrom connwatch.agent.loop import Agent\n"
-              "from connwatch.agent.options import AgentOptions\nfrom connwatch.clock import SystemClock\n"
-              "from connwatch.rules.config import load_config\n"
-              "a = Agent(AgentOptions(state_dir=Path(sys.argv[1]), listen_port=0), load_config(None), SystemClock())\n"
-              "a.full_sample(); [s] = a.prev.values(); a.keeper.close()\n"
-              "print(json.dumps({'one_walk': a.one_walk, 'families': sorted(x.family for x in s.listeners),\n"
-              "  'states': dict(s.sockets.by_state),\n"
-              "  'ok': all(st.ok for st in s.statuses if 'netlink' in st.name)}))\n")
     try:
-        out = json.loads(ns.run([sys.executable, "-c", script, str(tmp_path)]).stdout)
+        out = json.loads(ns.run([sys.executable, "-c", ONE_WALK_AGENT, str(tmp_path)]).stdout)
         established = len(ns.run(["ss", "-tanH", "state", "established"]).stdout.splitlines())
     finally:
         proc.communicate("\n", timeout=10)
-    assert out == {"one_walk": True, "families": [4, 6], "states": {"ESTABLISHED": established}, "ok": True}, out
+    legacy, listen, others = netlink.TCPDIAG_GETSOCK, netlink.TCPF_LISTEN, netlink.TCPF_ALL_BUT_LISTEN
+    due = [[legacy, listen], [legacy, others & ~TCPF_TIME_WAIT], [legacy, TCPF_TIME_WAIT]]
+    assert [x["sent"] for x in out] == [due, due, due[:2]], out
+    for got in out:
+        assert {k: got[k] for k in ("families", "states", "ok")} == {
+            "families": [4, 6], "states": {"ESTABLISHED": established}, "ok": True}, out
     assert established == 4
 
 

@@ -18,7 +18,8 @@ import pytest
 
 from connwatch.agent.loop import Agent
 from connwatch.agent.options import AgentOptions
-from connwatch.clock import SystemClock
+from connwatch.clock import Clock, SystemClock
+from connwatch.model import Listener, Snapshot
 from connwatch.rules.config import load_config
 
 PROC = str(Path(__file__).parents[1] / "fixtures" / "proc" / "local_6x")
@@ -181,3 +182,36 @@ def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path: Path) -> None
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=20)
     assert first.returncode == 0
+
+
+def test_the_cyclic_gc_is_paused_while_a_sample_is_taken_and_runs_again_after(tmp_path: Path) -> None:
+    """A sample's tens of thousands of surviving objects triggered GC passes over the whole heap (a third
+    of the CPU with 100 namespaces): full samples and listener polls run with it paused, and a failing
+    sample leaves it running."""
+    import gc
+
+    agent = _agent(tmp_path / "state")
+    seen: list[bool] = []
+    collect, poll = agent._collect, agent.poller.poll
+
+    def watched_collect() -> list[Snapshot]:
+        seen.append(gc.isenabled())
+        return collect()
+
+    def watched_poll(clock: Clock) -> tuple[Listener, ...]:
+        seen.append(gc.isenabled())
+        return poll(clock)
+
+    agent._collect = watched_collect  # type: ignore[method-assign]
+    agent.poller.poll = watched_poll  # type: ignore[method-assign]
+    assert gc.isenabled()
+    agent.full_sample()
+    agent.listener_poll()
+    assert seen == [False, False] and gc.isenabled()
+    def failing_poll(clock: Clock) -> tuple[Listener, ...]:
+        raise OSError("gone")
+
+    agent.poller.poll = failing_poll  # type: ignore[method-assign]
+    agent._guarded(agent.listener_poll)
+    assert gc.isenabled() and agent.source_errors["sample"] == 1
+    agent.keeper.close()

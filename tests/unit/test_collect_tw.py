@@ -210,3 +210,20 @@ def test_no_inbound_time_wait_at_the_last_dump_no_second_walk() -> None:
     assert not cache.inbound_seen
     got = _split_sockets(kernel, LISTEN_PORTS, None, [], False, _TimeWaitPlan(cache, _sig(105.0, 10_000, 500)))
     assert kernel.filtered == 0 and cache.reason == "reused" and _normal(got) == _normal(_summary(_messages()))
+
+
+def test_the_default_policy_dumps_again_after_one_time_wait_lifetime() -> None:
+    """Every socket of a dump has expired 60 s later (TCP_TIMEWAIT_LEN): the default max age is that, so
+    with nothing else moving the agent at 5 s dumps TIME_WAIT every 12th sample."""
+    cache = TimeWaitCache()
+    part = SocketSummary(0, {})
+    sig = _sig(100.0)
+    assert cache.observe(_sig(95.0, entered=0), LISTEN_PORTS) == "first sample"
+    assert cache.observe(sig, LISTEN_PORTS) == "first sample"
+    cache.store(part, sig, LISTEN_PORTS, "first sample")
+    reasons = []
+    for step in range(1, 13):
+        reasons.append(cache.observe(_sig(100.0 + 5 * step), LISTEN_PORTS))
+        if reasons[-1] is not None:
+            cache.store(part, _sig(100.0 + 5 * step), LISTEN_PORTS, reasons[-1])
+    assert reasons == [None] * 11 + ["the last TIME_WAIT dump is 60 s old"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from connwatch.findings import Alert
 from connwatch.model import DestinationUsage, Process, SocketSummary, SourceStatus, SourceTable, SourceUsage
 from connwatch.outputs import prometheus as prom
-from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View
+from connwatch.outputs.prometheus import AgentStats, SnapshotCollector, View, build_parts
 
 from .builders import listener, snapshot
 
@@ -22,6 +23,18 @@ def _scrape(collector: SnapshotCollector) -> dict[str, list[tuple[dict[str, str]
         for s in fam.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
     return out
+
+
+def _text(families: list[Metric]) -> bytes:
+    """The exposition text of some families alone."""
+    registry = CollectorRegistry()
+
+    class Fixed:
+        def collect(self) -> list[Metric]:
+            return families
+
+    registry.register(Fixed())
+    return generate_latest(registry)
 
 
 def _one(series: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
@@ -138,6 +151,24 @@ def test_an_unchanged_poll_keeps_the_listener_families_and_a_changed_one_rebuild
     col.update(View(snapshot(2.0, (second,)), (second,)))  # a full sample: rebuilt from it
     col.update_listeners((second,), {}, AgentStats())
     assert _one(_scrape(col), "connwatch_listener_queue", port="7000") == 0
+
+
+def test_listener_families_are_kept_across_full_samples_and_polls_that_show_the_same() -> None:
+    """The families a full sample built serve the poll after it, and the next full sample, while the
+    listeners and peaks they show are equal; each time they equal a fresh build; a changed queue rebuilds."""
+    col = SnapshotCollector()
+    first = listener(7000, queue=0, backlog=5)
+    col.update(View(snapshot(1.0, (first,)), (first,), {first.identity: 0}))
+    kept = col._parts["listeners"]
+    col.update_listeners((listener(7000, queue=0, backlog=5),), {first.identity: 0}, AgentStats())
+    assert col._parts["listeners"] is kept
+    view = View(snapshot(2.0, (listener(7000, queue=0, backlog=5),)), (first,), {first.identity: 0})
+    col.update(view)
+    assert col._parts["listeners"] is kept
+    assert _text(kept) == _text(build_parts(view)["listeners"])
+    col.update(View(snapshot(3.0, (first,)), (first,), {first.identity: 2}))  # a peak between samples
+    assert col._parts["listeners"] is not kept
+    assert _one(_scrape(col), "connwatch_listener_queue_peak", port="7000") == 2
 
 
 def test_listener_poll_rebuilds_listeners_and_keeps_host_families() -> None:

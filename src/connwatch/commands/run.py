@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="/metrics: also export the 0.1 series names (default on in this release; see CHANGELOG)")
     p.add_argument("--time-wait", choices=("when-due", "every-sample"), default="when-due",
                    help="dump TIME_WAIT sockets only when due (default: sockstat tw or the TIME_WAIT rate moved, "
-                        "30 s passed, or an ephemeral-port alert is near) or at every full sample")
+                        "60 s passed, or an ephemeral-port alert is near) or at every full sample")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add_common(p, state=True, config=True)
 

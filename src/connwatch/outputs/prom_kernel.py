@@ -21,6 +21,7 @@ release); they put the metric in a label, and promtool flags the first for "coun
 
 from __future__ import annotations
 
+import functools
 import re
 import resource
 from collections.abc import Collection, Sequence
@@ -43,12 +44,14 @@ def snake(name: str) -> str:
     return _WORD.sub("_", name).lower()
 
 
+@functools.lru_cache(maxsize=4096)  # (a few hundred names, asked for every namespace at every sample)
 def counter_metric(counter: str) -> str:
     """The metric name of a kernel counter as nstat prints it (`TcpExt.ListenOverflows`), without _total."""
     section, _, field = counter.partition(".")
     return f"connwatch_netstat_{section.lower()}_{snake(field)}"
 
 
+@functools.lru_cache(maxsize=1024)
 def sockstat_metric(key: str) -> tuple[str, int]:
     """Metric name and multiplier of a sockstat key (`TCP.mem` counts pages: bytes, like node_exporter)."""
     proto, _, field = key.partition(".")
@@ -90,16 +93,19 @@ def kernel_families(snaps: Labelled, needed: Collection[str] | None) -> list[Met
     for labels, snap in snaps:
         seen: set[str] = set()
         for name, value in sorted(snap.counters.items()):
-            if not name.startswith(("Tcp.", "TcpExt.")) or name in NOT_COUNTERS or value < 0:
+            if not name.startswith(("Tcp.", "TcpExt.")) or name in NOT_COUNTERS or value < 0 or (
+                    needed is not None and name not in needed):
                 continue
             metric = counter_metric(name)
-            if (needed is None or name in needed) and metric not in seen:
+            if metric not in seen:
                 seen.add(metric)
                 out.add(CounterMetricFamily, metric, f"Kernel counter {name} (/proc/net/netstat, /proc/net/snmp; "
                         "nstat's name)", labels, value)
         for key, value in sorted(snap.sockstat.items()):
+            if needed is not None and key not in needed:
+                continue
             metric, factor = sockstat_metric(key)
-            if (needed is None or key in needed) and metric not in seen:
+            if metric not in seen:
                 seen.add(metric)
                 out.add(GaugeMetricFamily, metric, f"/proc/net/sockstat{{,6}} {key}"
                         + (" (pages x page size)" if factor != 1 else ""), labels, value * factor)

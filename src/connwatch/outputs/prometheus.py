@@ -96,13 +96,16 @@ class SnapshotCollector(Collector):
         self._opts = opts or MetricsOptions()
         self._view = View(None)
         self._parts = build_parts(self._view, self._opts)
-        self._listeners_of: tuple[Snapshot | None, tuple[object, ...]] | None = None  # what the listener parts show
+        self._listeners_of: tuple[object, ...] | None = None  # what the listener parts show (_listener_key)
 
     def update(self, view: View) -> None:
-        """A new full sample: rebuild everything."""
-        parts = build_parts(view, self._opts)
+        """A new full sample: rebuild everything but the listener families when they would be the same."""
+        key = _listener_key(view)
         with self._lock:
-            self._view, self._parts = view, parts
+            kept = self._parts.get("listeners") if self._listeners_of == key else None
+        parts = build_parts(view, self._opts, kept)
+        with self._lock:
+            self._view, self._parts, self._listeners_of = view, parts, key
 
     def update_listeners(self, listeners: Sequence[Listener], peaks: Mapping[tuple[int, int, int, str], int],
                          stats: AgentStats, elsewhere: Mapping[int, Sequence[Listener] | None] | None = None) -> None:
@@ -111,17 +114,16 @@ class SnapshotCollector(Collector):
         with self._lock:
             view = replace(self._view, listeners=listeners, peaks=peaks, stats=stats,
                            elsewhere=self._view.elsewhere if elsewhere is None else elsewhere)
-            same = self._listeners_of is not None and self._listeners_of[0] is view.snapshot and \
-                self._listeners_of[1] == (view.listeners, view.peaks, view.elsewhere)
-            kept = self._parts.get("listeners") if same else None
-        # The listener families again only when a listener, a peak or the full sample changed (with many
+            key = _listener_key(view)
+            kept = self._parts.get("listeners") if self._listeners_of == key else None
+        # The listener families again only when what they show changed: a listener, a peak (with many
         # namespaces of idle listeners, rebuilding them at every poll was most of the agent's CPU).
         if kept is None:
             kept = without_empty(_listener_families(_listener_sets(view), peaks))
         fresh = {"listeners": kept, "agent": _agent_families(stats, view.snapshot)}
         with self._lock:
             self._view, self._parts = view, {**self._parts, **fresh}
-            self._listeners_of = (view.snapshot, (view.listeners, view.peaks, view.elsewhere))
+            self._listeners_of = key
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -129,8 +131,10 @@ class SnapshotCollector(Collector):
         return iter([m for part in parts.values() for m in part])
 
 
-def build_parts(view: View, opts: MetricsOptions | None = None) -> dict[str, list[Metric]]:
-    """The families of one view, in parts that can be rebuilt separately."""
+def build_parts(view: View, opts: MetricsOptions | None = None,
+                listeners: list[Metric] | None = None) -> dict[str, list[Metric]]:
+    """The families of one view, in parts that can be rebuilt separately (`listeners`: the listener families
+    of a view with the same _listener_key, kept)."""
     opts = opts or MetricsOptions()
     snap = view.snapshot
     host: list[Metric] = []
@@ -143,10 +147,19 @@ def build_parts(view: View, opts: MetricsOptions | None = None) -> dict[str, lis
     build = GaugeMetricFamily("connwatch_build_info", "connwatch's version (1), as *_build_info in "
                               "client_golang", labels=["version"])
     build.add_metric([__version__], 1)
-    return {"build": [build], "listeners": without_empty(_listener_families(_listener_sets(view), view.peaks)),
+    if listeners is None:
+        listeners = without_empty(_listener_families(_listener_sets(view), view.peaks))
+    return {"build": [build], "listeners": listeners,
             "host": host, "alerts": _alert_families(view.alerts),
             "measurements": without_empty(measurement_families(view.measurements)),
             "agent": _agent_families(view.stats, snap)}
+
+
+def _listener_key(view: View) -> tuple[object, ...]:
+    """Everything the listener families are made of: each exported namespace's listeners (the same
+    objects when a poll reused a namespace's dump, so comparing them is mostly identity checks) and the
+    peaks (and the bound on groups). Equal keys, equal families."""
+    return (_listener_sets(view), dict(view.peaks), MAX_LISTENER_GROUPS)
 
 
 def _listener_sets(view: View) -> list[tuple[tuple[str, str, str], Sequence[Listener]]]:
