@@ -337,8 +337,13 @@ def fuzz(count: int, seed: int, budget_s: float, save: Path | None = None, jobs:
     if jobs == 1:
         parts = [_worker(tasks[0])]
     else:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            parts = pool.map(_worker, tasks)
+        # spawn, not fork: a fork copies locks that other threads of the test process hold (a worker slept for
+        # 15 min once in a full run), and a bounded wait turns any hang into a failure
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            try:
+                parts = pool.map_async(_worker, tasks).get(timeout=budget_s + 120)
+            except multiprocessing.TimeoutError:
+                raise AssertionError(f"fuzz workers still running {budget_s + 120:.0f} s after their start") from None
     return Result(sum(p.inputs for p in parts), time.monotonic() - start, [c for p in parts for c in p.crashes])
 
 
