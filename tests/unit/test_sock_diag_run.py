@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.parsers.sock_diag import SocketAggregator
+from connwatch.parsers.sock_diag_run import flush
 
 HDR = struct.Struct("=IHHII")
 MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
@@ -86,13 +87,17 @@ def _state(agg: SocketAggregator) -> list[Any]:
 
 
 def _outcome(parts: list[bytes], slim: bool) -> tuple[Any, ...]:
+    """What the decoder ends with; runs still waiting to be keyed (agg.pending: summary() keys them) are
+    keyed before the aggregates are compared."""
     agg = SocketAggregator(LISTENING, 1000)
     ends = []
     try:
         for chunk in parts:
             ends.append(agg._slim(chunk, 0) if slim else agg(chunk))
     except (ParseError, SourceUnavailable) as exc:
+        flush(agg)
         return ("raised", type(exc).__name__, str(exc), _state(agg))
+    flush(agg)
     return ("ended", ends, _state(agg), agg.summary())
 
 
@@ -130,3 +135,90 @@ def test_not_a_run() -> None:
     assert agg._time_wait_run(tw() * 15) == 0
     assert agg._time_wait_run(tw(kind=16) * 20) == 0
     assert agg._time_wait_run(tw(size=104) * 20) == 20 * 104  # (a TIME_WAIT reply with more rtattrs: a run too)
+
+
+def _outbound_run(count: int, destinations: list[tuple[bytes, int]], family: int = socket.AF_INET) -> bytes:
+    """`count` outbound TIME_WAIT replies (96 bytes) toward the destinations in turn, ages spread over 60 s
+    (some younger than the 1 s reuse delay)."""
+    src = V4[0] if family == socket.AF_INET else V6[0]
+    return b"".join(
+        HDR.pack(96, 20, 2, 1, 0) + MSG.pack(family, 6, 3, 0, socket.htons(40_000 + i), socket.htons(port), src, dst,
+                                            0, i, 0, (i * 997) % 60_000, 0, 0, 0, 0) + MARK
+        for i, (dst, port) in ((i, destinations[i % len(destinations)]) for i in range(count)))
+
+
+def test_outbound_runs_are_counted_by_columns(monkeypatch: Any) -> None:
+    """Outbound TIME_WAIT toward few destinations (at most 8 of the key's 35 bytes differ: one, two or 16
+    destinations, or all to one) is counted without a key object per message (_outbound not called); toward
+    many IPv6 destinations, by _outbound. Both as the slim loop counts, insertion order included."""
+    import connwatch.parsers.sock_diag_run as run_module
+
+    done = HDR.pack(20, 3, 2, 1, 0) + bytes(4)
+    few = [[(V4[1], 7001)], [(V4[1], 7001), (V4[0], 7002)],
+           [(dst, port) for dst in V4[:2] for port in range(7001, 7009)]]
+    many = [(bytes((i * 17 + k) % 256 for k in range(16)), 443 + i) for i in range(12)]  # every byte differs
+    calls: list[int] = []
+    real = run_module._outbound
+
+    def counting(agg: SocketAggregator, keys: Any, expires: Any) -> None:
+        calls.append(1)
+        real(agg, keys, expires)
+
+    monkeypatch.setattr(run_module, "_outbound", counting)
+    for destinations in few:
+        chunk = _outbound_run(340, destinations) + done
+        assert _outcome([chunk], slim=False) == _outcome([chunk], slim=True)
+    assert calls == []
+    chunk = _outbound_run(340, many, socket.AF_INET6) + done
+    assert _outcome([chunk], slim=False) == _outcome([chunk], slim=True)
+    assert calls
+
+
+def _inbound_run(count: int, ports: list[int], sources: list[bytes], family: int = socket.AF_INET,
+                 longest: int = 60_000) -> bytes:
+    """`count` inbound TIME_WAIT replies (96 bytes) on the listening ports in turn, from the sources in turn,
+    expiring at spread times up to `longest` ms (the boundaries of whole seconds among them)."""
+    span = [0, 1, 999, 1000, 1001, 59_999, 60_000, longest]
+    return b"".join(
+        HDR.pack(96, 20, 2, 1, 0) + MSG.pack(family, 6, 3, 0, socket.htons(ports[i % len(ports)]),
+                                            socket.htons(40_000 + i), V4[0] if family == socket.AF_INET else V6[0],
+                                            sources[i % len(sources)], 0, i, 0,
+                                            span[i % len(span)] if i % 3 else (i * 997) % (longest + 1), 0, 0, 0, 0)
+        + MARK for i in range(count))
+
+
+def test_inbound_runs_are_counted_by_columns(monkeypatch: Any) -> None:
+    """Inbound TIME_WAIT from few sources (at most 8 of the key's bytes differ, the port in one byte) is
+    counted without an object per message (_inbound not called) on 1, 2, 4 or 8 listening ports, IPv4 or
+    IPv6; expiry times past 61 s, many IPv6 sources, or ports differing in both bytes go to _inbound. All
+    as the slim loop counts, insertion order and ages by second included."""
+    import connwatch.parsers.sock_diag_run as run_module
+
+    done = HDR.pack(20, 3, 2, 1, 0) + bytes(4)
+    listening = [7001 + i for i in range(8)] + [7100, 7101, 8000]
+    calls: list[int] = []
+    real = run_module._inbound
+
+    def counting(*args: Any) -> None:
+        calls.append(1)
+        real(*args)
+
+    def same(chunk: bytes) -> None:
+        outcomes = []
+        for slim in (False, True):
+            agg = SocketAggregator(frozenset(listening), 1000)
+            ended = agg._slim(chunk, 0) if slim else agg(chunk)
+            outcomes.append((ended, _state(agg), agg.summary()))
+        assert outcomes[0] == outcomes[1]
+
+    monkeypatch.setattr(run_module, "_inbound", counting)
+    for ports in ([7100], [7100, 7101], listening[:4], listening[:8]):
+        for family, sources in ((socket.AF_INET, V4[:2]), (socket.AF_INET6, V6[:2])):
+            same(_inbound_run(340, ports, sources, family) + done)
+    assert calls == []
+    many = [bytes((i * 17 + k) % 256 for k in range(16)) for i in range(12)]
+    for chunk in (_inbound_run(340, [7100], V4[:2], longest=61_001), _inbound_run(340, [7100], many, socket.AF_INET6),
+                  _inbound_run(340, [7100, 8000], V4[:1])):
+        calls.clear()
+        same(chunk + done)
+        assert calls

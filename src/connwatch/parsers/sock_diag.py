@@ -247,6 +247,9 @@ class SocketAggregator:
         # inodes, waiting peers]; server-side TIME_WAIT by age in s; see model.PortAccepts
         self.accepts: dict[int, list[Any]] = {}
         self.closed: dict[int, list[int]] = {}
+        # Runs of TIME_WAIT replies of one length, counted (total, by_state) but not yet keyed: keyed
+        # together (parsers/sock_diag_run.py) before any other reply is and before summary()
+        self.pending: list[bytes] = []
 
     def __call__(self, chunk: bytes) -> bool:
         """Aggregate one reply chunk; True once it met NLMSG_DONE. A chunk that opens with a run of
@@ -394,6 +397,10 @@ class SocketAggregator:
 
         Keys that differ only by an IPv4-mapped IPv6 form merge into one plain-IPv4 entry.
         """
+        if self.pending:
+            from connwatch.parsers.sock_diag_run import flush
+
+            flush(self)
         dests: dict[tuple[str, str, int], list[int]] = {}
         inodes: dict[tuple[str, str, int], list[int]] = {}
         for key, counts in self.destinations.items():

@@ -26,6 +26,7 @@ from itertools import chain, compress
 from operator import not_
 
 from connwatch.model import STATE_UNIT
+from connwatch.parsers import sock_diag_columns
 from connwatch.parsers.sock_diag import (
     _AF_INET,
     _DIAG_REPLIES,
@@ -44,6 +45,7 @@ from connwatch.parsers.sock_diag import (
 # outbound key (family; dport, src, dst as 34 raw bytes), the inbound key (family, sport, dst).
 _PLAIN = _HDR.size + _MSG.size
 _RUN_MAX = 256  # longer messages: the slim loop
+_BATCH = 4096  # messages keyed together at most (time_wait_run)
 _RUN_MIN = 16  # fewer messages in a chunk: the slim loop (the columns' set-up costs ~10 messages)
 _RUN_DEST = "=16xB5x34s32x{}x"
 _RUN_SOURCE = "=16xB3xH18x16s32x{}x"
@@ -55,9 +57,13 @@ def time_wait_run(agg: SocketAggregator, chunk: bytes) -> int:
     """Aggregate the chunk's first len // L messages column-wise (C-speed passes, Python work per
     distinct key only) when they are all TIME_WAIT replies of one length L (88 or 96 bytes: what
     inet_twsk_diag_fill sends); returns the offset where the slim loop goes on (0: not such a run).
-    Counts exactly what the slim loop counts for them (tests/unit/test_sock_diag_run.py)."""
+    Counts exactly what the slim loop counts for them (tests/unit/test_sock_diag_run.py).
+    The keying waits in agg.pending for up to _BATCH messages of runs of one length (chunks are at most
+    32 KiB, ~340 replies: the columns' set-up per chunk was half their time), until another reply comes
+    (then it is keyed first) or summary() is asked."""
     step = int.from_bytes(chunk[:4], _NATIVE)
     if step < _PLAIN or step > _RUN_MAX or step % 4 or len(chunk) < _RUN_MIN * step:
+        flush(agg)
         return 0
     n = len(chunk) // step
     end = n * step
@@ -65,27 +71,59 @@ def time_wait_run(agg: SocketAggregator, chunk: bytes) -> int:
     if (int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES  # type, in TIME_WAIT (byte columns: C-speed counts)
             or any(chunk[i:end:step].count(head[i]) != n for i in (0, 1, 2, 3, 4, 5))
             or chunk[17:end:step].count(_ST_TIME_WAIT) != n):
+        flush(agg)
         return 0
+    if agg.pending and int.from_bytes(agg.pending[0][:4], _NATIVE) != step:
+        flush(agg)
+    agg.pending.append(chunk if end == len(chunk) else chunk[:end])
+    agg.total += n
+    agg.by_state[_ST_TIME_WAIT] += n
+    if end < len(chunk) or sum(map(len, agg.pending)) >= _BATCH * step:
+        flush(agg)
+    return end
+
+
+def flush(agg: SocketAggregator) -> None:
+    """Key the runs waiting in agg.pending (time_wait_run), all of one message length."""
+    if not agg.pending:
+        return
+    run = agg.pending[0] if len(agg.pending) == 1 else b"".join(agg.pending)
+    agg.pending.clear()
+    step = int.from_bytes(run[:4], _NATIVE)
+    n = len(run) // step
     halves, words = array("H"), array("I")
-    halves.frombytes(chunk[:end])
-    words.frombytes(chunk[:end])
+    halves.frombytes(run)
+    words.frombytes(run)
     sports, expires = halves[10::step // 2], words[17::step // 4]
-    inbound = list(map(agg.listen_raw.__contains__, sports)) if agg.listen_raw else []
-    n_in = inbound.count(True)
+    listening = agg.listen_raw
+    if not listening or listening.isdisjoint(sports):
+        flags, n_in = bytes(n), 0
+    elif listening.issuperset(sports):
+        flags, n_in = b"\1" * n, n
+    else:
+        flags = bytes(map(listening.__contains__, sports))
+        n_in = flags.count(1)
+    if not sock_diag_columns.count_run(agg, run, step, n, flags, n_in, expires):
+        _by_keys(agg, run, step, flags, n_in, sports, expires)
+
+
+def _by_keys(agg: SocketAggregator, run: bytes, step: int, flags: bytes, n_in: int, sports: array[int],
+             expires: array[int]) -> None:
+    """The run counted key by key (a tuple per message): where sock_diag_columns cannot."""
+    n = len(flags)
+    inbound = list(map(bool, flags)) if 0 < n_in < n else None
     if n_in < n:
-        keys: Iterable[tuple[int, bytes]] = struct.iter_unpack(_RUN_DEST.format(step - _PLAIN), chunk[:end])
+        keys: Iterable[tuple[int, bytes]] = struct.iter_unpack(_RUN_DEST.format(step - _PLAIN), run)
         outbound_expires: Iterable[int] = expires
-        if n_in:
+        if inbound is not None:
             keys = compress(keys, map(not_, inbound))
             outbound_expires = compress(expires, map(not_, inbound))
         _outbound(agg, list(keys), outbound_expires)
     if n_in:
-        if n_in < n:
+        if inbound is not None:
             sports, expires = array("H", compress(sports, inbound)), array("I", compress(expires, inbound))
-        _inbound(agg, chunk[:end], step, inbound if n_in < n else None, sports, expires)
-    agg.total += n
-    agg.by_state[_ST_TIME_WAIT] += n
-    return end
+        _inbound(agg, run, step, inbound, sports, expires)
+
 
 def _outbound(agg: SocketAggregator, keys: list[tuple[int, bytes]], expires: Iterable[int]) -> None:
     """Outbound TIME_WAIT of a run: per destination key, the count and the young count."""
