@@ -190,7 +190,8 @@ def _inbound_run(count: int, ports: list[int], sources: list[bytes], family: int
 def test_inbound_runs_are_counted_by_columns(monkeypatch: Any) -> None:
     """Inbound TIME_WAIT from few sources (at most 8 of the key's bytes differ, the port in one byte) is
     counted without an object per message (_inbound not called) on 1, 2, 4 or 8 listening ports, IPv4 or
-    IPv6; expiry times past 61 s, many IPv6 sources, or ports differing in both bytes go to _inbound. All
+    IPv6; expiry times past 61 s, many IPv6 sources, ports differing in both bytes, or a source for each
+    message (more distinct keys than the columns pay for) go to _inbound. All
     as the slim loop counts, insertion order and ages by second included."""
     import connwatch.parsers.sock_diag_run as run_module
 
@@ -217,8 +218,9 @@ def test_inbound_runs_are_counted_by_columns(monkeypatch: Any) -> None:
             same(_inbound_run(340, ports, sources, family) + done)
     assert calls == []
     many = [bytes((i * 17 + k) % 256 for k in range(16)) for i in range(12)]
+    distinct = [socket.inet_aton(f"10.0.{i // 256}.{i % 256}") + bytes(12) for i in range(340)]  # a source each
     for chunk in (_inbound_run(340, [7100], V4[:2], longest=61_001), _inbound_run(340, [7100], many, socket.AF_INET6),
-                  _inbound_run(340, [7100, 8000], V4[:1])):
+                  _inbound_run(340, [7100, 8000], V4[:1]), _inbound_run(340, [7100], distinct)):
         calls.clear()
         same(chunk + done)
         assert calls

@@ -43,6 +43,7 @@ _BOTH = (16, *range(40, 56))  # family, dst: in both keys
 _IN_ONLY = (20, 21)  # sport: the inbound key's
 _OUT_ONLY = tuple(range(22, 40))  # dport, src: the outbound key's
 _EXPIRES_AT = 68
+_SAMPLE = 64  # messages whose codes tell whether keys repeat enough for codes to pay
 _TO_MASK = bytes([0, 255]) + bytes(254)  # a flag (0/1) to a byte mask
 _TO_UNMASK = bytes([255, 0]) + bytes(254)
 _NATIVE: Final = "little"  # (columns.ceil_seconds gives None elsewhere, and the counting is then left to others)
@@ -76,6 +77,8 @@ def count_run(agg: SocketAggregator, run: bytes, step: int, n: int, flags: bytes
     if by_age is None and n_in:
         return False
     code = columns.codes(cols, n) if cols else b"\0" * n
+    if len(set(code[:_SAMPLE])) > _SAMPLE // 2:
+        return False  # (many distinct keys, e.g. a source each: key by key, where sources are added at C speed)
     _keys(agg, columns.counted(code), templates, at, _youngs(agg, code, expires) if n_in < n else {})
     if by_age is not None:
         _ages(agg, templates[1], port_at, *by_age)
