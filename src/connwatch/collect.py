@@ -27,6 +27,7 @@ T = TypeVar("T")
 NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
 TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
+SPLIT_TIME_WAIT_AT = 65_536  # TIME_WAIT sockets from which a sample dumps them apart (_many_time_wait)
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
 INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
@@ -59,7 +60,8 @@ class CollectOptions(Record):
     # pays where most TIME_WAIT is inbound on few ports, so `sources` sets it (105k sources: text 1.97x
     # against 2.23x with one dump per family, json 1.68x against 2.03x); not measurably on outbound churn
     # toward few destinations (bench_process snapshot: 300k sockets 0.88x against 0.95x, within the
-    # noise; 35k 2.20x against 2.18x): off by default.
+    # noise; 35k 2.20x against 2.18x): off by default, and on by itself from SPLIT_TIME_WAIT_AT TIME_WAIT
+    # sockets (_many_time_wait: since TIME_WAIT chunks are keyed by columns it pays there).
     split_time_wait: bool = False
     # A pair's first sample (`check`): of the non-listening sockets only those whose local port is a
     # listening port (kernel-side port and state filter), which is all the judging compares between two
@@ -432,6 +434,8 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) ->
         tw_now, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
         plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
             mono, (tw_now or {}).get("TCP.tw"), (before or {}).get("TcpExt.TW"), _range_size(sysctls)))
+    if opts.sockets and plan is None and not opts.split_time_wait and opts.replay is None and _many_time_wait(proc):
+        opts = replace(opts, split_time_wait=True)
     listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)
     counters, st = read_counters(proc)
     statuses += st
@@ -448,6 +452,17 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) ->
         limitations=tuple(limits), conntrack_count=hl.conntrack_count, conntrack_stats=hl.conntrack_stats,
         files_allocated=hl.files_allocated,
     )
+
+
+def _many_time_wait(proc: ProcFS) -> bool:
+    """Whether the namespace holds so much TIME_WAIT (sockstat's tw, read before the dump) that dumping it
+    apart pays: its chunks are then keyed by columns (parsers/sock_diag_columns.py), where one dump of
+    every state mixes them with other sockets and leaves them to the per-socket loop. Measured (a whole
+    sample's CPU, owners off, min of 3-7, load 1-5, bench/twload.py): 35k TIME_WAIT 49.5 ms in one dump
+    against 52.5 ms apart (the second walk costs more than it saves); 100k 170 against 150 ms; 280k
+    455 against 368 ms."""
+    tw, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
+    return (tw or {}).get("TCP.tw", 0) >= SPLIT_TIME_WAIT_AT
 
 
 def _range_size(sysctls: Sysctls) -> int | None:

@@ -105,7 +105,15 @@ got = []
 for _ in range(3):  # one dump, split dumps, one dump: the middle one must equal one of its neighbours
     a, b, c = (norm(collect(SystemClock(), o).sockets) for o in (one, split, one))
     got.append(b in (a, c))
-print(json.dumps({"equal": got, "tw": b[1].get("TIME_WAIT", 0)}))
+import connwatch.collect as cc
+splits = []
+real = cc._all_sockets
+cc._all_sockets = lambda *args: splits.append(args[-1]) or real(*args)
+cc.SPLIT_TIME_WAIT_AT = 1  # (sockstat's tw at or above it: TIME_WAIT dumped apart by itself)
+auto = norm(collect(SystemClock(), one).sockets)
+cc.SPLIT_TIME_WAIT_AT = 10**9
+plain = norm(collect(SystemClock(), one).sockets)
+print(json.dumps({"equal": got, "tw": b[1].get("TIME_WAIT", 0), "auto_split": splits, "auto_equal": auto == plain}))
 """
 
 
@@ -140,3 +148,5 @@ def test_time_wait_runs_decode_as_the_slim_loop(ns: Netns) -> None:
         assert first == ({96} if who == "root" else {88}), (who, first)
     out = json.loads(ns.run([sys.executable, "-c", COLLECT], timeout=60).stdout)
     assert all(out["equal"]) and out["tw"] >= TW_MADE // 2, out
+    # with sockstat's tw past CollectOptions' threshold, a sample dumps TIME_WAIT apart by itself, alike
+    assert out["auto_split"] == [True, False] and out["auto_equal"], out

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from connwatch.collect_quiet import probe_inuse, read_probe, signals_of
 
 SOCKSTAT = (b"sockets: used 2\nTCP: inuse 1 orphan 0 tw 0 alloc 12018 mem 2379\nUDP: inuse 0 mem 0\n"
@@ -66,3 +68,21 @@ def test_signals_need_every_value_and_add_both_families() -> None:
     assert got.tcp == (("Tcp.InSegs", 5), ("Tcp.OutSegs", 4))  # TcpExt is not part of it
     assert signals_of(counters, {k: v for k, v in sockstat.items() if k != "TCP6.inuse"}) is None
     assert signals_of({"TcpExt.TW": 9}, sockstat) is None
+
+
+PROC_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
+
+
+def test_many_time_wait_reads_sockstat_before_the_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sample dumps TIME_WAIT apart from the other states from SPLIT_TIME_WAIT_AT TIME_WAIT sockets on
+    (sockstat's tw; real file: tests/fixtures/proc/insights_rhel, tw 2030); an unreadable sockstat: not."""
+    from connwatch import collect as collect_module
+    from connwatch.sources.procfs import ProcFS
+
+    proc = ProcFS(PROC_FIXTURES / "insights_rhel")
+    monkeypatch.setattr(collect_module, "SPLIT_TIME_WAIT_AT", 2030)
+    assert collect_module._many_time_wait(proc)
+    monkeypatch.setattr(collect_module, "SPLIT_TIME_WAIT_AT", 2031)
+    assert not collect_module._many_time_wait(proc)
+    monkeypatch.setattr(collect_module, "SPLIT_TIME_WAIT_AT", 1)
+    assert not collect_module._many_time_wait(ProcFS(PROC_FIXTURES / "no-such-tree"))
