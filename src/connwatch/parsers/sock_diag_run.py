@@ -17,6 +17,7 @@ messages, too few of them, another message type) is left to the slim loop.
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 from array import array
@@ -54,10 +55,10 @@ _NATIVE = sys.byteorder
 
 
 def time_wait_run(agg: SocketAggregator, chunk: bytes) -> int:
-    """Aggregate the chunk's first len // L messages column-wise (C-speed passes, Python work per
-    distinct key only) when they are all TIME_WAIT replies of one length L (88 or 96 bytes: what
-    inet_twsk_diag_fill sends); returns the offset where the slim loop goes on (0: not such a run).
-    Counts exactly what the slim loop counts for them (tests/unit/test_sock_diag_run.py).
+    """Aggregate the chunk's leading run column-wise (C-speed passes, Python work per distinct key only):
+    its first messages as long as they are TIME_WAIT replies of the first one's length L (88 or 96 bytes:
+    what inet_twsk_diag_fill sends), at least _RUN_MIN of them; returns the offset where the slim loop goes
+    on (0: no such run). Counts exactly what the slim loop counts for them (tests/unit/test_sock_diag_run.py).
     The keying waits in agg.pending for up to _BATCH messages of runs of one length (chunks are at most
     32 KiB, ~340 replies: the columns' set-up per chunk was half their time), until another reply comes
     (then it is keyed first) or summary() is asked."""
@@ -67,10 +68,17 @@ def time_wait_run(agg: SocketAggregator, chunk: bytes) -> int:
         return 0
     n = len(chunk) // step
     end = n * step
-    head = chunk[:step]  # every message `step` bytes long (so each starts at a multiple of it), one reply
-    if (int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES  # type, in TIME_WAIT (byte columns: C-speed counts)
-            or any(chunk[i:end:step].count(head[i]) != n for i in (0, 1, 2, 3, 4, 5))
-            or chunk[17:end:step].count(_ST_TIME_WAIT) != n):
+    head = chunk[:step]  # a run's messages are `step` bytes long (so each starts at a multiple of it)
+    if int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES or head[17] != _ST_TIME_WAIT:
+        flush(agg)
+        return 0
+    for at, value in ((0, head[0]), (1, head[1]), (2, head[2]), (3, head[3]), (4, head[4]), (5, head[5]),
+                      (17, _ST_TIME_WAIT)):  # length, type and state of each slot alike (C-speed counts)
+        column = chunk[at:end:step]
+        if column.count(value) != n:  # the run ends at the first slot that differs (and is no message after)
+            n = column.translate(_unlike(value)).find(1)
+            end = n * step
+    if n < _RUN_MIN:
         flush(agg)
         return 0
     if agg.pending and int.from_bytes(agg.pending[0][:4], _NATIVE) != step:
@@ -81,6 +89,12 @@ def time_wait_run(agg: SocketAggregator, chunk: bytes) -> int:
     if end < len(chunk) or sum(map(len, agg.pending)) >= _BATCH * step:
         flush(agg)
     return end
+
+
+@functools.cache
+def _unlike(value: int) -> bytes:
+    """A translation table: 0 for `value`, 1 for any other byte."""
+    return bytes(int(b != value) for b in range(256))
 
 
 def flush(agg: SocketAggregator) -> None:
