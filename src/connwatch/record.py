@@ -17,7 +17,7 @@ with `dataclass(frozen=True, slots=True)` over the same fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, dataclass_transform
 
 R = TypeVar("R", bound="Record")
@@ -228,3 +228,49 @@ def replace(obj: R, /, **changes: Any) -> R:
     values = dict(zip(obj.__match_args__, obj._values(), strict=True))
     values.update(changes)
     return obj.__class__(**values)
+
+
+def values(obj: Record, /) -> tuple[Any, ...]:
+    """The fields' values in field order (dataclasses.astuple without its deep copies or that import)."""
+    return obj._values()
+
+
+def items(obj: Record, /) -> Iterator[tuple[str, Any]]:
+    """(name, value) of each field in order (as dataclasses.fields and getattr, without that import)."""
+    return zip(obj.__match_args__, obj._values(), strict=True)
+
+
+def asdict(obj: Record, /) -> dict[str, Any]:
+    """dataclasses.asdict of a record whose fields hold records, tuples, lists, dicts and plain values (str,
+    int, float, bool, None), without loading dataclasses; another value type: dataclasses.asdict itself."""
+    try:
+        return _asdict(obj)
+    except _NotPlain:
+        import dataclasses
+
+        return dataclasses.asdict(cast(Any, obj))
+
+
+class _NotPlain(Exception):
+    """A field value asdict() leaves to dataclasses.asdict (which deep-copies it)."""
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _asdict(obj: Record) -> dict[str, Any]:
+    return {name: _inner(value) for name, value in zip(obj.__match_args__, obj._values(), strict=True)}
+
+
+def _inner(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if isinstance(value, Record):
+        return _asdict(value)
+    if kind is list or kind is tuple:  # (a named tuple is left to dataclasses: it rebuilds those otherwise)
+        return kind(_inner(v) for v in value)
+    if kind is dict:
+        return {_inner(k): _inner(v) for k, v in value.items()}
+    raise _NotPlain
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from connwatch.findings import Finding, Measurement
+from connwatch.record import replace
 from connwatch.rules.rule import Rule
 
 
@@ -41,8 +42,6 @@ def evaluate_one(rules: Sequence[Rule], m: Measurement) -> Finding | None:
 
 
 def _as_rate(m: Measurement, value: float) -> Measurement:
-    from dataclasses import replace
-
     return replace(m, value=value, unit=f"{m.unit}/s", mode="rate")
 
 
