@@ -46,9 +46,12 @@ def _as_rate(m: Measurement, value: float) -> Measurement:
 
 
 def evaluate(rules: Sequence[Rule], measurements: Iterable[Measurement]) -> list[Finding]:
+    by_attribute: dict[str, list[Rule]] = {}  # (a rule matches its own attribute only: not every rule per
+    for r in rules:                           # measurement, 30,000 of them in a check of 104 namespaces)
+        by_attribute.setdefault(r.attribute, []).append(r)
     out = []
     for m in measurements:
-        finding = evaluate_one(rules, m)
+        finding = evaluate_one(by_attribute.get(m.attribute, ()), m)
         if finding is not None:
             out.append(finding)
     return out
