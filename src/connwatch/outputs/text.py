@@ -13,6 +13,7 @@ from connwatch.attributes.backlog import drop_deltas
 from connwatch.engine import CheckResult
 from connwatch.findings import Alert, format_number
 from connwatch.model import Listener, Snapshot, fill_percent
+from connwatch.outputs.check_plain import CHECK_ROWS
 from connwatch.outputs.fit import fit_table, print_fitted
 from connwatch.outputs.listeners import LISTENER_COLS, NOT_VISIBLE, fill_cell, listeners_cells, short_when
 from connwatch.record import replace
@@ -69,7 +70,7 @@ def alert_block(a: Alert) -> RenderableType:
     return Group(*parts)
 
 
-CHECK_ROWS = 10  # listeners shown by check; `connwatch listeners` shows them all
+# CHECK_ROWS: listeners shown by check (outputs/check_plain.py); `connwatch listeners` shows them all
 
 
 def render_check(result: CheckResult, console: Console, verbose: bool = False) -> None:
