@@ -10,7 +10,6 @@ made, without history, and `store_error` says why: written here once for every c
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from connwatch.alerts.lifecycle import StepResult, step
@@ -20,7 +19,7 @@ from connwatch.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, StateError
 from connwatch.explain import explain
 from connwatch.findings import Alert, Finding, Measurement, format_number, severity_name
 from connwatch.model import Snapshot
-from connwatch.record import Record, record
+from connwatch.record import Record, record, replace
 from connwatch.rules.evaluate import evaluate
 
 if TYPE_CHECKING:
@@ -30,8 +29,8 @@ if TYPE_CHECKING:
 STATUS_NAMES = {EXIT_OK: "OK", EXIT_WARNING: "WARNING", EXIT_CRITICAL: "CRITICAL", 3: "UNKNOWN"}
 
 
-@dataclass(frozen=True, slots=True)  # (a plain dataclass: ruff knows it is immutable as a default)
-class Basis:
+@record
+class Basis(Record):
     """What the interval between the two snapshots is: a real INTERVAL (check, run, two captures) or
     SINCE_BOOT (one capture judged against a host at boot: counters are cumulative)."""
 
@@ -67,7 +66,10 @@ class CheckResult(Record):
         return STATUS_NAMES[self.exit_code]
 
 
-def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | None, basis: Basis = Basis(),
+INTERVAL_BASIS = Basis()  # (check, run: a real interval)
+
+
+def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | None, basis: Basis = INTERVAL_BASIS,
           system_name: str | None = None, store_error: str | None = None) -> CheckResult:
     """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
     scope = scope_of(cur)
@@ -246,8 +248,8 @@ def _with_facts(f: Finding, **changes: Any) -> Finding:
     """Facts with some values replaced; keys the facts do not have become notes."""
     m = f.measurement
     facts = m.facts
-    if is_dataclass(facts) and not isinstance(facts, type):
-        names = {x.name for x in fields(facts)}
+    if isinstance(facts, Record):  # (every facts class is a record: tests/unit/test_record.py)
+        names = set(facts.__match_args__)
         facts = replace(facts, **{k: v for k, v in changes.items() if k in names})
         extra = {k: v for k, v in changes.items() if k not in names}
     else:

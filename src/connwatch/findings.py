@@ -6,10 +6,9 @@ Measurement (attributes/) -> Finding (rules/evaluate.py) -> Alert (alerts/lifecy
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields, is_dataclass
 from typing import Any
 
-from connwatch.record import Record, field, record
+from connwatch.record import Record, field, items, record
 
 ResourceValue = str | int | None
 
@@ -68,11 +67,15 @@ def facts_dict(facts: Any) -> dict[str, Any]:
         return {}
     if isinstance(facts, Mapping):
         return dict(facts)
+    if isinstance(facts, Record):  # (every facts class is a record: no dataclasses loaded to judge)
+        return {name: _plain(value) for name, value in items(facts)}
+    from dataclasses import fields
+
     return {f.name: _plain(getattr(facts, f.name)) for f in fields(facts)}
 
 
 def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, Record) or (hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type)):
         return facts_dict(value)
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import types
@@ -26,13 +25,14 @@ from connwatch.model import (
     SourceUsage,
     Sysctls,
 )
+from connwatch.record import Record, asdict, items
 
 FORMAT = "connwatch-snapshot"
 VERSION = 1
 
 
 def listener_dict(lst: Listener) -> dict[str, Any]:
-    d = dataclasses.asdict(lst)
+    d = asdict(lst)
     d["endpoint"] = lst.endpoint
     return d
 
@@ -44,9 +44,8 @@ def netns_dict(info: NetnsInfo) -> dict[str, Any]:
     return {**_flat(info), "label": info.label}
 
 
-def _flat(obj: Any) -> dict[str, Any]:
-    return {f.name: _flat(v) if dataclasses.is_dataclass(v) else v
-            for f in dataclasses.fields(obj) for v in (getattr(obj, f.name),)}
+def _flat(obj: Record) -> dict[str, Any]:
+    return {name: _flat(v) if isinstance(v, Record) else v for name, v in items(obj)}
 
 
 def _netns(data: Mapping[str, Any] | None, source: str) -> NetnsInfo | None:
@@ -63,15 +62,15 @@ def to_dict(snap: Snapshot) -> dict[str, Any]:
         s = snap.sockets
         sockets = {
             "total": s.total, "by_state": dict(s.by_state),
-            "destinations": [dataclasses.asdict(d) for d in s.destinations],
-            "sources": [dataclasses.asdict(x) for x in s.sources],
+            "destinations": [asdict(d) for d in s.destinations],
+            "sources": [asdict(x) for x in s.sources],
         }
     out = {
         "format": FORMAT, "version": VERSION, "taken_at": snap.taken_at, "monotonic": snap.monotonic,
-        "host": dataclasses.asdict(snap.host), "counters": dict(snap.counters),
-        "sockstat": dict(snap.sockstat), "sysctls": dataclasses.asdict(snap.sysctls),
+        "host": asdict(snap.host), "counters": dict(snap.counters),
+        "sockstat": dict(snap.sockstat), "sysctls": asdict(snap.sysctls),
         "listeners": [listener_dict(x) for x in snap.listeners], "sockets": sockets,
-        "sources": [dataclasses.asdict(x) for x in snap.statuses], "limitations": list(snap.limitations),
+        "sources": [asdict(x) for x in snap.statuses], "limitations": list(snap.limitations),
     }
     if snap.netns is not None:  # only on per-namespace samples: single-namespace captures are unchanged
         out["netns"] = netns_dict(snap.netns)
@@ -85,6 +84,8 @@ def to_dict(snap: Snapshot) -> dict[str, Any]:
 def _build(cls: Any, data: Mapping[str, Any], source: str) -> Any:
     """One model record from its dict; every field's value must have the field's type (a JSON file can
     hold anything: a string for a port, 1e999, a 400-digit counter), else a ParseError naming it."""
+    import dataclasses  # (reading a capture back: `analyze`; writing one needs no dataclasses)
+
     names = {f.name for f in dataclasses.fields(cls)}
     try:
         obj = cls(**{k: v for k, v in data.items() if k in names})
@@ -131,7 +132,7 @@ def _fits(value: Any, hint: Any) -> bool:
         return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args, strict=True))
     if origin in (Mapping, dict):
         return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and issubclass(hint, Record):  # (the model's classes are records)
         return isinstance(value, hint)
     return True
 

@@ -56,7 +56,7 @@ def test_snapshot_json_loads_no_store_rules_rendering_or_psutil_without_owners()
     data = json.loads(out)
     assert data["kind"] == "snapshot" and data["listeners"], "the capture has listeners"
     assert not any(x.get("owner") for x in data["listeners"])  # a copied /proc: no process holds them
-    unwanted = STORE | RULES | RENDERING | NAMESPACES | AGENT_ONLY | {"psutil"} | {
+    unwanted = STORE | RULES | RENDERING | NAMESPACES | AGENT_ONLY | {"psutil", "dataclasses"} | {
         f"connwatch.commands.{c}" for c in COMMANDS if c != "snapshot"}
     assert not mods & unwanted, sorted(mods & unwanted)
 
@@ -110,6 +110,9 @@ def test_check_loads_the_store_and_rules_it_needs() -> None:
     assert json.loads(out)["status"] == "OK"
     assert {"sqlite3", "connwatch.engine", "connwatch.rules.config"} <= mods
     assert not mods & (NAMESPACES | {"psutil", "tomllib"})  # process details from /proc; no config file here
+    # judged, recorded and written without dataclasses (records; its import and a dataclass made per record
+    # class that dataclasses' own functions met were ~20 ms of a check's CPU, issue 17)
+    assert not mods & {"dataclasses", "inspect", "connwatch.remedy.nftables"}, sorted(mods)
 
 
 def _modules_at_first_read(argv: list[str]) -> set[str]:

@@ -20,12 +20,12 @@ import sqlite3
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from connwatch.errors import StateError
+from connwatch.record import Record, record
 
 DB_NAME = "connwatch.db"
 BUSY_TIMEOUT_MS = 5000
@@ -46,8 +46,8 @@ def default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "connwatch"
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
+@record
+class Written(Record):
     """What one statement of a write did."""
 
     lastrowid: int | None

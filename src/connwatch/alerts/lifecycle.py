@@ -10,10 +10,10 @@ revived: a later breach of the same key raises a new alert (a new row).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, replace
 from typing import Any
 
 from connwatch.findings import Alert, Finding
+from connwatch.record import Record, record, replace
 
 Key = tuple[str, str]
 
@@ -21,8 +21,8 @@ ACTIVE = "active"
 CLEARED = "cleared"
 
 
-@dataclass(frozen=True, slots=True)
-class StepResult:
+@record
+class StepResult(Record):
     """What one step did to the alerts. Every alert here must be persisted."""
 
     raised: tuple[Alert, ...] = ()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 from connwatch.alerts.db import Database, Row, Tx, default_state_dir, describe_error
 from connwatch.errors import StateError
 from connwatch.findings import Alert
+from connwatch.record import replace
 
 __all__ = ["AlertStore", "default_state_dir", "describe_error"]
 

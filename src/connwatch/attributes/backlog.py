@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.accept_facts import AcceptFacts
@@ -48,6 +47,7 @@ from connwatch.explain.rejects import COOKIES_TEXT, explain_cookies
 from connwatch.findings import Measurement
 from connwatch.model import Listener, Snapshot, half_open
 from connwatch.model import fill_percent as fill_percent  # re-exported: its former home
+from connwatch.record import replace
 from connwatch.rules.rule import Rule
 
 if TYPE_CHECKING:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from connwatch.attributes.backlog import counter_delta
@@ -47,7 +46,7 @@ from connwatch.findings import Explanation, Finding, Measurement, facts_dict
 from connwatch.model import DestinationUsage, Snapshot
 from connwatch.parsers.sock_diag import TIME_WAIT_LEN_MS
 from connwatch.parsers.sysctl import usable_ports
-from connwatch.record import Record, record
+from connwatch.record import Record, record, values
 from connwatch.rules.rule import Rule
 
 if TYPE_CHECKING:
@@ -295,7 +294,7 @@ def _context(c: EphemeralContext) -> ContextValues:
 def destination_facts(context: EphemeralContext, record: DestinationRecord) -> DestinationFacts:
     """The context's fields, then the record's: DestinationFacts declares both, in this order (a test
     checks that its fields are EphemeralContext's and DestinationRecord's)."""
-    return DestinationFacts(*_context(context), *(getattr(record, f.name) for f in fields(record)))
+    return DestinationFacts(*_context(context), *values(record))
 
 
 def _chosen(all_loads: list[DestinationLoad], rates: Mapping[tuple[str, str, int], float],

@@ -5,7 +5,6 @@ measures them, explain/ephemeral.py words them). Field order is the JSON `detail
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from connwatch.record import Record, record
 
@@ -42,8 +41,8 @@ class Forecast(Record):
     seconds_to_full: float | None  # None: settles below 100 %
 
 
-@dataclass(frozen=True, slots=True)
-class EphemeralContext:
+@record
+class EphemeralContext(Record):
     """What every ephemeral measurement shares: the host's rates and TIME_WAIT settings."""
 
     interval_s: float | None  # None: a single capture without uptime (engine)
@@ -57,8 +56,8 @@ class EphemeralContext:
     tcp_max_tw_buckets: int | None
 
 
-@dataclass(frozen=True)  # not slotted: DestinationFacts extends it and the slotted EphemeralContext
-class DestinationRecord:
+@record
+class DestinationRecord(Record):
     """One destination's own facts (also a row of `connwatch destinations --format json`)."""
 
     destination: str  # remote ip:port
@@ -86,11 +85,36 @@ class DestinationRecord:
     forecast: Forecast | None
 
 
-@dataclass(frozen=True, slots=True)
-class DestinationFacts(DestinationRecord, EphemeralContext):
+@record
+class DestinationFacts(EphemeralContext):
     """EphemeralPortUsage, EphemeralPortUsageWithoutReuse, EphemeralPortExhaustion: the context, then
-    the fields of DestinationRecord in its order (dataclass fields follow the reverse MRO:
-    EphemeralContext's first; attributes/ephemeral.py `destination_facts`)."""
+    the fields of DestinationRecord in its order (attributes/ephemeral.py `destination_facts`; a test checks
+    that its fields are EphemeralContext's and DestinationRecord's). Declared again rather than inherited:
+    two slotted bases cannot be combined, and as records (not dataclasses) judging loads no dataclasses."""
+
+    destination: str  # remote ip:port
+    local_address: str
+    remote_address: str
+    remote_port: int
+    addresses: tuple[str, str]  # remote, local (what a rule's `address` matches)
+    states: Mapping[str, int]  # most sockets first
+    held: int  # sockets in any state
+    time_wait: int
+    time_wait_reusable: int
+    time_wait_young: int
+    blocking: int
+    percent: float | None
+    percent_without_reuse: float | None
+    usable_ports: int | None
+    port_range: tuple[int, int] | None
+    reserved_ports: int
+    listening_ports_in_range: int
+    reuse_applies: bool
+    reuse_reason: str
+    safe_only_by_reuse: bool
+    owners: tuple[ProcessFacts, ...]
+    owners_inferred: bool
+    forecast: Forecast | None
 
 
 @record
@@ -101,7 +125,7 @@ class TopDestination(Record):
     percent: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TimeWaitFacts(EphemeralContext):
     """TimeWaitSockets (tcp_max_tw_buckets, from the context, is set: the measurement needs it)."""
 
@@ -111,7 +135,7 @@ class TimeWaitFacts(EphemeralContext):
     outbound_time_wait: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrphanFacts(EphemeralContext):
     """OrphanSockets."""
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from connwatch.record import Record, record
+from connwatch.record import Record, record, replace
 
 OVERFLOWS, REQ_Q_FULL, LISTEN_DROPS = "TcpExt.ListenOverflows", "TcpExt.TCPReqQFullDrop", "TcpExt.ListenDrops"
 DEFER_DROPS, COOKIES, EMBRYONIC_RSTS = "TcpExt.TCPDeferAcceptDrop", "TcpExt.TCPReqQFullDoCookies", \
@@ -142,8 +142,6 @@ def account(ports: Mapping[int, PortEvidence], d: Deltas) -> dict[int, PortRejec
 
 def _with_resets(out: dict[int, PortRejects], resets: int) -> dict[int, PortRejects]:
     """tcp_abort_on_overflow=1 resets at ACK time: the ports with ACK-time overflows sent them."""
-    from dataclasses import replace
-
     acked = {p: r.ack_time or 0 for p, r in out.items() if r.ack_time}
     got = _split(resets, acked, {p: resets for p in acked})
     return {p: replace(r, resets=got.get(p, 0)) for p, r in out.items()}

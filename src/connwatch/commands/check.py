@@ -133,7 +133,25 @@ def _print(fmt: str, result: CheckResult, verbose: bool = False, rules: Sequence
 
         print(render(result, rules=rules))
     else:
+        if not verbose and _print_plain(result):
+            return
         from connwatch.outputs.console import console
         from connwatch.outputs.text import render_check
 
         render_check(result, console(), verbose)
+
+
+def _print_plain(result: CheckResult) -> bool:
+    """Off a terminal, the text render_check would print, made without rich where it can be
+    (outputs/check_plain.py); False: nothing printed."""
+    from connwatch.outputs.width import PIPE_WIDTH, plain_stream, terminal_width, write_lines
+
+    if not plain_stream(sys.stdout):
+        return False
+    from connwatch.outputs.check_plain import plain_check
+
+    lines = plain_check(result, terminal_width(sys.stdout) or PIPE_WIDTH)
+    if lines is None:
+        return False
+    write_lines(sys.stdout, lines)
+    return True

@@ -53,8 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def override(config: Config, warning: Sequence[Limit], critical: Sequence[Limit]) -> Config:
-    from dataclasses import replace
-
+    from connwatch.record import replace
     from connwatch.rules.rule import Rule
 
     rules = list(config.rules)

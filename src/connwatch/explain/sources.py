@@ -13,7 +13,6 @@ from typing import Any
 from connwatch.attributes.sources_facts import PortListener, PortsFacts, SourcePortFacts
 from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
-from connwatch.remedy.nftables import PerSourceLimit, render
 
 TEXTS = {
     "ConnectionsPerSource": "ConnectionsPerSource measures the connections one remote address (or prefix) "
@@ -93,6 +92,8 @@ def application_limits(port: int, limit: int) -> str:
 
 def nft_rule(d: SourcePortFacts, limit: float) -> str:
     """The nftables script itself (what `connwatch sources --port P --nft --limit N` prints)."""
+    from connwatch.remedy.nftables import PerSourceLimit, render  # (a breach's words only: not loaded to judge)
+
     prefix = d.prefix
     n = max(1, min(int(limit), 10000))
     return render(PerSourceLimit(d.port, n, prefix.ipv4 if prefix else None, prefix.ipv6 if prefix else None))

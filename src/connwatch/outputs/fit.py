@@ -123,7 +123,8 @@ def _width(text: str) -> int:
     return _cells(text)
 
 
-_NARROW = frozenset("█▒·…─")  # the fill and usage bars, the ellipsis, the rule: one cell each (rich agrees: test_fit)
+_NARROW = frozenset("█▒·…─—")  # the fill and usage bars, the ellipsis, the rule, check's dash: one cell each
+# (rich agrees: test_fit)
 _ONE_CELL = _NARROW | frozenset(map(chr, range(128)))  # (ASCII: len, as below)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 
 from rich.console import Console, Group, RenderableType
@@ -14,8 +13,10 @@ from connwatch.attributes.backlog import drop_deltas
 from connwatch.engine import CheckResult
 from connwatch.findings import Alert, format_number
 from connwatch.model import Listener, Snapshot, fill_percent
-from connwatch.outputs.fit import fit_table
+from connwatch.outputs.check_plain import CHECK_ROWS
+from connwatch.outputs.fit import fit_table, print_fitted
 from connwatch.outputs.listeners import LISTENER_COLS, NOT_VISIBLE, fill_cell, listeners_cells, short_when
+from connwatch.record import replace
 
 # (re-exported: their home is outputs/listeners.py, which draws `connwatch listeners` without the rules)
 __all__ = ["LISTENER_COLS", "NOT_VISIBLE", "fill_cell", "listeners_cells", "short_when"]
@@ -69,7 +70,7 @@ def alert_block(a: Alert) -> RenderableType:
     return Group(*parts)
 
 
-CHECK_ROWS = 10  # listeners shown by check; `connwatch listeners` shows them all
+# CHECK_ROWS: listeners shown by check (outputs/check_plain.py); `connwatch listeners` shows them all
 
 
 def render_check(result: CheckResult, console: Console, verbose: bool = False) -> None:
@@ -133,8 +134,10 @@ def _check_listeners(result: CheckResult, alerts: list[Alert], console: Console,
             title += " (those rejecting or filling)"
         if not shown:
             continue
-        console.print(listeners_table(dataclasses.replace(snap, listeners=tuple(shown)), deltas, title,
-                                      console.width, interval))
+        # Off a terminal (Nagios, cron, a pipe) the table's plain lines (fit.plain_lines); on one rich draws
+        # every row (screen), as before: rich drew ~40 ms of the 50 ms a piped check's text took (issue 17)
+        cols, rows = listeners_cells(replace(snap, listeners=tuple(shown)), deltas, console.width, interval)
+        print_fitted(console, cols, rows, title, screen=len(rows))
         if len(snap.listeners) > len(shown):
             console.print(Text(f"… and {len(snap.listeners) - len(shown)} more listener(s): connwatch listeners",
                                style="dim"))

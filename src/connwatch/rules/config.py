@@ -25,13 +25,12 @@ the key (ConfigError), so a typo never silently switches alerting off.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from connwatch.attributes.registry import default_rules, known_attributes
 from connwatch.errors import ConfigError
-from connwatch.record import Record, record
+from connwatch.record import Record, record, replace
 from connwatch.rules import sources as source_settings
 from connwatch.rules.configfile import load_toml
 from connwatch.rules.rule import DEFAULT_CLEAR_AFTER, Rule

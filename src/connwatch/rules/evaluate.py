@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from connwatch.findings import Finding, Measurement
+from connwatch.record import replace
 from connwatch.rules.rule import Rule
 
 
@@ -41,15 +42,16 @@ def evaluate_one(rules: Sequence[Rule], m: Measurement) -> Finding | None:
 
 
 def _as_rate(m: Measurement, value: float) -> Measurement:
-    from dataclasses import replace
-
     return replace(m, value=value, unit=f"{m.unit}/s", mode="rate")
 
 
 def evaluate(rules: Sequence[Rule], measurements: Iterable[Measurement]) -> list[Finding]:
+    by_attribute: dict[str, list[Rule]] = {}  # (a rule matches its own attribute only: not every rule per
+    for r in rules:                           # measurement, 30,000 of them in a check of 104 namespaces)
+        by_attribute.setdefault(r.attribute, []).append(r)
     out = []
     for m in measurements:
-        finding = evaluate_one(rules, m)
+        finding = evaluate_one(by_attribute.get(m.attribute, ()), m)
         if finding is not None:
             out.append(finding)
     return out

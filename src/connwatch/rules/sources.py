@@ -23,11 +23,10 @@ the pipeline passes to attributes/sources.py: no module state.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from connwatch.errors import ConfigError
-from connwatch.record import Record, record
+from connwatch.record import Record, record, replace
 from connwatch.rules.values import parse_limit, whole_number
 
 CONNECTIONS, HALF_OPEN, PORTS = "ConnectionsPerSource", "HalfOpenPerSource", "PortsPerSource"
