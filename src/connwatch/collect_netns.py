@@ -14,13 +14,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:  # (the namespace and container code loads only where another namespace is looked for)
-    from concurrent.futures import ThreadPoolExecutor
-
-    from connwatch.sources.containers import NamingRoots
-    from connwatch.sources.netns import NetnsList, NetnsRef
 
 from connwatch.clock import Clock
 from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netlink_listeners, sample
@@ -28,14 +21,24 @@ from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_p
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import MemoListenerDecoder
+from connwatch.perf import startup_over
 from connwatch.record import Record, record, replace
 from connwatch.sources import netlink
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:  # (the namespace and container code loads only where another namespace is looked for)
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import Literal
+
+    from connwatch.sources.containers import NamingRoots
+    from connwatch.sources.netns import NetnsList, NetnsRef
+
+    SelectorKind = Literal["all", "own", "name", "pid", "path"]
+
 MAX_POLL_WORKERS = 4  # threads of one listener poll (the kernel walks run in parallel on free cores)
 MIN_PER_WORKER = 8  # namespaces per thread at least: below that a thread hand-off costs more than it saves
 NETNS_SOURCE = "network namespace"  # SourceStatus name of entering a namespace (one fixed label)
-SelectorKind = Literal["all", "own", "name", "pid", "path"]
 
 
 @record
@@ -207,6 +210,7 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
     A copied /proc tree has no namespaces to enter: then only collect()'s own-namespace sample.
     SelectorError when the selector matches nothing.
     """
+    startup_over()  # (a command's first sample: its start-up is over)
     opts = opts or CollectOptions()
     chosen_sel = parse_selector(selector) if isinstance(selector, str) else selector
     if not ProcFS(opts.proc_root).is_live or chosen_sel.kind == "own":

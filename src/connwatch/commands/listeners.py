@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import IO, TYPE_CHECKING
 
 from connwatch.cli import add_common
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import IO
+
     from rich.console import Console
 
     from connwatch.model import Snapshot

@@ -28,7 +28,6 @@ import socket
 import struct
 from collections import defaultdict
 from collections.abc import Hashable
-from typing import Any, TypeVar
 
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import (
@@ -44,7 +43,11 @@ from connwatch.model import (
 )
 from connwatch.perf import gc_paused
 
-K = TypeVar("K", bound=Hashable)
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    K = TypeVar("K", bound=Hashable)
 
 SOURCE = "netlink sock_diag"
 NLMSG_ERROR = 2

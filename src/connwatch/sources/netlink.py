@@ -15,9 +15,14 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from typing import Protocol
 
 from connwatch.errors import SourceUnavailable
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # (a Protocol for mypy only: nothing checks it at run time)
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20

@@ -12,7 +12,6 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from connwatch.errors import ConnwatchError, ParseError, SourceUnavailable
 from connwatch.model import HostInfo, SourceStatus, Sysctls
@@ -20,7 +19,11 @@ from connwatch.parsers.netstat_snmp import numbered_lines, parse_netstat_snmp, p
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.parsers.sysctl import parse_int, parse_port_range, parse_reserved_ports
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 Parser = Callable[[str, str], dict[str, int]]
 
 LIVE_ROOT = Path("/proc")
