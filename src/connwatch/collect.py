@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import _socket  # (not socket: see sources/netlink.py)
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 
@@ -32,7 +32,7 @@ TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
 INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
-FAMILIES = ((4, socket.AF_INET), (6, socket.AF_INET6))
+FAMILIES = ((4, _socket.AF_INET), (6, _socket.AF_INET6))
 
 
 @record

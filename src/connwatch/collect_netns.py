@@ -10,8 +10,8 @@ namespace" source and no data, never an exception; once entered, the open fd kee
 
 from __future__ import annotations
 
+import _socket  # (not socket: see sources/netlink.py)
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable
 
@@ -229,7 +229,7 @@ def collect_selected(clock: Clock, opts: CollectOptions, chosen: list[tuple[Netn
     return attach_owners(snaps, opts.proc_root, opts.destination_owners) if opts.owners else snaps
 
 
-Made = tuple[socket.socket, tuple[int, ...] | None]  # a namespace's poll socket and probe files
+Made = tuple[_socket.socket, tuple[int, ...] | None]  # a namespace's poll socket and probe files
 
 
 def _socket_or_error(proc_root: str) -> Callable[[int], Made | SourceUnavailable]:
@@ -266,7 +266,7 @@ class NetnsListenerPoller:
         self.workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), MAX_POLL_WORKERS))
         self.min_per_worker = max(1, min_per_worker)
         self._pool: ThreadPoolExecutor | None = None
-        self._socks: dict[int, socket.socket] = {}
+        self._socks: dict[int, _socket.socket] = {}
         self.failures: dict[int, str] = {}  # inode -> why its socket could not be made
         self.legacy = True  # one TCPDIAG_GETSOCK dump per namespace; False after the kernel refused it
         self._memo: dict[int, dict[bytes, Listener]] = {}  # inode -> last poll's replies (unchanged = reused)
@@ -329,7 +329,7 @@ class NetnsListenerPoller:
                     self.failures[inode] = problem
         return out
 
-    def _poll_some(self, items: list[tuple[int, socket.socket]]
+    def _poll_some(self, items: list[tuple[int, _socket.socket]]
                    ) -> list[tuple[int, tuple[Listener, ...] | None, str | None]]:
         got: list[tuple[int, tuple[Listener, ...] | None, str | None]] = []
         for inode, sock in items:
@@ -339,7 +339,7 @@ class NetnsListenerPoller:
                 got.append((inode, None, str(exc)))
         return got
 
-    def _listeners(self, inode: int, sock: socket.socket) -> tuple[Listener, ...]:
+    def _listeners(self, inode: int, sock: _socket.socket) -> tuple[Listener, ...]:
         """The namespace's listeners: the last dump's when its probe proves nothing changed (collect_quiet.py)."""
         fds = self._probes.get(inode)
         probe = read_probe(fds) if fds else None
@@ -354,7 +354,7 @@ class NetnsListenerPoller:
             self._last.pop(inode, None)
         return listeners
 
-    def _dump(self, inode: int, sock: socket.socket) -> tuple[Listener, ...]:
+    def _dump(self, inode: int, sock: _socket.socket) -> tuple[Listener, ...]:
         if self.legacy:
             decoder = MemoListenerDecoder([], self._memo.get(inode, {}), {})
             try:

@@ -8,7 +8,7 @@ out (never reported as zero).
 
 from __future__ import annotations
 
-import socket
+import _socket  # (not socket: see sources/netlink.py)
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -231,12 +231,12 @@ def _optional_text(proc: ProcFS, rel: str) -> str:
 def read_host(proc: ProcFS) -> HostInfo:
     """Hostname, kernel release and boot time; missing pieces are "" or None.
 
-    The socket.gethostname() fallback is only used on the live /proc: a copied tree
+    The _socket.gethostname() fallback is only used on the live /proc: a copied tree
     without sys/kernel/hostname must not be labelled with this machine's name.
     """
     hostname = _optional_text(proc, "sys/kernel/hostname")
     if not hostname and proc.is_live:
-        hostname = socket.gethostname()
+        hostname = _socket.gethostname()
     boot_time: float | None
     try:
         boot_time = float(parse_btime(proc.read_text("stat"), str(proc.path("stat"))))
