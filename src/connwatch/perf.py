@@ -35,9 +35,10 @@ GEN0_THRESHOLD = 700  # CPython's default for the youngest generation (gc.get_th
 def startup_begins() -> None:
     """No automatic cyclic GC while a sampling command starts (cli.main, before its parser): the imports
     and the parser make ~12k objects that live to the end and free almost no cycle, yet the collector
-    ran ~18 passes over them before the first kernel read (7.7 M instructions, 4 % of the start-up,
-    issue 17). A gen0 threshold of 0 stops automatic collection only: gc_paused's disable/enable and
-    gc.collect() work as before."""
+    ran ~11 passes over them between main() and the first kernel read (2.1 M instructions, 1.5 % of the
+    start-up, issue 17; the import of connwatch.cli itself runs ~7 more before main() can say). A gen0
+    threshold of 0 stops automatic collection only: gc_paused's disable/enable and gc.collect() work as
+    before."""
     gc.set_threshold(0, *gc.get_threshold()[1:])
 
 
