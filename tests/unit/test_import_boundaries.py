@@ -93,6 +93,26 @@ def test_listeners_text_off_a_terminal_loads_no_rich_nor_json_even_with_notes() 
     assert not mods & unwanted, sorted(mods & unwanted)
 
 
+def test_listeners_table_on_a_terminal_is_drawn_without_rich() -> None:
+    """On a colour terminal (a pseudo-terminal here) the table's screenful is written by outputs/ansi.py:
+    rich's table module never loads (this capture's notes are still rich's to print)."""
+    code = f"""import io, os, pty, sys
+master, slave = pty.openpty()
+os.environ.update(TERM="xterm-256color", COLUMNS="100", LINES="30")
+for k in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"):
+    os.environ.pop(k, None)
+real, sys.stdout = sys.stdout, io.TextIOWrapper(os.fdopen(slave, "wb", buffering=0), encoding="utf-8")
+from connwatch.cli import main
+assert main(['listeners', *{OFFLINE!r}]) == 0
+sys.stdout.flush()
+sys.stdout = real
+print(repr(os.read(master, 65536)[:40]))
+"""
+    mods, out = _modules(code)
+    assert out.startswith(repr(b"\x1b[3mTCP listeners")[:-1]), out  # (rich's italic title, written by ansi.py)
+    assert not mods & {"rich.table", "rich.box"}, sorted(mods & {"rich.table", "rich.box"})
+
+
 def test_destinations_text_off_a_terminal_loads_no_rich() -> None:
     mods, out = _modules("from connwatch.cli import main\n"
                          f"assert main(['destinations', '--interval', '0', *{OFFLINE!r}]) == 0")
