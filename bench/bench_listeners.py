@@ -150,13 +150,14 @@ def main() -> None:
     ap.add_argument("--listeners", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--before", default=None, help="a directory holding an older connwatch package, run too")
+    ap.add_argument("--netns-prefix", default="cwbench-lst", help="name of the namespace made (its pid appended)")
     a = ap.parse_args()
     if not 1 <= a.listeners <= 40000:
         ap.error("--listeners 1..40000")
     # as installed: with bytecode (this environment may set PYTHONDONTWRITEBYTECODE; pip writes it)
     import connwatch
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(connwatch.__file__)], check=True)
-    ns = f"cwbench-lst-{os.getpid()}"
+    ns = f"{a.netns_prefix}-{os.getpid()}"
     rss_file = os.path.join(tempfile.gettempdir(), f"cwbench-lst-rss-{os.getpid()}")
     subprocess.run(["ip", "netns", "add", ns], check=True)
     holder = None

@@ -8,13 +8,18 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
 
 from connwatch import __version__
 from connwatch.errors import EXIT_UNKNOWN, ConnwatchError
+from connwatch.perf import startup_begins, startup_over
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 DEFAULT_CONFIG = "/etc/connwatch/connwatch.toml"  # used by every command when present and --config is not given
 # Subcommand modules under connwatch.commands; each defines NAME, HELP, add_arguments(), run().
+SAMPLING = frozenset(("check", "snapshot", "listeners", "destinations", "sources", "top"))  # (see perf.startup_begins)
 COMMANDS = ("check", "snapshot", "listeners", "alerts", "destinations", "run", "rules", "sources", "analyze", "top")
 
 EPILOG = """exit codes (check): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (error).
@@ -127,7 +132,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(chosen_command(argv))
+    chosen = chosen_command(argv)
+    if chosen in SAMPLING:
+        startup_begins()
+    try:
+        return _main(argv, chosen)
+    finally:
+        startup_over(freeze=False)  # (a command that ended before its first sample: collection as before)
+
+
+def _main(argv: list[str], chosen: str | None) -> int:
+    parser = build_parser(chosen)
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, --version (0) or a usage error (3): a code, not an exception

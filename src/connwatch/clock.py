@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # (a Protocol for mypy only: nothing checks it at run time)
 
 
 class Clock(Protocol):

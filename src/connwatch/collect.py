@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import _socket  # (not socket: see sources/netlink.py)
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
 
 from connwatch.clock import Clock
 from connwatch.errors import ParseError, SourceUnavailable
@@ -20,10 +19,13 @@ from connwatch.sources import netlink, processes
 from connwatch.sources.hostlimits import read_host_limits
 from connwatch.sources.procfs import ProcFS, read_counters, read_host, read_parsed, read_sockstat, read_sysctls
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # the agent's TIME_WAIT plan and the port filter load only where the agent uses them
+    from typing import TypeVar
+
     from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitSignals
 
-T = TypeVar("T")
+    T = TypeVar("T")
 NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
 TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
@@ -31,7 +33,7 @@ SPLIT_TIME_WAIT_AT = 65_536  # TIME_WAIT sockets from which a sample dumps them 
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
 INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
-FAMILIES = ((4, socket.AF_INET), (6, socket.AF_INET6))
+FAMILIES = ((4, _socket.AF_INET), (6, _socket.AF_INET6))
 
 
 @record

@@ -10,17 +10,10 @@ namespace" source and no data, never an exception; once entered, the open fd kee
 
 from __future__ import annotations
 
+import _socket  # (not socket: see sources/netlink.py)
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:  # (the namespace and container code loads only where another namespace is looked for)
-    from concurrent.futures import ThreadPoolExecutor
-
-    from connwatch.sources.containers import NamingRoots
-    from connwatch.sources.netns import NetnsList, NetnsRef
 
 from connwatch.clock import Clock
 from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netlink_listeners, sample
@@ -28,14 +21,24 @@ from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_p
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag import MemoListenerDecoder
+from connwatch.perf import startup_over
 from connwatch.record import Record, record, replace
 from connwatch.sources import netlink
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:  # (the namespace and container code loads only where another namespace is looked for)
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import Literal
+
+    from connwatch.sources.containers import NamingRoots
+    from connwatch.sources.netns import NetnsList, NetnsRef
+
+    SelectorKind = Literal["all", "own", "name", "pid", "path"]
+
 MAX_POLL_WORKERS = 4  # threads of one listener poll (the kernel walks run in parallel on free cores)
 MIN_PER_WORKER = 8  # namespaces per thread at least: below that a thread hand-off costs more than it saves
 NETNS_SOURCE = "network namespace"  # SourceStatus name of entering a namespace (one fixed label)
-SelectorKind = Literal["all", "own", "name", "pid", "path"]
 
 
 @record
@@ -207,6 +210,7 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
     A copied /proc tree has no namespaces to enter: then only collect()'s own-namespace sample.
     SelectorError when the selector matches nothing.
     """
+    startup_over()  # (a command's first sample: its start-up is over)
     opts = opts or CollectOptions()
     chosen_sel = parse_selector(selector) if isinstance(selector, str) else selector
     if not ProcFS(opts.proc_root).is_live or chosen_sel.kind == "own":
@@ -225,7 +229,7 @@ def collect_selected(clock: Clock, opts: CollectOptions, chosen: list[tuple[Netn
     return attach_owners(snaps, opts.proc_root, opts.destination_owners) if opts.owners else snaps
 
 
-Made = tuple[socket.socket, tuple[int, ...] | None]  # a namespace's poll socket and probe files
+Made = tuple[_socket.socket, tuple[int, ...] | None]  # a namespace's poll socket and probe files
 
 
 def _socket_or_error(proc_root: str) -> Callable[[int], Made | SourceUnavailable]:
@@ -262,7 +266,7 @@ class NetnsListenerPoller:
         self.workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), MAX_POLL_WORKERS))
         self.min_per_worker = max(1, min_per_worker)
         self._pool: ThreadPoolExecutor | None = None
-        self._socks: dict[int, socket.socket] = {}
+        self._socks: dict[int, _socket.socket] = {}
         self.failures: dict[int, str] = {}  # inode -> why its socket could not be made
         self.legacy = True  # one TCPDIAG_GETSOCK dump per namespace; False after the kernel refused it
         self._memo: dict[int, dict[bytes, Listener]] = {}  # inode -> last poll's replies (unchanged = reused)
@@ -325,7 +329,7 @@ class NetnsListenerPoller:
                     self.failures[inode] = problem
         return out
 
-    def _poll_some(self, items: list[tuple[int, socket.socket]]
+    def _poll_some(self, items: list[tuple[int, _socket.socket]]
                    ) -> list[tuple[int, tuple[Listener, ...] | None, str | None]]:
         got: list[tuple[int, tuple[Listener, ...] | None, str | None]] = []
         for inode, sock in items:
@@ -335,7 +339,7 @@ class NetnsListenerPoller:
                 got.append((inode, None, str(exc)))
         return got
 
-    def _listeners(self, inode: int, sock: socket.socket) -> tuple[Listener, ...]:
+    def _listeners(self, inode: int, sock: _socket.socket) -> tuple[Listener, ...]:
         """The namespace's listeners: the last dump's when its probe proves nothing changed (collect_quiet.py)."""
         fds = self._probes.get(inode)
         probe = read_probe(fds) if fds else None
@@ -350,7 +354,7 @@ class NetnsListenerPoller:
             self._last.pop(inode, None)
         return listeners
 
-    def _dump(self, inode: int, sock: socket.socket) -> tuple[Listener, ...]:
+    def _dump(self, inode: int, sock: _socket.socket) -> tuple[Listener, ...]:
         if self.legacy:
             decoder = MemoListenerDecoder([], self._memo.get(inode, {}), {})
             try:

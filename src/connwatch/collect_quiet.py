@@ -22,8 +22,6 @@ current listening ports. Any difference, or a counter that cannot be read, dumps
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from connwatch.clock import Clock
 from connwatch.collect import NETLINK, CollectOptions, sample
 from connwatch.model import Snapshot, SourceStatus
@@ -32,6 +30,7 @@ from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.record import Record, record, replace
 from connwatch.sources.procfs import ProcFS, read_parsed, read_sockstat
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # (the agent's; commands that sample other namespaces load only the probe)
     from connwatch.collect_tw import TimeWaitCache
 

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import _socket  # (not socket: see sources/netlink.py)
 import heapq
-import socket
 from collections.abc import Iterable, Iterator, Mapping
 from enum import IntEnum
 
@@ -181,21 +181,21 @@ def pack_states(states: Mapping[str, int]) -> int:
 
 def address_key(family: int, raw: bytes) -> bytes:
     """16 raw address bytes as a SourceTable key: 4 bytes for IPv4 (IPv4-mapped IPv6 too), else 16."""
-    if family == socket.AF_INET:
+    if family == _socket.AF_INET:
         return raw[:4]
     return raw[12:] if raw[:12] == _V4MAPPED else raw
 
 
 def address_text(key: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(key) == 4 else socket.AF_INET6, key)
+    return _socket.inet_ntop(_socket.AF_INET if len(key) == 4 else _socket.AF_INET6, key)
 
 
 def text_key(address: str) -> bytes:
     """An address as text -> its SourceTable key; ValueError when it is not an IP address."""
     try:
         if ":" in address:
-            return address_key(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address))
-        return socket.inet_pton(socket.AF_INET, address)
+            return address_key(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, address))
+        return _socket.inet_pton(_socket.AF_INET, address)
     except OSError as exc:
         raise ValueError(f"{address!r} is not an IP address") from exc
 

@@ -20,9 +20,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from functools import cache
 from types import CodeType, FunctionType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, dataclass_transform
 
-R = TypeVar("R", bound="Record")
+# typing is not imported at run time by the modules a command loads before its first read of the kernel
+# (~22 M instructions with the Protocols and TypeVars made of it, 12 % of that start-up, issue 17):
+# `TYPE_CHECKING = False`, which mypy reads as typing.TYPE_CHECKING, guards what only annotations use,
+# and a Protocol is a plain class at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, TypeVar, dataclass_transform
+
+    R = TypeVar("R", bound="Record")
+else:
+    def dataclass_transform(**_: object) -> Callable[[Callable[..., object]], Callable[..., object]]:
+        return lambda fn: fn  # (typing's marks the function for type checkers only)
 
 
 class _Missing:
@@ -65,7 +75,10 @@ class Record:
     """Base of every @record class: the methods dataclass(frozen=True, eq=True) would generate per class."""
 
     __slots__ = ()
-    __match_args__: ClassVar[tuple[str, ...]] = ()  # the field names, set by record()
+    if TYPE_CHECKING:
+        __match_args__: ClassVar[tuple[str, ...]] = ()  # the field names, set by record()
+    else:  # (no annotation at run time: typing.get_type_hints of a record, snapshot_json's, would need ClassVar)
+        __match_args__ = ()
 
     def _values(self) -> tuple[Any, ...]:  # replaced per class by record(): the fields' values in order
         raise NotImplementedError
@@ -150,7 +163,8 @@ def record(cls: type[R]) -> type[R]:
     made.__init__, made._values, made._key = _methods(made.__qualname__, specs, setters)
     if cls.__doc__ is None:  # (as dataclass's: the name and inspect.signature's text of __init__)
         made.__doc__ = f"{made.__name__}({', '.join(_shown(name, kind, spec) for name, kind, spec in specs)})"
-    return cast(type[R], made)
+    out: type[R] = made
+    return out
 
 
 def _specs(cls: type) -> tuple[tuple[str, str, _Spec], ...]:
@@ -274,7 +288,8 @@ def asdict(obj: Record, /) -> dict[str, Any]:
     except _NotPlain:
         import dataclasses
 
-        return dataclasses.asdict(cast(Any, obj))
+        shaped: Any = obj  # (a record is shaped as a dataclass for dataclasses' functions)
+        return dataclasses.asdict(shaped)
 
 
 class _NotPlain(Exception):

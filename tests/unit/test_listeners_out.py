@@ -205,3 +205,53 @@ def test_listeners_json_loads_neither_rich_nor_datetime() -> None:
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'datetime')))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+class _Tty(io.StringIO):
+    encoding = "utf-8"  # (StringIO's is None)
+
+    def isatty(self) -> bool:
+        return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(snapshots(), min_size=1, max_size=3), st.lists(st.text(" abc[]:é", max_size=200), max_size=2),
+       st.sampled_from(["80", "200", "45", "120"]), st.sampled_from(["5", "8", "30"]))
+def test_terminal_text_equals_richs_without_rich(snaps: list[Snapshot], notes: list[str], columns: str,
+                                                 lines: str) -> None:
+    """On a colour terminal (a tty, TERM set, nothing forced) the screenful outputs/ansi.py writes without rich
+    and the plain rest are byte for byte what rich drew, and the screenful is styled."""
+    snaps = [snaps[0], *(dataclasses.replace(s, netns=OTHER) for s in snaps[1:])]
+    with pytest.MonkeyPatch.context() as mp:
+        plain_utc_terminal(mp)
+        mp.delenv("NO_COLOR")
+        mp.setenv("TERM", "xterm-256color")
+        mp.setenv("COLUMNS", columns)
+        mp.setenv("LINES", lines)
+
+        def captured(draw: Any) -> str:
+            sink = _Tty()
+            mp.setattr("sys.stdout", sink)
+            draw(sink)
+            return sink.getvalue()
+
+        fast = captured(lambda s: render_text(snaps, notes, s))
+        rich_way = captured(lambda s: _rich_way(snaps, notes))
+    assert fast == rich_way
+    assert "\x1b[1m" in fast  # (the header: bold)
+
+
+def test_a_terminal_screenful_of_many_listeners_is_written_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connwatch.outputs.ansi import dimensions
+    from connwatch.outputs.listeners import terminal_table
+
+    owner = Process(pid=4242, command="java", user="app", started_at=T0 - 60, open_fds=5005, fd_limit=20000)
+    snap = snapshot(T0, tuple(Listener(4, "127.0.0.1", 20000 + i, i % 3, 128, i % 7, 10 + i, 0, i, owner)
+                              for i in range(3000)))
+    plain_utc_terminal(monkeypatch)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert dimensions(_Tty(), {"TERM": "xterm-256color", "LINES": "24"}) == (80, 24)
+    lines = terminal_table(snap, 80, 24, "TCP listeners")
+    assert lines is not None and len(lines) == 3 + 3000
+    assert lines[0].startswith("\x1b[3mTCP listeners") and "\x1b[32m" in lines[3]  # italic title, green bar
+    assert "\x1b[" in lines[3 + 19] and "\x1b[" not in lines[3 + 20]  # 20 rows styled (24 - 4), the rest plain

@@ -7,8 +7,6 @@ fails) it falls back to that collect, so the poll never stops.
 
 from __future__ import annotations
 
-import socket
-
 from connwatch.clock import Clock
 from connwatch.collect import CollectOptions, collect, netlink_listeners
 from connwatch.errors import ParseError, SourceUnavailable
@@ -20,7 +18,7 @@ class ListenerPoller:
     def __init__(self, proc_root: str, use_netlink: bool) -> None:
         self.proc_root = proc_root
         self.use_netlink = use_netlink
-        self._sock: socket.socket | None = None
+        self._sock: netlink.DiagSocket | None = None
         self.one_walk = True
         self.last: tuple[Listener, ...] = ()  # the latest poll's listeners
 

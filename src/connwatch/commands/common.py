@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from connwatch.collect import CollectOptions
 from connwatch.errors import SourceUnavailable
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # (the alert store, and sqlite3 with it, is imported only by the commands that open it)
+    from typing import Any
+
     from rich.console import Console
 
     from connwatch.alerts.store import AlertStore
@@ -100,7 +102,7 @@ def _print_plain(data: dict[str, Any], plain: Callable[[dict[str, Any], int], li
     return True
 
 
-Build = Callable[["Snapshot", "Snapshot"], dict[str, Any]]
+Build = Callable[["Snapshot", "Snapshot"], "dict[str, Any]"]
 
 
 def sampled_reports(args: argparse.Namespace, opts: CollectOptions, prepare: Callable[[], Build],

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import IO, TYPE_CHECKING
 
 from connwatch.cli import add_common
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import IO
+
     from rich.console import Console
 
     from connwatch.model import Snapshot
@@ -61,10 +63,12 @@ def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) 
     a terminal, the first screenful (outputs/fit.py print_fitted).
     `stream` is sys.stdout: the Console rich draws through (outputs/console.py) writes there too."""
     from connwatch.commands.common import is_other
+    from connwatch.outputs.ansi import dimensions
     from connwatch.outputs.width import PIPE_WIDTH, plain_stream, terminal_width, write_lines
 
     plain = plain_stream(stream)
     width = (terminal_width(stream) or PIPE_WIDTH) if plain else 0
+    screen = None if plain else dimensions(stream)  # (a colour terminal whose screenful rich need not draw)
     out: Console | None = None
     for snap in snaps:
         if not snap.listeners and is_other(snap):
@@ -75,6 +79,14 @@ def render_text(snaps: list[Snapshot], limitations: list[str], stream: IO[str]) 
             from connwatch.outputs.listeners import plain_table
 
             lines = plain_table(snap, width, title)
+        elif screen is not None:
+            from connwatch.outputs.listeners import terminal_table
+
+            lines = terminal_table(snap, *screen, title)
+            if lines is not None:  # (as rich writes to a terminal: its padding kept)
+                stream.write("\n".join(lines) + "\n")
+                stream.flush()
+                continue
         if lines is not None:
             write_lines(stream, lines)
             continue

@@ -13,11 +13,11 @@ import math
 import signal
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from connwatch import __version__
 from connwatch.errors import ConnwatchError, UsageError
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # lazy: `connwatch --help` must not load the rules
     from connwatch.rules.config import Config
 

@@ -13,12 +13,14 @@ import argparse
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
 
 from connwatch.cli import add_common
 from connwatch.cliargs import seconds, whole
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any
+
     from connwatch.findings import Alert
     from connwatch.model import Snapshot
     from connwatch.outputs.top import TopData, TopView

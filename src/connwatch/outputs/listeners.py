@@ -140,6 +140,29 @@ def plain_table(snap: Snapshot, width: int, title: str | None) -> list[str] | No
     return plain_lines(PLAIN_COLS, layout(PLAIN_COLS, plains, width), plains, title, width)
 
 
+def terminal_table(snap: Snapshot, width: int, height: int, title: str | None) -> list[str] | None:
+    """The lines outputs.fit.print_fitted_plains prints for the listeners table on a colour terminal of
+    `width` x `height` (outputs/ansi.py dimensions): rich's screenful (height - 4 rows), written without
+    rich (outputs/ansi.py), then the plain rest; None where rich must draw it."""
+    from connwatch.outputs.ansi import table_lines
+    from connwatch.record import replace
+
+    if not snap.listeners:
+        return None
+    plains = plain_rows(snap, width)
+    lay = layout(PLAIN_COLS, plains, width)
+    shown = max(1, height - 4)
+    rest: list[str] = []
+    if len(plains) > shown:
+        more = plain_lines(PLAIN_COLS, lay, plains[shown:], title, width)
+        if more is None:
+            return None
+        rest = more[(title is not None) + 2:]  # (title, header and rule: the screenful's)
+    head = listeners_cells(replace(snap, listeners=snap.listeners[:shown]), width=width)[1]
+    top = table_lines(PLAIN_COLS, lay, head, title, width)
+    return None if top is None else top + rest
+
+
 def listener_rows(snap: Snapshot, netns: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """outputs.jsonout.listener_row of each listener (plus `netns`)."""
     return listener_table(snap, netns).rows()

@@ -23,12 +23,11 @@ per socket or per source survives the sample.
 
 from __future__ import annotations
 
+import _socket  # (not socket: see sources/netlink.py)
 import errno
-import socket
 import struct
 from collections import defaultdict
 from collections.abc import Hashable
-from typing import Any, TypeVar
 
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import (
@@ -44,7 +43,11 @@ from connwatch.model import (
 )
 from connwatch.perf import gc_paused
 
-K = TypeVar("K", bound=Hashable)
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    K = TypeVar("K", bound=Hashable)
 
 SOURCE = "netlink sock_diag"
 NLMSG_ERROR = 2
@@ -64,7 +67,7 @@ _U32 = struct.Struct("=I")
 # (network order, as "H" of the raw bytes), dst, cookie[2], expires, inode (src is sliced as bytes)
 _SLIM = struct.Struct("=IH10xBBxxHH16x16s4xIII12xI")
 _V4MAPPED = b"\x00" * 10 + b"\xff\xff"
-_AF_INET = socket.AF_INET
+_AF_INET = _socket.AF_INET
 _NSTATES = 13
 _OWNER_SAMPLE = 8  # ESTABLISHED inodes kept per destination to name the owners (bounded)
 ACCEPT_SAMPLE = 4096  # inodes (and waiting peers) kept per listening port to tell new accepts (bounded)
@@ -80,11 +83,11 @@ _QUEUE_STATES = (_ST_ESTABLISHED, _ST_CLOSE_WAIT)  # what an accept queue holds 
 
 def format_address(family: int, raw: bytes) -> str:
     """16 raw address bytes as text; IPv4-mapped IPv6 addresses become plain IPv4."""
-    if family == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if family == _socket.AF_INET:
+        return _socket.inet_ntop(_socket.AF_INET, raw[:4])
     if raw[:12] == _V4MAPPED:
-        return socket.inet_ntop(socket.AF_INET, raw[12:16])
-    return socket.inet_ntop(socket.AF_INET6, raw)
+        return _socket.inet_ntop(_socket.AF_INET, raw[12:16])
+    return _socket.inet_ntop(_socket.AF_INET6, raw)
 
 
 def _check_header(chunk: bytes, offset: int, length: int, kind: int) -> bool:
@@ -160,8 +163,8 @@ class ListenerDecoder:
                 skip, prefix = (-1, b"") if at is None else (at + _RTA.size - attrs, chunk[attrs:at + _RTA.size])
             named = names.get((family, src))
             if named is None:
-                named = names[(family, src)] = (6 if family == socket.AF_INET6 else 4, _address(family, src))
-            append(Listener(named[0], named[1], socket.ntohs(sport), rqueue, wqueue,
+                named = names[(family, src)] = (6 if family == _socket.AF_INET6 else 4, _address(family, src))
+            append(Listener(named[0], named[1], _socket.ntohs(sport), rqueue, wqueue,
                             None if at is None else _U32.unpack_from(chunk, at + _RTA.size + 4 * SK_MEMINFO_DROPS)[0],
                             inode, uid, (ck1 << 32) | ck0))
             offset += (length + 3) & ~3
@@ -187,16 +190,16 @@ class ListenerDecoder:
          _exp, rqueue, wqueue, uid, inode) = _MSG.unpack_from(chunk, start)
         drops = _skmeminfo_drops(chunk, start + _MSG.size, end)
         self.listeners.append(Listener(
-            family=6 if family == socket.AF_INET6 else 4,
+            family=6 if family == _socket.AF_INET6 else 4,
             address=_address(family, src),
-            port=socket.ntohs(sport), queue=rqueue, backlog=wqueue, drops=drops,
+            port=_socket.ntohs(sport), queue=rqueue, backlog=wqueue, drops=drops,
             inode=inode, uid=uid, cookie=(ck1 << 32) | ck0,
         ))
 
 
 def _address(family: int, src: bytes) -> str:
     """A listener's address: IPv4, or IPv6 as inet_ntop writes it (an IPv4-mapped one stays IPv6)."""
-    return format_address(family, src) if family == socket.AF_INET else socket.inet_ntop(socket.AF_INET6, src)
+    return format_address(family, src) if family == _socket.AF_INET else _socket.inet_ntop(_socket.AF_INET6, src)
 
 
 class MemoListenerDecoder(ListenerDecoder):
@@ -233,7 +236,7 @@ class SocketAggregator:
 
     def __init__(self, listen_ports: frozenset[int], tw_reuse_delay_ms: int | None = None) -> None:
         self.listen_ports = listen_ports
-        self.listen_raw = frozenset(socket.htons(p) for p in listen_ports)  # network order: no ntohs per socket
+        self.listen_raw = frozenset(_socket.htons(p) for p in listen_ports)  # network order: no ntohs per socket
         # TIME_WAIT sockets with more than this left to live are younger than the reuse delay.
         self.young_expires = TIME_WAIT_LEN_MS - (tw_reuse_delay_ms if tw_reuse_delay_ms is not None else 1000)
         self.by_state = [0] * 16
@@ -384,10 +387,10 @@ class SocketAggregator:
 
     def accepts_summary(self) -> tuple[PortAccepts, ...]:
         out = []
-        for sport in sorted(self.accepts.keys() | self.closed.keys(), key=socket.ntohs):
+        for sport in sorted(self.accepts.keys() | self.closed.keys(), key=_socket.ntohs):
             a = self.accepts.get(sport, [0, 0, 0, True, [], []])
             ages = self.closed.get(sport)
-            out.append(PortAccepts(socket.ntohs(sport), a[0], a[1], a[2], frozenset(a[4]), frozenset(a[5]), a[3],
+            out.append(PortAccepts(_socket.ntohs(sport), a[0], a[1], a[2], frozenset(a[4]), frozenset(a[5]), a[3],
                                    tuple(ages[:61]) if ages is not None else ()))
         return tuple(out)
 
@@ -405,12 +408,12 @@ class SocketAggregator:
         inodes: dict[tuple[str, str, int], list[int]] = {}
         for key, counts in self.destinations.items():
             fam, src, dst, dport = key
-            name = (format_address(fam, src), format_address(fam, dst), socket.ntohs(dport))
+            name = (format_address(fam, src), format_address(fam, dst), _socket.ntohs(dport))
             merge_counts(dests, name, counts)
             inodes.setdefault(name, []).extend(self.owner_inodes.get(key, ()))
         for addrs in self.sources.values():
             addrs.default_factory = None  # read-only from here: a missing key raises, as in a plain dict
-        sources = SourceTable({socket.ntohs(sport): addrs for sport, addrs in self.sources.items()})
+        sources = SourceTable({_socket.ntohs(sport): addrs for sport, addrs in self.sources.items()})
         return SocketSummary(total=self.total, by_state=_named(self.by_state),
                              destinations=_destinations(dests, inodes), sources=sources,
                              accepts=self.accepts_summary())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from connwatch.model import SourceStatus
 from connwatch.parsers.hostlimits import parse_int_triple, parse_nf_conntrack_stat
@@ -14,7 +13,11 @@ from connwatch.parsers.sysctl import parse_int
 from connwatch.record import Record, record
 from connwatch.sources.procfs import ProcFS, read_one
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 CONNTRACK_COUNT = "sys/net/netfilter/nf_conntrack_count"
 CONNTRACK_MAX = "sys/net/netfilter/nf_conntrack_max"
 CONNTRACK_STAT = "net/stat/nf_conntrack"

@@ -10,14 +10,22 @@ struct nlmsghdr (include/uapi/linux/netlink.h).
 
 from __future__ import annotations
 
+# _socket, the C module that socket wraps (the same socket objects' methods and constants): socket itself
+# makes enums of its constants at import, with selectors, ~14 M instructions (8 %) of every command's
+# start-up to its first kernel read (issue 17); the modules loaded before that read use _socket too.
+import _socket
 import contextlib
 import os
-import socket
 import struct
 from collections.abc import Callable
-from typing import Protocol
 
 from connwatch.errors import SourceUnavailable
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # (a Protocol for mypy only: nothing checks it at run time)
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -57,7 +65,7 @@ class DiagSocket(Protocol):
 
 def build_request(family: int, states: int, ext: int, seq: int = 1) -> bytes:
     """One SOCK_DIAG_BY_FAMILY dump request for TCP sockets of `family` in `states`."""
-    body = _REQ.pack(family, socket.IPPROTO_TCP, ext, states)
+    body = _REQ.pack(family, _socket.IPPROTO_TCP, ext, states)
     header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY,
                             NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return header + body
@@ -67,21 +75,21 @@ def build_legacy_request(states: int, ext: int, seq: int = 1) -> bytes:
     """One TCPDIAG_GETSOCK dump request. net/ipv4/inet_diag.c inet_diag_dump_compat() turns it into
     an AF_UNSPEC request: the kernel walks its (host-wide) listening hash once for both families,
     where two SOCK_DIAG_BY_FAMILY dumps walk it twice."""
-    body = _LEGACY_REQ.pack(socket.AF_INET, 0, 0, ext, states, 0)
+    body = _LEGACY_REQ.pack(_socket.AF_INET, 0, 0, ext, states, 0)
     header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return header + body
 
 
-def open_socket() -> socket.socket:
+def open_socket() -> _socket.socket:
     """A netlink sock_diag socket, or SourceUnavailable naming what is missing."""
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+        sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
     except OSError as exc:
         raise SourceUnavailable(
             "netlink sock_diag", f"cannot open NETLINK_SOCK_DIAG socket ({os.strerror(exc.errno or 0)})"
         ) from exc
     with contextlib.suppress(OSError):  # a smaller receive buffer only means more recv() calls
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, RCVBUF)
     return sock
 
 
@@ -97,7 +105,7 @@ def dump(sock: DiagSocket, family: int, states: int, ext: int, consume: Callable
     it goes, and returns True once it met NLMSG_DONE; it raises on NLMSG_ERROR. Passing the decoder
     in keeps this module free of parsing while each message is read only once.
     """
-    _run(sock, build_request(family, states, ext), "IPv6" if family == socket.AF_INET6 else "IPv4", consume)
+    _run(sock, build_request(family, states, ext), "IPv6" if family == _socket.AF_INET6 else "IPv4", consume)
 
 
 def _run(sock: DiagSocket, request: bytes, fam_name: str, consume: Callable[[bytes], bool]) -> None:

@@ -19,14 +19,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TypeVar
 
 from connwatch.errors import ParseError
 from connwatch.model import Process
 from connwatch.parsers.proc_limits import parse_nofile_soft
 from connwatch.record import Record, field, record
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 @record

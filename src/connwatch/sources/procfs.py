@@ -8,11 +8,10 @@ out (never reported as zero).
 
 from __future__ import annotations
 
-import socket
+import _socket  # (not socket: see sources/netlink.py)
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from connwatch.errors import ConnwatchError, ParseError, SourceUnavailable
 from connwatch.model import HostInfo, SourceStatus, Sysctls
@@ -20,7 +19,11 @@ from connwatch.parsers.netstat_snmp import numbered_lines, parse_netstat_snmp, p
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.parsers.sysctl import parse_int, parse_port_range, parse_reserved_ports
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 Parser = Callable[[str, str], dict[str, int]]
 
 LIVE_ROOT = Path("/proc")
@@ -228,12 +231,12 @@ def _optional_text(proc: ProcFS, rel: str) -> str:
 def read_host(proc: ProcFS) -> HostInfo:
     """Hostname, kernel release and boot time; missing pieces are "" or None.
 
-    The socket.gethostname() fallback is only used on the live /proc: a copied tree
+    The _socket.gethostname() fallback is only used on the live /proc: a copied tree
     without sys/kernel/hostname must not be labelled with this machine's name.
     """
     hostname = _optional_text(proc, "sys/kernel/hostname")
     if not hostname and proc.is_live:
-        hostname = socket.gethostname()
+        hostname = _socket.gethostname()
     boot_time: float | None
     try:
         boot_time = float(parse_btime(proc.read_text("stat"), str(proc.path("stat"))))
