@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def long_named(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
                             stdout=subprocess.PIPE)
     assert proc.stdout is not None
     proc.stdout.readline()  # started (exec done)
+    deadline = time.monotonic() + 10  # and asleep: between its print and its sleep it is still running
+    while psutil.Process(proc.pid).status() != psutil.STATUS_SLEEPING and time.monotonic() < deadline:
+        time.sleep(0.01)
     yield proc
     proc.kill()
     proc.wait()
