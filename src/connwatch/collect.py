@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the agent's TIME_WAIT plan and the port filter load only wh
 NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
 TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
-SPLIT_TIME_WAIT_AT = 65_536  # TIME_WAIT sockets from which a sample dumps them apart (_many_time_wait)
+SPLIT_TIME_WAIT_AT = 16_384  # TIME_WAIT sockets from which a sample dumps them apart (_many_time_wait)
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
 INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
@@ -459,10 +459,12 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0) ->
 def _many_time_wait(proc: ProcFS) -> bool:
     """Whether the namespace holds so much TIME_WAIT (sockstat's tw, read before the dump) that dumping it
     apart pays: its chunks are then keyed by columns (parsers/sock_diag_columns.py), where one dump of
-    every state mixes them with other sockets and leaves them to the per-socket loop. Measured (a whole
-    sample's CPU, owners off, min of 3-7, load 1-5, bench/twload.py): 35k TIME_WAIT 49.5 ms in one dump
-    against 52.5 ms apart (the second walk costs more than it saves); 100k 170 against 150 ms; 280k
-    455 against 368 ms."""
+    every state mixes them with the other sockets in hash order and leaves most chunks to the per-socket
+    loop. Measured (a whole sample's CPU, owners off, min of 3-7, load 1-5, bench/twload.py): 35k TIME_WAIT
+    with 6k other sockets interleaved (74 of 113 chunks mixed) 66.8 ms in one dump against 52.4 ms apart;
+    the same load where the others happened to cluster in the hash (18 mixed) 49.5 against 52.5 ms (the
+    second walk costs ~3 ms more than it saves); 100k 170 against 150 ms; 280k 455 against 368 ms. Below
+    the threshold the second walk (~1-3 ms here) outweighs keying ~0.5 us less per TIME_WAIT socket."""
     tw, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
     return (tw or {}).get("TCP.tw", 0) >= SPLIT_TIME_WAIT_AT
 
