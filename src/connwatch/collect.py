@@ -458,7 +458,7 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
     statuses.append(st1)
     sysctls = replace(sysctls, nf_conntrack_max=hl.conntrack_max, tcp_mem=hl.tcp_mem,
                                   file_max=hl.file_max)
-    listeners.sort(key=lambda x: (x.port, x.family, x.address, x.inode))
+    listeners.sort(key=listener_order)
     return Snapshot(
         taken_at=taken_at, monotonic=mono, host=host or read_host(proc), counters=counters, sockstat=sockstat,
         sysctls=sysctls, listeners=tuple(listeners), sockets=summary, statuses=tuple(statuses),
@@ -476,6 +476,13 @@ def _many_time_wait(proc: ProcFS) -> bool:
     455 against 368 ms."""
     tw, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
     return (tw or {}).get("TCP.tw", 0) >= SPLIT_TIME_WAIT_AT
+
+
+def listener_order(x: Listener) -> tuple[int, int, str, int]:
+    """A snapshot's order of listeners; the listener polls give theirs in it too, so that a poll of
+    unchanged listeners equals the full sample's and the /metrics listener families are kept (with 5,000
+    listeners in 100 namespaces, rebuilding them was ~35 ms of CPU per sample)."""
+    return x.port, x.family, x.address, x.inode
 
 
 def _range_size(sysctls: Sysctls) -> int | None:

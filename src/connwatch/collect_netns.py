@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from connwatch.clock import Clock
-from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, netlink_listeners, sample
+from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, listener_order, netlink_listeners, sample
 from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_probe
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import HostInfo, Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
@@ -368,8 +368,8 @@ class NetnsListenerPoller:
                 self.legacy = False
             else:
                 self._memo[inode] = decoder.seen
-                return tuple(decoder.listeners)
-        return tuple(netlink_listeners(sock, []))
+                return tuple(sorted(decoder.listeners, key=listener_order))  # (a full sample's order)
+        return tuple(sorted(netlink_listeners(sock, []), key=listener_order))
 
     def close(self) -> None:
         if self._pool is not None:
