@@ -49,3 +49,16 @@ def test_kept_rows_give_the_fresh_families_and_every_change() -> None:
     assert 'connwatch_netstat_tcpext_listen_overflows_total{netns="red"} 4.0' in texts[2]
     assert 'netns="red"' in texts[2] and 'netns="red"' not in texts[3]
     assert "connwatch_sysctl_net_core_somaxconn 4096.0" in texts[3]  # the own namespace: no empty labels
+
+
+def test_each_attribute_exports_its_100_largest_values_ties_by_resource_in_order() -> None:
+    from connwatch.findings import Measurement
+    from connwatch.outputs.prom_measure import MAX_PER_ATTRIBUTE, measurement_families
+
+    values = [0, 0, 3, 1, 3, 0, 2] * 40  # 280 ports, many ties
+    ms = [Measurement("BacklogRejectsByPort", {"port": 1000 + i}, f"TCP({1000 + i})", v, "conns")
+          for i, v in enumerate(values)]
+    [fam] = [f for f in measurement_families(ms) if f.name == "connwatch_attribute_backlog_rejects_by_port"]
+    expected = sorted(ms, key=lambda m: (-m.value, m.resource_key))[:MAX_PER_ATTRIBUTE]
+    assert [(s.labels["port"], s.value) for s in fam.samples] == [(str(m.resource["port"]), m.value) for m in expected]
+    assert len(fam.samples) == MAX_PER_ATTRIBUTE
