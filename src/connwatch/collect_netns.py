@@ -311,6 +311,17 @@ class NetnsListenerPoller:
                 self._socks[inode], self._probes[inode] = got
         self._last.clear()  # a reused poll result is never older than the last full sample
 
+    def probe_all(self) -> dict[int, bytes]:
+        """Each namespace's probe now (collect_quiet.read_probe): read before a full sample, for adopt()."""
+        return {inode: p for inode, fds in self._probes.items() if fds and (p := read_probe(fds)) is not None}
+
+    def adopt(self, inode: int, probe: bytes, listeners: tuple[Listener, ...]) -> None:
+        """A full sample's LISTEN dump of a namespace whose probe was read before it: the next polls answer
+        from it while the probe stands, as from a dump of their own (_listeners), instead of dumping all
+        namespaces again after every full sample (100 namespaces: ~30 ms of CPU per sample)."""
+        if inode in self._socks and probe_inuse(probe) == len(listeners) and all(x.queue == 0 for x in listeners):
+            self._last[inode] = (probe, listeners)
+
     def poll(self) -> dict[int, tuple[Listener, ...] | None]:
         """inode -> its listeners now; None for a namespace whose socket or dump failed."""
         out: dict[int, tuple[Listener, ...] | None] = dict.fromkeys(self.failures)

@@ -34,7 +34,7 @@ from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
 from connwatch.agent.steady import Steady, reusable, steady_after
 from connwatch.clock import Clock
-from connwatch.collect import CollectOptions, collect
+from connwatch.collect import NETLINK, CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
 from connwatch.collect_tw import QUIET, TimeWaitCaches
 from connwatch.engine import CheckResult, judge
@@ -57,6 +57,7 @@ OWNER_REFRESH_S = 60.0
 # destinations come from the dump).
 TIME_WAIT_ATTRIBUTES = frozenset({"EphemeralPortUsage", "EphemeralPortUsageWithoutReuse", "EphemeralPortExhaustion"})
 NEAR_FRACTION = 0.5
+LISTENERS_SOURCE = f"{NETLINK} listeners"  # a sample's LISTEN dump (collect._sockets)
 
 
 class Agent:
@@ -241,7 +242,13 @@ class Agent:
         if self.others is None:
             self.others = NetnsListenerPoller(self.opts.proc_root)
         self.others.refresh(ref for ref, _info in chosen if not ref.own)
-        return collect_selected(self.clock, opts, chosen, listing)
+        probes = self.others.probe_all()  # before the sample's dumps: its listeners then serve the next polls
+        snaps = collect_selected(self.clock, opts, chosen, listing)
+        for snap in snaps:
+            if snap.netns is not None and snap.netns.inode in probes and any(
+                    st.name == LISTENERS_SOURCE and st.ok for st in snap.statuses):
+                self.others.adopt(snap.netns.inode, probes[snap.netns.inode], snap.listeners)
+        return snaps
 
     def _collect(self) -> list[Snapshot]:
         owners = self._needs_owners()
