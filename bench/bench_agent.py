@@ -43,6 +43,7 @@ from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
 HOLD_PORT, METRICS_DUE, METRICS_EVERY, NODE, METRICS_ALL, METRICS_BEFORE = 7000, 19816, 19817, 19818, 19819, 19820
+METRICS_ALL_BEFORE = 19821
 DESTS = [(f"127.0.0.{a}", 7101 + p) for a in range(1, 5) for p in range(4)]
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
 
@@ -137,17 +138,18 @@ time.sleep(life)
 """
 
 ISOLATED = """set -e
-d=$(mktemp -d /tmp/cwbench-netns.XXXXXX)
+d=$(mktemp -d "/tmp/${PREFIX:-cwbench}-netns.XXXXXX")
 for n in $NAMES; do touch "$d/$n"; mount --bind "/run/netns/$n" "$d/$n"; done
 mount --rbind "$d" /run/netns
 exec "$@"
 """
 
 
-def isolated(names: list[str], *args: str) -> list[str]:
-    """args in a pid and mount namespace of their own where /run/netns lists only `names`."""
+def isolated(names: list[str], *args: str, prefix: str = "cwbench") -> list[str]:
+    """args in a pid and mount namespace of their own where /run/netns lists only `names` (bind mounts in
+    /tmp/<prefix>-netns.*)."""
     return ["unshare", "--pid", "--fork", "--kill-child=SIGTERM", "--mount-proc", "--mount", "--propagation", "private",
-            "env", f"NAMES={' '.join(names)}", "sh", "-c", ISOLATED, "sh", *args]
+            "env", f"NAMES={' '.join(names)}", f"PREFIX={prefix}", "sh", "-c", ISOLATED, "sh", *args]
 
 
 def child_pid(pid: int, deadline_s: float = 10) -> int:
@@ -210,7 +212,7 @@ def uptime_load() -> str:
 
 def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tmp: Path,
             a_fill: float = 60.0, small: list[str] | None = None, listeners: int = 50,
-            before: str | None = None) -> dict[str, object]:
+            before: str | None = None, prefix: str = "cwbench") -> dict[str, object]:
     tw_target = int(size * tw_share)
     rate = tw_target / 60.0
     hold = max((size - tw_target) // 2, 0)
@@ -251,11 +253,21 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
             log = (tmp / f"all-{size}.log").open("w")
             agents["netns-all"] = subprocess.Popen(
                 isolated([ns, *small], sys.executable, "-m", "connwatch", "run", "--interval", "5", "--netns", "all",
-                         "--listen", f"127.0.0.1:{METRICS_ALL}", "--state-dir", str(tmp / f"state-{size}-all")),
+                         "--listen", f"127.0.0.1:{METRICS_ALL}", "--state-dir", str(tmp / f"state-{size}-all"),
+                         prefix=prefix),
                 stdout=subprocess.PIPE, stderr=log, text=True)
             procs.append(agents["netns-all"])
             stop_pid[agents["netns-all"].pid] = child_pid(agents["netns-all"].pid)  # unshare ignores SIGTERM
             url = f"http://127.0.0.1:{METRICS_ALL}/metrics"
+            if before:  # the older tree's `--netns all` too, over the same namespaces in the same windows
+                agents["netns-all-before"] = subprocess.Popen(
+                    isolated([ns, *small], "env", f"PYTHONPATH={before}", sys.executable, "-m", "connwatch", "run",
+                             "--interval", "5", "--netns", "all", "--listen", f"127.0.0.1:{METRICS_ALL_BEFORE}",
+                             "--state-dir", str(tmp / f"state-{size}-all-before"), prefix=prefix),
+                    stdout=subprocess.PIPE, stderr=(tmp / f"all-before-{size}.log").open("w"), text=True)
+                procs.append(agents["netns-all-before"])
+                stop_pid[agents["netns-all-before"].pid] = child_pid(agents["netns-all-before"].pid)
+                url += f",http://127.0.0.1:{METRICS_ALL_BEFORE}/metrics"
             procs.append(subprocess.Popen([sys.executable, "-c", SCRAPER, url, "5", str(windows * window + 60)]))
         time.sleep(15)  # imports, first samples
         for name, proc in agents.items():
@@ -325,7 +337,7 @@ def report(r: dict[str, object]) -> None:
     due = cpu["when-due"]
     if "netns-all" in cpu:
         due_all = cpu["netns-all"]
-        for peer in ("when-due", "node_exporter"):
+        for peer in ("when-due", "node_exporter", "netns-all-before"):
             if peer in cpu:
                 ratios = [a / b for a, b in zip(due_all, cpu[peer], strict=True) if b > 0]
                 print(f"  netns-all / {peer}: median {statistics.median(ratios):.2f} "
@@ -353,14 +365,15 @@ def main() -> int:
     p.add_argument("--small", type=int, default=0, help="also `run --netns all` over this many small namespaces")
     p.add_argument("--listeners", type=int, default=50, help="listeners in each small namespace")
     p.add_argument("--before", help="the src/ directory of an older connwatch: its `run` (when-due) is measured "
-                                    "in the same windows, as \"before\"")
+                                    "in the same windows, as \"before\" (and its `run --netns all` with --small)")
+    p.add_argument("--prefix", default="cwbench", help="start of the names of the namespaces made here")
     a = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_agent: needs root for a network namespace")
     if not NODE_EXPORTER:
         print("node_exporter not found (prometheus-node-exporter): measured without it")
     for size in (int(x) for x in a.sizes.split(",")):
-        ns = f"cwbench-{uuid.uuid4().hex[:6]}"
+        ns = f"{a.prefix}-{uuid.uuid4().hex[:6]}"
         small = [f"{ns}-s{i}" for i in range(a.small)]
         subprocess.run(["ip", "netns", "add", ns], check=True)
         try:
@@ -371,11 +384,12 @@ def main() -> int:
             sh(ns, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=0")  # TIME_WAIT stays: the load is what it says
             tmp = Path(f"/tmp/{ns}")
             tmp.mkdir()
-            report(measure(ns, size, a.tw_share, a.windows, a.window, tmp, a.fill, small, a.listeners, a.before))
+            report(measure(ns, size, a.tw_share, a.windows, a.window, tmp, a.fill, small, a.listeners, a.before,
+                           a.prefix))
         finally:
             for name in (ns, *small):
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)
-            for left in Path("/tmp").glob("cwbench-netns.*"):
+            for left in Path("/tmp").glob(f"{a.prefix}-netns.*"):
                 shutil.rmtree(left, ignore_errors=True)
     return 0
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from connwatch.clock import Clock
 from connwatch.collect import NETLINK, CollectOptions, sample
-from connwatch.model import Snapshot, SourceStatus
+from connwatch.model import HostInfo, Snapshot, SourceStatus
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.record import Record, record, replace
@@ -60,12 +60,13 @@ def read_signals(proc: ProcFS) -> QuietSignals | None:
     return None if snmp is None else signals_of(snmp, sockstat)
 
 
-def sample_quietly(clock: Clock, opts: CollectOptions, proc: ProcFS, key: int, cache: TimeWaitCache) -> Snapshot:
+def sample_quietly(clock: Clock, opts: CollectOptions, proc: ProcFS, key: int, cache: TimeWaitCache,
+                   host: HostInfo | None = None) -> Snapshot:
     """collect.sample(), without the non-listening dump when the namespace is proven to hold nothing but
     its listeners since its last empty dump. `cache`: the namespace's state in the agent."""
     before = read_signals(proc)
     if before is not None and before == cache.quiet:
-        snap = sample(clock, replace(opts, sockets=False), proc, key)
+        snap = sample(clock, replace(opts, sockets=False), proc, key, host)
         after = signals_of(dict(snap.counters), dict(snap.sockstat))
         if after == before and before.tw == 0 and before.inuse == len(snap.listeners):
             from connwatch.collect_tw import QUIET
@@ -73,7 +74,7 @@ def sample_quietly(clock: Clock, opts: CollectOptions, proc: ProcFS, key: int, c
             cache.quiet_skips += 1
             cache.reason = QUIET
             return _empty(snap)
-    snap = sample(clock, opts, proc, key)
+    snap = sample(clock, opts, proc, key, host)
     empty = snap.sockets is not None and snap.sockets.total == 0
     quiet = before is not None and empty and before.tw == 0 and before.inuse == len(snap.listeners)
     cache.quiet = before if quiet else None

@@ -51,6 +51,7 @@ from connwatch.model import DestinationUsage, PortAccepts, SocketSummary, Source
 
 if TYPE_CHECKING:
     from connwatch.collect_quiet import QuietSignals
+    from connwatch.sources.procfs import ParseMemo
 
 QUIET = "quiet"  # TimeWaitCache.reason of a sample that dumped nothing (collect_quiet.py)
 TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
@@ -98,6 +99,7 @@ class TimeWaitCache:
     quiet: QuietSignals | None = None
     quiet_skips: int = 0
     reason: str = ""  # why the last sample dumped TIME_WAIT, or "reused", or QUIET
+    parsed: ParseMemo = field(default_factory=dict)  # the namespace's counter files as last parsed (ProcFS.memo)
 
     def observe(self, sig: TimeWaitSignals, ports: frozenset[int]) -> str | None:
         """This sample's signals in; why TIME_WAIT must be dumped now, or None when the last aggregate

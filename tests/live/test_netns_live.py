@@ -236,6 +236,35 @@ def test_the_listener_poll_sees_each_namespace_and_lets_a_deleted_one_go(ns: Net
         poller.close()
 
 
+MANY = """
+import socket, time
+socks = []
+for port in range(9260, 9220, -1):  # (bound in descending order: the kernel's hash order is not the port order)
+    for fam, host in ((socket.AF_INET6, '::1'), (socket.AF_INET, '127.0.0.1')):
+        s = socket.socket(fam); s.bind((host, port)); s.listen(8); socks.append(s)
+print('READY', flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_poll_of_unchanged_listeners_equals_the_full_sample_order_included(ns: Netns) -> None:
+    """The /metrics listener families are kept while the listeners they show are equal (agent/loop.py):
+    a poll gives a full sample's listeners in the full sample's order, not the kernel's."""
+    proc = ns.popen([sys.executable, "-c", MANY])
+    assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+    found = [(ref, info) for ref, info in discover(CollectOptions())[0] if ref.inode == _inode(ns)]
+    poller = NetnsListenerPoller(workers=1)
+    try:
+        poller.refresh(ref for ref, _ in found)
+        polled = poller.poll()[_inode(ns)]
+        full = collect_netns(SystemClock(), CollectOptions(owners=False), *found[0])
+    finally:
+        poller.close()
+    assert polled is not None and len(polled) == 80
+    assert polled == full.listeners
+    assert [x.port for x in polled] == sorted(x.port for x in polled)
+
+
 MIXED = """
 import socket, time
 socks = []

@@ -245,3 +245,33 @@ def test_the_listener_poll_reuses_a_dump_only_while_nothing_moved(ns: Netns) -> 
         if client is not None:
             client.communicate("\n", timeout=10)
         poller.close()
+
+
+def test_a_full_sample_dump_serves_the_next_polls_only_while_nothing_moved(ns: Netns) -> None:
+    """The agent hands each full sample's LISTEN dump to the poller with the probe read before the sample
+    (NetnsListenerPoller.adopt): the next polls answer from it, not from dumps of their own, until a
+    connection waits in the queue (then polled: queue 1, as `ss -ltn` shows)."""
+    ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")  # never accepts
+    inode = os.stat(f"/run/netns/{ns.name}").st_ino
+    found = [(ref, info) for ref, info in discover(CollectOptions())[0] if ref.inode == inode]
+    poller = NetnsListenerPoller()
+    client = None
+    try:
+        poller.refresh(ref for ref, _ in found)
+        probes = poller.probe_all()
+        [snap] = collect_all(SystemClock(), CollectOptions(owners=False), f"/run/netns/{ns.name}")
+        assert [(x.port, x.queue, x.backlog) for x in snap.listeners] == [(QUIET, 0, 5)]
+        poller.adopt(inode, probes[inode], snap.listeners)
+        assert poller.poll()[inode] is snap.listeners and poller.reused == 1  # no dump of its own
+        client = ns.popen([sys.executable, "-c", CONNECT, "127.0.0.1", str(QUIET)], stdin=-1)
+        assert client.stdout is not None and client.stdout.readline().startswith("READY")
+        [lst] = poller.poll()[inode] or ()
+        assert lst.queue == 1 == int(ns.run(["ss", "-ltnH", f"sport = :{QUIET}"]).stdout.split()[1])
+        assert poller.reused == 1
+        queued = poller.probe_all()
+        poller.adopt(inode, queued[inode], (lst,))  # a queue: never adopted (the poll must see it drain)
+        assert poller.poll()[inode] == (lst,) and poller.reused == 1  # dumped again (reused would be 2)
+    finally:
+        if client is not None:
+            client.communicate("\n", timeout=10)
+        poller.close()

@@ -215,3 +215,45 @@ def test_the_cyclic_gc_is_paused_while_a_sample_is_taken_and_runs_again_after(tm
     agent._guarded(agent.listener_poll)
     assert gc.isenabled() and agent.source_errors["sample"] == 1
     agent.keeper.close()
+
+
+class _Others:
+    """Another namespace's listener poll (collect_netns.NetnsListenerPoller's poll()): what `answer` holds."""
+
+    def __init__(self) -> None:
+        self.answer: dict[int, tuple[Listener, ...] | None] = {}
+
+    def poll(self) -> dict[int, tuple[Listener, ...] | None]:
+        return self.answer
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_reused_poll_of_another_namespace_keeps_its_peaks_and_a_new_one_or_a_new_sample_counts(
+        tmp_path: Path) -> None:
+    agent = _agent(tmp_path / "state")
+    others = _Others()
+    agent.others = others  # type: ignore[assignment]
+    agent.full_sample()
+    idle = (Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5),)
+    queued = (Listener(4, "0.0.0.0", 9000, 7, 128, 0, 77001, 0, 5),)
+    key = idle[0].identity
+    others.answer = {4026532101: idle}
+    agent.listener_poll()
+    assert agent.peaks[key] == 0
+    others.answer = {4026532101: queued}  # a fresh dump: its queue is seen
+    agent.listener_poll()
+    assert agent.peaks[key] == 7
+    others.answer = {4026532101: idle}
+    agent.listener_poll()
+    others.answer = {4026532101: idle}  # the same tuple again (the poller reused its dump)
+    agent.listener_poll()
+    assert agent.peaks[key] == 7  # the interval's peak stands
+    agent.full_sample()
+    assert key not in agent.peaks
+    agent.listener_poll()  # the same tuple as before the sample: counted again in the new interval
+    assert agent.peaks[key] == 0
+    others.answer = {4026532101: None}  # its dump failed
+    agent.listener_poll()
+    assert agent.peaks[key] == 0

@@ -3,18 +3,27 @@ captured /proc, its real HTTP server on loopback."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import urllib.request
 from pathlib import Path
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from prometheus_client.samples import Exemplar
 
 from connwatch.agent.loop import Agent
+from connwatch.agent.metrics_cache import MetricsCache, family_key
 from connwatch.agent.options import AgentOptions
 from connwatch.agent.server import serve
 from connwatch.clock import SystemClock
+from connwatch.model import NetnsInfo, Snapshot
+from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
 from connwatch.rules.config import load_config
+
+from .builders import listener, snapshot
 
 PROC = str(Path(__file__).parents[1] / "fixtures" / "proc" / "local_6x")
 
@@ -65,3 +74,66 @@ def test_scrapes_between_samples_render_once_and_a_sample_renders_again(tmp_path
         httpd.shutdown()
         httpd.server_close()
         agent.keeper.close()
+
+
+# -- family texts reused between renderings ---------------------------------------------------------------
+
+BLUE = NetnsInfo(4026532101, "blue", pid=4242, command="python3")
+RED = NetnsInfo(4026532102, "red", pid=4343, command="nginx")
+
+
+def _ns(info: NetnsInfo | None, overflows: int, backlog: int = 128) -> Snapshot:
+    inode = (info.inode if info else 1) % 1000
+    snap = snapshot(10.0, (listener(8080, backlog=backlog, inode=inode),),
+                    {"TcpExt.ListenOverflows": overflows, "TcpExt.ListenDrops": overflows})
+    return dataclasses.replace(snap, netns=info)
+
+
+def _bodies(cache: MetricsCache, registry: CollectorRegistry) -> list[tuple[bytes, bytes]]:
+    """(cached, prometheus_client's own) in text and OpenMetrics, gzip too."""
+    out = []
+    for accept in ("", OPENMETRICS):
+        encoder = choose_encoder(accept)[0]
+        out.append((cache.response(accept, None)[1], encoder(registry)))
+        out.append((gzip.decompress(cache.response(accept, "gzip")[1]), encoder(registry)))
+    return out
+
+
+def test_reused_family_texts_give_the_encoders_bytes_and_show_every_change() -> None:
+    collector = SnapshotCollector(MetricsOptions())
+    registry = CollectorRegistry()
+    registry.register(collector)
+    cache = MetricsCache(registry)
+    own = _ns(None, 1)
+    views = [View(own, own.listeners, namespaces=(_ns(BLUE, 5), _ns(RED, 7))),
+             View(own, own.listeners, namespaces=(_ns(BLUE, 5), _ns(RED, 7))),  # unchanged: reused
+             View(own, own.listeners, namespaces=(_ns(BLUE, 6), _ns(RED, 7))),  # blue's counter moved
+             View(own, own.listeners, namespaces=(_ns(BLUE, 6, backlog=4096),)),  # red gone, blue's backlog
+             View(own, own.listeners, namespaces=(_ns(BLUE, 6, backlog=4096),), stats=AgentStats(samples={"full": 3}))]
+    texts = []
+    for view in views:
+        collector.update(view)
+        cache.invalidate()
+        for cached, direct in _bodies(cache, registry):
+            assert cached == direct
+        texts.append(cache.response("", None)[1].decode())
+    assert cache.families_reused > 0
+    blue_overflows = 'connwatch_netstat_tcpext_listen_overflows_total{netns="blue"} '
+    assert blue_overflows + "5.0" in texts[1] and blue_overflows + "6.0" in texts[2]
+    assert 'netns="red"' in texts[2] and 'netns="red"' not in texts[3]  # a vanished namespace's series go
+    assert 'connwatch_listener_backlog{address="0.0.0.0",family="4",netns="blue",port="8080"} 4096.0' in texts[3]
+    assert 'connwatch_samples_total{kind="full"} 3.0' in texts[4]
+
+
+def test_family_key_tells_apart_what_prints_apart() -> None:
+    def fam(value: float) -> GaugeMetricFamily:
+        g = GaugeMetricFamily("x", "doc", labels=["a"])
+        g.add_metric(["1"], value)
+        return g
+
+    assert family_key(fam(0.0)) != family_key(fam(-0.0))
+    assert family_key(fam(1.0)) == family_key(fam(1))
+    assert family_key(fam(2.0)) != family_key(fam(1.0))
+    with_exemplar = CounterMetricFamily("y", "doc", labels=["a"])
+    with_exemplar.add_metric(["1"], 1, exemplar=Exemplar({"trace": "t"}, 1))
+    assert family_key(with_exemplar) is None

@@ -34,7 +34,7 @@ from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
 from connwatch.agent.steady import Steady, reusable, steady_after
 from connwatch.clock import Clock
-from connwatch.collect import CollectOptions, collect
+from connwatch.collect import NETLINK, CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
 from connwatch.collect_tw import QUIET, TimeWaitCaches
 from connwatch.engine import CheckResult, judge
@@ -57,6 +57,7 @@ OWNER_REFRESH_S = 60.0
 # destinations come from the dump).
 TIME_WAIT_ATTRIBUTES = frozenset({"EphemeralPortUsage", "EphemeralPortUsageWithoutReuse", "EphemeralPortExhaustion"})
 NEAR_FRACTION = 0.5
+LISTENERS_SOURCE = f"{NETLINK} listeners"  # a sample's LISTEN dump (collect._sockets)
 
 
 class Agent:
@@ -81,6 +82,10 @@ class Agent:
         self.steady: dict[tuple[int, str] | None, Steady] = {}  # namespaces standing still (agent/steady.py)
         self.reuse_judgements = True  # (False: judge every namespace every sample, as tests compare)
         self.peaks: dict[Identity, int] = {}
+        # Another namespace's polled listeners (the poller's tuple, the same object while it reuses its dump)
+        # and their owned copy, since the last full sample: a reused tuple's queues are in self.peaks already
+        # and its owners are those of then (100 idle namespaces: ~10 ms of CPU per 4 polls less).
+        self._polled: dict[int, tuple[tuple[Listener, ...], tuple[Listener, ...]]] = {}
         self.owners: dict[Identity, Listener] = {}
         self.owners_at = 0.0
         self.raised = False
@@ -237,7 +242,13 @@ class Agent:
         if self.others is None:
             self.others = NetnsListenerPoller(self.opts.proc_root)
         self.others.refresh(ref for ref, _info in chosen if not ref.own)
-        return collect_selected(self.clock, opts, chosen, listing)
+        probes = self.others.probe_all()  # before the sample's dumps: its listeners then serve the next polls
+        snaps = collect_selected(self.clock, opts, chosen, listing)
+        for snap in snaps:
+            if snap.netns is not None and snap.netns.inode in probes and any(
+                    st.name == LISTENERS_SOURCE and st.ok for st in snap.statuses):
+                self.others.adopt(snap.netns.inode, probes[snap.netns.inode], snap.listeners)
+        return snaps
 
     def _collect(self) -> list[Snapshot]:
         owners = self._needs_owners()
@@ -253,7 +264,7 @@ class Agent:
             self.owners_at = self.clock.monotonic()
             self.owners = {x.identity: x for s in snaps for x in s.listeners}
         else:
-            snaps = [dataclasses.replace(s, listeners=tuple(self._owned(x) for x in s.listeners)) for s in snaps]
+            snaps = [_with_listeners(s, tuple(self._owned(x) for x in s.listeners)) for s in snaps]
         self.sample_seconds["full"] = time.perf_counter() - start
         self.samples["full"] += 1
         for snap in snaps:
@@ -308,14 +319,23 @@ class Agent:
         start = time.perf_counter()
         listeners = self.poller.poll(self.clock)
         polled = self.others.poll() if self.others else {}
-        elsewhere = [x for got in polled.values() for x in got or ()]
         self.sample_seconds["listeners"] = time.perf_counter() - start
         self.samples["listeners"] += 1
-        for lst in (*listeners, *elsewhere):
+        others: dict[int, tuple[Listener, ...] | None] = {}
+        fresh: list[Listener] = list(listeners)
+        for inode, got in polled.items():
+            last = self._polled.get(inode)
+            if got is not None and last is not None and last[0] is got:
+                others[inode] = last[1]  # the poll reused its last dump (collect_netns.py): peaks and owners as then
+                continue
+            others[inode] = None if got is None else tuple(self._owned(x) for x in got)
+            if got is not None:
+                self._polled[inode] = (got, others[inode] or ())
+                fresh.extend(got)
+        for lst in fresh:
             if lst.queue > self.peaks.get(lst.identity, -1):
                 self.peaks[lst.identity] = lst.queue
         owned = tuple(self._owned(x) for x in listeners)
-        others = {inode: None if got is None else tuple(self._owned(x) for x in got) for inode, got in polled.items()}
         self.collector.update_listeners(owned, dict(self.peaks), self.stats(), others)
         self.metrics_cache.invalidate()
 
@@ -337,8 +357,7 @@ class Agent:
         results = []
         before = {a.key: a.severity for a in self.alerts}
         for cur in snaps:
-            judged = dataclasses.replace(cur, listeners=tuple(
-                dataclasses.replace(x, queue=max(x.queue, self.peaks.get(x.identity, 0))) for x in cur.listeners))
+            judged = _with_peaks(cur, self.peaks)
             key = _ns_key(cur)
             prev = self.prev.get(key)
             if prev is None:
@@ -367,6 +386,7 @@ class Agent:
         self.prev = {_ns_key(s): s for s in snaps}
         self.steady = {k: v for k, v in self.steady.items() if k in self.prev}
         peaks, self.peaks = self.peaks, {}
+        self._polled.clear()  # (new peaks, maybe new owners)
         own = snaps[0]
         self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements,
                                    namespaces=tuple(snaps[1:])))
@@ -402,6 +422,21 @@ class Agent:
                           state_errors=self.keeper.errors, reload_failures=self.reload_failures,
                           config_ok=self.config_ok, pending=pending, sent=sent, failures=failures,
                           timeouts=timeouts)
+
+
+def _with_listeners(snap: Snapshot, listeners: tuple[Listener, ...]) -> Snapshot:
+    """The snapshot with these listeners; itself when they are its own (no copy of an unchanged sample)."""
+    if all(a is b for a, b in zip(listeners, snap.listeners, strict=True)):
+        return snap
+    return dataclasses.replace(snap, listeners=listeners)
+
+
+def _with_peaks(snap: Snapshot, peaks: dict[Identity, int]) -> Snapshot:
+    """The snapshot as judged: each listener's queue the largest polled since the previous full sample
+    (only the listeners whose peak is above their queue copied: 5,000 idle ones cost ~20 ms per sample)."""
+    listeners = tuple(x if (p := peaks.get(x.identity, 0)) <= x.queue else dataclasses.replace(x, queue=p)
+                      for x in snap.listeners)
+    return _with_listeners(snap, listeners)
 
 
 def _tw_key(snap: Snapshot) -> int:

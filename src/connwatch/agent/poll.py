@@ -8,7 +8,7 @@ fails) it falls back to that collect, so the poll never stops.
 from __future__ import annotations
 
 from connwatch.clock import Clock
-from connwatch.collect import CollectOptions, collect, netlink_listeners
+from connwatch.collect import CollectOptions, collect, listener_order, netlink_listeners
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import Listener
 from connwatch.sources import netlink
@@ -41,10 +41,10 @@ class ListenerPoller:
             self._sock = netlink.open_socket()
         if self.one_walk:  # both families in one walk of the listening hash (the legacy request)
             try:
-                return tuple(netlink_listeners(self._sock, [], one_walk=True))
+                return tuple(sorted(netlink_listeners(self._sock, [], one_walk=True), key=listener_order))
             except SourceUnavailable:
                 self.one_walk = False  # refused by this kernel: one dump per family from now on
-        return tuple(netlink_listeners(self._sock, []))
+        return tuple(sorted(netlink_listeners(self._sock, []), key=listener_order))
 
     def close(self) -> None:
         if self._sock is not None:

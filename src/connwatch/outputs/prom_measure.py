@@ -13,6 +13,7 @@ Bounded: at most MAX_PER_ATTRIBUTE resources per attribute (over every namespace
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -53,8 +54,10 @@ def measurement_families(measurements: Sequence[Measurement]) -> list[Metric]:
         unit = "per sample interval" if s.counter else "at the sample"
         fam = GaugeMetricFamily(attribute_metric(s), f"{name} ({s.unit}, {unit}) as the agent measured it; "
                                 "its rules compare this value", labels=list(labels))
-        ranked = sorted(by_attribute.get(name, ()), key=lambda m: (-m.value, m.resource_key))
-        for m in ranked[:MAX_PER_ATTRIBUTE]:
+        # = sorted(...)[:MAX_PER_ATTRIBUTE] (ties in order too), without sorting 5,000 ports of 100 namespaces
+        ranked = heapq.nsmallest(MAX_PER_ATTRIBUTE, by_attribute.get(name, ()),
+                                 key=lambda m: (-m.value, m.resource_key))
+        for m in ranked:
             fam.add_metric([_value(m, k) for k in labels], m.value)
         out.append(fam)
     return out

@@ -32,7 +32,7 @@ from connwatch import __version__
 from connwatch.attributes.registry import kernel_inputs
 from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
-from connwatch.outputs.prom_kernel import kernel_families, legacy_kernel_families
+from connwatch.outputs.prom_kernel import KernelRows, kernel_families, legacy_kernel_families
 from connwatch.outputs.prom_measure import measurement_families
 from connwatch.outputs.prom_netns import NS_LABELS, OWN, bounded_namespaces, netns_families, ns_values, without_empty
 
@@ -95,6 +95,7 @@ class SnapshotCollector(Collector):
         self._lock = threading.Lock()
         self._opts = opts or MetricsOptions()
         self._view = View(None)
+        self._kernel_rows = KernelRows()  # each namespace's kernel series, kept while unchanged
         self._parts = build_parts(self._view, self._opts)
         self._listeners_of: tuple[object, ...] | None = None  # what the listener parts show (_listener_key)
 
@@ -103,7 +104,7 @@ class SnapshotCollector(Collector):
         key = _listener_key(view)
         with self._lock:
             kept = self._parts.get("listeners") if self._listeners_of == key else None
-        parts = build_parts(view, self._opts, kept)
+        parts = build_parts(view, self._opts, kept, self._kernel_rows)
         with self._lock:
             self._view, self._parts, self._listeners_of = view, parts, key
 
@@ -131,19 +132,19 @@ class SnapshotCollector(Collector):
         return iter([m for part in parts.values() for m in part])
 
 
-def build_parts(view: View, opts: MetricsOptions | None = None,
-                listeners: list[Metric] | None = None) -> dict[str, list[Metric]]:
+def build_parts(view: View, opts: MetricsOptions | None = None, listeners: list[Metric] | None = None,
+                kernel_rows: KernelRows | None = None) -> dict[str, list[Metric]]:
     """The families of one view, in parts that can be rebuilt separately (`listeners`: the listener families
-    of a view with the same _listener_key, kept)."""
+    of a view with the same _listener_key, kept; `kernel_rows`: the kernel series of unchanged namespaces)."""
     opts = opts or MetricsOptions()
     snap = view.snapshot
     host: list[Metric] = []
     if snap is not None:
         snaps, omitted = bounded_namespaces(snap, view.namespaces)
         labelled = [(ns_values(s.netns), s) for s in snaps]
-        host = without_empty([*_host_families(labelled, opts), *_destination_families(labelled),
-                              *_source_families(labelled), *_collector_families(snap, view.stats, opts.legacy),
-                              *netns_families(snaps, omitted)])
+        host = [*_host_families(labelled, opts, kernel_rows),
+                *without_empty([*_destination_families(labelled), *_source_families(labelled),
+                                *_collector_families(snap, view.stats, opts.legacy), *netns_families(snaps, omitted)])]
     build = GaugeMetricFamily("connwatch_build_info", "connwatch's version (1), as *_build_info in "
                               "client_golang", labels=["version"])
     build.add_metric([__version__], 1)
@@ -249,10 +250,11 @@ def _listener_families(sets: Sequence[tuple[tuple[str, str, str], Sequence[Liste
 Labelled = Sequence[tuple[tuple[str, str, str], Snapshot]]  # namespace label values, its sample (own first)
 
 
-def _host_families(snaps: Labelled, opts: MetricsOptions) -> list[Metric]:
+def _host_families(snaps: Labelled, opts: MetricsOptions, kernel_rows: KernelRows | None = None) -> list[Metric]:
+    """Kernel values, sockets by state and host limits, their empty namespace labels left out."""
     needed = None if opts.kernel_counters == "all" else kernel_inputs()
     own = snaps[0][1]
-    out: list[Metric] = kernel_families(snaps, needed)
+    out: list[Metric] = []
     if opts.legacy:
         out += legacy_kernel_families(own)
     states = GaugeMetricFamily("connwatch_sockets", "Non-listening TCP sockets by state",
@@ -261,7 +263,8 @@ def _host_families(snaps: Labelled, opts: MetricsOptions) -> list[Metric]:
         for state, count in sorted(snap.sockets.by_state.items()) if snap.sockets is not None else ():
             states.add_metric([*ns, state], count)
     out.append(states)
-    return out + _host_limit_families(snaps) + (_legacy_host_limit_families(own) if opts.legacy else [])
+    rest = out + _host_limit_families(snaps) + (_legacy_host_limit_families(own) if opts.legacy else [])
+    return [*kernel_families(snaps, needed, kernel_rows), *without_empty(rest)]  # (the kernel's: left out already)
 
 
 CONNTRACK_STATS = ("drop", "early_drop", "insert_failed", "invalid")

@@ -9,6 +9,7 @@ out (never reported as zero).
 from __future__ import annotations
 
 import _socket  # (not socket: see sources/netlink.py)
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 Parser = Callable[[str, str], dict[str, int]]
+# A namespace's last parsed counter files (the agent's, kept across samples): rel -> (text, parser, values).
+# Text equal to the last read is not parsed again: the parsers are pure functions of (text, source name).
+ParseMemo = dict[str, tuple[str, Parser, dict[str, int]]]
 
 LIVE_ROOT = Path("/proc")
 NO_SUCH_FILE = "no such file"
@@ -50,12 +54,15 @@ class ProcFS:
     """A /proc tree: the live one, or a copy laid out the same way (net/netstat, sys/net/...).
 
     `host_only`: sysctl names whose absence means "not applicable here" (a child network
-    namespace has no tcp_max_orphans), not a failure.
+    namespace has no tcp_max_orphans), not a failure. `memo`: see ParseMemo (read_parsed).
     """
 
-    def __init__(self, root: str | Path = LIVE_ROOT, host_only: frozenset[str] = frozenset()) -> None:
+    def __init__(self, root: str | Path = LIVE_ROOT, host_only: frozenset[str] = frozenset(),
+                 memo: ParseMemo | None = None) -> None:
         self.root = Path(root)
         self.host_only = host_only
+        self.memo = memo
+        self._prefix = str(self.root).rstrip("/") + "/"
 
     def __repr__(self) -> str:
         return f"ProcFS({str(self.root)!r})"
@@ -69,20 +76,38 @@ class ProcFS:
         """The full path of `rel` ("net/netstat", "sys/net/core/somaxconn") under the root."""
         return self.root / rel.lstrip("/")
 
-    def read_text(self, rel: str) -> str:
-        """The whole file as text; SourceUnavailable (naming the full path) if it cannot be read.
+    def where(self, rel: str) -> str:
+        """str(self.path(rel)) without pathlib (every file of every namespace, every sample)."""
+        return self._prefix + rel.lstrip("/")
 
-        Undecodable bytes become U+FFFD so the parser, not the reader, reports them.
+    def read_text(self, rel: str) -> str:
+        """The whole file as text, as Path.read_text() gives it; SourceUnavailable (naming the full path)
+        if it cannot be read.
+
+        Undecodable bytes become U+FFFD so the parser, not the reader, reports them. Read with os.open/
+        os.read: ~4x less CPU than Path.read_text for the small /proc files (a namespace's 13 sysctls: 0.15 ms
+        of reads, 0.31 ms with parsing, against 0.65 ms; tests/unit/test_procfs_read.py: the same text).
         """
-        path = self.path(rel)
+        path = self.where(rel)
         try:
-            return path.read_text(encoding="utf-8", errors="replace")
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(fd, 65536)
+                if data:  # (a /proc seq file may answer in parts: read to the end)
+                    rest = [data]
+                    while chunk := os.read(fd, 65536):
+                        rest.append(chunk)
+                    data = b"".join(rest) if len(rest) > 1 else data
+            finally:
+                os.close(fd)
         except FileNotFoundError:
-            raise SourceUnavailable(str(path), NO_SUCH_FILE) from None
+            raise SourceUnavailable(path, NO_SUCH_FILE) from None
         except PermissionError:
-            raise SourceUnavailable(str(path), "permission denied") from None
+            raise SourceUnavailable(path, "permission denied") from None
         except OSError as exc:
-            raise SourceUnavailable(str(path), exc.strerror or type(exc).__name__) from None
+            raise SourceUnavailable(path, exc.strerror or type(exc).__name__) from None
+        text = data.decode("utf-8", errors="replace")
+        return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text  # (universal newlines)
 
 
 class ThreadNetProcFS(ProcFS):
@@ -92,8 +117,8 @@ class ThreadNetProcFS(ProcFS):
     /proc/sys/net already follows the calling thread. Host-only sysctls are "not applicable".
     """
 
-    def __init__(self, root: str | Path = LIVE_ROOT) -> None:
-        super().__init__(root, HOST_ONLY_SYSCTLS)
+    def __init__(self, root: str | Path = LIVE_ROOT, memo: ParseMemo | None = None) -> None:
+        super().__init__(root, HOST_ONLY_SYSCTLS, memo)
 
     def path(self, rel: str) -> Path:
         rel = rel.lstrip("/")
@@ -101,17 +126,31 @@ class ThreadNetProcFS(ProcFS):
             return self.root / "thread-self" / rel
         return self.root / rel
 
+    def where(self, rel: str) -> str:
+        rel = rel.lstrip("/")
+        return self._prefix + ("thread-self/" + rel if rel.startswith("net/") else rel)
+
 
 def _elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
 def read_parsed(proc: ProcFS, rel: str, parser: Parser) -> tuple[dict[str, int] | None, SourceStatus]:
-    """Read and parse one file; on failure the values are None and the status says why."""
+    """Read and parse one file; on failure the values are None and the status says why. With a memo
+    (ProcFS.memo) a text equal to the last one read there is not parsed again (an idle namespace's
+    counters: 0.6 ms of parsing per namespace and sample saved, README "The agent")."""
     start = time.perf_counter()
-    name = str(proc.path(rel))
+    name = proc.where(rel)
     try:
-        values = parser(proc.read_text(rel), name)
+        text = proc.read_text(rel)
+        last = proc.memo.get(rel) if proc.memo is not None else None
+        if last is not None and last[0] == text and last[1] is parser:
+            values = dict(last[2])
+        else:
+            values = parser(text, name)
+            if proc.memo is not None:
+                proc.memo[rel] = (text, parser, values)
+                values = dict(values)
     except SourceUnavailable as exc:
         return None, SourceStatus(name, False, f"unavailable: {exc.reason}", _elapsed_ms(start))
     except ParseError as exc:
@@ -152,7 +191,7 @@ def read_one(proc: ProcFS, rel: str, parser: Callable[[str, str], T], problems: 
     not exist and `absent` says why it may not, else "name: unavailable: <reason>" or the parse error."""
     name = rel.rsplit("/", 1)[-1]
     try:
-        return parser(proc.read_text(rel), str(proc.path(rel)))
+        return parser(proc.read_text(rel), proc.where(rel))
     except SourceUnavailable as exc:
         problems.append(f"{name}: {absent}" if absent is not None and exc.reason == NO_SUCH_FILE
                         else f"{name}: unavailable: {exc.reason}")
@@ -239,7 +278,7 @@ def read_host(proc: ProcFS) -> HostInfo:
         hostname = _socket.gethostname()
     boot_time: float | None
     try:
-        boot_time = float(parse_btime(proc.read_text("stat"), str(proc.path("stat"))))
+        boot_time = float(parse_btime(proc.read_text("stat"), proc.where("stat")))
     except ConnwatchError:
         boot_time = None
     return HostInfo(
