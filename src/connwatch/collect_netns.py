@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from connwatch.clock import Clock
-from connwatch.collect import SKMEMINFO_EXT, CollectOptions, attach_owners, listener_order, netlink_listeners, sample
+from connwatch.collect import SKMEMINFO_EXT, CollectOptions, listener_order, netlink_listeners, sample
+from connwatch.collect_owners import attach_owners
 from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_probe
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import HostInfo, Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connwatch.collect import _with_owners
+from connwatch.collect_owners import _with_owners
 from connwatch.commands.listeners import json_text, render_text
 from connwatch.model import Listener, NetnsInfo, Process, Snapshot
 from connwatch.outputs.console import console

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from connwatch.collect import _with_owners
+from connwatch.collect_owners import _with_owners
 from connwatch.errors import ParseError
 from connwatch.model import Process
 from connwatch.parsers.proc_limits import parse_nofile_soft
