@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from connwatch.alerts.lifecycle import StepResult, step
 from connwatch.attributes.backlog import reconcile
-from connwatch.attributes.registry import INTERVAL, SINCE_BOOT, measure_all, spec
+from connwatch.attributes.registry import INTERVAL, SINCE_BOOT, Pair, measure_all, spec
 from connwatch.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, StateError
 from connwatch.explain import explain
 from connwatch.findings import Alert, Finding, Measurement, format_number, severity_name
@@ -73,7 +73,8 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
           system_name: str | None = None, store_error: str | None = None) -> CheckResult:
     """Measure, evaluate, explain the breaches, and advance (and persist) the alert lifecycle."""
     scope = scope_of(cur)
-    measured = _scoped(measure_all(prev, cur, config), scope, cur)
+    pair = Pair(prev, cur)  # (the accounting the backlog and accept subjects and the reconciliation share)
+    measured = _scoped(measure_all(prev, cur, config, pair), scope, cur)
     findings = evaluate(config.rules, measured)
     if basis.mode == SINCE_BOOT:
         findings = [_since_boot(f, basis.uptime_s) for f in findings]
@@ -99,7 +100,7 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
             store_error = str(exc)
     if done is None:
         done = decide({}, {})
-    return CheckResult(prev, cur, done.findings, done.result, reconcile(prev, cur), store_error,
+    return CheckResult(prev, cur, done.findings, done.result, reconcile(prev, cur, pair), store_error,
                        measurements=measured)
 
 

@@ -22,6 +22,7 @@ every accept figure is a lower bound).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from connwatch.attributes.accept_facts import (
     BURST,
@@ -35,6 +36,9 @@ from connwatch.attributes.accept_facts import (
 )
 from connwatch.model import Listener, PortAccepts, Snapshot
 from connwatch.record import Record, record
+
+if TYPE_CHECKING:
+    from connwatch.attributes.registry import Pair
 
 DROP_TARGET = 0.01  # recommended backlogs keep the drop fraction under 1 % of connection requests
 MAX_BACKLOG = 65535  # the kernel's sk_max_ack_backlog is a u32, but somaxconn and most servers cap here
@@ -122,6 +126,24 @@ def _grouped(listeners: Sequence[Listener]) -> dict[int, tuple[Listener, ...]]:
     for lst in listeners:
         out.setdefault(lst.port, []).append(lst)
     return {port: tuple(group) for port, group in out.items()}
+
+
+def shared_index(pair: Pair) -> PairIndex:
+    """pair_index() of a pair, made once for the subjects that read it."""
+    return pair.once(_index)
+
+
+def _index(pair: Pair) -> PairIndex:
+    return pair_index(pair.prev, pair.cur)
+
+
+def shared_activity(pair: Pair, port: int, turned_away: int | None) -> AcceptFacts | None:
+    """activity() of a pair's port, made once for the subjects that read it (backlog and accept)."""
+    return pair.once(_activity, port, turned_away)
+
+
+def _activity(pair: Pair, port: int, turned_away: int | None) -> AcceptFacts | None:
+    return activity(pair.prev, pair.cur, port, turned_away, shared_index(pair))
 
 
 def activity(prev: Snapshot, cur: Snapshot, port: int, turned_away: int | None,

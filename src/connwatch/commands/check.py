@@ -125,9 +125,9 @@ def _judge_all(args: argparse.Namespace, judged: list[tuple[Snapshot, Snapshot]]
 
 def _print(fmt: str, result: CheckResult, verbose: bool = False, rules: Sequence[Rule] = ()) -> None:
     if fmt == "json":
-        from connwatch.outputs.jsonout import check_dict, dumps
+        from connwatch.outputs.jsonout import check_text
 
-        print(dumps(check_dict(result), "check"))
+        print(check_text(result))
     elif fmt == "nagios":
         from connwatch.outputs.nagios import render
 
