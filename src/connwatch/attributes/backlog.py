@@ -145,11 +145,16 @@ def drop_deltas(prev: Snapshot, cur: Snapshot) -> dict[tuple[int, int, int, str]
     return out
 
 
-def _listener_facts(lst: Listener, delta: int | None, now: float) -> ListenerFacts:
+def _listener_facts(lst: Listener, delta: int | None, now: float,
+                    owners: dict[int, OwnerFacts] | None = None) -> ListenerFacts:
+    """`owners`: the OwnerFacts made so far, by id of the Process (one per owner, not per listener)."""
     o = lst.owner
-    owner = None if o is None else OwnerFacts(
-        o.pid, o.command, o.cmdline, o.user, o.started_at,
-        None if o.started_at is None else round(now - o.started_at, 1), o.open_fds, o.fd_limit)
+    owner = None if o is None else owners.get(id(o)) if owners is not None else None
+    if o is not None and owner is None:
+        owner = OwnerFacts(o.pid, o.command, o.cmdline, o.user, o.started_at,
+                           None if o.started_at is None else round(now - o.started_at, 1), o.open_fds, o.fd_limit)
+        if owners is not None:
+            owners[id(o)] = owner
     return ListenerFacts(lst.endpoint, lst.family, lst.queue, lst.backlog, fill_percent(lst), lst.drops, delta,
                          lst.inode, owner)
 
@@ -272,11 +277,12 @@ def measure_pair(pair: Pair, config: Config | None = None) -> list[Measurement]:
     retry, give_up = syn_retry_times(cur.sysctls.tcp_syn_retries, cur.sysctls.tcp_syn_linear_timeouts)
     half_open = _half_open(cur)
     out: list[Measurement] = []
+    owners: dict[int, OwnerFacts] = {}
     for port, group in sorted(ports.items()):
         rejects = per_port.get(port) if d.overflows is not None else None
         accept = shared_activity(pair, port, rejects.total) if rejects is not None else None
         out.extend(_port_measurements(port, group, deltas, context, cur.taken_at, interval,
-                                      (rejects, half_open.get(port, 0), retry, give_up), accept))
+                                      (rejects, half_open.get(port, 0), retry, give_up), accept, owners))
     out.extend(_host_measurements(prev, cur, interval, context))
     out.extend(_cookie_measurements(per_port, d, pair.once(_port_evidence), context, interval))
     return out
@@ -285,8 +291,9 @@ def measure_pair(pair: Pair, config: Config | None = None) -> list[Measurement]:
 def _port_measurements(port: int, group: list[Listener], deltas: dict[tuple[int, int, int, str], int],
                        ctx: BacklogContext, now: float, interval: float,
                        found: tuple[PortRejects | None, int, tuple[float, ...], float],
-                       accept: AcceptFacts | None = None) -> list[Measurement]:
-    listeners = tuple(_listener_facts(x, deltas.get(x.identity), now) for x in group)
+                       accept: AcceptFacts | None = None, owners: dict[int, OwnerFacts] | None = None
+                       ) -> list[Measurement]:
+    listeners = tuple(_listener_facts(x, deltas.get(x.identity), now, owners) for x in group)
     common = (ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation, ctx.tcp_syncookies,
               ctx.tcp_abort_on_overflow, ctx.platform, ctx.stuck_ports, port, listeners,
               any(x.backlog is not None and x.queue > x.backlog for x in group))
