@@ -194,10 +194,16 @@ def _save(tx: Tx, given: list[Alert], path: Path) -> list[Alert]:
 def _mark_seen(tx: Tx, keys: Iterable[str], now: float) -> dict[str, float]:
     unique = list(dict.fromkeys(keys))
     tx.executemany(_SEEN_UPSERT, ((k, now, now) for k in unique))
-    first: dict[str, float] = {}
-    for key in unique:
-        first[key] = float(tx.rows("SELECT first_seen FROM seen WHERE key = ?", (key,))[0][0])
-    return first
+    found: dict[str, float] = {}
+    for start in range(0, len(unique), _KEYS_PER_READ):  # (one read per chunk, not per key: 5,000 keys at
+        chunk = unique[start:start + _KEYS_PER_READ]     # 100 namespaces of 50 listeners, issue 17)
+        marks = ", ".join("?" * len(chunk))
+        found.update((k, float(v)) for k, v in tx.rows(f"SELECT key, first_seen FROM seen WHERE key IN ({marks})",
+                                                       chunk))
+    return {key: found[key] for key in unique}
+
+
+_KEYS_PER_READ = 500  # (SQLite before 3.32 takes at most 999 parameters)
 
 
 # -- rows ----------------------------------------------------------------------

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.accept_facts import AcceptFacts
-from connwatch.attributes.accept_model import activity, pair_index
-from connwatch.attributes.registry import AttributeSpec, Need, Subject
+from connwatch.attributes.accept_model import shared_activity, shared_index
+from connwatch.attributes.registry import AttributeSpec, Need, Pair, Subject
 from connwatch.explain import accept as words
 from connwatch.findings import Measurement
 from connwatch.model import Snapshot
@@ -42,19 +42,23 @@ SUBJECT_SPECS: tuple[AttributeSpec[Any], ...] = (
 
 
 def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
-    from connwatch.attributes.backlog import accounting, port_key
+    return measure_pair(Pair(prev, cur), config)
 
-    per_port, _rec, d = accounting(prev, cur)
+
+def measure_pair(pair: Pair, config: Config | None = None) -> list[Measurement]:
+    """The pair's accept activity per port (the backlog subject reads the same facts: made once, Pair)."""
+    from connwatch.attributes.backlog import port_key, shared_accounting
+
+    per_port, _rec, d = shared_accounting(pair)
     out = []
-    index = pair_index(prev, cur)
-    for port in sorted(index.cur_listeners):
+    for port in sorted(shared_index(pair).cur_listeners):
         r = per_port.get(port)
         turned = r.total if r is not None and d.overflows is not None else None
-        facts = activity(prev, cur, port, turned, index)
+        facts = shared_activity(pair, port, turned)
         if facts is not None:
             out.append(Measurement("AcceptActivity", {"port": port}, port_key(port), float(facts.waited_through),
                                    "conns", "value", facts))
     return out
 
 
-SUBJECT = Subject("accept", SUBJECT_SPECS, measure)
+SUBJECT = Subject("accept", SUBJECT_SPECS, measure, measure_pair=measure_pair)

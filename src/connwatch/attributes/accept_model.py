@@ -21,7 +21,8 @@ every accept figure is a lower bound).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.accept_facts import (
     BURST,
@@ -35,6 +36,9 @@ from connwatch.attributes.accept_facts import (
 )
 from connwatch.model import Listener, PortAccepts, Snapshot
 from connwatch.record import Record, record
+
+if TYPE_CHECKING:
+    from connwatch.attributes.registry import Pair
 
 DROP_TARGET = 0.01  # recommended backlogs keep the drop fraction under 1 % of connection requests
 MAX_BACKLOG = 65535  # the kernel's sk_max_ack_backlog is a u32, but somaxconn and most servers cap here
@@ -124,12 +128,36 @@ def _grouped(listeners: Sequence[Listener]) -> dict[int, tuple[Listener, ...]]:
     return {port: tuple(group) for port, group in out.items()}
 
 
+def shared_index(pair: Pair) -> PairIndex:
+    """pair_index() of a pair, made once for the subjects that read it."""
+    return pair.once(_index)
+
+
+def _index(pair: Pair) -> PairIndex:
+    return pair_index(pair.prev, pair.cur)
+
+
+def shared_activity(pair: Pair, port: int, turned_away: int | None) -> AcceptFacts | None:
+    """activity() of a pair's port, made once for the subjects that read it (backlog and accept)."""
+    return pair.once(_activity, port, turned_away)
+
+
+def _activity(pair: Pair, port: int, turned_away: int | None) -> AcceptFacts | None:
+    return activity(pair.prev, pair.cur, port, turned_away, shared_index(pair), lambda *args: pair.once(_size, *args))
+
+
+def _size(_pair: Pair, *args: Any) -> SizingFacts | None:
+    return size(*args)
+
+
 def activity(prev: Snapshot, cur: Snapshot, port: int, turned_away: int | None,
-             index: PairIndex | None = None) -> AcceptFacts | None:
+             index: PairIndex | None = None, sizing: Callable[..., SizingFacts | None] | None = None
+             ) -> AcceptFacts | None:
     """The port's accept activity between the samples; None when either sample has no inbound inodes, or
     there is no interval (one sample judged alone, e.g. a namespace that appeared between the samples:
     its waiting connections would read as having waited through an interval that never was).
-    `index`: pair_index(prev, cur), when judging many ports of the same pair."""
+    `index`: pair_index(prev, cur), when judging many ports of the same pair; `sizing`: size() or one that
+    remembers its results (its arguments are few values: every quiet port of a pair has the same sizing)."""
     ix = index or pair_index(prev, cur)
     before, after = ix.before, ix.after
     group = ix.cur_listeners.get(port, ())
@@ -146,11 +174,11 @@ def activity(prev: Snapshot, cur: Snapshot, port: int, turned_away: int | None,
     backlogs = [x.backlog for x in group if x.backlog is not None]
     backlog = min(backlogs) if backlogs else None
     v = verdict(p, c, new + closed, turned_away, full)
-    sizing = None if v == STUCK else size(interval, (p.waiting, c.waiting), new + closed, turned_away, full,
-                                          backlog, cur.sysctls.somaxconn)
+    made = None if v == STUCK else (sizing or size)(interval, (p.waiting, c.waiting), new + closed, turned_away,
+                                                      full, backlog, cur.sysctls.somaxconn)
     return AcceptFacts(port, v, round(interval, 3), p.waiting, c.waiting, c.accepted, new, basis, closed,
                        round((new + closed) / interval, 3), waited_through(p, c), turned_away, backlog, *full,
-                       owner_states(group), sizing)
+                       owner_states(group), made)
 
 
 def loss(rho: float, k: int) -> float:

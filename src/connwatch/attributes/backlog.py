@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.accept_facts import AcceptFacts
-from connwatch.attributes.accept_model import activity, pair_index
+from connwatch.attributes.accept_model import shared_activity
 from connwatch.attributes.backlog_facts import (
     BacklogContext,
     CookieFacts,
@@ -30,7 +30,7 @@ from connwatch.attributes.backlog_facts import (
     Reconciliation,
     RejectFacts,
 )
-from connwatch.attributes.registry import SINCE_OPEN, AttributeSpec, Need, Subject
+from connwatch.attributes.registry import SINCE_OPEN, AttributeSpec, Need, Pair, Subject
 from connwatch.attributes.rejects import (
     COOKIES,
     LISTEN_DROPS,
@@ -145,11 +145,16 @@ def drop_deltas(prev: Snapshot, cur: Snapshot) -> dict[tuple[int, int, int, str]
     return out
 
 
-def _listener_facts(lst: Listener, delta: int | None, now: float) -> ListenerFacts:
+def _listener_facts(lst: Listener, delta: int | None, now: float,
+                    owners: dict[int, OwnerFacts] | None = None) -> ListenerFacts:
+    """`owners`: the OwnerFacts made so far, by id of the Process (one per owner, not per listener)."""
     o = lst.owner
-    owner = None if o is None else OwnerFacts(
-        o.pid, o.command, o.cmdline, o.user, o.started_at,
-        None if o.started_at is None else round(now - o.started_at, 1), o.open_fds, o.fd_limit)
+    owner = None if o is None else owners.get(id(o)) if owners is not None else None
+    if o is not None and owner is None:
+        owner = OwnerFacts(o.pid, o.command, o.cmdline, o.user, o.started_at,
+                           None if o.started_at is None else round(now - o.started_at, 1), o.open_fds, o.fd_limit)
+        if owners is not None:
+            owners[id(o)] = owner
     return ListenerFacts(lst.endpoint, lst.family, lst.queue, lst.backlog, fill_percent(lst), lst.drops, delta,
                          lst.inode, owner)
 
@@ -187,12 +192,30 @@ def _evidence(prev: Snapshot, cur: Snapshot, deltas: dict[tuple[int, int, int, s
 
 def accounting(prev: Snapshot, cur: Snapshot) -> tuple[dict[int, PortRejects], Reconciliation, Deltas]:
     """Each port's rejections and the namespace's reconciliation (attributes/rejects.py)."""
-    deltas = drop_deltas(prev, cur)
+    return shared_accounting(Pair(prev, cur))
+
+
+def shared_accounting(pair: Pair) -> tuple[dict[int, PortRejects], Reconciliation, Deltas]:
+    """accounting() of a pair, computed once for every subject that reads it."""
+    return pair.once(_accounting)
+
+
+def _deltas(pair: Pair) -> dict[tuple[int, int, int, str], int]:
+    return drop_deltas(pair.prev, pair.cur)
+
+
+def _port_evidence(pair: Pair) -> dict[int, PortEvidence]:
+    return _evidence(pair.prev, pair.cur, pair.once(_deltas))
+
+
+def _accounting(pair: Pair) -> tuple[dict[int, PortRejects], Reconciliation, Deltas]:
+    prev, cur = pair.prev, pair.cur
+    deltas = pair.once(_deltas)
     d = deltas_of(prev.counters, cur.counters)
     if cur.sysctls.tcp_abort_on_overflow != 1:  # EmbryonicRsts then counts other resets, not overflows
         d = replace(d, embryonic_rsts=0 if d.embryonic_rsts is not None else None)
     known = _drops_known(cur)
-    per_port = account(_evidence(prev, cur, deltas), d) if known else {}
+    per_port = account(pair.once(_port_evidence), d) if known else {}
     listener_drops = sum(deltas.values()) if known else None
     attributed = sum(r.total for r in per_port.values()) if known else None
     rec = Reconciliation(d.listen_drops, d.overflows, attributed,
@@ -205,9 +228,9 @@ def reconciliation(prev: Snapshot, cur: Snapshot) -> Reconciliation:
     return accounting(prev, cur)[1]
 
 
-def reconcile(prev: Snapshot, cur: Snapshot) -> dict[str, int | None]:
-    """The reconciliation as the JSON `reconciliation` object."""
-    r = reconciliation(prev, cur)
+def reconcile(prev: Snapshot, cur: Snapshot, pair: Pair | None = None) -> dict[str, int | None]:
+    """The reconciliation as the JSON `reconciliation` object (`pair`: Pair(prev, cur), already measured)."""
+    r = shared_accounting(pair if pair is not None else Pair(prev, cur))[1]
     return {"host_listen_drops": r.host_listen_drops, "host_listen_overflows": r.host_listen_overflows,
             "attributed": r.attributed, "unattributed": r.unattributed,
             "host_syn_queue_drops": r.host_syn_queue_drops,
@@ -237,9 +260,14 @@ def syn_retry_times(retries: int | None, linear: int | None) -> tuple[tuple[floa
 
 
 def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list[Measurement]:
+    return measure_pair(Pair(prev, cur), config)
+
+
+def measure_pair(pair: Pair, config: Config | None = None) -> list[Measurement]:
+    prev, cur = pair.prev, pair.cur
     interval = max(cur.monotonic - prev.monotonic, 1e-9)
-    deltas = drop_deltas(prev, cur)
-    per_port, rec, d = accounting(prev, cur)
+    deltas = pair.once(_deltas)
+    per_port, rec, d = shared_accounting(pair)
     ports = _by_port(cur.listeners)
     rejecting = tuple(sorted(p for p, r in per_port.items() if r.total > 0))
     stuck = tuple(sorted({x.port for x in cur.listeners if x.backlog is not None and x.queue > x.backlog}))
@@ -249,22 +277,23 @@ def measure(prev: Snapshot, cur: Snapshot, config: Config | None = None) -> list
     retry, give_up = syn_retry_times(cur.sysctls.tcp_syn_retries, cur.sysctls.tcp_syn_linear_timeouts)
     half_open = _half_open(cur)
     out: list[Measurement] = []
-    index = pair_index(prev, cur)
+    owners: dict[int, OwnerFacts] = {}
     for port, group in sorted(ports.items()):
         rejects = per_port.get(port) if d.overflows is not None else None
-        accept = activity(prev, cur, port, rejects.total, index) if rejects is not None else None
+        accept = shared_activity(pair, port, rejects.total) if rejects is not None else None
         out.extend(_port_measurements(port, group, deltas, context, cur.taken_at, interval,
-                                      (rejects, half_open.get(port, 0), retry, give_up), accept))
+                                      (rejects, half_open.get(port, 0), retry, give_up), accept, owners))
     out.extend(_host_measurements(prev, cur, interval, context))
-    out.extend(_cookie_measurements(per_port, d, _evidence(prev, cur, deltas), context, interval))
+    out.extend(_cookie_measurements(per_port, d, pair.once(_port_evidence), context, interval))
     return out
 
 
 def _port_measurements(port: int, group: list[Listener], deltas: dict[tuple[int, int, int, str], int],
                        ctx: BacklogContext, now: float, interval: float,
                        found: tuple[PortRejects | None, int, tuple[float, ...], float],
-                       accept: AcceptFacts | None = None) -> list[Measurement]:
-    listeners = tuple(_listener_facts(x, deltas.get(x.identity), now) for x in group)
+                       accept: AcceptFacts | None = None, owners: dict[int, OwnerFacts] | None = None
+                       ) -> list[Measurement]:
+    listeners = tuple(_listener_facts(x, deltas.get(x.identity), now, owners) for x in group)
     common = (ctx.interval_s, ctx.somaxconn, ctx.rejecting_ports, ctx.reconciliation, ctx.tcp_syncookies,
               ctx.tcp_abort_on_overflow, ctx.platform, ctx.stuck_ports, port, listeners,
               any(x.backlog is not None and x.queue > x.backlog for x in group))
@@ -320,4 +349,4 @@ def _cookie_measurements(per_port: dict[int, PortRejects], d: Deltas, evidence: 
     return out
 
 
-SUBJECT = Subject("backlog", SUBJECT_SPECS, measure)
+SUBJECT = Subject("backlog", SUBJECT_SPECS, measure, measure_pair=measure_pair)

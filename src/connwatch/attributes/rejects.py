@@ -144,7 +144,7 @@ def _with_resets(out: dict[int, PortRejects], resets: int) -> dict[int, PortReje
     """tcp_abort_on_overflow=1 resets at ACK time: the ports with ACK-time overflows sent them."""
     acked = {p: r.ack_time or 0 for p, r in out.items() if r.ack_time}
     got = _split(resets, acked, {p: resets for p in acked})
-    return {p: replace(r, resets=got.get(p, 0)) for p, r in out.items()}
+    return {p: replace(r, resets=got[p]) if got.get(p) else r for p, r in out.items()}  # (resets is 0 as made)
 
 
 def unattributed(d: Deltas, per_port: Mapping[int, PortRejects]) -> int | None:

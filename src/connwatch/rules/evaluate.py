@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from connwatch.findings import Finding, Measurement
 from connwatch.record import replace
@@ -49,9 +49,40 @@ def evaluate(rules: Sequence[Rule], measurements: Iterable[Measurement]) -> list
     by_attribute: dict[str, list[Rule]] = {}  # (a rule matches its own attribute only: not every rule per
     for r in rules:                           # measurement, 30,000 of them in a check of 104 namespaces)
         by_attribute.setdefault(r.attribute, []).append(r)
+    plans = {attribute: _plan(group) for attribute, group in by_attribute.items()}
     out = []
     for m in measurements:
-        finding = evaluate_one(by_attribute.get(m.attribute, ()), m)
+        plan = plans.get(m.attribute)
+        finding = plan(m) if plan is not None else None
         if finding is not None:
             out.append(finding)
     return out
+
+
+Plan = Callable[[Measurement], "Finding | None"]
+
+
+def _plan(rules: Sequence[Rule]) -> Plan:
+    """evaluate_one for one attribute's rules, the choice of rule made once where it depends on the value
+    alone: every rule generic (no port or address: all apply, equally specific) and judging the value
+    itself. Issue 17: 0.4 of a namespace's ~5 ms judged, 15,700 measurements at 100 namespaces."""
+    if any(r.port is not None or r.address is not None or r.mode == "rate" for r in rules):
+        return lambda m: evaluate_one(rules, m)
+    group = [r for r in rules if r.high is not None]
+    if not group:
+        return lambda m: None
+    ranked = sorted(group, key=lambda r: (r.severity, -(r.high or 0)))  # min(breached, key=...) is the first
+    near = min(group, key=lambda r: r.high or 0)
+    chosen = [(r.high or 0, (float(r.high or 0), r.severity, r.alert_class, r.clear_after, True)) for r in ranked]
+    clear = (float(near.high or 0), near.severity, near.alert_class, near.clear_after, False)
+
+    def judge(m: Measurement) -> Finding | None:
+        value = m.value
+        if value != value:  # NaN: evaluate_one's own way (it shows it as a rate)
+            return evaluate_one(rules, m)
+        for high, made in chosen:
+            if value > high:
+                return Finding(m, *made)
+        return Finding(m, *clear)
+
+    return judge
