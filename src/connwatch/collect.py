@@ -175,8 +175,12 @@ def _inbound_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: 
         return _all_sockets(sock, ports, tw_delay, limits, one_walk, split)
     aggregator = SocketAggregator(ports, tw_delay)
     if ranges:  # (no listener: no inbound socket, nothing to dump)
+        program = diag_filter.sport_program(ranges)
+        # `split`: TIME_WAIT in a dump of its own (CollectOptions.split_time_wait), keyed by columns
+        parts = (INBOUND_STATES & ~TCPF_TIME_WAIT, INBOUND_STATES & TCPF_TIME_WAIT) if split else (INBOUND_STATES,)
         try:
-            _dump_filtered(sock, diag_filter.sport_program(ranges), aggregator, limits, one_walk, INBOUND_STATES)
+            for states in parts:
+                _dump_filtered(sock, program, aggregator, limits, one_walk, states)
         except SourceUnavailable:
             if aggregator.total:  # (a failure after replies came: not a refused request)
                 raise

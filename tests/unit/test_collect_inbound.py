@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 
-from connwatch.collect import INBOUND_STATES, _inbound_sockets
+from connwatch.collect import INBOUND_STATES, TCPF_TIME_WAIT, _inbound_sockets
 from connwatch.model import SocketSummary
 from connwatch.sources.diag_filter import MAX_RANGES
 from connwatch.sources.netlink import TCPF_ALL_BUT_LISTEN
@@ -54,6 +54,16 @@ def test_the_filtered_dump_has_the_sources_and_accepts_of_every_socket() -> None
     assert got.inbound_only and not whole.inbound_only
     assert _inbound_part(got) == _inbound_part(whole) and got.sources.by_port  # (the recording has inbound ones)
     assert not got.destinations and whole.destinations and got.total < whole.total
+
+
+def test_split_dumps_time_wait_apart_with_the_same_sources_and_accepts() -> None:
+    """With TIME_WAIT dumped apart (CollectOptions.split_time_wait, on by itself from 16,384 TIME_WAIT): two
+    filtered dumps, the other inbound states then TIME_WAIT, that count what the one dump counts."""
+    kernel, one = _Kernel(LISTEN_PORTS), _Kernel(LISTEN_PORTS)
+    got = _inbound_sockets(kernel, LISTEN_PORTS, None, [], True, True)
+    assert kernel.asked == [(True, INBOUND_STATES & ~TCPF_TIME_WAIT), (True, TCPF_TIME_WAIT)]
+    assert got == _inbound_sockets(one, LISTEN_PORTS, None, [], True, False) and got.inbound_only
+    assert got.by_state.get("ESTABLISHED")
 
 
 def test_a_syn_sent_socket_on_a_listening_port_stays_out_as_in_a_whole_dump() -> None:
