@@ -24,21 +24,14 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections import Counter, defaultdict
+from collections import Counter
 from itertools import compress
 
-from connwatch.model import STATE_UNIT
 from connwatch.parsers import columns
 from connwatch.parsers.sock_diag import (
-    _AF_INET,
-    _NSTATES,
-    _ST_TIME_WAIT,
-    _TW_MASK,
-    _TW_SLOTS,
-    _V4MAPPED,
-    TIME_WAIT_LEN_MS,
     SocketAggregator,
 )
+from connwatch.parsers.tw_aggregate import add_ages, add_destinations, add_sources
 
 _BOTH = (16, *range(40, 56))  # family, dst: in both keys
 _IN_ONLY = (20, 21)  # sport: the inbound key's
@@ -55,9 +48,6 @@ def count_run(agg: SocketAggregator, run: bytes, step: int, n: int, flags: bytes
     """Count the run's n messages (flags: 1 per inbound message, 0 per outbound; n_in of them inbound) into
     agg by columns; False, with nothing counted, where it cannot (too many differing bytes, the inbound
     port differing in both bytes, an expiry time past 61 s, a big-endian host)."""
-    ups = columns.ceil_seconds(run, step, n, _EXPIRES_AT, expires) if n_in else b""
-    if ups is None:
-        return False
     mixed = 0 < n_in < n
     masks = (flags.translate(_TO_MASK), flags.translate(_TO_UNMASK)) if mixed else (b"", b"")
     found = _differing(run, step, n, flags, n_in, masks)
@@ -70,16 +60,20 @@ def count_run(agg: SocketAggregator, run: bytes, step: int, n: int, flags: bytes
     port_at = [pos for pos in at if pos in _IN_ONLY]
     if len(cols) > columns.MAX_VARYING or len(port_at) > 1:
         return False
+    code = columns.codes(cols, n) if cols else b"\0" * n
+    if len(set(code[:_SAMPLE])) > _SAMPLE // 2:
+        return False  # (many distinct keys, e.g. a source each: key by key, where sources are added at C speed)
+    by_age = None
+    if n_in:  # (the ages only once the codes are known to pay)
+        ups = columns.ceil_seconds(run, step, n, _EXPIRES_AT, expires)
+        by_age = None if ups is None else _tagged_ages(ups, port_at, cols[at.index(port_at[0])] if port_at else b"",
+                                                       masks)
+        if by_age is None:
+            return False
     # Per kind, one of its messages: a byte that is the same in all messages of its kind is taken from it
     first_in, first_out = (flags.find(1), flags.find(0)) if mixed else (0, 0)
     templates = (bytearray(run[first_out * step:(first_out + 1) * step]) + bytes([n_in == n]),
                  bytearray(run[first_in * step:(first_in + 1) * step]) + bytes([n_in > 0]))
-    by_age = _tagged_ages(ups, port_at, cols[at.index(port_at[0])] if port_at else b"", masks) if n_in else None
-    if by_age is None and n_in:
-        return False
-    code = columns.codes(cols, n) if cols else b"\0" * n
-    if len(set(code[:_SAMPLE])) > _SAMPLE // 2:
-        return False  # (many distinct keys, e.g. a source each: key by key, where sources are added at C speed)
     _keys(agg, columns.counted(code), templates, at, _youngs(agg, code, expires) if n_in < n else {})
     if by_age is not None:
         _ages(agg, templates[1], port_at, *by_age)
@@ -117,25 +111,21 @@ def _youngs(agg: SocketAggregator, code: bytes | array[int], expires: array[int]
 def _keys(agg: SocketAggregator, groups: dict[int, int], templates: tuple[bytearray, bytearray], at: list[int],
           youngs: dict[int, int]) -> None:
     """Each distinct code's count into its destination (outbound) or source and port (inbound)."""
-    sources, dests, unit, kind = agg.sources, agg.destinations, STATE_UNIT[_ST_TIME_WAIT], len(templates[0]) - 1
+    kind = len(templates[0]) - 1
+    sources: list[tuple[int, int, bytes, int]] = []
+    dests: list[tuple[tuple[int, bytes, bytes, int], int, int]] = []
     for value, count in groups.items():
         template = columns.key(templates[0], at, value)
         if template[kind]:  # (the code's kind byte, or the run's kind)
             template = columns.key(templates[1], at, value)
         family, dst = template[16], bytes(template[40:56])
-        if template[kind]:  # inbound: per source address and port, packed counts
-            sport = int.from_bytes(template[20:22], _NATIVE)
-            addrs = sources.get(sport)
-            if addrs is None:
-                addrs = sources[sport] = defaultdict(int)
-            addrs[dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst] += unit * count
-            continue
-        dkey = (family, bytes(template[24:40]), dst, int.from_bytes(template[22:24], _NATIVE))
-        counts = dests.get(dkey)
-        if counts is None:
-            counts = dests[dkey] = [0] * (_NSTATES + 1)
-        counts[_ST_TIME_WAIT] += count
-        counts[_NSTATES] += youngs.get(value, 0)
+        if template[kind]:  # inbound: per source address and port
+            sources.append((family, int.from_bytes(template[20:22], _NATIVE), dst, count))
+        else:
+            dests.append(((family, bytes(template[24:40]), dst, int.from_bytes(template[22:24], _NATIVE)), count,
+                          youngs.get(value, 0)))
+    add_sources(agg, sources)
+    add_destinations(agg, dests)
 
 
 def _tagged_ages(ups: bytes, port_at: list[int], ports: bytes, masks: tuple[bytes, bytes]
@@ -163,14 +153,12 @@ def _ages(agg: SocketAggregator, template: bytearray, port_at: list[int], by_age
           order: list[int], other: int, shift: int) -> None:
     """The inbound messages by age in s, per port: (60000 - expires) // 1000 = 60 - ceil(expires / 1000)."""
     low = (1 << shift) - 1
+    rows = []
     for value, count in columns.counted(by_age).items():
         tag = value >> shift
         if tag == other:
             continue  # (an outbound message)
         if port_at:
             template[port_at[0]] = order[tag]
-        sport = int.from_bytes(template[20:22], _NATIVE)
-        ages = agg.closed.get(sport)
-        if ages is None:
-            ages = agg.closed[sport] = [0] * _TW_SLOTS
-        ages[(TIME_WAIT_LEN_MS // 1000 - (value & low)) & _TW_MASK] += count
+        rows.append((int.from_bytes(template[20:22], _NATIVE), value & low, count))
+    add_ages(agg, rows)

@@ -33,14 +33,10 @@ from connwatch.parsers.sock_diag import (
     _DIAG_REPLIES,
     _HDR,
     _MSG,
-    _NSTATES,
     _ST_TIME_WAIT,
-    _TW_MASK,
-    _TW_SLOTS,
-    _V4MAPPED,
-    TIME_WAIT_LEN_MS,
     SocketAggregator,
 )
+from connwatch.parsers.tw_aggregate import add_ages, add_destinations, add_sources
 
 # Columns of such a run (struct.iter_unpack; the rest of a message skipped): the
 # outbound key (family; dport, src, dst as 34 raw bytes), the inbound key (family, sport, dst).
@@ -142,14 +138,8 @@ def _by_keys(agg: SocketAggregator, run: bytes, step: int, flags: bytes, n_in: i
 def _outbound(agg: SocketAggregator, keys: list[tuple[int, bytes]], expires: Iterable[int]) -> None:
     """Outbound TIME_WAIT of a run: per destination key, the count and the young count."""
     young = Counter(compress(keys, map(agg.young_expires.__lt__, expires)))  # expires > young_expires
-    dests = agg.destinations
-    for (family, raw), count in Counter(keys).items():
-        dkey = (family, raw[2:18], raw[18:], int.from_bytes(raw[:2], _NATIVE))
-        counts = dests.get(dkey)
-        if counts is None:
-            counts = dests[dkey] = [0] * (_NSTATES + 1)
-        counts[_ST_TIME_WAIT] += count
-        counts[_NSTATES] += young.get((family, raw), 0)
+    add_destinations(agg, (((family, raw[2:18], raw[18:], int.from_bytes(raw[:2], _NATIVE)), count,
+                             young.get((family, raw), 0)) for (family, raw), count in Counter(keys).items()))
 
 def _inbound(agg: SocketAggregator, run: bytes, step: int, inbound: list[bool] | None, sports: array[int],
              expires: array[int]) -> None:
@@ -175,17 +165,8 @@ def _inbound(agg: SocketAggregator, run: bytes, step: int, inbound: list[bool] |
         rows: Iterable[tuple[int, int, bytes]] = struct.iter_unpack(_RUN_SOURCE.format(step - _PLAIN), run)
         if inbound is not None:
             rows = compress(rows, inbound)
-        for (family, sport, dst), count in Counter(rows).items():
-            addrs = sources.get(sport)
-            if addrs is None:
-                addrs = sources[sport] = defaultdict(int)
-            addrs[dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst] += unit * count
+        add_sources(agg, ((family, sport, dst, count) for (family, sport, dst), count in Counter(rows).items()))
     ups = map((1000).__rfloordiv__, map((999).__add__, expires))  # ceil(expires / 1000)
-    by_age: Iterable[tuple[tuple[int, int], int]] = (((first, up), count) for up, count in Counter(ups).items()) \
-        if one_port else Counter(zip(sports, ups, strict=True)).items()
-    for (sport, up), count in by_age:
-        ages = agg.closed.get(sport)
-        if ages is None:
-            ages = agg.closed[sport] = [0] * _TW_SLOTS
-        ages[(TIME_WAIT_LEN_MS // 1000 - up) & _TW_MASK] += count
+    add_ages(agg, ((first, up, count) for up, count in Counter(ups).items()) if one_port else
+             ((sport, up, count) for (sport, up), count in Counter(zip(sports, ups, strict=True)).items()))
 
