@@ -74,10 +74,11 @@ class ProcFS:
 
     def path(self, rel: str) -> Path:
         """The full path of `rel` ("net/netstat", "sys/net/core/somaxconn") under the root."""
-        return self.root / rel.lstrip("/")
+        return Path(self.where(rel))
 
     def where(self, rel: str) -> str:
-        """str(self.path(rel)) without pathlib (every file of every namespace, every sample)."""
+        """The full path as text, without pathlib (every file of every namespace, every sample); the one
+        place a subclass maps `rel` (ThreadNetProcFS)."""
         return self._prefix + rel.lstrip("/")
 
     def read_text(self, rel: str) -> str:
@@ -119,12 +120,6 @@ class ThreadNetProcFS(ProcFS):
 
     def __init__(self, root: str | Path = LIVE_ROOT, memo: ParseMemo | None = None) -> None:
         super().__init__(root, HOST_ONLY_SYSCTLS, memo)
-
-    def path(self, rel: str) -> Path:
-        rel = rel.lstrip("/")
-        if rel.startswith("net/"):
-            return self.root / "thread-self" / rel
-        return self.root / rel
 
     def where(self, rel: str) -> str:
         rel = rel.lstrip("/")
