@@ -133,6 +133,8 @@ def test_check_loads_the_store_and_rules_it_needs() -> None:
     # judged, recorded and written without dataclasses (records; its import and a dataclass made per record
     # class that dataclasses' own functions met were ~20 ms of a check's CPU, issue 17)
     assert not mods & {"dataclasses", "inspect", "connwatch.remedy.nftables"}, sorted(mods)
+    # nor typing (its import was ~2 ms: the annotations' names are imported for mypy only, TYPE_CHECKING)
+    assert "typing" not in mods
 
 
 def _modules_at_first_read(argv: list[str]) -> tuple[set[str], str]:

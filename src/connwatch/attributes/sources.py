@@ -30,7 +30,6 @@ import heapq
 import ipaddress
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from connwatch.attributes.ephemeral_facts import ProcessFacts
 from connwatch.attributes.registry import AttributeSpec, Need, Subject
@@ -43,10 +42,13 @@ from connwatch.rules.rule import Rule
 from connwatch.rules.sources import CONNECTIONS, HALF_OPEN, PORTS, SourceSettings
 from connwatch.rules.sources import DEFAULT as DEFAULT_SETTINGS
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from connwatch.rules.config import Config
 
-F = TypeVar("F")
+    F = TypeVar("F")
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(CONNECTIONS, 100, severity=3, alert_class="sources"),
