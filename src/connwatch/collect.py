@@ -368,15 +368,14 @@ def _tcp_sockstat(proc: ProcFS, rel: str = "net/sockstat") -> dict[str, int]:
 
 
 def _few_others(tcp: dict[str, int], tcp6: dict[str, int] | None) -> bool:
-    """Whether the namespace's other sockets (sockstat's and sockstat6's inuse: every TCP socket but
-    TIME_WAIT, listeners and outbound ones too) are so few beside its TIME_WAIT (sockstat's tw) that a
-    filtered dump of every inbound state (`check`'s first sample) pays in one walk where TIME_WAIT apart
-    takes two: its chunks are then mostly TIME_WAIT runs keyed by columns, and the walk saved outweighs the
-    slim loop's keying of the TIME_WAIT after another reply in a chunk. Measured (the first sample's dump
-    and decoding, CPU, medians of 21, bench/twload.py's 35k TIME_WAIT, 2-core VM shared with other loads,
-    where a walk costs ~13 ms against ~6.5 alone): no other inbound socket 27.0 ms in one dump against 39.7
-    apart (0.67x); 2,000 ESTABLISHED among 15k-25k inbound TIME_WAIT (13 % of the replies) 45.7 against
-    44.6, the decoding alone 12.0 against 6.9 ms (replayed chunks): about even at one in OTHERS_SPARSE."""
+    """Whether the namespace's other sockets (sockstat's and sockstat6's inuse: listeners and outbound ones
+    too; an orphaned FIN_WAIT2 is counted in tw) are so few beside its TIME_WAIT that `check`'s first sample
+    pays in one filtered walk of every inbound state where TIME_WAIT apart takes two: the walk saved outweighs
+    the slim loop keying what follows another reply in a chunk. Measured (the first sample, CPU, medians of
+    9-21, bench/twload.py's 35k TIME_WAIT, VM shared, where a walk cost 6.5-13 ms): without other inbound
+    sockets 13.3-19.2 ms against 20.3-28.0 apart (27.0 against 39.7 with costlier walks); with its 2,000
+    FIN_WAIT2 among 21k inbound TIME_WAIT 27.2-28.1 against 27.1-29.5; 2,000 ESTABLISHED among 15k 45.7
+    against 44.6 (decoding alone 12.0 against 6.9 ms): about even at one in OTHERS_SPARSE."""
     others = tcp.get("TCP.inuse", 0) + (tcp6 or {}).get("TCP6.inuse", 0)
     return others * OTHERS_SPARSE <= tcp.get("TCP.tw", 0)
 
