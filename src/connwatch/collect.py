@@ -37,6 +37,7 @@ NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
 TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
 SPLIT_TIME_WAIT_AT = 16_384  # TIME_WAIT sockets from which a sample dumps them apart (_many_time_wait)
+OTHERS_SPARSE = 8  # TIME_WAIT sockets per other socket from which the first sample keeps them in one dump (_few_others)
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
 INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
@@ -163,11 +164,12 @@ def _all_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int 
 
 
 def _inbound_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
-                     one_walk: bool, split: bool) -> SocketSummary:
+                     one_walk: bool, split: bool, apart: bool | None = None) -> SocketSummary:
     """Only the sockets SocketAggregator counts as inbound (local port a listening one, not SYN_SENT), dumped
     with the kernel-side filter (CollectOptions.inbound_only): the kernel still walks its socket hash, but
-    nothing else is copied or decoded. Every socket (_all_sockets) when the listening ports make too many
-    ranges or the kernel refuses the filter before any reply."""
+    nothing else is copied or decoded. Every socket (_all_sockets, `split` as asked) when the listening ports
+    make too many ranges or the kernel refuses the filter before any reply. `apart` (default: `split`):
+    TIME_WAIT in a filtered dump of its own (see _few_others)."""
     from connwatch.sources import diag_filter
 
     ranges = diag_filter.port_ranges(ports)
@@ -176,8 +178,9 @@ def _inbound_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: 
     aggregator = SocketAggregator(ports, tw_delay)
     if ranges:  # (no listener: no inbound socket, nothing to dump)
         program = diag_filter.sport_program(ranges)
-        # `split`: TIME_WAIT in a dump of its own (CollectOptions.split_time_wait), keyed by columns
-        parts = (INBOUND_STATES & ~TCPF_TIME_WAIT, INBOUND_STATES & TCPF_TIME_WAIT) if split else (INBOUND_STATES,)
+        # `apart`: TIME_WAIT in a dump of its own (CollectOptions.split_time_wait), keyed by columns
+        apart = split if apart is None else apart
+        parts = (INBOUND_STATES & ~TCPF_TIME_WAIT, INBOUND_STATES & TCPF_TIME_WAIT) if apart else (INBOUND_STATES,)
         try:
             for states in parts:
                 _dump_filtered(sock, program, aggregator, limits, one_walk, states)
@@ -270,7 +273,9 @@ def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggrega
 
 
 def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], limits: list[str],
-             tw_delay: int | None, plan: _TimeWaitPlan | None = None) -> tuple[list[Listener], SocketSummary | None]:
+             tw_delay: int | None, plan: _TimeWaitPlan | None = None, inbound_apart: bool = False
+             ) -> tuple[list[Listener], SocketSummary | None]:
+    """`inbound_apart`: the inbound-only dump (opts.inbound_only) keeps TIME_WAIT apart too (_few_others)."""
     sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
         replay = opts.replay
@@ -294,7 +299,7 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
                         sock, ports, tw_delay, limits, one_walk, plan, split))
                 elif opts.sockets and opts.inbound_only and opts.replay is None:  # (a recording holds one dump)
                     summary = _timed(statuses, f"{NETLINK} sockets", lambda: _inbound_sockets(
-                        sock, ports, tw_delay, limits, one_walk, split))
+                        sock, ports, tw_delay, limits, one_walk, split, split and inbound_apart))
                 elif opts.sockets:
                     summary = _timed(statuses, f"{NETLINK} sockets",
                                      lambda: _all_sockets(sock, ports, tw_delay, limits, one_walk, split))
@@ -332,9 +337,13 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
         tw_now, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
         plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
             mono, (tw_now or {}).get("TCP.tw"), (before or {}).get("TcpExt.TW"), _range_size(sysctls)))
-    if opts.sockets and plan is None and not opts.split_time_wait and opts.replay is None and _many_time_wait(proc):
-        opts = replace(opts, split_time_wait=True)
-    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)
+    inbound_apart = opts.split_time_wait
+    if opts.sockets and plan is None and not opts.split_time_wait and opts.replay is None:
+        tcp = _tcp_sockstat(proc)
+        if _many_time_wait(proc, tcp):
+            opts = replace(opts, split_time_wait=True)
+            inbound_apart = opts.inbound_only and not _few_others(tcp, _tcp_sockstat(proc, "net/sockstat6"))
+    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan, inbound_apart)
     counters, st = read_counters(proc)
     statuses += st
     sockstat, st = read_sockstat(proc)
@@ -352,7 +361,26 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
     )
 
 
-def _many_time_wait(proc: ProcFS) -> bool:
+def _tcp_sockstat(proc: ProcFS, rel: str = "net/sockstat") -> dict[str, int]:
+    """sockstat's (or sockstat6's) values (TCP.tw, TCP.inuse...), read before the dump; {} when unreadable."""
+    values, _ = read_parsed(proc, rel, parse_sockstat)
+    return values or {}
+
+
+def _few_others(tcp: dict[str, int], tcp6: dict[str, int] | None) -> bool:
+    """Whether the namespace's other sockets (sockstat's and sockstat6's inuse: listeners and outbound ones
+    too; an orphaned FIN_WAIT2 is counted in tw) are so few beside its TIME_WAIT that `check`'s first sample
+    pays in one filtered walk of every inbound state where TIME_WAIT apart takes two: the walk saved outweighs
+    the slim loop keying what follows another reply in a chunk. Measured (the first sample, CPU, medians of
+    9-21, bench/twload.py's 35k TIME_WAIT, VM shared, where a walk cost 6.5-13 ms): without other inbound
+    sockets 13.3-19.2 ms against 20.3-28.0 apart (27.0 against 39.7 with costlier walks); with its 2,000
+    FIN_WAIT2 among 21k inbound TIME_WAIT 27.2-28.1 against 27.1-29.5; 2,000 ESTABLISHED among 15k 45.7
+    against 44.6 (decoding alone 12.0 against 6.9 ms): about even at one in OTHERS_SPARSE."""
+    others = tcp.get("TCP.inuse", 0) + (tcp6 or {}).get("TCP6.inuse", 0)
+    return others * OTHERS_SPARSE <= tcp.get("TCP.tw", 0)
+
+
+def _many_time_wait(proc: ProcFS, tcp: dict[str, int] | None = None) -> bool:
     """Whether the namespace holds so much TIME_WAIT (sockstat's tw, read before the dump) that dumping it
     apart pays: its chunks are then keyed by columns (parsers/sock_diag_columns.py), where one dump of
     every state mixes them with the other sockets in hash order and leaves most chunks to the per-socket
@@ -361,8 +389,7 @@ def _many_time_wait(proc: ProcFS) -> bool:
     the same load where the others happened to cluster in the hash (18 mixed) 49.5 against 52.5 ms (the
     second walk costs ~3 ms more than it saves); 100k 170 against 150 ms; 280k 455 against 368 ms. Below
     the threshold the second walk (~1-3 ms here) outweighs keying ~0.5 us less per TIME_WAIT socket."""
-    tw, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
-    return (tw or {}).get("TCP.tw", 0) >= SPLIT_TIME_WAIT_AT
+    return (tcp if tcp is not None else _tcp_sockstat(proc)).get("TCP.tw", 0) >= SPLIT_TIME_WAIT_AT
 
 
 def listener_order(x: Listener) -> tuple[int, int, str, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from itertools import chain
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from connwatch.alerts.lifecycle import StepResult, step
 from connwatch.attributes.backlog import reconcile
@@ -23,11 +22,15 @@ from connwatch.model import Snapshot
 from connwatch.record import Record, record, replace
 from connwatch.rules.evaluate import evaluate
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from connwatch.alerts.store import AlertStore
     from connwatch.rules.config import Config
 
-T = TypeVar("T")
+    T = TypeVar("T")
+
 STATUS_NAMES = {EXIT_OK: "OK", EXIT_WARNING: "WARNING", EXIT_CRITICAL: "CRITICAL", 3: "UNKNOWN"}
 
 

@@ -6,9 +6,12 @@ Measurement (attributes/) -> Finding (rules/evaluate.py) -> Alert (alerts/lifecy
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from connwatch.record import Record, field, items, record
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 ResourceValue = str | int | None
 

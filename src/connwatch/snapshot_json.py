@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import types
-import typing
 from collections.abc import Mapping
-from typing import Any
 
 from connwatch.errors import ParseError
 from connwatch.model import (
@@ -26,6 +24,10 @@ from connwatch.model import (
     Sysctls,
 )
 from connwatch.record import Record, asdict, items
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = "connwatch-snapshot"
 VERSION = 1
@@ -101,6 +103,8 @@ def _build(cls: Any, data: Mapping[str, Any], source: str) -> Any:
 
 @functools.cache
 def _hints(cls: Any) -> dict[str, Any]:
+    import typing  # (only to read a snapshot back: a check's JSON is written without it)
+
     return typing.get_type_hints(cls)
 
 
@@ -110,6 +114,8 @@ MAX_TEXT = 4096  # a host name, a command line, a limitation sentence
 
 def _fits(value: Any, hint: Any) -> bool:
     """Whether a value read from JSON has the model's declared type (and a sane size)."""
+    import typing  # (see _hints)
+
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_fits(value, a) for a in args)

@@ -5,9 +5,12 @@ socket; every socket dumped when the filter cannot be used. The real kernel: tes
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
-from connwatch.collect import INBOUND_STATES, TCPF_TIME_WAIT, _inbound_sockets
-from connwatch.model import SocketSummary
+import pytest
+
+from connwatch.collect import INBOUND_STATES, OTHERS_SPARSE, TCPF_TIME_WAIT, _few_others, _inbound_sockets
+from connwatch.model import Listener, SocketSummary
 from connwatch.sources.diag_filter import MAX_RANGES
 from connwatch.sources.netlink import TCPF_ALL_BUT_LISTEN
 
@@ -95,3 +98,48 @@ def test_no_listener_no_dump() -> None:
     got = _inbound_sockets(kernel, frozenset(), None, [], True, False)
     assert kernel.asked == [] and got.inbound_only and got.total == 0
     assert _inbound_part(got) == _inbound_part(_summary(_messages(), frozenset()))
+
+
+def test_few_other_sockets_keep_time_wait_in_the_one_filtered_dump() -> None:
+    """`check`'s first sample with many TIME_WAIT (split) but few other sockets (collect._few_others): one
+    filtered walk of every inbound state, counting what the two dumps apart count."""
+    ports = LISTEN_PORTS | {46910}  # the recorded TIME_WAIT socket's local port made a listening one
+    kernel, apart = _Kernel(ports), _Kernel(ports)
+    got = _inbound_sockets(kernel, ports, None, [], True, True, apart=False)
+    assert kernel.asked == [(True, INBOUND_STATES)]
+    assert got == _inbound_sockets(apart, ports, None, [], True, True) and got.inbound_only
+    assert len(apart.asked) == 2 and got.by_state.get("TIME_WAIT") and got.by_state.get("ESTABLISHED")
+    assert 46910 in got.sources.by_port
+
+
+def test_few_others_counts_both_families_against_time_wait() -> None:
+    assert _few_others({"TCP.inuse": 10, "TCP.tw": 10 * OTHERS_SPARSE}, None)
+    assert not _few_others({"TCP.inuse": 10, "TCP.tw": 10 * OTHERS_SPARSE - 1}, None)
+    assert not _few_others({"TCP.inuse": 10, "TCP.tw": 10 * OTHERS_SPARSE}, {"TCP6.inuse": 1})
+    assert _few_others({"TCP.inuse": 10, "TCP.tw": 11 * OTHERS_SPARSE}, {"TCP6.inuse": 1})
+
+
+@pytest.mark.parametrize(("tw", "apart"), [(96, False), (95, True)])
+def test_a_first_sample_keeps_time_wait_in_one_dump_beside_few_others(
+        tw: int, apart: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sample() with TIME_WAIT many enough to be dumped apart (SPLIT_TIME_WAIT_AT) asks the first sample's
+    filtered dump in one walk while 8 TIME_WAIT or more come per other socket (12 here: 10 IPv4, 2 IPv6)."""
+    from connwatch import collect as collect_module
+    from connwatch.clock import SystemClock
+    from connwatch.collect import CollectOptions, sample
+    from connwatch.sources import netlink
+    from connwatch.sources.procfs import ProcFS
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "sockstat").write_text(f"sockets: used 20\nTCP: inuse 10 orphan 0 tw {tw} alloc 12 mem 1\n")
+    (tmp_path / "net" / "sockstat6").write_text("TCP6: inuse 2\n")
+    ports = LISTEN_PORTS | {46910}  # (as above: the recorded TIME_WAIT socket made inbound)
+    kernel = _Kernel(ports)
+    monkeypatch.setattr(netlink, "open_socket", lambda: kernel)
+    monkeypatch.setattr(collect_module, "SPLIT_TIME_WAIT_AT", 90)
+    monkeypatch.setattr(collect_module, "_first_dump", lambda *_: [  # (the recording holds no listener)
+        Listener(4, "0.0.0.0", port, 0, 128, 0, 1, 0, 1) for port in sorted(ports)])
+    snap = sample(SystemClock(), CollectOptions(owners=False, inbound_only=True), ProcFS(tmp_path))
+    filtered = [states for on, states in kernel.asked if on]
+    assert filtered == ([INBOUND_STATES & ~TCPF_TIME_WAIT, TCPF_TIME_WAIT] if apart else [INBOUND_STATES])
+    assert snap.sockets is not None and snap.sockets.inbound_only and snap.sockets.by_state.get("TIME_WAIT")

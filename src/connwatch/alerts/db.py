@@ -22,15 +22,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from connwatch.errors import StateError
 from connwatch.record import Record, record
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
+
 DB_NAME = "connwatch.db"
 BUSY_TIMEOUT_MS = 5000
 HINT_STATE_DIR = "use --state-dir DIR"
-Row = tuple[Any, ...]
+Row = tuple["Any", ...]  # (a string: typing is not imported to run)
 
 
 def default_state_dir() -> Path:

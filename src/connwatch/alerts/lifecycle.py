@@ -10,10 +10,13 @@ revived: a later breach of the same key raises a new alert (a new row).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
-from typing import Any
 
 from connwatch.findings import Alert, Finding
 from connwatch.record import Record, record, replace
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 Key = tuple[str, str]
 

@@ -13,18 +13,22 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
 
 from connwatch.alerts.db import Database, Row, Tx, default_state_dir, describe_error
 from connwatch.errors import StateError
 from connwatch.findings import Alert
 from connwatch.record import replace
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
 __all__ = ["AlertStore", "default_state_dir", "describe_error"]
 
 SCHEMA_VERSION = 1
 Key = tuple[str, str]
-T = TypeVar("T")
 
 # Column order of the alerts table after `id`; also the Alert field each maps to.
 _COLUMNS: tuple[tuple[str, str], ...] = (

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from connwatch.attributes.accept_facts import AcceptFacts
 from connwatch.attributes.accept_model import shared_activity, shared_index
 from connwatch.attributes.registry import AttributeSpec, Need, Pair, Subject
@@ -21,7 +19,10 @@ from connwatch.findings import Measurement
 from connwatch.model import Snapshot
 from connwatch.rules.rule import Rule
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any
+
     from connwatch.rules.config import Config
 
 

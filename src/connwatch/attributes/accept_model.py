@@ -22,7 +22,6 @@ every accept figure is a lower bound).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.accept_facts import (
     BURST,
@@ -37,7 +36,10 @@ from connwatch.attributes.accept_facts import (
 from connwatch.model import Listener, PortAccepts, Snapshot
 from connwatch.record import Record, record
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any
+
     from connwatch.attributes.registry import Pair
 
 DROP_TARGET = 0.01  # recommended backlogs keep the drop fraction under 1 % of connection requests

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from connwatch.attributes.accept_facts import AcceptFacts
 from connwatch.attributes.accept_model import shared_activity
@@ -50,7 +49,10 @@ from connwatch.model import fill_percent as fill_percent  # re-exported: its for
 from connwatch.record import replace
 from connwatch.rules.rule import Rule
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any
+
     from connwatch.rules.config import Config
 
 LISTEN_OVERFLOWS, REQ_Q_FULL_DROP = "TcpExt.ListenOverflows", "TcpExt.TCPReqQFullDrop"

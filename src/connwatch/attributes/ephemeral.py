@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from connwatch.attributes.backlog import counter_delta
 from connwatch.attributes.ephemeral_facts import (
@@ -49,10 +48,13 @@ from connwatch.parsers.sysctl import usable_ports
 from connwatch.record import Record, record, values
 from connwatch.rules.rule import Rule
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from connwatch.rules.config import Config
 
-F = TypeVar("F")
+    F = TypeVar("F")
 
 # Why these limits:
 # - EphemeralPortUsage: a pooled client needs tens to hundreds of ports per destination; half of a

@@ -15,8 +15,6 @@ TcpMemoryUsage, TcpMemoryAborts, FileHandleUsage.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from connwatch.attributes.hostlimits_facts import ConntrackFacts, FileHandleFacts, OwnerFds, TcpMemoryFacts
 from connwatch.attributes.registry import AttributeSpec, Need, Subject
 from connwatch.explain import hostlimits as words
@@ -24,7 +22,10 @@ from connwatch.findings import Measurement
 from connwatch.model import Snapshot
 from connwatch.rules.rule import Rule
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any
+
     from connwatch.rules.config import Config
 
 CT, MEM, FILES = "CONNTRACK(host)", "TCPMEM(host)", "FILES(host)"

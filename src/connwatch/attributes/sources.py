@@ -25,12 +25,11 @@ more sources are above the limit.
 
 from __future__ import annotations
 
+import _socket  # (not socket: its import was ~1.5 ms of `check`; see sources/netlink.py)
 import heapq
 import ipaddress
-import socket
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from connwatch.attributes.ephemeral_facts import ProcessFacts
 from connwatch.attributes.registry import AttributeSpec, Need, Subject
@@ -43,10 +42,13 @@ from connwatch.rules.rule import Rule
 from connwatch.rules.sources import CONNECTIONS, HALF_OPEN, PORTS, SourceSettings
 from connwatch.rules.sources import DEFAULT as DEFAULT_SETTINGS
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from connwatch.rules.config import Config
 
-F = TypeVar("F")
+    F = TypeVar("F")
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(CONNECTIONS, 100, severity=3, alert_class="sources"),
@@ -95,10 +97,10 @@ def prefix_of(address: str, settings: SourceSettings) -> str:
     plen = settings.prefix_for(version)
     if plen is None:
         return address
-    fam, bits = (socket.AF_INET6, 128) if version == 6 else (socket.AF_INET, 32)
-    raw = int.from_bytes(socket.inet_pton(fam, address), "big")
+    fam, bits = (_socket.AF_INET6, 128) if version == 6 else (_socket.AF_INET, 32)
+    raw = int.from_bytes(_socket.inet_pton(fam, address), "big")
     mask = ((1 << plen) - 1) << (bits - plen)
-    return f"{socket.inet_ntop(fam, (raw & mask).to_bytes(bits // 8, 'big'))}/{plen}"
+    return f"{_socket.inet_ntop(fam, (raw & mask).to_bytes(bits // 8, 'big'))}/{plen}"
 
 
 Rows = Mapping[bytes, int]  # address (or prefix) key -> packed state counts (model.state_counts), one port

@@ -8,11 +8,14 @@ HAProxy) and in the kernel, with a ready nftables rule for that port and limit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from connwatch.attributes.sources_facts import PortListener, PortsFacts, SourcePortFacts
 from connwatch.explain import process_words
 from connwatch.findings import Explanation, Finding, format_number
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 TEXTS = {
     "ConnectionsPerSource": "ConnectionsPerSource measures the connections one remote address (or prefix) "

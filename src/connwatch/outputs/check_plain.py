@@ -11,14 +11,13 @@ drawing were ~40 of the ~42 ms its text took. tests/unit/test_check_plain.py com
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from connwatch.attributes.backlog import drop_deltas
 from connwatch.model import fill_percent
 from connwatch.outputs.fit import layout, plain_cell, plain_lines, wrapped
 from connwatch.outputs.listeners import listeners_cells
 from connwatch.record import replace
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
     from connwatch.engine import CheckResult
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, TypeAlias
 
 from connwatch.record import Record, record
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # (rich loads where it draws: plain text off a terminal prints without it)
+    from typing import TypeAlias
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from connwatch.model import Listener, Process, Snapshot, fill_percent
 from connwatch.outputs.fit import Cell, Col, Styled, layout, plain_lines
 from connwatch.timewords import age_words
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # (the JSON's: the text tables load no json)
+    from typing import Any
+
     from connwatch.outputs.fastjson import Table
 
 LISTENER_COLS = (Col("Port", "right"), Col("Address", drop=5, shrink=True), Col("Queue/Backlog", "right"),

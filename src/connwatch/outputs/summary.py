@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from connwatch.alerts.lifecycle import StepResult
 from connwatch.findings import Alert, format_number
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 TAGS = {1: "CRITICAL", 2: "HIGH", 3: "MEDIUM", 4: "LOW"}
 BACKLOG = ("BacklogRejectsByPort", "AcceptQueueFill", "SynCookiesSent")

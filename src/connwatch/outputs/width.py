@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import IO
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import IO
 
 PIPE_WIDTH = 160  # rich assumes 80 columns off a terminal and truncates wide tables to '…'
 _TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)$")

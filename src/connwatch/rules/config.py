@@ -26,7 +26,6 @@ the key (ConfigError), so a typo never silently switches alerting off.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from connwatch.attributes.registry import default_rules, known_attributes
 from connwatch.errors import ConfigError
@@ -36,6 +35,10 @@ from connwatch.rules.configfile import load_toml
 from connwatch.rules.rule import DEFAULT_CLEAR_AFTER, Rule
 from connwatch.rules.sources import SourceSettings
 from connwatch.rules.values import parse_limit, whole_number
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 SETTINGS_KEYS = ("clear_after", "replace_defaults", "runbook_base")
 _RULE_KEYS = ("attribute", "high", "severity", "class", "mode", "port", "address", "clear_after")

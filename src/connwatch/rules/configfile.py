@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from connwatch.errors import ConfigError
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a rules file is a few KB
 

@@ -23,11 +23,13 @@ the pipeline passes to attributes/sources.py: no module state.
 
 from __future__ import annotations
 
-from typing import Any
-
 from connwatch.errors import ConfigError
 from connwatch.record import Record, record, replace
 from connwatch.rules.values import parse_limit, whole_number
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 CONNECTIONS, HALF_OPEN, PORTS = "ConnectionsPerSource", "HalfOpenPerSource", "PortsPerSource"
 LIMIT_RANGE: tuple[int, int] = (1, 10000)  # MaxInboundConnectionPerSource's range (seed 003)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from connwatch.errors import ConfigError
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def parse_limit(value: Any, where: str, low: float = 0, top: float | None = None) -> float | None:

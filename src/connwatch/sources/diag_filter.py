@@ -16,8 +16,8 @@ Linux 2.6 (S_EQ only since 4.x, so it is not used).
 
 from __future__ import annotations
 
+import _socket  # (not socket: its import was ~1.5 ms of `check`'s first sample; see sources/netlink.py)
 import os
-import socket
 import struct
 from collections.abc import Callable, Iterable
 
@@ -72,9 +72,9 @@ def filtered_request(states: int, program: bytes, family: int | None, seq: int =
     """A dump request with the program attached: SOCK_DIAG_BY_FAMILY for one family, or the legacy
     TCPDIAG_GETSOCK (both families in one walk) when family is None."""
     if family is None:
-        body, kind = _LEGACY_REQ.pack(socket.AF_INET, 0, 0, 0, states, 0), TCPDIAG_GETSOCK
+        body, kind = _LEGACY_REQ.pack(_socket.AF_INET, 0, 0, 0, states, 0), TCPDIAG_GETSOCK
     else:
-        body, kind = _REQ.pack(family, socket.IPPROTO_TCP, 0, states), SOCK_DIAG_BY_FAMILY
+        body, kind = _REQ.pack(family, _socket.IPPROTO_TCP, 0, states), SOCK_DIAG_BY_FAMILY
     attr = _NLATTR.pack(_NLATTR.size + len(program), INET_DIAG_REQ_BYTECODE) + program
     length = _NLMSGHDR.size + len(body) + len(attr)
     return _NLMSGHDR.pack(length, kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body + attr
