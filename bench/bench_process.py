@@ -123,12 +123,12 @@ def med(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def small_namespaces(count: int) -> tuple[list[str], list[socket.socket]]:
+def small_namespaces(count: int, prefix: str = "cwproc") -> tuple[list[str], list[socket.socket]]:
     from connwatch.collect import CollectOptions
     from connwatch.collect_netns import discover
     from connwatch.sources.netns import open_netns, run_in_each
 
-    names = [f"cwproc-{os.getpid()}-{i}" for i in range(count)]
+    names = [f"{prefix}-{os.getpid()}-{i}" for i in range(count)]
     for name in names:
         subprocess.run(["ip", "netns", "add", name], check=True)
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
@@ -198,6 +198,8 @@ def rounds(load: Load, n: int, runs: Runs) -> dict[str, list[tuple[float, float]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sockets", type=int, default=35000)
+    ap.add_argument("--ns-prefix", default="cwproc",
+                    help="name prefix of the namespaces made (one's own, on a shared host)")
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--namespaces", type=int, default=0, help="small namespaces to add for the --netns all rows")
     ap.add_argument("--startup", type=int, default=9, help="start-up runs per command (0: skip)")
@@ -235,7 +237,7 @@ def main() -> int:
         finally:
             shutil.rmtree(state, ignore_errors=True)
         return 0
-    ns = f"cwproc-{uuid.uuid4().hex[:6]}"
+    ns = f"{a.ns_prefix}-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     names: list[str] = []
     held: list[socket.socket] = []
@@ -247,7 +249,7 @@ def main() -> int:
                         "net.ipv4.ip_local_port_range=10000 60999",
                         f"net.ipv4.tcp_max_tw_buckets={max(262144, 2 * a.sockets)}"], check=True)
         if a.namespaces:
-            names, held = small_namespaces(a.namespaces)
+            names, held = small_namespaces(a.namespaces, a.ns_prefix)
         t = time.perf_counter()
         load = Load(ns, a.sockets)
         print(f"load: {load.tw} TIME_WAIT (+2,000 ESTABLISHED pairs) in {time.perf_counter() - t:.1f} s; "
