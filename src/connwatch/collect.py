@@ -37,6 +37,7 @@ NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
 TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
 SPLIT_TIME_WAIT_AT = 16_384  # TIME_WAIT sockets from which a sample dumps them apart (_many_time_wait)
+TIME_WAIT_PER_OTHER = 12  # ...unless they outnumber the other sockets this many to one (_many_time_wait)
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
 INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
@@ -332,7 +333,8 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
         tw_now, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
         plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
             mono, (tw_now or {}).get("TCP.tw"), (before or {}).get("TcpExt.TW"), _range_size(sysctls)))
-    if opts.sockets and plan is None and not opts.split_time_wait and opts.replay is None and _many_time_wait(proc):
+    if opts.sockets and plan is None and not opts.split_time_wait and opts.replay is None and \
+            _many_time_wait(proc, opts.inbound_only):
         opts = replace(opts, split_time_wait=True)
     listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan)
     counters, st = read_counters(proc)
@@ -352,17 +354,27 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
     )
 
 
-def _many_time_wait(proc: ProcFS) -> bool:
+def _many_time_wait(proc: ProcFS, inbound_only: bool = False) -> bool:
     """Whether the namespace holds so much TIME_WAIT (sockstat's tw, read before the dump) that dumping it
     apart pays: its chunks are then keyed by columns (parsers/sock_diag_columns.py), where one dump of
-    every state mixes them with the other sockets in hash order and leaves most chunks to the per-socket
-    loop. Measured (a whole sample's CPU, owners off, min of 3-7, load 1-5, bench/twload.py): 35k TIME_WAIT
-    with 6k other sockets interleaved (74 of 113 chunks mixed) 66.8 ms in one dump against 52.4 ms apart;
-    the same load where the others happened to cluster in the hash (18 mixed) 49.5 against 52.5 ms (the
-    second walk costs ~3 ms more than it saves); 100k 170 against 150 ms; 280k 455 against 368 ms. Below
-    the threshold the second walk (~1-3 ms here) outweighs keying ~0.5 us less per TIME_WAIT socket."""
-    tw, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
-    return (tw or {}).get("TCP.tw", 0) >= SPLIT_TIME_WAIT_AT
+    every state mixes them with the other sockets in hash order. Measured (a whole sample's CPU, owners off,
+    min of 3-7, load 1-5, bench/twload.py): 35k TIME_WAIT with 6k other sockets interleaved (74 of 113 chunks
+    mixed) 66.8 ms in one dump against 52.4 ms apart; the same load where the others happened to cluster in
+    the hash (18 mixed) 49.5 against 52.5 ms (the second walk costs ~3 ms more than it saves); 100k 170
+    against 150 ms; 280k 455 against 368 ms. Below the threshold the second walk (~1-3 ms here) outweighs
+    keying ~0.5 us less per TIME_WAIT socket.
+
+    Not for a dump of every state (not `inbound_only`) where TIME_WAIT outnumbers the other sockets
+    TIME_WAIT_PER_OTHER to one or more: the runs of TIME_WAIT between them in one dump are keyed by columns
+    too (SocketAggregator._loop hands them back), nearly all of them, and the walk saved is the larger part
+    (the kernel walks its host-wide hash for every dump, ~130 ns a socket, 62 ms of sys time for a dump of
+    the 2,000 other sockets beside 300k TIME_WAIT). Measured (2-core VM, load 2-5, CPU / `ss -tan`'s, medians
+    of 8-14 interleaved rounds; 2,016 other sockets, ratios 17 and 149): snapshot 35k 1.21x apart against
+    1.01x in one dump, 300k 0.73x against 0.67x. TCP.inuse counts IPv4 sockets only (TCP6's are in
+    sockstat6): an IPv6-heavy namespace may be dumped in one walk where two paid."""
+    found, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
+    tw, others = (found or {}).get("TCP.tw", 0), (found or {}).get("TCP.inuse", 0)
+    return tw >= SPLIT_TIME_WAIT_AT and (inbound_only or tw < TIME_WAIT_PER_OTHER * others)
 
 
 def listener_order(x: Listener) -> tuple[int, int, str, int]:
