@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Any
 
 _PLAIN = frozenset((str, int, float, bool, type(None)))  # what the C encoder writes as the indenting one does
 _SEP = "\x00"

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from connwatch import __version__
 from connwatch.model import Listener, fill_percent
 from connwatch.record import asdict
 from connwatch.snapshot_json import listener_dict, netns_dict
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # (not imported to run: `snapshot` and `listeners` print JSON without loading the rules)
+    from typing import Any
+
     from connwatch.engine import CheckResult
     from connwatch.findings import Alert, Finding
     from connwatch.model import Snapshot

@@ -15,8 +15,9 @@ idiag_rqueue is the accept-queue length and idiag_wqueue the backlog in force
 (net/ipv4/tcp_diag.c, tcp_diag_get_info).
 
 Hot path: one struct unpack per socket, counts kept in lists keyed by raw address bytes, addresses
-formatted once per distinct destination key at the end; a chunk of TIME_WAIT replies alone (a
-TIME_WAIT-only dump) is counted column-wise instead (parsers/sock_diag_run.py). Inbound sockets are
+formatted once per distinct destination key at the end; runs of TIME_WAIT replies (a
+TIME_WAIT-only dump's chunks, the runs between other replies in a dump of every state) are counted
+column-wise instead (parsers/sock_diag_run.py). Inbound sockets are
 counted per source address as one packed int per (address bytes, port) (model.SourceTable): no object
 per socket or per source survives the sample.
 """
