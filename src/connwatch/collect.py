@@ -368,10 +368,13 @@ def _many_time_wait(proc: ProcFS, inbound_only: bool = False) -> bool:
     TIME_WAIT_PER_OTHER to one or more: the runs of TIME_WAIT between them in one dump are keyed by columns
     too (SocketAggregator._loop hands them back), nearly all of them, and the walk saved is the larger part
     (the kernel walks its host-wide hash for every dump, ~130 ns a socket, 62 ms of sys time for a dump of
-    the 2,000 other sockets beside 300k TIME_WAIT). Measured (2-core VM, load 2-5, CPU / `ss -tan`'s, medians
-    of 8-14 interleaved rounds; 2,016 other sockets, ratios 17 and 149): snapshot 35k 1.21x apart against
-    1.01x in one dump, 300k 0.73x against 0.67x. TCP.inuse counts IPv4 sockets only (TCP6's are in
-    sockstat6): an IPv6-heavy namespace may be dumped in one walk where two paid."""
+    the 2,000 other sockets beside 300k TIME_WAIT). Measured (bench_process, 2-core VM shared, load 1-3, CPU
+    / `ss -tan`'s, medians of pair ratios; 2,016 other sockets: ratios 17 and 149): 300k 0.63x in one dump
+    against 0.77x apart (wall 0.61x against 0.72x); 35k 1.43x against 1.39x (15 rounds, within the noise;
+    1.01x against 1.21x with another namespace's 300k TIME_WAIT in the host's hash). TCP.inuse counts IPv4
+    sockets only (TCP6's are in sockstat6), and tw also counts FIN_WAIT2 sockets an application closed
+    (dumped as FIN_WAIT2): a namespace may be dumped in one walk where two paid (and the column path then
+    takes fewer of its TIME_WAIT)."""
     found, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
     tw, others = (found or {}).get("TCP.tw", 0), (found or {}).get("TCP.inuse", 0)
     return tw >= SPLIT_TIME_WAIT_AT and (inbound_only or tw < TIME_WAIT_PER_OTHER * others)
