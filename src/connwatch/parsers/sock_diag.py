@@ -290,9 +290,8 @@ class SocketAggregator:
         """The messages from offset on: one slim unpack per socket and what add() does, inlined (no call
         per socket; 0.7x the time of unpack + add()). `hand_back`: stops at a TIME_WAIT reply that follows
         another reply and may start a run (RUN_MIN replies on, a reply like it) and returns its offset, for
-        _time_wait_run; else
-        _DONE once it met NLMSG_DONE, _MORE at the chunk's end. A key not yet in the tables is added after
-        the runs waiting to be keyed (self.pending) are: keys go in in the order of the replies."""
+        _time_wait_run; else _DONE once it met NLMSG_DONE, _MORE at the chunk's end. A key not yet in the
+        tables is added after the runs waiting to be keyed (self.pending) are: keys go in in reply order."""
         size, count, broke, pending = len(chunk), 0, False, self.pending
         unpack, listen_raw, young = _SLIM.unpack_from, self.listen_raw, self.young_expires
         by_state, sources, dests = self.by_state, self.sources, self.destinations

@@ -62,16 +62,17 @@ def time_wait_run(agg: SocketAggregator, chunk: bytes, offset: int = 0) -> int:
     (tests/unit/test_sock_diag_run.py). The keying waits in agg.pending for up to _BATCH messages of runs of
     one length (chunks are at most 32 KiB, ~340 replies: the columns' set-up per chunk was half their time),
     until the slim loop meets a reply with a key not yet in the tables (keyed first, so that keys are added
-    in the order of the replies; SocketAggregator._slim) or summary() is asked."""
+    in the order of the replies; SocketAggregator._loop) or summary() is asked."""
     step = int.from_bytes(chunk[offset:offset + 4], _NATIVE)
     if step < _PLAIN or step > _RUN_MAX or step % 4 or len(chunk) - offset < RUN_MIN * step:
         return offset
     n = (len(chunk) - offset) // step
     end = offset + n * step
     head = chunk[offset:offset + step]  # a run's messages are `step` bytes long (so each starts a multiple on)
-    last = offset + (RUN_MIN - 1) * step  # (the RUN_MIN-th slot: unlike the first, no run; 1 us, where the
-    if int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES or head[17] != _ST_TIME_WAIT or (  # columns of
-            chunk[last:last + 6] != head[:6] or chunk[last + 17] != _ST_TIME_WAIT):  # the rest of a chunk: ~30)
+    # The RUN_MIN-th slot unlike the first: no run (~1 us, where the columns of the rest of the chunk took ~30)
+    last = offset + (RUN_MIN - 1) * step
+    if int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES or head[17] != _ST_TIME_WAIT or \
+            chunk[last:last + 6] != head[:6] or chunk[last + 17] != _ST_TIME_WAIT:
         return offset
     for at, value in ((0, head[0]), (1, head[1]), (2, head[2]), (3, head[3]), (4, head[4]), (5, head[5]),
                       (17, _ST_TIME_WAIT)):  # length, type and state of each slot alike (C-speed counts)
