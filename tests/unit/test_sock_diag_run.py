@@ -135,6 +135,29 @@ def test_columns_of_a_run(size: int, data: Any) -> None:
     assert len(_column(run, "I", 68, size)) == len(run) // size
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([0, 1000, 1500, 2000, 60_000, 70_000]), st.data())
+def test_young_counts_of_mixed_runs_for_any_reuse_delay(delay: int, data: Any) -> None:
+    """Runs of inbound and outbound TIME_WAIT (the young outbound ones found from the inbound ages' seconds
+    where the delay is whole seconds, else compared one by one) count what the slim loop counts."""
+    done = HDR.pack(20, 3, 2, 1, 0) + bytes(4)
+    expires = st.one_of(st.sampled_from([0, 1, 999, 1000, 1001, 58_000, 58_001, 58_500, 58_501, 59_000, 59_001,
+                                         60_000]), st.integers(0, 60_000))
+    rows = data.draw(st.lists(st.tuples(st.booleans(), st.sampled_from([7001, 7002]), expires), min_size=40,
+                              max_size=120))  # (inbound?, the outbound's destination port, expires)
+    run = b"".join(
+        HDR.pack(96, 20, 2, 1, 0) + MSG.pack(2, 6, 3, 0, socket.htons(7100 if inbound else 40_000 + i),
+                                            socket.htons(port), V4[0], V4[1], 0, i, 0, exp, 0, 0, 0, 0) + MARK
+        for i, (inbound, port, exp) in enumerate(rows))
+    outcomes = []
+    for slim in (False, True):
+        agg = SocketAggregator(LISTENING, delay)
+        ended = agg._slim(run + done, 0) if slim else agg(run + done)
+        flush(agg)
+        outcomes.append((ended, _state(agg), agg.summary()))
+    assert outcomes[0] == outcomes[1]
+
+
 def test_not_a_run() -> None:
     """What the column path leaves to the slim loop: another state among the messages, mixed lengths, too
     few messages, a message type that is no diag reply."""
