@@ -37,7 +37,7 @@ NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
 TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
 SPLIT_TIME_WAIT_AT = 16_384  # TIME_WAIT sockets from which a sample dumps them apart (_many_time_wait)
-TIME_WAIT_PER_OTHER = 12  # ...unless they outnumber the other sockets this many to one (_many_time_wait)
+TIME_WAIT_PER_OTHER = 32  # ...unless they outnumber the other sockets this many to one (_many_time_wait)
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
 INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
@@ -365,16 +365,15 @@ def _many_time_wait(proc: ProcFS, inbound_only: bool = False) -> bool:
     keying ~0.5 us less per TIME_WAIT socket.
 
     Not for a dump of every state (not `inbound_only`) where TIME_WAIT outnumbers the other sockets
-    TIME_WAIT_PER_OTHER to one or more: the runs of TIME_WAIT between them in one dump are keyed by columns
-    too (SocketAggregator._loop hands them back), nearly all of them, and the walk saved is the larger part
-    (the kernel walks its host-wide hash for every dump, ~130 ns a socket, 62 ms of sys time for a dump of
-    the 2,000 other sockets beside 300k TIME_WAIT). Measured (bench_process, 2-core VM shared, load 1-3, CPU
-    / `ss -tan`'s, medians of pair ratios; 2,016 other sockets: ratios 17 and 149): 300k 0.63x in one dump
-    against 0.77x apart (wall 0.61x against 0.72x); 35k 1.43x against 1.39x (15 rounds, within the noise;
-    1.01x against 1.21x with another namespace's 300k TIME_WAIT in the host's hash). TCP.inuse counts IPv4
-    sockets only (TCP6's are in sockstat6), and tw also counts FIN_WAIT2 sockets an application closed
-    (dumped as FIN_WAIT2): a namespace may be dumped in one walk where two paid (and the column path then
-    takes fewer of its TIME_WAIT)."""
+    (sockstat's inuse) TIME_WAIT_PER_OTHER to one: one dump then keys nearly all of it by columns too (the
+    runs between the other replies: SocketAggregator._loop hands them back), and the walk saved is the larger
+    part (each dump walks the host-wide hash, ~130 ns a socket: 62 ms of sys time for the non-TIME_WAIT dump
+    beside 300k). bench_process (2-core VM shared, load 1-3, CPU / `ss -tan`'s, medians of pair ratios;
+    2,016 other sockets): 300k 0.63x in one dump against 0.77x apart; 35k (ratio 17) 1.43x against 1.39x and
+    1.40x against 1.35x (a short run of TIME_WAIT between two others goes to the slim loop: +12 ms of user
+    time against ~8 ms of walk), but 1.01x against 1.21x with another namespace's 300k TIME_WAIT in the
+    host's hash. TCP.inuse counts IPv4 sockets only (TCP6's are in sockstat6) and tw also counts the FIN_WAIT2
+    sockets an application closed (dumped as FIN_WAIT2): the ratio is an estimate."""
     found, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
     tw, others = (found or {}).get("TCP.tw", 0), (found or {}).get("TCP.inuse", 0)
     return tw >= SPLIT_TIME_WAIT_AT and (inbound_only or tw < TIME_WAIT_PER_OTHER * others)

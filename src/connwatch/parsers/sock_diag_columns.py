@@ -13,10 +13,10 @@ inbound message's age in seconds (ceil(expires / 1000)) is computed for all at o
 Measured (35k TIME_WAIT, 70 % inbound on 8 ports from one address, 30 % outbound to 16 destinations,
 bench/twload.py; the 104 chunks of a real TIME_WAIT-only dump replayed, CPU, min of 9, Python 3.11):
 the decoding and summary 35.9 ms before, 25.8 ms with these columns and time_wait_run's batches (0.72x).
-A whole sample dumps TIME_WAIT apart from 16,384 of them unless they outnumber the other sockets 12 to one
+A whole sample dumps TIME_WAIT apart from 16,384 of them unless they outnumber the other sockets 32 to one
 (collect._many_time_wait): in one dump of every state the runs of 16 or more between the other replies
-come here (at 35k TIME_WAIT beside 2,016 other sockets, 31,929 of 34,800 TIME_WAIT; 287,538 of 296,000
-at 300k).
+come here (35k TIME_WAIT beside 2,000-4,000 other replies: 23k-32k of 33k-35k, as the hash interleaves
+them; 300k: 287,538 of 296,000).
 Counting per message (Counter over codes) is what is left:
 ~120 ns a message for 16- to 64-bit codes, ~50 ns for 8-bit ones; array.count per distinct value was
 15x slower.
