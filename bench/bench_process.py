@@ -19,6 +19,7 @@ Targets (issue 17): snapshot <= 1.0x ss at 35k, <= 0.6x at 300k; check CPU <= 1.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import resource
@@ -39,12 +40,26 @@ CONNWATCH = str(Path(sys.executable).parent / "connwatch") if (Path(sys.executab
     else None
 
 
+RUNQ = [math.nan]  # the last run()'s time runnable but waiting for a CPU (ms), read by rounds()
+
+
 def run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall ms, CPU ms) of one process run to completion, output discarded."""
+    """(wall ms, CPU ms) of one process run to completion, output discarded. Also RUNQ[0]: its time waiting
+    on the run queue (/proc/PID/schedstat's run_delay, read once it exited and before it is reaped): on a
+    shared machine, what the wall holds beyond the CPU time (measured: wall - CPU - run_delay ~0.5 ms for
+    `ip netns exec NS ss -tan` and snapshot, at 35k and 300k sockets)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True, timeout=300)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # (exited, not reaped: its /proc entry is left)
     wall = (time.perf_counter() - t) * 1000
+    try:
+        with open(f"/proc/{proc.pid}/schedstat") as f:
+            RUNQ[0] = int(f.read().split()[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        RUNQ[0] = math.nan
+    if proc.wait() != 0:
+        raise subprocess.CalledProcessError(proc.returncode, argv)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1000
 
@@ -123,12 +138,12 @@ def med(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def small_namespaces(count: int) -> tuple[list[str], list[socket.socket]]:
+def small_namespaces(count: int, prefix: str = "cwproc") -> tuple[list[str], list[socket.socket]]:
     from connwatch.collect import CollectOptions
     from connwatch.collect_netns import discover
     from connwatch.sources.netns import open_netns, run_in_each
 
-    names = [f"cwproc-{os.getpid()}-{i}" for i in range(count)]
+    names = [f"{prefix}-{os.getpid()}-{i}" for i in range(count)]
     for name in names:
         subprocess.run(["ip", "netns", "add", name], check=True)
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
@@ -185,19 +200,23 @@ class Load:
 Runs = dict[str, Callable[[], tuple[float, float]]]
 
 
-def rounds(load: Load, n: int, runs: Runs) -> dict[str, list[tuple[float, float]]]:
+def rounds(load: Load, n: int, runs: Runs, runq: dict[str, list[float]]) -> dict[str, list[tuple[float, float]]]:
     out: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
     for i in range(n):
         load.top_up()
         order = list(runs) if i % 2 == 0 else list(reversed(runs))
         for key in order:
+            RUNQ[0] = math.nan
             out[key].append(runs[key]())
+            runq.setdefault(key, []).append(RUNQ[0])
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sockets", type=int, default=35000)
+    ap.add_argument("--ns-prefix", default="cwproc",
+                    help="name prefix of the namespaces made (one's own, on a shared host)")
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--namespaces", type=int, default=0, help="small namespaces to add for the --netns all rows")
     ap.add_argument("--startup", type=int, default=9, help="start-up runs per command (0: skip)")
@@ -235,7 +254,7 @@ def main() -> int:
         finally:
             shutil.rmtree(state, ignore_errors=True)
         return 0
-    ns = f"cwproc-{uuid.uuid4().hex[:6]}"
+    ns = f"{a.ns_prefix}-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     names: list[str] = []
     held: list[socket.socket] = []
@@ -247,7 +266,7 @@ def main() -> int:
                         "net.ipv4.ip_local_port_range=10000 60999",
                         f"net.ipv4.tcp_max_tw_buckets={max(262144, 2 * a.sockets)}"], check=True)
         if a.namespaces:
-            names, held = small_namespaces(a.namespaces)
+            names, held = small_namespaces(a.namespaces, a.ns_prefix)
         t = time.perf_counter()
         load = Load(ns, a.sockets)
         print(f"load: {load.tw} TIME_WAIT (+2,000 ESTABLISHED pairs) in {time.perf_counter() - t:.1f} s; "
@@ -284,18 +303,20 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True)
             runs[f"{label} snapshot (own)"] = _variant(inns, {**own, "PYTHONPATH": src})
         print(f"load average before: {os.getloadavg()}")
-        res = rounds(load, a.rounds, runs)
+        runq: dict[str, list[float]] = {}
+        res = rounds(load, a.rounds, runs, runq)
         print(f"load average after: {os.getloadavg()}; TIME_WAIT at the end {load.tw}")
         ss = res["ss -tan"]
         print(f"`ss -tan`: wall median {statistics.median(w for w, _ in ss):.1f} ms, "
-              f"CPU {statistics.median(c for _, c in ss):.1f} ms")
+              f"CPU {statistics.median(c for _, c in ss):.1f} ms{_waits(runq['ss -tan'])}")
         for key, vals in res.items():
             if key == "ss -tan":
                 continue
             wall = [v[0] / s[0] for v, s in zip(vals, ss, strict=True)]
             cpu = [v[1] / s[1] for v, s in zip(vals, ss, strict=True)]
             print(f"{key:30s} wall {statistics.median(v[0] for v in vals):7.1f} ms  "
-                  f"CPU {statistics.median(v[1] for v in vals):7.1f} ms   / ss: wall {med(wall)}  CPU {med(cpu)}")
+                  f"CPU {statistics.median(v[1] for v in vals):7.1f} ms   / ss: wall {med(wall)}  CPU {med(cpu)}"
+                  f"{_waits(runq.get(key, []))}")
         for key, mine in (("BASELINE snapshot (own)", "snapshot (--netns own)"),
                           ("BASELINE snapshot (all)", "snapshot (--netns all)"),
                           ("BASELINE check (own)", "check --interval 0.5 (own)")):
@@ -320,6 +341,12 @@ def main() -> int:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(state, ignore_errors=True)
     return 0
+
+
+def _waits(values: list[float]) -> str:
+    """The run-queue waits (RUNQ) of a row's runs: median and largest, ms ('' where not measured)."""
+    got = [v for v in values if not math.isnan(v)]
+    return f"; waiting for a CPU: median {statistics.median(got):.1f} ms, max {max(got):.1f}" if got else ""
 
 
 def _destination_rows(runs: Runs, inns: list[str], own: dict[str, str], baseline: str | None) -> None:

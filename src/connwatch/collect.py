@@ -38,6 +38,7 @@ SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
 TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
 SPLIT_TIME_WAIT_AT = 16_384  # TIME_WAIT sockets from which a sample dumps them apart (_many_time_wait)
 OTHERS_SPARSE = 8  # TIME_WAIT sockets per other socket from which the first sample keeps them in one dump (_few_others)
+TIME_WAIT_PER_OTHER = 32  # ...unless they outnumber the other sockets this many to one (_many_time_wait)
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
 INBOUND_STATES = netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_SYN_SENT
@@ -340,7 +341,7 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
     inbound_apart = opts.split_time_wait
     if opts.sockets and plan is None and not opts.split_time_wait and opts.replay is None:
         tcp = _tcp_sockstat(proc)
-        if _many_time_wait(proc, tcp):
+        if _many_time_wait(proc, opts.inbound_only, tcp):
             opts = replace(opts, split_time_wait=True)
             inbound_apart = opts.inbound_only and not _few_others(tcp, _tcp_sockstat(proc, "net/sockstat6"))
     listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan, inbound_apart)
@@ -380,16 +381,29 @@ def _few_others(tcp: dict[str, int], tcp6: dict[str, int] | None) -> bool:
     return others * OTHERS_SPARSE <= tcp.get("TCP.tw", 0)
 
 
-def _many_time_wait(proc: ProcFS, tcp: dict[str, int] | None = None) -> bool:
+def _many_time_wait(proc: ProcFS, inbound_only: bool = False, tcp: dict[str, int] | None = None) -> bool:
     """Whether the namespace holds so much TIME_WAIT (sockstat's tw, read before the dump) that dumping it
     apart pays: its chunks are then keyed by columns (parsers/sock_diag_columns.py), where one dump of
-    every state mixes them with the other sockets in hash order and leaves most chunks to the per-socket
-    loop. Measured (a whole sample's CPU, owners off, min of 3-7, load 1-5, bench/twload.py): 35k TIME_WAIT
-    with 6k other sockets interleaved (74 of 113 chunks mixed) 66.8 ms in one dump against 52.4 ms apart;
-    the same load where the others happened to cluster in the hash (18 mixed) 49.5 against 52.5 ms (the
-    second walk costs ~3 ms more than it saves); 100k 170 against 150 ms; 280k 455 against 368 ms. Below
-    the threshold the second walk (~1-3 ms here) outweighs keying ~0.5 us less per TIME_WAIT socket."""
-    return (tcp if tcp is not None else _tcp_sockstat(proc)).get("TCP.tw", 0) >= SPLIT_TIME_WAIT_AT
+    every state mixes them with the other sockets in hash order. Measured (a whole sample's CPU, owners off,
+    min of 3-7, load 1-5, bench/twload.py): 35k TIME_WAIT with 6k other sockets interleaved (74 of 113 chunks
+    mixed) 66.8 ms in one dump against 52.4 ms apart; the same load where the others happened to cluster in
+    the hash (18 mixed) 49.5 against 52.5 ms (the second walk costs ~3 ms more than it saves); 100k 170
+    against 150 ms; 280k 455 against 368 ms. Below the threshold the second walk (~1-3 ms here) outweighs
+    keying ~0.5 us less per TIME_WAIT socket.
+
+    Not for a dump of every state (not `inbound_only`) where TIME_WAIT outnumbers the other sockets
+    (sockstat's inuse) TIME_WAIT_PER_OTHER to one: one dump then keys nearly all of it by columns too (the
+    runs between the other replies: SocketAggregator._loop hands them back), and the walk saved is the larger
+    part (each dump walks the host-wide hash, ~130 ns a socket: 62 ms of sys time for the non-TIME_WAIT dump
+    beside 300k). bench_process (2-core VM shared, load 1-3, CPU / `ss -tan`'s, medians of pair ratios;
+    2,016 other sockets): 300k 0.63x in one dump against 0.77x apart; 35k (ratio 17) 1.43x against 1.39x and
+    1.40x against 1.35x (a short run of TIME_WAIT between two others goes to the slim loop: +12 ms of user
+    time against ~8 ms of walk), but 1.01x against 1.21x with another namespace's 300k TIME_WAIT in the
+    host's hash. TCP.inuse counts IPv4 sockets only (TCP6's are in sockstat6) and tw also counts the FIN_WAIT2
+    sockets an application closed (dumped as FIN_WAIT2): the ratio is an estimate."""
+    found = tcp if tcp is not None else _tcp_sockstat(proc)
+    tw, others = found.get("TCP.tw", 0), found.get("TCP.inuse", 0)
+    return tw >= SPLIT_TIME_WAIT_AT and (inbound_only or tw < TIME_WAIT_PER_OTHER * others)
 
 
 def listener_order(x: Listener) -> tuple[int, int, str, int]:

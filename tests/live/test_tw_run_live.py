@@ -73,15 +73,17 @@ sock.close()
 dumps = json.loads(sys.stdin.read())
 
 def state(agg):
+    summary = agg.summary()  # (first: it keys the runs still waiting, agg.pending)
     return repr([agg.total, agg.by_state, list(agg.destinations.items()), list(agg.owner_inodes.items()),
                  [(p, list(a.items())) for p, a in agg.sources.items()], list(agg.closed.items()),
-                 list(agg.accepts.items()), agg.summary()])
+                 list(agg.accepts.items()), summary])
 
 out = {}
 for name, hexes in dumps.items():
     chunks = [bytes.fromhex(h) for h in hexes]
     new, old = SocketAggregator(ports, 1000), SocketAggregator(ports, 1000)
     ends = [(new(c), old._slim(c, 0)) for c in chunks]
+    new.summary()  # (keys the runs still waiting, new.pending, before the tables are read below)
     runs = sum(1 for c in chunks if SocketAggregator(ports, 1000)._time_wait_run(c))
     lengths = sorted({int.from_bytes(c[:4], sys.byteorder) for c in chunks})
     keys = {len(k) for a in new.sources.values() for k in a}
@@ -109,7 +111,8 @@ import connwatch.collect as cc
 splits = []
 real = cc._all_sockets
 cc._all_sockets = lambda *args: splits.append(args[-1]) or real(*args)
-cc.SPLIT_TIME_WAIT_AT = 1  # (sockstat's tw at or above it: TIME_WAIT dumped apart by itself)
+cc.SPLIT_TIME_WAIT_AT = 1  # (sockstat's tw at or above it: TIME_WAIT dumped apart by itself...)
+cc.TIME_WAIT_PER_OTHER = 10**9  # (...however few the other sockets)
 auto = norm(collect(SystemClock(), one).sockets)
 cc.SPLIT_TIME_WAIT_AT = 10**9
 plain = norm(collect(SystemClock(), one).sockets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,31 @@ def test_reader_going_away_is_unknown_not_warning(fmt: str, tmp_path: Path) -> N
     err = proc.stderr.read()
     assert proc.wait(timeout=30) == 3
     assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_the_console_script_ends_a_snapshot_without_finalization(monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() as the console script calls it (no argv): after `snapshot` its output is flushed and the
+    process ends at once (os._exit, with the command's code); after `check` (a store to close) and when
+    called with argv (tests, embedding) main returns."""
+    import connwatch.cli as cli
+
+    ended: list[tuple[str, int]] = []
+    monkeypatch.setattr(cli, "_main", lambda argv, chosen: 2)
+    monkeypatch.setattr(os, "_exit", lambda code: ended.append(("_exit", code)))
+    monkeypatch.setattr(sys.stdout, "flush", lambda: ended.append(("flush", 0)))
+    monkeypatch.setattr(sys, "argv", ["connwatch", "snapshot", "--format", "json"])
+    assert cli.main() == 2  # (os._exit is replaced here: main goes on)
+    assert ended == [("flush", 0), ("_exit", 2)]
+    ended.clear()
+    assert cli.main(["snapshot", "--format", "json"]) == 2 and ended == []
+    monkeypatch.setattr(sys, "argv", ["connwatch", "check"])
+    assert cli.main() == 2 and ended == []
+
+
+def test_the_console_script_runs_a_snapshot_end_to_end() -> None:
+    """python -m connwatch (main as the console script) writes the whole JSON document and exits 0 through
+    os._exit."""
+    done = subprocess.run([sys.executable, "-m", "connwatch", "snapshot", "--format", "json", *OFFLINE,
+                           "--netns", "own"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["kind"] == "snapshot"

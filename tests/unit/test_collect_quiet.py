@@ -86,3 +86,19 @@ def test_many_time_wait_reads_sockstat_before_the_dump(monkeypatch: pytest.Monke
     assert not collect_module._many_time_wait(proc)
     monkeypatch.setattr(collect_module, "SPLIT_TIME_WAIT_AT", 1)
     assert not collect_module._many_time_wait(ProcFS(PROC_FIXTURES / "no-such-tree"))
+
+
+def test_time_wait_that_outnumbers_the_others_is_dumped_with_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dump of every state keeps TIME_WAIT in it where TIME_WAIT outnumbers the other sockets (sockstat's
+    inuse: 1365 beside tw 2030) TIME_WAIT_PER_OTHER to one (its runs keyed by columns there too); the
+    inbound-only dump (`check`'s first sample) still dumps it apart."""
+    from connwatch import collect as collect_module
+    from connwatch.sources.procfs import ProcFS
+
+    proc = ProcFS(PROC_FIXTURES / "insights_rhel")
+    monkeypatch.setattr(collect_module, "SPLIT_TIME_WAIT_AT", 2030)
+    monkeypatch.setattr(collect_module, "TIME_WAIT_PER_OTHER", 2)  # 2030 < 2 * 1365: apart
+    assert collect_module._many_time_wait(proc)
+    monkeypatch.setattr(collect_module, "TIME_WAIT_PER_OTHER", 1)  # 2030 >= 1365: one dump
+    assert not collect_module._many_time_wait(proc)
+    assert collect_module._many_time_wait(proc, inbound_only=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from array import array
 from typing import Any
 
 from hypothesis import given, settings
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.parsers.sock_diag import SocketAggregator
-from connwatch.parsers.sock_diag_run import flush
+from connwatch.parsers.sock_diag_run import _column, flush
 
 HDR = struct.Struct("=IHHII")
 MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
@@ -121,6 +122,42 @@ def test_a_run_takes_the_column_path(size: int, tail: list[bytes], data: Any) ->
     assert _outcome([run + done], slim=False) == _outcome([run + done], slim=True)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([88, 96]), st.data())
+def test_columns_of_a_run(size: int, data: Any) -> None:
+    """flush's port and expiry columns (a strided view copied) are the whole run's array sliced, as before."""
+    run = data.draw(runs(size, 1))
+    halves, words = array("H"), array("I")
+    halves.frombytes(run)
+    words.frombytes(run)
+    assert _column(run, "H", 20, size) == halves[10::size // 2]
+    assert _column(run, "I", 68, size) == words[17::size // 4]
+    assert len(_column(run, "I", 68, size)) == len(run) // size
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([0, 1000, 1500, 2000, 60_000, 70_000]), st.data())
+def test_young_counts_of_mixed_runs_for_any_reuse_delay(delay: int, data: Any) -> None:
+    """Runs of inbound and outbound TIME_WAIT (the young outbound ones found from the inbound ages' seconds
+    where the delay is whole seconds, else compared one by one) count what the slim loop counts."""
+    done = HDR.pack(20, 3, 2, 1, 0) + bytes(4)
+    expires = st.one_of(st.sampled_from([0, 1, 999, 1000, 1001, 58_000, 58_001, 58_500, 58_501, 59_000, 59_001,
+                                         60_000]), st.integers(0, 60_000))
+    rows = data.draw(st.lists(st.tuples(st.booleans(), st.sampled_from([7001, 7002]), expires), min_size=40,
+                              max_size=120))  # (inbound?, the outbound's destination port, expires)
+    run = b"".join(
+        HDR.pack(96, 20, 2, 1, 0) + MSG.pack(2, 6, 3, 0, socket.htons(7100 if inbound else 40_000 + i),
+                                            socket.htons(port), V4[0], V4[1], 0, i, 0, exp, 0, 0, 0, 0) + MARK
+        for i, (inbound, port, exp) in enumerate(rows))
+    outcomes = []
+    for slim in (False, True):
+        agg = SocketAggregator(LISTENING, delay)
+        ended = agg._slim(run + done, 0) if slim else agg(run + done)
+        flush(agg)
+        outcomes.append((ended, _state(agg), agg.summary()))
+    assert outcomes[0] == outcomes[1]
+
+
 def test_not_a_run() -> None:
     """What the column path leaves to the slim loop: another state among the messages, mixed lengths, too
     few messages, a message type that is no diag reply."""
@@ -137,6 +174,39 @@ def test_not_a_run() -> None:
     assert agg._time_wait_run(tw() * 15) == 0
     assert agg._time_wait_run(tw(kind=16) * 20) == 0
     assert agg._time_wait_run(tw(size=104) * 20) == 20 * 104  # (a TIME_WAIT reply with more rtattrs: a run too)
+
+
+def test_later_runs_of_a_mixed_chunk_take_the_column_path(monkeypatch: Any) -> None:
+    """In a dump of every state, the runs of TIME_WAIT between other replies (RUN_MIN or more) are handed
+    back to the column path, shorter ones stay in the slim loop; what is counted, and the order keys go
+    in (a run's keys wait in agg.pending until a reply with a new key comes), are the slim loop's."""
+    import connwatch.parsers.sock_diag_run as run_module
+
+    def tw(port: int, dst: bytes = V4[1], sport: int = 40_000) -> bytes:
+        return HDR.pack(96, 20, 2, 1, 0) + MSG.pack(2, 6, 3, 0, socket.htons(sport), socket.htons(port), V4[0], dst,
+                                                   0, 0, 0, 30_000, 0, 0, 0, 0) + MARK
+
+    def est(port: int, dst: bytes = V4[1]) -> bytes:  # (ESTABLISHED, 104 bytes: more rtattrs)
+        return HDR.pack(104, 20, 2, 1, 0) + MSG.pack(2, 1, 0, 0, socket.htons(40_001), socket.htons(port), V4[0],
+                                                    dst, 0, 7, 0, 0, 0, 0, 0, 99) + bytes(16)
+
+    runs: list[int] = []
+    real = run_module.time_wait_run
+
+    def counting(agg: SocketAggregator, chunk: bytes, offset: int = 0) -> int:
+        end = real(agg, chunk, offset)
+        if end > offset:
+            runs.append((end - offset) // 96)
+        return end
+
+    monkeypatch.setattr(run_module, "time_wait_run", counting)
+    done = HDR.pack(20, 3, 2, 1, 0) + bytes(4)
+    chunk = (est(443) + tw(7001) * 20 + est(444) + tw(7002) * 5 + est(443) + tw(7003) * 30 + est(445, V4[2])
+             + b"".join(tw(7001 + i % 3, sport=7100) for i in range(16)) + tw(7004) + done)  # (7100: inbound)
+    assert _outcome([chunk], slim=False) == _outcome([chunk], slim=True)
+    assert runs == [20, 30, 17]  # (the last: 16 inbound, then an outbound one)
+    runs.clear()
+    assert _outcome([tw(7001) * 15 + est(443) + tw(7001) * 15 + done], slim=False)[0] == "ended" and runs == []
 
 
 def _outbound_run(count: int, destinations: list[tuple[bytes, int]], family: int = socket.AF_INET) -> bytes:
@@ -211,6 +281,7 @@ def test_inbound_runs_are_counted_by_columns(monkeypatch: Any) -> None:
         for slim in (False, True):
             agg = SocketAggregator(frozenset(listening), 1000)
             ended = agg._slim(chunk, 0) if slim else agg(chunk)
+            flush(agg)  # (the runs still waiting to be keyed: summary() keys them)
             outcomes.append((ended, _state(agg), agg.summary()))
         assert outcomes[0] == outcomes[1]
 

@@ -15,8 +15,9 @@ idiag_rqueue is the accept-queue length and idiag_wqueue the backlog in force
 (net/ipv4/tcp_diag.c, tcp_diag_get_info).
 
 Hot path: one struct unpack per socket, counts kept in lists keyed by raw address bytes, addresses
-formatted once per distinct destination key at the end; a chunk of TIME_WAIT replies alone (a
-TIME_WAIT-only dump) is counted column-wise instead (parsers/sock_diag_run.py). Inbound sockets are
+formatted once per distinct destination key at the end; runs of TIME_WAIT replies (a
+TIME_WAIT-only dump's chunks, the runs between other replies in a dump of every state) are counted
+column-wise instead (parsers/sock_diag_run.py). Inbound sockets are
 counted per source address as one packed int per (address bytes, port) (model.SourceTable): no object
 per socket or per source survives the sample.
 """
@@ -72,6 +73,8 @@ _NSTATES = 13
 _OWNER_SAMPLE = 8  # ESTABLISHED inodes kept per destination to name the owners (bounded)
 ACCEPT_SAMPLE = 4096  # inodes (and waiting peers) kept per listening port to tell new accepts (bounded)
 _TW_SLOTS, _TW_MASK = 64, 63  # server-side TIME_WAIT by age in whole seconds, 0..60 (TCP_TIMEWAIT_LEN)
+RUN_MIN = 16  # TIME_WAIT replies in a run keyed by columns at least (their set-up costs ~10 messages)
+_DONE, _MORE = -2, -1  # SocketAggregator._loop: NLMSG_DONE met; the chunk's end reached
 
 _ST_ESTABLISHED = int(TcpState.ESTABLISHED)
 _ST_SYN_SENT = int(TcpState.SYN_SENT)
@@ -250,27 +253,46 @@ class SocketAggregator:
         # inodes, waiting peers]; server-side TIME_WAIT by age in s; see model.PortAccepts
         self.accepts: dict[int, list[Any]] = {}
         self.closed: dict[int, list[int]] = {}
-        # Runs of TIME_WAIT replies of one length, counted (total, by_state) but not yet keyed: keyed
-        # together (parsers/sock_diag_run.py) before any other reply is and before summary()
+        # Runs of TIME_WAIT replies of one length, counted (total, by_state) but not yet keyed, and how many
+        # replies they hold: keyed together (parsers/sock_diag_run.py) before a reply adds a key (_loop) and
+        # before summary()
         self.pending: list[bytes] = []
+        self.pending_size = 0
 
     def __call__(self, chunk: bytes) -> bool:
-        """Aggregate one reply chunk; True once it met NLMSG_DONE. A chunk that opens with a run of
-        TIME_WAIT replies (a TIME_WAIT-only dump) is decoded column-wise (_time_wait_run), the rest by
-        the slim loop (_slim)."""
-        return self._slim(chunk, self._time_wait_run(chunk))
+        """Aggregate one reply chunk; True once it met NLMSG_DONE. Runs of TIME_WAIT replies are decoded
+        column-wise (_time_wait_run): a chunk of a TIME_WAIT-only dump, and in a dump of every state the runs
+        between the other replies, which the slim loop (_loop) decodes and hands back after."""
+        offset = 0
+        while True:
+            offset = self._loop(chunk, self._time_wait_run(chunk, offset), True)
+            if offset < 0:
+                return offset == _DONE
 
-    def _time_wait_run(self, chunk: bytes) -> int:
-        """Aggregate the chunk column-wise when it is a run of TIME_WAIT replies (parsers/sock_diag_run.py);
-        returns the offset where the slim loop goes on (0: not such a run)."""
+    def _time_wait_run(self, chunk: bytes, offset: int = 0) -> int:
+        """Aggregate the run of TIME_WAIT replies at `offset` column-wise (parsers/sock_diag_run.py); returns
+        the offset where the slim loop goes on (`offset`: not such a run)."""
         from connwatch.parsers.sock_diag_run import time_wait_run  # (imported once sock_diag is complete)
 
-        return time_wait_run(self, chunk)
+        return time_wait_run(self, chunk, offset)
+
+    def _flush(self) -> None:
+        """Key the TIME_WAIT runs waiting in self.pending (parsers/sock_diag_run.py)."""
+        from connwatch.parsers.sock_diag_run import flush
+
+        flush(self)
 
     def _slim(self, chunk: bytes, offset: int) -> bool:
+        """Every message from offset on by the slim loop (what the column path is tested against)."""
+        return self._loop(chunk, offset, False) == _DONE
+
+    def _loop(self, chunk: bytes, offset: int, hand_back: bool) -> int:
         """The messages from offset on: one slim unpack per socket and what add() does, inlined (no call
-        per socket; 0.7x the time of unpack + add())."""
-        size, count = len(chunk), 0
+        per socket; 0.7x the time of unpack + add()). `hand_back`: stops at a TIME_WAIT reply that follows
+        another reply and may start a run (RUN_MIN replies on, a reply like it) and returns its offset, for
+        _time_wait_run; else _DONE once it met NLMSG_DONE, _MORE at the chunk's end. A key not yet in the
+        tables is added after the runs waiting to be keyed (self.pending) are: keys go in in reply order."""
+        size, count, broke, pending = len(chunk), 0, False, self.pending
         unpack, listen_raw, young = _SLIM.unpack_from, self.listen_raw, self.young_expires
         by_state, sources, dests = self.by_state, self.sources, self.destinations
         while offset + _SLIM.size <= size:
@@ -279,15 +301,27 @@ class SocketAggregator:
                 break
             if length < _SLIM.size or offset + length > size:
                 raise ParseError(SOURCE, f"truncated inet_diag_msg at offset {offset}")
+            if state != _ST_TIME_WAIT:
+                broke = hand_back
+            elif broke:  # a run's first reply? Its RUN_MIN-th slot alike (else the run is shorter: no run here)
+                broke, last = False, offset + (RUN_MIN - 1) * length
+                if last + 18 <= size and chunk[last + 17] == _ST_TIME_WAIT and \
+                        chunk[last:last + 6] == chunk[offset:offset + 6]:
+                    self.total += count
+                    return offset
             count += 1
             by_state[state & 15] += 1
             if sport in listen_raw and state != _ST_SYN_SENT:  # inbound: per (source, port), packed counts
+                # model.address_key inlined: 4 bytes for IPv4 and IPv4-mapped IPv6
+                akey = dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst
                 addrs = sources.get(sport)
+                if pending and (addrs is None or akey not in addrs or (
+                        state == _ST_TIME_WAIT and sport not in self.closed)):
+                    self._flush()
+                    addrs = sources.get(sport)
                 if addrs is None:
                     addrs = sources[sport] = defaultdict(int)
-                # model.address_key inlined: 4 bytes for IPv4 and IPv4-mapped IPv6
-                addrs[dst[:4] if family == _AF_INET else dst[12:] if dst[:12] == _V4MAPPED else dst] += \
-                    STATE_UNIT[state & 255]
+                addrs[akey] += STATE_UNIT[state & 255]
                 if state == _ST_TIME_WAIT:  # accepted and closed by the server: by age in s (0..60)
                     ages = self.closed.get(sport)
                     if ages is None:
@@ -299,7 +333,11 @@ class SocketAggregator:
                 dkey = (family, chunk[offset + 24:offset + 40], dst, dport)
                 counts = dests.get(dkey)
                 if counts is None:
-                    counts = dests[dkey] = [0] * (_NSTATES + 1)
+                    if pending:
+                        self._flush()
+                        counts = dests.get(dkey)
+                    if counts is None:
+                        counts = dests[dkey] = [0] * (_NSTATES + 1)
                 counts[state if state < _NSTATES else 0] += 1
                 if state == _ST_TIME_WAIT:
                     if expires > young:
@@ -308,7 +346,7 @@ class SocketAggregator:
                     self._owner_inode(dkey, inode)
             offset += (length + 3) & ~3
         self.total += count
-        return self._tail(chunk, offset, size)
+        return _DONE if self._tail(chunk, offset, size) else _MORE
 
     def _tail(self, chunk: bytes, offset: int, size: int) -> bool:
         """The messages the slim loop stopped at: NLMSG_DONE (True), an error reply or a truncated message
@@ -320,6 +358,8 @@ class SocketAggregator:
             if kind in _DIAG_REPLIES:
                 if length < _HDR.size + _MSG.size or offset + length > size:
                     raise ParseError(SOURCE, f"truncated inet_diag_msg at offset {offset}")
+                if self.pending:  # (keys in the order of the replies: see _loop)
+                    self._flush()
                 self.add(*_MSG.unpack_from(chunk, offset + _HDR.size))
             offset += (length + 3) & ~3
         return False
@@ -401,9 +441,7 @@ class SocketAggregator:
         Keys that differ only by an IPv4-mapped IPv6 form merge into one plain-IPv4 entry.
         """
         if self.pending:
-            from connwatch.parsers.sock_diag_run import flush
-
-            flush(self)
+            self._flush()
         dests: dict[tuple[str, str, int], list[int]] = {}
         inodes: dict[tuple[str, str, int], list[int]] = {}
         for key, counts in self.destinations.items():

@@ -34,55 +34,61 @@ from connwatch.parsers.sock_diag import (
     _HDR,
     _MSG,
     _ST_TIME_WAIT,
+    RUN_MIN,
     SocketAggregator,
 )
 from connwatch.parsers.tw_aggregate import add_ages, add_destinations, add_sources
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from typing import Literal
 
 # Columns of such a run (struct.iter_unpack; the rest of a message skipped): the
 # outbound key (family; dport, src, dst as 34 raw bytes), the inbound key (family, sport, dst).
 _PLAIN = _HDR.size + _MSG.size
 _RUN_MAX = 256  # longer messages: the slim loop
 _BATCH = 4096  # messages keyed together at most (time_wait_run)
-_RUN_MIN = 16  # fewer messages in a chunk: the slim loop (the columns' set-up costs ~10 messages)
 _RUN_DEST = "=16xB5x34s32x{}x"
 _RUN_SOURCE = "=16xB3xH18x16s32x{}x"
 _RUN_V4_SOURCE = "=40x4s44x{}x"  # (IPv4: the 4 bytes of dst)
 _NATIVE = sys.byteorder
 
 
-def time_wait_run(agg: SocketAggregator, chunk: bytes) -> int:
-    """Aggregate the chunk's leading run column-wise (C-speed passes, Python work per distinct key only):
-    its first messages as long as they are TIME_WAIT replies of the first one's length L (88 or 96 bytes:
-    what inet_twsk_diag_fill sends), at least _RUN_MIN of them; returns the offset where the slim loop goes
-    on (0: no such run). Counts exactly what the slim loop counts for them (tests/unit/test_sock_diag_run.py).
-    The keying waits in agg.pending for up to _BATCH messages of runs of one length (chunks are at most
-    32 KiB, ~340 replies: the columns' set-up per chunk was half their time), until another reply comes
-    (then it is keyed first) or summary() is asked."""
-    step = int.from_bytes(chunk[:4], _NATIVE)
-    if step < _PLAIN or step > _RUN_MAX or step % 4 or len(chunk) < _RUN_MIN * step:
-        flush(agg)
-        return 0
-    n = len(chunk) // step
-    end = n * step
-    head = chunk[:step]  # a run's messages are `step` bytes long (so each starts at a multiple of it)
-    if int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES or head[17] != _ST_TIME_WAIT:
-        flush(agg)
-        return 0
+def time_wait_run(agg: SocketAggregator, chunk: bytes, offset: int = 0) -> int:
+    """Aggregate column-wise the run of TIME_WAIT replies that starts at `offset` (C-speed passes, Python work
+    per distinct key only): the messages from there as long as they are TIME_WAIT replies of the first one's
+    length L (88 or 96 bytes: what inet_twsk_diag_fill sends), at least RUN_MIN of them; returns the offset
+    where the slim loop goes on (`offset`: no such run). Counts exactly what the slim loop counts for them
+    (tests/unit/test_sock_diag_run.py). The keying waits in agg.pending for up to _BATCH messages of runs of
+    one length (chunks are at most 32 KiB, ~340 replies: the columns' set-up per chunk was half their time),
+    until the slim loop meets a reply with a key not yet in the tables (keyed first, so that keys are added
+    in the order of the replies; SocketAggregator._loop) or summary() is asked."""
+    step = int.from_bytes(chunk[offset:offset + 4], _NATIVE)
+    if step < _PLAIN or step > _RUN_MAX or step % 4 or len(chunk) - offset < RUN_MIN * step:
+        return offset
+    n = (len(chunk) - offset) // step
+    end = offset + n * step
+    head = chunk[offset:offset + step]  # a run's messages are `step` bytes long (so each starts a multiple on)
+    # The RUN_MIN-th slot unlike the first: no run (~1 us, where the columns of the rest of the chunk took ~30)
+    last = offset + (RUN_MIN - 1) * step
+    if int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES or head[17] != _ST_TIME_WAIT or \
+            chunk[last:last + 6] != head[:6] or chunk[last + 17] != _ST_TIME_WAIT:
+        return offset
     for at, value in ((0, head[0]), (1, head[1]), (2, head[2]), (3, head[3]), (4, head[4]), (5, head[5]),
                       (17, _ST_TIME_WAIT)):  # length, type and state of each slot alike (C-speed counts)
-        column = chunk[at:end:step]
+        column = chunk[offset + at:end:step]
         if column.count(value) != n:  # the run ends at the first slot that differs (and is no message after)
             n = column.translate(_unlike(value)).find(1)
-            end = n * step
-    if n < _RUN_MIN:
-        flush(agg)
-        return 0
+            end = offset + n * step
+    if n < RUN_MIN:
+        return offset
     if agg.pending and int.from_bytes(agg.pending[0][:4], _NATIVE) != step:
         flush(agg)
-    agg.pending.append(chunk if end == len(chunk) else chunk[:end])
+    agg.pending.append(chunk if offset == 0 and end == len(chunk) else chunk[offset:end])
+    agg.pending_size += n
     agg.total += n
     agg.by_state[_ST_TIME_WAIT] += n
-    if end < len(chunk) or sum(map(len, agg.pending)) >= _BATCH * step:
+    if agg.pending_size >= _BATCH:
         flush(agg)
     return end
 
@@ -99,17 +105,10 @@ def flush(agg: SocketAggregator) -> None:
         return
     run = agg.pending[0] if len(agg.pending) == 1 else b"".join(agg.pending)
     agg.pending.clear()
+    agg.pending_size = 0
     step = int.from_bytes(run[:4], _NATIVE)
     n = len(run) // step
-    # The two columns read through strided views of the run, not arrays of all of it (two copies of the batch,
-    # ~390 KB each, a fresh mapping of pages every batch): a 35k-socket sample's TIME_WAIT dump took ~2,300
-    # page faults; decoding 15k TIME_WAIT replies (replayed, CPU, medians of 9) 4.7-7.1 -> 3.1 ms, 1,029 -> 209
-    # page faults the first time.
-    view = memoryview(run)
-    sports, expires = array("H"), array("I")
-    sports.frombytes(view.cast("H")[10::step // 2].tobytes())
-    expires.frombytes(view.cast("I")[17::step // 4].tobytes())
-    view.release()
+    sports, expires = _column(run, "H", 10 * 2, step), _column(run, "I", 17 * 4, step)
     listening = agg.listen_raw
     if not listening or listening.isdisjoint(sports):
         flags, n_in = bytes(n), 0
@@ -120,6 +119,16 @@ def flush(agg: SocketAggregator) -> None:
         n_in = flags.count(1)
     if not sock_diag_columns.count_run(agg, run, step, n, flags, n_in, expires):
         _by_keys(agg, run, step, flags, n_in, sports, expires)
+
+
+def _column(run: bytes, code: Literal["H", "I"], at: int, step: int) -> array[int]:
+    """The native `code` integer at offset `at` of each `step`-byte message: a strided view of the run copied
+    to an array, 2 or 4 bytes per message. Not array.frombytes(run)[at::step]: that copied the whole run
+    (390 KB a batch) twice into fresh memory, 1,360 of a 35k-socket snapshot's 3,900 page faults."""
+    size = array(code).itemsize
+    out = array(code)
+    out.frombytes(memoryview(run).cast(code)[at // size::step // size].tobytes())
+    return out
 
 
 def _by_keys(agg: SocketAggregator, run: bytes, step: int, flags: bytes, n_in: int, sports: array[int],
