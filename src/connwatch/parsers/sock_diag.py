@@ -253,12 +253,20 @@ class SocketAggregator:
         # Runs of TIME_WAIT replies of one length, counted (total, by_state) but not yet keyed: keyed
         # together (parsers/sock_diag_run.py) before any other reply is and before summary()
         self.pending: list[bytes] = []
+        self.full_declines = 0  # runs of full-socket replies the columns could not count (sock_diag_full.py)
 
     def __call__(self, chunk: bytes) -> bool:
         """Aggregate one reply chunk; True once it met NLMSG_DONE. A chunk that opens with a run of
         TIME_WAIT replies (a TIME_WAIT-only dump) is decoded column-wise (_time_wait_run), the rest by
         the slim loop (_slim)."""
-        return self._slim(chunk, self._time_wait_run(chunk))
+        return self._slim(chunk, self._time_wait_run(chunk) or self._full_run(chunk))
+
+    def _full_run(self, chunk: bytes) -> int:
+        """Aggregate the chunk column-wise when it opens with a run of full-socket replies of one length
+        (parsers/sock_diag_full.py); returns the offset where the slim loop goes on (0: not such a run)."""
+        from connwatch.parsers.sock_diag_full import full_run  # (imported once sock_diag is complete)
+
+        return full_run(self, chunk)
 
     def _time_wait_run(self, chunk: bytes) -> int:
         """Aggregate the chunk column-wise when it is a run of TIME_WAIT replies (parsers/sock_diag_run.py);
