@@ -39,7 +39,6 @@ def reply(family: int, state: int, sport: int, dport: int, src: bytes, dst: byte
 
 @st.composite
 def messages(draw: Any, size: int, family: int, states: Any, keys: Any, many: bool = False) -> bytes:
-    pool = V4 if family == socket.AF_INET else V6
     srcs, dsts, sports, dports = keys
     peer = (st.integers(0, 2**32 - 1).map(lambda i: struct.pack("=I", i) + bytes(12)) if many
             else st.sampled_from(dsts))
@@ -49,7 +48,8 @@ def messages(draw: Any, size: int, family: int, states: Any, keys: Any, many: bo
 
 
 def _some(draw: Any, pool: list[Any]) -> list[Any]:
-    return draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
+    some: list[Any] = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
+    return some
 
 
 @st.composite
@@ -62,7 +62,7 @@ def runs(draw: Any) -> bytes:
     pool = V4 if family == socket.AF_INET else V6
     states = draw(st.sampled_from([st.just(1), st.sampled_from([1, 8, 4, 9, 7]), STATES]))
     ports = [7100, 7101, 40_000, 40_001, 443, 0]
-    keys = (_some(draw, pool), _some(draw, pool + [bytes(16)]), st.sampled_from(_some(draw, ports)),
+    keys = (_some(draw, pool), _some(draw, [*pool, bytes(16)]), st.sampled_from(_some(draw, ports)),
             st.sampled_from(_some(draw, ports)))
     count = draw(st.integers(0, 60))
     return b"".join(draw(st.lists(messages(size, family, states, keys, draw(st.integers(0, 5)) == 0),
@@ -158,9 +158,9 @@ def test_what_the_columns_leave_to_the_slim_loop() -> None:
     many = [reply(2, 1, 7100, 40_000 + i, V4[0], struct.pack("=I", 7 * i + 3) + bytes(12), 500 + i)
             for i in range(40)]
     cases = {
-        "time-wait": base[:20] + [reply(2, 6, 40_000, 443, V4[0], V4[1], 0)] + base[20:],
-        "syn-sent on a listening port": base[:20] + [reply(2, 2, 7100, 443, V4[0], V4[1], 9)] + base[20:],
-        "waiting in the accept queue": base[:20] + [reply(2, 1, 7100, 41_000, V4[0], V4[1], 0, 5)] + base[20:],
+        "time-wait": [*base[:20], reply(2, 6, 40_000, 443, V4[0], V4[1], 0), *base[20:]],
+        "syn-sent on a listening port": [*base[:20], reply(2, 2, 7100, 443, V4[0], V4[1], 9), *base[20:]],
+        "waiting in the accept queue": [*base[:20], reply(2, 1, 7100, 41_000, V4[0], V4[1], 0, 5), *base[20:]],
         "a peer each": many,
         "too few": base[:15],
     }
