@@ -142,7 +142,7 @@ print(json.dumps({"acc": {k: v for k, v in acc.items()}, "total": [u - start_ru[
 
 
 WALKS = r"""
-import json, resource, socket, sys
+import contextlib, json, resource, socket, sys
 from connwatch.sources import netlink
 from connwatch.parsers.sock_diag import SocketAggregator
 states = netlink.TCPF_ALL_BUT_LISTEN & ~(1 << 6)
@@ -150,14 +150,14 @@ def ru():
     r = resource.getrusage(resource.RUSAGE_THREAD)
     return r.ru_utime + r.ru_stime, r.ru_stime
 def one():
-    with netlink.open_socket() as s:
+    with contextlib.closing(netlink.open_socket()) as s:
         netlink.dump_both_families(s, states, 0, SocketAggregator(frozenset()))
 def two():
-    with netlink.open_socket() as s:
+    with contextlib.closing(netlink.open_socket()) as s:
         for fam in (socket.AF_INET, socket.AF_INET6):
             netlink.dump(s, fam, states, 0, SocketAggregator(frozenset()))
 def walk():  # SYN_SENT only (none here): the kernel's walk of its socket hashes, nearly nothing copied
-    with netlink.open_socket() as s:
+    with contextlib.closing(netlink.open_socket()) as s:
         netlink.dump_both_families(s, 1 << 2, 0, SocketAggregator(frozenset()))
 out = {"one": [], "two": [], "walk": []}
 for _ in range(int(sys.argv[1])):
@@ -196,11 +196,12 @@ def main() -> int:
                         "(`--netns all` from the host's namespace, other jobs' namespaces hidden)")
     p.add_argument("--fill", type=float, default=60.0)
     p.add_argument("--walks", type=int, default=0, help="also time N interleaved pairs: one walk vs one per family")
+    p.add_argument("--prefix", default="cwprof", help="start of the names of the namespaces made here")
     a = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("profile_agent: needs root for a network namespace")
-    ns = f"cwprof-{uuid.uuid4().hex[:6]}"
-    small = [f"cwprofs-{uuid.uuid4().hex[:6]}" for _ in range(a.small)]
+    ns = f"{a.prefix}-{uuid.uuid4().hex[:6]}"
+    small = [f"{a.prefix}s-{uuid.uuid4().hex[:6]}" for _ in range(a.small)]
     procs: list[subprocess.Popen[str]] = []
     life = a.fill + a.samples * 5 + 60
     try:

@@ -258,16 +258,29 @@ class SocketAggregator:
         # before summary()
         self.pending: list[bytes] = []
         self.pending_size = 0
+        self.full_declines = 0  # runs of full-socket replies the columns could not count (sock_diag_full.py)
 
     def __call__(self, chunk: bytes) -> bool:
         """Aggregate one reply chunk; True once it met NLMSG_DONE. Runs of TIME_WAIT replies are decoded
         column-wise (_time_wait_run): a chunk of a TIME_WAIT-only dump, and in a dump of every state the runs
-        between the other replies, which the slim loop (_loop) decodes and hands back after."""
-        offset = 0
+        between the other replies, which the slim loop (_loop) decodes and hands back after; a chunk that
+        opens with a run of full-socket replies of one length column-wise too (_full_run)."""
+        offset = self._time_wait_run(chunk) or self._full_run(chunk)
         while True:
-            offset = self._loop(chunk, self._time_wait_run(chunk, offset), True)
+            offset = self._loop(chunk, offset, True)
             if offset < 0:
                 return offset == _DONE
+            offset = self._time_wait_run(chunk, offset)
+
+    def _full_run(self, chunk: bytes) -> int:
+        """Aggregate the chunk column-wise when it opens with a run of full-socket replies of one length
+        (parsers/sock_diag_full.py); returns the offset where the slim loop goes on (0: not such a run). The
+        TIME_WAIT runs still waiting to be keyed came before this chunk: keyed first (keys in reply order)."""
+        from connwatch.parsers.sock_diag_full import full_run  # (imported once sock_diag is complete)
+
+        if self.pending:
+            self._flush()
+        return full_run(self, chunk)
 
     def _time_wait_run(self, chunk: bytes, offset: int = 0) -> int:
         """Aggregate the run of TIME_WAIT replies at `offset` column-wise (parsers/sock_diag_run.py); returns
@@ -300,6 +313,7 @@ class SocketAggregator:
             if kind not in _DIAG_REPLIES:
                 break
             if length < _SLIM.size or offset + length > size:
+                self.total += count  # (what was counted stays consistent with by_state)
                 raise ParseError(SOURCE, f"truncated inet_diag_msg at offset {offset}")
             if state != _ST_TIME_WAIT:
                 broke = hand_back

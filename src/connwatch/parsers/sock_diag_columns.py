@@ -41,8 +41,8 @@ _IN_ONLY = (20, 21)  # sport: the inbound key's
 _OUT_ONLY = tuple(range(22, 40))  # dport, src: the outbound key's
 _EXPIRES_AT = 68
 _SAMPLE = 64  # messages whose codes tell whether keys repeat enough for codes to pay
-_TO_MASK = bytes([0, 255]) + bytes(254)  # a flag (0/1) to a byte mask
-_TO_UNMASK = bytes([255, 0]) + bytes(254)
+TO_MASK = bytes([0, 255]) + bytes(254)  # a flag (0/1) to a byte mask
+TO_UNMASK = bytes([255, 0]) + bytes(254)
 _NATIVE = sys.byteorder  # ports as the slim loop reads them (native "H"); the big-int passes are little-endian
 
 
@@ -52,8 +52,8 @@ def count_run(agg: SocketAggregator, run: bytes, step: int, n: int, flags: bytes
     agg by columns; False, with nothing counted, where it cannot (too many differing bytes, the inbound
     port differing in both bytes, an expiry time past 61 s, a big-endian host)."""
     mixed = 0 < n_in < n
-    masks = (flags.translate(_TO_MASK), flags.translate(_TO_UNMASK)) if mixed else (b"", b"")
-    found = _differing(run, step, n, flags, n_in, masks)
+    masks = (flags.translate(TO_MASK), flags.translate(TO_UNMASK)) if mixed else (b"", b"")
+    found = differing(run, step, n, flags, n_in, masks)
     if found is None:
         return False
     cols, at = found
@@ -83,18 +83,20 @@ def count_run(agg: SocketAggregator, run: bytes, step: int, n: int, flags: bytes
     return True
 
 
-def _differing(run: bytes, step: int, n: int, flags: bytes, n_in: int,
-               masks: tuple[bytes, bytes]) -> tuple[list[bytes], list[int]] | None:
+def differing(run: bytes, step: int, n: int, flags: bytes, n_in: int, masks: tuple[bytes, bytes],
+              both: tuple[int, ...] = _BOTH, in_only: tuple[int, ...] = _IN_ONLY,
+              out_only: tuple[int, ...] = _OUT_ONLY) -> tuple[list[bytes], list[int]] | None:
     """The key columns whose bytes differ between the messages (of a mixed run: with the other kind's key
-    bytes zeroed, and dropped when they then only tell the kinds apart), and their offsets; None past 8."""
+    bytes zeroed, and dropped when they then only tell the kinds apart), and their offsets; None past 8.
+    `both`, `in_only`, `out_only`: the offsets of the bytes of both keys, the inbound's, the outbound's."""
     cols, at = [], []
     mixed, first_in, first_out = bool(masks[0]), flags.find(1), flags.find(0)  # (-1: none, and unused)
-    for pos in _BOTH + (_IN_ONLY if n_in else ()) + (_OUT_ONLY if n_in < n else ()):
+    for pos in both + (in_only if n_in else ()) + (out_only if n_in < n else ()):
         col = run[pos::step]
         if col.count(col[0]) == n:
             continue
-        if mixed and pos not in _BOTH:
-            inbound_only = pos in _IN_ONLY
+        if mixed and pos not in both:
+            inbound_only = pos in in_only
             col = columns.masked(col, masks[0] if inbound_only else masks[1])
             value = col[first_in if inbound_only else first_out]
             if col.count(value) == (n_in if inbound_only else n - n_in) if value else col.count(0) == n:

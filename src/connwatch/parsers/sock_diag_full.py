@@ -1,0 +1,211 @@
+"""Column-wise counting of a chunk of full-socket replies (every state but TIME_WAIT; pure: bytes in,
+SocketAggregator's counts out).
+
+A full socket's reply (net/ipv4/inet_diag.c, inet_sk_diag_fill, no extension asked) is nlmsghdr +
+inet_diag_msg + the attributes sent whatever is asked (INET_DIAG_SHUTDOWN, INET_DIAG_CGROUP_ID,
+INET_DIAG_SOCKOPT, INET_DIAG_MARK to CAP_NET_ADMIN...): one length per family whatever the state, so the
+chunks of the agent's dump of every state but TIME_WAIT on an IPv4 (or an IPv6) host are runs of messages of
+one length (124 bytes for IPv4 on kernel 6.18):
+
+    7c000000 12000200 01000000 6b220000 02010000 e9c41b58 7f000001 ... 9fc80b00 05000800 00 ... 08000f00 ...
+    (length 124, TCPDIAG_GETSOCK; AF_INET, ESTABLISHED, 127.0.0.1:59675 -> 127.0.0.1:7000; inode 771231;
+     INET_DIAG_SHUTDOWN, INET_DIAG_MARK, INET_DIAG_CGROUP_ID, INET_DIAG_SOCKOPT; bench/bench_agent.py's load)
+
+Such a run is counted as parsers/sock_diag_columns.py counts a TIME_WAIT run: the key bytes that differ
+between the messages (the state among them) gathered into one small code per message, each distinct code
+turned back into its key once; the inodes of accepted connections (AcceptActivity) and of the first
+ESTABLISHED connections per destination (owners) taken from the inode column at C speed. What it counts is
+exactly what the slim loop counts (tests/unit/test_sock_diag_full.py on fuzzed chunks, the live comparison
+in tests/live/test_tw_run_live.py). Left to the slim loop: runs with a TIME_WAIT reply (the TIME_WAIT paths
+count those), an unknown state, a SYN_SENT socket on a listening port, a connection waiting in an accept
+queue (inode 0: it is keyed by its cookie), more differing key bytes than a code holds, or many distinct
+keys (one peer per connection: the codes would not pay).
+
+Measured (bench/bench_agent.py's load at 100k sockets: 10,000 ESTABLISHED, half accepted on one port, half
+toward it; the 41 chunks of a real dump of every state but LISTEN and TIME_WAIT replayed, decoding and
+summary, min of 15, Python 3.11): 6.9 ms with the slim loop, 3.8 ms with these columns (0.55x); ~75 us per
+chunk of ~260 replies against ~170 us. Not covered: one walk's dump on a host with both IPv4 and IPv6 sockets
+(their replies interleave in hash order, two lengths: short runs, the slim loop).
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections import defaultdict
+from itertools import compress, islice
+
+from connwatch.model import STATE_UNIT
+from connwatch.parsers import columns
+from connwatch.parsers.sock_diag import (
+    _DIAG_REPLIES,
+    _NSTATES,
+    _OWNER_SAMPLE,
+    _QUEUE_STATES,
+    _SLIM,
+    _ST_CLOSE,
+    _ST_ESTABLISHED,
+    _ST_SYN_SENT,
+    _ST_TIME_WAIT,
+    _V4MAPPED,
+    ACCEPT_SAMPLE,
+    SocketAggregator,
+)
+from connwatch.parsers.sock_diag_columns import TO_MASK, TO_UNMASK, differing
+from connwatch.parsers.sock_diag_run import _unlike
+
+_RUN_MIN = 16  # fewer messages: the slim loop (the columns' set-up costs ~10 messages)
+_RUN_MAX = 512  # longer messages: the slim loop
+_DECLINES = 2  # runs the columns could not count, after which a dump's other chunks go to the slim loop
+_SAMPLE = 64  # messages whose codes tell whether keys repeat enough for codes to pay
+_BOTH = (16, 17, *range(40, 56))  # family, state, dst: in both keys
+_IN_ONLY = (20, 21)  # sport: the inbound key's
+_OUT_ONLY = tuple(range(22, 40))  # dport, src: the outbound key's
+_INODE = 84 // 4  # idiag_inode, in 32-bit words
+_SPORT = 20 // 2  # id.idiag_sport, in 16-bit words (network order, read native as the slim loop reads it)
+_NATIVE = sys.byteorder
+# 1 for the states a run may hold (SocketAggregator counts any of them as the slim loop does), else 0
+_KNOWN = bytes(int(0 < s < _NSTATES and s != _ST_TIME_WAIT) for s in range(256))
+_QUEUED = bytes(int(s in _QUEUE_STATES) for s in range(256))
+_SYN = bytes(int(s == _ST_SYN_SENT) for s in range(256))
+
+
+def full_run(agg: SocketAggregator, chunk: bytes) -> int:
+    """Count the chunk's leading run of full-socket replies of one length column-wise; returns the offset
+    where the slim loop goes on (0: no such run, nothing counted). See the module's docstring."""
+    step = int.from_bytes(chunk[:4], _NATIVE)
+    if step < _SLIM.size or step > _RUN_MAX or step % 4 or len(chunk) < _RUN_MIN * step \
+            or agg.full_declines >= _DECLINES:
+        return 0
+    head = chunk[:step]
+    if int.from_bytes(head[4:6], _NATIVE) not in _DIAG_REPLIES or any(
+            chunk[at:_RUN_MIN * step:step].count(head[at]) != _RUN_MIN for at in (0, 1)):
+        return 0  # (a short run, e.g. IPv4 and IPv6 replies interleaved in one walk: ~1 us to tell)
+    n = len(chunk) // step
+    end = n * step
+    for at in range(6):  # length and type of each slot alike (C-speed counts)
+        column = chunk[at:end:step]
+        if column.count(head[at]) != n:  # the run ends at the first slot that differs
+            n = column.translate(_unlike(head[at])).find(1)
+            end = n * step
+    if n < _RUN_MIN:
+        return 0
+    run = chunk[:end]
+    states = run[17::step]
+    if states.translate(_KNOWN).count(1) != n:
+        return 0
+    if _count(agg, run, step, n, states):
+        return end
+    agg.full_declines += 1
+    return 0
+
+
+def _and(a: bytes, b: bytes) -> bytes:
+    """a[i] & b[i] for each i (one big-int AND, no object per message)."""
+    return (int.from_bytes(a, "little") & int.from_bytes(b, "little")).to_bytes(len(a), "little")
+
+
+def _count(agg: SocketAggregator, run: bytes, step: int, n: int, states: bytes) -> bool:
+    """The run into agg; False, with nothing counted, where the columns cannot count it."""
+    halves = array("H")
+    halves.frombytes(run)
+    sports = halves[_SPORT::step // 2]
+    listening = agg.listen_raw
+    if not listening or listening.isdisjoint(sports):
+        flags, n_in = bytes(n), 0
+    else:
+        flags = bytes(map(listening.__contains__, sports))
+        n_in = flags.count(1)
+        if n_in and _ST_SYN_SENT in states and _and(flags, states.translate(_SYN)).count(1):
+            return False  # (a SYN_SENT socket on a listening port counts as outbound: the slim loop)
+    found = _codes(run, step, n, flags, n_in)
+    if found is None:
+        return False
+    code, at = found
+    words = array("I")
+    words.frombytes(run)
+    inodes = words[_INODE::step // 4]
+    queued = _and(flags, states.translate(_QUEUED)) if n_in else b""
+    accepted = list(compress(inodes, queued)) if n_in else []
+    if 0 in accepted:
+        return False  # (a connection waiting in an accept queue: keyed by its cookie, the slim loop)
+    agg.total += n
+    for state in (states[:1] if states.count(states[0]) == n else set(states)):  # (one state: no set)
+        agg.by_state[state & 15] += states.count(state)
+    mixed = 0 < n_in < n
+    first_in, first_out = (flags.find(1), flags.find(0)) if mixed else (0, 0)
+    templates = (bytearray(run[first_out * step:(first_out + 1) * step]) + bytes([n_in == n]),
+                 bytearray(run[first_in * step:(first_in + 1) * step]) + bytes([n_in > 0]))
+    _keys(agg, columns.counted(code), templates, at, code, inodes)
+    if accepted:
+        _accepts(agg, list(compress(sports, queued)), accepted)
+    return True
+
+
+def _codes(run: bytes, step: int, n: int, flags: bytes, n_in: int) -> tuple[bytes | array[int], list[int]] | None:
+    """One code per message of the key bytes that differ (the kind among them in a mixed run) and their
+    offsets (parsers/sock_diag_columns.py); None past 8 bytes or when the first messages' keys are mostly
+    distinct (the codes would not pay)."""
+    mixed = 0 < n_in < n
+    masks = (flags.translate(TO_MASK), flags.translate(TO_UNMASK)) if mixed else (b"", b"")
+    found = differing(run, step, n, flags, n_in, masks, _BOTH, _IN_ONLY, _OUT_ONLY)
+    if found is None:
+        return None
+    cols, at = found
+    if mixed:
+        cols.append(flags)
+        at.append(step)  # (the kind: a byte past the message in the template)
+    if len(cols) > columns.MAX_VARYING:
+        return None
+    code = columns.codes(cols, n) if cols else b"\0" * n
+    if len(set(code[:_SAMPLE])) > _SAMPLE // 2:
+        return None
+    return code, at
+
+
+def _keys(agg: SocketAggregator, groups: dict[int, int], templates: tuple[bytearray, bytearray], at: list[int],
+          code: bytes | array[int], inodes: array[int]) -> None:
+    """Each distinct code's count into its source and port (inbound) or destination (outbound), in the order
+    the slim loop would first meet each key; the first ESTABLISHED inodes of each destination."""
+    kind = len(templates[0]) - 1
+    sources, dests, owners = agg.sources, agg.destinations, agg.owner_inodes
+    for value, count in groups.items():
+        template = columns.key(templates[0], at, value)
+        if template[kind]:  # (the code's kind byte, or the run's kind)
+            template = columns.key(templates[1], at, value)
+        family, state, dst = template[16], template[17], bytes(template[40:56])
+        if template[kind]:  # inbound: per source address and port, packed counts
+            sport = int.from_bytes(template[20:22], _NATIVE)
+            addrs = sources.get(sport)
+            if addrs is None:
+                addrs = sources[sport] = defaultdict(int)
+            addrs[dst[:4] if family == 2 else dst[12:] if dst[:12] == _V4MAPPED else dst] += STATE_UNIT[state] * count
+            continue
+        dport = int.from_bytes(template[22:24], _NATIVE)
+        if state == _ST_CLOSE and not dport:
+            continue  # bound but unconnected: no destination yet
+        dkey = (family, bytes(template[24:40]), dst, dport)
+        counts = dests.get(dkey)
+        if counts is None:
+            counts = dests[dkey] = [0] * (_NSTATES + 1)
+        counts[state] += count
+        if state == _ST_ESTABLISHED:
+            kept = owners.setdefault(dkey, [])
+            if len(kept) < _OWNER_SAMPLE:
+                kept.extend(islice(compress(inodes, map(value.__eq__, code)), _OWNER_SAMPLE - len(kept)))
+
+
+def _accepts(agg: SocketAggregator, ports: list[int], inodes: list[int]) -> None:
+    """Accepted connections (inode set) of the listening ports, as SocketAggregator._accept counts them."""
+    one = ports.count(ports[0]) == len(ports)  # (one port: no pass per port)
+    for sport in (ports[:1] if one else dict.fromkeys(ports)):
+        mine = inodes if one else list(compress(inodes, map(sport.__eq__, ports)))
+        acc = agg.accepts.get(sport)
+        if acc is None:
+            acc = agg.accepts[sport] = [0, 0, 0, True, [], []]
+        acc[1] += len(mine)
+        acc[2] = max(acc[2], max(mine))
+        room = ACCEPT_SAMPLE - len(acc[4])
+        if len(mine) > room:
+            acc[3] = False
+        acc[4].extend(mine[:room] if room > 0 else ())
