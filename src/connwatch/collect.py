@@ -19,7 +19,8 @@ from connwatch.model import (
     Sysctls,
 )
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp
-from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
+from connwatch.parsers.sock_diag import SocketAggregator
+from connwatch.parsers.sock_diag_listeners import ListenerDecoder
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.record import Record, field, record, replace
 from connwatch.sources import netlink
