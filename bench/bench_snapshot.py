@@ -59,7 +59,7 @@ INNER = textwrap.dedent("""
     collect(SystemClock(), opts)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    from connwatch.parsers.sock_diag import ListenerDecoder
+    from connwatch.parsers.sock_diag_listeners import ListenerDecoder
     from connwatch.sources import netlink
     nl = netlink.open_socket()
 

@@ -19,7 +19,8 @@ from connwatch.model import (
     Sysctls,
 )
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp
-from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator
+from connwatch.parsers.sock_diag import SocketAggregator
+from connwatch.parsers.sock_diag_listeners import ListenerDecoder
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.record import Record, field, record, replace
 from connwatch.sources import netlink
@@ -30,7 +31,8 @@ TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see con
 if TYPE_CHECKING:  # the agent's TIME_WAIT plan and the port filter load only where the agent uses them
     from typing import TypeVar
 
-    from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitSignals
+    from connwatch.collect_filtered import _TimeWaitPlan
+    from connwatch.collect_tw import TimeWaitCaches
 
     T = TypeVar("T")
 NETLINK = "netlink sock_diag"
@@ -164,91 +166,6 @@ def _all_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int 
     return _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk)
 
 
-def _inbound_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
-                     one_walk: bool, split: bool, apart: bool | None = None) -> SocketSummary:
-    """Only the sockets SocketAggregator counts as inbound (local port a listening one, not SYN_SENT), dumped
-    with the kernel-side filter (CollectOptions.inbound_only): the kernel still walks its socket hash, but
-    nothing else is copied or decoded. Every socket (_all_sockets, `split` as asked) when the listening ports
-    make too many ranges or the kernel refuses the filter before any reply. `apart` (default: `split`):
-    TIME_WAIT in a filtered dump of its own (see _few_others)."""
-    from connwatch.sources import diag_filter
-
-    ranges = diag_filter.port_ranges(ports)
-    if len(ranges) > diag_filter.MAX_RANGES:
-        return _all_sockets(sock, ports, tw_delay, limits, one_walk, split)
-    aggregator = SocketAggregator(ports, tw_delay)
-    if ranges:  # (no listener: no inbound socket, nothing to dump)
-        program = diag_filter.sport_program(ranges)
-        # `apart`: TIME_WAIT in a dump of its own (CollectOptions.split_time_wait), keyed by columns
-        apart = split if apart is None else apart
-        parts = (INBOUND_STATES & ~TCPF_TIME_WAIT, INBOUND_STATES & TCPF_TIME_WAIT) if apart else (INBOUND_STATES,)
-        try:
-            for states in parts:
-                _dump_filtered(sock, program, aggregator, limits, one_walk, states)
-        except SourceUnavailable:
-            if aggregator.total:  # (a failure after replies came: not a refused request)
-                raise
-            return _all_sockets(sock, ports, tw_delay, limits, one_walk, split)
-    return replace(aggregator.summary(), inbound_only=True)
-
-
-@record
-class _TimeWaitPlan(Record):
-    cache: TimeWaitCache
-    signals: TimeWaitSignals  # read before the dump
-
-
-def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
-                   one_walk: bool, plan: _TimeWaitPlan, split: bool = False) -> SocketSummary:
-    """When TIME_WAIT is due: one dump of every state, as without a plan, its outbound TIME_WAIT kept.
-    Else every state but TIME_WAIT dumped now (kernel-side state filter), the inbound TIME_WAIT too
-    when the last full dump held any (kernel-side port filter), and the outbound TIME_WAIT reused."""
-    from connwatch.collect_tw import merge
-    from connwatch.sources import diag_filter
-
-    cache = plan.cache
-    why = cache.observe(plan.signals, ports)
-    ranges = diag_filter.port_ranges(ports)
-    if why is None and len(ranges) > diag_filter.MAX_RANGES:
-        why = f"{len(ranges)} ranges of listening ports"
-    if why is None and cache.filter_refused:
-        why = f"the kernel refused the port filter ({cache.filter_refused})"
-    if why is not None:
-        whole = _all_sockets(sock, ports, tw_delay, limits, one_walk, split)
-        cache.store(whole, plan.signals, ports, why)
-        return whole
-    fresh = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk,
-                             netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT)
-    inbound = SocketAggregator(ports, tw_delay)
-    try:
-        if ranges and cache.inbound_seen:  # else none at the last full dump: no second walk
-            _dump_filtered(sock, diag_filter.sport_program(ranges), inbound, limits, one_walk)
-    except SourceUnavailable as exc:  # an old or odd kernel: dump all of TIME_WAIT, now and from now on
-        cache.filter_refused = exc.reason
-        part = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk, TCPF_TIME_WAIT)
-        cache.store(part, plan.signals, ports, f"the kernel refused the port filter ({exc.reason})")
-        return merge(fresh, part)
-    return merge(merge(fresh, cache.reuse()), inbound.summary())
-
-
-def _dump_filtered(sock: netlink.DiagSocket, program: bytes, consume: SocketAggregator, limits: list[str],
-                   one_walk: bool, states: int = TCPF_TIME_WAIT) -> None:
-    """`states` (TIME_WAIT) on the listening ports only (kernel-side filter), like _dump for both families."""
-    from connwatch.sources import diag_filter
-
-    if one_walk:
-        diag_filter.dump_filtered(sock, states, program, None, consume)
-        return
-    for fam, afam in FAMILIES:
-        try:
-            diag_filter.dump_filtered(sock, states, program, afam, consume)
-        except SourceUnavailable:
-            if fam == 4:
-                raise
-            if not any(note.startswith("IPv6 sockets not visible") for note in limits):
-                limits.append("IPv6 sockets not visible: the kernel has no IPv6 sock_diag support")
-
-
 def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:
     """(family, path, lines) of /proc/net/tcp and tcp6; a kernel without IPv6 has no tcp6."""
     out = []
@@ -296,9 +213,11 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
                 ports = frozenset(x.port for x in listeners)
                 split = opts.split_time_wait and opts.replay is None  # (a recording holds one dump)
                 if opts.sockets and plan is not None:
+                    from connwatch.collect_filtered import _split_sockets  # (loaded only where used, as below)
                     summary = _timed(statuses, f"{NETLINK} sockets", lambda: _split_sockets(
                         sock, ports, tw_delay, limits, one_walk, plan, split))
                 elif opts.sockets and opts.inbound_only and opts.replay is None:  # (a recording holds one dump)
+                    from connwatch.collect_filtered import _inbound_sockets
                     summary = _timed(statuses, f"{NETLINK} sockets", lambda: _inbound_sockets(
                         sock, ports, tw_delay, limits, one_walk, split, split and inbound_apart))
                 elif opts.sockets:
@@ -331,6 +250,7 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
     statuses += st
     plan = None
     if opts.time_wait is not None and opts.sockets:  # read first: they decide whether TIME_WAIT is dumped
+        from connwatch.collect_filtered import _TimeWaitPlan
         from connwatch.collect_tw import TimeWaitSignals
 
         # only the two values the plan reads (every counter and sockstat are read after the dump)

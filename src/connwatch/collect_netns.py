@@ -21,7 +21,7 @@ from connwatch.collect_owners import attach_owners
 from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_probe
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import HostInfo, Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
-from connwatch.parsers.sock_diag import MemoListenerDecoder
+from connwatch.parsers.sock_diag_listeners import MemoListenerDecoder
 from connwatch.perf import startup_over
 from connwatch.record import Record, record, replace
 from connwatch.sources import netlink

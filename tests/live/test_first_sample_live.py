@@ -90,8 +90,9 @@ def test_first_sample_of_listening_ports_judges_as_two_full_samples(ns: Netns) -
     # as sampled, with TIME_WAIT dumped apart (split_time_wait, on by itself from SPLIT_TIME_WAIT_AT), and
     # split but the first sample's TIME_WAIT kept in its one filtered dump (as beside few others: _few_others)
     split = "import connwatch.collect as cc\ncc.SPLIT_TIME_WAIT_AT = 1\n"
-    kept = split + ("cc.OTHERS_SPARSE = 0\nASKED, _dump = [], cc._dump_filtered\n"  # (the states each walk asked)
-                    "cc._dump_filtered = lambda *a: (ASKED.append(a[5]), _dump(*a))[1]\n")
+    kept = split + ("import connwatch.collect_filtered as cf\n"  # (below: the states each walk asked)
+                    "cc.OTHERS_SPARSE = 0\nASKED, _dump = [], cf._dump_filtered\n"
+                    "cf._dump_filtered = lambda *a: (ASKED.append(a[5]), _dump(*a))[1]\n")
     one_walk = "\nassert ASKED and set(ASKED) == {cc.INBOUND_STATES}, ASKED\n"  # (else no JSON: the test fails)
     rounds = [r for script in (COMPARE, split + COMPARE, kept + COMPARE + one_walk)
               for r in json.loads(ns.run([sys.executable, "-c", script], timeout=120).stdout)]

@@ -90,7 +90,7 @@ def test_fast_paths_equal_their_references_on_a_real_dump(ns: Netns) -> None:
         "import io, json, sys\n"
         "from connwatch.sources import netlink\n"
         "from connwatch import collect\n"
-        "from connwatch.parsers.sock_diag import ListenerDecoder\n"
+        "from connwatch.parsers.sock_diag_listeners import ListenerDecoder\n"
         "chunks = []\n"
         "def keep(c):\n"
         "    chunks.append(c); return ListenerDecoder([])._messages(c, 0)\n"

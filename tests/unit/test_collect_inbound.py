@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from connwatch.collect import INBOUND_STATES, OTHERS_SPARSE, TCPF_TIME_WAIT, _few_others, _inbound_sockets
+from connwatch.collect import INBOUND_STATES, OTHERS_SPARSE, TCPF_TIME_WAIT, _few_others
+from connwatch.collect_filtered import _inbound_sockets
 from connwatch.model import Listener, SocketSummary
 from connwatch.sources.diag_filter import MAX_RANGES
 from connwatch.sources.netlink import TCPF_ALL_BUT_LISTEN

@@ -189,7 +189,7 @@ class _Kernel(FakeDiag):
 
 
 def test_a_refused_port_filter_falls_back_to_dumping_all_time_wait() -> None:
-    from connwatch.collect import _split_sockets, _TimeWaitPlan  # the collect step under test
+    from connwatch.collect_filtered import _split_sockets, _TimeWaitPlan  # the collect step under test
 
     ports = LISTEN_PORTS | {46910}  # the recorded TIME_WAIT socket's port listening: inbound TIME_WAIT seen
     kernel, cache = _Kernel(), _cache(ports=ports)
@@ -204,7 +204,7 @@ def test_a_refused_port_filter_falls_back_to_dumping_all_time_wait() -> None:
 
 
 def test_no_inbound_time_wait_at_the_last_dump_no_second_walk() -> None:
-    from connwatch.collect import _split_sockets, _TimeWaitPlan
+    from connwatch.collect_filtered import _split_sockets, _TimeWaitPlan
 
     kernel, cache = _Kernel(), _cache(ports=LISTEN_PORTS)
     assert not cache.inbound_seen

@@ -4,6 +4,8 @@ SKMEMINFO are the previous reply's bytes) against its message-by-message referen
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import Listener
-from connwatch.parsers.sock_diag import ListenerDecoder, MemoListenerDecoder
+from connwatch.parsers.sock_diag_listeners import ListenerDecoder, MemoListenerDecoder
 
 FIX = Path(__file__).parents[1] / "fixtures" / "netlink"
 _MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
@@ -115,3 +117,16 @@ def test_attribute_bytes_past_the_reply_end_are_not_read_as_its_own() -> None:
     chunk = first + second + _reply(2, 82, _ADDRS[0], 3, 0, 128, [_attr(8, b"\0"), _meminfo(7)], 0)
     assert not ListenerDecoder(found)(chunk) and not ListenerDecoder(slow)._messages(chunk, 0)
     assert [x.drops for x in found] == [x.drops for x in slow] == [5, None, 7]
+
+
+def test_the_decoders_stay_importable_from_sock_diag_without_loading_them_with_it() -> None:
+    """They moved to parsers/sock_diag_listeners.py: the old import path gives the same classes, loaded only
+    when asked for (analyze and the other users of sock_diag do not load them)."""
+    code = ("import sys\nimport connwatch.parsers.sock_diag as sd\n"
+            "assert 'connwatch.parsers.sock_diag_listeners' not in sys.modules\n"
+            "from connwatch.parsers.sock_diag import ListenerDecoder, MemoListenerDecoder\n"
+            "from connwatch.parsers import sock_diag_listeners as sl\n"
+            "assert (ListenerDecoder, MemoListenerDecoder) == (sl.ListenerDecoder, sl.MemoListenerDecoder)\n"
+            "try:\n    sd.NoSuchName\nexcept AttributeError:\n    print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout == "ok\n", done.stderr

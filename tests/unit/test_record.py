@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from connwatch import collect, collect_netns, collect_quiet, engine, findings, model
+from connwatch import collect, collect_filtered, collect_netns, collect_quiet, engine, findings, model
 from connwatch.attributes import (
     accept_facts,
     accept_model,
@@ -34,7 +34,7 @@ from connwatch.sources import hostlimits, processes
 MODEL: list[Any] = [c for c in vars(model).values()
                     if isinstance(c, type) and issubclass(c, Record) and c is not Record]
 OTHERS: list[Any] = [engine.CheckResult, engine._Step, registry.Need, registry.AttributeSpec, registry.Subject,
-                     collect_netns.NetnsSelector, collect.CollectOptions, collect._TimeWaitPlan,
+                     collect_netns.NetnsSelector, collect.CollectOptions, collect_filtered._TimeWaitPlan,
                      collect_quiet.QuietSignals, processes.OwnerScan, hostlimits.HostLimits]
 JUDGING = (accept_facts, accept_model, backlog_facts, ephemeral, ephemeral_facts, hostlimits_facts, rejects, sources,
            sources_facts, findings, config, rule, rule_sources)

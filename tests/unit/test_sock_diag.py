@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.model import DestinationUsage, Listener
-from connwatch.parsers.sock_diag import ListenerDecoder, SocketAggregator, format_address
+from connwatch.parsers.sock_diag import SocketAggregator, format_address
+from connwatch.parsers.sock_diag_listeners import ListenerDecoder
 
 FIX = Path(__file__).parents[1] / "fixtures" / "netlink"
 

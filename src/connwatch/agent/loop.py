@@ -33,10 +33,11 @@ from connwatch.agent.poll import ListenerPoller
 from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
 from connwatch.agent.steady import Steady, reusable, steady_after
+from connwatch.agent.tw_plan import count_time_wait, plan_time_wait
 from connwatch.clock import Clock
 from connwatch.collect import NETLINK, CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
-from connwatch.collect_tw import QUIET, TimeWaitCaches
+from connwatch.collect_tw import TimeWaitCaches
 from connwatch.engine import CheckResult, judge
 from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Alert, Measurement
@@ -51,12 +52,6 @@ from connwatch.sources.procfs import ProcFS
 log = logging.getLogger("connwatch.agent")
 Identity = tuple[int, int, int, str]
 OWNER_REFRESH_S = 60.0
-# Attributes judged from per-destination TIME_WAIT counts: while one of them is at NEAR_FRACTION of its
-# lowest threshold (or alerting), its namespace's TIME_WAIT is dumped every full sample (collect_tw.py).
-# TimeWaitSockets is not one: its value is sockstat's tw, read every sample (only its detail's top
-# destinations come from the dump).
-TIME_WAIT_ATTRIBUTES = frozenset({"EphemeralPortUsage", "EphemeralPortUsageWithoutReuse", "EphemeralPortExhaustion"})
-NEAR_FRACTION = 0.5
 LISTENERS_SOURCE = f"{NETLINK} listeners"  # a sample's LISTEN dump (collect._sockets)
 
 
@@ -275,35 +270,14 @@ class Agent:
         return snaps
 
     def _count_time_wait(self, snaps: list[Snapshot]) -> None:
-        """Forget the TIME_WAIT aggregates of namespaces gone; count the samples that dumped TIME_WAIT
-        (`connwatch_samples_total{kind="time_wait"}`)."""
-        if self.time_wait is None:
-            return
-        keys = {_tw_key(s) for s in snaps}
-        self.time_wait.keep(keys)
-        dumped = sum(1 for k in keys if k in self.time_wait.caches
-                     and self.time_wait.caches[k].reason not in ("reused", QUIET))
-        self.samples["time_wait"] = self.samples.get("time_wait", 0) + dumped
-        for key in keys:
-            cache = self.time_wait.caches.get(key)
-            if cache is not None:
-                log.debug("TIME_WAIT of netns key %d: %s (sockstat tw %s)", key, cache.reason, cache.tw)
+        """Forget the TIME_WAIT aggregates of namespaces gone; count the samples that dumped TIME_WAIT."""
+        if self.time_wait is not None:
+            count_time_wait(self.time_wait, snaps, self.samples)
 
     def _plan_time_wait(self, results: list[CheckResult]) -> None:
         """Dump TIME_WAIT every sample in a namespace while an attribute judged from it is near a threshold."""
-        if self.time_wait is None:
-            return
-        lowest: dict[str, float] = {}
-        for rule in self.rules:
-            if rule.attribute in TIME_WAIT_ATTRIBUTES and rule.high is not None:
-                lowest[rule.attribute] = min(lowest.get(rule.attribute, rule.high), rule.high)
-        for r in results:
-            cache = self.time_wait.caches.get(_tw_key(r.current))
-            if cache is None:
-                continue
-            active = r.step.raised + r.step.updated + r.step.still_active_clean
-            cache.force = any(a.attribute in TIME_WAIT_ATTRIBUTES for a in active) or any(
-                m.attribute in lowest and m.value >= NEAR_FRACTION * lowest[m.attribute] for m in r.measurements)
+        if self.time_wait is not None:
+            plan_time_wait(self.time_wait, self.rules, results)
 
     def _say_limitations(self, notes: Sequence[str]) -> None:
         """Log what the samples cannot see (e.g. owners invisible without privileges), each kind once:
@@ -437,11 +411,6 @@ def _with_peaks(snap: Snapshot, peaks: dict[Identity, int]) -> Snapshot:
     listeners = tuple(x if (p := peaks.get(x.identity, 0)) <= x.queue else dataclasses.replace(x, queue=p)
                       for x in snap.listeners)
     return _with_listeners(snap, listeners)
-
-
-def _tw_key(snap: Snapshot) -> int:
-    """The key of a snapshot's TIME_WAIT aggregate (collect.sample's tw_key): its nsfs inode, 0 for collect()."""
-    return snap.netns.inode if snap.netns is not None else 0
 
 
 def _ns_key(snap: Snapshot) -> tuple[int, str] | None:

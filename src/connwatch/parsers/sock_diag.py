@@ -19,7 +19,7 @@ formatted once per distinct destination key at the end; runs of TIME_WAIT replie
 TIME_WAIT-only dump's chunks, the runs between other replies in a dump of every state) are counted
 column-wise instead (parsers/sock_diag_run.py). Inbound sockets are
 counted per source address as one packed int per (address bytes, port) (model.SourceTable): no object
-per socket or per source survives the sample.
+per socket or per source survives the sample. LISTEN sockets: parsers/sock_diag_listeners.py.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from connwatch.model import (
     STATE_NAMES,
     STATE_UNIT,
     DestinationUsage,
-    Listener,
     PortAccepts,
     SocketSummary,
     SourceTable,
@@ -50,6 +49,9 @@ if TYPE_CHECKING:
 
     K = TypeVar("K", bound=Hashable)
 
+    from connwatch.parsers.sock_diag_listeners import ListenerDecoder as ListenerDecoder
+    from connwatch.parsers.sock_diag_listeners import MemoListenerDecoder as MemoListenerDecoder
+
 SOURCE = "netlink sock_diag"
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -62,8 +64,6 @@ TIME_WAIT_LEN_MS = 60_000  # TCP_TIMEWAIT_LEN, include/net/tcp.h
 
 _HDR = struct.Struct("=IHHII")
 _MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
-_RTA = struct.Struct("=HH")
-_U32 = struct.Struct("=I")
 # nlmsghdr + inet_diag_msg, only what the aggregation reads: length, type; family, state, sport, dport
 # (network order, as "H" of the raw bytes), dst, cookie[2], expires, inode (src is sliced as bytes)
 _SLIM = struct.Struct("=IH10xBBxxHH16x16s4xIII12xI")
@@ -107,127 +107,14 @@ def _check_header(chunk: bytes, offset: int, length: int, kind: int) -> bool:
     return False
 
 
-def _skmeminfo_drops(chunk: bytes, start: int, end: int) -> int | None:
-    """SK_MEMINFO_DROPS from the rtattrs between start and end, or None when absent."""
-    while start + _RTA.size <= end:
-        rta_len, rta_type = _RTA.unpack_from(chunk, start)
-        if rta_len < _RTA.size:
-            return None
-        if rta_type == INET_DIAG_SKMEMINFO and rta_len >= _RTA.size + 4 * (SK_MEMINFO_DROPS + 1):
-            return int(struct.unpack_from("=I", chunk, start + _RTA.size + 4 * SK_MEMINFO_DROPS)[0])
-        start += (rta_len + 3) & ~3
-    return None
+def __getattr__(name: str) -> object:
+    """ListenerDecoder and MemoListenerDecoder, now in parsers/sock_diag_listeners.py, still importable from
+    here; loaded when first asked for, not with every import of this module (e.g. analyze's)."""
+    if name in ("ListenerDecoder", "MemoListenerDecoder"):
+        from connwatch.parsers import sock_diag_listeners
 
-
-# nlmsghdr + inet_diag_msg, what a listener row reads: length, type; family, sport (network order), src,
-# cookie[2], rqueue, wqueue, uid, inode (88 bytes: the SKMEMINFO rtattr follows)
-_LISTENER = struct.Struct("=IH10xB3xH2x16s16x4xII4xIIII")
-
-
-def _skmeminfo_at(chunk: bytes, start: int, end: int) -> int | None:
-    """Where _skmeminfo_drops finds the SKMEMINFO rtattr (its header's offset), or None."""
-    while start + _RTA.size <= end:
-        rta_len, rta_type = _RTA.unpack_from(chunk, start)
-        if rta_len < _RTA.size:
-            return None
-        if rta_type == INET_DIAG_SKMEMINFO and rta_len >= _RTA.size + 4 * (SK_MEMINFO_DROPS + 1):
-            return start
-        start += (rta_len + 3) & ~3
-    return None
-
-
-class ListenerDecoder:
-    """Collects LISTEN sockets from a dump requested with the SKMEMINFO extension."""
-
-    __slots__ = ("listeners",)
-
-    def __init__(self, listeners: list[Listener]) -> None:
-        self.listeners = listeners
-
-    def __call__(self, chunk: bytes) -> bool:
-        """Decode one chunk; True once it met NLMSG_DONE. The hot path (5,000 listeners: a row each in the
-        table): one unpack per reply, the attributes before SKMEMINFO compared as bytes with the previous
-        reply's (the same bytes: the same walk; else walked), each address formatted once. Any other
-        message (the end, an error, a short or truncated one) is read by _message, as it always was."""
-        offset, size = 0, len(chunk)
-        unpack, append = _LISTENER.unpack_from, self.listeners.append
-        names: dict[tuple[int, bytes], tuple[int, str]] = {}
-        prefix, skip = b"", -1  # the rtattr bytes before the last SKMEMINFO header (and it), their length
-        while offset + _LISTENER.size <= size:
-            length, kind, family, sport, src, ck0, ck1, rqueue, wqueue, uid, inode = unpack(chunk, offset)
-            end = offset + length
-            if kind not in _DIAG_REPLIES or length < _LISTENER.size or end > size:
-                break
-            attrs = offset + _LISTENER.size
-            if skip >= 0 and attrs + skip <= end and chunk[attrs:attrs + skip] == prefix:
-                at: int | None = attrs + skip - _RTA.size
-            else:
-                at = _skmeminfo_at(chunk, attrs, end)
-                skip, prefix = (-1, b"") if at is None else (at + _RTA.size - attrs, chunk[attrs:at + _RTA.size])
-            named = names.get((family, src))
-            if named is None:
-                named = names[(family, src)] = (6 if family == _socket.AF_INET6 else 4, _address(family, src))
-            append(Listener(named[0], named[1], _socket.ntohs(sport), rqueue, wqueue,
-                            None if at is None else _U32.unpack_from(chunk, at + _RTA.size + 4 * SK_MEMINFO_DROPS)[0],
-                            inode, uid, (ck1 << 32) | ck0))
-            offset += (length + 3) & ~3
-        return self._messages(chunk, offset)
-
-    def _messages(self, chunk: bytes, offset: int) -> bool:
-        """Each message from `offset` on, one at a time (what the fast loop leaves)."""
-        size = len(chunk)
-        while offset + _HDR.size <= size:
-            length, kind, _flags, _seq, _pid = _HDR.unpack_from(chunk, offset)
-            if _check_header(chunk, offset, length, kind):
-                return True
-            if kind in _DIAG_REPLIES:
-                self._decode(chunk, offset + _HDR.size, offset + length)
-            offset += (length + 3) & ~3
-        return False
-
-    def _decode(self, chunk: bytes, start: int, end: int) -> None:
-        """One reply, the straightforward way (the reference the fast loop is tested against)."""
-        if end - start < _MSG.size:
-            raise ParseError(SOURCE, f"inet_diag_msg of {end - start} bytes, expected {_MSG.size}")
-        (family, _state, _t, _r, sport, _dport, src, _dst, _if, ck0, ck1,
-         _exp, rqueue, wqueue, uid, inode) = _MSG.unpack_from(chunk, start)
-        drops = _skmeminfo_drops(chunk, start + _MSG.size, end)
-        self.listeners.append(Listener(
-            family=6 if family == _socket.AF_INET6 else 4,
-            address=_address(family, src),
-            port=_socket.ntohs(sport), queue=rqueue, backlog=wqueue, drops=drops,
-            inode=inode, uid=uid, cookie=(ck1 << 32) | ck0,
-        ))
-
-
-def _address(family: int, src: bytes) -> str:
-    """A listener's address: IPv4, or IPv6 as inet_ntop writes it (an IPv4-mapped one stays IPv6)."""
-    return format_address(family, src) if family == _socket.AF_INET else _socket.inet_ntop(_socket.AF_INET6, src)
-
-
-class MemoListenerDecoder(ListenerDecoder):
-    """A ListenerDecoder for repeated polls: a listener whose reply bytes are identical to the previous
-    poll's (same socket, queue, backlog, drop counter...) is the previous Listener object, not decoded
-    again. `seen` collects this poll's replies; pass it as `previous` to the next poll."""
-
-    __slots__ = ("previous", "seen")
-
-    def __init__(self, listeners: list[Listener], previous: dict[bytes, Listener], seen: dict[bytes, Listener]) -> None:
-        super().__init__(listeners)
-        self.previous, self.seen = previous, seen
-
-    def __call__(self, chunk: bytes) -> bool:
-        return self._messages(chunk, 0)  # (each reply through the memo)
-
-    def _decode(self, chunk: bytes, start: int, end: int) -> None:
-        key = chunk[start:end]
-        known = self.previous.get(key)
-        if known is None:
-            ListenerDecoder._decode(self, chunk, start, end)
-            known = self.listeners[-1]
-        else:
-            self.listeners.append(known)
-        self.seen[key] = known
+        return getattr(sock_diag_listeners, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SocketAggregator:
