@@ -14,10 +14,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.parsers import sock_diag_full
 from connwatch.parsers.sock_diag import ACCEPT_SAMPLE, SocketAggregator
-from connwatch.parsers.sock_diag_run import flush
+from tests.unit.diag_outcome import outcome
 
 HDR = struct.Struct("=IHHII")
 MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
@@ -94,23 +93,8 @@ def chunks(draw: Any) -> list[bytes]:
     return out
 
 
-def _state(agg: SocketAggregator) -> list[Any]:
-    return [agg.total, agg.by_state, list(agg.destinations.items()), list(agg.owner_inodes.items()),
-            [(p, list(a.items())) for p, a in agg.sources.items()], list(agg.closed.items()),
-            list(agg.accepts.items())]
-
-
 def _outcome(parts: list[bytes], slim: bool, listening: frozenset[int] = LISTENING) -> tuple[Any, ...]:
-    agg = SocketAggregator(listening, 1000)
-    ends = []
-    try:
-        for chunk in parts:
-            ends.append(agg._slim(chunk, 0) if slim else agg(chunk))
-    except (ParseError, SourceUnavailable) as exc:
-        flush(agg)
-        return ("raised", type(exc).__name__, str(exc), _state(agg))
-    flush(agg)
-    return ("ended", ends, _state(agg), agg.summary())
+    return outcome(parts, slim, listening)
 
 
 @settings(max_examples=400, deadline=None)

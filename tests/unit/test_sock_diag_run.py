@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connwatch.errors import ParseError, SourceUnavailable
 from connwatch.parsers.sock_diag import SocketAggregator
 from connwatch.parsers.sock_diag_run import _column, flush
+from tests.unit.diag_outcome import aggregate_state, outcome
 
 HDR = struct.Struct("=IHHII")
 MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
@@ -81,25 +81,8 @@ def chunks(draw: Any) -> list[bytes]:
     return out
 
 
-def _state(agg: SocketAggregator) -> list[Any]:
-    return [agg.total, agg.by_state, list(agg.destinations.items()), list(agg.owner_inodes.items()),
-            [(p, list(a.items())) for p, a in agg.sources.items()], list(agg.closed.items()),
-            list(agg.accepts.items())]
-
-
 def _outcome(parts: list[bytes], slim: bool) -> tuple[Any, ...]:
-    """What the decoder ends with; runs still waiting to be keyed (agg.pending: summary() keys them) are
-    keyed before the aggregates are compared."""
-    agg = SocketAggregator(LISTENING, 1000)
-    ends = []
-    try:
-        for chunk in parts:
-            ends.append(agg._slim(chunk, 0) if slim else agg(chunk))
-    except (ParseError, SourceUnavailable) as exc:
-        flush(agg)
-        return ("raised", type(exc).__name__, str(exc), _state(agg))
-    flush(agg)
-    return ("ended", ends, _state(agg), agg.summary())
+    return outcome(parts, slim, LISTENING)
 
 
 @settings(max_examples=300, deadline=None)
@@ -154,7 +137,7 @@ def test_young_counts_of_mixed_runs_for_any_reuse_delay(delay: int, data: Any) -
         agg = SocketAggregator(LISTENING, delay)
         ended = agg._slim(run + done, 0) if slim else agg(run + done)
         flush(agg)
-        outcomes.append((ended, _state(agg), agg.summary()))
+        outcomes.append((ended, aggregate_state(agg), agg.summary()))
     assert outcomes[0] == outcomes[1]
 
 
@@ -282,7 +265,7 @@ def test_inbound_runs_are_counted_by_columns(monkeypatch: Any) -> None:
             agg = SocketAggregator(frozenset(listening), 1000)
             ended = agg._slim(chunk, 0) if slim else agg(chunk)
             flush(agg)  # (the runs still waiting to be keyed: summary() keys them)
-            outcomes.append((ended, _state(agg), agg.summary()))
+            outcomes.append((ended, aggregate_state(agg), agg.summary()))
         assert outcomes[0] == outcomes[1]
 
     monkeypatch.setattr(run_module, "_inbound", counting)
