@@ -17,6 +17,7 @@ import subprocess
 import sys
 from typing import Any
 
+from .diag_scripts import COMPARE_HEAD, dump_script
 from .netns import PROGS, Netns, poll
 from .test_time_wait_live import _aged
 from .unprivileged import NO_CAPS
@@ -42,42 +43,9 @@ print("READY", flush=True)
 sys.stdin.readline()
 """
 
-DUMP = """import json, socket, sys
-from connwatch.collect import TCPF_TIME_WAIT
-from connwatch.sources import netlink
-out = {}
-for name, states in (("tw", TCPF_TIME_WAIT), ("all", netlink.TCPF_ALL_BUT_LISTEN)):
-    for walk in ("one", "per-family"):
-        chunks = []
-        def consume(c):
-            chunks.append(c.hex())
-            return len(c) >= 20 and int.from_bytes(c[-16:-14], sys.byteorder) == 3  # ends with NLMSG_DONE
-        sock = netlink.open_socket()
-        if walk == "one":
-            netlink.dump_both_families(sock, states, 0, consume)
-        else:
-            netlink.dump(sock, socket.AF_INET, states, 0, consume)
-            netlink.dump(sock, socket.AF_INET6, states, 0, consume)
-        sock.close()
-        out[f"{name} {walk}"] = chunks
-print(json.dumps(out))
-"""
+DUMP = dump_script({"tw": "TCPF_TIME_WAIT", "all": "netlink.TCPF_ALL_BUT_LISTEN"})
 
-COMPARE = """import json, sys
-from connwatch.collect import netlink_listeners
-from connwatch.parsers.sock_diag import SocketAggregator
-from connwatch.sources import netlink
-sock = netlink.open_socket()
-ports = frozenset(x.port for x in netlink_listeners(sock, []))
-sock.close()
-dumps = json.loads(sys.stdin.read())
-
-def state(agg):
-    summary = agg.summary()  # (first: it keys the runs still waiting, agg.pending)
-    return repr([agg.total, agg.by_state, list(agg.destinations.items()), list(agg.owner_inodes.items()),
-                 [(p, list(a.items())) for p, a in agg.sources.items()], list(agg.closed.items()),
-                 list(agg.accepts.items()), summary])
-
+COMPARE = COMPARE_HEAD + """
 out = {}
 for name, hexes in dumps.items():
     chunks = [bytes.fromhex(h) for h in hexes]
