@@ -90,3 +90,15 @@ def test_a_usual_report_is_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:
     both = _printed(monkeypatch, {**data, "namespaces": [other]}, True)
     assert both.endswith("\nin [red]x[/]\n" + "\n".join(lines) + "\n")
     assert both == _printed(monkeypatch, {**data, "namespaces": [other]}, False)
+
+
+@pytest.mark.parametrize("label", ["\\\\", "ns\\", "[bold]x[/bold]", "a:smile:b"])
+def test_a_namespace_title_is_printed_as_named(monkeypatch: pytest.MonkeyPatch, label: str) -> None:
+    """Rich's drawing prints another namespace's name as it is, as the plain path does: not read as markup,
+    and trailing backslashes kept (an escaped name once merged them with the closing tag)."""
+    empty: dict[str, Any] = {"ports": [], "sources": [], "ports_per_source": []}
+    data = {**empty, "namespaces": [{**empty, "netns": {"label": label}}]}
+    plain_utc_terminal(monkeypatch)
+    drawn = _printed(monkeypatch, data, False, "80")
+    assert f"\nin {label}\n" in drawn, drawn
+    assert _printed(monkeypatch, data, True, "80") == drawn

@@ -51,15 +51,10 @@ def count_run(agg: SocketAggregator, run: bytes, step: int, n: int, flags: bytes
     """Count the run's n messages (flags: 1 per inbound message, 0 per outbound; n_in of them inbound) into
     agg by columns; False, with nothing counted, where it cannot (too many differing bytes, the inbound
     port differing in both bytes, an expiry time past 61 s, a big-endian host)."""
-    mixed = 0 < n_in < n
-    masks = (flags.translate(TO_MASK), flags.translate(TO_UNMASK)) if mixed else (b"", b"")
-    found = differing(run, step, n, flags, n_in, masks)
+    found = kinded(run, step, n, flags, n_in)
     if found is None:
         return False
-    cols, at = found
-    if mixed:
-        cols.append(flags)
-        at.append(step)  # (the kind: a byte past the message in the template)
+    cols, at, masks = found
     port_at = [pos for pos in at if pos in _IN_ONLY]
     if len(cols) > columns.MAX_VARYING or len(port_at) > 1:
         return False
@@ -73,14 +68,37 @@ def count_run(agg: SocketAggregator, run: bytes, step: int, n: int, flags: bytes
                                                        masks)
         if by_age is None:
             return False
-    # Per kind, one of its messages: a byte that is the same in all messages of its kind is taken from it
-    first_in, first_out = (flags.find(1), flags.find(0)) if mixed else (0, 0)
-    templates = (bytearray(run[first_out * step:(first_out + 1) * step]) + bytes([n_in == n]),
-                 bytearray(run[first_in * step:(first_in + 1) * step]) + bytes([n_in > 0]))
+    templates = kind_templates(run, step, n, flags, n_in)
     _keys(agg, columns.counted(code), templates, at, _youngs(agg, code, expires, ups) if n_in < n else {})
     if by_age is not None:
         _ages(agg, templates[1], port_at, *by_age)
     return True
+
+
+
+def kinded(run: bytes, step: int, n: int, flags: bytes, n_in: int, both: tuple[int, ...] = _BOTH,
+           in_only: tuple[int, ...] = _IN_ONLY, out_only: tuple[int, ...] = _OUT_ONLY
+           ) -> tuple[list[bytes], list[int], tuple[bytes, bytes]] | None:
+    """differing()'s columns and offsets, with the kind (the flags: inbound or outbound) one more column of a
+    mixed run, and the masks of each kind's messages; None past 8 differing bytes."""
+    mixed = 0 < n_in < n
+    masks = (flags.translate(TO_MASK), flags.translate(TO_UNMASK)) if mixed else (b"", b"")
+    found = differing(run, step, n, flags, n_in, masks, both, in_only, out_only)
+    if found is None:
+        return None
+    cols, at = found
+    if mixed:
+        cols.append(flags)
+        at.append(step)  # (the kind: a byte past the message in the template)
+    return cols, at, masks
+
+
+def kind_templates(run: bytes, step: int, n: int, flags: bytes, n_in: int) -> tuple[bytearray, bytearray]:
+    """Per kind (outbound, inbound), one of its messages and its kind byte: a byte that is the same in all
+    messages of a kind is taken from it when a code is turned back into its key."""
+    first_in, first_out = (flags.find(1), flags.find(0)) if 0 < n_in < n else (0, 0)
+    return (bytearray(run[first_out * step:(first_out + 1) * step]) + bytes([n_in == n]),
+            bytearray(run[first_in * step:(first_in + 1) * step]) + bytes([n_in > 0]))
 
 
 def differing(run: bytes, step: int, n: int, flags: bytes, n_in: int, masks: tuple[bytes, bytes],

@@ -51,7 +51,7 @@ from connwatch.parsers.sock_diag import (
     ACCEPT_SAMPLE,
     SocketAggregator,
 )
-from connwatch.parsers.sock_diag_columns import TO_MASK, TO_UNMASK, differing
+from connwatch.parsers.sock_diag_columns import kind_templates, kinded
 from connwatch.parsers.sock_diag_run import _unlike
 
 _RUN_MIN = 16  # fewer messages: the slim loop (the columns' set-up costs ~10 messages)
@@ -132,11 +132,7 @@ def _count(agg: SocketAggregator, run: bytes, step: int, n: int, states: bytes) 
     agg.total += n
     for state in (states[:1] if states.count(states[0]) == n else set(states)):  # (one state: no set)
         agg.by_state[state & 15] += states.count(state)
-    mixed = 0 < n_in < n
-    first_in, first_out = (flags.find(1), flags.find(0)) if mixed else (0, 0)
-    templates = (bytearray(run[first_out * step:(first_out + 1) * step]) + bytes([n_in == n]),
-                 bytearray(run[first_in * step:(first_in + 1) * step]) + bytes([n_in > 0]))
-    _keys(agg, columns.counted(code), templates, at, code, inodes)
+    _keys(agg, columns.counted(code), kind_templates(run, step, n, flags, n_in), at, code, inodes)
     if accepted:
         _accepts(agg, list(compress(sports, queued)), accepted)
     return True
@@ -146,15 +142,10 @@ def _codes(run: bytes, step: int, n: int, flags: bytes, n_in: int) -> tuple[byte
     """One code per message of the key bytes that differ (the kind among them in a mixed run) and their
     offsets (parsers/sock_diag_columns.py); None past 8 bytes or when the first messages' keys are mostly
     distinct (the codes would not pay)."""
-    mixed = 0 < n_in < n
-    masks = (flags.translate(TO_MASK), flags.translate(TO_UNMASK)) if mixed else (b"", b"")
-    found = differing(run, step, n, flags, n_in, masks, _BOTH, _IN_ONLY, _OUT_ONLY)
+    found = kinded(run, step, n, flags, n_in, _BOTH, _IN_ONLY, _OUT_ONLY)
     if found is None:
         return None
-    cols, at = found
-    if mixed:
-        cols.append(flags)
-        at.append(step)  # (the kind: a byte past the message in the template)
+    cols, at, _masks = found
     if len(cols) > columns.MAX_VARYING:
         return None
     code = columns.codes(cols, n) if cols else b"\0" * n
