@@ -191,9 +191,10 @@ def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggrega
 
 
 def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], limits: list[str],
-             tw_delay: int | None, plan: _TimeWaitPlan | None = None, inbound_apart: bool = False
-             ) -> tuple[list[Listener], SocketSummary | None]:
-    """`inbound_apart`: the inbound-only dump (opts.inbound_only) keeps TIME_WAIT apart too (_few_others)."""
+             tw_delay: int | None, plan: _TimeWaitPlan | None = None, inbound_apart: bool = False,
+             after_listeners: Callable[[], None] = lambda: None) -> tuple[list[Listener], SocketSummary | None]:
+    """`inbound_apart`: the inbound-only dump (opts.inbound_only) keeps TIME_WAIT apart too (_few_others).
+    `after_listeners`: called as soon as the listeners are read, before any other socket is dumped."""
     sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
         replay = opts.replay
@@ -208,6 +209,7 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
             walks = [opts.one_walk or opts.replay is None]  # (a recording holds what it was asked)
             listeners = _timed(statuses, f"{NETLINK} listeners", lambda: _first_dump(sock, limits, walks))
             if listeners is not None:
+                after_listeners()
                 one_walk = walks[0]
                 summary = None
                 ports = frozenset(x.port for x in listeners)
@@ -229,6 +231,7 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
                   "counters, AcceptQueueFill is not measured)")
     texts = _timed(statuses, "/proc/net/tcp", lambda: _proc_tcp_texts(proc)) or []
     plain = _timed(statuses, "/proc/net/tcp listeners", lambda: _proc_tcp(texts, None)) or []
+    after_listeners()
     if not opts.sockets:
         return plain, None
     agg = SocketAggregator(frozenset(x.port for x in plain), tw_delay)
@@ -264,8 +267,19 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
         if _many_time_wait(proc, opts.inbound_only, tcp):
             opts = replace(opts, split_time_wait=True)
             inbound_apart = opts.inbound_only and not _few_others(tcp, _tcp_sockstat(proc, "net/sockstat6"))
-    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan, inbound_apart)
-    counters, st = read_counters(proc)
+    # The namespace's counters are read right after the listener dump, before the other sockets are dumped:
+    # per-listener drops and the counters they are reconciled with (attributes/rejects.py) then come from
+    # one moment, where a burst of re-sent SYNs during the other dumps once left 16 rejections unattributed
+    read: list[tuple[dict[str, int], list[SourceStatus]]] = []
+
+    def counters_now() -> None:
+        if not read:
+            read.append(read_counters(proc))
+
+    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan, inbound_apart,
+                                  counters_now)
+    counters_now()  # (when no listener dump was made)
+    counters, st = read[0]
     statuses += st
     sockstat, st = read_sockstat(proc)
     statuses += st

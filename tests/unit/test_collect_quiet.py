@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,40 @@ def test_time_wait_that_outnumbers_the_others_is_dumped_with_them(monkeypatch: p
     monkeypatch.setattr(collect_module, "TIME_WAIT_PER_OTHER", 1)  # 2030 >= 1365: one dump
     assert not collect_module._many_time_wait(proc)
     assert collect_module._many_time_wait(proc, inbound_only=True)
+
+
+def test_counters_are_read_between_the_listener_dump_and_the_other_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-listener drops and the namespace's counters they are reconciled with (attributes/rejects.py)
+    come from one moment: the counters are read right after the listener dump, before the other sockets'
+    dumps (a burst of re-sent SYNs during those once left rejections unattributed); the /proc fallback too."""
+    from connwatch import collect as collect_module
+    from connwatch.clock import SystemClock
+    from connwatch.sources import netlink
+    from connwatch.sources.procfs import ProcFS
+    from connwatch.sources.procfs import read_counters as real
+
+    calls: list[str] = []
+
+    def called(name: str, result: object) -> Any:
+        def record(*_args: object) -> object:
+            calls.append(name)
+            return result
+        return record
+
+    monkeypatch.setattr(collect_module, "read_counters", lambda proc: called("counters", real(proc))())
+    monkeypatch.setattr(netlink, "open_socket", _FakeSocket)
+    monkeypatch.setattr(collect_module, "_first_dump", called("listeners", []))
+    monkeypatch.setattr(collect_module, "_all_sockets", called("sockets", None))
+    proc = ProcFS(PROC_FIXTURES / "local_6x")
+    snap = collect_module.sample(SystemClock(), collect_module.CollectOptions(owners=False), proc)
+    assert calls == ["listeners", "counters", "sockets"]
+    assert snap.counters == real(proc)[0] and snap.counters  # (the fixture's counters, read once)
+    calls.clear()
+    opts = collect_module.CollectOptions(owners=False, use_netlink=False, sockets=False)
+    collect_module.sample(SystemClock(), opts, proc)
+    assert calls == ["counters"]
+
+
+class _FakeSocket:
+    def close(self) -> None:
+        pass
