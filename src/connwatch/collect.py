@@ -256,7 +256,8 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
         from connwatch.collect_filtered import _TimeWaitPlan
         from connwatch.collect_tw import TimeWaitSignals
 
-        # only the two values the plan reads (every counter and sockstat are read after the dump)
+        # only the two values the plan reads, before any dump (the counters are read again after the listener
+        # dump, sockstat after every dump)
         before, _ = read_parsed(proc, "net/netstat", parse_netstat_snmp)
         tw_now, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
         plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
