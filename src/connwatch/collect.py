@@ -39,7 +39,6 @@ NETLINK = "netlink sock_diag"
 SKMEMINFO_EXT = 1 << (netlink.INET_DIAG_SKMEMINFO - 1)
 TCPF_TIME_WAIT = 1 << 6  # include/net/tcp_states.h: TCP_TIME_WAIT = 6
 SPLIT_TIME_WAIT_AT = 16_384  # TIME_WAIT sockets from which a sample dumps them apart (_many_time_wait)
-OTHERS_SPARSE = 8  # TIME_WAIT sockets per other socket from which the first sample keeps them in one dump (_few_others)
 TIME_WAIT_PER_OTHER = 32  # ...unless they outnumber the other sockets this many to one (_many_time_wait)
 TCPF_SYN_SENT = 1 << 2  # TCP_SYN_SENT = 2
 # What SocketAggregator counts as inbound: a socket on a listening port in any state but SYN_SENT
@@ -77,8 +76,9 @@ class CollectOptions(Record):
     # sockets (_many_time_wait: since TIME_WAIT chunks are keyed by columns it pays there).
     split_time_wait: bool = False
     # A pair's first sample (`check`): of the non-listening sockets only those whose local port is a
-    # listening port (kernel-side port and state filter), which is all the judging compares between two
-    # samples (sources per port, half-open handshakes, accepts: attributes/*); its SocketSummary says so
+    # listening port, TIME_WAIT left out (kernel-side port and state filter), which is all the judging
+    # compares between two samples (sources per port, half-open handshakes, accepts: attributes/*; the second
+    # sample's TIME_WAIT covers the first's: collect_filtered._inbound_sockets); its SocketSummary says so
     # (inbound_only) and counts those alone (total, by_state; no destinations). Every socket is dumped
     # when the filter cannot be used (too many port ranges, a kernel that refuses it, a recording).
     inbound_only: bool = False
@@ -191,10 +191,9 @@ def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggrega
 
 
 def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], limits: list[str],
-             tw_delay: int | None, plan: _TimeWaitPlan | None = None, inbound_apart: bool = False,
+             tw_delay: int | None, plan: _TimeWaitPlan | None = None,
              after_listeners: Callable[[], None] = lambda: None) -> tuple[list[Listener], SocketSummary | None]:
-    """`inbound_apart`: the inbound-only dump (opts.inbound_only) keeps TIME_WAIT apart too (_few_others).
-    `after_listeners`: called as soon as the listeners are read, before any other socket is dumped."""
+    """`after_listeners`: called as soon as the listeners are read, before any other socket is dumped."""
     sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
         replay = opts.replay
@@ -221,7 +220,7 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
                 elif opts.sockets and opts.inbound_only and opts.replay is None:  # (a recording holds one dump)
                     from connwatch.collect_filtered import _inbound_sockets
                     summary = _timed(statuses, f"{NETLINK} sockets", lambda: _inbound_sockets(
-                        sock, ports, tw_delay, limits, one_walk, split, split and inbound_apart))
+                        sock, ports, tw_delay, limits, one_walk, split))
                 elif opts.sockets:
                     summary = _timed(statuses, f"{NETLINK} sockets",
                                      lambda: _all_sockets(sock, ports, tw_delay, limits, one_walk, split))
@@ -262,12 +261,9 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
         tw_now, _ = read_parsed(proc, "net/sockstat", parse_sockstat)
         plan = _TimeWaitPlan(opts.time_wait.get(tw_key), TimeWaitSignals(
             mono, (tw_now or {}).get("TCP.tw"), (before or {}).get("TcpExt.TW"), _range_size(sysctls)))
-    inbound_apart = opts.split_time_wait
-    if opts.sockets and plan is None and not opts.split_time_wait and opts.replay is None:
-        tcp = _tcp_sockstat(proc)
-        if _many_time_wait(proc, opts.inbound_only, tcp):
-            opts = replace(opts, split_time_wait=True)
-            inbound_apart = opts.inbound_only and not _few_others(tcp, _tcp_sockstat(proc, "net/sockstat6"))
+    if opts.sockets and plan is None and not opts.split_time_wait and opts.replay is None and _many_time_wait(proc):
+        opts = replace(opts, split_time_wait=True)  # (an inbound-only dump asks no TIME_WAIT: this serves its
+        # fallback to every socket, collect_filtered._inbound_sockets)
     # The namespace's counters are read right after the listener dump, before the other sockets are dumped:
     # per-listener drops and the counters they are reconciled with (attributes/rejects.py) then come from
     # one moment, where a burst of re-sent SYNs during the other dumps once left 16 rejections unattributed
@@ -277,7 +273,7 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
         if not read:
             read.append(read_counters(proc))
 
-    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan, inbound_apart,
+    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan,
                                   counters_now)
     counters_now()  # (when no listener dump was made)
     counters, st = read[0]
@@ -303,20 +299,7 @@ def _tcp_sockstat(proc: ProcFS, rel: str = "net/sockstat") -> dict[str, int]:
     return values or {}
 
 
-def _few_others(tcp: dict[str, int], tcp6: dict[str, int] | None) -> bool:
-    """Whether the namespace's other sockets (sockstat's and sockstat6's inuse: listeners and outbound ones
-    too; an orphaned FIN_WAIT2 is counted in tw) are so few beside its TIME_WAIT that `check`'s first sample
-    pays in one filtered walk of every inbound state where TIME_WAIT apart takes two: the walk saved outweighs
-    the slim loop keying what follows another reply in a chunk. Measured (the first sample, CPU, medians of
-    9-21, bench/twload.py's 35k TIME_WAIT, VM shared, where a walk cost 6.5-13 ms): without other inbound
-    sockets 13.3-19.2 ms against 20.3-28.0 apart (27.0 against 39.7 with costlier walks); with its 2,000
-    FIN_WAIT2 among 21k inbound TIME_WAIT 27.2-28.1 against 27.1-29.5; 2,000 ESTABLISHED among 15k 45.7
-    against 44.6 (decoding alone 12.0 against 6.9 ms): about even at one in OTHERS_SPARSE."""
-    others = tcp.get("TCP.inuse", 0) + (tcp6 or {}).get("TCP6.inuse", 0)
-    return others * OTHERS_SPARSE <= tcp.get("TCP.tw", 0)
-
-
-def _many_time_wait(proc: ProcFS, inbound_only: bool = False, tcp: dict[str, int] | None = None) -> bool:
+def _many_time_wait(proc: ProcFS) -> bool:
     """Whether the namespace holds so much TIME_WAIT (sockstat's tw, read before the dump) that dumping it
     apart pays: its chunks are then keyed by columns (parsers/sock_diag_columns.py), where one dump of
     every state mixes them with the other sockets in hash order. Measured (a whole sample's CPU, owners off,
@@ -326,19 +309,18 @@ def _many_time_wait(proc: ProcFS, inbound_only: bool = False, tcp: dict[str, int
     against 150 ms; 280k 455 against 368 ms. Below the threshold the second walk (~1-3 ms here) outweighs
     keying ~0.5 us less per TIME_WAIT socket.
 
-    Not for a dump of every state (not `inbound_only`) where TIME_WAIT outnumbers the other sockets
-    (sockstat's inuse) TIME_WAIT_PER_OTHER to one: one dump then keys nearly all of it by columns too (the
-    runs between the other replies: SocketAggregator._loop hands them back), and the walk saved is the larger
-    part (each dump walks the host-wide hash, ~130 ns a socket: 62 ms of sys time for the non-TIME_WAIT dump
-    beside 300k). bench_process (2-core VM shared, load 1-3, CPU / `ss -tan`'s, medians of pair ratios;
-    2,016 other sockets): 300k 0.63x in one dump against 0.77x apart; 35k (ratio 17) 1.43x against 1.39x and
-    1.40x against 1.35x (a short run of TIME_WAIT between two others goes to the slim loop: +12 ms of user
-    time against ~8 ms of walk), but 1.01x against 1.21x with another namespace's 300k TIME_WAIT in the
-    host's hash. TCP.inuse counts IPv4 sockets only (TCP6's are in sockstat6) and tw also counts the FIN_WAIT2
-    sockets an application closed (dumped as FIN_WAIT2): the ratio is an estimate."""
-    found = tcp if tcp is not None else _tcp_sockstat(proc)
+    Not where TIME_WAIT outnumbers the other sockets (sockstat's inuse) TIME_WAIT_PER_OTHER to one: one dump then
+    keys nearly all of it by columns too (the runs between the other replies: SocketAggregator._loop hands them
+    back), and the walk saved is the larger part (each dump walks the host-wide hash, ~130 ns a socket: 62 ms of
+    sys time for the non-TIME_WAIT dump beside 300k). bench_process (2-core VM shared, load 1-3, CPU /
+    `ss -tan`'s, medians of pair ratios; 2,016 other sockets): 300k 0.63x in one dump against 0.77x apart; 35k
+    (ratio 17) 1.43x against 1.39x and 1.40x against 1.35x (a short run of TIME_WAIT between two others goes to
+    the slim loop: +12 ms of user time against ~8 ms of walk), but 1.01x against 1.21x with another namespace's
+    300k TIME_WAIT in the host's hash. TCP.inuse counts IPv4 sockets only (TCP6's are in sockstat6) and tw also
+    counts the FIN_WAIT2 sockets an application closed (dumped as FIN_WAIT2): the ratio is an estimate."""
+    found = _tcp_sockstat(proc)
     tw, others = found.get("TCP.tw", 0), found.get("TCP.inuse", 0)
-    return tw >= SPLIT_TIME_WAIT_AT and (inbound_only or tw < TIME_WAIT_PER_OTHER * others)
+    return tw >= SPLIT_TIME_WAIT_AT and tw < TIME_WAIT_PER_OTHER * others
 
 
 def listener_order(x: Listener) -> tuple[int, int, str, int]:

@@ -91,8 +91,7 @@ def test_many_time_wait_reads_sockstat_before_the_dump(monkeypatch: pytest.Monke
 
 def test_time_wait_that_outnumbers_the_others_is_dumped_with_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """A dump of every state keeps TIME_WAIT in it where TIME_WAIT outnumbers the other sockets (sockstat's
-    inuse: 1365 beside tw 2030) TIME_WAIT_PER_OTHER to one (its runs keyed by columns there too); the
-    inbound-only dump (`check`'s first sample) still dumps it apart."""
+    inuse: 1365 beside tw 2030) TIME_WAIT_PER_OTHER to one (its runs keyed by columns there too)."""
     from connwatch import collect as collect_module
     from connwatch.sources.procfs import ProcFS
 
@@ -102,7 +101,6 @@ def test_time_wait_that_outnumbers_the_others_is_dumped_with_them(monkeypatch: p
     assert collect_module._many_time_wait(proc)
     monkeypatch.setattr(collect_module, "TIME_WAIT_PER_OTHER", 1)  # 2030 >= 1365: one dump
     assert not collect_module._many_time_wait(proc)
-    assert collect_module._many_time_wait(proc, inbound_only=True)
 
 
 def test_counters_are_read_between_the_listener_dump_and_the_other_dumps(monkeypatch: pytest.MonkeyPatch) -> None:

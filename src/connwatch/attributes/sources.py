@@ -13,7 +13,9 @@ Which states count:
 - HalfOpenPerSource counts SYN_RECV: request sockets whose handshake has not completed (sock_diag
   and /proc/net/tcp both report the kernel's NEW_SYN_RECV request sockets as SYN_RECV).
 - PortsPerSource counts the distinct listening ports a source holds or attempts in any state, in
-  the union of the two samples. Probes of ports with no listener leave no socket: not seen here.
+  the union of the two samples. `check`'s first sample leaves TIME_WAIT out (the second's holds the
+  connections closed in the 60 s before it: collect_filtered._inbound_sockets). Probes of ports with
+  no listener leave no socket: not seen here.
 
 Bounded cost: per port one C-level sum of the packed ints (a port with no held or half-open
 connection, TIME_WAIT only, costs nothing more), else one pass over its ints; objects (SourceRow,
