@@ -172,7 +172,7 @@ class _Moving:
 def test_values_spliced_into_a_template_give_the_encoders_bytes() -> None:
     moving = _Moving()
     registry = CollectorRegistry()
-    registry.register(moving)  # type: ignore[arg-type]
+    registry.register(moving)
     cache = MetricsCache(registry)
     for step in range(2 * len(VALUES)):
         moving.step = step
