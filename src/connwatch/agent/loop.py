@@ -13,7 +13,6 @@ SIGHUP reloads --config (a bad file is refused with one line and the rules in fo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -45,6 +44,7 @@ from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
 from connwatch.outputs.summary import log_lines
 from connwatch.perf import gc_paused
+from connwatch.record import replace
 from connwatch.rules.config import Config, load_config
 from connwatch.rules.rule import Rule
 from connwatch.sources.procfs import ProcFS
@@ -330,7 +330,7 @@ class Agent:
 
     def _owned(self, lst: Listener) -> Listener:
         known = self.owners.get(lst.identity)
-        return lst if known is None or known.owner is None else dataclasses.replace(lst, owner=known.owner)
+        return lst if known is None or known.owner is None else replace(lst, owner=known.owner)
 
     @gc_paused
     def full_sample(self) -> None:
@@ -418,13 +418,13 @@ def _with_listeners(snap: Snapshot, listeners: tuple[Listener, ...]) -> Snapshot
     """The snapshot with these listeners; itself when they are its own (no copy of an unchanged sample)."""
     if all(a is b for a, b in zip(listeners, snap.listeners, strict=True)):
         return snap
-    return dataclasses.replace(snap, listeners=listeners)
+    return replace(snap, listeners=listeners)
 
 
 def _with_peaks(snap: Snapshot, peaks: dict[Identity, int]) -> Snapshot:
     """The snapshot as judged: each listener's queue the largest polled since the previous full sample
     (only the listeners whose peak is above their queue copied: 5,000 idle ones cost ~20 ms per sample)."""
-    listeners = tuple(x if (p := peaks.get(x.identity, 0)) <= x.queue else dataclasses.replace(x, queue=p)
+    listeners = tuple(x if (p := peaks.get(x.identity, 0)) <= x.queue else replace(x, queue=p)
                       for x in snap.listeners)
     return _with_listeners(snap, listeners)
 
