@@ -17,9 +17,9 @@ A whole sample dumps TIME_WAIT apart from 16,384 of them unless they outnumber t
 (collect._many_time_wait): in one dump of every state the runs of 16 or more between the other replies
 come here (35k TIME_WAIT beside 2,000-4,000 other replies: 23k-32k of 33k-35k, as the hash interleaves
 them; 300k: 287,538 of 296,000).
-Counting per message (Counter over codes) is what is left:
-~120 ns a message for 16- to 64-bit codes, ~50 ns for 8-bit ones; array.count per distinct value was
-15x slower.
+Counting per message is what is left: Counter over 16- to 64-bit codes ~120 ns a message, ~50 ns for 8-bit
+ones (array.count per distinct value was 15x slower); codes whose byte planes each hold few distinct bytes
+are now renumbered into one byte and counted with bytes.count (columns._densely_counted: about half).
 """
 
 from __future__ import annotations
