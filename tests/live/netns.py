@@ -88,7 +88,9 @@ class Netns:
 
 @contextmanager
 def netns() -> Iterator[Netns]:
-    name = f"cwt-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    # CONNWATCH_TEST_NETNS_PREFIX: the start of the names (default cwt), so that concurrent runs on one machine
+    # can tell their namespaces apart
+    name = f"{os.environ.get('CONNWATCH_TEST_NETNS_PREFIX', 'cwt')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     ns = Netns(name)
     try:

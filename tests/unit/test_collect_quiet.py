@@ -135,6 +135,52 @@ def test_counters_are_read_between_the_listener_dump_and_the_other_dumps(monkeyp
     assert calls == ["counters"]
 
 
+def test_the_time_wait_plan_comes_from_the_counters_read_after_the_listener_dump(monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    """The agent's TIME_WAIT plan (TcpExt TW, sockstat's tw) is made right after the listener dump, before the
+    other dumps: TcpExt TW from the sample's own counters (net/netstat read once per sample, where the plan
+    once read it again before any dump), sockstat's tw read then, sockstat read again after the dumps."""
+    from connwatch import collect as collect_module
+    from connwatch import collect_filtered
+    from connwatch.clock import SystemClock
+    from connwatch.collect_tw import TimeWaitCaches
+    from connwatch.sources import netlink
+    from connwatch.sources.procfs import ProcFS
+
+    calls: list[str] = []
+
+    class Watched(ProcFS):
+        def read_text(self, rel: str) -> str:
+            calls.append(rel)
+            return super().read_text(rel)
+
+    plans: list[Any] = []
+
+    def split(sock: object, ports: object, tw_delay: object, limits: object, one_walk: object, plan: Any,
+              split: object) -> None:
+        calls.append("sockets")
+        plans.append(plan)
+
+    def listeners(*_args: object) -> list[object]:
+        calls.append("listeners")
+        return []
+
+    monkeypatch.setattr(netlink, "open_socket", _FakeSocket)
+    monkeypatch.setattr(collect_module, "_first_dump", listeners)
+    monkeypatch.setattr(collect_filtered, "_split_sockets", split)
+    caches = TimeWaitCaches()
+    opts = collect_module.CollectOptions(owners=False, time_wait=caches)
+    snap = collect_module.sample(SystemClock(), opts, Watched(PROC_FIXTURES / "local_6x"))
+    read = [c for c in calls if not c.startswith("sys/")]
+    assert read[:read.index("sockets") + 1] == ["listeners", "net/netstat", "net/snmp", "net/snmp6", "net/sockstat",
+                                                "sockets"]
+    assert read.count("net/netstat") == 1 and read[read.index("sockets") + 1:][:2] == ["net/sockstat",
+                                                                                        "net/sockstat6"]
+    [plan] = plans
+    assert plan.cache is caches.get(0) and plan.signals.now == snap.monotonic
+    assert plan.signals.entered == snap.counters["TcpExt.TW"] == 8 and plan.signals.tw == snap.sockstat["TCP.tw"]
+
+
 class _FakeSocket:
     def close(self) -> None:
         pass

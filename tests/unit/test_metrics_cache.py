@@ -137,3 +137,64 @@ def test_family_key_tells_apart_what_prints_apart() -> None:
     with_exemplar = CounterMetricFamily("y", "doc", labels=["a"])
     with_exemplar.add_metric(["1"], 1, exemplar=Exemplar({"trace": "t"}, 1))
     assert family_key(with_exemplar) is None
+
+
+# -- families whose values alone changed: spliced into a template --------------------------------------------
+
+VALUES = [0.0, -0.0, 1, 2.5, -3.25, float("nan"), float("inf"), float("-inf"), 1e20, 123456789.0, 1e-7, 7]
+
+
+def _families(step: int) -> list[GaugeMetricFamily | CounterMetricFamily]:
+    """Families whose series stay and whose values move with `step`: labels that need escaping, a family
+    without series, and a counter with a _created series (the text format writes it after the others, under
+    its own `#` lines: no template, encoded as before)."""
+    odd = GaugeMetricFamily("connwatch_test_odd", 'doc with "quotes", \\ and\nnewline', labels=["a", "b"])
+    for i, label in enumerate(['x"y', "back\\slash", "new\nline", "ünï", ""]):
+        odd.add_metric([label, str(i)], VALUES[(i + step) % len(VALUES)])
+    plain = CounterMetricFamily("connwatch_test_plain", "doc", labels=["k"])
+    for i in range(3):
+        plain.add_metric([str(i)], VALUES[(i * 5 + step) % len(VALUES)])
+    created = CounterMetricFamily("connwatch_test_created", "doc", labels=["k"])
+    created.add_metric(["1"], step, created=1000.0 + step)
+    empty = GaugeMetricFamily("connwatch_test_empty", "doc", labels=["k"])
+    single = GaugeMetricFamily("connwatch_test_single", "doc", value=VALUES[step % len(VALUES)])
+    return [odd, plain, created, empty, single]
+
+
+class _Moving:
+    def __init__(self) -> None:
+        self.step = 0
+
+    def collect(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        return _families(self.step)
+
+
+def test_values_spliced_into_a_template_give_the_encoders_bytes() -> None:
+    moving = _Moving()
+    registry = CollectorRegistry()
+    registry.register(moving)
+    cache = MetricsCache(registry)
+    for step in range(2 * len(VALUES)):
+        moving.step = step
+        cache.invalidate()
+        for cached, direct in _bodies(cache, registry):
+            assert cached == direct
+    assert cache.families_spliced >= 4 * (2 * len(VALUES) - 1)  # odd, plain, single, in both formats at least
+    text = cache.response("", None)[1]
+    assert b'connwatch_test_odd{a="x\\"y",b="0"} ' in text and b"connwatch_test_created_created " in text
+
+
+def test_a_template_is_refused_where_lines_are_not_one_per_series_in_order() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+    from connwatch.agent.metrics_cache import template
+
+    created = _families(0)[2]
+    assert template(created, generate_latest, False) is None  # (_created after the others, own `#` lines)
+    assert template(created, openmetrics_latest, True) is not None  # (OpenMetrics: in order)
+    stamped = GaugeMetricFamily("connwatch_test_stamped", "doc", labels=["k"])
+    stamped.add_metric(["1"], 1.0, timestamp=5.0)
+    assert template(stamped, generate_latest, False) is None
+    made = template(_families(0)[0], generate_latest, False)
+    assert made is not None and made[0].startswith(b"# HELP connwatch_test_odd ") and len(made[1]) == 5

@@ -128,3 +128,22 @@ def test_attribute_series_and_agent_alerts_name_the_namespace() -> None:
               "instance": "node1", "created_at": 1.0, "cleared_at": None, "alert_class": "backlog"}
     labels = am_alert(json.loads(json.dumps(stored)), "firing", 2.0, 60)["labels"]
     assert labels["netns"] == "netns:[4026532999]"  # what the generated rules' inhibit rules match on
+
+
+def test_without_empty_drops_only_empty_namespace_labels_and_keeps_the_rest() -> None:
+    from prometheus_client.core import GaugeMetricFamily
+
+    fam = GaugeMetricFamily("connwatch_x", "doc", labels=["netns", "container", "pod", "port"])
+    fam.add_metric(["", "", "", "80"], 1)  # the own namespace: its labels go
+    fam.add_metric(["blue", "", "", "81"], 2)  # blue: netns stays, the empty ones go
+    fam.add_metric(["netns:[7]", "web", "default/pod", "82"], 3.5)
+    plain = GaugeMetricFamily("connwatch_y", "doc", labels=["port"])
+    plain.add_metric(["443"], 4)
+    kept = plain.samples[0]
+    [x, y] = prom_netns.without_empty([fam, plain])
+    assert [s.labels for s in x.samples] == [{"port": "80"}, {"netns": "blue", "port": "81"},
+                                            {"netns": "netns:[7]", "container": "web", "pod": "default/pod",
+                                             "port": "82"}]
+    assert [(s.name, s.value, s.timestamp, s.exemplar) for s in x.samples] == [
+        ("connwatch_x", 1, None, None), ("connwatch_x", 2, None, None), ("connwatch_x", 3.5, None, None)]
+    assert y.samples[0] is kept and type(x.samples[0]) is type(kept)  # (no namespace label: the same sample)

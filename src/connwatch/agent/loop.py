@@ -13,7 +13,6 @@ SIGHUP reloads --config (a bad file is refused with one line and the rules in fo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -45,6 +44,7 @@ from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
 from connwatch.outputs.summary import log_lines
 from connwatch.perf import gc_paused
+from connwatch.record import replace
 from connwatch.rules.config import Config, load_config
 from connwatch.rules.rule import Rule
 from connwatch.sources.procfs import ProcFS
@@ -81,6 +81,7 @@ class Agent:
         # and their owned copy, since the last full sample: a reused tuple's queues are in self.peaks already
         # and its owners are those of then (100 idle namespaces: ~10 ms of CPU per 4 polls less).
         self._polled: dict[int, tuple[tuple[Listener, ...], tuple[Listener, ...]]] = {}
+        self._own_polled: tuple[tuple[Listener, ...], tuple[Listener, ...]] | None = None  # the same, own poll
         self.owners: dict[Identity, Listener] = {}
         self.owners_at = 0.0
         self.raised = False
@@ -296,7 +297,8 @@ class Agent:
         self.sample_seconds["listeners"] = time.perf_counter() - start
         self.samples["listeners"] += 1
         others: dict[int, tuple[Listener, ...] | None] = {}
-        fresh: list[Listener] = list(listeners)
+        fresh: list[Listener] = []
+        owned = self._own_owned(listeners, fresh)
         for inode, got in polled.items():
             last = self._polled.get(inode)
             if got is not None and last is not None and last[0] is got:
@@ -309,13 +311,26 @@ class Agent:
         for lst in fresh:
             if lst.queue > self.peaks.get(lst.identity, -1):
                 self.peaks[lst.identity] = lst.queue
-        owned = tuple(self._owned(x) for x in listeners)
         self.collector.update_listeners(owned, dict(self.peaks), self.stats(), others)
         self.metrics_cache.invalidate()
 
+    def _own_owned(self, listeners: tuple[Listener, ...], fresh: list[Listener]) -> tuple[Listener, ...]:
+        """The own namespace's polled listeners with their known owners. The poller's tuple is the same object
+        while every reply is byte for byte the last poll's (agent/poll.py): then its queues are in self.peaks
+        already and its owned copy is the one made then (both reset by each full sample); else its listeners
+        go to `fresh` (their queues into the peaks). Measured (17 idle listeners, 100k sockets on the host; CPU per
+        poll, 5 runs of 100 polls): 0.41-0.54 ms instead of 0.61-0.82 ms."""
+        last = self._own_polled
+        if last is not None and last[0] is listeners:
+            return last[1]
+        fresh.extend(listeners)
+        owned = tuple(self._owned(x) for x in listeners)
+        self._own_polled = (listeners, owned)
+        return owned
+
     def _owned(self, lst: Listener) -> Listener:
         known = self.owners.get(lst.identity)
-        return lst if known is None or known.owner is None else dataclasses.replace(lst, owner=known.owner)
+        return lst if known is None or known.owner is None else replace(lst, owner=known.owner)
 
     @gc_paused
     def full_sample(self) -> None:
@@ -361,6 +376,7 @@ class Agent:
         self.steady = {k: v for k, v in self.steady.items() if k in self.prev}
         peaks, self.peaks = self.peaks, {}
         self._polled.clear()  # (new peaks, maybe new owners)
+        self._own_polled = None
         own = snaps[0]
         self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements,
                                    namespaces=tuple(snaps[1:])))
@@ -402,13 +418,13 @@ def _with_listeners(snap: Snapshot, listeners: tuple[Listener, ...]) -> Snapshot
     """The snapshot with these listeners; itself when they are its own (no copy of an unchanged sample)."""
     if all(a is b for a, b in zip(listeners, snap.listeners, strict=True)):
         return snap
-    return dataclasses.replace(snap, listeners=listeners)
+    return replace(snap, listeners=listeners)
 
 
 def _with_peaks(snap: Snapshot, peaks: dict[Identity, int]) -> Snapshot:
     """The snapshot as judged: each listener's queue the largest polled since the previous full sample
     (only the listeners whose peak is above their queue copied: 5,000 idle ones cost ~20 ms per sample)."""
-    listeners = tuple(x if (p := peaks.get(x.identity, 0)) <= x.queue else dataclasses.replace(x, queue=p)
+    listeners = tuple(x if (p := peaks.get(x.identity, 0)) <= x.queue else replace(x, queue=p)
                       for x in snap.listeners)
     return _with_listeners(snap, listeners)
 

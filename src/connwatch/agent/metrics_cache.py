@@ -12,23 +12,38 @@ text encoding (~8 us per series with prometheus_client) was ~78 ms of CPU per sa
 Each family's text is what the encoder gives for that family alone, and prometheus_client's encoders
 write the families one after the other (OpenMetrics then ends with `# EOF`), so the body is byte for
 byte the encoder's over the whole registry (tests/unit/test_metrics_cache.py compares them).
+
+A family whose series are those of the last rendering but whose values moved (the kernel counters, the
+durations: ~240 of ~480 series at every sample of one namespace at 100k sockets) is not encoded again
+either: each series' line is the encoder's text up to its value (a template per family and format, made
+once by encoding the family with distinct stand-in values, each of which must end its own line, in order,
+after the family's `#` lines), then floatToGoString of the value, the function both encoders write values
+with. A family the template cannot describe that way (a timestamp, a value of None, lines the encoder
+reorders or adds, e.g. the text format's `_created` series) is encoded as before. Measured (the agent at
+100k sockets, one rendering per sample after four listener polls, CPU, medians of 12 in 3 interleaved
+runs, load 1.7): 2.5-3.0 ms instead of 4.1-4.7 ms.
 """
 
 from __future__ import annotations
 
+import copy
 import gzip
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from connwatch.perf import gc_paused
 
 Headers = list[tuple[str, str]]
+_go: Callable[[float], str] = floatToGoString  # how both encoders write a value (untyped in prometheus_client)
 Encoder = Callable[[CollectorRegistry], bytes]
 EOF = b"# EOF\n"  # OpenMetrics' last line, once per body
+_NO_EXTRAS = (None,) * (len(Sample._fields) - 4)  # a Sample's fields after name, labels, value, timestamp
 
 
 class _One:
@@ -41,15 +56,54 @@ class _One:
         yield self.metric
 
 
-def family_key(metric: Metric) -> Hashable | None:
-    """Everything the encoders write of a family; None when it holds what is not compared here
-    (exemplars, native histograms). A zero value is keyed by its repr (0.0 and -0.0 print apart)."""
-    samples = []
+def family_key(metric: Metric) -> tuple[Hashable, Hashable] | None:
+    """Everything the encoders write of a family: (its shape, everything but the values; its values); None
+    when it holds what is not compared here (exemplars, native histograms). A zero value is keyed by its
+    repr (0.0 and -0.0 print apart)."""
+    shape, values = [], []
     for s in metric.samples:
-        if any(x is not None for x in s[4:]):
+        if s[4:] != _NO_EXTRAS:  # (an exemplar, a native histogram)
             return None
-        samples.append((s.name, tuple(s.labels.items()), s.value if s.value else repr(s.value), s.timestamp))
-    return metric.name, metric.type, metric.documentation, metric.unit, tuple(samples)
+        shape.append((s[0], tuple(s[1].items()), s[3]))  # name, labels, timestamp
+        values.append(s[2] if s[2] else repr(s[2]))
+    return (metric.name, metric.type, metric.documentation, metric.unit, tuple(shape)), tuple(values)
+
+
+Template = tuple[bytes, tuple[bytes, ...]]  # a family's `#` lines; each series' line up to its value
+_UNSEEN: Template = (b"", ())  # (a shape without a template yet)
+
+
+def template(metric: Metric, encoder: Encoder, openmetrics: bool) -> Template | None:
+    """The encoder's text of the family cut before each value (see the module's docstring), or None when
+    it is not one line per series in order, each ending with its value."""
+    if any(s.timestamp is not None or s.value is None for s in metric.samples):
+        return None
+    probe = copy.copy(metric)
+    probe.samples = [s._replace(value=i + 0.5) for i, s in enumerate(metric.samples)]
+    text = encoder(_One(probe))  # type: ignore[arg-type]
+    if openmetrics and text.endswith(EOF):
+        text = text[:-len(EOF)]
+    lines = text.split(b"\n")
+    if lines.pop() != b"":
+        return None
+    first = len(lines) - len(metric.samples)  # (the `#` lines, then one line per series)
+    if first < 0 or not all(x.startswith(b"#") for x in lines[:first]) or \
+            any(x.startswith(b"#") for x in lines[first:]):
+        return None
+    prefixes = []
+    for i, line in enumerate(lines[first:]):
+        value = b" " + _go(i + 0.5).encode()
+        if not line.endswith(value):
+            return None
+        prefixes.append(line[:len(line) - len(value) + 1])
+    return b"".join(x + b"\n" for x in lines[:first]), tuple(prefixes)
+
+
+def splice(made: Template, samples: Sequence[Sample]) -> bytes:
+    """The family's text from its template and the samples' values."""
+    header, prefixes = made
+    return header + b"".join([p + _go(s.value).encode() + b"\n"
+                              for p, s in zip(prefixes, samples, strict=True)])
 
 
 class MetricsCache:
@@ -59,8 +113,10 @@ class MetricsCache:
         self._generation = 0
         self._bodies: dict[tuple[str, bool], tuple[int, bytes]] = {}  # (content type, gzip) -> (generation, body)
         self._texts: dict[str, dict[Hashable, bytes]] = {}  # content type -> family_key -> its text
+        self._templates: dict[str, dict[Hashable, Template | None]] = {}  # content type -> shape -> template
         self.renders = 0
         self.families_reused = 0
+        self.families_spliced = 0
 
     def invalidate(self) -> None:
         """The series changed: the next scrape renders them again (cheap: no lock, no rendering here)."""
@@ -86,22 +142,41 @@ class MetricsCache:
 
     @gc_paused  # (20k small tuples of keys: GC passes over the agent's live objects tripled the time)
     def _encode(self, encoder: Encoder, content_type: str) -> bytes:
-        """encoder(registry), each unchanged family's text taken from the last rendering in this format."""
-        last = self._texts.get(content_type, {})
+        """encoder(registry), each unchanged family's text taken from the last rendering in this format, each
+        family whose values alone changed spliced into its template (see the module's docstring)."""
+        last, templates = self._texts.get(content_type, {}), self._templates.get(content_type, {})
         openmetrics = content_type.startswith("application/openmetrics-text")  # (each rendering ends with EOF)
         kept: dict[Hashable, bytes] = {}
+        kept_templates: dict[Hashable, Template | None] = {}
         parts: list[bytes] = []
         for metric in self._registry.collect():
             key = family_key(metric)
-            text = last.get(key) if key is not None else None
+            text = None
+            if key is not None:
+                if (made := templates.get(key[0], _UNSEEN)) is not _UNSEEN:
+                    kept_templates[key[0]] = made
+                text = last.get(key)
+                if text is not None:
+                    self.families_reused += 1
+                else:
+                    text = self._spliced(metric, key[0], kept_templates, encoder, openmetrics)
             if text is None:
                 text = encoder(_One(metric))  # type: ignore[arg-type]
                 if openmetrics and text.endswith(EOF):
                     text = text[:-len(EOF)]
-            else:
-                self.families_reused += 1
             if key is not None:
                 kept[key] = text
             parts.append(text)
-        self._texts[content_type] = kept
+        self._texts[content_type], self._templates[content_type] = kept, kept_templates
         return b"".join(parts) + (EOF if openmetrics else b"")
+
+    def _spliced(self, metric: Metric, shape: Hashable, templates: dict[Hashable, Template | None], encoder: Encoder,
+                 openmetrics: bool) -> bytes | None:
+        """The family's text from its shape's template (made now when the shape is new); None without one."""
+        if shape not in templates:
+            templates[shape] = template(metric, encoder, openmetrics)
+        made = templates[shape]
+        if made is None:
+            return None
+        self.families_spliced += 1
+        return splice(made, metric.samples)

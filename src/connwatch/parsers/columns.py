@@ -56,8 +56,67 @@ def merged(first: bytes, second: bytes, mask: bytes) -> bytes:
 def counted(values: bytes | array[int]) -> dict[int, int]:
     """Occurrences of each value, in order of first appearance (as Counter gives them)."""
     if isinstance(values, bytes):  # (bytes.count per distinct byte: C speed, no object per message)
-        return {v: values.count(v) for v in dict.fromkeys(values)}
-    return Counter(values)
+        return {v: values.count(v) for v in (_distinct(values) or dict.fromkeys(values))}
+    return _densely_counted(values) or Counter(values)
+
+
+DENSE_DISTINCT = 16  # distinct bytes per byte plane (and codes) that _densely_counted looks for at most
+
+
+def _distinct(data: bytes, limit: int = DENSE_DISTINCT) -> list[int] | None:
+    """The distinct bytes of data in order of first appearance, one C pass each (delete what was found);
+    None past `limit`."""
+    found: list[int] = []
+    while data:
+        if len(found) == limit:
+            return None
+        found.append(data[0])
+        data = data.translate(None, data[:1])
+    return found
+
+
+def _densely_counted(values: array[int]) -> dict[int, int] | None:
+    """counted() of 16- to 64-bit codes whose byte planes (the k-th byte of every code) each hold few
+    distinct bytes: each varying plane's bytes renumbered 0..d-1 (one translate) into a few bits of one byte
+    per code (big-int OR), that byte counted with bytes.count, each distinct one turned back into its code.
+    None where the bits pass 8 or a plane or the codes hold more than DENSE_DISTINCT distinct values (then
+    Counter). Measured (bench/bench_agent.py's TIME_WAIT dump at 100k sockets replayed: 15 runs of ~4,400
+    16-bit codes, 9 distinct at most): 4.4 ms of counting against 9.3 ms with Counter; its 6 runs of 8-bit
+    codes (26k) 0.37 ms with _distinct against 1.35 ms with dict.fromkeys."""
+    n, width = len(values), values.itemsize
+    if not n:
+        return None
+    raw = values.tobytes()
+    planes = [raw[j::width] for j in range(width)]
+    code = bytearray(p[0] for p in planes)  # (the constant planes' bytes)
+    varying, shift, dense = [], 0, 0
+    for j, plane in enumerate(planes):
+        if plane.count(plane[0]) == n:
+            continue
+        seen = _distinct(plane)
+        if seen is None:
+            return None
+        bits = (len(seen) - 1).bit_length()
+        if shift + bits > 8:
+            return None
+        table = bytearray(256)
+        for i, b in enumerate(seen):
+            table[b] = i << shift
+        dense |= int.from_bytes(plane.translate(table), "little")
+        varying.append((j, seen, shift, (1 << bits) - 1))
+        shift += bits
+    if not varying:
+        return None
+    packed = dense.to_bytes(n, "little")
+    order = _distinct(packed)
+    if order is None:
+        return None
+    out: dict[int, int] = {}
+    for d in order:
+        for j, seen, at, mask in varying:
+            code[j] = seen[(d >> at) & mask]
+        out[int.from_bytes(code, sys.byteorder)] = packed.count(d)
+    return out
 
 
 def key(template: bytearray, at: list[int], code: int) -> bytearray:
