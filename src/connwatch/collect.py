@@ -177,7 +177,7 @@ def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:
             if fam == 6:
                 continue
             raise
-        out.append((fam, str(proc.path(rel)), text.splitlines()))
+        out.append((fam, proc.where(rel), text.splitlines()))  # (str(proc.path(rel)), without pathlib)
     return out
 
 
