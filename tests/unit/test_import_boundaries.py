@@ -61,6 +61,9 @@ def test_snapshot_json_loads_no_store_rules_rendering_or_psutil_without_owners()
     unwanted |= {"typing"}  # (snapshot_json reads type hints only to read a capture back: ~3 ms of CPU)
     # nor pathlib (with urllib.parse and ipaddress: 14.6 M of 137 M instructions to the first kernel read, 11 %)
     unwanted |= {"pathlib", "urllib.parse", "ipaddress"}
+    # nor argparse (plain options are read by connwatch.fastargs: argparse and the building of the command's
+    # parser were 17 M of the remaining 122 M instructions to the first kernel read)
+    unwanted |= {"argparse", "connwatch.cliparser", "gettext"}
     assert not mods & unwanted, sorted(mods & unwanted)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 
 from connwatch.collect import CollectOptions
@@ -10,6 +9,7 @@ from connwatch.errors import SourceUnavailable
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # (the alert store, and sqlite3 with it, is imported only by the commands that open it)
+    import argparse
     from pathlib import Path
     from typing import Any
 
