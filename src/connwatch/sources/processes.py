@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Mapping
 
 from connwatch.errors import ParseError
 from connwatch.model import Process
-from connwatch.parsers.proc_limits import parse_nofile_soft
 from connwatch.record import Record, field, record
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
@@ -225,6 +224,8 @@ def _nofile(pid: int) -> int:
 
 def fd_limit_from_proc(pid: int, root: str | Path = "/proc") -> int | None:
     """Soft RLIMIT_NOFILE from /proc/<pid>/limits; None when it cannot be read or parsed."""
+    from connwatch.parsers.proc_limits import parse_nofile_soft  # (its `re`: not loaded by a sample as root)
+
     try:
         with open(f"{root}/{pid}/limits", errors="replace") as fh:  # (as Path.read_text reads it)
             text = fh.read()
