@@ -88,7 +88,8 @@ class Netns:
 
 @contextmanager
 def netns() -> Iterator[Netns]:
-    name = f"cwt-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    # (CONNWATCH_TEST_NETNS_PREFIX: a prefix of one's own on a host shared by several test runs)
+    name = f"{os.environ.get('CONNWATCH_TEST_NETNS_PREFIX', 'cwt')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     ns = Netns(name)
     try:
