@@ -4,9 +4,10 @@ value. Anything else (help, an abbreviation, an unknown word, a value that looks
 its type or choices refuse, an option this reader does not model) is left to argparse (None): its
 messages and exit codes stay the only ones.
 
-argparse and the `re` it imports, with the building of the command's parser, were 18.4 M instructions of
-`snapshot --format json`'s 122 M to its first kernel read (callgrind, issue 17), for a namespace of five
-values. The values are the ones argparse gives: the command module declares its options once
+argparse and the building of the command's parser were 17.1 M instructions of `snapshot --format json`'s
+122.2 M to its first kernel read (callgrind, issue 17; 105.1 M without), for a namespace of five values;
+whole process at 35k sockets: CPU pair ratio 0.925 to the tree before (21 rounds, load 1.8-2.0).
+The values are the ones argparse gives: the command module declares its options once
 (add_arguments, given a Recorder here), and tests/unit/test_fastargs.py compares both parsers' namespaces
 over every command and many argument lists.
 """

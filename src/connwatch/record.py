@@ -272,8 +272,9 @@ def shape_name(count: int, factories: tuple[int, ...] | None = None) -> str:
 def _code(source: str, shape: str, name: str) -> CodeType:
     """The code of one shape: the function of that name in record_shapes.py, compiled with the package (its
     .pyc), where one is there for it; else compiled from `source` now. Compiling the 23 shapes a `snapshot`
-    makes took ~6 ms of its start-up, 4.6 M of 105 M instructions to its first kernel read (callgrind; issue
-    17). Both are the code of the same text (tests/unit/test_record_shapes.py keeps record_shapes.py current)."""
+    makes was 9.4 M of its 105.1 M instructions to its first kernel read (callgrind; issue 17), ~6 ms of
+    its wall time. Both are the code of the same text (tests/unit/test_record_shapes.py keeps record_shapes.py
+    current)."""
     from connwatch import record_shapes
 
     made = getattr(record_shapes, shape, None)

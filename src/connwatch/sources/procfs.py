@@ -32,8 +32,8 @@ Parser = Callable[[str, str], dict[str, int]]
 ParseMemo = dict[str, tuple[str, Parser, dict[str, int]]]
 
 # The live root, as path_text() gives it. A ProcFS keeps its root as text: pathlib (with urllib.parse and
-# ipaddress, which it imports) was 18 M instructions of a 35k-socket `snapshot`'s 137 M to its first kernel
-# read (callgrind, issue 17), for nothing but this comparison and the prefix of every path read.
+# ipaddress, which it imports) was 14.6 M instructions of a 35k-socket `snapshot`'s 136.8 M to its first
+# kernel read (callgrind, issue 17), for nothing but this comparison and the prefix of every path read.
 LIVE_ROOT = "/proc"
 NO_SUCH_FILE = "no such file"
 
