@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
-import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from connwatch import __version__
 from connwatch.errors import EXIT_UNKNOWN, ConnwatchError
 from connwatch.perf import startup_begins, startup_over
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
-    from typing import NoReturn
+    import argparse
 
 DEFAULT_CONFIG = "/etc/connwatch/connwatch.toml"  # used by every command when present and --config is not given
 # Subcommand modules under connwatch.commands; each defines NAME, HELP, add_arguments(), run().
@@ -24,9 +20,6 @@ COMMANDS = ("check", "snapshot", "listeners", "alerts", "destinations", "run", "
 # Commands that keep nothing past their output (no store, no files, no threads left): run as the console
 # script, their process ends without the interpreter's finalization (_end)
 FAST_EXIT = frozenset(("snapshot", "listeners"))
-
-EPILOG = """exit codes (check): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (error).
-other commands: 0 success, 3 error. Errors print one line on stderr."""
 
 
 def add_common(parser: argparse.ArgumentParser, *, state: bool = False, config: bool = False,
@@ -58,39 +51,6 @@ def discover_config(env: Mapping[str, str], default: str = DEFAULT_CONFIG) -> st
     return default if os.path.isfile(default) else None
 
 
-class _Print(argparse.Action):
-    """--print-completion SHELL (shtab, imported only then) and --print-man-page: print, exit 0."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> None:
-        if option_string == "--print-man-page":
-            from connwatch.manpage import render
-
-            print(render(parser), end="")
-            parser.exit(0)
-        try:
-            import shtab
-        except ImportError:
-            parser.exit(EXIT_UNKNOWN, "connwatch: shell completion needs shtab (pip install shtab)\n")
-        print(shtab.complete(parser, shell=str(values)), end="")
-        parser.exit(0)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse exits 2 on a usage error, which a Nagios caller would read as CRITICAL: exit 3 instead."""
-
-    def _get_formatter(self) -> argparse.HelpFormatter:
-        # argparse makes a formatter for every add_argument(); its default width comes from shutil (which
-        # imports bz2, lzma...): the same width (COLUMNS, else the terminal's, else 80; minus 2) from os.
-        make: Callable[..., argparse.HelpFormatter] = self.formatter_class  # (typeshed's protocol lacks width)
-        return make(prog=self.prog, width=_help_width())
-
-    def error(self, message: str) -> NoReturn:
-        message = re.sub(r"^argument (?:-\w/)?(--[\w-]+)(?:/[^:]*)?: ", r"\1 ", message)  # "--interval must be ..."
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(EXIT_UNKNOWN)
-
-
 def chosen_command(argv: Sequence[str]) -> str | None:
     """The subcommand `argv` runs when only it needs building: its name when it comes first (after no
     option but -V/--version), else None (top-level help, completion, man page, no or a mistyped
@@ -100,37 +60,13 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _help_width() -> int:
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return (columns or 80) - 2
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; `only`: just that subcommand's (the others' modules are not even imported,
-    so a command starts without loading every other command's code)."""
-    parser = Parser(
-        prog="connwatch", description="Find every way this host turns TCP connections away.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-V", "--version", action="version", version=f"connwatch {__version__}")
-    parser.add_argument("--print-completion", action=_Print, choices=("bash", "zsh", "tcsh"),
-                        help="print a shell completion script (e.g. > /etc/bash_completion.d/connwatch)")
-    parser.add_argument("--print-man-page", action=_Print, nargs=0, help="print the connwatch(1) manual page (roff)")
-    # prog given: argparse would otherwise build a help formatter (and import shutil) just to compute it
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="connwatch")
-    for name in COMMANDS if only is None else (only,):
-        module = importlib.import_module(f"connwatch.commands.{name}")
-        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(cmd)
-        cmd.set_defaults(_module=module)
-    return parser
+    so a command starts without loading every other command's code). In cliparser.py: argparse loads only
+    where it parses (see fastargs.py)."""
+    from connwatch.cliparser import build_parser as build
+
+    return build(only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,7 +98,14 @@ def _end(code: int) -> None:
     os._exit(code)
 
 
-def _main(argv: list[str], chosen: str | None) -> int:
+def _arguments(argv: list[str], chosen: str | None) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit code of --help, --version or a usage error. Plain options of a
+    command are read by fastargs.py (the same namespace, without argparse), the rest by argparse."""
+    from connwatch.fastargs import parse
+
+    args = parse(chosen, argv[1:]) if chosen is not None else None
+    if args is not None:
+        return args
     parser = build_parser(chosen)
     try:
         args = parser.parse_args(argv)
@@ -171,6 +114,13 @@ def _main(argv: list[str], chosen: str | None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_UNKNOWN
+    return args
+
+
+def _main(argv: list[str], chosen: str | None) -> int:
+    args = _arguments(argv, chosen)
+    if isinstance(args, int):
+        return args
     if getattr(args, "config", "") is None:
         args.config = discover_config(os.environ, DEFAULT_CONFIG)
     try:

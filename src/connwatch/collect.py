@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import _socket  # (not socket: see sources/netlink.py)
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -176,7 +175,7 @@ def _proc_tcp_texts(proc: ProcFS) -> list[tuple[int, str, list[str]]]:
             if fam == 6:
                 continue
             raise
-        out.append((fam, str(proc.path(rel)), text.splitlines()))
+        out.append((fam, proc.where(rel), text.splitlines()))  # (str(proc.path(rel)), without pathlib)
     return out
 
 
@@ -204,7 +203,7 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
             opener = lambda: recorded.open_recorded(replay)  # noqa: E731
         sock = _timed(statuses, NETLINK, opener)
     if sock is not None:
-        with contextlib.closing(sock):
+        try:  # (contextlib.closing without contextlib: see sources/netlink.py)
             walks = [opts.one_walk or opts.replay is None]  # (a recording holds what it was asked)
             listeners = _timed(statuses, f"{NETLINK} listeners", lambda: _first_dump(sock, limits, walks))
             if listeners is not None:
@@ -226,6 +225,8 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
                     summary = _timed(statuses, f"{NETLINK} sockets",
                                      lambda: _all_sockets(sock, ports, tw_delay, limits, one_walk, split))
                 return listeners, summary
+        finally:
+            sock.close()
     limits.append("netlink sock_diag unavailable: read /proc/net/tcp instead, which shows no listen "
                   "backlog and no per-listener drop counter (BacklogRejectsByPort falls back to host "
                   "counters, AcceptQueueFill is not measured)")

@@ -8,37 +8,28 @@ from __future__ import annotations
 import _socket  # (not socket: see sources/netlink.py)
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
-from enum import IntEnum
 
 from connwatch.record import Record, field, record
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from connwatch.tcpstate import TcpState as TcpState
 
-class TcpState(IntEnum):
-    """TCP states as numbered in include/net/tcp_states.h."""
-
-    ESTABLISHED = 1
-    SYN_SENT = 2
-    SYN_RECV = 3
-    FIN_WAIT1 = 4
-    FIN_WAIT2 = 5
-    TIME_WAIT = 6
-    CLOSE = 7
-    CLOSE_WAIT = 8
-    LAST_ACK = 9
-    LISTEN = 10
-    CLOSING = 11
-    NEW_SYN_RECV = 12
-
-    @classmethod
-    def name_of(cls, number: int) -> str:
-        try:
-            return cls(number).name
-        except ValueError:
-            return f"STATE_{number}"
+# Names indexed by state number, for hot loops (no enum construction per socket): TcpState.name_of(i) of
+# 0..15 (tests/unit/test_tcpstate.py), written out so that a sample does not load enum (see tcpstate.py)
+STATE_NAMES: tuple[str, ...] = (
+    "STATE_0", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT",
+    "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV", "STATE_13", "STATE_14", "STATE_15")
+_STATE_NUMBERS = {name: i for i, name in enumerate(STATE_NAMES) if not name.startswith("STATE_")}
 
 
-# Names indexed by state number, for hot loops (no enum construction per socket).
-STATE_NAMES: tuple[str, ...] = tuple(TcpState.name_of(i) for i in range(16))
+def __getattr__(name: str) -> object:
+    """TcpState, now in tcpstate.py, still importable from here; loaded when first asked for."""
+    if name == "TcpState":
+        from connwatch.tcpstate import TcpState
+
+        return TcpState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @record
@@ -176,7 +167,7 @@ def pack_states(states: Mapping[str, int]) -> int:
     outside 0..2**32-1."""
     if any(not 0 <= n <= _FIELD_MASK for n in states.values()):
         raise ValueError(f"socket counts must be 0..{_FIELD_MASK}: {dict(states)}")
-    return sum(n * STATE_UNIT[TcpState[k] if k in TcpState.__members__ else 0] for k, n in states.items())
+    return sum(n * STATE_UNIT[_STATE_NUMBERS.get(k, 0)] for k, n in states.items())
 
 
 def address_key(family: int, raw: bytes) -> bytes:

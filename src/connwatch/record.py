@@ -17,7 +17,7 @@ with `dataclass(frozen=True, slots=True)` over the same fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from types import CodeType, FunctionType
 
@@ -244,23 +244,69 @@ def _getter(name: str, fields: tuple[str, ...], scope: dict[str, Any]) -> Callab
 def _init_code(count: int, factories: tuple[int, ...]) -> CodeType:
     """The code of an __init__ of `count` fields named _p0, _p1, ... (a field with a default factory made
     when its argument is the _missing marker); its globals: _set0, ... (the slots' setters), _factoryI."""
-    params = "".join(f", _p{i}" for i in range(count))
-    body = [f"    _set{i}(self, _factory{i}() if _p{i} is _missing else _p{i})" if i in factories else
-            f"    _set{i}(self, _p{i})" for i in range(count)]
-    return _compiled(f"def __init__(self{params}):\n" + "\n".join(body or ["    pass"]) + "\n")
+    return _code(init_source(count, factories), shape_name(count, factories), "__init__")
 
 
 @cache
 def _values_code(count: int) -> CodeType:
     """The code of `return (self._f0, self._f1, ...)`: its co_names are the attribute names, in order."""
-    return _compiled("def _values(self):\n    return (" + "".join(f"self._f{i}, " for i in range(count)) + ")\n")
+    return _code(values_source(count), shape_name(count), "_values")
 
 
-def _compiled(source: str) -> CodeType:
+def init_source(count: int, factories: tuple[int, ...], name: str = "__init__") -> str:
+    params = "".join(f", _p{i}" for i in range(count))
+    body = [f"    _set{i}(self, _factory{i}() if _p{i} is _missing else _p{i})" if i in factories else
+            f"    _set{i}(self, _p{i})" for i in range(count)]
+    return f"def {name}(self{params}):\n" + "\n".join(body or ["    pass"]) + "\n"
+
+
+def values_source(count: int, name: str = "_values") -> str:
+    return f"def {name}(self):\n    return (" + "".join(f"self._f{i}, " for i in range(count)) + ")\n"
+
+
+def shape_name(count: int, factories: tuple[int, ...] | None = None) -> str:
+    """A shape's function in record_shapes.py: init_N[_I...] (I: the fields with a default factory), values_N."""
+    return f"values_{count}" if factories is None else "_".join(map(str, (f"init_{count}", *factories)))
+
+
+def _code(source: str, shape: str, name: str) -> CodeType:
+    """The code of one shape: the function of that name in record_shapes.py, compiled with the package (its
+    .pyc), where one is there for it; else compiled from `source` now. Compiling the 23 shapes a `snapshot`
+    makes was 9.4 M of its 105.1 M instructions to its first kernel read (callgrind; issue 17), ~6 ms of
+    its wall time. Both are the code of the same text (tests/unit/test_record_shapes.py keeps record_shapes.py
+    current)."""
+    from connwatch import record_shapes
+
+    made = getattr(record_shapes, shape, None)
+    if made is not None and isinstance(made, FunctionType):
+        return made.__code__.replace(co_name=name, co_qualname=name)
     scope: dict[str, Any] = {}
     exec(source, scope)  # our own text: numbered names only
     function: FunctionType = next(v for k, v in scope.items() if k != "__builtins__")
-    return function.__code__
+    return function.__code__.replace(co_name=name, co_qualname=name)
+
+
+def shapes_source(classes: Iterable[type]) -> str:
+    """The text of record_shapes.py: a function per __init__ and _values shape of these record classes."""
+    inits: set[tuple[int, tuple[int, ...]]] = set()
+    counts: set[int] = set()
+    for cls in classes:
+        specs: tuple[tuple[str, str, _Spec], ...] = cls.__dict__["_specs"]
+        factories = tuple(i for i, (_, _, spec) in enumerate(specs) if spec.default_factory is not _MISSING)
+        inits.add((len(specs), factories))
+        counts |= {len(specs), sum(1 for _, _, spec in specs if spec.compare)}
+    parts = [init_source(n, f, shape_name(n, f)) for n, f in sorted(inits)]
+    parts += [values_source(n, shape_name(n)) for n in sorted(counts)]
+    return SHAPES_HEADER + "\n\n".join(parts)
+
+
+SHAPES_HEADER = '''"""The __init__ and _values code of the package's record classes (connwatch.record), by
+shape: compiled with the package, not at every start. Generated (record.shapes_source): see
+tests/unit/test_record_shapes.py."""
+# ruff: noqa
+# mypy: ignore-errors
+
+'''
 
 
 def replace(obj: R, /, **changes: Any) -> R:

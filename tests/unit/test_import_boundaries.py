@@ -59,6 +59,16 @@ def test_snapshot_json_loads_no_store_rules_rendering_or_psutil_without_owners()
     unwanted = STORE | RULES | RENDERING | NAMESPACES | AGENT_ONLY | {"psutil", "dataclasses"} | {
         f"connwatch.commands.{c}" for c in COMMANDS if c != "snapshot"}
     unwanted |= {"typing"}  # (snapshot_json reads type hints only to read a capture back: ~3 ms of CPU)
+    # nor pathlib (with urllib.parse and ipaddress: 14.6 M of 137 M instructions to the first kernel read, 11 %)
+    unwanted |= {"pathlib", "urllib.parse", "ipaddress"}
+    # nor argparse (plain options are read by connwatch.fastargs: argparse and the building of the command's
+    # parser were 17 M of the remaining 122 M instructions to the first kernel read)
+    unwanted |= {"argparse", "connwatch.cliparser", "gettext"}
+    # nor re or json (the parsers' token checks are str methods, the JSON text is outputs/jsontext.py's: 9 M
+    # instructions to the first kernel read, 16 M over the whole process at 35k sockets)
+    unwanted |= {"re", "json"}
+    unwanted |= {"enum", "connwatch.tcpstate"}  # (model.STATE_NAMES, not TcpState: 7.6 M instructions)
+    unwanted |= {"contextlib"}  # (collect and sources/netlink: try/finally, try/except: 2.6 M instructions)
     assert not mods & unwanted, sorted(mods & unwanted)
 
 

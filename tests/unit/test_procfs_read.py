@@ -11,7 +11,16 @@ import pytest
 from connwatch.errors import SourceUnavailable
 from connwatch.parsers.netstat_snmp import parse_netstat_snmp
 from connwatch.parsers.sockstat import parse_sockstat
-from connwatch.sources.procfs import ParseMemo, ProcFS, ThreadNetProcFS, read_counters, read_parsed, read_sysctls
+from connwatch.sources.procfs import (
+    LIVE_ROOT,
+    ParseMemo,
+    ProcFS,
+    ThreadNetProcFS,
+    path_text,
+    read_counters,
+    read_parsed,
+    read_sysctls,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "proc"
 FIXTURE_FILES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.parent != FIXTURES)
@@ -35,6 +44,24 @@ def test_thread_view_maps_only_net_under_thread_self() -> None:
     assert thread.path("sys/net/core/somaxconn") == Path("/proc/sys/net/core/somaxconn")
     assert main.path("net/snmp") == Path("/proc/net/snmp")
     assert ProcFS("/tmp/tree/").where("stat") == "/tmp/tree/stat"
+
+
+ROOTS = ["", ".", "/", "//", "///", "/proc", "/proc/", "//proc", "///proc/", "/proc/.", "/proc/./", "/proc/..",
+         "./proc", "proc", "a//b/./c/", "..", "a/../b", ".//.", "/./proc", "tests/fixtures/proc/local_6x", "/ä/ b/"]
+
+
+@pytest.mark.parametrize("root", ROOTS)
+def test_root_is_kept_as_pathlib_gives_it(root: str) -> None:
+    """ProcFS keeps its root as text (no pathlib import in a sample): the text str(Path(root)) gives, so that
+    is_live, repr, where() and path() are as they were with a Path."""
+    from pathlib import PurePosixPath
+
+    assert path_text(root) == str(PurePosixPath(root)) == path_text(PurePosixPath(root))
+    proc = ProcFS(root)
+    assert proc.root == str(Path(root)) and repr(proc) == f"ProcFS({str(Path(root))!r})"
+    assert proc.is_live == (Path(root) == Path("/proc")) == (proc.root == LIVE_ROOT)
+    assert proc.where("net/tcp") == str(Path(root)).rstrip("/") + "/net/tcp"  # (as with a Path root)
+    assert proc.path("net/tcp") == Path(proc.where("net/tcp"))
 
 
 LIVE = ["net/netstat", "net/snmp", "net/snmp6", "net/sockstat", "stat", "sys/net/core/somaxconn",

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 from connwatch.collect import CollectOptions
 from connwatch.errors import SourceUnavailable
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # (the alert store, and sqlite3 with it, is imported only by the commands that open it)
+    import argparse
+    from pathlib import Path
     from typing import Any
 
     from rich.console import Console
@@ -141,6 +141,8 @@ def _ns_key(snap: Snapshot) -> tuple[int, str] | None:
 
 
 def state_dir(args: argparse.Namespace) -> Path:
+    from pathlib import Path  # (not for `snapshot`: see sources/procfs.py's LIVE_ROOT)
+
     from connwatch.alerts.store import default_state_dir  # sqlite3: only for the commands that keep alerts
 
     return Path(args.state_dir) if args.state_dir else default_state_dir()

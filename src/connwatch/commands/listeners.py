@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from connwatch.cli import add_common
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (argparse loads only where it parses: see fastargs.py)
+    import argparse
     from typing import IO
 
     from rich.console import Console

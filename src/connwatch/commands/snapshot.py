@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
 from connwatch.cli import add_common
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:  # (argparse loads only where it parses: see fastargs.py)
+    import argparse
 
 NAME = "snapshot"
 HELP = "print one raw snapshot (JSON by default: usable later as an offline capture)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Mapping, Sequence
 
@@ -148,7 +147,9 @@ def dumps(data: Any, kind: str | None = None) -> str:
     {"connwatch": VERSION, "kind": KIND, ...} (a schema per kind: connwatch/schemas/KIND.json)."""
     if kind is not None:
         data = document(kind, data)
-    return json.dumps(data, indent=2, sort_keys=False, default=str)
+    from connwatch.outputs.jsontext import dumps as text  # (json.dumps(data, indent=2, default=str)'s text)
+
+    return text(data)
 
 
 def document(kind: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -6,14 +6,9 @@ Every malformed input raises ParseError naming the source and the 1-based line.
 
 from __future__ import annotations
 
-import re
-
 from connwatch.errors import ParseError
-from connwatch.parsers.numbers import MAX_DIGITS
+from connwatch.parsers.numbers import MAX_DIGITS, is_decimal, is_word
 
-_INT = re.compile(r"-?[0-9]+")
-_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]*:")
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _SHOWN = 40  # longest token quoted back in an error message
 
 
@@ -28,11 +23,16 @@ def to_int(token: str, source: str, line: int | None, what: str = "value") -> in
     Only ASCII digits with an optional leading minus: Python's int() would also take
     "+5", "1_000" and non-ASCII digits, none of which a kernel writes.
     """
-    if not _INT.fullmatch(token):
+    if not is_decimal(token):
         raise ParseError(source, f"non-integer {what} {shown(token)}", line)
     if len(token.lstrip("-")) > MAX_DIGITS:  # beyond 64 bits: no kernel prints it (parsers/numbers.py)
         raise ParseError(source, f"{what} {shown(token)} has more than {MAX_DIGITS} digits", line)
     return int(token)
+
+
+def is_prefix(token: str) -> bool:
+    """`token` is a line's [A-Za-z][A-Za-z0-9]*: prefix ("TcpExt:", "TCP:")."""
+    return token.endswith(":") and is_word(token[:-1], underscore=False)
 
 
 def numbered_lines(text: str) -> list[tuple[int, list[str]]]:
@@ -50,14 +50,14 @@ def numbered_lines(text: str) -> list[tuple[int, list[str]]]:
 
 def _header(tokens: list[str], line: int, source: str) -> tuple[str, list[str]]:
     prefix, names = tokens[0], tokens[1:]
-    if not _PREFIX.fullmatch(prefix):
+    if not is_prefix(prefix):
         raise ParseError(source, f"expected a 'Prefix:' header, got {shown(prefix)}", line)
     if not names:
         raise ParseError(source, f"header {prefix} names no counters", line)
-    if all(_INT.fullmatch(name) for name in names):
+    if all(is_decimal(name) for name in names):
         raise ParseError(source, f"value line for {prefix} without a header line before it", line)
     for name in names:
-        if not _NAME.fullmatch(name):
+        if not is_word(name):
             raise ParseError(source, f"invalid counter name {shown(name)} in {prefix} header", line)
     return prefix[:-1], names
 
@@ -138,7 +138,7 @@ def parse_snmp6(text: str, source: str) -> dict[str, int]:
         if len(tokens) != 2:
             raise ParseError(source, f"expected 'Name value', got {len(tokens)} fields", line)
         name, value = tokens
-        if not _NAME.fullmatch(name):
+        if not is_word(name):
             raise ParseError(source, f"invalid counter name {shown(name)}", line)
         key = f"snmp6.{name}"
         if key in counters:

@@ -13,15 +13,15 @@ drop counter are NOT in this file, so listeners from it carry backlog=None, drop
 
 from __future__ import annotations
 
-import socket
+import _socket  # (not socket, whose import loads enum: see sources/netlink.py)
 from collections.abc import Iterable
 
 from connwatch.errors import ParseError
-from connwatch.model import Listener, TcpState
+from connwatch.model import STATE_NAMES, Listener
 from connwatch.parsers.numbers import hexnum, num
 from connwatch.parsers.sock_diag import SocketAggregator
 
-_LISTEN = int(TcpState.LISTEN)
+_LISTEN = STATE_NAMES.index("LISTEN")  # (TcpState.LISTEN: the enum is not loaded by a sample)
 USER_HZ_MS = 10
 
 
@@ -55,7 +55,7 @@ def parse_proc_tcp(lines: Iterable[str], source: str, family: int,
     Two passes are not needed by callers that know the listening ports; pass aggregator=None on
     a first pass to collect listeners only.
     """
-    afam = socket.AF_INET6 if family == 6 else socket.AF_INET
+    afam = _socket.AF_INET6 if family == 6 else _socket.AF_INET
     for number, line in enumerate(lines, start=1):
         if number == 1 and line.lstrip().startswith("sl"):
             continue
@@ -66,9 +66,9 @@ def parse_proc_tcp(lines: Iterable[str], source: str, family: int,
         except (ValueError, IndexError) as exc:
             raise ParseError(source, f"malformed socket row ({exc}): {line.strip()[:80]!r}", number) from exc
         if state == _LISTEN:
-            address = socket.inet_ntop(afam, src if family == 6 else src[:4])  # as sock_diag shows it
+            address = _socket.inet_ntop(afam, src if family == 6 else src[:4])  # as sock_diag shows it
             listeners.append(Listener(family=family, address=address, port=sport,
                                       queue=rx, backlog=None, drops=None, inode=inode, uid=uid))
         elif aggregator is not None:
-            aggregator.add(afam, state, 0, 0, socket.htons(sport), socket.htons(dport), src, dst,
+            aggregator.add(afam, state, 0, 0, _socket.htons(sport), _socket.htons(dport), src, dst,
                            0, 0, 0, when, rx, 0, uid, inode)

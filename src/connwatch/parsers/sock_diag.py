@@ -39,7 +39,6 @@ from connwatch.model import (
     SocketSummary,
     SourceTable,
     SourceUsage,
-    TcpState,
 )
 from connwatch.perf import gc_paused
 
@@ -76,11 +75,12 @@ _TW_SLOTS, _TW_MASK = 64, 63  # server-side TIME_WAIT by age in whole seconds, 0
 RUN_MIN = 16  # TIME_WAIT replies in a run keyed by columns at least (their set-up costs ~10 messages)
 _DONE, _MORE = -2, -1  # SocketAggregator._loop: NLMSG_DONE met; the chunk's end reached
 
-_ST_ESTABLISHED = int(TcpState.ESTABLISHED)
-_ST_SYN_SENT = int(TcpState.SYN_SENT)
-_ST_TIME_WAIT = int(TcpState.TIME_WAIT)
-_ST_CLOSE = int(TcpState.CLOSE)
-_ST_CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
+# TcpState's numbers (model.STATE_NAMES: the enum is not loaded by a sample)
+_ST_ESTABLISHED = STATE_NAMES.index("ESTABLISHED")
+_ST_SYN_SENT = STATE_NAMES.index("SYN_SENT")
+_ST_TIME_WAIT = STATE_NAMES.index("TIME_WAIT")
+_ST_CLOSE = STATE_NAMES.index("CLOSE")
+_ST_CLOSE_WAIT = STATE_NAMES.index("CLOSE_WAIT")
 _QUEUE_STATES = (_ST_ESTABLISHED, _ST_CLOSE_WAIT)  # what an accept queue holds (a client may close first)
 
 

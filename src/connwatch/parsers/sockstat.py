@@ -5,13 +5,9 @@ Pure function over text: no I/O here (see connwatch.sources.procfs for the reade
 
 from __future__ import annotations
 
-import re
-
 from connwatch.errors import ParseError
-from connwatch.parsers.netstat_snmp import numbered_lines, shown, to_int
-
-_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]*:")
-_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+from connwatch.parsers.netstat_snmp import is_prefix, numbered_lines, shown, to_int
+from connwatch.parsers.numbers import is_word
 
 
 def parse_sockstat(text: str, source: str) -> dict[str, int]:
@@ -36,12 +32,12 @@ def parse_sockstat(text: str, source: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for line, tokens in rows:
         prefix, fields = tokens[0], tokens[1:]
-        if not _PREFIX.fullmatch(prefix):
+        if not is_prefix(prefix):  # ([A-Za-z][A-Za-z0-9]*:)
             raise ParseError(source, f"expected a 'PROTO:' prefix, got {shown(prefix)}", line)
         if not fields or len(fields) % 2:
             raise ParseError(source, f"{prefix} expected 'name value' pairs, got {len(fields)} tokens", line)
         for name, value in zip(fields[::2], fields[1::2], strict=True):
-            if not _KEY.fullmatch(name):
+            if not is_word(name):  # ([A-Za-z][A-Za-z0-9_]*)
                 raise ParseError(source, f"invalid field name {shown(name)} in {prefix} line", line)
             key = f"{prefix[:-1]}.{name}"
             if key in counts:

@@ -6,12 +6,9 @@ Sysctl files are one line, so every ParseError here names line 1.
 
 from __future__ import annotations
 
-import re
-
 from connwatch.errors import ParseError
 from connwatch.parsers.netstat_snmp import shown, to_int
 
-_PORT_ITEM = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 _MAX_PORT = 65535
 
 
@@ -57,11 +54,11 @@ def parse_port_range(text: str, source: str) -> tuple[int, int]:
 
 
 def _port_item(item: str, source: str) -> tuple[int, int]:
-    match = _PORT_ITEM.fullmatch(item)
-    if match is None:
+    first, dash, last = item.partition("-")  # ([0-9]+)(?:-([0-9]+))? without re (see parsers/numbers.py)
+    if not all(x.isascii() and x.isdigit() for x in ((first, last) if dash else (first,))):
         raise ParseError(source, f"invalid port or range {shown(item)}", 1)
-    low = to_int(match.group(1), source, 1, "port")
-    high = low if match.group(2) is None else to_int(match.group(2), source, 1, "port")
+    low = to_int(first, source, 1, "port")
+    high = to_int(last, source, 1, "port") if dash else low
     if high > _MAX_PORT:
         raise ParseError(source, f"port {high} above {_MAX_PORT}", 1)
     if low > high:

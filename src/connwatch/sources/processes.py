@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 
 from connwatch.errors import ParseError
 from connwatch.model import Process
-from connwatch.parsers.proc_limits import parse_nofile_soft
 from connwatch.record import Record, field, record
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (pathlib is not loaded by a sample: see sources/procfs.py's LIVE_ROOT)
+    from pathlib import Path
     from typing import TypeVar
 
     T = TypeVar("T")
@@ -225,8 +224,11 @@ def _nofile(pid: int) -> int:
 
 def fd_limit_from_proc(pid: int, root: str | Path = "/proc") -> int | None:
     """Soft RLIMIT_NOFILE from /proc/<pid>/limits; None when it cannot be read or parsed."""
+    from connwatch.parsers.proc_limits import parse_nofile_soft  # (its `re`: not loaded by a sample as root)
+
     try:
-        text = Path(root, str(pid), "limits").read_text(errors="replace")
+        with open(f"{root}/{pid}/limits", errors="replace") as fh:  # (as Path.read_text reads it)
+            text = fh.read()
         return parse_nofile_soft(text, f"{root}/{pid}/limits")
     except (OSError, ParseError):
         return None
@@ -236,7 +238,8 @@ def missing_capabilities(status_path: str | Path = "/proc/self/status") -> list[
     """Which of the two capabilities an owner lookup needs this process lacks (CapEff of
     /proc/self/status: bit 2 CAP_DAC_READ_SEARCH, bit 19 CAP_SYS_PTRACE); [] when unknown."""
     try:
-        text = Path(status_path).read_text()
+        with open(status_path) as fh:
+            text = fh.read()
         eff = int(next(x.split()[1] for x in text.splitlines() if x.startswith("CapEff:")), 16)
     except (OSError, StopIteration, IndexError, ValueError):
         return []

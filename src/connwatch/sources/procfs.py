@@ -12,7 +12,6 @@ import _socket  # (not socket: see sources/netlink.py)
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from connwatch.errors import ConnwatchError, ParseError, SourceUnavailable
 from connwatch.model import HostInfo, SourceStatus, Sysctls
@@ -22,6 +21,8 @@ from connwatch.parsers.sysctl import parse_int, parse_port_range, parse_reserved
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from os import PathLike
+    from pathlib import Path
     from typing import TypeVar
 
     T = TypeVar("T")
@@ -30,7 +31,10 @@ Parser = Callable[[str, str], dict[str, int]]
 # Text equal to the last read is not parsed again: the parsers are pure functions of (text, source name).
 ParseMemo = dict[str, tuple[str, Parser, dict[str, int]]]
 
-LIVE_ROOT = Path("/proc")
+# The live root, as path_text() gives it. A ProcFS keeps its root as text: pathlib (with urllib.parse and
+# ipaddress, which it imports) was 14.6 M instructions of a 35k-socket `snapshot`'s 136.8 M to its first
+# kernel read (callgrind, issue 17), for nothing but this comparison and the prefix of every path read.
+LIVE_ROOT = "/proc"
 NO_SUCH_FILE = "no such file"
 
 COUNTER_FILES: tuple[tuple[str, Parser], ...] = (
@@ -57,15 +61,15 @@ class ProcFS:
     namespace has no tcp_max_orphans), not a failure. `memo`: see ParseMemo (read_parsed).
     """
 
-    def __init__(self, root: str | Path = LIVE_ROOT, host_only: frozenset[str] = frozenset(),
+    def __init__(self, root: str | PathLike[str] = LIVE_ROOT, host_only: frozenset[str] = frozenset(),
                  memo: ParseMemo | None = None) -> None:
-        self.root = Path(root)
+        self.root = path_text(root)  # (str(Path(root)), without pathlib)
         self.host_only = host_only
         self.memo = memo
-        self._prefix = str(self.root).rstrip("/") + "/"
+        self._prefix = self.root.rstrip("/") + "/"
 
     def __repr__(self) -> str:
-        return f"ProcFS({str(self.root)!r})"
+        return f"ProcFS({self.root!r})"
 
     @property
     def is_live(self) -> bool:
@@ -74,6 +78,8 @@ class ProcFS:
 
     def path(self, rel: str) -> Path:
         """The full path of `rel` ("net/netstat", "sys/net/core/somaxconn") under the root."""
+        from pathlib import Path  # (not loaded by a sample: where() is what reads use)
+
         return Path(self.where(rel))
 
     def where(self, rel: str) -> str:
@@ -118,12 +124,20 @@ class ThreadNetProcFS(ProcFS):
     /proc/sys/net already follows the calling thread. Host-only sysctls are "not applicable".
     """
 
-    def __init__(self, root: str | Path = LIVE_ROOT, memo: ParseMemo | None = None) -> None:
+    def __init__(self, root: str | PathLike[str] = LIVE_ROOT, memo: ParseMemo | None = None) -> None:
         super().__init__(root, HOST_ONLY_SYSCTLS, memo)
 
     def where(self, rel: str) -> str:
         rel = rel.lstrip("/")
         return self._prefix + ("thread-self/" + rel if rel.startswith("net/") else rel)
+
+
+def path_text(path: str | PathLike[str]) -> str:
+    """str(pathlib.PurePosixPath(path)) without pathlib: "." and empty parts dropped, a leading "//" kept
+    (and "///" or more made "/"), "" made "." (tests/unit/test_procfs_read.py compares the two)."""
+    text = os.fspath(path)
+    lead = "//" if text.startswith("//") and not text.startswith("///") else "/" if text.startswith("/") else ""
+    return lead + "/".join(part for part in text.split("/") if part and part != ".") or "."
 
 
 def _elapsed_ms(start: float) -> float:
