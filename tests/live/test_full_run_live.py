@@ -46,6 +46,17 @@ sys.stdin.readline()
 DUMP = dump_script({"all": "netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT"})
 
 COMPARE = COMPARE_HEAD + """
+import struct
+from connwatch.parsers.sock_diag_full import _RUN_MIN
+
+def opens_with_run(chunk):  # its first _RUN_MIN messages: inet_diag replies (20) of one length
+    heads, at = [], 0
+    while at + 16 <= len(chunk) and len(heads) < _RUN_MIN:
+        length, kind = struct.unpack_from("=IH", chunk, at)
+        heads.append((length, kind))
+        at += max((length + 3) & ~3, 16)
+    return len(heads) == _RUN_MIN and len(set(heads)) == 1 and heads[0][1] == 20
+
 out = {}
 for name, hexes in dumps.items():
     chunks = [bytes.fromhex(h) for h in hexes]
@@ -53,7 +64,7 @@ for name, hexes in dumps.items():
     ends = [(new(c), old._slim(c, 0)) for c in chunks]
     runs = sum(1 for c in chunks if SocketAggregator(ports, 1000)._full_run(c))
     out[name] = {"equal": state(new) == state(old), "ends": all(a == b for a, b in ends), "runs": runs,
-                 "chunks": len(chunks), "total": new.total, "by_state": new.by_state,
+                 "chunks": len(chunks), "eligible": sum(1 for c in chunks if opens_with_run(c)), "total": new.total, "by_state": new.by_state,
                  "accepted": sorted(a[1] for a in new.accepts.values()), "key_sizes": sorted(
                      {len(k) for a in new.sources.values() for k in a}), "owners": len(new.owner_inodes)}
 print(json.dumps(out))
@@ -73,6 +84,9 @@ def test_full_socket_runs_decode_as_the_slim_loop(ns: Netns) -> None:
             assert r["total"] == 2 * 900, (who, name, r)  # each connection's two ends
             assert r["by_state"][8] == 18 and r["by_state"][5] == 18, (who, name, r)  # CLOSE_WAIT, FIN_WAIT2
             assert r["accepted"] == [300, 300, 300] and r["key_sizes"] == [4, 16] and r["owners"] == 3, (who, r)
-        # per family, nearly every chunk opens with a run of one length (not: NLMSG_DONE alone, a short tail,
-        # one opening with a FIN_WAIT2 socket the kernel keeps as a TIME_WAIT mini-socket: another length)
-        assert res["all per-family"]["runs"] >= max(4, res["all per-family"]["chunks"] - 4), (who, res)
+        # per family, every chunk that opens with a run of full-socket replies of one length is counted by
+        # columns, and most do (not: NLMSG_DONE alone, a short tail, one opening with a FIN_WAIT2 socket the
+        # kernel keeps as a TIME_WAIT mini-socket: another length; where those 18 fall in the hash varies, so
+        # no fixed count: once 5 of 11 chunks opened with one)
+        fam = res["all per-family"]
+        assert fam["runs"] == fam["eligible"] >= max(2, fam["chunks"] // 3), (who, res)
