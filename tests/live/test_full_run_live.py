@@ -64,7 +64,8 @@ for name, hexes in dumps.items():
     ends = [(new(c), old._slim(c, 0)) for c in chunks]
     runs = sum(1 for c in chunks if SocketAggregator(ports, 1000)._full_run(c))
     out[name] = {"equal": state(new) == state(old), "ends": all(a == b for a, b in ends), "runs": runs,
-                 "chunks": len(chunks), "eligible": sum(1 for c in chunks if opens_with_run(c)), "total": new.total, "by_state": new.by_state,
+                 "chunks": len(chunks), "eligible": sum(1 for c in chunks if opens_with_run(c)),
+                 "total": new.total, "by_state": new.by_state,
                  "accepted": sorted(a[1] for a in new.accepts.values()), "key_sizes": sorted(
                      {len(k) for a in new.sources.values() for k in a}), "owners": len(new.owner_inodes)}
 print(json.dumps(out))

@@ -19,10 +19,10 @@ The path names come from the runtimes, not the kernel:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from connwatch.errors import ParseError
 from connwatch.parsers.netstat_snmp import shown
+from connwatch.record import Record, record
 
 _HEX_ID = r"[0-9a-f]{64}"
 _UID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}|[0-9a-f]{32}"
@@ -34,8 +34,8 @@ _BARE_ID = re.compile(_HEX_ID)
 _LINE = re.compile(r"([0-9]+):([^:]*):(.*)")
 
 
-@dataclass(frozen=True, slots=True)
-class CgroupIdentity:
+@record
+class CgroupIdentity(Record):  # (a record, not a dataclass: see sources/netns.py's imports)
     """What a process's cgroup path says about it. None = the path does not say."""
 
     runtime: str | None = None  # "docker", "containerd", "cri-o", "podman"; None when only an id is known

@@ -10,23 +10,29 @@ Every root is a parameter so tests point them at fixture trees. What cannot be r
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
-from pathlib import Path
 
 from connwatch.errors import ParseError
 from connwatch.model import Container, NetnsInfo, Pod
-from connwatch.parsers.cgroup import CgroupIdentity, parse_cgroup
+from connwatch.record import Record, record
 from connwatch.sources.netns import NetnsRef, ns_inode_of_link
+from connwatch.sources.procfs import path_text
+
+# No dataclasses or pathlib, and re only where the kubelet's log directories list entries: `--netns all` (the
+# default as root) loads this module before its first read of the kernel (sources/netns.py says what they cost)
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from connwatch.parsers.cgroup import CgroupIdentity
 
 PIDS_EXAMINED = 8  # processes per namespace whose cgroup is read (lowest pids first)
 SANDBOX_COMMANDS = frozenset({"pause", "/pause"})  # a pod's infrastructure container, not its workload
-_CONTAINER_LOG = re.compile(r"([^_]+)_([^_]+)_(.+)-([0-9a-f]{64})\.log")
-_POD_DIR = re.compile(r"([^_]+)_([^_]+)_([0-9a-f-]{32,36})")
+_CONTAINER_LOG = r"([^_]+)_([^_]+)_(.+)-([0-9a-f]{64})\.log"
+_POD_DIR = r"([^_]+)_([^_]+)_([0-9a-f-]{32,36})"
 
 
-@dataclass(frozen=True, slots=True)
-class NamingRoots:
+@record
+class NamingRoots(Record):
     """Where the naming files live (tests use fixture trees)."""
 
     proc: str = "/proc"
@@ -34,8 +40,8 @@ class NamingRoots:
     logs: str = "/var/log"
 
 
-@dataclass(frozen=True, slots=True)
-class KubeNames:
+@record
+class KubeNames(Record):
     """Names read once per sample from the kubelet's log directories."""
 
     pods: dict[str, tuple[str, str]]  # pod uid -> (namespace, name)
@@ -44,21 +50,25 @@ class KubeNames:
 
 def read_kube_names(logs_root: str | Path = "/var/log") -> KubeNames:
     """Pod and container names from the kubelet's /var/log/pods and /var/log/containers entries."""
-    root = Path(logs_root)
+    root = os.fspath(logs_root)
     pods: dict[str, tuple[str, str]] = {}
     containers: dict[str, str] = {}
-    for entry in _listdir(root / "pods"):
-        match = _POD_DIR.fullmatch(entry)
-        if match:
-            pods[match.group(3)] = (match.group(1), match.group(2))
-    for entry in _listdir(root / "containers"):
-        match = _CONTAINER_LOG.fullmatch(entry)
-        if match:
-            containers[match.group(4)] = match.group(3)
+    pod_dirs, logs = _listdir(os.path.join(root, "pods")), _listdir(os.path.join(root, "containers"))
+    if pod_dirs or logs:
+        import re  # (see the module's imports)
+
+        for entry in pod_dirs:
+            match = re.fullmatch(_POD_DIR, entry)
+            if match:
+                pods[match.group(3)] = (match.group(1), match.group(2))
+        for entry in logs:
+            match = re.fullmatch(_CONTAINER_LOG, entry)
+            if match:
+                containers[match.group(4)] = match.group(3)
     return KubeNames(pods, containers)
 
 
-def _listdir(path: Path) -> list[str]:
+def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
     except OSError:
@@ -69,9 +79,10 @@ def read_docker_name(container_id: str, docker_root: str | Path = "/var/lib/dock
     """The Docker container name ("web", without Docker's leading slash), or None when unreadable."""
     import json  # (only where Docker containers are named)
 
-    path = Path(docker_root) / "containers" / container_id / "config.v2.json"
+    path = os.path.join(docker_root, "containers", container_id, "config.v2.json")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            config = json.loads(f.read())
     except (OSError, ValueError):
         return None
     name = config.get("Name") if isinstance(config, dict) else None
@@ -80,16 +91,20 @@ def read_docker_name(container_id: str, docker_root: str | Path = "/var/lib/dock
 
 def read_identity(pid: int, proc_root: str | Path = "/proc") -> CgroupIdentity | None:
     """The cgroup identity of one process; None when it exited or its file is unreadable/malformed."""
-    path = Path(proc_root) / str(pid) / "cgroup"
+    from connwatch.parsers.cgroup import parse_cgroup  # (its regexes load re: only where a process is named)
+
+    path = f"{path_text(proc_root)}/{pid}/cgroup"
     try:
-        return parse_cgroup(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_cgroup(f.read(), path)
     except (OSError, ParseError):
         return None
 
 
 def read_command(pid: int, proc_root: str | Path = "/proc") -> str | None:
     try:
-        return (Path(proc_root) / str(pid) / "comm").read_text(encoding="utf-8", errors="replace").strip()
+        with open(f"{os.fspath(proc_root)}/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
     except OSError:
         return None
 
@@ -98,7 +113,7 @@ def _in_namespace(pid: int, inode: int, proc_root: str | Path) -> bool:
     """True when the pid is (still) in that namespace: a pid that exited and was reused since the
     enumeration must not lend its cgroup or name to the namespace it no longer belongs to."""
     try:
-        return ns_inode_of_link(os.readlink(Path(proc_root) / str(pid) / "ns/net")) == inode
+        return ns_inode_of_link(os.readlink(f"{os.fspath(proc_root)}/{pid}/ns/net")) == inode
     except OSError:
         return False
 

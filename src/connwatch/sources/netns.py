@@ -12,23 +12,28 @@ setns(fd, CLONE_NEWNET) first. A socket stays bound to the namespace it was crea
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 
 from connwatch.errors import SourceUnavailable
+from connwatch.record import Record, record
+from connwatch.sources.procfs import path_text
 
-T = TypeVar("T")
+# No dataclasses, pathlib, re or typing here: `--netns all` (the default as root) loads this module before its
+# first read of the kernel, and those four brought inspect, ast, dis, tokenize, fnmatch, urllib and sre with
+# them (snapshot --netns all: 87-102 ms of imports under -X importtime, 44-46 ms with --netns own; issue 17)
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import TypeVar
+
+    T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 CAP_SYS_ADMIN = 21
 BIND_MOUNT_DIRS = ("netns", "docker/netns")  # under the run root: `ip netns`, Docker
-_NS_LINK = re.compile(r"net:\[([0-9]+)\]")
 
 
-@dataclass(frozen=True, slots=True)
-class NetnsRef:
+@record
+class NetnsRef(Record):
     """One network namespace as found: how to enter it and who lives there."""
 
     inode: int  # nsfs inode: the namespace's identity while it exists
@@ -47,22 +52,25 @@ class NetnsRef:
         return f"netns:[{self.inode}]" + (f" ({self.name})" if self.name else "")
 
 
-@dataclass(frozen=True, slots=True)
-class NetnsList:
+@record
+class NetnsList(Record):
     namespaces: tuple[NetnsRef, ...]  # the own namespace first, then by inode
     limitations: tuple[str, ...] = ()
 
 
 def ns_inode_of_link(target: str) -> int | None:
-    """"net:[4026531840]" -> 4026531840; anything else -> None."""
-    match = _NS_LINK.fullmatch(target)
-    return int(match.group(1)) if match else None
+    """"net:[4026531840]" -> 4026531840; anything else -> None (what the regex net:\\[([0-9]+)\\] matched)."""
+    digits = target[5:-1]
+    if target.startswith("net:[") and target.endswith("]") and digits.isascii() and digits.isdigit():
+        return int(digits)
+    return None
 
 
 def can_enter_namespaces(proc_root: str | Path = "/proc") -> bool:
     """True when this process holds CAP_SYS_ADMIN (setns into a network namespace needs it)."""
     try:
-        text = (Path(proc_root) / "self/status").read_text()
+        with open(f"{os.fspath(proc_root)}/self/status") as f:
+            text = f.read()
     except OSError:
         return os.geteuid() == 0
     for line in text.splitlines():
@@ -74,12 +82,12 @@ def can_enter_namespaces(proc_root: str | Path = "/proc") -> bool:
 def own_inode(proc_root: str | Path = "/proc") -> int | None:
     """The nsfs inode of the reader's namespace, from <proc>/self/ns/net (None if unreadable)."""
     try:
-        return ns_inode_of_link(os.readlink(Path(proc_root) / "self/ns/net"))
+        return ns_inode_of_link(os.readlink(f"{os.fspath(proc_root)}/self/ns/net"))
     except OSError:
         return None
 
 
-def _process_namespaces(proc_root: Path) -> dict[int, list[int]]:
+def _process_namespaces(proc_root: str) -> dict[int, list[int]]:
     """inode -> pids (ascending) from every readable /proc/<pid>/ns/net link."""
     found: dict[int, list[int]] = {}
     try:
@@ -88,7 +96,7 @@ def _process_namespaces(proc_root: Path) -> dict[int, list[int]]:
         return found
     for pid in sorted(entries):
         try:
-            inode = ns_inode_of_link(os.readlink(proc_root / str(pid) / "ns/net"))
+            inode = ns_inode_of_link(os.readlink(f"{proc_root}/{pid}/ns/net"))
         except OSError:
             continue  # exited, or another user's process
         if inode is not None:
@@ -96,7 +104,7 @@ def _process_namespaces(proc_root: Path) -> dict[int, list[int]]:
     return found
 
 
-def _bind_mounts(run_root: Path, nsfs_dev: int | None) -> list[tuple[int, str, str | None]]:
+def _bind_mounts(run_root: str, nsfs_dev: int | None) -> list[tuple[int, str, str | None]]:
     """(inode, path, ip-netns name or None) of every namespace file under the run root.
 
     A file left behind without its bind mount (a failed `ip netns del`) is not on nsfs: when the
@@ -104,26 +112,26 @@ def _bind_mounts(run_root: Path, nsfs_dev: int | None) -> list[tuple[int, str, s
     """
     out = []
     for rel in BIND_MOUNT_DIRS:
-        folder = run_root / rel
+        folder = os.path.join(run_root, rel)
         try:
             names = sorted(os.listdir(folder))
         except OSError:
             continue
         for name in names:
-            path = folder / name
+            path = os.path.join(folder, name)
             try:
                 st = os.stat(path)
             except OSError:
                 continue
             if nsfs_dev is not None and st.st_dev != nsfs_dev:
                 continue
-            out.append((st.st_ino, str(path), name if rel == "netns" else None))
+            out.append((st.st_ino, path, name if rel == "netns" else None))
     return out
 
 
-def _nsfs_dev(proc_root: Path) -> int | None:
+def _nsfs_dev(proc_root: str) -> int | None:
     try:
-        return os.stat(proc_root / "self/ns/net").st_dev
+        return os.stat(f"{proc_root}/self/ns/net").st_dev
     except OSError:
         return None  # a fixture tree: its links point nowhere
 
@@ -135,7 +143,7 @@ def enumerate_netns(proc_root: str | Path = "/proc", run_root: str | Path = "/ru
     Without CAP_SYS_ADMIN (`privileged` False; None = ask the live kernel) other namespaces can
     neither be entered nor fully seen: only the own namespace is returned, with a limitation.
     """
-    proc, run = Path(proc_root), Path(run_root)
+    proc, run = path_text(proc_root), path_text(run_root)
     own = own_inode(proc)
     if privileged is None:
         privileged = can_enter_namespaces()
