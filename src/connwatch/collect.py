@@ -303,12 +303,6 @@ def _plan(proc: ProcFS, cache: TimeWaitCache, counters: dict[str, int], mono: fl
                                                 _range_size(sysctls)))
 
 
-def _tcp_sockstat(proc: ProcFS, rel: str = "net/sockstat") -> dict[str, int]:
-    """sockstat's (or sockstat6's) values (TCP.tw, TCP.inuse...), read before the dump; {} when unreadable."""
-    values, _ = read_parsed(proc, rel, parse_sockstat)
-    return values or {}
-
-
 def _many_time_wait(proc: ProcFS) -> bool:
     """Whether the namespace holds so much TIME_WAIT (sockstat's tw, read before the dump) that dumping it
     apart pays: its chunks are then keyed by columns (parsers/sock_diag_columns.py), where one dump of
@@ -328,7 +322,7 @@ def _many_time_wait(proc: ProcFS) -> bool:
     the slim loop: +12 ms of user time against ~8 ms of walk), but 1.01x against 1.21x with another namespace's
     300k TIME_WAIT in the host's hash. TCP.inuse counts IPv4 sockets only (TCP6's are in sockstat6) and tw also
     counts the FIN_WAIT2 sockets an application closed (dumped as FIN_WAIT2): the ratio is an estimate."""
-    found = _tcp_sockstat(proc)
+    found = read_parsed(proc, "net/sockstat", parse_sockstat)[0] or {}  # ({} when unreadable)
     tw, others = found.get("TCP.tw", 0), found.get("TCP.inuse", 0)
     return tw >= SPLIT_TIME_WAIT_AT and tw < TIME_WAIT_PER_OTHER * others
 
