@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import _socket  # (not socket: see sources/netlink.py)
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from connwatch.clock import Clock
 from connwatch.collect_owners import attach_owners
@@ -53,6 +53,9 @@ class CollectOptions(Record):
     # Also name the owners of the busiest destinations' connections (the fd scan then runs until it met
     # them too); `sources` shows listener owners only and sets this off.
     destination_owners: bool = True
+    # Socket inode -> the pid that held it at the caller's earlier scan: those processes are read first
+    # (the agent's refresh of known listener owners; collect_owners.attach_owners). None: no hint.
+    owner_hints: Mapping[int, int] | None = field(default=None, compare=False)
     replay: str | None = None  # a directory of recorded sock_diag replies to read instead of the kernel (tests)
     # One kernel walk for IPv4+IPv6 (the legacy TCPDIAG_GETSOCK request) instead of one per family:
     # the kernel walks its host-wide socket hashes for every dump, whatever the namespace, so this
@@ -344,4 +347,4 @@ def collect(clock: Clock, opts: CollectOptions | None = None) -> Snapshot:
     opts = opts or CollectOptions()
     memo = opts.time_wait.get(0).parsed if opts.time_wait is not None else None  # (the agent's: kept across samples)
     snap = sample(clock, opts, ProcFS(opts.proc_root, memo=memo))
-    return attach_owners([snap], opts.proc_root, opts.destination_owners)[0] if opts.owners else snap
+    return attach_owners([snap], opts.proc_root, opts.destination_owners, opts.owner_hints)[0] if opts.owners else snap

@@ -221,7 +221,9 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
     chosen_sel = parse_selector(selector) if isinstance(selector, str) else selector
     if not ProcFS(opts.proc_root).is_live or chosen_sel.kind == "own":
         snap = sample(clock, opts, ProcFS(opts.proc_root))
-        return attach_owners([snap], opts.proc_root, opts.destination_owners) if opts.owners else [snap]
+        if not opts.owners:
+            return [snap]
+        return attach_owners([snap], opts.proc_root, opts.destination_owners, opts.owner_hints)
     found, listing = discover(opts, run_root, naming)
     return collect_selected(clock, opts, select(found, chosen_sel, opts.proc_root), listing)
 
@@ -232,7 +234,7 @@ def collect_selected(clock: Clock, opts: CollectOptions, chosen: list[tuple[Netn
     snaps = collect_many(clock, replace(opts, owners=False), chosen)
     if listing.limitations:
         snaps = [replace(s, limitations=(*s.limitations, *listing.limitations)) for s in snaps]
-    return attach_owners(snaps, opts.proc_root, opts.destination_owners) if opts.owners else snaps
+    return attach_owners(snaps, opts.proc_root, opts.destination_owners, opts.owner_hints) if opts.owners else snaps
 
 
 Made = tuple[_socket.socket, tuple[int, ...] | None]  # a namespace's poll socket and probe files

@@ -5,7 +5,7 @@ host-wide), and what could not be inspected is said (limitations), never left si
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from connwatch.model import DestinationUsage, Listener, Process, Snapshot, SocketSummary
 from connwatch.record import replace
@@ -104,10 +104,11 @@ def _owned(snap: Snapshot, busiest: list[DestinationUsage], scan: processes.Owne
     return replace(snap, listeners=tuple(listeners), sockets=summary, limitations=tuple(limits))
 
 
-def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = True) -> list[Snapshot]:
+def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = True,
+                  hints: Mapping[int, int] | None = None) -> list[Snapshot]:
     """One fd scan for every snapshot's listeners and (`destinations`) busiest destinations' connections
     (socket inodes are unique host-wide, so one scan serves every network namespace); each pid described
-    once."""
+    once. `hints`: socket inode -> pid that held it at an earlier scan, read first (processes.py)."""
     busiest = [_busiest(s.sockets) if destinations else [] for s in snaps]
     inodes = [x.inode for s in snaps for x in s.listeners] + [i for b in busiest for d in b for i in d.owner_inodes]
     if not inodes:
@@ -118,7 +119,7 @@ def attach_owners(snaps: list[Snapshot], proc_root: str, destinations: bool = Tr
         ns = s.netns.inode if s.netns is not None else own
         if ns is not None:
             netns_of.update(dict.fromkeys([x.inode for x in s.listeners] + [i for d in b for i in d.owner_inodes], ns))
-    scan = processes.scan_socket_owners(inodes, proc_root, netns_of)
+    scan = processes.scan_socket_owners(inodes, proc_root, netns_of, hints)
     cache: dict[int, Process | None] = {}
 
     def describe(pid: int) -> Process | None:

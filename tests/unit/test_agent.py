@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -257,3 +258,49 @@ def test_a_reused_poll_of_another_namespace_keeps_its_peaks_and_a_new_one_or_a_n
     others.answer = {4026532101: None}  # its dump failed
     agent.listener_poll()
     assert agent.peaks[key] == 0
+
+
+def test_an_owner_refresh_reads_the_known_owners_first_and_a_new_listener_scans_everything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connwatch import collect as collect_module
+    from connwatch.agent import loop
+    from connwatch.clock import FakeClock
+    from connwatch.model import Process
+    from connwatch.record import replace
+
+    clock = FakeClock()
+    opts = AgentOptions(state_dir=tmp_path / "state", listen_port=0, proc_root=PROC, use_netlink=False)
+    agent = Agent(opts, load_config(None), clock)
+    base = collect_module.collect(clock, collect_module.CollectOptions(proc_root=PROC, use_netlink=False, owners=False))
+    assert base.listeners
+    owned = tuple(replace(x, owner=Process(pid=4000 + i, command="server")) for i, x in enumerate(base.listeners))
+    snaps = [replace(base, listeners=owned)]
+    asked: list[collect_module.CollectOptions] = []
+
+    def fake_collect(_clock: Clock, o: collect_module.CollectOptions) -> Snapshot:
+        asked.append(o)
+        return snaps[-1]
+
+    monkeypatch.setattr(loop, "collect", fake_collect)
+    monkeypatch.setattr(agent.poller, "last", owned, raising=False)
+    agent.full_sample()
+    assert asked[-1].owners and asked[-1].destination_owners and asked[-1].owner_hints is None  # the first
+    clock.advance(5)
+    agent.full_sample()
+    assert not asked[-1].owners  # nothing new: the known owners stay
+    clock.advance(loop.OWNER_REFRESH_S)
+    agent.full_sample()
+    hints = {x.inode: x.owner.pid for x in owned if x.owner is not None and x.inode}
+    assert asked[-1].owners and asked[-1].owner_hints == hints and hints
+    # destination owners (explanations of the ephemeral-port alerts) only while one of those is active
+    assert asked[-1].destination_owners == any(a.attribute.startswith("EphemeralPort") for a in agent.alerts)
+    agent.alerts = (SimpleNamespace(attribute="EphemeralPortUsage", key="k", severity=2),)
+    clock.advance(loop.OWNER_REFRESH_S)
+    agent.full_sample()
+    assert asked[-1].owner_hints == hints and asked[-1].destination_owners
+    new = replace(base.listeners[0], inode=987654, cookie=1)
+    snaps.append(replace(base, listeners=(*owned, new)))
+    monkeypatch.setattr(agent.poller, "last", (*owned, new), raising=False)
+    clock.advance(5)
+    agent.full_sample()
+    assert asked[-1].owners and asked[-1].destination_owners and asked[-1].owner_hints is None  # a new listener

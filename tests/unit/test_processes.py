@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from connwatch.sources import processes
 from connwatch.sources.processes import describe_process
 
 
@@ -65,3 +66,37 @@ def test_a_process_that_is_gone_is_none() -> None:
     done = subprocess.Popen(["true"])
     done.wait()
     assert describe_process(done.pid) is None
+
+
+def _fd_tree(root: Path, holders: dict[int, list[int]]) -> None:
+    """A /proc-shaped tree of fd links only (pid -> the socket inodes of its fds 0..n-1): the scan's mechanism."""
+    for pid, inodes in holders.items():
+        (root / str(pid) / "fd").mkdir(parents=True)
+        for fd, inode in enumerate(inodes):
+            (root / str(pid) / "fd" / str(fd)).symlink_to(f"socket:[{inode}]")
+
+
+def test_hinted_owners_are_read_first_and_a_stale_hint_changes_nothing(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # pid 10 holds 400 other sockets, pid 20 the two listeners (the listing's order decides who is read first)
+    _fd_tree(tmp_path, {10: list(range(1000, 1400)), 20: [5000, 5001, 5002]})
+    reads: list[int] = []
+    real = os.readlink
+
+    def counted(path: str, *, dir_fd: int | None = None) -> str:
+        reads.append(1)
+        return real(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "readlink", counted)
+    plain = processes.scan_socket_owners([5001, 5002], str(tmp_path))
+    plain_reads, reads[:] = len(reads), []
+    hinted = processes.scan_socket_owners([5001, 5002], str(tmp_path), hints={5001: 20, 5002: 20})
+    assert plain.owners == hinted.owners == {5001: 20, 5002: 20}
+    assert len(reads) == 3 and plain_reads >= 3  # pid 20's fds only, up to its last listener
+    assert hinted.open_fds == {20: 3}  # the hinted process's fds are still counted (its owner details)
+    reads[:] = []
+    stale = processes.scan_socket_owners([5001, 5002], str(tmp_path), hints={5001: 10, 5002: 99})
+    assert stale.owners == plain.owners and len(reads) >= 403  # a pid that no longer holds it (or is gone)
+    _fd_tree(tmp_path, {30: [5001]})  # pid 30 shares a listener (as a forked worker does)
+    shared = processes.scan_socket_owners([5001], str(tmp_path), hints={5001: 30})
+    assert shared.owners == {5001: 30}  # the hinted holder of a shared socket stays its owner

@@ -41,7 +41,7 @@ class OwnerScan(Record):
 
 
 def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
-                       netns_of: Mapping[int, int] | None = None) -> OwnerScan:
+                       netns_of: Mapping[int, int] | None = None, hints: Mapping[int, int] | None = None) -> OwnerScan:
     """Map the given socket inodes to the pid holding them (first holder found, in pid order).
 
     `netns_of` (socket inode -> the nsfs inode of its network namespace) orders the search: first each
@@ -49,6 +49,12 @@ def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
     so a process holding thousands of fds is passed over once its namespace's sockets are named;
     then, for any socket still unowned (held from another namespace), every process not fully read.
     The fds read are what costs (a readlink each): `ss -tan` reads none.
+
+    `hints` (socket inode -> the pid that held it at an earlier scan) are read first, each only until its
+    hinted sockets are named: a refresh of known owners then reads a few fds of a few processes instead of
+    every fd of every process until a socket closed since the dump is given up (see agent/loop.py
+    _owner_hints for the figures). A hinted pid that no longer holds its socket is searched
+    as without hints; a socket is still named by the first holder found, the hinted one first.
     """
     wanted = {f"socket:[{inode}]": inode for inode in inodes if inode}
     if not wanted:
@@ -58,6 +64,10 @@ def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
         if netns_of and inode in netns_of:
             left.setdefault(netns_of[inode], set()).add(inode)
     scan = _Scan(wanted, str(root), {i: group for group in left.values() for i in group})
+    for pid, theirs in _by_pid(hints, wanted).items():
+        if len(scan.owners) == len(wanted):
+            break
+        scan.read(pid, theirs)
     pids = [int(e.name) for e in os.scandir(root) if e.name.isdecimal()]
     if left:
         pending = []
@@ -74,6 +84,17 @@ def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
             break
         scan.read(pid, None)
     return OwnerScan(scan.owners, len(scan.unreadable), scan.open_fds)
+
+
+def _by_pid(hints: Mapping[int, int] | None, wanted: dict[str, int]) -> dict[int, set[int]]:
+    """The hinted pids (in order) and the wanted sockets each held at the earlier scan."""
+    out: dict[int, set[int]] = {}
+    if hints:
+        asked = set(wanted.values())
+        for inode, pid in hints.items():
+            if inode in asked:
+                out.setdefault(pid, set()).add(inode)
+    return out
 
 
 def netns_inode(root: str | Path, pid: int | str = "self") -> int | None:
@@ -138,6 +159,8 @@ class _Scan:
             if inode is not None and inode not in owners:
                 owners[inode] = pid
                 self.groups.get(inode, set()).discard(inode)
+                if until is not None:  # (a hinted pid's sockets: see scan_socket_owners)
+                    until.discard(inode)
                 if len(owners) == len(wanted):
                     return False  # all found: the rest of this process's fds need not be read
         return True
