@@ -7,6 +7,11 @@ consecutive windows, and the pair ratios per window. Needs root (a namespace of 
 loopback only). Bounded: every helper process has a lifetime, the namespace is deleted at the end.
 
     sudo python bench/bench_agent.py [--sizes 10000,100000] [--windows 4] [--window 30]
+    sudo python bench/bench_agent.py --sizes 100000 --solo --window 60 [--no-every-sample]
+
+`--solo` measures each process alone, in turn (the others stopped meanwhile: rotate()), where the default
+runs them all at once: four monitors walking one socket hash on a 2-core VM take each other's CPU and
+caches, and a host runs one.
 
 The load: `--tw-share` (0.9) of the sockets are TIME_WAIT, kept at that level by a steady churn
 (connect+close, the server closes after the client's FIN) of sockets/60 per second over 16
@@ -210,13 +215,41 @@ def uptime_load() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[0]
 
 
+def rotate(pids: dict[str, int], scrapers: dict[str, subprocess.Popen[str]], windows: int, window: float,
+           settle: float) -> dict[str, list[float]]:
+    """`--solo`: each window measures one process while the others (and their scrapers) are stopped
+    (SIGSTOP), in turn, `windows` rounds: no other monitor walks the socket hash or takes the CPU meanwhile.
+    A resumed agent first catches up (its first sample after a stop dumps TIME_WAIT and refreshes owners,
+    60 s having passed): `settle` seconds run unmeasured, so a 60 s window then holds one due TIME_WAIT
+    dump, as a steadily running agent does."""
+    cpu: dict[str, list[float]] = {k: [] for k in pids}
+    everyone = [*pids.values(), *(p.pid for p in scrapers.values())]
+    try:
+        for _ in range(windows):
+            for name, pid in pids.items():
+                for other in everyone:
+                    os.kill(other, signal.SIGSTOP)
+                for one in (pid, scrapers[name].pid):
+                    os.kill(one, signal.SIGCONT)
+                time.sleep(settle)
+                c0, t0 = cpu_seconds(pid), time.monotonic()
+                time.sleep(window)
+                cpu[name].append((cpu_seconds(pid) - c0) / (time.monotonic() - t0) * 100)
+    finally:
+        for other in everyone:
+            os.kill(other, signal.SIGCONT)
+    return cpu
+
+
 def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tmp: Path,
             a_fill: float = 60.0, small: list[str] | None = None, listeners: int = 50,
-            before: str | None = None, prefix: str = "cwbench") -> dict[str, object]:
+            before: str | None = None, prefix: str = "cwbench", solo: bool = False,
+            every_sample: bool = True, settle: float = 5.0) -> dict[str, object]:
     tw_target = int(size * tw_share)
     rate = tw_target / 60.0
     hold = max((size - tw_target) // 2, 0)
-    life = 60 + 30 + windows * window + 60
+    count_agents = (1 + every_sample + bool(before) + bool(NODE_EXPORTER) + (1 + bool(before)) * bool(small))
+    life = 60 + 30 + windows * (window + settle) * (count_agents if solo else 1) + 60
     procs: list[subprocess.Popen[str]] = []
     agents: dict[str, subprocess.Popen[str]] = {}
     stop_pid: dict[int, int] = {}  # the process to signal instead of a Popen's own
@@ -231,13 +264,14 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
         time.sleep(a_fill)  # one TIME_WAIT lifetime: the population reaches its steady level
         total, tw = count(ns)
         print(f"{size} target: {total} sockets ({tw} TIME_WAIT, churn {rate:.0f}/s, {hold} held connections)")
-        for name, port, extra in (("when-due", METRICS_DUE, ["--log-level", "debug"]), ("every-sample", METRICS_EVERY,
-                                                                   ["--time-wait", "every-sample"])):
+        kinds = [("when-due", METRICS_DUE, ["--log-level", "debug"]),
+                 ("every-sample", METRICS_EVERY, ["--time-wait", "every-sample"])][:2 if every_sample else 1]
+        for name, port, extra in kinds:
             agents[name] = start(ns, sys.executable, "-m", "connwatch", "run", "--interval", "5", "--netns", "own",
                                  "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp / f"state-{size}-{name}"),
                                  *extra, log=tmp / f"{name}-{size}.log")
             procs.append(agents[name])
-        urls = [f"http://127.0.0.1:{METRICS_DUE}/metrics", f"http://127.0.0.1:{METRICS_EVERY}/metrics"]
+        urls = [f"http://127.0.0.1:{METRICS_DUE}/metrics", f"http://127.0.0.1:{METRICS_EVERY}/metrics"][:len(kinds)]
         if before:  # an older tree's `run` (its src/ first on the path), when-due too, in the same windows
             agents["before"] = start(ns, "env", f"PYTHONPATH={before}", sys.executable, "-m", "connwatch", "run",
                                      "--interval", "5", "--netns", "own", "--listen", f"127.0.0.1:{METRICS_BEFORE}",
@@ -268,24 +302,31 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
                 procs.append(agents["netns-all-before"])
                 stop_pid[agents["netns-all-before"].pid] = child_pid(agents["netns-all-before"].pid)
                 url += f",http://127.0.0.1:{METRICS_ALL_BEFORE}/metrics"
-            procs.append(subprocess.Popen([sys.executable, "-c", SCRAPER, url, "5", str(windows * window + 60)]))
+            if not solo:
+                procs.append(subprocess.Popen([sys.executable, "-c", SCRAPER, url, "5", str(windows * window + 60)]))
         time.sleep(15)  # imports, first samples
         for name, proc in agents.items():
             if proc.poll() is not None:
                 log = tmp / f"{name}-{size}.log"
                 raise SystemExit(f"{name} exited: {log.read_text()[-2000:] if log.exists() else ''}")
-        procs.append(start(ns, sys.executable, "-c", SCRAPER, ",".join(urls), "5", str(windows * window + 30)))
-        cpu: dict[str, list[float]] = {k: [] for k in agents}
         pids = {k: leaf(p) for k, p in agents.items()}
         loads = []
-        for _ in range(windows):
-            c0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
-            t0 = time.monotonic()
-            time.sleep(window)
-            dt = time.monotonic() - t0
-            for k, pid in pids.items():
-                cpu[k].append((cpu_seconds(pid) - c0[k]) / dt * 100)
+        if solo:  # one scraper per process, stopped with it (bench_agent.rotate)
+            scrapers = {k: _scraper(ns, k, life) for k in agents}
+            procs.extend(scrapers.values())
+            cpu = rotate(pids, scrapers, windows, window, settle)
             loads.append(uptime_load())
+        else:
+            procs.append(start(ns, sys.executable, "-c", SCRAPER, ",".join(urls), "5", str(windows * window + 30)))
+            cpu = {k: [] for k in agents}
+            for _ in range(windows):
+                c0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+                t0 = time.monotonic()
+                time.sleep(window)
+                dt = time.monotonic() - t0
+                for k, pid in pids.items():
+                    cpu[k].append((cpu_seconds(pid) - c0[k]) / dt * 100)
+                loads.append(uptime_load())
         rss = {k: rss_mb(pid) for k, pid in pids.items()}
         sampled = "?"
         if small:
@@ -324,6 +365,16 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
             "scrapes_per_s": len(sorted_lat) / sum(sorted_lat), "metrics_bytes": lat["bytes"],
             "ss_tan_ms": statistics.median(ss), "tw_dumps": tw_dumps, "full_samples": full,
             "reasons": dict(reasons), "netns_labels": sampled}
+
+
+def _scraper(ns: str, name: str, life: float) -> subprocess.Popen[str]:
+    """The scraper of one measured process (`--solo`): every 5 s, from the load's namespace, or from the
+    host's for the `--netns all` agents (they run there)."""
+    port = {"when-due": METRICS_DUE, "every-sample": METRICS_EVERY, "before": METRICS_BEFORE, "node_exporter": NODE,
+            "netns-all": METRICS_ALL, "netns-all-before": METRICS_ALL_BEFORE}[name]
+    url = f"http://127.0.0.1:{port}/metrics"
+    args = [sys.executable, "-c", SCRAPER, url, "5", str(life)]
+    return subprocess.Popen(args, text=True) if name.startswith("netns-all") else start(ns, *args)
 
 
 def report(r: dict[str, object]) -> None:
@@ -367,6 +418,10 @@ def main() -> int:
     p.add_argument("--before", help="the src/ directory of an older connwatch: its `run` (when-due) is measured "
                                     "in the same windows, as \"before\" (and its `run --netns all` with --small)")
     p.add_argument("--prefix", default="cwbench", help="start of the names of the namespaces made here")
+    p.add_argument("--solo", action="store_true",
+                   help="measure each process alone: the others (and their scrapers) stopped during its window, "
+                        "in turn (see rotate); --window 60 suits it (one due TIME_WAIT dump per window)")
+    p.add_argument("--no-every-sample", action="store_true", help="leave out `run --time-wait every-sample`")
     a = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_agent: needs root for a network namespace")
@@ -385,7 +440,7 @@ def main() -> int:
             tmp = Path(f"/tmp/{ns}")
             tmp.mkdir()
             report(measure(ns, size, a.tw_share, a.windows, a.window, tmp, a.fill, small, a.listeners, a.before,
-                           a.prefix))
+                           a.prefix, a.solo, not a.no_every_sample))
         finally:
             for name in (ns, *small):
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)
