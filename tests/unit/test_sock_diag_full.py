@@ -165,6 +165,27 @@ def test_accepts_on_several_ports_by_columns() -> None:
         assert _outcome([run + DONE], False, listening) == _outcome([run + DONE], True, listening)
 
 
+def test_chunks_of_one_run_held_and_counted_together() -> None:
+    """Whole-run chunks are held (up to _HOLD), counted in agg.total at once, and counted together by columns
+    when a chunk unlike them, the end of the dump or summary() comes; what the slim loop counts, also where the
+    columns then decline (many distinct keys: each held chunk by the slim loop)."""
+    parts = [_held(250, k * 250) for k in range(11)] + [DONE]
+    agg = SocketAggregator(LISTENING, 1000)
+    for k in range(sock_diag_full._HOLD):
+        assert agg(parts[k]) is False and len(agg.held) == k + 1 and agg.total == 250 * (k + 1)
+    assert agg(parts[8]) is False and len(agg.held) == 1 and agg.total == 9 * 250  # (the 8 counted, 1 held)
+    assert _outcome(parts, slim=False) == _outcome(parts, slim=True)
+    assert _outcome(parts[:5], slim=False) == _outcome(parts[:5], slim=True)  # (released by flush: no DONE)
+    many = [b"".join(reply(2, 1, 40_000 + i, 443, V4[0], bytes([10, k, i // 256, i % 256]) + bytes(12), 500 + i)
+                     for i in range(40)) for k in range(4)]
+    agg = SocketAggregator(LISTENING, 1000)
+    assert [agg(chunk) for chunk in many] == [False] * 4 and len(agg.held) == 4
+    assert agg(DONE) is True and not agg.held and agg.full_declines == 1
+    assert _outcome([*many, DONE], slim=False) == _outcome([*many, DONE], slim=True)
+    mixed = [parts[0], many[0], parts[1] + DONE]  # (a run of another key shape, then a chunk with the end)
+    assert _outcome(mixed, slim=False) == _outcome(mixed, slim=True)
+
+
 def test_what_the_columns_leave_to_the_slim_loop() -> None:
     """A TIME_WAIT reply, a SYN_SENT socket on a listening port, a connection waiting for accept() (inode 0),
     a peer per connection, too few messages: not counted by columns (0), and counted as the slim loop counts."""

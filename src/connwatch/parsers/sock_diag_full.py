@@ -64,6 +64,7 @@ _OUT_ONLY = tuple(range(22, 40))  # dport, src: the outbound key's
 _INODE = 84 // 4  # idiag_inode, in 32-bit words
 _SPORT = 20 // 2  # id.idiag_sport, in 16-bit words (network order, read native as the slim loop reads it)
 _NATIVE = sys.byteorder
+_HOLD = 8  # whole-run chunks counted together at most (hold)
 _PLANES = 8  # listening ports up to which the inbound messages are found by their port's bytes (_inbound)
 # 1 for the states a run may hold (SocketAggregator counts any of them as the slim loop does), else 0
 _KNOWN = bytes(int(0 < s < _NSTATES and s != _ST_TIME_WAIT) for s in range(256))
@@ -71,9 +72,10 @@ _QUEUED = bytes(int(s in _QUEUE_STATES) for s in range(256))
 _SYN = bytes(int(s == _ST_SYN_SENT) for s in range(256))
 
 
-def full_run(agg: SocketAggregator, chunk: bytes) -> int:
+def full_run(agg: SocketAggregator, chunk: bytes, may_hold: bool = False) -> int:
     """Count the chunk's leading run of full-socket replies of one length column-wise; returns the offset
-    where the slim loop goes on (0: no such run, nothing counted). See the module's docstring."""
+    where the slim loop goes on (0: no such run, nothing counted). See the module's docstring. `may_hold`: a
+    chunk that is one run whole is held (agg.held) to be counted with the chunks of the run after it (hold)."""
     step = int.from_bytes(chunk[:4], _NATIVE)
     if step < _SLIM.size or step > _RUN_MAX or step % 4 or len(chunk) < _RUN_MIN * step \
             or agg.full_declines >= _DECLINES:
@@ -95,10 +97,50 @@ def full_run(agg: SocketAggregator, chunk: bytes) -> int:
     states = run[17::step]
     if states.translate(_KNOWN).count(1) != n:
         return 0
+    if may_hold and end == len(chunk):  # (the whole chunk: held, counted with the chunks of the run that follow it)
+        agg.held.append(chunk)
+        agg.total += n
+        return end
     if _count(agg, run, step, n, states):
         return end
     agg.full_declines += 1
     return 0
+
+
+def hold(agg: SocketAggregator, chunk: bytes) -> bool:
+    """Hold the chunk with agg.held when it is one more whole run of their messages (length and type alike,
+    states the columns count) and there is room (_HOLD); else count the held chunks (release) and False.
+
+    The columns' cost is mostly per chunk (a slice and a count per key byte, whatever the run's length): the
+    non-TIME_WAIT dump at 100k sockets, 40 chunks of 261 replies, was decoded in 6.8 ms a chunk at a time,
+    4.3 ms with up to 8 chunks counted together (recorded chunks, medians of 200 in 8 interleaved rounds,
+    load 1.1). The held chunks count in agg.total at once (a dump that fails after them is not one that no
+    reply came from, collect.py); nothing else reads agg before the next chunk or summary() releases them."""
+    first = agg.held[0]
+    step = int.from_bytes(first[:4], _NATIVE)
+    n = len(chunk) // step
+    if len(agg.held) < _HOLD and n and len(chunk) == n * step and chunk[:6] == first[:6] and \
+            all(chunk[at::step].count(first[at]) == n for at in range(6)) and \
+            chunk[17::step].translate(_KNOWN).count(1) == n:
+        agg.held.append(chunk)
+        agg.total += n
+        return True
+    release(agg)
+    return False
+
+
+def release(agg: SocketAggregator) -> None:
+    """Count the held chunks, one run, by columns; where the columns cannot, each chunk by the slim loop."""
+    held, agg.held = agg.held, []
+    run = held[0] if len(held) == 1 else b"".join(held)
+    step = int.from_bytes(run[:4], _NATIVE)
+    n = len(run) // step
+    agg.total -= n  # (counted again now)
+    if _count(agg, run, step, n, run[17::step]):
+        return
+    agg.full_declines += 1
+    for chunk in held:
+        agg._slim(chunk, 0)
 
 
 def _and(a: bytes, b: bytes) -> bytes:
