@@ -1,64 +1,72 @@
-"""Each namespace's kernel series kept while unchanged (prom_kernel.KernelRows): the families are those
-built afresh, a changed value (a sysctl, a counter) shows in the next build, a vanished namespace's go."""
+"""The kernel families' rows and the 0.1 families against the walks over every counter they replaced
+(outputs/prom_kernel.py: the needed counters looked up, the legacy series made without add_metric)."""
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Collection
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client.core import CounterMetricFamily
 
-from connwatch.model import NetnsInfo, Snapshot
-from connwatch.outputs.prom_kernel import KernelRows, kernel_families
-from connwatch.outputs.prom_netns import ns_values
+from connwatch.attributes.registry import kernel_inputs
+from connwatch.model import Snapshot
+from connwatch.outputs import prom_kernel
+from connwatch.outputs.prom_kernel import NOT_COUNTERS, Row, legacy_kernel_families, namespace_rows
+from connwatch.parsers.netstat_snmp import parse_netstat_snmp
+from tests.unit.builders import snapshot
 
-from .builders import listener, snapshot
-
-BLUE = NetnsInfo(4026532101, "blue", pid=4242, command="python3")
-RED = NetnsInfo(4026532102, "red", pid=4343, command="nginx")
-
-
-def _ns(info: NetnsInfo | None, overflows: int, somaxconn: int = 4096) -> Snapshot:
-    snap = snapshot(10.0, (listener(8080),), {"TcpExt.ListenOverflows": overflows, "Tcp.ActiveOpens": 3})
-    return dataclasses.replace(snap, netns=info, sysctls=dataclasses.replace(snap.sysctls, somaxconn=somaxconn))
-
-
-def _text(snaps: list[Snapshot], rows: KernelRows | None) -> str:
-    class Fams:
-        def collect(self):  # type: ignore[no-untyped-def]
-            return kernel_families([(ns_values(s.netns), s) for s in snaps], None, rows)
-
-    reg = CollectorRegistry()
-    reg.register(Fams())
-    return generate_latest(reg).decode()
+PROC = Path(__file__).parent.parent / "fixtures" / "proc"
 
 
-def test_kept_rows_give_the_fresh_families_and_every_change() -> None:
-    rows = KernelRows()
-    rounds = [[_ns(None, 1), _ns(BLUE, 2), _ns(RED, 3)],
-              [_ns(None, 1), _ns(BLUE, 2), _ns(RED, 3)],
-              [_ns(None, 1), _ns(BLUE, 2, somaxconn=128), _ns(RED, 4)],  # a sysctl and a counter changed
-              [_ns(None, 1), _ns(BLUE, 2, somaxconn=128)]]  # red is gone
-    texts = []
-    for snaps in rounds:
-        kept = _text(snaps, rows)
-        assert kept == _text(snaps, None)
-        texts.append(kept)
-    assert texts[0] == texts[1]
-    assert 'connwatch_sysctl_net_core_somaxconn{netns="blue"} 4096.0' in texts[1]
-    assert 'connwatch_sysctl_net_core_somaxconn{netns="blue"} 128.0' in texts[2]
-    assert 'connwatch_netstat_tcpext_listen_overflows_total{netns="red"} 4.0' in texts[2]
-    assert 'netns="red"' in texts[2] and 'netns="red"' not in texts[3]
-    assert "connwatch_sysctl_net_core_somaxconn 4096.0" in texts[3]  # the own namespace: no empty labels
+def walked_rows(labels: tuple[str, str, str], snap: Snapshot, needed: Collection[str] | None) -> list[Row]:
+    """namespace_rows as it was: every counter sorted and filtered (its sockstat and sysctl rows as now)."""
+    out: list[Row] = []
+    for name, value in sorted(snap.counters.items()):
+        if not name.startswith(("Tcp.", "TcpExt.")) or name in NOT_COUNTERS or value < 0 or (
+                needed is not None and name not in needed):
+            continue
+        metric = prom_kernel.counter_metric(name)
+        out.append((CounterMetricFamily, metric, f"Kernel counter {name} (/proc/net/netstat, /proc/net/snmp; "
+                    "nstat's name)", prom_kernel._series(CounterMetricFamily, metric, labels, value)))
+    rest = namespace_rows(labels, snapshot(0, counters={}), needed)
+    return out + rest
 
 
-def test_each_attribute_exports_its_100_largest_values_ties_by_resource_in_order() -> None:
-    from connwatch.findings import Measurement
-    from connwatch.outputs.prom_measure import MAX_PER_ATTRIBUTE, measurement_families
+def counters_of(tree: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in ("netstat", "snmp"):
+        path = PROC / tree / "net" / name
+        if path.exists():
+            out.update(parse_netstat_snmp(path.read_text(), str(path)))
+    return out
 
-    values = [0, 0, 3, 1, 3, 0, 2] * 40  # 280 ports, many ties
-    ms = [Measurement("BacklogRejectsByPort", {"port": 1000 + i}, f"TCP({1000 + i})", v, "conns")
-          for i, v in enumerate(values)]
-    [fam] = [f for f in measurement_families(ms) if f.name == "connwatch_attribute_backlog_rejects_by_port"]
-    expected = sorted(ms, key=lambda m: (-m.value, m.resource_key))[:MAX_PER_ATTRIBUTE]
-    assert [(s.labels["port"], s.value) for s in fam.samples] == [(str(m.resource["port"]), m.value) for m in expected]
-    assert len(fam.samples) == MAX_PER_ATTRIBUTE
+
+TREES = sorted(p.name for p in PROC.iterdir() if (p / "net" / "netstat").exists() or (p / "net" / "snmp").exists())
+
+
+@pytest.mark.parametrize("tree", TREES)
+@pytest.mark.parametrize("needed", [None, "inputs", ("TcpExt.ListenOverflows", "Tcp.MaxConn", "TcpExt.Nope")])
+def test_rows_as_the_walk_over_every_counter(tree: str, needed: str | tuple[str, ...] | None) -> None:
+    want = kernel_inputs() if needed == "inputs" else needed
+    snap = snapshot(0, counters=counters_of(tree))
+    rows = namespace_rows(("ns", "", ""), snap, want)
+    assert rows == walked_rows(("ns", "", ""), snap, want)
+    assert any(r[0] is CounterMetricFamily for r in rows) or not snap.counters or needed is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["Tcp.ActiveOpens", "Tcp.MaxConn", "TcpExt.ListenOverflows",
+                                        "TcpExt.ListenDrops", "Udp.InErrors", "IpExt.InOctets", "TcpExt.TW"]),
+                       st.integers(-2, 10)),
+       st.sampled_from([None, frozenset(), frozenset({"TcpExt.ListenDrops", "Tcp.MaxConn", "Udp.InErrors"})]))
+def test_rows_and_legacy_fuzzed(counters: dict[str, int], needed: frozenset[str] | None) -> None:
+    snap = snapshot(0, counters=counters)
+    assert namespace_rows(("", "", ""), snap, needed) == walked_rows(("", "", ""), snap, needed)
+    fam = CounterMetricFamily("connwatch_kernel_counter", "x", labels=["counter"])
+    for name, value in sorted(counters.items()):
+        if name.startswith(("Tcp.", "TcpExt.")) and name not in NOT_COUNTERS and value >= 0:
+            fam.add_metric([name], value)
+    assert legacy_kernel_families(snap)[0].samples == fam.samples

@@ -103,6 +103,20 @@ def test_runs_decode_as_the_slim_loop(parts: list[bytes]) -> None:
     assert _outcome(parts, slim=False) == _outcome(parts, slim=True)
 
 
+# listening ports: one; several sharing bytes (7100 is 0x1bbc, 443 0x01bb) with port 0; more than
+# sock_diag_full._PLANES (one membership test per message); none
+LISTENERS = st.sampled_from([frozenset({7100}), frozenset({7100, 7101, 443, 40_000, 0}),
+                             frozenset({7100, 7101, *range(40_000, 40_010)}), frozenset()])
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks(), LISTENERS)
+def test_runs_decode_as_the_slim_loop_whatever_listens(parts: list[bytes], listening: frozenset[int]) -> None:
+    """The inbound messages found by their port's bytes (up to _PLANES listening ports) or by a test per
+    message (more), accepted connections split per port in the order of their first, as the slim loop."""
+    assert _outcome(parts, False, listening) == _outcome(parts, True, listening)
+
+
 def _held(count: int, start: int, family: int = socket.AF_INET, mapped: bool = False) -> bytes:
     """bench_agent's held pairs: accepted on 7100 from two peers, and toward 7100 or 7101 from here (ports
     spread), inodes growing; now and then a CLOSE_WAIT, a FIN_WAIT2 or an unconnected CLOSE socket."""
@@ -133,6 +147,43 @@ def test_held_connections_take_the_column_path() -> None:
         accepts = outcome[2][6]
         assert accepts and accepts[0][1][1] > ACCEPT_SAMPLE and accepts[0][1][3] is False  # (the sample is full)
         assert all(len(v) == 8 for _k, v in outcome[2][3])
+
+
+def test_accepts_on_several_ports_by_columns() -> None:
+    """Connections accepted on three listening ports (met first: 443, then 7100, then 7101), with
+    connections toward them: counted by columns, per port in the order the slim loop meets them; with more
+    listening ports than _PLANES too."""
+    here, peer = V4[0], V4[1]
+    order = (7101, 443, 7100)
+    run = b"".join(reply(2, 1, order[i % 3] if i % 4 else 40_000 + i, 7100 if i % 4 == 0 else 50_000 + i, here,
+                         peer, 5_000 + i) for i in range(300))
+    for listening in (frozenset({7100, 7101, 443, 9}), frozenset({7100, 7101, 443, *range(1, 9)})):
+        agg = SocketAggregator(listening, 1000)
+        assert sock_diag_full.full_run(agg, run + DONE) == len(run)
+        assert list(agg.accepts) == [socket.htons(p) for p in (443, 7100, 7101)]
+        assert [agg.accepts[socket.htons(p)][1] for p in order] == [75, 75, 75]
+        assert _outcome([run + DONE], False, listening) == _outcome([run + DONE], True, listening)
+
+
+def test_chunks_of_one_run_held_and_counted_together() -> None:
+    """Whole-run chunks are held (up to _HOLD), counted in agg.total at once, and counted together by columns
+    when a chunk unlike them, the end of the dump or summary() comes; what the slim loop counts, also where the
+    columns then decline (many distinct keys: each held chunk by the slim loop)."""
+    parts = [_held(250, k * 250) for k in range(11)] + [DONE]
+    agg = SocketAggregator(LISTENING, 1000)
+    for k in range(sock_diag_full._HOLD):
+        assert agg(parts[k]) is False and len(agg.held) == k + 1 and agg.total == 250 * (k + 1)
+    assert agg(parts[8]) is False and len(agg.held) == 1 and agg.total == 9 * 250  # (the 8 counted, 1 held)
+    assert _outcome(parts, slim=False) == _outcome(parts, slim=True)
+    assert _outcome(parts[:5], slim=False) == _outcome(parts[:5], slim=True)  # (released by flush: no DONE)
+    many = [b"".join(reply(2, 1, 40_000 + i, 443, V4[0], bytes([10, k, i // 256, i % 256]) + bytes(12), 500 + i)
+                     for i in range(40)) for k in range(4)]
+    agg = SocketAggregator(LISTENING, 1000)
+    assert [agg(chunk) for chunk in many] == [False] * 4 and len(agg.held) == 4
+    assert agg(DONE) is True and not agg.held and agg.full_declines == 1
+    assert _outcome([*many, DONE], slim=False) == _outcome([*many, DONE], slim=True)
+    mixed = [parts[0], many[0], parts[1] + DONE]  # (a run of another key shape, then a chunk with the end)
+    assert _outcome(mixed, slim=False) == _outcome(mixed, slim=True)
 
 
 def test_what_the_columns_leave_to_the_slim_loop() -> None:

@@ -146,12 +146,15 @@ class SocketAggregator:
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.full_declines = 0  # runs of full-socket replies the columns could not count (sock_diag_full.py)
+        self.held: list[bytes] = []  # chunks that are one run each, counted (total) but not yet keyed (hold)
 
     def __call__(self, chunk: bytes) -> bool:
         """Aggregate one reply chunk; True once it met NLMSG_DONE. Runs of TIME_WAIT replies are decoded
         column-wise (_time_wait_run): a chunk of a TIME_WAIT-only dump, and in a dump of every state the runs
         between the other replies, which the slim loop (_loop) decodes and hands back after; a chunk that
         opens with a run of full-socket replies of one length column-wise too (_full_run)."""
+        if self.held and self._hold(chunk):  # (one more chunk of the held run: sock_diag_full.hold)
+            return False
         offset = self._time_wait_run(chunk) or self._full_run(chunk)
         while True:
             offset = self._loop(chunk, offset, True)
@@ -167,7 +170,11 @@ class SocketAggregator:
 
         if self.pending:
             self._flush()
-        return full_run(self, chunk)
+        return full_run(self, chunk, may_hold=True)
+
+    def _hold(self, chunk: bytes) -> bool:
+        from connwatch.parsers.sock_diag_full import hold  # (imported once sock_diag is complete)
+        return hold(self, chunk)
 
     def _time_wait_run(self, chunk: bytes, offset: int = 0) -> int:
         """Aggregate the run of TIME_WAIT replies at `offset` column-wise (parsers/sock_diag_run.py); returns
@@ -341,7 +348,7 @@ class SocketAggregator:
 
         Keys that differ only by an IPv4-mapped IPv6 form merge into one plain-IPv4 entry.
         """
-        if self.pending:
+        if self.pending or self.held:
             self._flush()
         dests: dict[tuple[str, str, int], list[int]] = {}
         inodes: dict[tuple[str, str, int], list[int]] = {}

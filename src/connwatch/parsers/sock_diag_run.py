@@ -100,7 +100,12 @@ def _unlike(value: int) -> bytes:
 
 
 def flush(agg: SocketAggregator) -> None:
-    """Key the runs waiting in agg.pending (time_wait_run), all of one message length."""
+    """Key the runs waiting in agg.pending (time_wait_run), all of one message length (the full-socket
+    chunks held, sock_diag_full.hold, first: they came before)."""
+    if agg.held:
+        from connwatch.parsers.sock_diag_full import release  # (it imports this module)
+
+        release(agg)
     if not agg.pending:
         return
     run = agg.pending[0] if len(agg.pending) == 1 else b"".join(agg.pending)
