@@ -62,3 +62,47 @@ def test_each_attribute_exports_its_100_largest_values_ties_by_resource_in_order
     expected = sorted(ms, key=lambda m: (-m.value, m.resource_key))[:MAX_PER_ATTRIBUTE]
     assert [(s.labels["port"], s.value) for s in fam.samples] == [(str(m.resource["port"]), m.value) for m in expected]
     assert len(fam.samples) == MAX_PER_ATTRIBUTE
+
+
+def test_a_namespace_whose_sockstat_alone_moved_keeps_its_other_rows() -> None:
+    """sockstat's host-wide fields (TCP alloc, orphan, mem) move in every namespace: only its rows are made again."""
+    rows = KernelRows()
+    snaps = [_ns(None, 1), _ns(BLUE, 2)]
+    first = _text(snaps, rows)
+    kept = {id(r[3]) for ns in rows.rows([(ns_values(s.netns), s) for s in snaps], None) for r in ns}
+    moved = [dataclasses.replace(s, sockstat={**s.sockstat, "TCP.alloc": 77, "TCP.mem": 5}) for s in snaps]
+    labelled = [(ns_values(s.netns), s) for s in moved]
+    again = rows.rows(labelled, None)
+    assert again == KernelRows().rows(labelled, None)  # (the same rows as made afresh)
+    same = [r for ns in again for r in ns if id(r[3]) in kept]
+    assert same and all(not r[1].startswith("connwatch_sockstat_") for r in same)
+    assert any(r[1].startswith("connwatch_sockstat_") for ns in again for r in ns)
+    text = _text(moved, rows)
+    assert text == _text(moved, None) and text != first
+    assert 'connwatch_sockstat_tcp_alloc{netns="blue"} 77.0' in text
+
+
+def test_measurement_series_kept_per_object_give_the_fresh_families() -> None:
+    from connwatch.findings import Measurement
+    from connwatch.outputs.prom_measure import MeasurementSamples, measurement_families
+    from connwatch.outputs.prom_netns import without_empty
+
+    def ms(ns: str | None, shift: int) -> list[Measurement]:
+        notes = {"netns": {"inode": 5, "name": ns}} if ns else {}
+        return [Measurement(a, {"port": 1000 + i, "destination": "10.0.0.1:80", "local_address": ""}, f"TCP({i})",
+                            float((i * 7 + shift) % 5), "conns", notes=notes)
+                for a in ("BacklogRejectsByPort", "EphemeralPortUsage") for i in range(120)]
+
+    memo = MeasurementSamples()
+    blue, red = ms("blue", 0), ms("red", 1)
+    rounds = [[*ms(None, 0), *blue, *red], [*ms(None, 1), *blue, *red], [*ms(None, 1), *blue, *ms("red", 2)],
+              [*ms(None, 2), *blue], [*ms(None, 2), *ms("blue", 3), *red]]
+    for measured in rounds:
+        fresh = without_empty(measurement_families(measured))
+        kept = measurement_families(measured, memo)
+        assert [(f.name, f.documentation, f.type, f.samples) for f in kept] == \
+               [(f.name, f.documentation, f.type, f.samples) for f in fresh]
+        assert [list(s.labels.items()) for f in kept for s in f.samples] == \
+               [list(s.labels.items()) for f in fresh for s in f.samples]
+    again = measurement_families(rounds[-1], memo)
+    assert all(a is b for f, g in zip(again, kept, strict=True) for a, b in zip(f.samples, g.samples, strict=True))
