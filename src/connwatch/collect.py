@@ -18,7 +18,7 @@ from connwatch.model import (
     Sysctls,
 )
 from connwatch.parsers.sock_diag import SocketAggregator
-from connwatch.parsers.sock_diag_listeners import ListenerDecoder
+from connwatch.parsers.sock_diag_listeners import ListenerDecoder, MemoListenerDecoder
 from connwatch.parsers.sockstat import parse_sockstat
 from connwatch.record import Record, field, record, replace
 from connwatch.sources import netlink
@@ -120,24 +120,36 @@ def _dump(sock: netlink.DiagSocket, states: int, ext: int, consume: Callable[[by
                 limits.append(note)
 
 
-def netlink_listeners(sock: netlink.DiagSocket, limits: list[str], one_walk: bool = False) -> list[Listener]:
+def netlink_listeners(sock: netlink.DiagSocket, limits: list[str], one_walk: bool = False,
+                      replies: dict[bytes, Listener] | None = None) -> list[Listener]:
+    """The LISTEN dump's listeners. `replies`: the last dump's (the agent's, per namespace): a listener whose reply
+    is byte for byte one of them is that Listener object, and `replies` holds this dump's afterwards."""
     found: list[Listener] = []
-    _dump(sock, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found), limits, one_walk)
+    if replies is None:
+        _dump(sock, netlink.TCPF_LISTEN, SKMEMINFO_EXT, ListenerDecoder(found), limits, one_walk)
+        return found
+    seen: dict[bytes, Listener] = {}
+    _dump(sock, netlink.TCPF_LISTEN, SKMEMINFO_EXT, MemoListenerDecoder(found, replies, seen), limits, one_walk)
+    replies.clear()
+    replies.update(seen)
     return found
 
 
-def _first_dump(sock: netlink.DiagSocket, limits: list[str], walks: list[bool]) -> list[Listener]:
+def _first_dump(sock: netlink.DiagSocket, limits: list[str], walks: list[bool],
+                replies: dict[bytes, Listener] | None = None) -> list[Listener]:
     """The sample's first dump, the listeners, in one walk for both families when walks[0] (the legacy
     request: each dump walks the kernel's host-wide socket hashes whatever it emits, so one walk halves a
     sample's kernel time; the agent measured 0.59x the CPU of two dumps at 100k sockets). A kernel that
     refuses that request refuses it here, before any reply: then walks[0] becomes False and this and the
-    sample's other dumps are asked per family."""
+    sample's other dumps are asked per family. `replies`: see netlink_listeners (the agent: 100 idle
+    namespaces' listeners are then the last sample's objects, so comparing samples, agent/steady.py, and
+    the /metrics listener families, is mostly identity checks)."""
     if walks[0]:
         try:
-            return netlink_listeners(sock, limits, one_walk=True)
+            return netlink_listeners(sock, limits, one_walk=True, replies=replies)
         except SourceUnavailable:
             walks[0] = False
-    return netlink_listeners(sock, limits)
+    return netlink_listeners(sock, limits, replies=replies)
 
 
 def _netlink_sockets(sock: netlink.DiagSocket, aggregator: SocketAggregator, limits: list[str],
@@ -193,8 +205,10 @@ def _proc_tcp(texts: list[tuple[int, str, list[str]]], aggregator: SocketAggrega
 
 def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], limits: list[str],
              tw_delay: int | None, plan: Callable[[], _TimeWaitPlan] | None = None,
-             after_listeners: Callable[[], None] = lambda: None) -> tuple[list[Listener], SocketSummary | None]:
+             after_listeners: Callable[[], None] = lambda: None, replies: dict[bytes, Listener] | None = None
+             ) -> tuple[list[Listener], SocketSummary | None]:
     """`after_listeners`: called as soon as the listeners are read, before any other socket is dumped.
+    `replies`: the namespace's last LISTEN replies (_first_dump).
     `plan`: the TIME_WAIT plan, made after that call (from what it read), before the other dumps."""
     sock: netlink.DiagSocket | None = None
     if opts.use_netlink:
@@ -208,7 +222,7 @@ def _sockets(opts: CollectOptions, proc: ProcFS, statuses: list[SourceStatus], l
     if sock is not None:
         try:  # (contextlib.closing without contextlib: see sources/netlink.py)
             walks = [opts.one_walk or opts.replay is None]  # (a recording holds what it was asked)
-            listeners = _timed(statuses, f"{NETLINK} listeners", lambda: _first_dump(sock, limits, walks))
+            listeners = _timed(statuses, f"{NETLINK} listeners", lambda: _first_dump(sock, limits, walks, replies))
             if listeners is not None:
                 after_listeners()
                 one_walk = walks[0]
@@ -269,11 +283,11 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
             read.append(read_counters(proc))
 
     plan = None
-    if opts.time_wait is not None and opts.sockets:
-        cache = opts.time_wait.get(tw_key)
+    cache = opts.time_wait.get(tw_key) if opts.time_wait is not None else None
+    if cache is not None and opts.sockets:
         plan = lambda: _plan(proc, cache, read[0][0], mono, sysctls)  # noqa: E731
     listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan,
-                                  counters_now)
+                                  counters_now, cache.listener_replies if cache is not None else None)
     counters_now()  # (when no listener dump was made)
     counters, st = read[0]
     statuses += st

@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from connwatch.model import DestinationUsage, PortAccepts, SocketSummary, SourceTable
+from connwatch.model import DestinationUsage, Listener, PortAccepts, SocketSummary, SourceTable
 
 if TYPE_CHECKING:
     from connwatch.collect_quiet import QuietSignals
@@ -100,6 +100,9 @@ class TimeWaitCache:
     quiet_skips: int = 0
     reason: str = ""  # why the last sample dumped TIME_WAIT, or "reused", or QUIET
     parsed: ParseMemo = field(default_factory=dict)  # the namespace's counter files as last parsed (ProcFS.memo)
+    # The namespace's last LISTEN dump's replies (MemoListenerDecoder): a listener whose reply is byte for byte
+    # the last sample's is the last sample's Listener object (collect._first_dump).
+    listener_replies: dict[bytes, Listener] = field(default_factory=dict)
 
     def observe(self, sig: TimeWaitSignals, ports: frozenset[int]) -> str | None:
         """This sample's signals in; why TIME_WAIT must be dumped now, or None when the last aggregate

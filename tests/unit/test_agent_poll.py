@@ -106,3 +106,35 @@ def test_a_repeated_own_poll_keeps_its_peaks_and_owned_copy_until_the_next_full_
     agent.listener_poll()  # the same tuple as before the sample: counted again in the new interval
     assert agent.peaks[key] == 0 and agent._own_polled is not None and agent._own_polled[0] is idle
     agent.keeper.close()
+
+
+def test_a_full_samples_listener_dump_reuses_the_listener_of_a_reply_unchanged() -> None:
+    from connwatch.collect import netlink_listeners
+
+    reply, done = _recorded()
+    sock = _Dumps([[reply, done], [reply, done], [_queued(reply, 3), done]])
+    replies: dict[bytes, Listener] = {}
+    first = netlink_listeners(sock, [], one_walk=True, replies=replies)
+    assert len(first) == 1 and first[0].queue == 6 and list(replies.values()) == first
+    again = netlink_listeners(sock, [], one_walk=True, replies=replies)
+    assert again[0] is first[0]  # the same bytes: the same Listener
+    changed = netlink_listeners(sock, [], one_walk=True, replies=replies)
+    assert changed[0] is not first[0] and changed[0].queue == 3 and changed[0] == netlink_listeners(
+        _Dumps([[_queued(reply, 3), done]]), [], one_walk=True)[0]
+    assert list(replies.values()) == changed  # (only this dump's replies are kept)
+
+
+def test_the_owned_copy_of_the_same_listener_is_the_same_until_owners_are_scanned_again(tmp_path: Path) -> None:
+    opts = AgentOptions(state_dir=tmp_path / "state", listen_port=0, proc_root=PROC, use_netlink=False)
+    agent = Agent(opts, load_config(None), SystemClock())
+    idle = Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5)
+    owner = Process(pid=4242, command="server")
+    agent.owners = {idle.identity: Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5, owner)}
+    owned = agent._owned(idle)
+    assert owned.owner == owner and agent._owned(idle) is owned
+    equal = Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5)
+    assert agent._owned(equal) is not owned and agent._owned(equal) == owned  # another object: another copy
+    other = Process(pid=4343, command="other")
+    agent.owners = {idle.identity: Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5, other)}  # a new scan
+    assert agent._owned(equal).owner == other
+    agent.keeper.close()

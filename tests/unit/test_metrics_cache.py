@@ -117,7 +117,7 @@ def test_reused_family_texts_give_the_encoders_bytes_and_show_every_change() -> 
         for cached, direct in _bodies(cache, registry):
             assert cached == direct
         texts.append(cache.response("", None)[1].decode())
-    assert cache.families_reused > 0
+    assert cache.families_reused + cache.families_again > 0
     blue_overflows = 'connwatch_netstat_tcpext_listen_overflows_total{netns="blue"} '
     assert blue_overflows + "5.0" in texts[1] and blue_overflows + "6.0" in texts[2]
     assert 'netns="red"' in texts[2] and 'netns="red"' not in texts[3]  # a vanished namespace's series go
@@ -179,7 +179,8 @@ def test_values_spliced_into_a_template_give_the_encoders_bytes() -> None:
         cache.invalidate()
         for cached, direct in _bodies(cache, registry):
             assert cached == direct
-    assert cache.families_spliced >= 4 * (2 * len(VALUES) - 1)  # odd, plain, single, in both formats at least
+    spliced = cache.families_spliced + cache.families_again  # (again(): line by line, from the last rendering)
+    assert spliced >= 4 * (2 * len(VALUES) - 1)  # odd, plain, single, in both formats at least
     text = cache.response("", None)[1]
     assert b'connwatch_test_odd{a="x\\"y",b="0"} ' in text and b"connwatch_test_created_created " in text
 
@@ -198,3 +199,52 @@ def test_a_template_is_refused_where_lines_are_not_one_per_series_in_order() -> 
     assert template(stamped, generate_latest, False) is None
     made = template(_families(0)[0], generate_latest, False)
     assert made is not None and made[0].startswith(b"# HELP connwatch_test_odd ") and len(made[1]) == 5
+
+
+# -- families whose series are the last rendering's Sample objects, some replaced: again() ----------------------
+
+
+class _Kept:
+    """Families kept from one collect to the next (as the agent's collector keeps them), their samples the same
+    objects but those a step replaces: a new value, labels in another order, a series more or fewer, a timestamp."""
+
+    def __init__(self) -> None:
+        self.kept = GaugeMetricFamily("connwatch_test_kept", "doc", labels=["a", "b"])
+        self.counted = CounterMetricFamily("connwatch_test_counted", "doc", labels=["k"])
+        for i in range(6):
+            self.kept.add_metric([str(i), f'v"{i}'], VALUES[i])
+            self.counted.add_metric([str(i)], i)
+
+    def step(self, n: int) -> None:
+        kept, counted = self.kept, self.counted
+        i = n % 6
+        s = kept.samples[i]
+        if n % 4 == 0:  # a new value (maybe -0.0 after 0.0, nan, inf)
+            kept.samples[i] = s._replace(value=VALUES[(n + 3) % len(VALUES)])
+        elif n % 4 == 1:  # the same labels in another order (both encoders sort them; again() compares in order)
+            kept.samples[i] = s._replace(labels=dict(reversed(list(s.labels.items()))))
+        elif n % 4 == 2:  # a series more, then fewer
+            kept.samples.append(s._replace(labels={"a": "new", "b": str(n)}))
+        else:
+            kept.samples.pop()
+            counted.samples[i] = counted.samples[i]._replace(timestamp=float(n) if n % 8 == 3 else None)
+        counted.samples[(i + 1) % 6] = counted.samples[(i + 1) % 6]._replace(value=float(n))
+
+    def collect(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        return [self.kept, self.counted]
+
+
+def test_families_of_the_last_renderings_samples_give_the_encoders_bytes() -> None:
+    kept = _Kept()
+    registry = CollectorRegistry()
+    registry.register(kept)
+    cache = MetricsCache(registry)
+    for n in range(40):
+        kept.step(n)
+        cache.invalidate()
+        for cached, direct in _bodies(cache, registry):
+            assert cached == direct, n
+        cache.invalidate()  # (the same samples again: each family taken whole from the last rendering)
+        for cached, direct in _bodies(cache, registry):
+            assert cached == direct, n
+    assert cache.families_again > 40

@@ -82,6 +82,11 @@ class Agent:
         # and its owners are those of then (100 idle namespaces: ~10 ms of CPU per 4 polls less).
         self._polled: dict[int, tuple[tuple[Listener, ...], tuple[Listener, ...]]] = {}
         self._own_polled: tuple[tuple[Listener, ...], tuple[Listener, ...]] | None = None  # the same, own poll
+        # The same pairs of the last full sample's namespaces whose queues were all 0: a poll that answers with
+        # that sample's dump (collect_netns.py adopt) then changes no peak and takes its owned copy.
+        self._sampled: dict[int, tuple[tuple[Listener, ...], tuple[Listener, ...]]] = {}
+        # identity -> (listener, its owner's listener, the owned copy made): the copy again for the same objects
+        self._owned_copies: dict[Identity, tuple[Listener, Listener, Listener]] = {}
         self.owners: dict[Identity, Listener] = {}
         self.owners_at = 0.0
         self.raised = False
@@ -271,11 +276,15 @@ class Agent:
         start = time.perf_counter()
         snaps = self._sample(opts)
         self._count_time_wait(snaps)
+        raw = snaps
         if owners:
             self.owners_at = self.clock.monotonic()
             self.owners = {x.identity: x for s in snaps for x in s.listeners}
+            self._owned_copies = {}
         else:
             snaps = [_with_listeners(s, tuple(self._owned(x) for x in s.listeners)) for s in snaps]
+        self._sampled = {s.netns.inode: (r.listeners, s.listeners) for r, s in zip(raw, snaps, strict=True)
+                         if s.netns is not None and not s.netns.own and all(x.queue == 0 for x in r.listeners)}
         self.sample_seconds["full"] = time.perf_counter() - start
         self.samples["full"] += 1
         for snap in snaps:
@@ -344,8 +353,19 @@ class Agent:
         return owned
 
     def _owned(self, lst: Listener) -> Listener:
+        """The listener with its known owner: the same copy as last time for the same listener object (a LISTEN
+        reply byte for byte the last one's is the last Listener object, collect._first_dump and the polls), so
+        that the samples' and polls' listeners of a namespace standing still stay the same objects (compared by
+        identity in agent/steady.py and the /metrics listener families)."""
         known = self.owners.get(lst.identity)
-        return lst if known is None or known.owner is None else replace(lst, owner=known.owner)
+        if known is None or known.owner is None:
+            return lst
+        made = self._owned_copies.get(lst.identity)
+        if made is not None and made[0] is lst and made[1] is known:
+            return made[2]
+        owned = replace(lst, owner=known.owner)
+        self._owned_copies[lst.identity] = (lst, known, owned)
+        return owned
 
     @gc_paused
     def full_sample(self) -> None:
@@ -360,8 +380,9 @@ class Agent:
         snaps = self._collect()
         results = []
         before = {a.key: a.severity for a in self.alerts}
+        queued = {k: v for k, v in self.peaks.items() if v > 0}  # (a peak of 0 raises no queue)
         for cur in snaps:
-            judged = _with_peaks(cur, self.peaks)
+            judged = _with_peaks(cur, queued)
             key = _ns_key(cur)
             prev = self.prev.get(key)
             if prev is None:
@@ -390,7 +411,7 @@ class Agent:
         self.prev = {_ns_key(s): s for s in snaps}
         self.steady = {k: v for k, v in self.steady.items() if k in self.prev}
         peaks, self.peaks = self.peaks, {}
-        self._polled.clear()  # (new peaks, maybe new owners)
+        self._polled = dict(self._sampled)  # (new peaks, maybe new owners; the dumps of queues all 0 as polled)
         self._own_polled = None
         own = snaps[0]
         self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements,
@@ -438,7 +459,10 @@ def _with_listeners(snap: Snapshot, listeners: tuple[Listener, ...]) -> Snapshot
 
 def _with_peaks(snap: Snapshot, peaks: dict[Identity, int]) -> Snapshot:
     """The snapshot as judged: each listener's queue the largest polled since the previous full sample
-    (only the listeners whose peak is above their queue copied: 5,000 idle ones cost ~20 ms per sample)."""
+    (only the listeners whose peak is above their queue copied: 5,000 idle ones cost ~20 ms per sample; none
+    looked at when no peak is above 0, as polls of idle namespaces leave them)."""
+    if not peaks:
+        return snap
     listeners = tuple(x if (p := peaks.get(x.identity, 0)) <= x.queue else replace(x, queue=p)
                       for x in snap.listeners)
     return _with_listeners(snap, listeners)

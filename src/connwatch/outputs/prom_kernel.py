@@ -78,23 +78,33 @@ Row = tuple[type[Metric], str, str, Sample]  # family kind, metric name, help, o
 
 
 class KernelRows:
-    """Each namespace's kernel series (its rows), kept while its counters, sockstat and sysctls are those of
-    the last sample: with 100 idle namespaces, building them again was ~20 ms of CPU per sample."""
+    """Each namespace's kernel series (its rows) in three parts, counters, sockstat and sysctls, each kept while
+    its input is the last sample's: with 100 idle namespaces, building them again was ~20 ms of CPU per sample.
+    Per part, because sockstat's host-wide fields (TCP orphan, alloc, mem) move in every namespace whenever any
+    socket on the host comes or goes, so a key of all three missed for nearly every namespace at every sample
+    (`--netns all`, 100 idle namespaces, a busy one: 96 of 101 rebuilt; now only their sockstat rows)."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, ...], tuple[tuple[object, ...], list[Row]]] = {}
+        self._last: dict[tuple[str, ...], tuple[tuple[object, ...], tuple[list[Row], list[Row], list[Row]]]] = {}
 
     def rows(self, snaps: Labelled, needed: Collection[str] | None) -> list[list[Row]]:
-        """namespace_rows() of each namespace, in order; the last ones of those namespaces unchanged since."""
+        """namespace_rows() of each namespace, in order; each part the last one while its input is unchanged."""
         out: list[list[Row]] = []
-        kept: dict[tuple[str, ...], tuple[tuple[object, ...], list[Row]]] = {}
+        kept: dict[tuple[str, ...], tuple[tuple[object, ...], tuple[list[Row], list[Row], list[Row]]]] = {}
         for labels, snap in snaps:
             ns = tuple(labels)
             key: tuple[object, ...] = (snap.counters, snap.sockstat, snap.sysctls, needed)
             last = self._last.get(ns)
-            rows = last[1] if last is not None and last[0] == key else namespace_rows(labels, snap, needed)
-            kept[ns] = (key, rows)
-            out.append(rows)
+            if last is None or last[0][3] != needed:
+                parts = _counter_rows(labels, snap, needed), _sockstat_rows(labels, snap, needed), _sysctl_rows(
+                    labels, snap)
+            else:
+                (counters, sockstat, sysctls, _), (c, k, y) = last
+                parts = (c if counters == snap.counters else _counter_rows(labels, snap, needed),
+                         k if sockstat == snap.sockstat else _sockstat_rows(labels, snap, needed),
+                         y if sysctls == snap.sysctls else _sysctl_rows(labels, snap))
+            kept[ns] = (key, parts)
+            out.append([*parts[0], *parts[1], *parts[2]])  # (counter and sockstat names never meet)
         self._last = kept  # (a namespace not sampled any more is forgotten)
         return out
 
@@ -122,6 +132,10 @@ def kernel_families(snaps: Labelled, needed: Collection[str] | None, memo: Kerne
 
 def namespace_rows(labels: Sequence[str], snap: Snapshot, needed: Collection[str] | None) -> list[Row]:
     """The kernel series of one namespace, in kernel_families' order."""
+    return [*_counter_rows(labels, snap, needed), *_sockstat_rows(labels, snap, needed), *_sysctl_rows(labels, snap)]
+
+
+def _counter_rows(labels: Sequence[str], snap: Snapshot, needed: Collection[str] | None) -> list[Row]:
     out: list[Row] = []
     seen: set[str] = set()
     # (the counters needed and found, sorted, not all ~400 sorted and ~390 skipped at every sample: this
@@ -137,6 +151,12 @@ def namespace_rows(labels: Sequence[str], snap: Snapshot, needed: Collection[str
             seen.add(metric)
             out.append((CounterMetricFamily, metric, f"Kernel counter {name} (/proc/net/netstat, /proc/net/snmp; "
                         "nstat's name)", _series(CounterMetricFamily, metric, labels, value)))
+    return out
+
+
+def _sockstat_rows(labels: Sequence[str], snap: Snapshot, needed: Collection[str] | None) -> list[Row]:
+    out: list[Row] = []
+    seen: set[str] = set()
     for key, value in sorted(snap.sockstat.items()):
         if needed is not None and key not in needed:
             continue
@@ -146,6 +166,11 @@ def namespace_rows(labels: Sequence[str], snap: Snapshot, needed: Collection[str
             out.append((GaugeMetricFamily, metric, f"/proc/net/sockstat{{,6}} {key}"
                         + (" (pages x page size)" if factor != 1 else ""),
                         _series(GaugeMetricFamily, metric, labels, value * factor)))
+    return out
+
+
+def _sysctl_rows(labels: Sequence[str], snap: Snapshot) -> list[Row]:
+    out: list[Row] = []
     _sysctls(out, labels, snap.sysctls)
     return out
 

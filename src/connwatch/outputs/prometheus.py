@@ -22,7 +22,7 @@ has a few dozen listeners and stays under 600.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -33,8 +33,16 @@ from connwatch.attributes.registry import kernel_inputs
 from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prom_kernel import KernelRows, kernel_families, legacy_kernel_families
-from connwatch.outputs.prom_measure import measurement_families
-from connwatch.outputs.prom_netns import NS_LABELS, OWN, bounded_namespaces, netns_families, ns_values, without_empty
+from connwatch.outputs.prom_measure import MeasurementSamples, measurement_families
+from connwatch.outputs.prom_netns import (
+    NS_LABELS,
+    OWN,
+    Ranked,
+    bounded_namespaces,
+    netns_families,
+    ns_values,
+    without_empty,
+)
 
 MAX_LISTENER_GROUPS = 1000
 TOP_N = 20
@@ -44,6 +52,7 @@ LISTENER_LABELS = ("port", "address", "family")
 ALERT_LABELS = ("attribute", "resource", "severity", "port", "source", "destination")
 
 GroupKey = tuple[str, str, str, int, str, int]  # netns, container, pod, port, address, family
+Rank = Callable[[Snapshot, Sequence[Snapshot]], tuple[list[Snapshot], int]]  # bounded_namespaces or a Ranked
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +105,17 @@ class SnapshotCollector(Collector):
         self._opts = opts or MetricsOptions()
         self._view = View(None)
         self._kernel_rows = KernelRows()  # each namespace's kernel series, kept while unchanged
+        self._measured = MeasurementSamples()  # each measurement's series, kept while the same object
+        self._ranked = Ranked()  # the namespaces exported, ranked once per full sample
         self._parts = build_parts(self._view, self._opts)
         self._listeners_of: tuple[object, ...] | None = None  # what the listener parts show (_listener_key)
 
     def update(self, view: View) -> None:
         """A new full sample: rebuild everything but the listener families when they would be the same."""
-        key = _listener_key(view)
+        key = _listener_key(view, self._ranked)
         with self._lock:
             kept = self._parts.get("listeners") if self._listeners_of == key else None
-        parts = build_parts(view, self._opts, kept, self._kernel_rows)
+        parts = build_parts(view, self._opts, kept, self._kernel_rows, self._measured, self._ranked)
         with self._lock:
             self._view, self._parts, self._listeners_of = view, parts, key
 
@@ -115,12 +126,12 @@ class SnapshotCollector(Collector):
         with self._lock:
             view = replace(self._view, listeners=listeners, peaks=peaks, stats=stats,
                            elsewhere=self._view.elsewhere if elsewhere is None else elsewhere)
-            key = _listener_key(view)
+            key = _listener_key(view, self._ranked)
             kept = self._parts.get("listeners") if self._listeners_of == key else None
         # The listener families again only when what they show changed: a listener, a peak (with many
         # namespaces of idle listeners, rebuilding them at every poll was most of the agent's CPU).
         if kept is None:
-            kept = without_empty(_listener_families(_listener_sets(view), peaks))
+            kept = without_empty(_listener_families(_listener_sets(view, self._ranked), peaks))
         fresh = {"listeners": kept, "agent": _agent_families(stats, view.snapshot)}
         with self._lock:
             self._view, self._parts = view, {**self._parts, **fresh}
@@ -133,14 +144,15 @@ class SnapshotCollector(Collector):
 
 
 def build_parts(view: View, opts: MetricsOptions | None = None, listeners: list[Metric] | None = None,
-                kernel_rows: KernelRows | None = None) -> dict[str, list[Metric]]:
+                kernel_rows: KernelRows | None = None, measured: MeasurementSamples | None = None,
+                ranked: Rank = bounded_namespaces) -> dict[str, list[Metric]]:
     """The families of one view, in parts that can be rebuilt separately (`listeners`: the listener families
     of a view with the same _listener_key, kept; `kernel_rows`: the kernel series of unchanged namespaces)."""
     opts = opts or MetricsOptions()
     snap = view.snapshot
     host: list[Metric] = []
     if snap is not None:
-        snaps, omitted = bounded_namespaces(snap, view.namespaces)
+        snaps, omitted = ranked(snap, view.namespaces)
         labelled = [(ns_values(s.netns), s) for s in snaps]
         host = [*_host_families(labelled, opts, kernel_rows),
                 *without_empty([*_destination_families(labelled), *_source_families(labelled),
@@ -149,26 +161,28 @@ def build_parts(view: View, opts: MetricsOptions | None = None, listeners: list[
                               "client_golang", labels=["version"])
     build.add_metric([__version__], 1)
     if listeners is None:
-        listeners = without_empty(_listener_families(_listener_sets(view), view.peaks))
+        listeners = without_empty(_listener_families(_listener_sets(view, ranked), view.peaks))
     return {"build": [build], "listeners": listeners,
             "host": host, "alerts": _alert_families(view.alerts),
-            "measurements": without_empty(measurement_families(view.measurements)),
+            "measurements": (measurement_families(view.measurements, measured) if measured is not None else
+                             without_empty(measurement_families(view.measurements))),  # (memo's: left out already)
             "agent": _agent_families(view.stats, snap)}
 
 
-def _listener_key(view: View) -> tuple[object, ...]:
+def _listener_key(view: View, ranked: Rank = bounded_namespaces) -> tuple[object, ...]:
     """Everything the listener families are made of: each exported namespace's listeners (the same
     objects when a poll reused a namespace's dump, so comparing them is mostly identity checks) and the
     peaks (and the bound on groups). Equal keys, equal families."""
-    return (_listener_sets(view), dict(view.peaks), MAX_LISTENER_GROUPS)
+    return (_listener_sets(view, ranked), dict(view.peaks), MAX_LISTENER_GROUPS)
 
 
-def _listener_sets(view: View) -> list[tuple[tuple[str, str, str], Sequence[Listener]]]:
+def _listener_sets(view: View, ranked: Rank = bounded_namespaces
+                   ) -> list[tuple[tuple[str, str, str], Sequence[Listener]]]:
     """Each exported namespace's latest listeners: the own poll, the others' poll (else their full sample)."""
     out: list[tuple[tuple[str, str, str], Sequence[Listener]]] = [(OWN, view.listeners)]
     if view.snapshot is not None:
         out = [(ns_values(view.snapshot.netns), view.listeners)]
-        for s in bounded_namespaces(view.snapshot, view.namespaces)[0][1:]:
+        for s in ranked(view.snapshot, view.namespaces)[0][1:]:
             polled = view.elsewhere.get(s.netns.inode) if s.netns is not None else None
             out.append((ns_values(s.netns), s.listeners if polled is None else polled))
     return out
