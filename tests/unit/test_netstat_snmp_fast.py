@@ -5,6 +5,7 @@ mutated token by token and line by line."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -85,16 +86,20 @@ def mutations(text: str, rng: random.Random) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
-def test_mutated_fixture_same_as_careful(path: Path) -> None:
-    text = path.read_text()
+def _mutated_errors(path: Path, text: str, careful: Callable[..., object], compare: Callable[[str], None]) -> int:
+    """150 mutations of a fixture, each parsed by both paths (`compare`): how many the careful parser refused."""
     rng = random.Random(path.name + str(len(text)))
     errors = 0
     for _ in range(150):
         mutated = mutations(text, rng)
-        errors += outcome(careful_netstat_snmp, mutated)[0] == "error"
-        same(mutated)
-    assert errors > 20  # (the mutations do reach the errors)
+        errors += outcome(careful, mutated)[0] == "error"
+        compare(mutated)
+    return errors
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_mutated_fixture_same_as_careful(path: Path) -> None:
+    assert _mutated_errors(path, path.read_text(), careful_netstat_snmp, same) > 20  # (they do reach the errors)
 
 
 def test_negative_value_read_token_by_token() -> None:
@@ -133,13 +138,7 @@ def test_snmp6_fixture_and_mutations_same_as_careful(path: Path) -> None:
     if outcome(careful_snmp6, text)[0] == "counters":  # (procfs_4x's ends with a stray "Mode: 644")
         assert netstat_snmp._fast_snmp6(text) is not None
     same6(text)
-    rng = random.Random(path.name + str(len(text)))
-    errors = 0
-    for _ in range(150):
-        mutated = mutations(text, rng)
-        errors += outcome(careful_snmp6, mutated)[0] == "error"
-        same6(mutated)
-    assert errors > 20
+    assert _mutated_errors(path, text, careful_snmp6, same6) > 20
 
 
 def test_snmp6_live_file_takes_the_fast_path() -> None:
