@@ -342,7 +342,7 @@ class NetnsInfo(Record):
     pid: int | None = None  # representative process (lowest pid); None for an `ip netns` without processes
     command: str | None = None  # that process's comm
     own: bool = False  # connwatch's own namespace
-    host_ns: bool | None = None  # the host's namespace (pid 1's, else kthreadd's); None: not known
+    host_ns: bool | None = None  # pid 1's namespace (the host's); None: not known (pid 1's link unreadable)
 
     @property
     def unlabelled(self) -> bool:

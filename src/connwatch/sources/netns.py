@@ -41,7 +41,7 @@ class NetnsRef(Record):
     paths: tuple[str, ...] = ()  # bind mounts: /run/netns/NAME, /run/docker/netns/ID
     name: str | None = None  # the `ip netns` name, when it has one
     own: bool = False  # the reader's (connwatch's) own namespace
-    host_ns: bool | None = None  # the host's namespace (init_inode); None: not known
+    host_ns: bool | None = None  # pid 1's namespace (the host's); None: pid 1's link unreadable
 
     @property
     def pid(self) -> int | None:
@@ -93,25 +93,19 @@ def init_inode(proc_root: str | Path = "/proc") -> int | None:
     initial namespace, and a non-dumpable pid 1 refuses even root its links, as on this project's CI VM);
     None when neither is readable (not root, hidepid, a fixture without them)."""
     proc = os.fspath(proc_root)
-    try:
-        return ns_inode_of_link(os.readlink(f"{proc}/1/ns/net"))
-    except OSError:
-        pass
-    if read_command(2, proc) != "kthreadd":  # (pid 2 of a container's pid namespace tells nothing)
-        return None
-    try:
-        return ns_inode_of_link(os.readlink(f"{proc}/2/ns/net"))
-    except OSError:
-        return None
+    for pid in (1, 2):
+        try:
+            if pid == 2 and read_comm(f"{proc}/2/comm") != "kthreadd":
+                return None
+            return ns_inode_of_link(os.readlink(f"{proc}/{pid}/ns/net"))
+        except OSError:
+            continue
+    return None
 
 
-def read_command(pid: int, proc_root: str | Path = "/proc") -> str | None:
-    """The process's comm, None when it is gone or unreadable."""
-    try:
-        with open(f"{os.fspath(proc_root)}/{pid}/comm", encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
-        return None
+def read_comm(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read().strip()
 
 
 def _process_namespaces(proc_root: str) -> dict[int, list[int]]:
