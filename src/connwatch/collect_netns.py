@@ -25,7 +25,6 @@ from connwatch.parsers.sock_diag_listeners import MemoListenerDecoder
 from connwatch.perf import startup_over
 from connwatch.record import Record, record, replace
 from connwatch.sources import netlink
-from connwatch.sources.netns import own_is_host
 from connwatch.sources.procfs import ProcFS, ThreadNetProcFS, read_host
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
@@ -214,15 +213,13 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
                 run_root: str = "/run", naming: NamingRoots | None = None) -> list[Snapshot]:
     """One Snapshot per selected network namespace (own first), each with `netns` set.
 
-    A copied /proc tree has no namespaces to enter: then only collect()'s own-namespace sample; so is
-    `--netns own` in the host's namespace (sources.netns.own_is_host). Elsewhere (`ip netns exec`) the own
-    namespace is described too, and its alerts are keyed by it (NetnsInfo.unlabelled).
+    A copied /proc tree has no namespaces to enter: then only collect()'s own-namespace sample.
     SelectorError when the selector matches nothing.
     """
     startup_over()  # (a command's first sample: its start-up is over)
     opts = opts or CollectOptions()
     chosen_sel = parse_selector(selector) if isinstance(selector, str) else selector
-    if not ProcFS(opts.proc_root).is_live or (chosen_sel.kind == "own" and own_is_host(opts.proc_root)):
+    if not ProcFS(opts.proc_root).is_live or chosen_sel.kind == "own":
         snap = sample(clock, opts, ProcFS(opts.proc_root))
         if not opts.owners:
             return [snap]

@@ -110,10 +110,9 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
 
 
 def scope_of(snap: Snapshot) -> str | None:
-    """The namespace key a snapshot's alerts carry: None for the host's namespace (NetnsInfo.unlabelled;
-    and for captures and unenumerated own samples)."""
+    """The namespace key a snapshot's alerts carry: None for connwatch's own namespace (and captures)."""
     n = snap.netns
-    return None if n is None or n.unlabelled else n.key
+    return None if n is None or n.own else n.key
 
 
 def _scoped(measured: Iterable[Measurement], scope: str | None, snap: Snapshot) -> tuple[Measurement, ...]:

@@ -342,15 +342,6 @@ class NetnsInfo(Record):
     pid: int | None = None  # representative process (lowest pid); None for an `ip netns` without processes
     command: str | None = None  # that process's comm
     own: bool = False  # connwatch's own namespace
-    host_ns: bool | None = None  # pid 1's namespace (the host's); None: not known (pid 1's link unreadable)
-
-    @property
-    def unlabelled(self) -> bool:
-        """Alerts and series of this namespace carry no namespace in their key or labels: the host's
-        namespace (pid 1's), or connwatch's own when that cannot be told. A `check` run under `ip netns exec
-        blue` keys its alerts by "netns blue", as the host's `check --netns all` does, so neither clears the
-        other's alerts in a shared state directory."""
-        return self.own if self.host_ns is None else self.host_ns
 
     @property
     def key(self) -> str:

@@ -102,29 +102,6 @@ def test_one_namespace_never_clears_another_namespaces_alert(tmp_path: Path, ns:
     assert [a["id"] for a in active] == [alert["id"]] and active[0]["state"] == "active"
 
 
-def test_a_check_run_inside_a_namespace_keys_its_alerts_by_that_namespace(tmp_path: Path, ns: Netns) -> None:
-    """`ip netns exec NAME connwatch check` and the host's `check` share one state directory: the alert
-    raised inside is the namespace's (as `--netns NAME` from the host keys it), so the host's own
-    namespace, judged clean, neither clears nor lists it, and the host's check of NAME carries it on."""
-    config = tmp_path / "rules.toml"
-    config.write_text("[settings]\nclear_after = 1\n")
-    state = ["--state-dir", str(tmp_path / "state"), "--config", str(config), "--format", "json"]
-    ns.python("listener.py", "--port", str(PORT), "--backlog", "5")
-    ns.python("arrivals.py", "--port", str(PORT), "--rate", "50", "--duration", "40")  # ~50 drops/s throughout
-    assert poll(lambda: ns.ss_drops(PORT) >= 20, 15)
-    for selector in ("own", "all"):  # the default as root: all
-        inside = ns.connwatch("check", "--interval", "1", "--netns", selector, *state)
-        assert "Traceback" not in inside.stderr and inside.stdout, inside.stderr
-        [alert] = [a for a in json.loads(inside.stdout)["alerts"] if a["attribute"] == "BacklogRejectsByPort"]
-        assert alert["resource"] == f"TCP({PORT}) in netns {ns.name}" and alert["netns"]["name"] == ns.name
-        assert alert["netns"]["own"] and alert["netns"]["host_ns"] is False
-    for _ in range(2):  # the host's own namespace judged clean twice, clear_after = 1
-        _code, host = _check(tmp_path, "--interval", "0.5", "--netns", "own", "--config", str(config))
-        assert alert["id"] not in {a["id"] for key in ("alerts", "cleared", "clearing") for a in host[key]}
-    _code, from_host = _check(tmp_path, "--interval", "1", "--netns", ns.name, "--config", str(config))
-    assert alert["id"] in {a["id"] for key in ("alerts", "clearing") for a in from_host[key]}
-
-
 def test_a_namespace_deleted_between_the_samples_raises_nothing(tmp_path: Path, ns: Netns) -> None:
     gone = subprocess.run(["ip", "netns", "add", f"{ns.name}-gone"], capture_output=True)
     assert gone.returncode == 0

@@ -32,7 +32,7 @@ from connwatch.errors import ParseError, SelectorError
 from connwatch.model import Container, NetnsInfo, Pod
 from connwatch.parsers.cgroup import CgroupIdentity, parse_cgroup
 from connwatch.sources.containers import NamingRoots, describe_netns, read_kube_names
-from connwatch.sources.netns import NetnsRef, enumerate_netns, init_inode, own_is_host
+from connwatch.sources.netns import NetnsRef, enumerate_netns
 
 OTEL = """\
 11:perf_event:/kubepods-besteffort-pod0125ec2f_b64a_4868_8f5b_94b56cbab864.slice:cri-containerd:ee4b20e90ac7f42a10bd004d05646b13d8ab5e2c5e7cbc01abf8006bac016459
@@ -131,37 +131,6 @@ def test_enumeration_dedups_by_inode_and_keeps_the_lowest_pid(tmp_path: Path) ->
     assert by_inode[blue].paths == (str(run / "netns" / "blue"),)
     assert by_inode[dock].name is None and by_inode[dock].pids == (900,)
     assert by_inode[empty].pids == () and by_inode[empty].pid is None and by_inode[empty].name == "empty"
-    assert by_inode[4026531840].host_ns is True and by_inode[blue].host_ns is False  # pid 1's namespace
-
-
-def test_run_inside_an_ip_netns_the_own_namespace_is_labelled_and_the_hosts_is_not(tmp_path: Path) -> None:
-    """`ip netns exec blue connwatch ...`: alerts and series of blue carry "netns blue" as the host's
-    `--netns all` gives them, and the host's namespace (pid 1's) is the unlabelled one."""
-    run = tmp_path / "run"
-    (run / "netns").mkdir(parents=True)
-    (run / "netns" / "blue").write_text("")
-    blue = os.stat(run / "netns" / "blue").st_ino
-    proc = _proc_tree(tmp_path, {1: 4026531840, 300: blue}, own_pid=300)
-    assert init_inode(proc) == 4026531840 and not own_is_host(proc)
-    by_inode = {x.inode: x for x in enumerate_netns(proc, run, privileged=True).namespaces}
-    infos = {i: describe_netns(ref, NamingRoots(proc=str(proc)), read_kube_names(str(tmp_path / "log")))
-             for i, ref in by_inode.items()}
-    assert infos[blue].own and not infos[blue].unlabelled and infos[blue].key == "netns blue"
-    assert not infos[4026531840].own and infos[4026531840].unlabelled
-
-
-@pytest.mark.parametrize(("pid2_comm", "want"), [("kthreadd", 4026531840), ("sh", None)])
-def test_an_unreadable_pid_1_falls_back_to_kthreadd_only(tmp_path: Path, pid2_comm: str, want: int | None) -> None:
-    """A non-dumpable pid 1 refuses even root its links (this project's CI VM): kthreadd (pid 2) is in the
-    initial namespace; a pid 2 that is not kthreadd (a container's pid namespace) tells nothing, and then
-    the own namespace stands for the host's (NetnsInfo.unlabelled), as before."""
-    proc = _proc_tree(tmp_path, {2: 4026531840, 7: 4026532999}, own_pid=7)
-    (proc / "2" / "comm").write_text(pid2_comm + "\n")
-    assert init_inode(proc) == want
-    assert own_is_host(proc) is (want is None)
-    [own] = enumerate_netns(proc, tmp_path / "run", privileged=False).namespaces
-    info = describe_netns(own, NamingRoots(proc=str(proc)), read_kube_names(str(tmp_path / "log")))
-    assert info.unlabelled is (want is None) and info.host_ns is (None if want is None else False)
 
 
 def test_without_privilege_only_the_own_namespace_and_a_sentence(tmp_path: Path) -> None:

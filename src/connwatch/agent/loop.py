@@ -47,7 +47,6 @@ from connwatch.perf import gc_paused
 from connwatch.record import replace
 from connwatch.rules.config import Config, load_config
 from connwatch.rules.rule import Rule
-from connwatch.sources.netns import own_is_host
 from connwatch.sources.procfs import ProcFS
 
 log = logging.getLogger("connwatch.agent")
@@ -71,8 +70,6 @@ class Agent:
                                   instance=self.instance(None)) if opts.receivers else None)
         self.poller = ListenerPoller(opts.proc_root, opts.use_netlink)
         self.others: NetnsListenerPoller | None = None  # the other namespaces' listeners, when --netns takes them
-        # `--netns own` under `ip netns exec`: the own namespace is then described (its alerts keyed by it)
-        self.own_plain = opts.netns != "own" or own_is_host(opts.proc_root)
         self.wake = threading.Event()
         self.stopping = False
         self.reload_requested = False
@@ -247,7 +244,7 @@ class Agent:
     def _sample(self, opts: CollectOptions) -> list[Snapshot]:
         """One snapshot per namespace `--netns` selects (own first); collect() alone for the own one.
         The other namespaces' listeners are then polled between full samples too (their queue peaks)."""
-        if not ProcFS(self.opts.proc_root).is_live or (self.opts.netns == "own" and self.own_plain):
+        if self.opts.netns == "own" or not ProcFS(self.opts.proc_root).is_live:
             # both families in one walk, per family where the kernel refuses that (collect._first_dump)
             return [collect(self.clock, opts)]
         from connwatch.collect_netns import collect_selected, discover, select

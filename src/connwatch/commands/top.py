@@ -129,7 +129,7 @@ class Sampler:
 
 def _ns_label(snap: Snapshot) -> str:
     n = snap.netns
-    return "" if n is None or n.unlabelled else n.label
+    return "" if n is None or n.own else n.label
 
 
 def run(args: argparse.Namespace) -> int:

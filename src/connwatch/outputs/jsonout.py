@@ -79,7 +79,7 @@ def check_dict(result: CheckResult, tables: bool = False) -> dict[str, Any]:
     for part in result.parts or (result,):
         ns = part.current.netns
         listeners += listener_table(part.current.listeners, drop_deltas(part.previous, part.current),
-                                    netns_dict(ns) if ns is not None and not ns.unlabelled else None, owners)
+                                    netns_dict(ns) if ns is not None and not ns.own else None, owners)
     active = result.step.raised + result.step.updated
     return {
         "connwatch": __version__, "status": result.status, "exit_code": result.exit_code,

@@ -45,8 +45,8 @@ def without_empty(families: Sequence[Metric]) -> list[Metric]:
 
 
 def ns_values(info: NetnsInfo | None) -> tuple[str, str, str]:
-    """(netns, container, pod) label values of a namespace; empty for the host's (NetnsInfo.unlabelled)."""
-    if info is None or info.unlabelled:
+    """(netns, container, pod) label values of a namespace; empty for connwatch's own."""
+    if info is None or info.own:
         return OWN
     return (info.name or f"netns:[{info.inode}]", info.container.label if info.container is not None else "",
             info.pod.label if info.pod is not None else "")
@@ -54,7 +54,7 @@ def ns_values(info: NetnsInfo | None) -> tuple[str, str, str]:
 
 def ns_values_of(data: Mapping[str, Any] | None) -> tuple[str, str, str]:
     """The same from the JSON form of a namespace (snapshot_json.netns_dict: measurement notes, alerts)."""
-    if not data or (data.get("own") if data.get("host_ns") is None else data["host_ns"]):
+    if not data or data.get("own"):
         return OWN
     if "inode" not in data:  # an alert whose namespace detail was not kept: its key
         return (str(data.get("key", "")), "", "")

@@ -153,5 +153,4 @@ def describe_netns(ref: NetnsRef, roots: NamingRoots | None = None, kube: KubeNa
                   name=ns_name[1] if ns_name else None)
     pid = next((p for p in ref.pids if _in_namespace(p, ref.inode, roots.proc)), None)
     return NetnsInfo(inode=ref.inode, name=ref.name, container=container, pod=pod, pid=pid,
-                     command=read_command(pid, roots.proc) if pid is not None else None, own=ref.own,
-                     host_ns=ref.host_ns)
+                     command=read_command(pid, roots.proc) if pid is not None else None, own=ref.own)

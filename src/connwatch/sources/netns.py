@@ -41,7 +41,6 @@ class NetnsRef(Record):
     paths: tuple[str, ...] = ()  # bind mounts: /run/netns/NAME, /run/docker/netns/ID
     name: str | None = None  # the `ip netns` name, when it has one
     own: bool = False  # the reader's (connwatch's) own namespace
-    host_ns: bool | None = None  # pid 1's namespace (the host's); None: pid 1's link unreadable
 
     @property
     def pid(self) -> int | None:
@@ -86,26 +85,6 @@ def own_inode(proc_root: str | Path = "/proc") -> int | None:
         return ns_inode_of_link(os.readlink(f"{os.fspath(proc_root)}/self/ns/net"))
     except OSError:
         return None
-
-
-def init_inode(proc_root: str | Path = "/proc") -> int | None:
-    """The nsfs inode of the host's namespace: pid 1's, else kthreadd's (pid 2; kernel threads live in the
-    initial namespace, and a non-dumpable pid 1 refuses even root its links, as on this project's CI VM);
-    None when neither is readable (not root, hidepid, a fixture without them)."""
-    proc = os.fspath(proc_root)
-    for pid in (1, 2):
-        try:
-            if pid == 2 and read_comm(f"{proc}/2/comm") != "kthreadd":
-                return None
-            return ns_inode_of_link(os.readlink(f"{proc}/{pid}/ns/net"))
-        except OSError:
-            continue
-    return None
-
-
-def read_comm(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return f.read().strip()
 
 
 def _process_namespaces(proc_root: str) -> dict[int, list[int]]:
@@ -165,14 +144,14 @@ def enumerate_netns(proc_root: str | Path = "/proc", run_root: str | Path = "/ru
     neither be entered nor fully seen: only the own namespace is returned, with a limitation.
     """
     proc, run = path_text(proc_root), path_text(run_root)
-    own, init = own_inode(proc), init_inode(proc)
+    own = own_inode(proc)
     if privileged is None:
         privileged = can_enter_namespaces()
     if not privileged:
         note = (f"running as uid {os.geteuid()} without CAP_SYS_ADMIN: only connwatch's own network "
                 "namespace is sampled; other namespaces (containers, pods, `ip netns`) are not visible — "
                 "run as root to see them")
-        alone: tuple[NetnsRef, ...] = (NetnsRef(own, own=True, host_ns=_is(own, init)),) if own is not None else ()
+        alone: tuple[NetnsRef, ...] = (NetnsRef(own, own=True),) if own is not None else ()
         return NetnsList(alone, (note,))
     pids = _process_namespaces(proc)
     paths: dict[int, list[str]] = {}
@@ -182,20 +161,9 @@ def enumerate_netns(proc_root: str | Path = "/proc", run_root: str | Path = "/ru
         if name is not None:
             names.setdefault(inode, name)
     inodes = set(pids) | set(paths) | ({own} if own is not None else set())
-    refs = tuple(NetnsRef(i, tuple(pids.get(i, ())), tuple(paths.get(i, ())), names.get(i), i == own, _is(i, init))
+    refs = tuple(NetnsRef(i, tuple(pids.get(i, ())), tuple(paths.get(i, ())), names.get(i), i == own)
                  for i in sorted(inodes, key=lambda i: (i != own, i)))
     return NetnsList(refs)
-
-
-def _is(inode: int, init: int | None) -> bool | None:
-    return None if init is None else inode == init
-
-
-def own_is_host(proc_root: str | Path = "/proc") -> bool:
-    """False only when both links are readable and differ (connwatch runs under `ip netns exec`,
-    `nsenter`, in a container sharing the host's pids): then even `--netns own` names its namespace."""
-    own, init = own_inode(proc_root), init_inode(proc_root)
-    return own is None or init is None or own == init
 
 
 def open_netns(ref: NetnsRef, proc_root: str | Path = "/proc") -> int:
