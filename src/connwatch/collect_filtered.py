@@ -62,8 +62,10 @@ class _TimeWaitPlan(Record):
 def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
                    one_walk: bool, plan: _TimeWaitPlan, split: bool = False) -> SocketSummary:
     """When TIME_WAIT is due: one dump of every state, as without a plan, its outbound TIME_WAIT kept.
-    Else every state but TIME_WAIT dumped now (kernel-side state filter), the inbound TIME_WAIT too
-    when the last full dump held any (kernel-side port filter), and the outbound TIME_WAIT reused."""
+    Else every socket but the outbound TIME_WAIT dumped now in one walk (_one_walk) and the outbound
+    TIME_WAIT reused. On a kernel without the cgroup op: every state but TIME_WAIT (kernel-side state
+    filter), then the inbound TIME_WAIT when the last full dump held any (kernel-side port filter: a
+    second walk), and the outbound TIME_WAIT reused."""
     from connwatch.collect_tw import merge
     from connwatch.sources import diag_filter
 
@@ -78,6 +80,9 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
         whole = _all_sockets(sock, ports, tw_delay, limits, one_walk, split)
         cache.store(whole, plan.signals, ports, why)
         return whole
+    walked = _one_walk(sock, ports, tw_delay, limits, one_walk, ranges, cache)
+    if walked is not None:
+        return merge(walked, cache.reuse())
     fresh = _netlink_sockets(sock, SocketAggregator(ports, tw_delay), limits, one_walk,
                              netlink.TCPF_ALL_BUT_LISTEN & ~TCPF_TIME_WAIT)
     inbound = SocketAggregator(ports, tw_delay)
@@ -90,6 +95,31 @@ def _split_sockets(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: in
         cache.store(part, plan.signals, ports, f"the kernel refused the port filter ({exc.reason})")
         return merge(fresh, part)
     return merge(merge(fresh, cache.reuse()), inbound.summary())
+
+
+def _one_walk(sock: netlink.DiagSocket, ports: frozenset[int], tw_delay: int | None, limits: list[str],
+              one_walk: bool, ranges: list[tuple[int, int]], cache: TimeWaitCache) -> SocketSummary | None:
+    """Every full socket and the inbound TIME_WAIT (diag_filter.full_or_inbound_program) in one walk of the
+    kernel's socket hash, where the state filter and then a port filter took two: the walk is most of a
+    dump's kernel time (bench: 100k sockets, 90 % outbound TIME_WAIT: 36 ms of system time per sample
+    against 58 ms for the two walks; the same as the state-filtered walk alone, 22-30 ms, within its
+    spread). The inbound TIME_WAIT is then this sample's whether or not the last full dump held any.
+    None: no listening port (no inbound socket; the state filter alone), or the kernel refused the cgroup
+    op before any reply (before Linux 5.9, or no CONFIG_SOCK_CGROUP_DATA: remembered, not asked again)."""
+    from connwatch.sources import diag_filter
+
+    if not ranges or cache.merged_refused:
+        return None
+    aggregator = SocketAggregator(ports, tw_delay)
+    try:
+        _dump_filtered(sock, diag_filter.full_or_inbound_program(ranges), aggregator, limits, one_walk,
+                       netlink.TCPF_ALL_BUT_LISTEN)
+    except SourceUnavailable as exc:
+        if aggregator.total:  # (a failure after replies came: not a refused request)
+            raise
+        cache.merged_refused = exc.reason
+        return None
+    return aggregator.summary()
 
 
 def _dump_filtered(sock: netlink.DiagSocket, program: bytes, consume: SocketAggregator, limits: list[str],

@@ -22,12 +22,14 @@ state and reuses the TIME_WAIT aggregate of an earlier dump unless the TIME_WAIT
 
 Only the outbound TIME_WAIT (local port not a listening port: it holds an ephemeral port toward a
 destination) is kept and reused. The inbound (server-side) TIME_WAIT counts a port's accepted-and-
-closed connections (AcceptActivity) and must be this sample's: when the last full dump held any, a
-reusing sample dumps it fresh with a kernel-side filter on the listening ports
-(sources/diag_filter.py), which copies nothing else but walks the kernel's socket hash a second time
-(measured at 100k sockets: the walk alone is most of a dump's kernel time). When the last full dump
-held none (this host's servers let the clients close first), that second walk is skipped: servers
-starting to close first are seen at the next due dump (a jump of sockstat's tw, or 60 s).
+closed connections (AcceptActivity) and must be this sample's: a reusing sample dumps it in the same
+walk as every other state, with a kernel-side program that passes every full socket and a TIME_WAIT one
+only on a listening port (sources/diag_filter.full_or_inbound_program; Linux 5.9+). A kernel refusing
+that program gets the state-filtered dump and, when the last full dump held inbound TIME_WAIT, a port-
+filtered dump of it, which walks the kernel's socket hash a second time (measured at 100k sockets: the
+walk alone is most of a dump's kernel time); when it held none (this host's servers let the clients
+close first), that second walk is skipped: servers starting to close first are seen at the next due
+dump (a jump of sockstat's tw, or 60 s).
 
 What a dump costs the kernel whatever is asked: every dump walks the host-wide established hash
 (every namespace's sockets, unless the namespace has its own: net.ipv4.tcp_child_ehash_entries), so
@@ -91,6 +93,7 @@ class TimeWaitCache:
     last: TimeWaitSignals | None = None  # the previous sample's signals (for the current rate)
     force: bool = False  # set by the caller: dump every sample while an alert is near
     filter_refused: str = ""  # why the kernel refused the inbound port filter (then: dump all TIME_WAIT)
+    merged_refused: str = ""  # why the kernel refused the one-walk program (collect_filtered._one_walk)
     inbound_seen: bool = False  # the last full dump held inbound (server-side) TIME_WAIT
     dumps: int = 0
     reuses: int = 0

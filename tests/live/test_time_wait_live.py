@@ -41,7 +41,8 @@ for _ in range(4):  # one dump, split dumps, one dump: the middle one must equal
     c = collect(SystemClock(), opts).sockets
     inbound_tw = sum(x.states.get("TIME_WAIT", 0) for x in b.sources)
     out.append({"equal": norm(b) in (norm(a), norm(c)), "reason": caches.get(0).reason,
-                "tw": b.by_state.get("TIME_WAIT", 0), "sources_tw": inbound_tw})
+                "tw": b.by_state.get("TIME_WAIT", 0), "sources_tw": inbound_tw,
+                "refused": caches.get(0).merged_refused})
 print(json.dumps(out))
 """
 
@@ -84,20 +85,26 @@ def _churn(ns: Netns, *args: str) -> str:
     return ns.run([sys.executable, str(PROGS / "churn.py"), *args], timeout=100).stdout
 
 
-def test_split_dumps_equal_one_dump(ns: Netns) -> None:
+def _both_kinds_of_time_wait(ns: Netns, outbound: int, inbound: int) -> None:
+    """`outbound` client-side TIME_WAIT toward BUSY (30 connections held there too) and `inbound`
+    server-side TIME_WAIT on INBOUND."""
     ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
     ns.python("tw_server.py", "--port", str(BUSY))  # closes after the client: client-side TIME_WAIT
-    ns.python("accept_server.py", "--port", str(INBOUND), "--backlog", "64", "--count", "400", "--rate", "0",
-              "--close")  # closes first: server-side TIME_WAIT
+    ns.python("accept_server.py", "--port", str(INBOUND), "--backlog", "64", "--count", str(2 * inbound),
+              "--rate", "0", "--close")  # closes first: server-side TIME_WAIT
     held = ns.popen([sys.executable, str(PROGS / "churn.py"), "--port", str(BUSY), "--hold", "30", "--cycles",
-                     "300", "--lifetime", "60"])
+                     str(outbound), "--lifetime", "60"])
     assert held.stdout is not None and "error=none" in held.stdout.readline()
     # The client waits for the server's FIN before closing, so the server side ends in TIME_WAIT every
     # time (churn.py's immediate close raced the server's: CI once saw no server-side TIME_WAIT at all).
-    server_first = ("import socket\nfor _ in range(200):\n"
+    server_first = (f"import socket\nfor _ in range({inbound}):\n"
                     f"    c = socket.create_connection(('127.0.0.1', {INBOUND}), timeout=5)\n"
                     "    assert c.recv(1) == b''\n    c.close()\nprint('error=none')\n")
     assert "error=none" in ns.run([sys.executable, "-c", server_first], timeout=100).stdout
+
+
+def test_split_dumps_equal_one_dump(ns: Netns) -> None:
+    _both_kinds_of_time_wait(ns, 300, 200)
     # A reused aggregate keeps the dump's count of TIME_WAIT younger than tcp_tw_reuse_delay (1 s): compare
     # once every socket is older than that, as the single dumps then count none young either.
     assert poll(lambda: _aged(ns, 2), 10)
@@ -107,6 +114,51 @@ def test_split_dumps_equal_one_dump(ns: Netns) -> None:
     # nothing moves: the outbound TIME_WAIT is reused, the inbound one dumped with the port filter, and the
     # merge still equals one dump of everything
     assert out[-1]["reason"] == "reused" and out[-1]["sources_tw"] == out[0]["sources_tw"]
+    assert all(r["refused"] == "" for r in out)  # this kernel (5.9+) ran the one-walk program
+
+
+ONE_WALK = """import json, struct, sys
+from connwatch.collect import TCPF_TIME_WAIT
+from connwatch.sources import diag_filter, netlink
+
+listening = {int(p) for p in sys.argv[1].split(",")}
+
+def sockets(dump):
+    got = []
+    def consume(chunk):
+        off = 0
+        while off + 16 <= len(chunk):
+            length, kind = struct.unpack_from("=IH", chunk, off)
+            if kind in (2, 3):
+                return True
+            m = chunk[off:off + length]
+            got.append((m[16], m[17], m[20:56].hex()))  # family, state, the socket id (ports, addresses)
+            off += (length + 3) & ~3
+        return False
+    dump(consume)
+    return sorted(got)
+
+sock = netlink.open_socket()
+program = diag_filter.full_or_inbound_program(diag_filter.port_ranges(listening))
+for _ in range(3):  # a socket may change state between the two dumps: equal on one of three tries
+    every = sockets(lambda c: netlink.dump_both_families(sock, netlink.TCPF_ALL_BUT_LISTEN, 0, c))
+    one = sockets(lambda c: diag_filter.dump_filtered(sock, netlink.TCPF_ALL_BUT_LISTEN, program, None, c))
+    expected = [s for s in every if s[1] != 6 or int(s[2][:4], 16) in listening]
+    if one == expected:
+        break
+print(json.dumps({"equal": one == expected, "states": sorted({s[1] for s in one}), "every": len(every),
+                  "one": len(one), "inbound_tw": sum(1 for s in one if s[1] == 6),
+                  "outbound_tw": sum(1 for s in every if s[1] == 6) - sum(1 for s in one if s[1] == 6)}))
+"""
+
+
+def test_one_walk_emits_every_socket_but_the_outbound_time_wait(ns: Netns) -> None:
+    """The cgroup op of diag_filter.full_or_inbound_program on this kernel: the one walk gives exactly
+    the unfiltered dump's sockets less the TIME_WAIT ones whose local port is not a listening one."""
+    _both_kinds_of_time_wait(ns, 100, 50)
+    out = json.loads(ns.run([sys.executable, "-c", ONE_WALK, f"{BUSY},{INBOUND}"]).stdout)
+    assert out["equal"], out
+    assert out["inbound_tw"] >= 50 and out["outbound_tw"] >= 50 and 1 in out["states"], out  # each kind held
 
 
 def _lines(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:

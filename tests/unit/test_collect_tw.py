@@ -10,7 +10,7 @@ from pathlib import Path
 from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches, TimeWaitPolicy, TimeWaitSignals, merge
 from connwatch.model import SocketSummary
 from connwatch.parsers.sock_diag import SocketAggregator
-from connwatch.sources.diag_filter import port_ranges, sport_program
+from connwatch.sources.diag_filter import full_or_inbound_program, port_ranges, sport_program
 
 FIX = Path(__file__).parents[1] / "fixtures" / "netlink"
 TIME_WAIT = 6
@@ -124,18 +124,7 @@ def test_port_filter_program() -> None:
     ranges = port_ranges([443, 80, 81, 82, 8080])
     assert ranges == [(80, 82), (443, 443), (8080, 8080)]
     program = sport_program(ranges)
-
-    def accepts(port: int) -> bool:
-        pos, left = 0, len(program)
-        while left > 0:
-            code, yes, no = struct.unpack_from("=BBH", program, pos)
-            arg = struct.unpack_from("=BBH", program, pos + 4)[2] if code in (2, 3) else 0
-            ok = {1: False, 2: port >= arg, 3: port <= arg}[code]
-            step = yes if ok else no
-            pos, left = pos + step, left - step
-        return left == 0
-
-    assert [p for p in range(0, 9000) if accepts(p)] == [80, 81, 82, 443, 8080]
+    assert [p for p in range(0, 9000) if run_program(program, p, 1)] == [80, 81, 82, 443, 8080]
 
 
 def test_reuse_counts_and_caches_per_namespace() -> None:
@@ -170,21 +159,49 @@ class FakeDiag:
         pass
 
 
-class _Kernel(FakeDiag):
-    """Refuses a request carrying a filter with EINVAL, as a kernel whose inet_diag_bc_audit() rejects
-    the program would."""
+def run_program(program: bytes, sport: int, cgroup_id: int) -> bool:
+    """inet_diag_bc_run() by its rules (net/ipv4/inet_diag.c): end reached exactly = accepted, past it =
+    rejected; JMP, S_GE, S_LE and CGROUP_COND (its u64 right after the op)."""
+    pos, left = 0, len(program)
+    while left > 0:
+        code, yes, no = struct.unpack_from("=BBH", program, pos)
+        if code == 13:
+            ok = struct.unpack_from("=Q", program, pos + 4)[0] == cgroup_id
+        else:
+            arg = struct.unpack_from("=BBH", program, pos + 4)[2] if code in (2, 3) else 0
+            ok = {1: False, 2: sport >= arg, 3: sport <= arg}[code]
+        step = yes if ok else no
+        pos, left = pos + step, left - step
+    return left == 0
 
-    def __init__(self) -> None:
+
+class _Kernel(FakeDiag):
+    """Runs a request's program on each recorded socket as inet_diag_bc_sk() does (a TIME_WAIT or
+    request socket's cgroup id is 0, a full socket's 1, the root cgroup's), or refuses it with EINVAL, as
+    a kernel whose inet_diag_bc_audit() rejects an op would: those in `refused` (every op by default; 13,
+    CGROUP_COND, for a kernel before 5.9)."""
+
+    def __init__(self, refused: frozenset[int] = frozenset(range(256))) -> None:
         super().__init__()
-        self.filtered = 0
+        self.refused = refused
+        self.filtered = 0  # requests carrying a program
+        self.requests = 0
 
     def send(self, data: bytes, /) -> int:
         family, states = data[16], struct.unpack_from("=I", data, 20)[0]
-        if len(data) > 16 + 56:
-            self.filtered += 1
-            self.refuse(data)
-        else:
+        self.requests += 1
+        if len(data) <= 16 + 56:
             self.answer(family, states)
+            return len(data)
+        self.filtered += 1
+        program = data[16 + 56 + 4:]
+        codes = {program[i] for i in range(0, len(program), 4) if program[i] in (1, 2, 3, 13)}
+        if codes & self.refused:
+            self.refuse(data)
+            return len(data)
+        chosen = [m for m in _messages() if states >> m[17] & 1 and family == 2
+                  and run_program(program, struct.unpack_from(">H", m, 20)[0], 0 if m[17] in (3, TIME_WAIT) else 1)]
+        self.replies.append(b"".join(chosen) + struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0))
         return len(data)
 
 
@@ -196,20 +213,58 @@ def test_a_refused_port_filter_falls_back_to_dumping_all_time_wait() -> None:
     assert cache.inbound_seen
     whole = _summary(_messages(), ports)
     got = _split_sockets(kernel, ports, None, [], False, _TimeWaitPlan(cache, _sig(105.0, 10_000, 500)))
-    assert kernel.filtered == 1 and _normal(got) == _normal(whole)
-    assert cache.filter_refused == "kernel refused the dump: EINVAL"
+    assert kernel.filtered == 2 and _normal(got) == _normal(whole)  # the one-walk program, then the port filter
+    assert cache.merged_refused == cache.filter_refused == "kernel refused the dump: EINVAL"
     assert cache.reason.endswith("(kernel refused the dump: EINVAL)")
     again = _split_sockets(kernel, ports, None, [], False, _TimeWaitPlan(cache, _sig(110.0, 10_000, 1000)))
-    assert kernel.filtered == 1 and _normal(again) == _normal(whole)  # not asked again: all TIME_WAIT dumped
+    assert kernel.filtered == 2 and _normal(again) == _normal(whole)  # not asked again: all TIME_WAIT dumped
 
 
-def test_no_inbound_time_wait_at_the_last_dump_no_second_walk() -> None:
+def test_before_linux_5_9_no_inbound_time_wait_at_the_last_dump_no_second_walk() -> None:
     from connwatch.collect_filtered import _split_sockets, _TimeWaitPlan
 
-    kernel, cache = _Kernel(), _cache(ports=LISTEN_PORTS)
+    kernel, cache = _Kernel(refused=frozenset({13})), _cache(ports=LISTEN_PORTS)
     assert not cache.inbound_seen
     got = _split_sockets(kernel, LISTEN_PORTS, None, [], False, _TimeWaitPlan(cache, _sig(105.0, 10_000, 500)))
-    assert kernel.filtered == 0 and cache.reason == "reused" and _normal(got) == _normal(_summary(_messages()))
+    assert kernel.filtered == 1 and cache.merged_refused and cache.reason == "reused"
+    assert _normal(got) == _normal(_summary(_messages()))
+    again = _split_sockets(kernel, LISTEN_PORTS, None, [], False, _TimeWaitPlan(cache, _sig(110.0, 10_000, 1000)))
+    assert kernel.filtered == 1 and _normal(again) == _normal(got)  # the refused program is not sent again
+
+
+def test_before_linux_5_9_inbound_time_wait_takes_a_second_walk() -> None:
+    from connwatch.collect_filtered import _split_sockets, _TimeWaitPlan
+
+    ports = LISTEN_PORTS | {46910}
+    kernel, cache = _Kernel(refused=frozenset({13})), _cache(ports=ports)
+    _split_sockets(kernel, ports, None, [], False, _TimeWaitPlan(cache, _sig(105.0, 10_000, 500)))
+    kernel.requests = 0
+    got = _split_sockets(kernel, ports, None, [], False, _TimeWaitPlan(cache, _sig(110.0, 10_000, 1000)))
+    # per family: every state but TIME_WAIT, then the inbound TIME_WAIT with the port filter
+    assert kernel.requests == 4 and cache.reason == "reused" and _normal(got) == _normal(_summary(_messages(), ports))
+
+
+def test_one_walk_holds_every_socket_but_the_outbound_time_wait() -> None:
+    """The cgroup op lets one walk emit every full socket and only the inbound TIME_WAIT; with the reused
+    outbound TIME_WAIT that is what one dump of everything gives, whether the recorded TIME_WAIT socket is
+    inbound (its port listening) or outbound, and whatever the last full dump held."""
+    from connwatch.collect_filtered import _split_sockets, _TimeWaitPlan
+
+    for ports in (LISTEN_PORTS, LISTEN_PORTS | {46910}):
+        kernel, cache = _Kernel(refused=frozenset()), _cache(ports=ports)
+        cache.inbound_seen = False  # (not asked: the one walk holds the inbound TIME_WAIT in any case)
+        got = _split_sockets(kernel, ports, None, [], False, _TimeWaitPlan(cache, _sig(105.0, 10_000, 500)))
+        assert kernel.requests == kernel.filtered == 2 and not cache.merged_refused  # one per family
+        assert cache.reason == "reused" and _normal(got) == _normal(_summary(_messages(), ports))
+        tw = got.by_state.get("TIME_WAIT")
+        assert tw == 1, got  # the recorded one, dumped now (inbound) or reused (outbound): never twice
+
+
+def test_one_walk_program_accepts_full_sockets_and_inbound_non_full_ones() -> None:
+    program = full_or_inbound_program(port_ranges([80, 81, 443]))
+    assert program[:4] == struct.pack("=BBH", 13, 12, len(program))
+    assert [p for p in range(0, 1000) if run_program(program, p, 0)] == [80, 81, 443]
+    assert all(run_program(program, p, cgroup) for p in (0, 80, 444, 65535) for cgroup in (1, 2, 7777))
 
 
 def test_the_default_policy_dumps_again_after_one_time_wait_lifetime() -> None:

@@ -1,8 +1,10 @@
 """sock_diag dumps with a kernel-side local-port filter (INET_DIAG_REQ_BYTECODE): I/O only.
 
-Used for the inbound TIME_WAIT sockets (local port = a listening port) of a sample that reuses its
-outbound TIME_WAIT (collect_tw.py): the kernel still walks its socket hash, but emits only the
-sockets whose local port is in the given ranges, so nothing else is copied or decoded.
+Used for the sockets of a sample that reuses its outbound TIME_WAIT (collect_tw.py): every other socket
+and the inbound TIME_WAIT (local port = a listening port) in one walk (full_or_inbound_program), or on
+older kernels the inbound TIME_WAIT alone (sport_program); and for `check`'s first sample, the sockets on
+listening ports. The kernel still walks its socket hash, but emits only what the program accepts, so
+nothing else is copied or decoded.
 
 The program is the one net/ipv4/inet_diag.c inet_diag_bc_run() interprets and inet_diag_bc_audit()
 checks: struct inet_diag_bc_op {u8 code; u8 yes; u16 no;} (include/uapi/linux/inet_diag.h), a port
@@ -12,6 +14,12 @@ comparison followed by a second op whose `no` holds the port. Per range [lo, hi]
 
 reaching the end exactly accepts the socket; jumping past it rejects. S_GE/S_LE/JMP exist since
 Linux 2.6 (S_EQ only since 4.x, so it is not used).
+
+full_or_inbound_program() puts one CGROUP_COND op (Linux 5.9, b1f3e43dbfac "inet_diag: add support for
+cgroup filter") before those ranges, so ONE walk emits every socket a sample must see fresh: inet_diag_bc_sk()
+gives a full socket its cgroup v2 id (never 0: the root cgroup's is 1) and a TIME_WAIT or request socket 0
+(`entry.cgroup_id = sk_fullsock(sk) ? cgroup_id(...) : 0`). Its sample line, as built here for ranges
+[(8080, 8080)]: `0d 0c 20 00 | 00*8 | 02 08 18 00 ...` (code 13, yes 12, no 32 = the program's length).
 """
 
 from __future__ import annotations
@@ -33,8 +41,10 @@ from connwatch.sources.netlink import (
 
 INET_DIAG_REQ_BYTECODE = 1
 BC_JMP, BC_S_GE, BC_S_LE = 1, 2, 3
+BC_CGROUP_COND = 13  # include/uapi/linux/inet_diag.h: u64 cgroup v2 id follows the op
 MAX_RANGES = 32  # beyond this the per-socket program costs more than decoding what it would drop
 _OP = struct.Struct("=BBH")
+_CGROUP_OP = struct.Struct("=BBHQ")  # inet_diag_bc_op + the u64 id (get_unaligned: no padding)
 _NLMSGHDR = struct.Struct("=IHHII")
 _NLATTR = struct.Struct("=HH")
 _REQ = struct.Struct("=BBBxI48x")  # inet_diag_req_v2 (sockid zeroed)
@@ -66,6 +76,16 @@ def sport_program(ranges: list[tuple[int, int]]) -> bytes:
         out.append(_OP.pack(BC_S_LE, 8, left - 8 + 4 if last else 12) + _OP.pack(0, 0, hi))
         out.append(_OP.pack(BC_JMP, 4, left - 16))
     return b"".join(out)
+
+
+def full_or_inbound_program(ranges: list[tuple[int, int]]) -> bytes:
+    """The bytecode accepting every full socket (any state asked for) and a TIME_WAIT or request socket
+    only when its local port lies in one of the ranges: a sample's every-state-but-outbound-TIME_WAIT in
+    one walk of the kernel's socket hash instead of two (collect_filtered._split_sockets). A request socket
+    (SYN_RECV) has its listener's port, so it passes the ranges as in an unfiltered dump. A cgroup id
+    equal to 0 (yes) goes on to the port ranges; any other (no) jumps to the end exactly: accepted."""
+    ports = sport_program(ranges)
+    return _CGROUP_OP.pack(BC_CGROUP_COND, _CGROUP_OP.size, _CGROUP_OP.size + len(ports), 0) + ports
 
 
 def filtered_request(states: int, program: bytes, family: int | None, seq: int = 1) -> bytes:
