@@ -67,7 +67,12 @@ def test_completion_and_rules_are_not_loaded_to_start() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("build") is None, reason="needs the `build` package (test extra)")
 def test_sdist_carries_tests_contrib_docs_and_the_license(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "build", "--sdist", "-o", str(tmp_path), str(ROOT)],
+    # Built from a copy of the tree: setuptools writes src/connwatch.egg-info into the tree it builds, so two
+    # suites (CI's 3.12 and 3.13 unit runs side by side) building the one checkout raced on it.
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "venv*", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".hypothesis", ".*_cache"))
+    done = subprocess.run([sys.executable, "-m", "build", "--sdist", "-o", str(tmp_path), str(tree)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "SetuptoolsDeprecationWarning" not in done.stdout + done.stderr
