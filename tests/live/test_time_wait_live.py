@@ -118,7 +118,6 @@ def test_split_dumps_equal_one_dump(ns: Netns) -> None:
 
 
 ONE_WALK = """import json, struct, sys
-from connwatch.collect import TCPF_TIME_WAIT
 from connwatch.sources import diag_filter, netlink
 
 listening = {int(p) for p in sys.argv[1].split(",")}

@@ -195,7 +195,10 @@ class _Kernel(FakeDiag):
             return len(data)
         self.filtered += 1
         program = data[16 + 56 + 4:]
-        codes = {program[i] for i in range(0, len(program), 4) if program[i] in (1, 2, 3, 13)}
+        codes, pos = set(), 0
+        while pos < len(program):  # each op once: its `yes` steps over its operand (inet_diag_bc_audit's walk)
+            codes.add(program[pos])
+            pos += program[pos + 1]
         if codes & self.refused:
             self.refuse(data)
             return len(data)
