@@ -102,6 +102,38 @@ def test_one_namespace_never_clears_another_namespaces_alert(tmp_path: Path, ns:
     assert [a["id"] for a in active] == [alert["id"]] and active[0]["state"] == "active"
 
 
+def test_runs_under_ip_netns_exec_sharing_a_state_dir_keep_their_own_alerts(tmp_path: Path, ns: Netns) -> None:
+    """`ip netns exec NAME connwatch check` keys its own namespace's alerts without a namespace (TCP(PORT)), as the
+    host's check keys the host's: sharing one state dir, a healthy namespace's runs must neither show another's
+    alert as theirs nor clear it (alerts/store.py scopes)."""
+    config = tmp_path / "rules.toml"
+    config.write_text("[settings]\nclear_after = 1\n")
+    state = str(tmp_path / "state")
+    common = ("--format", "json", "--state-dir", state, "--config", str(config))
+    with netns() as quiet:
+        ns.python("listener.py", "--port", str(PORT), "--backlog", "5")
+        quiet.python("listener.py", "--port", str(PORT), "--backlog", "5")
+        ns.python("flood.py", "--port", str(PORT), "--count", "40", "--hold", "60")
+        assert poll(lambda: ns.ss_drops(PORT) >= 20, 15), "the full queue never dropped a SYN"
+        before = ns.nstat("TcpExtListenOverflows")
+        hot = ns.connwatch("check", "--interval", "1", *common)
+        after = ns.nstat("TcpExtListenOverflows")
+        [alert] = [a for a in json.loads(hot.stdout)["alerts"] if a["attribute"] == "BacklogRejectsByPort"]
+        assert alert["resource"] == f"TCP({PORT})" and 0 < alert["value"] <= after - before
+        for _ in range(2):  # clear_after = 1: one clean judgement of the same key would clear it
+            calm = quiet.connwatch("check", "--interval", "0.5", *common)
+            report = json.loads(calm.stdout)
+            assert calm.returncode == 0, calm.stdout
+            assert report["alerts"] == [] and report["cleared"] == []
+        theirs = json.loads(quiet.connwatch("alerts", "--all", "--format", "json", "--state-dir", state).stdout)
+        mine = json.loads(ns.connwatch("alerts", "--format", "json", "--state-dir", state).stdout)
+        shown = json.loads(quiet.connwatch("alerts", "show", str(alert["id"]), "--format", "json",
+                                           "--state-dir", state).stdout)
+    assert theirs["alerts"] == []
+    assert [(a["id"], a["state"]) for a in mine["alerts"]] == [(alert["id"], "active")]
+    assert [a["id"] for a in shown["alerts"]] == [alert["id"]]  # ids are unique over the scopes
+
+
 def test_a_namespace_deleted_between_the_samples_raises_nothing(tmp_path: Path, ns: Netns) -> None:
     gone = subprocess.run(["ip", "netns", "add", f"{ns.name}-gone"], capture_output=True)
     assert gone.returncode == 0

@@ -17,7 +17,7 @@ import pytest
 
 from connwatch.agent.delivery import Delivery, enqueue, reconcile
 from connwatch.agent.outbox import Outbox
-from connwatch.alerts.store import AlertStore
+from connwatch.alerts.store import SCHEMA_VERSION, AlertStore
 from connwatch.clock import FakeClock
 from connwatch.findings import Alert
 from connwatch.outputs.alertmanager import (
@@ -284,7 +284,7 @@ def test_outbox_added_to_a_version_1_database(tmp_path: Path) -> None:
         Outbox(store.db).put("r", [(alert.id or 0, "resolved", "{}")], 7.0)
         assert [i.kind for i in Outbox(store.db).due("r", 10.0)] == ["resolved"]  # firing is moot now
     conn = sqlite3.connect(tmp_path / "connwatch.db")
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]  # the outbox: its own
     conn.close()
 
 

@@ -32,7 +32,7 @@ from connwatch.errors import ParseError, SelectorError
 from connwatch.model import Container, NetnsInfo, Pod
 from connwatch.parsers.cgroup import CgroupIdentity, parse_cgroup
 from connwatch.sources.containers import NamingRoots, describe_netns, read_kube_names
-from connwatch.sources.netns import NetnsRef, enumerate_netns
+from connwatch.sources.netns import NetnsRef, enumerate_netns, init_inode, run_scope
 
 OTEL = """\
 11:perf_event:/kubepods-besteffort-pod0125ec2f_b64a_4868_8f5b_94b56cbab864.slice:cri-containerd:ee4b20e90ac7f42a10bd004d05646b13d8ab5e2c5e7cbc01abf8006bac016459
@@ -258,3 +258,23 @@ def test_netns_dict_is_asdict_plus_the_label(info: NetnsInfo) -> None:
     from connwatch.snapshot_json import netns_dict
 
     assert netns_dict(info) == {**dataclasses.asdict(info), "label": info.label}
+
+
+def test_the_run_scope_is_empty_in_the_hosts_namespace_and_names_another(tmp_path: Path) -> None:
+    """alerts/store.py's scope: a run in pid 1's namespace keeps the host's alerts; one under `ip netns exec blue`
+    gets its own, named by inode and name; pid 1 unreadable (a non-dumpable init): kthreadd's stands in."""
+    run = tmp_path / "run"
+    (run / "netns").mkdir(parents=True)
+    (run / "netns" / "blue").write_text("")
+    blue = os.stat(run / "netns" / "blue").st_ino
+    host = _proc_tree(tmp_path / "host", {1: 4026531840, 7: 4026531840}, own_pid=7)
+    assert run_scope(host, run) == "" and init_inode(host) == 4026531840
+    inside = _proc_tree(tmp_path / "inside", {1: 4026531840, 7: blue}, own_pid=7)
+    assert run_scope(inside, run) == f"netns {blue} blue"
+    unnamed = _proc_tree(tmp_path / "unnamed", {1: 4026531840, 7: 4026532999}, own_pid=7)
+    assert run_scope(unnamed, run) == "netns 4026532999"
+    no_init = _proc_tree(tmp_path / "no_init", {2: 4026531840, 7: blue}, own_pid=7)
+    (no_init / "2" / "comm").write_text("kthreadd\n")
+    assert run_scope(no_init, run) == f"netns {blue} blue"
+    (no_init / "2" / "comm").write_text("sh\n")  # pid 2 of a container's pid namespace: tells nothing
+    assert init_inode(no_init) is None and run_scope(no_init, run) == ""

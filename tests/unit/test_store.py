@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from connwatch.alerts.store import AlertStore, default_state_dir, describe_error
+from connwatch.alerts import store as store_module
+from connwatch.alerts.store import AlertStore, alert_to_row, default_state_dir, describe_error
 from connwatch.errors import StateError
 from connwatch.findings import Alert
 
@@ -103,7 +104,7 @@ def test_wal_and_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "connwatch.db")
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     finally:
         conn.close()
 
@@ -217,7 +218,7 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     with conn:
         conn.execute("UPDATE schema_version SET version = 9")
     conn.close()
-    with pytest.raises(StateError, match=r"schema version 9 is newer than this connwatch supports \(1\)"):
+    with pytest.raises(StateError, match=r"schema version 9 is newer than this connwatch supports \(2\)"):
         AlertStore.open(tmp_path)
 
 
@@ -294,3 +295,99 @@ def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_state_dir() == tmp_path / "home" / ".local" / "state" / "connwatch"
+
+
+# alerts/store.py at schema 1 (connwatch 0.1 to 7ff2aa0), verbatim
+V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    attribute TEXT NOT NULL,
+    resource_key TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    value REAL,
+    unit TEXT NOT NULL,
+    limit_ REAL,
+    severity INTEGER NOT NULL,
+    alert_class TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_updated REAL NOT NULL,
+    occurrences INTEGER NOT NULL,
+    last_occurred REAL NOT NULL,
+    clear_after INTEGER NOT NULL,
+    clean_samples INTEGER NOT NULL,
+    cleared_at REAL,
+    system_name TEXT NOT NULL,
+    text TEXT NOT NULL,
+    explanation TEXT NOT NULL,
+    action TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active
+    ON alerts (attribute, resource_key) WHERE state = 'active';
+CREATE INDEX IF NOT EXISTS alerts_last_updated ON alerts (last_updated);
+CREATE TABLE IF NOT EXISTS seen (
+    key TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+"""
+
+
+# -- scopes: runs in different network namespaces sharing one state dir ---------------------------------
+
+BLUE = "netns 4026532300 blue"
+
+
+def test_each_scope_steps_only_its_own_alerts(tmp_path: Path) -> None:
+    """`ip netns exec blue connwatch check` keys its own namespace's alerts as the host's check keys the host's
+    (TCP(1414)): in one table they must not meet, or each run clears the other's alert as gone."""
+    with AlertStore.open(tmp_path) as host, AlertStore.open(tmp_path, BLUE) as blue:
+        [mine] = host.save([alert()])
+        [theirs] = blue.save([alert(system_name="blue")])  # same key, active: another scope, no conflict
+        assert mine.id != theirs.id
+        assert host.load_active() == {mine.key: mine} and blue.load_active() == {theirs.key: theirs}
+        assert host.history() == [mine] and blue.history(include_cleared=True) == [theirs]
+        assert host.get(theirs.id or -1) == theirs  # ids are unique over scopes: `alerts show ID` finds any
+        stepped, _ = blue.step([], 1.0, lambda active, _first: dict(active), lambda _r: [])
+        assert stepped == {theirs.key: theirs}
+        blue.save([replace(theirs, state="cleared", cleared_at=2.0)])
+        assert host.load_active() == {mine.key: mine} and blue.load_active() == {}
+        with pytest.raises(StateError):  # still one active alert per key within a scope
+            host.save([alert()])
+
+
+def test_first_seen_is_per_scope(tmp_path: Path) -> None:
+    """"Is this a new application?": a port first seen in the host's namespace is new in blue's."""
+    with AlertStore.open(tmp_path) as host, AlertStore.open(tmp_path, BLUE) as blue:
+        assert host.mark_seen(["TCP(80)"], 10.0) == {"TCP(80)": 10.0}
+        assert blue.mark_seen(["TCP(80)", "TCP(80)"], 20.0) == {"TCP(80)": 20.0}
+        assert host.mark_seen(["TCP(80)"], 30.0) == {"TCP(80)": 10.0}
+        keys = [k for (k,) in host.db._db().execute("SELECT key FROM seen ORDER BY key")]
+    assert keys == ["TCP(80)", f"[{BLUE}] TCP(80)"]
+
+
+def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A state dir written before scopes: its alerts become the host's scope's, the unique index covers scopes."""
+    conn = sqlite3.connect(tmp_path / "connwatch.db")
+    with conn:
+        for statement in (s for s in V1_SCHEMA.split(";") if s.strip()):
+            conn.execute(statement)
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        marks = ", ".join("?" * len(store_module._COLUMNS))
+        conn.execute(f"INSERT INTO alerts ({store_module._COLS}) VALUES ({marks})", alert_to_row(alert(), tmp_path))
+    conn.close()
+    with AlertStore.open(tmp_path) as host, AlertStore.open(tmp_path, BLUE) as blue:
+        [old] = host.load_active().values()
+        assert replace(old, id=None) == alert() and blue.load_active() == {}
+        with pytest.raises(StateError):
+            host.save([alert()])
+        assert blue.save([alert()])[0].id == (old.id or 0) + 1
+    conn = sqlite3.connect(tmp_path / "connwatch.db")
+    versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert versions == [(1,), (2,)]
+    assert "alerts_one_active" not in indexes and "alerts_one_active_in_scope" in indexes

@@ -13,6 +13,7 @@ from pathlib import Path
 from connwatch.agent.outbox import Outbox
 from connwatch.alerts.store import AlertStore
 from connwatch.errors import StateError
+from connwatch.sources.netns import run_scope
 
 log = logging.getLogger("connwatch.agent")
 
@@ -29,7 +30,7 @@ class StateKeeper:
         """The open store, or None while the state dir refuses (already logged)."""
         if self.store is None:
             try:
-                self.store = AlertStore.open(self.state_dir)
+                self.store = AlertStore.open(self.state_dir, run_scope())
             except StateError as exc:
                 self.failed(exc)
         return self.store

@@ -18,7 +18,7 @@ import errno
 import os
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -142,9 +142,11 @@ class Database:
                         conn.execute("ROLLBACK")
                 raise
 
-    def ensure_schema(self, version_table: str, version: int, statements: Sequence[str]) -> int:
+    def ensure_schema(self, version_table: str, version: int, statements: Sequence[str],
+                      upgrades: Mapping[int, Sequence[str]] | None = None) -> int:
         """Create a store's tables (statements use IF NOT EXISTS) and record its schema version in
-        `version_table`; refuse a database written by a newer connwatch. Returns the version found
+        `version_table`; refuse a database written by a newer connwatch. A database of an older version v
+        gets `upgrades[v]`, `upgrades[v + 1]`, ... first, in the same transaction. Returns the version found
         (0 when the store is new here)."""
         with self.write() as tx:
             exists = tx.rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (version_table,))
@@ -156,6 +158,9 @@ class Database:
                 raise StateError(f"{self.path}: state database schema version {found} is newer than this "
                                  f"connwatch supports ({version}) in {version_table}; {HINT_STATE_DIR}")
             if found < version:
+                for step in range(found, version) if found else ():
+                    for statement in (upgrades or {}).get(step, ()):
+                        tx.execute(statement)
                 for statement in statements:
                     tx.execute(statement)
                 tx.execute(f"CREATE TABLE IF NOT EXISTS {version_table} (version INTEGER NOT NULL)")

@@ -1,9 +1,16 @@
 """Alert history and first-seen times, in the state database (alerts/db.py does the SQLite).
 
-Tables `alerts` (one row per alert; at most one active per key) and `seen` (when connwatch first
-saw a listening port: "is this a new application?"). Schema version in `schema_version`.
+Tables `alerts` (one row per alert; at most one active per scope and key) and `seen` (when connwatch
+first saw a listening port: "is this a new application?"). Schema version in `schema_version`.
 One judging step is one transaction (`AlertStore.step`): 100 concurrent `check`s each see the
 others' updates, so no occurrence is lost.
+
+A store is opened in a scope (sources/netns.run_scope): "" for runs in the host's network namespace, the
+run's namespace otherwise (`ip netns exec NAME connwatch check`). A run's own namespace's alerts are keyed
+without a namespace (`TCP(8080)`), so runs in two namespaces sharing a state dir would otherwise take each
+other's alerts for their own (one's alert "clearing" in the other). Each scope sees, steps and lists only its
+own alerts and first-seen times; alert ids stay unique over all of them (`alerts show ID` finds any).
+Schema 2 added the column (a version 1 database is upgraded in place, its rows in the host's scope).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AlertStore", "default_state_dir", "describe_error"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Key = tuple[str, str]
 
 # Column order of the alerts table after `id`; also the Alert field each maps to.
@@ -82,10 +89,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     explanation TEXT NOT NULL,
     action TEXT NOT NULL,
     owner TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    scope TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active
-    ON alerts (attribute, resource_key) WHERE state = 'active';
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active_in_scope
+    ON alerts (scope, attribute, resource_key) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS alerts_last_updated ON alerts (last_updated);
 CREATE TABLE IF NOT EXISTS seen (
     key TEXT PRIMARY KEY,
@@ -94,11 +102,17 @@ CREATE TABLE IF NOT EXISTS seen (
 );
 """
 
+# Schema 1 -> 2: the scope column (rows written before it are the host's scope), the unique index over it.
+_UPGRADES = {1: ("ALTER TABLE alerts ADD COLUMN scope TEXT NOT NULL DEFAULT ''",
+                 "DROP INDEX IF EXISTS alerts_one_active")}
+
 _COLS = ", ".join(c for c, _ in _COLUMNS)
+# An update keeps the row's scope: only inserts set it (a store steps only its own scope's alerts).
 _UPSERT = (
-    f"INSERT INTO alerts (id, {_COLS}) VALUES (?, {', '.join('?' for _ in _COLUMNS)}) "
+    f"INSERT INTO alerts (id, {_COLS}, scope) VALUES (?, {', '.join('?' for _ in _COLUMNS)}, ?) "
     f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c, _ in _COLUMNS)}"
 )
+_ACTIVE = " WHERE state = 'active' AND scope = ? ORDER BY id"
 _SELECT = f"SELECT id, {_COLS} FROM alerts"
 _SEEN_UPSERT = (
     "INSERT INTO seen (key, first_seen, last_seen) VALUES (?, ?, ?) "
@@ -109,21 +123,22 @@ _SEEN_UPSERT = (
 class AlertStore:
     """Alerts and first-seen times in `<state_dir>/connwatch.db`. Use `AlertStore.open`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, scope: str = "") -> None:
         self.db = db
         self.path = db.path
+        self.scope = scope
 
     @classmethod
-    def open(cls, state_dir: Path) -> AlertStore:
-        """Create the state directory (0700) and database if needed, and open it."""
+    def open(cls, state_dir: Path, scope: str = "") -> AlertStore:
+        """Create the state directory (0700) and database if needed, and open it in `scope` (see above)."""
         db = Database.open(state_dir)
         try:
             db.ensure_schema("schema_version", SCHEMA_VERSION,
-                             [s for s in _SCHEMA.split(";") if s.strip()])
+                             [s for s in _SCHEMA.split(";") if s.strip()], _UPGRADES)
         except StateError:
             db.close()
             raise
-        return cls(db)
+        return cls(db, scope)
 
     def __enter__(self) -> AlertStore:
         return self
@@ -140,16 +155,16 @@ class AlertStore:
 
     def load_active(self) -> dict[Key, Alert]:
         """Active alerts by (attribute, resource_key), oldest first."""
-        return _active(self.db.rows(f"{_SELECT} WHERE state = 'active' ORDER BY id"))
+        return _active(self.db.rows(f"{_SELECT}{_ACTIVE}", (self.scope,)))
 
     def history(self, include_cleared: bool = False, limit: int | None = None) -> list[Alert]:
-        """Alerts, newest last_updated first; only active ones unless include_cleared."""
-        where = "" if include_cleared else " WHERE state = 'active'"
+        """This scope's alerts, newest last_updated first; only active ones unless include_cleared."""
+        where = " WHERE scope = ?" if include_cleared else " WHERE state = 'active' AND scope = ?"
         sql = f"{_SELECT}{where} ORDER BY last_updated DESC, id DESC LIMIT ?"
-        return [row_to_alert(r) for r in self.db.rows(sql, (-1 if limit is None else max(limit, 0),))]
+        return [row_to_alert(r) for r in self.db.rows(sql, (self.scope, -1 if limit is None else max(limit, 0)))]
 
     def get(self, alert_id: int) -> Alert | None:
-        """One alert by id, or None."""
+        """One alert by id (of any scope: ids are unique over all), or None."""
         rows = self.db.rows(f"{_SELECT} WHERE id = ?", (alert_id,))
         return row_to_alert(rows[0]) if rows else None
 
@@ -158,12 +173,12 @@ class AlertStore:
     def save(self, alerts: Iterable[Alert]) -> list[Alert]:
         """Insert alerts with no id, update the others, in one transaction; returns them with ids."""
         with self.db.write() as tx:
-            return _save(tx, list(alerts), self.path)
+            return _save(tx, list(alerts), self.path, self.scope)
 
     def mark_seen(self, keys: Iterable[str], now: float) -> dict[str, float]:
         """Record that each key (a listener, a resource) was seen at `now`; return its first_seen."""
         with self.db.write() as tx:
-            return _mark_seen(tx, keys, now)
+            return _mark_seen(tx, keys, now, self.scope)
 
     def step(self, seen: Iterable[str], now: float,
              decide: Callable[[Mapping[Key, Alert], Mapping[str, float]], T],
@@ -172,10 +187,10 @@ class AlertStore:
         `decide(active, first_seen)` build the step, save its alerts. Returns the step and the
         saved alerts (with ids), in the order `alerts_of(step)` gave them."""
         with self.db.write() as tx:
-            first = _mark_seen(tx, seen, now)
-            active = _active(tx.rows(f"{_SELECT} WHERE state = 'active' ORDER BY id"))
+            first = _mark_seen(tx, seen, now, self.scope)
+            active = _active(tx.rows(f"{_SELECT}{_ACTIVE}", (self.scope,)))
             result = decide(active, first)
-            return result, _save(tx, list(alerts_of(result)), self.path)
+            return result, _save(tx, list(alerts_of(result)), self.path, self.scope)
 
 
 def _active(rows: list[Row]) -> dict[Key, Alert]:
@@ -183,20 +198,22 @@ def _active(rows: list[Row]) -> dict[Key, Alert]:
     return {a.key: a for a in alerts}
 
 
-def _save(tx: Tx, given: list[Alert], path: Path) -> list[Alert]:
+def _save(tx: Tx, given: list[Alert], path: Path, scope: str) -> list[Alert]:
     """Existing rows are written first so that an alert cleared and a new one raised for the same
     key in one batch never collide on the one-active-per-key index."""
     rows = [(alert, alert_to_row(alert, path)) for alert in given]
     saved: dict[int, Alert] = {}
     for i in sorted(range(len(rows)), key=lambda i: rows[i][0].id is None):
         alert, row = rows[i]
-        done = tx.execute(_UPSERT, (alert.id, *row))
+        done = tx.execute(_UPSERT, (alert.id, *row, scope))
         saved[i] = alert if alert.id is not None else replace(alert, id=done.lastrowid)
     return [saved[i] for i in range(len(given))]
 
 
-def _mark_seen(tx: Tx, keys: Iterable[str], now: float) -> dict[str, float]:
-    unique = list(dict.fromkeys(keys))
+def _mark_seen(tx: Tx, keys: Iterable[str], now: float, scope: str = "") -> dict[str, float]:
+    """First-seen times of `keys`; another scope's keys are stored as "[scope] key" (the host's unchanged)."""
+    given = list(dict.fromkeys(keys))
+    unique = [f"[{scope}] {k}" for k in given] if scope else given
     tx.executemany(_SEEN_UPSERT, ((k, now, now) for k in unique))
     found: dict[str, float] = {}
     for start in range(0, len(unique), _KEYS_PER_READ):  # (one read per chunk, not per key: 5,000 keys at
@@ -204,7 +221,7 @@ def _mark_seen(tx: Tx, keys: Iterable[str], now: float) -> dict[str, float]:
         marks = ", ".join("?" * len(chunk))
         found.update((k, float(v)) for k, v in tx.rows(f"SELECT key, first_seen FROM seen WHERE key IN ({marks})",
                                                        chunk))
-    return {key: found[key] for key in unique}
+    return {key: found[stored] for key, stored in zip(given, unique, strict=True)}
 
 
 _KEYS_PER_READ = 500  # (SQLite before 3.32 takes at most 999 parameters)

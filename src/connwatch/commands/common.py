@@ -149,9 +149,11 @@ def state_dir(args: argparse.Namespace) -> Path:
 
 
 def open_store(args: argparse.Namespace) -> AlertStore:
+    """The state database, in the scope of the network namespace this runs in (sources/netns.run_scope)."""
     from connwatch.alerts.store import AlertStore
+    from connwatch.sources.netns import run_scope
 
-    return AlertStore.open(state_dir(args))
+    return AlertStore.open(state_dir(args), run_scope())
 
 
 def need_sockets(cur: Snapshot) -> None:

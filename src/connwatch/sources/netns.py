@@ -87,6 +87,41 @@ def own_inode(proc_root: str | Path = "/proc") -> int | None:
         return None
 
 
+def init_inode(proc_root: str | Path = "/proc") -> int | None:
+    """The nsfs inode of the host's namespace: pid 1's, else kthreadd's (pid 2; kernel threads live in the
+    initial namespace, and a non-dumpable pid 1 refuses even root its links, as on this project's CI VM);
+    None when neither is readable (not root, hidepid, a fixture without them) or pid 2 is not kthreadd (a
+    container's pid namespace: its pid 2 tells nothing)."""
+    proc = os.fspath(proc_root)
+    for pid in (1, 2):
+        try:
+            if pid == 2 and _read_comm(f"{proc}/2/comm") != "kthreadd":
+                return None
+            return ns_inode_of_link(os.readlink(f"{proc}/{pid}/ns/net"))
+        except OSError:
+            continue
+    return None
+
+
+def _read_comm(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read().strip()
+
+
+def run_scope(proc_root: str | Path = "/proc", run_root: str | Path = "/run") -> str:
+    """The state scope of this run (alerts/store.py): "" in the host's network namespace (init_inode), and
+    also when that cannot be read (unprivileged: the store behaves as it always did); else
+    "netns INODE NAME" (`ip netns exec NAME ...`; the name when a bind mount under the run root has it, so a
+    namespace made later with a reused inode under another name is another scope)."""
+    proc = os.fspath(proc_root)
+    own, init = own_inode(proc), init_inode(proc)
+    if own is None or init is None or own == init:
+        return ""
+    names = sorted(name for inode, _, name in _bind_mounts(os.fspath(run_root), _nsfs_dev(proc))
+                   if inode == own and name)
+    return " ".join(["netns", str(own), *names[:1]])
+
+
 def _process_namespaces(proc_root: str) -> dict[int, list[int]]:
     """inode -> pids (ascending) from every readable /proc/<pid>/ns/net link."""
     found: dict[int, list[int]] = {}
