@@ -33,6 +33,8 @@ from connwatch.attributes.registry import kernel_inputs
 from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prom_kernel import KernelRows, kernel_families, legacy_kernel_families
+from connwatch.outputs.prom_listeners import MAX_LISTENER_GROUPS as MAX_LISTENER_GROUPS  # (tests patch it here)
+from connwatch.outputs.prom_listeners import ListenerGroups, listener_families
 from connwatch.outputs.prom_measure import MeasurementSamples, measurement_families
 from connwatch.outputs.prom_netns import (
     NS_LABELS,
@@ -44,14 +46,11 @@ from connwatch.outputs.prom_netns import (
     without_empty,
 )
 
-MAX_LISTENER_GROUPS = 1000
 TOP_N = 20
 MAX_ALERTS = 200
 SAMPLE_KINDS = ("full", "listeners")
-LISTENER_LABELS = ("port", "address", "family")
 ALERT_LABELS = ("attribute", "resource", "severity", "port", "source", "destination")
 
-GroupKey = tuple[str, str, str, int, str, int]  # netns, container, pod, port, address, family
 Rank = Callable[[Snapshot, Sequence[Snapshot]], tuple[list[Snapshot], int]]  # bounded_namespaces or a Ranked
 
 
@@ -109,12 +108,16 @@ class SnapshotCollector(Collector):
         self._ranked = Ranked()  # the namespaces exported, ranked once per full sample
         self._parts = build_parts(self._view, self._opts)
         self._listeners_of: tuple[object, ...] | None = None  # what the listener parts show (_listener_key)
+        self._groups = ListenerGroups()  # each namespace's listener groups, kept while its listeners stand
 
     def update(self, view: View) -> None:
         """A new full sample: rebuild everything but the listener families when they would be the same."""
         key = _listener_key(view, self._ranked)
         with self._lock:
             kept = self._parts.get("listeners") if self._listeners_of == key else None
+        if kept is None:
+            sets = _listener_sets(view, self._ranked)
+            kept = listener_families(sets, view.peaks, self._groups(sets, view.peaks), MAX_LISTENER_GROUPS)
         parts = build_parts(view, self._opts, kept, self._kernel_rows, self._measured, self._ranked)
         with self._lock:
             self._view, self._parts, self._listeners_of = view, parts, key
@@ -131,7 +134,8 @@ class SnapshotCollector(Collector):
         # The listener families again only when what they show changed: a listener, a peak (with many
         # namespaces of idle listeners, rebuilding them at every poll was most of the agent's CPU).
         if kept is None:
-            kept = without_empty(_listener_families(_listener_sets(view, self._ranked), peaks))
+            sets = _listener_sets(view, self._ranked)
+            kept = listener_families(sets, peaks, self._groups(sets, peaks), MAX_LISTENER_GROUPS)
         fresh = {"listeners": kept, "agent": _agent_families(stats, view.snapshot)}
         with self._lock:
             self._view, self._parts = view, {**self._parts, **fresh}
@@ -161,7 +165,7 @@ def build_parts(view: View, opts: MetricsOptions | None = None, listeners: list[
                               "client_golang", labels=["version"])
     build.add_metric([__version__], 1)
     if listeners is None:
-        listeners = without_empty(_listener_families(_listener_sets(view, ranked), view.peaks))
+        listeners = listener_families(_listener_sets(view, ranked), view.peaks, bound=MAX_LISTENER_GROUPS)
     return {"build": [build], "listeners": listeners,
             "host": host, "alerts": _alert_families(view.alerts),
             "measurements": (measurement_families(view.measurements, measured) if measured is not None else
@@ -186,76 +190,6 @@ def _listener_sets(view: View, ranked: Rank = bounded_namespaces
             polled = view.elsewhere.get(s.netns.inode) if s.netns is not None else None
             out.append((ns_values(s.netns), s.listeners if polled is None else polled))
     return out
-
-
-# -- listeners ---------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Group:
-    queue: int = 0
-    peak: int = 0
-    backlog: int | None = 0
-    drops: int | None = 0
-    sockets: int = 0
-    owner: tuple[str, str, str] | None = None  # command, user, pid
-
-
-def _groups(sets: Sequence[tuple[tuple[str, str, str], Sequence[Listener]]],
-            peaks: Mapping[tuple[int, int, int, str], int]) -> dict[GroupKey, _Group]:
-    groups: dict[GroupKey, _Group] = {}
-    for ns, listeners in sets:
-        for lst in listeners:
-            g = groups.setdefault((*ns, lst.port, lst.address, lst.family), _Group())
-            g.queue += lst.queue
-            g.peak += max(lst.queue, peaks.get(lst.identity, 0))
-            g.backlog = None if g.backlog is None or lst.backlog is None else g.backlog + lst.backlog
-            g.drops = None if g.drops is None or lst.drops is None else g.drops + lst.drops
-            g.sockets += 1
-            if g.owner is None and lst.owner is not None:
-                o = lst.owner
-                g.owner = (o.command, o.user or "", str(o.pid))
-    return groups
-
-
-def bounded_groups(groups: Mapping[GroupKey, _Group]) -> list[tuple[GroupKey, _Group]]:
-    """At most MAX_LISTENER_GROUPS over every namespace, those with drops or a queue first, then by namespace
-    (the own first) and port."""
-    ranked = sorted(groups.items(), key=lambda kv: (not (kv[1].drops or kv[1].peak), kv[0]))
-    return sorted(ranked[:MAX_LISTENER_GROUPS], key=lambda kv: kv[0])
-
-
-def _listener_families(sets: Sequence[tuple[tuple[str, str, str], Sequence[Listener]]],
-                       peaks: Mapping[tuple[int, int, int, str], int]) -> list[Metric]:
-    labels = [*NS_LABELS, *LISTENER_LABELS]
-    queue = GaugeMetricFamily("connwatch_listener_queue", "Accept-queue length now (idiag_rqueue), "
-                              "summed over SO_REUSEPORT sockets", labels=labels)
-    peak = GaugeMetricFamily("connwatch_listener_queue_peak", "Largest accept-queue length seen since "
-                             "the previous full sample (listeners are polled between samples)", labels=labels)
-    backlog = GaugeMetricFamily("connwatch_listener_backlog", "Listen backlog in force (idiag_wqueue)",
-                                labels=labels)
-    drops = CounterMetricFamily("connwatch_listener_drops", "SYNs/ACKs this listener dropped "
-                                "(SK_MEMINFO_DROPS; a client retry counts again)", labels=labels)
-    socks = GaugeMetricFamily("connwatch_listener_sockets", "LISTEN sockets behind this label set",
-                              labels=labels)
-    owner = GaugeMetricFamily("connwatch_listener_owner_info", "Process owning the listener (1)",
-                              labels=[*labels, "command", "user", "pid"])
-    groups = _groups(sets, peaks)
-    for (netns, container, pod, port, address, family), g in bounded_groups(groups):
-        values = [netns, container, pod, str(port), address, str(family)]
-        queue.add_metric(values, g.queue)
-        peak.add_metric(values, g.peak)
-        socks.add_metric(values, g.sockets)
-        if g.backlog is not None:
-            backlog.add_metric(values, g.backlog)
-        if g.drops is not None:
-            drops.add_metric(values, g.drops)
-        if g.owner is not None:
-            owner.add_metric([*values, *g.owner], 1)
-    omitted = GaugeMetricFamily("connwatch_listeners_omitted", "Listener label sets not exported "
-                                f"(beyond the bound of {MAX_LISTENER_GROUPS}, over every namespace)",
-                                value=max(len(groups) - MAX_LISTENER_GROUPS, 0))
-    return [queue, peak, backlog, drops, socks, owner, omitted]
 
 
 # -- host --------------------------------------------------------------------
