@@ -163,6 +163,12 @@ class AlertStore:
         sql = f"{_SELECT}{where} ORDER BY last_updated DESC, id DESC LIMIT ?"
         return [row_to_alert(r) for r in self.db.rows(sql, (self.scope, -1 if limit is None else max(limit, 0)))]
 
+    def active_elsewhere(self) -> dict[str, int]:
+        """Active alerts of the other scopes (runs in other network namespaces), counted per scope."""
+        rows = self.db.rows("SELECT scope, count(*) FROM alerts WHERE state = 'active' AND scope != ? "
+                            "GROUP BY scope ORDER BY scope", (self.scope,))
+        return {str(scope): int(n) for scope, n in rows}
+
     def get(self, alert_id: int) -> Alert | None:
         """One alert by id (of any scope: ids are unique over all), or None."""
         rows = self.db.rows(f"{_SELECT} WHERE id = ?", (alert_id,))

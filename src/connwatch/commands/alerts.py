@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
             alerts = [alert]
         else:
             alerts = store.history(include_cleared=args.all)
+        elsewhere = store.active_elsewhere() if args.action != "show" and args.format == "text" else {}
     if args.format == "json":
         print(dumps({"alerts": [alert_dict(a) for a in alerts]}, "alerts"))
         return 0
@@ -46,4 +47,8 @@ def run(args: argparse.Namespace) -> int:
         out.print(alerts_table(alerts))
     else:
         out.print("No active alerts." if not args.all else "No alerts recorded.")
+    for scope, n in elsewhere.items():  # (alerts/store.py: each run namespace keeps its own)
+        where = scope or "the host's network namespace"
+        out.print(f"{n} active alert(s) recorded by runs in {where}: `connwatch alerts` run there lists them, "
+                  "`connwatch alerts show ID` shows any", markup=False)
     return 0
