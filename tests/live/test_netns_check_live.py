@@ -134,6 +134,19 @@ def test_runs_under_ip_netns_exec_sharing_a_state_dir_keep_their_own_alerts(tmp_
     assert [a["id"] for a in shown["alerts"]] == [alert["id"]]  # ids are unique over the scopes
 
 
+def test_a_namespace_made_again_under_its_name_is_a_new_scope(ns: Netns) -> None:
+    """`ip netns del x; ip netns add x` usually gets the same nsfs inode back: the cookie keeps the new namespace
+    from inheriting the alerts runs in the old one recorded (alerts/store.py scopes)."""
+    probe = [sys.executable, "-c", "from connwatch.sources.netns import run_scope; print(run_scope())"]
+    first = ns.run(probe).stdout.strip()
+    subprocess.run(["ip", "netns", "del", ns.name], check=True, capture_output=True)
+    subprocess.run(["ip", "netns", "add", ns.name], check=True, capture_output=True)  # (the fixture deletes it)
+    again = ns.run(probe).stdout.strip()
+    host = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    assert first.startswith("netns ") and f" {ns.name}" in first and again.startswith("netns ")
+    assert again != first and host == ""
+
+
 def test_a_namespace_deleted_between_the_samples_raises_nothing(tmp_path: Path, ns: Netns) -> None:
     gone = subprocess.run(["ip", "netns", "add", f"{ns.name}-gone"], capture_output=True)
     assert gone.returncode == 0

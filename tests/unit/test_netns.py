@@ -32,7 +32,7 @@ from connwatch.errors import ParseError, SelectorError
 from connwatch.model import Container, NetnsInfo, Pod
 from connwatch.parsers.cgroup import CgroupIdentity, parse_cgroup
 from connwatch.sources.containers import NamingRoots, describe_netns, read_kube_names
-from connwatch.sources.netns import NetnsRef, enumerate_netns, init_inode, run_scope
+from connwatch.sources.netns import NetnsRef, enumerate_netns, init_inode, netns_cookie, run_scope
 
 OTEL = """\
 11:perf_event:/kubepods-besteffort-pod0125ec2f_b64a_4868_8f5b_94b56cbab864.slice:cri-containerd:ee4b20e90ac7f42a10bd004d05646b13d8ab5e2c5e7cbc01abf8006bac016459
@@ -262,19 +262,34 @@ def test_netns_dict_is_asdict_plus_the_label(info: NetnsInfo) -> None:
 
 def test_the_run_scope_is_empty_in_the_hosts_namespace_and_names_another(tmp_path: Path) -> None:
     """alerts/store.py's scope: a run in pid 1's namespace keeps the host's alerts; one under `ip netns exec blue`
-    gets its own, named by inode and name; pid 1 unreadable (a non-dumpable init): kthreadd's stands in."""
+    gets its own, named by inode, name and cookie; pid 1 unreadable (a non-dumpable init): kthreadd's stands in."""
     run = tmp_path / "run"
     (run / "netns").mkdir(parents=True)
     (run / "netns" / "blue").write_text("")
     blue = os.stat(run / "netns" / "blue").st_ino
     host = _proc_tree(tmp_path / "host", {1: 4026531840, 7: 4026531840}, own_pid=7)
-    assert run_scope(host, run) == "" and init_inode(host) == 4026531840
+    assert run_scope(host, run, lambda: 3) == "" and init_inode(host) == 4026531840
     inside = _proc_tree(tmp_path / "inside", {1: 4026531840, 7: blue}, own_pid=7)
-    assert run_scope(inside, run) == f"netns {blue} blue"
+    assert run_scope(inside, run, lambda: 56795) == f"netns {blue} blue cookie 56795"
+    assert run_scope(inside, run, lambda: None) == f"netns {blue} blue"  # a kernel before 5.14
     unnamed = _proc_tree(tmp_path / "unnamed", {1: 4026531840, 7: 4026532999}, own_pid=7)
-    assert run_scope(unnamed, run) == "netns 4026532999"
+    assert run_scope(unnamed, run, lambda: 9) == "netns 4026532999 cookie 9"
     no_init = _proc_tree(tmp_path / "no_init", {2: 4026531840, 7: blue}, own_pid=7)
     (no_init / "2" / "comm").write_text("kthreadd\n")
-    assert run_scope(no_init, run) == f"netns {blue} blue"
+    assert run_scope(no_init, run, lambda: None) == f"netns {blue} blue"
     (no_init / "2" / "comm").write_text("sh\n")  # pid 2 of a container's pid namespace: tells nothing
-    assert init_inode(no_init) is None and run_scope(no_init, run) == ""
+    assert init_inode(no_init) is None and run_scope(no_init, run, lambda: None) == ""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="SO_NETNS_COOKIE checked where it is 71")
+def test_the_netns_cookie_is_the_kernels_or_none() -> None:
+    import socket
+    import struct
+
+    cookie = netns_cookie()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            want: int | None = struct.unpack("=Q", s.getsockopt(socket.SOL_SOCKET, 71, 8))[0]
+        except OSError:
+            want = None  # a kernel before 5.14
+    assert cookie == want

@@ -108,18 +108,48 @@ def _read_comm(path: str) -> str:
         return f.read().strip()
 
 
-def run_scope(proc_root: str | Path = "/proc", run_root: str | Path = "/run") -> str:
+def run_scope(proc_root: str | Path = "/proc", run_root: str | Path = "/run",
+              cookie: Callable[[], int | None] | None = None) -> str:
     """The state scope of this run (alerts/store.py): "" in the host's network namespace (init_inode), and
     also when that cannot be read (unprivileged: the store behaves as it always did); else
-    "netns INODE NAME" (`ip netns exec NAME ...`; the name when a bind mount under the run root has it, so a
-    namespace made later with a reused inode under another name is another scope)."""
+    "netns INODE [NAME] [cookie N]": the name when a bind mount under the run root has it (`ip netns exec
+    NAME`), the namespace's cookie (netns_cookie) where the kernel gives it. An nsfs inode is reused as soon as
+    its namespace is gone (`ip netns del x; ip netns add x` gets the same one, measured here), a cookie never
+    within a boot: a namespace made again under the same name does not inherit the alerts of the last one."""
     proc = os.fspath(proc_root)
     own, init = own_inode(proc), init_inode(proc)
     if own is None or init is None or own == init:
         return ""
     names = sorted(name for inode, _, name in _bind_mounts(os.fspath(run_root), _nsfs_dev(proc))
                    if inode == own and name)
-    return " ".join(["netns", str(own), *names[:1]])
+    made = (cookie or netns_cookie)()
+    return " ".join(["netns", str(own), *names[:1], *(["cookie", str(made)] if made is not None else [])])
+
+
+def netns_cookie() -> int | None:
+    """The calling thread's network namespace's cookie (SO_NETNS_COOKIE, Linux 5.14+: net->net_cookie, unique
+    per namespace within a boot, never reused), asked of an unbound AF_UNIX socket (no traffic, no port);
+    None on older kernels."""
+    import _socket  # (the C module: see sources/netlink.py)
+    import struct
+
+    if os.uname().machine not in GENERIC_SOCKOPT_MACHINES:
+        return None
+    try:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return int(struct.unpack("=Q", sock.getsockopt(_socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0])
+    except (OSError, struct.error):
+        return None
+    finally:
+        sock.close()
+
+
+SO_NETNS_COOKIE = 71  # include/uapi/asm-generic/socket.h; alpha, mips, parisc and sparc number it their own way
+GENERIC_SOCKOPT_MACHINES = frozenset({"x86_64", "i686", "i386", "aarch64", "arm64", "armv7l", "armv8l", "riscv64",
+                                      "s390x", "ppc64le", "ppc64", "loongarch64"})
 
 
 def _process_namespaces(proc_root: str) -> dict[int, list[int]]:
