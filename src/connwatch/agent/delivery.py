@@ -107,10 +107,12 @@ def _open_outbox(state_dir: Path) -> Outbox:
 
 class Delivery(threading.Thread):
     def __init__(self, receivers: Sequence[Receiver], state_dir: Path, clock: Clock, resend_s: float,
-                 retry_max_s: float, instance: str | None = None, read_timeout_s: float = READ_TIMEOUT_S) -> None:
+                 retry_max_s: float, instance: str | None = None, read_timeout_s: float = READ_TIMEOUT_S,
+                 scope: str = "") -> None:
         super().__init__(name="connwatch-delivery", daemon=True)
         self.receivers = tuple(receivers)
         self.state_dir = state_dir
+        self.scope = scope  # the agent's store's (alerts/store.py): Alertmanager is compared with its alerts
         self.clock = clock
         self.resend_s = resend_s
         self.retry_max_s = retry_max_s
@@ -186,7 +188,7 @@ class Delivery(threading.Thread):
             return
         assert self.instance is not None
         try:
-            done = amsync.sync(sender, rcv, AlertStore(store.db), self.instance, now, self.resend_s,
+            done = amsync.sync(sender, rcv, AlertStore(store.db, self.scope), self.instance, now, self.resend_s,
                                self.read_timeout[rcv.name])
         except DeliveryError as exc:
             if exc.permanent:  # e.g. an Alertmanager without the v2 API: delivery goes on, sync cannot

@@ -47,6 +47,7 @@ from connwatch.perf import gc_paused
 from connwatch.record import replace
 from connwatch.rules.config import Config, load_config
 from connwatch.rules.rule import Rule
+from connwatch.sources.netns import run_scope
 from connwatch.sources.procfs import ProcFS
 
 log = logging.getLogger("connwatch.agent")
@@ -58,7 +59,8 @@ LISTENERS_SOURCE = f"{NETLINK} listeners"  # a sample's LISTEN dump (collect._so
 class Agent:
     def __init__(self, opts: AgentOptions, config: Config, clock: Clock) -> None:
         self.opts, self.config, self.clock = opts, config, clock
-        self.keeper = StateKeeper(opts.state_dir)
+        scope = run_scope()  # (alerts/store.py; the live namespace, whatever --proc-root) one for the agent's life
+        self.keeper = StateKeeper(opts.state_dir, scope)
         self.collector = SnapshotCollector(MetricsOptions(opts.kernel_counters, opts.legacy_metrics))
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
@@ -67,7 +69,7 @@ class Agent:
         if opts.legacy_metrics:
             ProcessCollector(namespace="connwatch_agent", registry=self.registry)  # 0.1 names, deprecated
         self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s,
-                                  instance=self.instance(None)) if opts.receivers else None)
+                                  instance=self.instance(None), scope=scope) if opts.receivers else None)
         self.poller = ListenerPoller(opts.proc_root, opts.use_netlink)
         self.others: NetnsListenerPoller | None = None  # the other namespaces' listeners, when --netns takes them
         self.wake = threading.Event()

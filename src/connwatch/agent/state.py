@@ -13,14 +13,14 @@ from pathlib import Path
 from connwatch.agent.outbox import Outbox
 from connwatch.alerts.store import AlertStore
 from connwatch.errors import StateError
-from connwatch.sources.netns import run_scope
 
 log = logging.getLogger("connwatch.agent")
 
 
 class StateKeeper:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, scope: str = "") -> None:
         self.state_dir = state_dir
+        self.scope = scope  # the run namespace's (alerts/store.py, sources/netns.run_scope)
         self.store: AlertStore | None = None
         self._outbox: Outbox | None = None
         self.problem: str | None = None
@@ -30,7 +30,7 @@ class StateKeeper:
         """The open store, or None while the state dir refuses (already logged)."""
         if self.store is None:
             try:
-                self.store = AlertStore.open(self.state_dir, run_scope())
+                self.store = AlertStore.open(self.state_dir, self.scope)
             except StateError as exc:
                 self.failed(exc)
         return self.store
