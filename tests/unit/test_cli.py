@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,28 +60,34 @@ def test_alerts_with_unusable_state_dir_is_exit_3(tmp_path: Path, capsys: pytest
     assert code == 3 and "connwatch.db" in err and err.count("\n") == 1
 
 
-def test_alerts_lists_its_own_scope_and_says_where_others_are(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """An alert a run under `ip netns exec blue` recorded is not listed by the host's `alerts` (it is not the
-    host's), but the host's listing says that it exists and `alerts show ID` shows it."""
+def test_alerts_lists_every_scope_and_says_which_namespace_recorded_each(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An alert a run under `ip netns exec blue` recorded is listed by the host's `alerts` too (the state dir holds
+    it), with its scope, and a line saying its resource is blue's; `alerts show ID` shows it."""
     from connwatch.alerts.store import AlertStore
     from connwatch.findings import Alert
 
-    blue = "netns 4026532300 blue"
+    blue = "netns 4026532300 blue cookie 7"
     theirs = Alert(attribute="BacklogRejectsByPort", resource_key="TCP(8080)", resource={"port": 8080}, value=40.0,
                    unit="requests", limit=0.0, severity=2, alert_class="backlog", state="active", created_at=1.0,
                    last_updated=1.0, occurrences=1, last_occurred=1.0, clear_after=3, system_name="h")
     with AlertStore.open(tmp_path, blue) as store:
         [saved] = store.save([theirs])
+    with AlertStore.open(tmp_path) as store:
+        [mine] = store.save([replace(theirs, resource_key="TCP(9090)", resource={"port": 9090}, last_updated=2.0)])
     monkeypatch.setattr("connwatch.sources.netns.run_scope", lambda: "")
     assert main(["alerts", "--state-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "No active alerts." in out and f"1 active alert(s) recorded by runs in {blue}" in out
-    assert main(["alerts", "show", str(saved.id), "--format", "json", "--state-dir", str(tmp_path)]) == 0
-    assert [a["resource"] for a in json.loads(capsys.readouterr().out)["alerts"]] == ["TCP(8080)"]
-    monkeypatch.setattr("connwatch.sources.netns.run_scope", lambda: blue)
+    assert f"alert(s) {saved.id} recorded by runs in {blue}: their resources are that namespace's" in out
+    assert "8080" in out and "9090" in out and "the host's network namespace" not in out
     assert main(["alerts", "--format", "json", "--state-dir", str(tmp_path)]) == 0
-    assert [a["id"] for a in json.loads(capsys.readouterr().out)["alerts"]] == [saved.id]
+    listed = json.loads(capsys.readouterr().out)["alerts"]
+    assert [(a["id"], a["scope"]) for a in listed] == [(mine.id, ""), (saved.id, blue)]
+    assert main(["alerts", "show", str(saved.id), "--format", "json", "--state-dir", str(tmp_path)]) == 0
+    assert [(a["resource"], a["scope"]) for a in json.loads(capsys.readouterr().out)["alerts"]] == [("TCP(8080)", blue)]
+    monkeypatch.setattr("connwatch.sources.netns.run_scope", lambda: blue)  # listed from blue: the host's is noted
+    assert main(["alerts", "--state-dir", str(tmp_path)]) == 0
+    assert f"alert(s) {mine.id} recorded by runs in the host's network namespace" in capsys.readouterr().out
 
 
 def test_help_imports_nothing_heavy() -> None:

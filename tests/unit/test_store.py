@@ -350,6 +350,8 @@ def test_each_scope_steps_only_its_own_alerts(tmp_path: Path) -> None:
         assert host.load_active() == {mine.key: mine} and blue.load_active() == {theirs.key: theirs}
         assert host.history() == [mine] and blue.history(include_cleared=True) == [theirs]
         assert host.get(theirs.id or -1) == theirs  # ids are unique over scopes: `alerts show ID` finds any
+        assert host.listing() == blue.listing() == [(BLUE, theirs), ("", mine)]  # (newest last_updated first)
+        assert host.listing(alert_id=theirs.id) == [(BLUE, theirs)]
         stepped, _ = blue.step([], 1.0, lambda active, _first: dict(active), lambda _r: [])
         assert stepped == {theirs.key: theirs}
         blue.save([replace(theirs, state="cleared", cleared_at=2.0)])

@@ -113,7 +113,8 @@ _UPSERT = (
     f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c, _ in _COLUMNS)}"
 )
 _ACTIVE = " WHERE state = 'active' AND scope = ? ORDER BY id"
-_SELECT = f"SELECT id, {_COLS} FROM alerts"
+_COLS_WITH_ID = f"id, {_COLS}"
+_SELECT = f"SELECT {_COLS_WITH_ID} FROM alerts"
 _SEEN_UPSERT = (
     "INSERT INTO seen (key, first_seen, last_seen) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)"
@@ -163,11 +164,17 @@ class AlertStore:
         sql = f"{_SELECT}{where} ORDER BY last_updated DESC, id DESC LIMIT ?"
         return [row_to_alert(r) for r in self.db.rows(sql, (self.scope, -1 if limit is None else max(limit, 0)))]
 
-    def active_elsewhere(self) -> dict[str, int]:
-        """Active alerts of the other scopes (runs in other network namespaces), counted per scope."""
-        rows = self.db.rows("SELECT scope, count(*) FROM alerts WHERE state = 'active' AND scope != ? "
-                            "GROUP BY scope ORDER BY scope", (self.scope,))
-        return {str(scope): int(n) for scope, n in rows}
+    def listing(self, include_cleared: bool = False, alert_id: int | None = None) -> list[tuple[str, Alert]]:
+        """Every scope's alerts with their scope (`connwatch alerts` lists the whole state dir, as before
+        scopes), newest last_updated first; only active ones unless include_cleared; `alert_id`: that one."""
+        args: tuple[int, ...] = ()
+        if alert_id is not None:
+            where, args = " WHERE id = ?", (alert_id,)
+        else:
+            where = "" if include_cleared else " WHERE state = 'active'"
+        rows = self.db.rows(f"SELECT scope, {_COLS_WITH_ID} FROM alerts{where} ORDER BY last_updated DESC, id DESC",
+                            args)
+        return [(str(r[0]), row_to_alert(r[1:])) for r in rows]
 
     def get(self, alert_id: int) -> Alert | None:
         """One alert by id (of any scope: ids are unique over all), or None."""

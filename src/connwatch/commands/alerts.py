@@ -6,6 +6,10 @@ import argparse
 
 from connwatch.cli import add_common
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
+if TYPE_CHECKING:
+    from connwatch.findings import Alert
+
 NAME = "alerts"
 HELP = "list active alerts (--all: also cleared ones) or `alerts show ID` one in full"
 
@@ -27,15 +31,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConnwatchError("alerts show needs an alert ID (see `connwatch alerts --all`)")
     with open_store(args) as store:
         if args.action == "show":
-            alert = store.get(args.id)
-            if alert is None:
+            listed = store.listing(alert_id=args.id)
+            if not listed:
                 raise ConnwatchError(f"no alert with ID {args.id} in {store.path}")
-            alerts = [alert]
         else:
-            alerts = store.history(include_cleared=args.all)
-        elsewhere = store.active_elsewhere() if args.action != "show" and args.format == "text" else {}
+            listed = store.listing(include_cleared=args.all)
+    alerts = [a for _, a in listed]
     if args.format == "json":
-        print(dumps({"alerts": [alert_dict(a) for a in alerts]}, "alerts"))
+        print(dumps({"alerts": [{**alert_dict(a), "scope": scope} for scope, a in listed]}, "alerts"))
         return 0
     from connwatch.outputs.console import console
     from connwatch.outputs.text import alert_block, alerts_table
@@ -47,8 +50,20 @@ def run(args: argparse.Namespace) -> int:
         out.print(alerts_table(alerts))
     else:
         out.print("No active alerts." if not args.all else "No alerts recorded.")
-    for scope, n in elsewhere.items():  # (alerts/store.py: each run namespace keeps its own)
-        where = scope or "the host's network namespace"
-        out.print(f"{n} active alert(s) recorded by runs in {where}: `connwatch alerts` run there lists them, "
-                  "`connwatch alerts show ID` shows any", markup=False)
+    for line in scope_notes(listed, store.scope):
+        out.print(line, markup=False)
     return 0
+
+
+def scope_notes(listed: list[tuple[str, Alert]], here: str) -> list[str]:
+    """Which listed alerts runs in another network namespace than this one recorded (alerts/store.py scopes):
+    their resources are that namespace's (`TCP(8080)` of a run under `ip netns exec blue` is blue's port 8080)."""
+    by_scope: dict[str, list[str]] = {}
+    for scope, alert in listed:
+        if scope != here:
+            by_scope.setdefault(scope, []).append(str(alert.id))
+    return [f"alert(s) {', '.join(ids)} recorded by runs in {scope or HOST_SCOPE}: their resources are that "
+            "namespace's" for scope, ids in by_scope.items()]
+
+
+HOST_SCOPE = "the host's network namespace"
