@@ -83,6 +83,14 @@ class CollectOptions(Record):
     # (inbound_only) and counts those alone (total, by_state; no destinations). Every socket is dumped
     # when the filter cannot be used (too many port ranges, a kernel that refuses it, a recording).
     inbound_only: bool = False
+    # The agent's: namespace inode -> its listeners from a LISTEN dump whose probe (collect_quiet.read_probe)
+    # still reads the same (NetnsListenerPoller.known): a sample of that namespace that dumps no other socket
+    # (collect_quiet.sample_quietly's quiet path) takes them instead of walking the host-wide listening hash.
+    known_listeners: Mapping[int, tuple[Listener, ...]] | None = field(default=None, compare=False)
+
+
+REUSED_LISTENERS = ("reused: the namespace's sockstat, sockstat6 and snmp read as just before its last LISTEN "
+                    "dump (no segment moved, no socket hashed or unhashed)")
 
 
 def _timed(statuses: list[SourceStatus], name: str, call: Callable[[], T]) -> T | None:
@@ -286,8 +294,14 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
     cache = opts.time_wait.get(tw_key) if opts.time_wait is not None else None
     if cache is not None and opts.sockets:
         plan = lambda: _plan(proc, cache, read[0][0], mono, sysctls)  # noqa: E731
-    listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan,
-                                  counters_now, cache.listener_replies if cache is not None else None)
+    known = opts.known_listeners.get(tw_key) if opts.known_listeners and opts.use_netlink and not opts.sockets \
+        else None
+    if known is not None:  # (see CollectOptions.known_listeners)
+        listeners, summary = list(known), None  # (both statuses a dump gives: agent/steady.py compares them)
+        statuses += [SourceStatus(name, True, REUSED_LISTENERS, 0.0) for name in (NETLINK, f"{NETLINK} listeners")]
+    else:
+        listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan,
+                                      counters_now, cache.listener_replies if cache is not None else None)
     counters_now()  # (when no listener dump was made)
     counters, st = read[0]
     statuses += st

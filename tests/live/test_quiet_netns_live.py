@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from connwatch.agent.loop import Agent
+from connwatch.agent.loop import LISTENERS_SOURCE, Agent
 from connwatch.agent.options import AgentOptions
 from connwatch.clock import SystemClock
-from connwatch.collect import TCPF_TIME_WAIT, CollectOptions
-from connwatch.collect_netns import NetnsListenerPoller, collect_all, discover
+from connwatch.collect import REUSED_LISTENERS, TCPF_TIME_WAIT, CollectOptions
+from connwatch.collect_netns import REUSE_MAX_S, NetnsListenerPoller, collect_all, discover
 from connwatch.collect_quiet import SKIPPED
 from connwatch.model import Snapshot
 from connwatch.rules.config import load_config
@@ -276,3 +276,42 @@ def test_a_full_sample_dump_serves_the_next_polls_only_while_nothing_moved(ns: N
         if client is not None:
             client.communicate("\n", timeout=10)
         poller.close()
+
+
+def _listener_status(snap: Snapshot) -> str:
+    [status] = [s for s in snap.statuses if s.name == LISTENERS_SOURCE]
+    assert status.ok
+    return status.detail
+
+
+def test_a_quiet_namespaces_full_samples_take_its_last_dumps_listeners_until_something_moves(
+        ns: Netns, tmp_path: Path) -> None:
+    """A namespace holding only listeners, nothing moving: its full samples take the listeners of its last
+    LISTEN dump (NetnsListenerPoller.known) instead of walking the host-wide listening hash; a new listener
+    (a socket hashed: sockstat's inuse) is dumped at the next sample; and a dump at least every REUSE_MAX_S."""
+    ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")
+    agents = _agents(ns, tmp_path)
+    gated = agents["gated"]
+    try:
+        first = _sample(agents)["gated"]
+        assert _listener_status(first) == ""  # dumped
+        quiet = [_sample(agents) for _ in range(2)]
+        for got in quiet:
+            assert _skipped(got["gated"]) and _listener_status(got["gated"]) == REUSED_LISTENERS
+            assert got["gated"].listeners == got["every"].listeners == first.listeners  # as a dump shows them
+            assert _listener_status(got["every"]) == ""  # every-sample: no quiet gate, so always dumped
+        assert [(x.port, x.queue, x.backlog) for x in quiet[-1]["gated"].listeners] == [(QUIET, 0, 5)]
+        ns.python("listener.py", "--port", str(QUIET + 1), "--backlog", "7")
+        opened = _sample(agents)["gated"]
+        assert _listener_status(opened) == ""  # sockstat's inuse moved: dumped
+        assert sorted((x.port, x.backlog) for x in opened.listeners) == [(QUIET, 5), (QUIET + 1, 7)]
+        again = _sample(agents)["gated"]
+        assert _listener_status(again) == REUSED_LISTENERS and again.listeners == opened.listeners
+        assert gated.others is not None
+        real = gated.others.clock
+        gated.others.clock = lambda: real() + REUSE_MAX_S  # the last dump is REUSE_MAX_S old
+        assert _listener_status(_sample(agents)["gated"]) == ""
+        gated.others.clock = real
+        _no_alert(agents)
+    finally:
+        _close(agents)

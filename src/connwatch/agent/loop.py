@@ -257,7 +257,8 @@ class Agent:
             self.others = NetnsListenerPoller(self.opts.proc_root)
         self.others.refresh(ref for ref, _info in chosen if not ref.own)
         probes = self.others.probe_all()  # before the sample's dumps: its listeners then serve the next polls
-        snaps = collect_selected(self.clock, opts, chosen, listing)
+        known = self.others.known(probes)  # and quiet namespaces' samples take them without a dump
+        snaps = collect_selected(self.clock, replace(opts, known_listeners=known) if known else opts, chosen, listing)
         for snap in snaps:
             if snap.netns is not None and snap.netns.inode in probes and any(
                     st.name == LISTENERS_SOURCE and st.ok for st in snap.statuses):
