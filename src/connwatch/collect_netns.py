@@ -295,6 +295,7 @@ class NetnsListenerPoller:
             self._socks.pop(inode).close()
             self._memo.pop(inode, None)
             self._last.pop(inode, None)
+            self._last_at.pop(inode, None)
             close_probe(self._probes.pop(inode, None))
         self.failures = {i: why for i, why in self.failures.items() if i in wanted}
         fds: list[tuple[int, int]] = []  # (inode, fd) of namespaces new to the poller

@@ -8,8 +8,9 @@ others' updates, so no occurrence is lost.
 A store is opened in a scope (sources/netns.run_scope): "" for runs in the host's network namespace, the
 run's namespace otherwise (`ip netns exec NAME connwatch check`). A run's own namespace's alerts are keyed
 without a namespace (`TCP(8080)`), so runs in two namespaces sharing a state dir would otherwise take each
-other's alerts for their own (one's alert "clearing" in the other). Each scope sees, steps and lists only its
-own alerts and first-seen times; alert ids stay unique over all of them (`alerts show ID` finds any).
+other's alerts for their own (one's alert "clearing" in the other). Each scope sees and steps only its own
+alerts and first-seen times; alert ids stay unique over all of them, and `connwatch alerts` lists every scope's
+(`listing`: each with its scope).
 Schema 2 added the column (a version 1 database is upgraded in place, its rows in the host's scope).
 """
 
