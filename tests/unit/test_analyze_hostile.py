@@ -363,3 +363,25 @@ def test_a_long_run_of_spaces_in_a_line_is_read_in_linear_time(tmp_path: Path, n
     start = time.process_time()
     analyse(path)
     assert time.process_time() - start < 5
+
+
+def test_a_banner_is_found_in_linear_time_as_the_regex_found_it() -> None:
+    """analyze/segment.banner_title replaces the regex \\s*={3,}\\s+(\\S.*?)\\s+={3,}\\s* (fullmatch), which
+    backtracked for minutes over a fuzzed line of 680k "=" and tabs (CI, case 55a67b7fdf5b3155): the same title,
+    or None, for every string of up to 8 of "=", " ", "\\t", "a" and random longer ones."""
+    import itertools
+    import random
+    import re
+
+    from connwatch.analyze.segment import banner_title
+
+    regex = re.compile(r"\s*={3,}\s+(\S.*?)\s+={3,}\s*")
+    rng = random.Random(7)
+    strings = ["".join(t) for n in range(9) for t in itertools.product("= \ta", repeat=n)]
+    strings += ["".join(rng.choice("==  \tab\u00a0") for _ in range(rng.randrange(40))) for _ in range(20_000)]
+    for s in strings:
+        m = regex.fullmatch(s)
+        assert banner_title(s) == (m.group(1) if m else None), repr(s)
+    assert banner_title("====== netstat -s ======") == "netstat -s"
+    hostile = "\t" * 1000 + "".join(rng.choice(["=" * 3, "\t", "=", " "]) for _ in range(200_000)) + " INET 3 2 1"
+    assert banner_title(hostile) is None
