@@ -14,7 +14,7 @@ import os
 from connwatch.errors import ParseError
 from connwatch.model import Container, NetnsInfo, Pod
 from connwatch.record import Record, record
-from connwatch.sources.netns import NetnsRef, ns_inode_of_link
+from connwatch.sources.netns import NetnsRef, ns_inode_of_link, read_command
 from connwatch.sources.procfs import path_text
 
 # No dataclasses or pathlib, and re only where the kubelet's log directories list entries: `--netns all` (the
@@ -98,14 +98,6 @@ def read_identity(pid: int, proc_root: str | Path = "/proc") -> CgroupIdentity |
         with open(path, encoding="utf-8", errors="replace") as f:
             return parse_cgroup(f.read(), path)
     except (OSError, ParseError):
-        return None
-
-
-def read_command(pid: int, proc_root: str | Path = "/proc") -> str | None:
-    try:
-        with open(f"{os.fspath(proc_root)}/{pid}/comm", encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
         return None
 
 

@@ -94,18 +94,22 @@ def init_inode(proc_root: str | Path = "/proc") -> int | None:
     container's pid namespace: its pid 2 tells nothing)."""
     proc = os.fspath(proc_root)
     for pid in (1, 2):
+        if pid == 2 and read_command(2, proc) != "kthreadd":
+            return None
         try:
-            if pid == 2 and _read_comm(f"{proc}/2/comm") != "kthreadd":
-                return None
             return ns_inode_of_link(os.readlink(f"{proc}/{pid}/ns/net"))
         except OSError:
             continue
     return None
 
 
-def _read_comm(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return f.read().strip()
+def read_command(pid: int, proc_root: str | Path = "/proc") -> str | None:
+    """A process's command name (/proc/PID/comm), or None when it cannot be read."""
+    try:
+        with open(f"{os.fspath(proc_root)}/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def run_scope(proc_root: str | Path = "/proc", run_root: str | Path = "/run",
