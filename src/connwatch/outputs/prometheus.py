@@ -115,10 +115,8 @@ class SnapshotCollector(Collector):
         key = _listener_key(view, self._ranked)
         with self._lock:
             kept = self._parts.get("listeners") if self._listeners_of == key else None
-        if kept is None:
-            sets = _listener_sets(view, self._ranked)
-            kept = listener_families(sets, view.peaks, self._groups(sets, view.peaks), MAX_LISTENER_GROUPS)
-        parts = build_parts(view, self._opts, kept, self._kernel_rows, self._measured, self._ranked)
+        parts = build_parts(view, self._opts, kept if kept is not None else self._listener_families(view, view.peaks),
+                            self._kernel_rows, self._measured, self._ranked)
         with self._lock:
             self._view, self._parts, self._listeners_of = view, parts, key
 
@@ -134,12 +132,16 @@ class SnapshotCollector(Collector):
         # The listener families again only when what they show changed: a listener, a peak (with many
         # namespaces of idle listeners, rebuilding them at every poll was most of the agent's CPU).
         if kept is None:
-            sets = _listener_sets(view, self._ranked)
-            kept = listener_families(sets, peaks, self._groups(sets, peaks), MAX_LISTENER_GROUPS)
+            kept = self._listener_families(view, peaks)
         fresh = {"listeners": kept, "agent": _agent_families(stats, view.snapshot)}
         with self._lock:
             self._view, self._parts = view, {**self._parts, **fresh}
             self._listeners_of = key
+
+    def _listener_families(self, view: View, peaks: Mapping[tuple[int, int, int, str], int]) -> list[Metric]:
+        """The listener families of the view, each namespace's groups kept while its listeners stand."""
+        sets = _listener_sets(view, self._ranked)
+        return listener_families(sets, peaks, self._groups(sets, peaks), MAX_LISTENER_GROUPS)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
