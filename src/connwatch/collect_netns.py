@@ -344,10 +344,15 @@ class NetnsListenerPoller:
         closed and another opened between two samples with no segment, is seen then). Measured (100 namespaces
         of 50 listeners, 5,000 on the host): a LISTEN dump ~0.5 ms of CPU (most of it the kernel's walk of the
         host-wide listening hash) per namespace and sample."""
-        now = self.clock()
-        return {inode: last[1] for inode, probe in probes.items()
-                if (last := self._last.get(inode)) is not None and last[0] == probe
-                and now - self._last_at.get(inode, -REUSE_MAX_S) < REUSE_MAX_S}
+        return {inode: got for inode, probe in probes.items() if (got := self._still(inode, probe)) is not None}
+
+    def _still(self, inode: int, probe: bytes | None) -> tuple[Listener, ...] | None:
+        """The namespace's last dumped listeners while `probe` reads as just before that dump, at most
+        REUSE_MAX_S old; else None."""
+        last = self._last.get(inode)
+        if probe is None or last is None or probe != last[0]:
+            return None
+        return last[1] if self.clock() - self._last_at[inode] < REUSE_MAX_S else None
 
     def poll(self) -> dict[int, tuple[Listener, ...] | None]:
         """inode -> its listeners now; None for a namespace whose socket or dump failed."""
@@ -386,11 +391,9 @@ class NetnsListenerPoller:
         """The namespace's listeners: the last dump's when its probe proves nothing changed (collect_quiet.py)."""
         fds = self._probes.get(inode)
         probe = read_probe(fds) if fds else None
-        last = self._last.get(inode)
-        if probe is not None and last is not None and probe == last[0] and \
-                self.clock() - self._last_at.get(inode, -REUSE_MAX_S) < REUSE_MAX_S:
+        if (still := self._still(inode, probe)) is not None:
             self.reused += 1
-            return last[1]
+            return still
         listeners = self._dump(inode, sock)
         if probe is not None and probe_inuse(probe) == len(listeners) and all(x.queue == 0 for x in listeners):
             self._last[inode] = (probe, listeners)
