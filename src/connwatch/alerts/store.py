@@ -179,8 +179,8 @@ class AlertStore:
 
     def get(self, alert_id: int) -> Alert | None:
         """One alert by id (of any scope: ids are unique over all), or None."""
-        rows = self.db.rows(f"{_SELECT} WHERE id = ?", (alert_id,))
-        return row_to_alert(rows[0]) if rows else None
+        listed = self.listing(alert_id=alert_id)
+        return listed[0][1] if listed else None
 
     # -- writing -------------------------------------------------------------
 
