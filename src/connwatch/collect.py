@@ -296,8 +296,10 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
         plan = lambda: _plan(proc, cache, read[0][0], mono, sysctls)  # noqa: E731
     known = opts.known_listeners.get(tw_key) if opts.known_listeners and opts.use_netlink and not opts.sockets \
         else None
-    if known is not None:  # (see CollectOptions.known_listeners)
-        listeners, summary = list(known), None  # (both statuses a dump gives: agent/steady.py compares them)
+    listeners: list[Listener] | tuple[Listener, ...]
+    if known is not None:  # (see CollectOptions.known_listeners; the tuple itself, sorted already: the poller
+        # tells by identity that no dump refreshed it, NetnsListenerPoller.adopt)
+        listeners, summary = known, None  # (both statuses a dump gives: agent/steady.py compares them)
         statuses += [SourceStatus(name, True, REUSED_LISTENERS, 0.0) for name in (NETLINK, f"{NETLINK} listeners")]
     else:
         listeners, summary = _sockets(opts, proc, statuses, limits, sysctls.tcp_tw_reuse_delay, plan,
@@ -311,10 +313,10 @@ def sample(clock: Clock, opts: CollectOptions, proc: ProcFS, tw_key: int = 0, ho
     statuses.append(st1)
     sysctls = replace(sysctls, nf_conntrack_max=hl.conntrack_max, tcp_mem=hl.tcp_mem,
                                   file_max=hl.file_max)
-    listeners.sort(key=listener_order)
+    ordered = listeners if isinstance(listeners, tuple) else tuple(sorted(listeners, key=listener_order))
     return Snapshot(
         taken_at=taken_at, monotonic=mono, host=host or read_host(proc), counters=counters, sockstat=sockstat,
-        sysctls=sysctls, listeners=tuple(listeners), sockets=summary, statuses=tuple(statuses),
+        sysctls=sysctls, listeners=ordered, sockets=summary, statuses=tuple(statuses),
         limitations=tuple(limits), conntrack_count=hl.conntrack_count, conntrack_stats=hl.conntrack_stats,
         files_allocated=hl.files_allocated,
     )
