@@ -33,6 +33,7 @@ import json, resource, sys, time, functools
 from collections import defaultdict
 from pathlib import Path
 samples, netns, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+import os; PROFILE = os.environ.get("CW_CPROFILE")  # (bench only: cProfile of the main thread's measured samples)
 acc = defaultdict(lambda: [0.0, 0.0, 0])
 def ru():
     r = resource.getrusage(resource.RUSAGE_THREAD)
@@ -125,6 +126,8 @@ warm = 2
 for i in range(samples + warm):
     if i == warm:
         acc.clear(); start_ru = ru(); t0 = time.monotonic()
+        if PROFILE:
+            import cProfile; prof = cProfile.Profile(); prof.enable()
     nxt = time.monotonic() + 5
     agent.full_sample()
     agent.metrics_cache.response("", "")
@@ -133,6 +136,8 @@ for i in range(samples + warm):
         agent.listener_poll()
     time.sleep(max(0.0, nxt - time.monotonic()))
 u, s = ru()
+if PROFILE:
+    prof.disable(); prof.dump_stats(PROFILE)
 tw = agent.time_wait.caches if agent.time_wait else {}
 print(json.dumps({"acc": {k: v for k, v in acc.items()}, "total": [u - start_ru[0], s - start_ru[1]],
                   "wall": time.monotonic() - t0, "samples": samples,

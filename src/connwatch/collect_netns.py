@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from connwatch.clock import Clock
 from connwatch.collect import SKMEMINFO_EXT, CollectOptions, listener_order, netlink_listeners, sample
 from connwatch.collect_owners import attach_owners
-from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_probe
+from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_probe, read_rest
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import HostInfo, Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag_listeners import MemoListenerDecoder
@@ -323,6 +323,10 @@ class NetnsListenerPoller:
     def probe_all(self) -> dict[int, bytes]:
         """Each namespace's probe now (collect_quiet.read_probe): read before a full sample, for adopt()."""
         return {inode: p for inode, fds in self._probes.items() if fds and (p := read_probe(fds)) is not None}
+
+    def rest_all(self) -> dict[int, bytes]:
+        """Each namespace's collect_quiet.read_rest now (agent/quiet.py)."""
+        return {inode: r for inode, fds in self._probes.items() if fds and (r := read_rest(fds)) is not None}
 
     def adopt(self, inode: int, probe: bytes, listeners: tuple[Listener, ...]) -> None:
         """A full sample's LISTEN dump of a namespace whose probe was read before it: the next polls answer

@@ -97,7 +97,8 @@ def _empty(snap: Snapshot) -> Snapshot:
 # no listener drop) and no socket was hashed or unhashed (inuse); when, in addition, inuse equals the
 # number of listeners that dump found, no accept-queue entry exists (a queued connection is a hashed full
 # socket), so every queue is 0 now, as that dump found. The poller then reuses that dump's listeners.
-PROBE_FILES = ("sockstat", "sockstat6", "snmp")  # read_probe's order
+PROBE_FILES = ("sockstat", "sockstat6", "snmp", "snmp6")  # read_probe reads the first three, read_rest the others
+HOST_WIDE = (b"orphan", b"alloc", b"mem")  # sockstat values that are the host's, whatever the namespace
 
 
 def open_probe(proc_root: str) -> tuple[int, ...] | None:
@@ -122,7 +123,7 @@ def read_probe(fds: tuple[int, ...]) -> bytes | None:
     import os
 
     try:
-        sockstat, sockstat6, snmp = (os.pread(fd, 65536, 0) for fd in fds)
+        sockstat, sockstat6, snmp = (os.pread(fd, 65536, 0) for fd in fds[:3])
     except (OSError, ValueError):
         return None
     tcp = next((line.split() for line in sockstat.split(b"\n") if line.startswith(b"TCP: ")), [])
@@ -130,6 +131,29 @@ def read_probe(fds: tuple[int, ...]) -> bytes | None:
     if tcp[1:2] != [b"inuse"] or tcp[5:6] != [b"tw"] or tcp6[1:2] != [b"inuse"]:
         return None
     return b"inuse %s %s tw %s\n" % (tcp[2], tcp6[2], tcp[6]) + snmp
+
+
+def read_rest(fds: tuple[int, ...]) -> bytes | None:
+    """What else a sample reads of the namespace that can move with no TCP segment (agent/quiet.py): every own
+    value of sockstat (UDP, UDPLITE, RAW and FRAG sockets; not `sockets: used`, which counts every socket, unix
+    ones too, nor the host-wide orphan, alloc and mem), sockstat6, and snmp6 (every IPv6 packet: snmp's Ip lines,
+    in read_probe, count IPv4's). None when a file cannot be read.
+
+        sample line (sockstat): "UDP: inuse 0 mem 0"
+    """
+    import os
+
+    try:
+        sockstat, sockstat6, snmp6 = (os.pread(fds[i], 65536, 0) for i in (0, 1, 3))
+    except (OSError, ValueError, IndexError):
+        return None
+    own = []
+    for line in sockstat.split(b"\n"):
+        words = line.split()
+        if words and words[0] != b"sockets:":
+            pairs = zip(words[1::2], words[2::2], strict=False)  # (a malformed odd word is dropped)
+            own += [words[0], *(w for k, v in pairs if k not in HOST_WIDE for w in (k, v))]
+    return b" ".join(own) + b"\n" + sockstat6 + snmp6
 
 
 def close_probe(fds: tuple[int, ...] | None) -> None:

@@ -8,7 +8,9 @@ the gated one skips the non-listening dump and its summary equals a fresh dump's
 SYNs whose SYN-ACKs are lost, so the handshakes stay SYN_RECV, which sockstat does not count) moves
 Tcp InSegs, so the next sample dumps again: it sees the half-open handshakes `ss` shows, and both agents
 raise the same alert, at the same sample, with the value the namespace's own nstat counted. A
-connection made between samples (a full socket: sockstat's inuse) is seen the same way.
+connection made between samples (a full socket: sockstat's inuse) is seen the same way. Both also hold
+when the gated agent serves a quiet namespace's last sample again instead of sampling it (agent/quiet.py,
+the default): whatever moves ends that at the next sample.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connwatch.agent.loop import LISTENERS_SOURCE, Agent
 from connwatch.agent.options import AgentOptions
+from connwatch.agent.quiet import REUSED_SAMPLE
 from connwatch.clock import SystemClock
 from connwatch.collect import REUSED_LISTENERS, TCPF_TIME_WAIT, CollectOptions
 from connwatch.collect_netns import REUSE_MAX_S, NetnsListenerPoller, collect_all, discover
@@ -35,12 +40,17 @@ from .test_rejects_live import _delta, _half_open_setup, _kernel, _settled, _syn
 QUIET = 8095
 
 
-def _agents(ns: Netns, tmp_path: Path) -> dict[str, Agent]:
-    """"gated": the defaults; "every": every state dumped and every namespace judged at every sample."""
+def _agents(ns: Netns, tmp_path: Path, served: bool = False) -> dict[str, Agent]:
+    """"gated": the defaults, but for `served`: without it, a quiet sample is taken afresh (through the quiet
+    gate) instead of served again (agent/quiet.py); "every": every state dumped, every namespace sampled and
+    judged at every sample."""
     agents = {name: Agent(AgentOptions(state_dir=tmp_path / name, listen_port=0, netns=ns.name,
                                        time_wait_when_due=name == "gated"), load_config(None), SystemClock())
               for name in ("gated", "every")}
     agents["every"].reuse_judgements = False
+    agents["every"].quiet = None
+    if not served:
+        agents["gated"].quiet = None
     return agents
 
 
@@ -55,6 +65,15 @@ def _sample(agents: dict[str, Agent]) -> dict[str, Snapshot]:
 
 def _skipped(snap: Snapshot) -> bool:
     return any(s.detail == SKIPPED for s in snap.statuses)
+
+
+def _served(snap: Snapshot) -> bool:
+    return any(s.detail.endswith(REUSED_SAMPLE) for s in snap.statuses)
+
+
+def _quiet(snap: Snapshot, served: bool) -> bool:
+    """Whether the namespace was taken for quiet: its sample served again, or (`served` off) taken with no walk."""
+    return _served(snap) if served else _skipped(snap) and not _served(snap)
 
 
 def _close(agents: dict[str, Agent]) -> None:
@@ -84,23 +103,25 @@ def _port_alerts(agent: Agent, port: int) -> list[tuple[str, float]]:
     return sorted((a.attribute, a.value) for a in agent.alerts if a.resource.get("port") == port)
 
 
+@pytest.mark.parametrize("served", [False, True], ids=["quiet-gate", "served-again"])
 def test_a_quiet_namespace_is_skipped_and_a_syn_flood_is_still_seen_at_the_next_sample(
-        ns: Netns, tmp_path: Path) -> None:
+        ns: Netns, tmp_path: Path, served: bool) -> None:
     _half_open_setup(ns, 0, QUIET)  # syncookies off, listener backlog 5, SYN-ACKs toward the sources lost
-    agents = _agents(ns, tmp_path)
+    agents = _agents(ns, tmp_path, served)
     try:
         first = _sample(agents)  # remembered, nothing judged
-        assert not _skipped(first["gated"]) and first["gated"].sockets is not None
+        assert not _skipped(first["gated"]) and not _served(first["gated"]) and first["gated"].sockets is not None
         assert first["gated"].sockets.total == 0
         quiet = _sample(agents)
-        assert _skipped(quiet["gated"]) and not _skipped(quiet["every"])
+        assert _quiet(quiet["gated"], served) and not _skipped(quiet["every"]) and not _served(quiet["every"])
+        assert quiet["gated"].taken_at > first["gated"].taken_at
         assert _norm(quiet["gated"]) == _norm(quiet["every"])
         [fresh] = collect_all(SystemClock(), CollectOptions(owners=False), ns.name)
         assert _norm(quiet["gated"]) == _norm(fresh)  # an empty dump's summary, accept counts included
         assert quiet["gated"].listeners == quiet["every"].listeners
         assert "judgements_reused" not in agents["gated"].samples  # judged: the first judgement of it
         steady = _sample(agents)  # the namespace stands still: its last judgement is reused (agent/steady.py)
-        assert _skipped(steady["gated"]) and agents["gated"].samples["judgements_reused"] == 1
+        assert _quiet(steady["gated"], served) and agents["gated"].samples["judgements_reused"] == 1
         assert "judgements_reused" not in agents["every"].samples
         assert [(m.attribute, m.resource_key, m.value) for m in agents["gated"].measurements] == \
                [(m.attribute, m.resource_key, m.value) for m in agents["every"].measurements]
@@ -111,7 +132,7 @@ def test_a_quiet_namespace_is_skipped_and_a_syn_flood_is_still_seen_at_the_next_
         moved = _delta(before, _settled(ns, QUIET))
         half_open = _syn_recv(ns, QUIET)
         flooded = _sample(agents)
-        assert not _skipped(flooded["gated"])  # Tcp InSegs moved: dumped again
+        assert not _skipped(flooded["gated"]) and not _served(flooded["gated"])  # Tcp InSegs moved: dumped again
         for snap in flooded.values():
             assert snap.sockets is not None and snap.sockets.by_state.get("SYN_RECV") == half_open > 0
         full = moved["TcpExtTCPReqQFullDrop"]
@@ -130,19 +151,20 @@ sys.stdin.readline()
 """
 
 
-def test_a_connection_made_between_samples_ends_the_skipping(ns: Netns, tmp_path: Path) -> None:
+@pytest.mark.parametrize("served", [False, True], ids=["quiet-gate", "served-again"])
+def test_a_connection_made_between_samples_ends_the_skipping(ns: Netns, tmp_path: Path, served: bool) -> None:
     ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")  # never accepts: the connection waits
-    agents = _agents(ns, tmp_path)
+    agents = _agents(ns, tmp_path, served)
     client = None
     try:
         _sample(agents)
-        assert _skipped(_sample(agents)["gated"])
+        assert _quiet(_sample(agents)["gated"], served)
         _no_alert(agents)
         client = ns.popen([sys.executable, "-c", CONNECT, "127.0.0.1", str(QUIET)], stdin=-1)
         assert client.stdout is not None and client.stdout.readline().startswith("READY")
         assert poll(lambda: len(ns.run(["ss", "-tanH", "state", "established"]).stdout.splitlines()) == 2, 5)
         seen = _sample(agents)
-        assert not _skipped(seen["gated"])
+        assert not _skipped(seen["gated"]) and not _served(seen["gated"])
         established = len(ns.run(["ss", "-tanH", "state", "established"]).stdout.splitlines())
         for snap in seen.values():
             assert snap.sockets is not None and snap.sockets.by_state.get("ESTABLISHED") == established == 2
@@ -309,9 +331,72 @@ def test_a_quiet_namespaces_full_samples_take_its_last_dumps_listeners_until_som
         assert _listener_status(again) == REUSED_LISTENERS and again.listeners == opened.listeners
         assert gated.others is not None
         real = gated.others.clock
+        gated.others.clock = lambda: real() + REUSE_MAX_S * 0.6  # a sample that takes them does not renew them:
+        assert _listener_status(_sample(agents)["gated"]) == REUSED_LISTENERS
         gated.others.clock = lambda: real() + REUSE_MAX_S  # the last dump is REUSE_MAX_S old
         assert _listener_status(_sample(agents)["gated"]) == ""
         gated.others.clock = real
         _no_alert(agents)
     finally:
+        _close(agents)
+
+
+UDP = """import socket, sys
+fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+a = socket.socket(fam, socket.SOCK_DGRAM); a.bind((sys.argv[2], 0))
+print("READY", flush=True)
+if sys.argv[3] == "send":
+    a.sendto(b"x", a.getsockname()); a.recv(10)
+    print("SENT", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _udp(ns: Netns, family: str, address: str, send: bool) -> Any:
+    proc = ns.popen([sys.executable, "-c", UDP, family, address, "send" if send else "hold"], stdin=-1)
+    assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+    if send:
+        assert proc.stdout.readline().startswith("SENT")
+    return proc
+
+
+def test_a_quiet_namespaces_sample_is_served_again_until_anything_moves(ns: Netns, tmp_path: Path) -> None:
+    """A namespace holding only an idle listener: from its second sample on, its last sample serves again (the
+    time is the new sample's, the values are those a fresh sample reads); a UDP socket opened with no packet
+    (sockstat's UDP inuse), an IPv6 UDP datagram (snmp6; no TCP segment, no IPv4 packet), a new listener and
+    REUSE_MAX_S each make the next sample a fresh one, and a served sample is what a fresh one reads."""
+    ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")
+    agents = _agents(ns, tmp_path, served=True)
+    gated = agents["gated"]
+    held = []
+    try:
+        first = _sample(agents)["gated"]
+        assert not _served(first)
+        again = _sample(agents)
+        assert _served(again["gated"]) and not _served(again["every"])
+        assert again["gated"].taken_at > first.taken_at and again["gated"].counters is first.counters
+        fresh = again["every"]
+        assert again["gated"].listeners == fresh.listeners and _norm(again["gated"]) == _norm(fresh)
+        assert {k: v for k, v in again["gated"].counters.items() if not k.startswith("Ip")} == \
+               {k: v for k, v in fresh.counters.items() if not k.startswith("Ip")}
+        assert again["gated"].sysctls == fresh.sysctls and again["gated"].conntrack_count == fresh.conntrack_count
+        for family, address, send in (("4", "127.0.0.1", False), ("6", "::1", True)):
+            held.append(_udp(ns, family, address, send))
+            moved = _sample(agents)["gated"]
+            assert not _served(moved), (family, send)
+            assert _served(_sample(agents)["gated"]), (family, send)  # quiet again: served from the next on
+        ns.python("listener.py", "--port", str(QUIET + 1), "--backlog", "7")
+        opened = _sample(agents)["gated"]
+        assert not _served(opened) and sorted(x.port for x in opened.listeners) == [QUIET, QUIET + 1]
+        assert _served(_sample(agents)["gated"])
+        assert gated.quiet is not None
+        real = gated.quiet.clock
+        gated.quiet.clock = lambda: real() + REUSE_MAX_S  # the kept sample is REUSE_MAX_S old
+        assert not _served(_sample(agents)["gated"])
+        gated.quiet.clock = real
+        assert gated.quiet.reused >= 4
+        _no_alert(agents)
+    finally:
+        for proc in held:
+            proc.communicate("\n", timeout=10)
         _close(agents)

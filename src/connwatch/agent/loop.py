@@ -29,6 +29,7 @@ from connwatch.agent.delivery import Delivery, enqueue, reconcile
 from connwatch.agent.metrics_cache import MetricsCache
 from connwatch.agent.options import AgentOptions
 from connwatch.agent.poll import ListenerPoller
+from connwatch.agent.quiet import QuietSamples
 from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
 from connwatch.agent.steady import Steady, reusable, steady_after
@@ -78,6 +79,7 @@ class Agent:
         self.prev: dict[tuple[int, str] | None, Snapshot] = {}  # the previous full sample, per namespace
         self.steady: dict[tuple[int, str] | None, Steady] = {}  # namespaces standing still (agent/steady.py)
         self.reuse_judgements = True  # (False: judge every namespace every sample, as tests compare)
+        self.quiet: QuietSamples | None = QuietSamples(clock.monotonic)  # (agent/quiet.py; None: never)
         self.peaks: dict[Identity, int] = {}
         # Another namespace's polled listeners (the poller's tuple, the same object while it reuses its dump)
         # and their owned copy, since the last full sample: a reused tuple's queues are in self.peaks already
@@ -258,12 +260,19 @@ class Agent:
         self.others.refresh(ref for ref, _info in chosen if not ref.own)
         probes = self.others.probe_all()  # before the sample's dumps: its listeners then serve the next polls
         known = self.others.known(probes)  # and quiet namespaces' samples take them without a dump
-        snaps = collect_selected(self.clock, replace(opts, known_listeners=known) if known else opts, chosen, listing)
+        rests = self.others.rest_all() if self.quiet is not None else {}
+        kept = self.quiet.take(chosen, probes, rests, known) if self.quiet is not None and not opts.owners else {}
+        fresh = [c for c in chosen if c[0].inode not in kept]
+        snaps = collect_selected(self.clock, replace(opts, known_listeners=known) if known else opts, fresh,
+                                 listing) if fresh else []
         for snap in snaps:
             if snap.netns is not None and snap.netns.inode in probes and any(
                     st.name == LISTENERS_SOURCE and st.ok for st in snap.statuses):
                 self.others.adopt(snap.netns.inode, probes[snap.netns.inode], snap.listeners)
-        return snaps
+        if self.quiet is None:
+            return snaps
+        self.quiet.keep(chosen, snaps, probes, rests)
+        return self.quiet.in_order(chosen, snaps, kept, self.clock.time(), self.clock.monotonic())
 
     def _collect(self) -> list[Snapshot]:
         why = self._needs_owners()
