@@ -85,6 +85,9 @@ for name in ("full_sample", "listener_poll", "_collect", "_plan_time_wait"):
 wrap(agent.collector, "update", "metrics: collector.update")
 wrap(agent.collector, "update_listeners", "metrics: collector.update_listeners")
 wrap(agent.metrics_cache, "response", "metrics: render (one scrape per sample)")
+import connwatch.outputs.prometheus as P
+for name in ("measurement_families", "kernel_families", "listener_families", "_listener_key"):
+    wrap(P, name, "metrics: " + name)
 import connwatch.collect_quiet as Q
 wrap(Q, "sample_quietly", "netns: one namespace's sample (quiet gate)")
 wrap(NS, "run_in_each", "netns: run_in_each (threads entering namespaces)")

@@ -92,6 +92,7 @@ class TimeWaitCache:
     ports: frozenset[int] = frozenset()
     last: TimeWaitSignals | None = None  # the previous sample's signals (for the current rate)
     force: bool = False  # set by the caller: dump every sample while an alert is near
+    planned: tuple[object, object] | None = None  # (judgement, rules) `force` was last set from (agent/tw_plan.py)
     filter_refused: str = ""  # why the kernel refused the inbound port filter (then: dump all TIME_WAIT)
     merged_refused: str = ""  # why the kernel refused the one-walk program (collect_filtered._one_walk)
     inbound_seen: bool = False  # the last full dump held inbound (server-side) TIME_WAIT

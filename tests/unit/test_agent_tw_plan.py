@@ -36,6 +36,23 @@ def test_time_wait_is_forced_near_the_lowest_threshold_or_while_alerting() -> No
     assert not other.force
 
 
+def test_a_kept_judgement_is_not_looked_at_again_and_new_rules_are() -> None:
+    rules: Any = (SimpleNamespace(attribute="EphemeralPortUsage", high=80.0),)
+    caches = TimeWaitCaches()
+    cache = caches.get(7)
+    kept = _result(7, 79.0)
+    plan_time_wait(caches, rules, [kept])
+    assert cache.force
+    cache.force = False  # (what looking at it again would set back)
+    plan_time_wait(caches, rules, [kept])  # the same judgement (agent/steady.py kept it): force stands
+    assert not cache.force
+    reloaded: Any = (SimpleNamespace(attribute="EphemeralPortUsage", high=80.0),)
+    plan_time_wait(caches, reloaded, [kept])  # a reload
+    assert cache.force
+    plan_time_wait(caches, rules, [_result(7, 0.0)])
+    assert not cache.force
+
+
 def test_namespaces_gone_are_forgotten_and_dumps_counted() -> None:
     caches = TimeWaitCaches()
     caches.get(0).reason, caches.get(7).reason, caches.get(9).reason = "due", "reused", QUIET

@@ -106,3 +106,30 @@ def test_measurement_series_kept_per_object_give_the_fresh_families() -> None:
                [list(s.labels.items()) for f in fresh for s in f.samples]
     again = measurement_families(rounds[-1], memo)
     assert all(a is b for f, g in zip(again, kept, strict=True) for a, b in zip(f.samples, g.samples, strict=True))
+
+
+def test_measurements_ranked_again_only_where_their_namespace_blocks_changed_give_the_fresh_ranking() -> None:
+    """The agent hands one block per namespace (agent/steady.py keeps a standing namespace's tuple): the memo ranks
+    again only new blocks, and the export is what ranking everything gives, whichever blocks are kept, new, moved
+    or gone; ties (the same ports and values in every namespace) are taken in namespace order, as before."""
+    from connwatch.findings import Measurement
+    from connwatch.outputs.prom_measure import MAX_PER_ATTRIBUTE, MeasurementSamples, measurement_families
+    from connwatch.outputs.prom_netns import without_empty
+
+    def block(ns: str | None, shift: int) -> tuple[Measurement, ...]:
+        notes = {"netns": {"inode": 5, "name": ns}} if ns else {}
+        return tuple(Measurement(a, {"port": 1000 + i}, f"TCP({1000 + i})", float((i * 3 + shift) % 2), "conns",
+                                 notes=notes) for a in ("BacklogRejectsByPort", "AcceptQueueFill") for i in range(60))
+
+    own1, blue, red, green = block(None, 1), block("blue", 0), block("red", 1), block("green", 0)
+    rounds = [[block(None, 0), blue, red], [own1, blue, red], [own1, blue, red], [block(None, 1), red, blue],
+              [block(None, 2), blue], [block(None, 2), blue, green, block("red", 3)], [own1, blue, green, red]]
+    memo = MeasurementSamples()
+    for blocks in rounds:
+        flat = [m for b in blocks for m in b]
+        fresh = without_empty(measurement_families(flat))
+        kept = measurement_families(flat, memo, blocks)
+        assert [(f.name, f.samples) for f in kept] == [(f.name, f.samples) for f in fresh]
+        assert [list(s.labels.items()) for f in kept for s in f.samples] == \
+               [list(s.labels.items()) for f in fresh for s in f.samples]
+        assert max(len(f.samples) for f in kept) == MAX_PER_ATTRIBUTE

@@ -53,6 +53,7 @@ from connwatch.sources.procfs import ProcFS
 
 log = logging.getLogger("connwatch.agent")
 Identity = tuple[int, int, int, str]
+OwnedTuple = tuple[tuple[Listener, ...], dict[Identity, Listener], tuple[Listener, ...]]
 OWNER_REFRESH_S = 60.0
 LISTENERS_SOURCE = f"{NETLINK} listeners"  # a sample's LISTEN dump (collect._sockets)
 
@@ -91,11 +92,13 @@ class Agent:
         self._sampled: dict[int, tuple[tuple[Listener, ...], tuple[Listener, ...]]] = {}
         # identity -> (listener, its owner's listener, the owned copy made): the copy again for the same objects
         self._owned_copies: dict[Identity, tuple[Listener, Listener, Listener]] = {}
+        self._owned_tuples: dict[int, OwnedTuple] = {}  # id -> (a sample's listeners, the owners, their owned copy)
         self.owners: dict[Identity, Listener] = {}
         self.owners_at = 0.0
         self.raised = False
         self.alerts: tuple[Alert, ...] = ()
         self.measurements: tuple[Measurement, ...] = ()
+        self.measured: tuple[tuple[Measurement, ...], ...] = ()  # the same, one block per namespace judged
         self.samples = {"full": 0, "listeners": 0}
         self.time_wait = TimeWaitCaches() if opts.time_wait_when_due else None  # per namespace
         self.sample_seconds: dict[str, float] = {}
@@ -294,7 +297,8 @@ class Agent:
             self.owners = {x.identity: x for s in snaps for x in s.listeners}
             self._owned_copies = {}
         else:
-            snaps = [_with_listeners(s, tuple(self._owned(x) for x in s.listeners)) for s in snaps]
+            last, self._owned_tuples = self._owned_tuples, {}
+            snaps = [_with_listeners(s, self._owned_all(s.listeners, last)) for s in snaps]
         self._sampled = {s.netns.inode: (r.listeners, s.listeners) for r, s in zip(raw, snaps, strict=True)
                          if s.netns is not None and not s.netns.own and all(x.queue == 0 for x in r.listeners)}
         self.sample_seconds["full"] = time.perf_counter() - start
@@ -364,6 +368,15 @@ class Agent:
         self._own_polled = (listeners, owned)
         return owned
 
+    def _owned_all(self, listeners: tuple[Listener, ...], last: dict[int, OwnedTuple]) -> tuple[Listener, ...]:
+        """Each listener with its known owner: the tuple made last sample for the same tuple while the owners stand
+        (a namespace whose sample is served again hands the same tuple every sample, agent/quiet.py)."""
+        got = last.get(id(listeners))
+        if got is None or got[0] is not listeners or got[1] is not self.owners:
+            got = (listeners, self.owners, tuple(self._owned(x) for x in listeners))
+        self._owned_tuples[id(listeners)] = got
+        return got[2]
+
     def _owned(self, lst: Listener) -> Listener:
         """The listener with its known owner: the same copy as last time for the same listener object (a LISTEN
         reply byte for byte the last one's is the last Listener object, collect._first_dump and the polls), so
@@ -414,12 +427,14 @@ class Agent:
             log.info("%s", line)  # raised, severity changed, cleared: one line each, in check's words
         self._plan_time_wait(results)
         if results:
-            self.alerts = sum((r.step.raised + r.step.updated + r.step.still_active_clean for r in results), ())
+            self.alerts = tuple(a for r in results for part in (r.step.raised, r.step.updated,
+                                                                r.step.still_active_clean) for a in part)
             self.raised = any(r.step.raised for r in results)
             if self.delivery is not None and self.keeper.up:
                 self.delivery.judged.set()  # every namespace judged and saved: Alertmanager may be compared
             # /metrics: the attribute values of every namespace (labelled with it)
-            self.measurements = sum((r.measurements for r in results), ())
+            self.measured = tuple(r.measurements for r in results)
+            self.measurements = tuple(m for block in self.measured for m in block)
         self.prev = {_ns_key(s): s for s in snaps}
         self.steady = {k: v for k, v in self.steady.items() if k in self.prev}
         peaks, self.peaks = self.peaks, {}
@@ -427,7 +442,7 @@ class Agent:
         self._own_polled = None
         own = snaps[0]
         self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements,
-                                   namespaces=tuple(snaps[1:])))
+                                   namespaces=tuple(snaps[1:]), measured=self.measured))
         self.metrics_cache.invalidate()
 
     def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
@@ -464,7 +479,7 @@ class Agent:
 
 def _with_listeners(snap: Snapshot, listeners: tuple[Listener, ...]) -> Snapshot:
     """The snapshot with these listeners; itself when they are its own (no copy of an unchanged sample)."""
-    if all(a is b for a, b in zip(listeners, snap.listeners, strict=True)):
+    if listeners is snap.listeners or all(a is b for a, b in zip(listeners, snap.listeners, strict=True)):
         return snap
     return replace(snap, listeners=listeners)
 

@@ -46,8 +46,9 @@ def plan_time_wait(caches: TimeWaitCaches, rules: tuple[Rule, ...], results: lis
             lowest[rule.attribute] = min(lowest.get(rule.attribute, rule.high), rule.high)
     for r in results:
         cache = caches.caches.get(tw_key(r.current))
-        if cache is None:
-            continue
+        if cache is None or (cache.planned is not None and cache.planned[0] is r and cache.planned[1] is rules):
+            continue  # (a namespace's kept judgement, agent/steady.py: its measurements were looked at already)
+        cache.planned = (r, rules)
         active = r.step.raised + r.step.updated + r.step.still_active_clean
         cache.force = any(a.attribute in TIME_WAIT_ATTRIBUTES for a in active) or any(
             m.attribute in lowest and m.value >= NEAR_FRACTION * lowest[m.attribute] for m in r.measurements)

@@ -92,6 +92,8 @@ class View:
     alerts: Sequence[Alert] = ()
     stats: AgentStats = field(default_factory=AgentStats)
     measurements: Sequence[Measurement] = ()  # every attribute's value in the last judgement (every namespace)
+    # The same, one block per namespace (its judgement's tuple: the same object while its judgement is kept)
+    measured: Sequence[Sequence[Measurement]] | None = None
     namespaces: Sequence[Snapshot] = ()  # the other namespaces' last full samples (`snapshot` is the own one)
     elsewhere: Mapping[int, Sequence[Listener] | None] = field(default_factory=dict)  # inode -> latest poll
 
@@ -170,8 +172,9 @@ def build_parts(view: View, opts: MetricsOptions | None = None, listeners: list[
         listeners = listener_families(_listener_sets(view, ranked), view.peaks, bound=MAX_LISTENER_GROUPS)
     return {"build": [build], "listeners": listeners,
             "host": host, "alerts": _alert_families(view.alerts),
-            "measurements": (measurement_families(view.measurements, measured) if measured is not None else
-                             without_empty(measurement_families(view.measurements))),  # (memo's: left out already)
+            "measurements": (measurement_families(view.measurements, measured, view.measured)
+                             if measured is not None else  # (the memo's: empty labels left out already)
+                             without_empty(measurement_families(view.measurements))),
             "agent": _agent_families(view.stats, snap)}
 
 
