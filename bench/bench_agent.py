@@ -332,6 +332,9 @@ def measure(ns: str, size: int, tw_share: float, windows: int, window: float, tm
         if small:
             text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_ALL}/metrics", timeout=10).read().decode()
             sampled = str(sum(1 for line in text.splitlines() if line.startswith("connwatch_netns_info{")))
+            kinds = {line.split('"')[1]: line.split()[-1] for line in text.splitlines()
+                     if line.startswith("connwatch_samples_total{kind=")}  # (full, netns_served_again, ...)
+            sampled += f" (its samples: {kinds})"
         total2, tw2 = count(ns)
         lat = json.loads(sh(ns, sys.executable, "-c", LATENCY, urls[0]))
         ss = []

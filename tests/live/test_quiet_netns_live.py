@@ -394,7 +394,7 @@ def test_a_quiet_namespaces_sample_is_served_again_until_anything_moves(ns: Netn
         gated.quiet.clock = lambda: real() + REUSE_MAX_S  # the kept sample is REUSE_MAX_S old
         assert not _served(_sample(agents)["gated"])
         gated.quiet.clock = real
-        assert gated.quiet.reused >= 4
+        assert gated.quiet.reused >= 4 and gated.samples["netns_served_again"] == gated.quiet.reused
         _no_alert(agents)
     finally:
         for proc in held:

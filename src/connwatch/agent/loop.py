@@ -266,6 +266,8 @@ class Agent:
         rests = self.others.rest_all() if self.quiet is not None else {}
         kept = self.quiet.take(chosen, probes, rests, known) if self.quiet is not None and not opts.owners else {}
         fresh = [c for c in chosen if c[0].inode not in kept]
+        if kept:
+            self.samples["netns_served_again"] = self.samples.get("netns_served_again", 0) + len(kept)
         snaps = collect_selected(self.clock, replace(opts, known_listeners=known) if known else opts, fresh,
                                  listing) if fresh else []
         for snap in snaps:
