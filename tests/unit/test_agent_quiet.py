@@ -14,7 +14,7 @@ from connwatch.record import replace
 from connwatch.sources.netns import NetnsRef
 
 from .builders import listener, snapshot
-from .test_collect_quiet import SNMP, SOCKSTAT, SOCKSTAT6
+from .test_collect_quiet import SNMP, SOCKSTAT, SOCKSTAT6, _fds
 
 INODE = 4026532101
 PROBE = b"inuse 1 0 tw 0\n" + SNMP  # collect_quiet.read_probe's shape: one listener hashed, no TIME_WAIT
@@ -114,15 +114,6 @@ def test_in_order_puts_served_samples_where_their_namespaces_were_chosen() -> No
     assert got[0] is own and got[2] is fresh and got[1].taken_at == 2000.0 and got[1].counters is old.counters
     assert kept.reused == 1
     assert kept.in_order(chosen, [own, fresh], {}, 2000.0, 1995.0) == [own, fresh]
-
-
-def _fds(tmp: Path, *texts: bytes) -> tuple[int, ...]:
-    fds = []
-    for i, text in enumerate(texts):
-        path = tmp / f"f{i}"
-        path.write_bytes(text)
-        fds.append(os.open(path, os.O_RDONLY))
-    return tuple(fds)
 
 
 SNMP6 = b"Ip6InReceives                   \t0\nIp6OutRequests                  \t0\n"  # (its first two lines here)
