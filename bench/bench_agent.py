@@ -428,6 +428,10 @@ def main() -> int:
     a = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_agent: needs root for a network namespace")
+    if a.before and not Path(a.before, "connwatch", "__init__.py").is_file():  # (else PYTHONPATH would miss and
+        # "before" would run this tree: a commit name was once passed here)
+        raise SystemExit(f"bench_agent: --before {a.before}: not a src/ directory holding connwatch/ "
+                         "(e.g. git archive REV | tar -x -C /tmp/before, then --before /tmp/before/src)")
     if not NODE_EXPORTER:
         print("node_exporter not found (prometheus-node-exporter): measured without it")
     for size in (int(x) for x in a.sizes.split(",")):
