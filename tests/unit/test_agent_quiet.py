@@ -59,7 +59,7 @@ def test_a_kept_sample_serves_while_probes_and_listeners_stand_and_for_at_most_r
     kept = QuietSamples(clock)
     snap = _snap()
     chosen = _chosen(INODE)
-    kept.keep(chosen, [snap], {INODE: PROBE}, {INODE: REST})
+    kept.keep(chosen, [snap], {INODE: PROBE}, {INODE: REST}, {})
     known = {INODE: snap.listeners}
     clock.now += REUSE_MAX_S - 1
     assert kept.take(chosen, {INODE: PROBE}, {INODE: REST}, known) == {INODE: snap}
@@ -74,21 +74,39 @@ def test_a_kept_sample_serves_while_probes_and_listeners_stand_and_for_at_most_r
     assert kept.take(chosen, {INODE: PROBE}, {INODE: REST}, known) == {}  # REUSE_MAX_S old: sampled afresh
 
 
+def test_a_sample_given_known_listeners_serves_while_the_poller_gives_those_even_if_it_holds_a_copy() -> None:
+    """A sample that took the poller's listeners (no dump: collect.REUSED_LISTENERS) may hold a copy of them, with
+    owners attached by an owner scan: it serves again while the poller gives the tuple it was given."""
+    from connwatch.collect import NETLINK, REUSED_LISTENERS
+    from connwatch.model import Process
+
+    kept = QuietSamples(Clock())
+    given = _snap().listeners
+    took = replace(_snap(), listeners=tuple(replace(x, owner=Process(pid=7, command="srv")) for x in given),
+                   statuses=(*_snap().statuses, SourceStatus(f"{NETLINK} listeners", True, REUSED_LISTENERS)))
+    chosen = _chosen(INODE)
+    kept.keep(chosen, [took], {INODE: PROBE}, {INODE: REST}, {INODE: given})
+    assert kept.take(chosen, {INODE: PROBE}, {INODE: REST}, {INODE: given}) == {INODE: took}
+    assert kept.take(chosen, {INODE: PROBE}, {INODE: REST}, {INODE: took.listeners}) == {}
+    kept.keep(chosen, [took], {INODE: PROBE}, {INODE: REST}, {})  # (given none: never served)
+    assert kept.take(chosen, {INODE: PROBE}, {INODE: REST}, {INODE: given}) == {}
+
+
 def test_a_served_sample_keeps_its_time_and_a_fresh_unquiet_one_or_a_namespace_gone_is_forgotten() -> None:
     clock = Clock()
     kept = QuietSamples(clock)
     snap = _snap()
     chosen = _chosen(INODE)
-    kept.keep(chosen, [snap], {INODE: PROBE}, {INODE: REST})
+    kept.keep(chosen, [snap], {INODE: PROBE}, {INODE: REST}, {})
     clock.now += REUSE_MAX_S / 2
-    kept.keep(chosen, [], {INODE: PROBE}, {INODE: REST})  # served this round (no fresh sample of it)
+    kept.keep(chosen, [], {INODE: PROBE}, {INODE: REST}, {})  # served this round (no fresh sample of it)
     clock.now += REUSE_MAX_S / 2
     assert kept.take(chosen, {INODE: PROBE}, {INODE: REST}, {INODE: snap.listeners}) == {}  # not renewed
-    kept.keep(chosen, [snap], {INODE: PROBE}, {INODE: REST})
-    kept.keep(chosen, [_snap(total=2)], {INODE: PROBE}, {INODE: REST})
+    kept.keep(chosen, [snap], {INODE: PROBE}, {INODE: REST}, {})
+    kept.keep(chosen, [_snap(total=2)], {INODE: PROBE}, {INODE: REST}, {})
     assert kept.take(chosen, {INODE: PROBE}, {INODE: REST}, {INODE: snap.listeners}) == {}
-    kept.keep(chosen, [snap], {INODE: PROBE}, {INODE: REST})
-    kept.keep([], [], {}, {})
+    kept.keep(chosen, [snap], {INODE: PROBE}, {INODE: REST}, {})
+    kept.keep([], [], {}, {}, {})
     assert kept.take(chosen, {INODE: PROBE}, {INODE: REST}, {INODE: snap.listeners}) == {}
 
 

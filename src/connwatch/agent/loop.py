@@ -35,7 +35,7 @@ from connwatch.agent.state import StateKeeper
 from connwatch.agent.steady import Steady, reusable, steady_after
 from connwatch.agent.tw_plan import TIME_WAIT_ATTRIBUTES, count_time_wait, plan_time_wait
 from connwatch.clock import Clock
-from connwatch.collect import NETLINK, CollectOptions, collect
+from connwatch.collect import NETLINK, REUSED_LISTENERS, CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
 from connwatch.collect_tw import TimeWaitCaches
 from connwatch.engine import CheckResult, judge
@@ -270,13 +270,14 @@ class Agent:
             self.samples["netns_served_again"] = self.samples.get("netns_served_again", 0) + len(kept)
         snaps = collect_selected(self.clock, replace(opts, known_listeners=known) if known else opts, fresh,
                                  listing) if fresh else []
-        for snap in snaps:
+        for snap in snaps:  # (listeners taken from `known` are no dump: adopting their copy, e.g. with owners
+            # attached, would renew their time; collect.REUSED_LISTENERS)
             if snap.netns is not None and snap.netns.inode in probes and any(
-                    st.name == LISTENERS_SOURCE and st.ok for st in snap.statuses):
+                    st.name == LISTENERS_SOURCE and st.ok and st.detail != REUSED_LISTENERS for st in snap.statuses):
                 self.others.adopt(snap.netns.inode, probes[snap.netns.inode], snap.listeners)
         if self.quiet is None:
             return snaps
-        self.quiet.keep(chosen, snaps, probes, rests)
+        self.quiet.keep(chosen, snaps, probes, rests, known)
         return self.quiet.in_order(chosen, snaps, kept, self.clock.time(), self.clock.monotonic())
 
     def _collect(self) -> list[Snapshot]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from connwatch.collect import REUSED_LISTENERS
 from connwatch.collect_netns import NETNS_SOURCE, REUSE_MAX_S
 from connwatch.collect_quiet import probe_inuse
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus
@@ -51,7 +52,9 @@ class QuietSamples:
     """Each quiet namespace's last fresh snapshot, with the probes read just before it and when it was taken."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._kept: dict[int, tuple[bytes, bytes, Snapshot, float]] = {}  # inode -> (probe, rest, snap, at)
+        # inode -> (probe, rest, snap, at, the poller's listeners it took: its own, or those `known` gave it, which
+        # its own may be a copy of, with owners attached)
+        self._kept: dict[int, tuple[bytes, bytes, Snapshot, float, tuple[Listener, ...]]] = {}
         self.reused = 0  # snapshots served again
         self.clock = clock
 
@@ -64,16 +67,18 @@ class QuietSamples:
             kept = self._kept.get(ref.inode)
             if kept is None or now - kept[3] >= REUSE_MAX_S:
                 continue
-            probe, rest, snap, _at = kept
+            probe, rest, snap, _at, listeners = kept
             i = ref.inode
-            if probes.get(i) == probe and rests.get(i) == rest and known.get(i) is snap.listeners:
+            if probes.get(i) == probe and rests.get(i) == rest and known.get(i) is listeners:
                 out[i] = snap
         return out
 
     def keep(self, chosen: Sequence[tuple[NetnsRef, NetnsInfo]], fresh: Sequence[Snapshot],
-             probes: Mapping[int, bytes], rests: Mapping[int, bytes]) -> None:
+             probes: Mapping[int, bytes], rests: Mapping[int, bytes],
+             known: Mapping[int, tuple[Listener, ...]]) -> None:
         """After a sample: keep each freshly sampled quiet namespace's snapshot, forget the other fresh ones and
-        the namespaces no longer chosen; a served one keeps its time."""
+        the namespaces no longer chosen; a served one keeps its time. `known`: the listeners the sample was given
+        (collect.REUSED_LISTENERS), which a later sample's must be."""
         wanted = {ref.inode for ref, _ in chosen}
         self._kept = {i: k for i, k in self._kept.items() if i in wanted}
         now = self.clock()
@@ -82,8 +87,10 @@ class QuietSamples:
                 continue
             inode = snap.netns.inode
             probe, rest = probes.get(inode), rests.get(inode)
-            if rest is not None and probe is not None and quiet(snap, probe):
-                self._kept[inode] = (probe, rest, snap, now)
+            took = any(st.detail == REUSED_LISTENERS for st in snap.statuses)
+            listeners = known.get(inode) if took else snap.listeners
+            if rest is not None and probe is not None and listeners is not None and quiet(snap, probe):
+                self._kept[inode] = (probe, rest, snap, now, listeners)
             else:
                 self._kept.pop(inode, None)
 
