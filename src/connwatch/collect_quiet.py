@@ -96,7 +96,8 @@ def _empty(snap: Snapshot) -> Snapshot:
 # last dump means no packet came or went (snmp's Ip/Tcp counters: no SYN, no ACK, so no new connection and
 # no listener drop) and no socket was hashed or unhashed (inuse); when, in addition, inuse equals the
 # number of listeners that dump found, no accept-queue entry exists (a queued connection is a hashed full
-# socket), so every queue is 0 now, as that dump found. The poller then reuses that dump's listeners.
+# socket), so every queue is 0 now, as that dump found. The poller then reuses that dump's listeners. snmp6,
+# opened with them, is read only before full samples (read_rest: whether a quiet sample may serve again).
 PROBE_FILES = ("sockstat", "sockstat6", "snmp", "snmp6")  # read_probe reads the first three, read_rest the others
 HOST_WIDE = (b"orphan", b"alloc", b"mem")  # sockstat values that are the host's, whatever the namespace
 
@@ -139,7 +140,7 @@ def read_rest(fds: tuple[int, ...]) -> bytes | None:
     ones too, nor the host-wide orphan, alloc and mem), sockstat6, and snmp6 (every IPv6 packet: snmp's Ip lines,
     in read_probe, count IPv4's). None when a file cannot be read.
 
-        sample line (sockstat): "UDP: inuse 0 mem 0"
+        sample line (sockstat, net/ipv4/proc.c sockstat_seq_show): "UDP: inuse 0 mem 0"
     """
     import os
 
