@@ -183,6 +183,19 @@ def test_a_corrupt_gzip_member_is_one_line_and_earlier_members_are_used(tmp_path
     one_line_errors(errors, garbage, "unreadable tarball")
 
 
+@pytest.mark.parametrize("cut", [3, 4, 11])
+def test_a_gzip_header_cut_short_is_one_line_not_a_traceback(tmp_path: Path, cut: int) -> None:
+    """tarfile's streamed gzip reader raised TypeError (ord() of b"") on a header cut after 3 bytes
+    (fuzz case d778e12125aea54b); 4 and 11 bytes reach other reads of the same header."""
+    good = tmp_path / "good.tgz"
+    _tar(good, [("sos_commands/networking/ss_-ltn", SS_LISTEN)], "w:gz")
+    path = tmp_path / "cut.tar"
+    path.write_bytes(good.read_bytes()[:cut])
+    analysis, errors = analyse(path)
+    assert len(errors) == 1, errors
+    one_line_errors(errors, path, "unreadable tarball")
+
+
 def test_a_tarball_is_read_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """2,000 members (a sosreport): tarfile.open once (it was once per member and pass: 569 s here)."""
     path = tmp_path / "sos.tar.gz"

@@ -117,7 +117,7 @@ def read_tarball(name: str, path: Path, work: Path) -> tuple[list[InputFile], li
     files: dict[str, InputFile] = {}  # by member name: a later member of the same name replaces it (as tar does)
     spooled = [0]
     try:
-        with tarfile.open(path, "r|*") as tar:
+        with _open_stream(path) as tar:
             for count, member in enumerate(tar, start=1):
                 if count > MAX_MEMBERS:
                     raise ParseError(name, f"more than {MAX_MEMBERS} members: not one host's capture")
@@ -130,6 +130,16 @@ def read_tarball(name: str, path: Path, work: Path) -> tuple[list[InputFile], li
         return list(files.values()), [f"{name}: tarball corrupt after {len(files)} member(s) ({why}): "
                                       "the rest of it was not read"]
     return list(files.values()), []
+
+
+def _open_stream(path: Path) -> tarfile.TarFile:
+    """The tarball opened for one streamed pass. CPython's streamed gzip reader (3.11-3.13,
+    tarfile._Stream._init_read_gz) calls ord() on the empty read of a header cut short after its
+    third byte, a TypeError: here it is the ReadError it means (fuzz case d778e12125aea54b)."""
+    try:
+        return tarfile.open(path, "r|*")
+    except TypeError:
+        raise tarfile.ReadError("gzip header cut short") from None
 
 
 def _member(name: str, tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, spooled: list[int]) -> InputFile:
