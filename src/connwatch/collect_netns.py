@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from connwatch.clock import Clock
 from connwatch.collect import SKMEMINFO_EXT, CollectOptions, listener_order, netlink_listeners, sample
 from connwatch.collect_owners import attach_owners
-from connwatch.collect_quiet import close_probe, open_probe, probe_inuse, read_probe, read_rest
+from connwatch.collect_quiet import close_probe, idle_listeners, open_probe, read_probe, read_rest
 from connwatch.errors import ParseError, SelectorError, SourceUnavailable
 from connwatch.model import HostInfo, Listener, NetnsInfo, Snapshot, SourceStatus, Sysctls
 from connwatch.parsers.sock_diag_listeners import MemoListenerDecoder
@@ -333,7 +333,7 @@ class NetnsListenerPoller:
         from it while the probe stands, as from a dump of their own (_listeners), instead of dumping all
         namespaces again after every full sample (100 namespaces: ~30 ms of CPU per sample). The listeners
         known() gave that sample (no dump) keep the time of the dump that made them."""
-        if inode in self._socks and probe_inuse(probe) == len(listeners) and all(x.queue == 0 for x in listeners):
+        if inode in self._socks and idle_listeners(probe, listeners):
             last = self._last.get(inode)
             if last is None or last[1] is not listeners:
                 self._last_at[inode] = self.clock()
@@ -399,7 +399,7 @@ class NetnsListenerPoller:
             self.reused += 1
             return still
         listeners = self._dump(inode, sock)
-        if probe is not None and probe_inuse(probe) == len(listeners) and all(x.queue == 0 for x in listeners):
+        if probe is not None and idle_listeners(probe, listeners):
             self._last[inode] = (probe, listeners)
             self._last_at[inode] = self.clock()
         else:

@@ -32,7 +32,10 @@ from connwatch.sources.procfs import ProcFS, read_parsed, read_sockstat
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:  # (the agent's; commands that sample other namespaces load only the probe)
+    from collections.abc import Sequence
+
     from connwatch.collect_tw import TimeWaitCache
+    from connwatch.model import Listener
 
 SKIPPED = "not dumped: the namespace holds only its listeners and no TCP segment moved since its last (empty) dump"
 
@@ -165,6 +168,19 @@ def close_probe(fds: tuple[int, ...] | None) -> None:
 
 
 def probe_inuse(probe: bytes) -> int:
-    """TCP inuse + TCP6 inuse of a probe (read_probe's first line)."""
+    """TCP inuse + TCP6 inuse of a probe (read_probe's first line: b"inuse TCP TCP6 tw TW")."""
     first = probe.split(b"\n", 1)[0].split()
     return int(first[1]) + int(first[2])
+
+
+def probe_tw(probe: bytes) -> int:
+    """sockstat's TCP tw of a probe (read_probe's first line)."""
+    return int(probe.split(b"\n", 1)[0].split()[4])
+
+
+def idle_listeners(probe: bytes, listeners: Sequence[Listener]) -> bool:
+    """Whether a dump's listeners, with `probe` read before it, were all the namespace's hashed TCP sockets
+    and had nothing queued: then no accept-queue entry exists while the probe stands (a queued connection is
+    a hashed full socket), so every queue is still 0. The listener poller's reuse (adopt) and a quiet
+    sample's (agent/quiet.py) both rest on it."""
+    return probe_inuse(probe) == len(listeners) and all(x.queue == 0 for x in listeners)

@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from connwatch.agent.loop import LISTENERS_SOURCE, OWNER_REFRESH_S, Agent
+from connwatch.agent.loop import LISTENERS_SOURCE, Agent
 from connwatch.agent.options import AgentOptions
+from connwatch.agent.owned import OWNER_REFRESH_S
 from connwatch.agent.quiet import REUSED_SAMPLE
 from connwatch.clock import SystemClock
 from connwatch.collect import REUSED_LISTENERS, TCPF_TIME_WAIT, CollectOptions
@@ -332,9 +333,9 @@ def test_a_quiet_namespaces_full_samples_take_its_last_dumps_listeners_until_som
         assert gated.others is not None
         real = gated.others.clock
         gated.others.clock = lambda: real() + REUSE_MAX_S * 0.6  # a sample that takes them does not renew them,
-        gated.owners_at -= OWNER_REFRESH_S  # not even one that scans owners (which copies the listeners):
+        gated.known.at -= OWNER_REFRESH_S  # not even one that scans owners (which copies the listeners):
         assert _listener_status(_sample(agents)["gated"]) == REUSED_LISTENERS
-        assert gated.owners_at > 0  # (it did scan)
+        assert gated.known.at > 0  # (it did scan)
         gated.others.clock = lambda: real() + REUSE_MAX_S  # the last dump is REUSE_MAX_S old
         assert _listener_status(_sample(agents)["gated"]) == ""
         gated.others.clock = real

@@ -19,6 +19,7 @@ import pytest
 
 from connwatch.agent.loop import Agent
 from connwatch.agent.options import AgentOptions
+from connwatch.agent.owned import OWNER_REFRESH_S
 from connwatch.clock import Clock, SystemClock
 from connwatch.model import Listener, Snapshot
 from connwatch.rules.config import load_config
@@ -288,14 +289,14 @@ def test_an_owner_refresh_reads_the_known_owners_first_and_a_new_listener_scans_
     clock.advance(5)
     agent.full_sample()
     assert not asked[-1].owners  # nothing new: the known owners stay
-    clock.advance(loop.OWNER_REFRESH_S)
+    clock.advance(OWNER_REFRESH_S)
     agent.full_sample()
     hints = {x.inode: x.owner.pid for x in owned if x.owner is not None and x.inode}
     assert asked[-1].owners and asked[-1].owner_hints == hints and hints
     # destination owners (explanations of the ephemeral-port alerts) only while one of those is active
     assert asked[-1].destination_owners == any(a.attribute.startswith("EphemeralPort") for a in agent.alerts)
     agent.alerts = (SimpleNamespace(attribute="EphemeralPortUsage", key="k", severity=2),)
-    clock.advance(loop.OWNER_REFRESH_S)
+    clock.advance(OWNER_REFRESH_S)
     agent.full_sample()
     assert asked[-1].owner_hints == hints and asked[-1].destination_owners
     new = replace(base.listeners[0], inode=987654, cookie=1)

@@ -88,7 +88,7 @@ def test_a_repeated_own_poll_keeps_its_peaks_and_owned_copy_until_the_next_full_
     queued = (Listener(4, "0.0.0.0", 9000, 7, 128, 0, 77001, 0, 5),)
     key = idle[0].identity
     owner = Process(pid=4242, command="server")
-    agent.owners = {key: Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5, owner)}
+    agent.known.owners = {key: Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5, owner)}
     poller.answer = idle
     agent.listener_poll()
     first = agent._own_polled
@@ -129,12 +129,12 @@ def test_the_owned_copy_of_the_same_listener_is_the_same_until_owners_are_scanne
     agent = Agent(opts, load_config(None), SystemClock())
     idle = Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5)
     owner = Process(pid=4242, command="server")
-    agent.owners = {idle.identity: Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5, owner)}
-    owned = agent._owned(idle)
-    assert owned.owner == owner and agent._owned(idle) is owned
+    agent.known.owners = {idle.identity: Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5, owner)}
+    owned = agent.known.owned(idle)
+    assert owned.owner == owner and agent.known.owned(idle) is owned
     equal = Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5)
-    assert agent._owned(equal) is not owned and agent._owned(equal) == owned  # another object: another copy
+    assert agent.known.owned(equal) is not owned and agent.known.owned(equal) == owned  # another object: another copy
     other = Process(pid=4343, command="other")
-    agent.owners = {idle.identity: Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5, other)}  # a new scan
-    assert agent._owned(equal).owner == other
+    agent.known.owners = {idle.identity: Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5, other)}  # a new scan
+    assert agent.known.owned(equal).owner == other
     agent.keeper.close()

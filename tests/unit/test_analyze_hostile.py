@@ -192,7 +192,7 @@ def test_a_gzip_header_cut_short_is_one_line_not_a_traceback(tmp_path: Path, cut
     path = tmp_path / "cut.tar"
     path.write_bytes(good.read_bytes()[:cut])
     analysis, errors = analyse(path)
-    assert len(errors) == 1, errors
+    assert analysis is None and len(errors) == 1, errors
     one_line_errors(errors, path, "unreadable tarball")
 
 

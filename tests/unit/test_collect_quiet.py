@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from connwatch.collect_quiet import probe_inuse, read_probe, signals_of
+from connwatch.collect_quiet import probe_inuse, probe_tw, read_probe, signals_of
 
 SOCKSTAT = (b"sockets: used 2\nTCP: inuse 1 orphan 0 tw 0 alloc 12018 mem 2379\nUDP: inuse 0 mem 0\n"
             b"UDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n")
@@ -43,9 +43,10 @@ def test_host_wide_fields_do_not_change_the_probe_and_own_ones_do(tmp_path: Path
     seg_moved = _fds(tmp_path / "d", SOCKSTAT, SOCKSTAT6, SNMP.replace(b"-1 0 0 0 0 0 0", b"-1 0 0 0 0 0 1"))
     try:
         probe = read_probe(base)
-        assert probe is not None and probe_inuse(probe) == 1
+        assert probe is not None and probe_inuse(probe) == 1 and probe_tw(probe) == 0
         assert read_probe(host_moved) == probe
-        assert read_probe(tw_moved) not in (None, probe)
+        moved = read_probe(tw_moved)
+        assert moved is not None and moved != probe and probe_tw(moved) == 3
         assert read_probe(seg_moved) not in (None, probe)
     finally:
         for fd in (*base, *host_moved, *tw_moved, *seg_moved):

@@ -28,6 +28,7 @@ from connwatch.agent import systemd
 from connwatch.agent.delivery import Delivery, enqueue, reconcile
 from connwatch.agent.metrics_cache import MetricsCache
 from connwatch.agent.options import AgentOptions
+from connwatch.agent.owned import Identity, KnownOwners, with_peaks
 from connwatch.agent.poll import ListenerPoller
 from connwatch.agent.quiet import QuietSamples
 from connwatch.agent.server import serve
@@ -52,9 +53,6 @@ from connwatch.sources.netns import run_scope
 from connwatch.sources.procfs import ProcFS
 
 log = logging.getLogger("connwatch.agent")
-Identity = tuple[int, int, int, str]
-OwnedTuple = tuple[tuple[Listener, ...], dict[Identity, Listener], tuple[Listener, ...]]
-OWNER_REFRESH_S = 60.0
 LISTENERS_SOURCE = f"{NETLINK} listeners"  # a sample's LISTEN dump (collect._sockets)
 
 
@@ -90,11 +88,7 @@ class Agent:
         # The same pairs of the last full sample's namespaces whose queues were all 0: a poll that answers with
         # that sample's dump (collect_netns.py adopt) then changes no peak and takes its owned copy.
         self._sampled: dict[int, tuple[tuple[Listener, ...], tuple[Listener, ...]]] = {}
-        # identity -> (listener, its owner's listener, the owned copy made): the copy again for the same objects
-        self._owned_copies: dict[Identity, tuple[Listener, Listener, Listener]] = {}
-        self._owned_tuples: dict[int, OwnedTuple] = {}  # id -> (a sample's listeners, the owners, their owned copy)
-        self.owners: dict[Identity, Listener] = {}
-        self.owners_at = 0.0
+        self.known = KnownOwners()  # the owners of the last scan (agent/owned.py)
         self.raised = False
         self.alerts: tuple[Alert, ...] = ()
         self.measurements: tuple[Measurement, ...] = ()
@@ -228,26 +222,6 @@ class Agent:
 
     # -- sampling --------------------------------------------------------------
 
-    def _needs_owners(self) -> str | None:
-        """Scan /proc/*/fd for owners (the costly part of a sample: ~10 ms per 1,000 open fds) only
-        when it can tell something new: "all" when a listener appeared or the last judgement raised an
-        alert (the next explanation names owners afresh), "refresh" when only OWNER_REFRESH_S passed (the
-        known owners' details again: open fds, fd limit, state). None: the owners known per listener stay
-        (outbound-connection owners are then those of the last scan's alerts)."""
-        if not self.prev or self.raised or any(x.identity not in self.owners for x in self.poller.last):
-            return "all"
-        return "refresh" if self.clock.monotonic() - self.owners_at >= OWNER_REFRESH_S else None
-
-    def _owner_hints(self) -> dict[int, int]:
-        """A refresh's hints: each known listener's socket inode -> its owner's pid, read first. A refresh
-        also asks no destination owners unless an alert that names them is active (the ephemeral-port ones,
-        whose facts list the processes connecting: attributes/ephemeral.py record_of); a raised alert scans
-        everything afresh. Measured on bench_agent.py's load (100k sockets, 10k fds held, a ConnectionsPerSource
-        alert active): a refresh 6.4 ms of CPU instead of 36-37 ms (medians of 7; listing the server's 5k fds
-        is most of what is left), where the churn's ESTABLISHED sockets named as the busiest destinations' had
-        closed by the scan, which then read every fd of every process."""
-        return {x.inode: x.owner.pid for x in self.owners.values() if x.owner is not None and x.inode}
-
     def _sample(self, opts: CollectOptions) -> list[Snapshot]:
         """One snapshot per namespace `--netns` selects (own first); collect() alone for the own one.
         The other namespaces' listeners are then polled between full samples too (their queue peaks)."""
@@ -281,7 +255,7 @@ class Agent:
         return self.quiet.in_order(chosen, snaps, kept, self.clock.time(), self.clock.monotonic())
 
     def _collect(self) -> list[Snapshot]:
-        why = self._needs_owners()
+        why = self.known.needs(not self.prev, self.raised, self.poller.last, self.clock.monotonic())
         owners, refresh = why is not None, why == "refresh"
         # A due TIME_WAIT dump (every 12th sample or so) is the other states' dump plus TIME_WAIT alone, each
         # one walk; the TIME_WAIT replies are then counted column-wise: at 100k sockets (90 % TIME_WAIT)
@@ -289,19 +263,16 @@ class Agent:
         opts = CollectOptions(proc_root=self.opts.proc_root, use_netlink=self.opts.use_netlink, owners=owners,
                               destination_owners=not refresh or any(
                                   a.attribute in TIME_WAIT_ATTRIBUTES for a in self.alerts),
-                              owner_hints=self._owner_hints() if refresh else None,
+                              owner_hints=self.known.hints() if refresh else None,
                               time_wait=self.time_wait, split_time_wait=self.time_wait is not None)
         start = time.perf_counter()
         snaps = self._sample(opts)
         self._count_time_wait(snaps)
         raw = snaps
         if owners:
-            self.owners_at = self.clock.monotonic()
-            self.owners = {x.identity: x for s in snaps for x in s.listeners}
-            self._owned_copies = {}
+            self.known.scanned(snaps, self.clock.monotonic())
         else:
-            last, self._owned_tuples = self._owned_tuples, {}
-            snaps = [_with_listeners(s, self._owned_all(s.listeners, last)) for s in snaps]
+            snaps = self.known.owned_samples(snaps)
         self._sampled = {s.netns.inode: (r.listeners, s.listeners) for r, s in zip(raw, snaps, strict=True)
                          if s.netns is not None and not s.netns.own and all(x.queue == 0 for x in r.listeners)}
         self.sample_seconds["full"] = time.perf_counter() - start
@@ -347,7 +318,7 @@ class Agent:
             if got is not None and last is not None and last[0] is got:
                 others[inode] = last[1]  # the poll reused its last dump (collect_netns.py): peaks and owners as then
                 continue
-            others[inode] = None if got is None else tuple(self._owned(x) for x in got)
+            others[inode] = None if got is None else tuple(self.known.owned(x) for x in got)
             if got is not None:
                 self._polled[inode] = (got, others[inode] or ())
                 fresh.extend(got)
@@ -367,32 +338,8 @@ class Agent:
         if last is not None and last[0] is listeners:
             return last[1]
         fresh.extend(listeners)
-        owned = tuple(self._owned(x) for x in listeners)
+        owned = tuple(self.known.owned(x) for x in listeners)
         self._own_polled = (listeners, owned)
-        return owned
-
-    def _owned_all(self, listeners: tuple[Listener, ...], last: dict[int, OwnedTuple]) -> tuple[Listener, ...]:
-        """Each listener with its known owner: the tuple made last sample for the same tuple while the owners stand
-        (a namespace whose sample is served again hands the same tuple every sample, agent/quiet.py)."""
-        got = last.get(id(listeners))
-        if got is None or got[0] is not listeners or got[1] is not self.owners:
-            got = (listeners, self.owners, tuple(self._owned(x) for x in listeners))
-        self._owned_tuples[id(listeners)] = got
-        return got[2]
-
-    def _owned(self, lst: Listener) -> Listener:
-        """The listener with its known owner: the same copy as last time for the same listener object (a LISTEN
-        reply byte for byte the last one's is the last Listener object, collect._first_dump and the polls), so
-        that the samples' and polls' listeners of a namespace standing still stay the same objects (compared by
-        identity in agent/steady.py and the /metrics listener families)."""
-        known = self.owners.get(lst.identity)
-        if known is None or known.owner is None:
-            return lst
-        made = self._owned_copies.get(lst.identity)
-        if made is not None and made[0] is lst and made[1] is known:
-            return made[2]
-        owned = replace(lst, owner=known.owner)
-        self._owned_copies[lst.identity] = (lst, known, owned)
         return owned
 
     @gc_paused
@@ -410,7 +357,7 @@ class Agent:
         before = {a.key: a.severity for a in self.alerts}
         queued = {k: v for k, v in self.peaks.items() if v > 0}  # (a peak of 0 raises no queue)
         for cur in snaps:
-            judged = _with_peaks(cur, queued)
+            judged = with_peaks(cur, queued)
             key = _ns_key(cur)
             prev = self.prev.get(key)
             if prev is None:
@@ -478,24 +425,6 @@ class Agent:
                           state_errors=self.keeper.errors, reload_failures=self.reload_failures,
                           config_ok=self.config_ok, pending=pending, sent=sent, failures=failures,
                           timeouts=timeouts)
-
-
-def _with_listeners(snap: Snapshot, listeners: tuple[Listener, ...]) -> Snapshot:
-    """The snapshot with these listeners; itself when they are its own (no copy of an unchanged sample)."""
-    if listeners is snap.listeners or all(a is b for a, b in zip(listeners, snap.listeners, strict=True)):
-        return snap
-    return replace(snap, listeners=listeners)
-
-
-def _with_peaks(snap: Snapshot, peaks: dict[Identity, int]) -> Snapshot:
-    """The snapshot as judged: each listener's queue the largest polled since the previous full sample
-    (only the listeners whose peak is above their queue copied: 5,000 idle ones cost ~20 ms per sample; none
-    looked at when no peak is above 0, as polls of idle namespaces leave them)."""
-    if not peaks:
-        return snap
-    listeners = tuple(x if (p := peaks.get(x.identity, 0)) <= x.queue else replace(x, queue=p)
-                      for x in snap.listeners)
-    return _with_listeners(snap, listeners)
 
 
 def _ns_key(snap: Snapshot) -> tuple[int, str] | None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from connwatch.collect import REUSED_LISTENERS
 from connwatch.collect_netns import NETNS_SOURCE, REUSE_MAX_S
-from connwatch.collect_quiet import probe_inuse
+from connwatch.collect_quiet import idle_listeners, probe_tw
 from connwatch.model import Listener, NetnsInfo, Snapshot, SourceStatus
 from connwatch.record import replace
 from connwatch.sources.netns import NetnsRef
@@ -43,9 +43,8 @@ def quiet(snap: Snapshot, probe: bytes | None) -> bool:
     """Whether a fresh sample of another namespace found it quiet (see the module docstring)."""
     if probe is None or snap.netns is None or snap.netns.own or snap.sockets is None or snap.sockets.total:
         return False
-    first = probe.split(b"\n", 1)[0].split()  # b"inuse TCP TCP6 tw TW" (collect_quiet.read_probe)
-    return (first[3:5] == [b"tw", b"0"] and probe_inuse(probe) == len(snap.listeners)
-            and all(x.queue == 0 for x in snap.listeners) and all(s.ok for s in snap.statuses))
+    return (probe_tw(probe) == 0 and idle_listeners(probe, snap.listeners)
+            and all(s.ok for s in snap.statuses))
 
 
 class QuietSamples:

@@ -52,8 +52,8 @@ def scan_socket_owners(inodes: Iterable[int], root: str | Path = "/proc",
 
     `hints` (socket inode -> the pid that held it at an earlier scan) are read first, each only until its
     hinted sockets are named: a refresh of known owners then reads a few fds of a few processes instead of
-    every fd of every process until a socket closed since the dump is given up (see agent/loop.py
-    _owner_hints for the figures). A hinted pid that no longer holds its socket is searched
+    every fd of every process until a socket closed since the dump is given up (see
+    agent/owned.py KnownOwners.hints for the figures). A hinted pid that no longer holds its socket is searched
     as without hints; a socket is still named by the first holder found, the hinted one first.
     """
     wanted = {f"socket:[{inode}]": inode for inode in inodes if inode}
