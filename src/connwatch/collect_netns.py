@@ -209,6 +209,12 @@ def discover(opts: CollectOptions, run_root: str = "/run", naming: NamingRoots |
     return [(ref, describe_netns(ref, naming, kube)) for ref in listing.namespaces], listing
 
 
+def present_keys(found: list[tuple[NetnsRef, NetnsInfo]], listing: NetnsList) -> frozenset[str] | None:
+    """The key (NetnsInfo.key) of every namespace on the host, for engine.retire_vanished; None when the
+    listing is not complete (without CAP_SYS_ADMIN only the own namespace is seen)."""
+    return None if listing.limitations else frozenset(info.key for _ref, info in found)
+
+
 def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: NetnsSelector | str = "all",
                 run_root: str = "/run", naming: NamingRoots | None = None) -> list[Snapshot]:
     """One Snapshot per selected network namespace (own first), each with `netns` set.
@@ -216,16 +222,24 @@ def collect_all(clock: Clock, opts: CollectOptions | None = None, selector: Netn
     A copied /proc tree has no namespaces to enter: then only collect()'s own-namespace sample.
     SelectorError when the selector matches nothing.
     """
+    return collect_listed(clock, opts, selector, run_root, naming)[0]
+
+
+def collect_listed(clock: Clock, opts: CollectOptions | None = None, selector: NetnsSelector | str = "all",
+                   run_root: str = "/run", naming: NamingRoots | None = None
+                   ) -> tuple[list[Snapshot], frozenset[str] | None]:
+    """collect_all(), and present_keys() of its listing (None: no listing, for `--netns own` or a copied tree)."""
     startup_over()  # (a command's first sample: its start-up is over)
     opts = opts or CollectOptions()
     chosen_sel = parse_selector(selector) if isinstance(selector, str) else selector
     if not ProcFS(opts.proc_root).is_live or chosen_sel.kind == "own":
         snap = sample(clock, opts, ProcFS(opts.proc_root))
         if not opts.owners:
-            return [snap]
-        return attach_owners([snap], opts.proc_root, opts.destination_owners, opts.owner_hints)
+            return [snap], None
+        return attach_owners([snap], opts.proc_root, opts.destination_owners, opts.owner_hints), None
     found, listing = discover(opts, run_root, naming)
-    return collect_selected(clock, opts, select(found, chosen_sel, opts.proc_root), listing)
+    chosen = select(found, chosen_sel, opts.proc_root)
+    return collect_selected(clock, opts, chosen, listing), present_keys(found, listing)
 
 
 def collect_selected(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef, NetnsInfo]],

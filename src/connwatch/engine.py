@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence, Set
 from itertools import chain
 
-from connwatch.alerts.lifecycle import StepResult, step
+from connwatch.alerts.lifecycle import CLEARED, StepResult, count_clean, step
 from connwatch.attributes.backlog import reconcile
 from connwatch.attributes.registry import INTERVAL, SINCE_BOOT, Pair, measure_all, spec
 from connwatch.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, StateError
@@ -107,6 +107,29 @@ def judge(prev: Snapshot, cur: Snapshot, config: Config, store: AlertStore | Non
         done = decide({}, {})
     return CheckResult(prev, cur, done.findings, done.result, reconcile(prev, cur, pair), store_error,
                        measurements=measured)
+
+
+VANISHED = "its network namespace no longer exists"  # an alert's detail["cleared_because"] (retire_vanished)
+
+
+def retire_vanished(store: AlertStore, present: Set[str], now: float) -> StepResult:
+    """The active alerts of namespaces no longer on the host, stepped as a resource that vanished: each sample
+    counts clean for them (lifecycle.count_clean), so they clear after their clear_after samples, as an alert of
+    a port no longer listening does. Only judge() steps a namespace's alerts, and no judgement of a namespace
+    that is gone ever comes: without this its alerts stayed active, and firing at Alertmanager, for ever.
+    `present`: the key (NetnsInfo.key) of every namespace on the host, from a complete listing, not only those
+    selected (another run's selection shares the store). A container restarted under its name keeps its key:
+    back before its alerts cleared, a breach takes them up again (clean_samples 0)."""
+
+    def decide(active: Mapping[tuple[str, str], Alert], _first: Mapping[str, float]) -> StepResult:
+        stepped = [count_clean(a, now) for a in active.values()
+                   if isinstance(ns := a.resource.get("netns"), str) and ns not in present]
+        cleared = tuple(replace(a, detail={**a.detail, "cleared_because": VANISHED})
+                        for a in stepped if a.state == CLEARED)
+        return StepResult(cleared=cleared, still_active_clean=tuple(a for a in stepped if a.state != CLEARED))
+
+    result, saved = store.step((), now, decide, lambda r: r.alerts)
+    return _with_ids(result, saved)
 
 
 def scope_of(snap: Snapshot) -> str | None:

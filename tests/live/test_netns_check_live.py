@@ -7,12 +7,15 @@ is about the namespaces made here, found by their `ip netns` names. Traffic only
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from tests.unit.test_delivery import Recorder
 
 from .netns import Netns, netns, poll
 
@@ -295,3 +298,104 @@ def test_the_agent_sees_a_queue_fill_and_drain_between_full_samples_in_another_n
 def _recv_q(ns: Netns, port: int) -> str:
     out = ns.run(["ss", "-ltnH", f"sport = :{port}"]).stdout.split()
     return out[1] if len(out) > 1 else ""
+
+
+def _listed(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "connwatch", "alerts", "--format", "json", "--state-dir",
+                           str(tmp_path / "state"), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return list(json.loads(done.stdout)["alerts"])
+
+
+def test_an_alert_of_a_namespace_deleted_clears_saying_why(tmp_path: Path, ns: Netns) -> None:
+    """A container gone while its alert was active: no judgement of it ever comes again, so its alert stayed
+    active (and firing) for ever. Now each check that lists every namespace counts it clean: it clears after
+    clear_after (2) checks, saying why; the other namespace's alert is not touched."""
+    config = tmp_path / "rules.toml"
+    config.write_text("[settings]\nclear_after = 2\n")
+    with netns() as doomed:
+        for space in (ns, doomed):
+            space.python("listener.py", "--port", str(PORT), "--backlog", "5")
+            space.python("flood.py", "--port", str(PORT), "--count", "40", "--hold", "60")
+        assert poll(lambda: ns.ss_drops(PORT) >= 20 and doomed.ss_drops(PORT) >= 20, 15)
+        for space in (ns, doomed):
+            _code, report = _check(tmp_path, "--interval", "1", "--netns", space.name, "--config", str(config))
+            assert [a["attribute"] for a in _alerts_in(report, space)] == ["BacklogRejectsByPort"]
+        name = doomed.name
+    ids = {a["netns"]["name"]: a["id"] for a in _listed(tmp_path)}
+    assert set(ids) == {ns.name, name}
+    _code, report = _check(tmp_path, "--interval", "0.2", "--netns", ns.name, "--config", str(config))
+    assert not report["cleared"]  # the first check without it: one clean sample of two
+    [counting] = [a for a in _listed(tmp_path) if a["id"] == ids[name]]
+    assert counting["state"] == "active" and counting["clean_samples"] == 1
+    _code, report = _check(tmp_path, "--interval", "0.2", "--netns", ns.name, "--config", str(config))
+    [cleared] = report["cleared"]
+    assert cleared["id"] == ids[name]
+    assert cleared["detail"]["cleared_because"] == "its network namespace no longer exists"
+    still = _listed(tmp_path)
+    assert [a["id"] for a in still] == [ids[ns.name]] and still[0]["clean_samples"] == 0
+    shown = subprocess.run([sys.executable, "-m", "connwatch", "alerts", "show", str(ids[name]), "--state-dir",
+                            str(tmp_path / "state")], capture_output=True, text=True, timeout=60, env={
+                                **os.environ, "COLUMNS": "200"})
+    assert f"netns {name}" in shown.stdout and "its network namespace no longer exists" in shown.stdout
+
+
+def test_a_check_of_its_own_namespace_never_clears_another_namespaces_alert(tmp_path: Path, ns: Netns) -> None:
+    """`--netns own` lists no namespace: it cannot tell one gone from one not looked at, and steps none."""
+    config = tmp_path / "rules.toml"
+    config.write_text("[settings]\nclear_after = 1\n")
+    ns.python("listener.py", "--port", str(PORT), "--backlog", "5")
+    ns.python("flood.py", "--port", str(PORT), "--count", "40", "--hold", "60")
+    assert poll(lambda: ns.ss_drops(PORT) >= 20, 15)
+    _check(tmp_path, "--interval", "1", "--netns", ns.name, "--config", str(config))
+    [alert] = _listed(tmp_path)
+    for _ in range(2):
+        _code, report = _check(tmp_path, "--interval", "0.2", "--config", str(config))
+        assert not report["cleared"]
+    assert [(a["id"], a["clean_samples"]) for a in _listed(tmp_path)] == [(alert["id"], 0)]
+
+
+def test_the_agent_clears_the_alert_of_a_namespace_deleted(tmp_path: Path) -> None:
+    """The agent (`--netns all`): a namespace deleted while alerted, its alert clears after clear_after samples
+    with the reason, in the store and in the log; it never resolved before."""
+    import signal
+
+    config = tmp_path / "rules.toml"
+    config.write_text("[settings]\nclear_after = 2\n")
+    alertmanager = Recorder()  # (tests/unit/test_delivery.py: records what is posted to it)
+    agent = None
+    try:
+        with netns() as doomed:
+            doomed.python("listener.py", "--port", str(PORT), "--backlog", "5")
+            agent = subprocess.Popen([sys.executable, "-m", "connwatch", "run", "--netns", "all", "--interval", "1",
+                                      "--listener-interval", "0.5", "--listen", "127.0.0.1:0", "--config", str(config),
+                                      "--alertmanager", alertmanager.url, "--state-dir", str(tmp_path / "state")],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            doomed.python("flood.py", "--port", str(PORT), "--count", "40", "--hold", "60")
+            name = doomed.name
+
+            def mine(state: str) -> list[dict[str, Any]]:
+                return [a for a in _listed(tmp_path, "--all") if a["state"] == state
+                        and (a.get("netns") or {}).get("name") == name]
+
+            assert poll(lambda: bool(mine("active")), 30, 0.5), "the agent never alerted the flooded namespace"
+            [alert] = mine("active")
+        assert poll(lambda: bool(mine("cleared")), 30, 0.5), "the alert of the deleted namespace never cleared"
+        [cleared] = mine("cleared")
+        assert cleared["id"] == alert["id"] and cleared["clean_samples"] == 2
+        assert cleared["detail"]["cleared_because"] == "its network namespace no longer exists"
+
+        def resolved() -> list[dict[str, Any]]:  # Alertmanager told: its endsAt is the time it cleared
+            return [x for r in list(alertmanager.requests) if r.get("method") != "GET" for x in r["body"]
+                    if x["labels"]["resource"] == f"TCP({PORT}) in netns {name}"
+                    and x["endsAt"][:19] == cleared["cleared_at"][:19]]  # (the JSON's time is to the second)
+
+        assert poll(lambda: bool(resolved()), 30, 0.5), "Alertmanager was never told the alert resolved"
+    finally:
+        alertmanager.shutdown()
+        if agent is not None:
+            os.kill(agent.pid, signal.SIGTERM)
+            _out, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0 and "Traceback" not in err
+    assert f"cleared (alert {alert['id']}," in err and "its network namespace no longer exists" in err
+

@@ -39,12 +39,12 @@ from connwatch.clock import Clock
 from connwatch.collect import NETLINK, REUSED_LISTENERS, CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
 from connwatch.collect_tw import TimeWaitCaches
-from connwatch.engine import CheckResult, judge
+from connwatch.engine import CheckResult, judge, retire_vanished
 from connwatch.errors import ConfigError, StateError
 from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
-from connwatch.outputs.summary import log_lines
+from connwatch.outputs.summary import cleared_line, log_lines
 from connwatch.perf import gc_paused
 from connwatch.record import replace
 from connwatch.rules.config import Config, load_config
@@ -89,6 +89,10 @@ class Agent:
         # that sample's dump (collect_netns.py adopt) then changes no peak and takes its owned copy.
         self._sampled: dict[int, tuple[tuple[Listener, ...], tuple[Listener, ...]]] = {}
         self.known = KnownOwners()  # the owners of the last scan (agent/owned.py)
+        # Every namespace's key on the host at the last discovery (None: not listed, or not completely), and
+        # whether alerts of namespaces gone may be left to step (engine.retire_vanished)
+        self.present: frozenset[str] | None = None
+        self._retire_due = True
         self.raised = False
         self.alerts: tuple[Alert, ...] = ()
         self.measurements: tuple[Measurement, ...] = ()
@@ -228,9 +232,12 @@ class Agent:
         if self.opts.netns == "own" or not ProcFS(self.opts.proc_root).is_live:
             # both families in one walk, per family where the kernel refuses that (collect._first_dump)
             return [collect(self.clock, opts)]
-        from connwatch.collect_netns import collect_selected, discover, select
+        from connwatch.collect_netns import collect_selected, discover, present_keys, select
 
         found, listing = discover(opts)  # once per sample: the poller and the sample share it
+        present = present_keys(found, listing)
+        self._retire_due = self._retire_due or present != self.present
+        self.present = present
         chosen = select(found, parse_selector(self.opts.netns), self.opts.proc_root)
         if self.others is None:
             self.others = NetnsListenerPoller(self.opts.proc_root)
@@ -376,6 +383,7 @@ class Agent:
         for line in (x for r in results for x in log_lines(before, r.step, r.current.taken_at)):
             log.info("%s", line)  # raised, severity changed, cleared: one line each, in check's words
         self._plan_time_wait(results)
+        self._retire_vanished(snaps[0])
         if results:
             self.alerts = tuple(a for r in results for part in (r.step.raised, r.step.updated,
                                                                 r.step.still_active_clean) for a in part)
@@ -394,6 +402,27 @@ class Agent:
         self.collector.update(View(own, own.listeners, peaks, self.alerts, self.stats(), self.measurements,
                                    namespaces=tuple(snaps[1:]), measured=self.measured))
         self.metrics_cache.invalidate()
+
+    def _retire_vanished(self, own: Snapshot) -> None:
+        """Step the alerts of namespaces gone from the host (engine.retire_vanished) and queue their resolve:
+        when the namespaces on the host changed, at the first sample, and while some are still counting."""
+        store = self.keeper.get()
+        if not self._retire_due or self.present is None or store is None:
+            return
+        now, name = own.taken_at, self.instance(own)
+        try:
+            stepped = retire_vanished(store, self.present, now)
+            outbox = self.keeper.outbox() if self.opts.receivers and stepped.cleared else None
+            if outbox is not None:
+                enqueue(outbox, self.opts.receivers, (), stepped.cleared, name, now)
+        except StateError as exc:
+            self.keeper.failed(exc)
+            return
+        self._retire_due = bool(stepped.still_active_clean)
+        for alert in stepped.cleared:
+            log.info("%s", cleared_line(alert, now))
+        if stepped.cleared and self.delivery is not None:
+            self.delivery.wake.set()
 
     def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
         store = self.keeper.get()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from connwatch.alerts.store import AlertStore
     from connwatch.clock import SystemClock
     from connwatch.collect import CollectOptions
     from connwatch.engine import CheckResult
@@ -67,7 +68,7 @@ def _stderr() -> Console:
 def run(args: argparse.Namespace) -> int:
     from connwatch.clock import SystemClock
     from connwatch.commands import plugin
-    from connwatch.commands.common import collect_options, collect_selected, pairs
+    from connwatch.commands.common import collect_listed, collect_options, collect_selected, pairs
     plugin.check_timeout(args.timeout, args.interval)
     clock = SystemClock()
     opts = collect_options(args)
@@ -77,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
 
         config = plugin.override(load_config(args.config), args.warning, args.critical)
         before = collect_selected(clock, args, _first(opts))
-        return watch(args, before, lambda: collect_selected(clock, args, opts),
-                     lambda prev, cur: _judge_all(args, pairs(prev, cur), config))
+        listed: list[frozenset[str] | None] = [None]  # the last sample's namespaces on the host
+
+        def again() -> list[Snapshot]:
+            snaps, listed[0] = collect_listed(clock, args, opts)
+            return snaps
+
+        return watch(args, before, again, lambda prev, cur: _judge_all(args, pairs(prev, cur), config, listed[0]))
     return _once(args, clock, opts)
 
 
@@ -101,7 +107,7 @@ def _once(args: argparse.Namespace, clock: SystemClock, opts: CollectOptions) ->
 
 def _checked(args: argparse.Namespace, clock: SystemClock, opts: CollectOptions) -> int:
     from connwatch.commands import plugin
-    from connwatch.commands.common import collect_selected, pairs
+    from connwatch.commands.common import collect_listed, collect_selected, pairs
 
     with plugin.deadline(args.timeout):
         before = collect_selected(clock, args, _first(opts))
@@ -112,8 +118,8 @@ def _checked(args: argparse.Namespace, clock: SystemClock, opts: CollectOptions)
 
         config = plugin.override(load_config(args.config), args.warning, args.critical)
         _wait(max(0.0, args.interval - (clock.monotonic() - sampled)), args.format == "text" and sys.stderr.isatty())
-        after = collect_selected(clock, args, opts)
-        result = _judge_all(args, pairs(before, after), config)
+        after, present = collect_listed(clock, args, opts)
+        result = _judge_all(args, pairs(before, after), config, present)
     _print(args.format, result, args.verbose, config.rules)
     return result.exit_code
 
@@ -133,8 +139,10 @@ def _judge(args: argparse.Namespace, prev: Snapshot, cur: Snapshot, config: Conf
 
 
 @gc_paused  # measurements, findings, facts, rows: many small acyclic objects, all kept to the print (100
-def _judge_all(args: argparse.Namespace, judged: list[tuple[Snapshot, Snapshot]], config: Config) -> CheckResult:
-    """Each namespace judged on its own samples (its alerts keyed by it), one verdict for all."""
+def _judge_all(args: argparse.Namespace, judged: list[tuple[Snapshot, Snapshot]], config: Config,
+               present: frozenset[str] | None = None) -> CheckResult:
+    """Each namespace judged on its own samples (its alerts keyed by it), one verdict for all; with `present`
+    (every namespace's key on the host), the alerts of namespaces gone step as vanished (_with_vanished)."""
     from connwatch.commands.common import open_store
     from connwatch.engine import judge, merge
     from connwatch.errors import StateError
@@ -146,9 +154,30 @@ def _judge_all(args: argparse.Namespace, judged: list[tuple[Snapshot, Snapshot]]
     else:
         with store:
             result = merge([judge(p, c, config, store) for p, c in judged])
+            if present is not None and result.store_error is None:
+                result = _with_vanished(result, store, present)
     if result.store_error is not None:
         print(f"connwatch: warning: {result.store_error}", file=sys.stderr)
     return result
+
+
+def _with_vanished(result: CheckResult, store: AlertStore, present: frozenset[str]) -> CheckResult:
+    """The verdict with the alerts of namespaces no longer on the host stepped (engine.retire_vanished): those
+    cleared are listed with the cleared ones, saying why."""
+    from connwatch.alerts.lifecycle import StepResult
+    from connwatch.engine import retire_vanished
+    from connwatch.errors import StateError
+    from connwatch.record import replace
+
+    try:
+        gone = retire_vanished(store, present, result.current.taken_at)
+    except StateError as exc:
+        return replace(result, store_error=str(exc))
+    if not gone.alerts:
+        return result
+    s = result.step
+    return replace(result, step=StepResult(s.raised, s.updated, s.cleared + gone.cleared,
+                                           s.still_active_clean + gone.still_active_clean))
 
 
 @gc_paused  # namespaces, 15,700 findings: the collector's passes were ~50 ms of judging and ~50 of the JSON)

@@ -33,6 +33,15 @@ def collect_selected(clock: Clock, args: argparse.Namespace, opts: CollectOption
     return collect_all(clock, opts, getattr(args, "netns", "own"))
 
 
+def collect_listed(clock: Clock, args: argparse.Namespace, opts: CollectOptions) -> tuple[list[Snapshot],
+                                                                                       frozenset[str] | None]:
+    """collect_selected(), and the key of every namespace on the host when they were listed (for
+    engine.retire_vanished; None for `--netns own`, a copied /proc tree or an incomplete listing)."""
+    from connwatch.collect_netns import collect_listed as listed
+
+    return listed(clock, opts, getattr(args, "netns", "own"))
+
+
 def pairs(before: list[Snapshot], after: list[Snapshot]) -> list[tuple[Snapshot, Snapshot]]:
     """Each namespace's two samples. A namespace new in the second sample is judged on that sample
     alone (no deltas: a container that just started has rejected nothing we saw); one gone is left out."""

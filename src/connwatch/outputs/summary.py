@@ -126,8 +126,9 @@ def clearing_line(a: Alert, interval_s: float | None) -> str:
 
 
 def cleared_line(a: Alert, now: float) -> str:
+    why = a.detail.get("cleared_because")  # (engine.retire_vanished: its namespace is gone)
     return (f"OK {place(a)}: cleared (alert {a.id if a.id is not None else '-'}, raised "
-            f"{clock_words(a.created_at, now)}, {a.clean_samples} clean samples)")
+            f"{clock_words(a.created_at, now)}, {why if why else f'{a.clean_samples} clean samples'})")
 
 
 def log_lines(before: Mapping[tuple[str, str], int], step: StepResult, now: float) -> list[str]:

@@ -51,7 +51,9 @@ def alert_block(a: Alert) -> RenderableType:
             f"Last Updated at ............. {when(a.last_updated)}",
             f"Number of occurrences ....... {a.occurrences}",
             f"Last occurred at ............ {when(a.last_occurred)}",
-        ] + ([f"Cleared at .................. {when(a.cleared_at)}"] if a.cleared_at else [])),
+        ] + ([f"Cleared at .................. {when(a.cleared_at)}"] if a.cleared_at else [])
+          + ([f"Cleared because ............. {a.detail['cleared_because']}"]
+             if a.detail.get("cleared_because") else [])),
         ("Alert Identification", [
             f"Alert ID ............ {a.id if a.id is not None else '-'}",
             f"Severity ............ {a.severity} ({a.severity_name})",
