@@ -89,6 +89,9 @@ class QuietSamples:
             took = any(st.detail == REUSED_LISTENERS for st in snap.statuses)
             listeners = known.get(inode) if took else snap.listeners
             if rest is not None and probe is not None and listeners is not None and quiet(snap, probe):
+                if snap.listeners is not listeners:  # (an owner scan's copies: served, they would not be
+                    # the poller's tuple, and the agent would take every poll's listeners for new ones)
+                    snap = replace(snap, listeners=listeners)
                 self._kept[inode] = (probe, rest, snap, now, listeners)
             else:
                 self._kept.pop(inode, None)
