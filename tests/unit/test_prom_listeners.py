@@ -9,13 +9,18 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from connwatch.model import Listener, Process
 from connwatch.outputs.prom_listeners import (
     LISTENER_LABELS,
+    Group,
+    GroupKey,
     ListenerGroups,
+    ListenerSamples,
     Peaks,
     bounded_groups,
+    bounded_sorted,
     group_listeners,
     listener_families,
 )
@@ -69,6 +74,11 @@ def _text(families: list[Metric]) -> bytes:
     return generate_latest(registry)
 
 
+def _key(labels: dict[str, str]) -> GroupKey:
+    return (labels.get("netns", ""), labels.get("container", ""), labels.get("pod", ""), int(labels["port"]),
+            labels["address"], int(labels["family"]))
+
+
 def _random_sets(rng: random.Random, spaces: int) -> Sets:
     sets: Sets = []
     for i in range(spaces):
@@ -102,6 +112,9 @@ def test_kept_groups_equal_grouping_everything_again_poll_after_poll() -> None:
     families, are those of grouping every listener again."""
     rng = random.Random(5)
     kept = ListenerGroups()
+    samples = {1000: ListenerSamples(), 7: ListenerSamples()}
+    last: dict[int, dict[GroupKey, tuple[Group, Sample]]] = {1000: {}, 7: {}}
+    reused = {1000: 0, 7: 0}
     sets = _random_sets(rng, 8)
     peaks: dict[tuple[int, int, int, str], int] = {}
     for poll in range(60):
@@ -122,7 +135,18 @@ def test_kept_groups_equal_grouping_everything_again_poll_after_poll() -> None:
             sets.pop()
         got = kept(sets, peaks)
         assert got == group_listeners(sets, peaks)
-        assert _text(listener_families(sets, peaks, got)) == _text(listener_families(sets, peaks))
+        assert kept.ordered == sorted(got.items(), key=lambda kv: kv[0])
+        for bound in (1000, 7):
+            made = listener_families(sets, peaks, got, bound, samples[bound], kept.ordered)
+            assert _text(made) == _text(listener_families(sets, peaks, bound=bound))
+            queues = {_key(x.labels): x for x in made[0].samples}  # (connwatch_listener_queue)
+            chosen = dict(bounded_groups(got, bound))
+            # a group kept (the same object, chosen again) hands out the very Sample objects of the last families
+            kept_groups = [k for k, g in chosen.items() if k in last[bound] and last[bound][k][0] is g]
+            assert all(queues[k] is last[bound][k][1] for k in kept_groups)
+            reused[bound] += len(kept_groups)
+            last[bound] = {k: (g, queues[k]) for k, g in chosen.items()}
+    assert reused[1000] > 10 and reused[7] > 5, reused  # (the test saw groups kept)
 
 
 def test_an_unchanged_namespace_is_not_grouped_again() -> None:
@@ -137,3 +161,17 @@ def test_an_unchanged_namespace_is_not_grouped_again() -> None:
     assert second[busy_key] is not first[busy_key] and second[busy_key].queue == 2
     third = kept([idle, (busy_ns, (listener(8080, queue=2),))], {idle[1][0].identity: 5})
     assert third[idle_key] is not first[idle_key] and third[idle_key].peak == 5
+
+
+def test_bounded_sorted_chooses_what_bounded_groups_does() -> None:
+    """Groups with drops or a peak first, then by key, at most `bound`, in key order: also when more are hot
+    than the bound allows, or all fit."""
+    rng = random.Random(23)
+    for _ in range(200):
+        groups = group_listeners(_random_sets(rng, rng.randint(1, 9)), {})
+        for g in groups.values():
+            g.peak = rng.choice([0, 0, 0, 2])
+        ordered = sorted(groups.items(), key=lambda kv: kv[0])
+        hot = sum(1 for g in groups.values() if g.drops or g.peak)
+        for bound in {1, 3, hot, hot + 1, len(groups), len(groups) + 1} - {0}:
+            assert bounded_sorted(ordered, bound) == bounded_groups(groups, bound), (bound, hot, len(groups))

@@ -34,7 +34,7 @@ from connwatch.findings import Alert, Measurement
 from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prom_kernel import KernelRows, kernel_families, legacy_kernel_families
 from connwatch.outputs.prom_listeners import MAX_LISTENER_GROUPS as MAX_LISTENER_GROUPS  # (tests patch it here)
-from connwatch.outputs.prom_listeners import ListenerGroups, listener_families
+from connwatch.outputs.prom_listeners import ListenerGroups, ListenerSamples, listener_families
 from connwatch.outputs.prom_measure import MeasurementSamples, measurement_families
 from connwatch.outputs.prom_netns import (
     NS_LABELS,
@@ -111,6 +111,7 @@ class SnapshotCollector(Collector):
         self._parts = build_parts(self._view, self._opts)
         self._listeners_of: tuple[object, ...] | None = None  # what the listener parts show (_listener_key)
         self._groups = ListenerGroups()  # each namespace's listener groups, kept while its listeners stand
+        self._listener_samples = ListenerSamples()  # each group's series, kept while the group stands
 
     def update(self, view: View) -> None:
         """A new full sample: rebuild everything but the listener families when they would be the same."""
@@ -143,7 +144,9 @@ class SnapshotCollector(Collector):
     def _listener_families(self, view: View, peaks: Mapping[tuple[int, int, int, str], int]) -> list[Metric]:
         """The listener families of the view, each namespace's groups kept while its listeners stand."""
         sets = _listener_sets(view, self._ranked)
-        return listener_families(sets, peaks, self._groups(sets, peaks), MAX_LISTENER_GROUPS)
+        grouped = self._groups(sets, peaks)
+        return listener_families(sets, peaks, grouped, MAX_LISTENER_GROUPS, self._listener_samples,
+                                 self._groups.ordered)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
