@@ -368,7 +368,7 @@ def test_a_quiet_namespaces_sample_is_served_again_until_anything_moves(ns: Netn
     time is the new sample's, the values are those a fresh sample reads); a UDP socket opened with no packet
     (sockstat's UDP inuse), an IPv6 UDP datagram (snmp6; no TCP segment, no IPv4 packet), a new listener and
     REUSE_MAX_S each make the next sample a fresh one, and a served sample is what a fresh one reads."""
-    ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")
+    first_listener = ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")
     agents = _agents(ns, tmp_path, served=True)
     gated = agents["gated"]
     held = []
@@ -388,10 +388,16 @@ def test_a_quiet_namespaces_sample_is_served_again_until_anything_moves(ns: Netn
             moved = _sample(agents)["gated"]
             assert not _served(moved), (family, send)
             assert _served(_sample(agents)["gated"]), (family, send)  # quiet again: served from the next on
-        ns.python("listener.py", "--port", str(QUIET + 1), "--backlog", "7")
+        second_listener = ns.python("listener.py", "--port", str(QUIET + 1), "--backlog", "7")
         opened = _sample(agents)["gated"]
         assert not _served(opened) and sorted(x.port for x in opened.listeners) == [QUIET, QUIET + 1]
         assert _served(_sample(agents)["gated"])
+        scanned_at = gated.known.at
+        gated.known.at -= OWNER_REFRESH_S  # a sample that scans owners serves too, its listeners' owners named
+        scanned = _sample(agents)["gated"]  # by this scan
+        assert gated.known.at > scanned_at and _served(scanned)
+        assert {(x.port, x.owner.pid if x.owner else None) for x in scanned.listeners} == {
+            (QUIET, first_listener.pid), (QUIET + 1, second_listener.pid)}
         assert gated.quiet is not None
         real = gated.quiet.clock
         gated.quiet.clock = lambda: real() + REUSE_MAX_S  # the kept sample is REUSE_MAX_S old

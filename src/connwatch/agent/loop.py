@@ -38,6 +38,7 @@ from connwatch.agent.tw_plan import TIME_WAIT_ATTRIBUTES, count_time_wait, plan_
 from connwatch.clock import Clock
 from connwatch.collect import NETLINK, REUSED_LISTENERS, CollectOptions, collect
 from connwatch.collect_netns import NetnsListenerPoller, parse_selector
+from connwatch.collect_owners import attach_owners
 from connwatch.collect_tw import TimeWaitCaches
 from connwatch.engine import CheckResult, judge, retire_vanished
 from connwatch.errors import ConfigError, StateError
@@ -245,21 +246,29 @@ class Agent:
         probes = self.others.probe_all()  # before the sample's dumps: its listeners then serve the next polls
         known = self.others.known(probes)  # and quiet namespaces' samples take them without a dump
         rests = self.others.rest_all() if self.quiet is not None else {}
-        kept = self.quiet.take(chosen, probes, rests, known) if self.quiet is not None and not opts.owners else {}
+        kept = self.quiet.take(chosen, probes, rests, known) if self.quiet is not None else {}
         fresh = [c for c in chosen if c[0].inode not in kept]
         if kept:
             self.samples["netns_served_again"] = self.samples.get("netns_served_again", 0) + len(kept)
-        snaps = collect_selected(self.clock, replace(opts, known_listeners=known) if known else opts, fresh,
-                                 listing) if fresh else []
-        for snap in snaps:  # (listeners taken from `known` are no dump: adopting their copy, e.g. with owners
-            # attached, would renew their time; collect.REUSED_LISTENERS)
+        # owners are attached below, to the served samples too: the poller and the kept samples hold the
+        # listeners as dumped, and one scan names every listener's owner afresh
+        bare = replace(opts, owners=False, known_listeners=known or None)
+        snaps = collect_selected(self.clock, bare, fresh, listing) if fresh else []
+        self._adopt(snaps, probes)
+        if self.quiet is not None:
+            self.quiet.keep(chosen, snaps, probes, rests, known)
+            snaps = self.quiet.in_order(chosen, snaps, kept, self.clock.time(), self.clock.monotonic())
+        return attach_owners(snaps, opts.proc_root, opts.destination_owners, opts.owner_hints) if opts.owners \
+            else snaps
+
+    def _adopt(self, snaps: list[Snapshot], probes: dict[int, bytes]) -> None:
+        """The full sample's LISTEN dumps serve the next listener polls (NetnsListenerPoller.adopt); listeners
+        taken from `known` are no dump (collect.REUSED_LISTENERS): adopting them would renew their time."""
+        assert self.others is not None
+        for snap in snaps:
             if snap.netns is not None and snap.netns.inode in probes and any(
                     st.name == LISTENERS_SOURCE and st.ok and st.detail != REUSED_LISTENERS for st in snap.statuses):
                 self.others.adopt(snap.netns.inode, probes[snap.netns.inode], snap.listeners)
-        if self.quiet is None:
-            return snaps
-        self.quiet.keep(chosen, snaps, probes, rests, known)
-        return self.quiet.in_order(chosen, snaps, kept, self.clock.time(), self.clock.monotonic())
 
     def _collect(self) -> list[Snapshot]:
         why = self.known.needs(not self.prev, self.raised, self.poller.last, self.clock.monotonic())
