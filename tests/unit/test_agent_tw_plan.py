@@ -60,3 +60,6 @@ def test_namespaces_gone_are_forgotten_and_dumps_counted() -> None:
     samples = {"time_wait": 2}
     count_time_wait(caches, [_snap(None), _snap(7), _snap(9)], samples)
     assert sorted(caches.caches) == [0, 7, 9] and samples == {"time_wait": 3}
+    caches.get(11).reason = "first sample"  # its last fresh sample dumped; this one served it again
+    count_time_wait(caches, [_snap(None), _snap(11)], samples, served=frozenset({11}))
+    assert sorted(caches.caches) == [0, 11] and samples == {"time_wait": 4}

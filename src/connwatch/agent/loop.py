@@ -93,6 +93,7 @@ class Agent:
         # Every namespace's key on the host at the last discovery (None: not listed, or not completely), and
         # whether alerts of namespaces gone may be left to step (engine.retire_vanished)
         self.present: frozenset[str] | None = None
+        self.served: frozenset[int] = frozenset()  # the namespaces whose last sample served again (agent/quiet.py)
         self._retire_due = True
         self.raised = False
         self.alerts: tuple[Alert, ...] = ()
@@ -248,6 +249,7 @@ class Agent:
         rests = self.others.rest_all() if self.quiet is not None else {}
         kept = self.quiet.take(chosen, probes, rests, known) if self.quiet is not None else {}
         fresh = [c for c in chosen if c[0].inode not in kept]
+        self.served = frozenset(kept)
         if kept:
             self.samples["netns_served_again"] = self.samples.get("netns_served_again", 0) + len(kept)
         # owners are attached below, to the served samples too: the poller and the kept samples hold the
@@ -303,7 +305,7 @@ class Agent:
     def _count_time_wait(self, snaps: list[Snapshot]) -> None:
         """Forget the TIME_WAIT aggregates of namespaces gone; count the samples that dumped TIME_WAIT."""
         if self.time_wait is not None:
-            count_time_wait(self.time_wait, snaps, self.samples)
+            count_time_wait(self.time_wait, snaps, self.samples, self.served)
 
     def _plan_time_wait(self, results: list[CheckResult]) -> None:
         """Dump TIME_WAIT every sample in a namespace while an attribute judged from it is near a threshold."""

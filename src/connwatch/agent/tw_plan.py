@@ -10,6 +10,8 @@ from connwatch.collect_tw import QUIET
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
+    from collections.abc import Set
+
     from connwatch.collect_tw import TimeWaitCaches
     from connwatch.engine import CheckResult
     from connwatch.model import Snapshot
@@ -24,12 +26,14 @@ TIME_WAIT_ATTRIBUTES = frozenset({"EphemeralPortUsage", "EphemeralPortUsageWitho
 NEAR_FRACTION = 0.5
 
 
-def count_time_wait(caches: TimeWaitCaches, snaps: list[Snapshot], samples: dict[str, int]) -> None:
+def count_time_wait(caches: TimeWaitCaches, snaps: list[Snapshot], samples: dict[str, int],
+                    served: Set[int] = frozenset()) -> None:
     """Forget the TIME_WAIT aggregates of namespaces gone; count the samples that dumped TIME_WAIT
-    (`connwatch_samples_total{kind="time_wait"}`)."""
+    (`connwatch_samples_total{kind="time_wait"}`). `served`: the keys of the namespaces whose last sample served
+    again (agent/quiet.py): nothing was dumped there, whatever their cache's last reason says."""
     keys = {tw_key(s) for s in snaps}
     caches.keep(keys)
-    dumped = sum(1 for k in keys if k in caches.caches
+    dumped = sum(1 for k in keys if k in caches.caches and k not in served
                  and caches.caches[k].reason not in ("reused", QUIET))
     samples["time_wait"] = samples.get("time_wait", 0) + dumped
     for key in keys:
