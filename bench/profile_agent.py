@@ -70,7 +70,10 @@ for name in ("read_counters", "read_sockstat", "read_sysctls", "read_host"):
 wrap(C, "read_host_limits", "proc: read_host_limits")
 wrap(C, "attach_owners", "owner scan (attach_owners)")
 wrap(CN, "attach_owners", "owner scan (attach_owners)")
+import connwatch.agent.netns_sample as NSS
+wrap(NSS, "attach_owners", "owner scan (attach_owners)")
 wrap(CN, "discover", "netns discovery")
+wrap(NSS, "discover", "netns discovery")
 wrap(CN, "collect_many", "netns: collect_many")
 wrap(L, "judge", "judge (attributes, rules, alerts, store)")
 wrap(L, "collect", "collect (own namespace)")

@@ -49,9 +49,9 @@ def _agents(ns: Netns, tmp_path: Path, served: bool = False) -> dict[str, Agent]
                                        time_wait_when_due=name == "gated"), load_config(None), SystemClock())
               for name in ("gated", "every")}
     agents["every"].reuse_judgements = False
-    agents["every"].quiet = None
+    agents["every"].netns.quiet = None
     if not served:
-        agents["gated"].quiet = None
+        agents["gated"].netns.quiet = None
     return agents
 
 
@@ -80,8 +80,8 @@ def _quiet(snap: Snapshot, served: bool) -> bool:
 def _close(agents: dict[str, Agent]) -> None:
     for agent in agents.values():
         agent.keeper.close()
-        if agent.others is not None:
-            agent.others.close()
+        if agent.netns.others is not None:
+            agent.netns.others.close()
 
 
 def _norm(snap: Snapshot) -> list[Any]:
@@ -330,15 +330,15 @@ def test_a_quiet_namespaces_full_samples_take_its_last_dumps_listeners_until_som
         assert sorted((x.port, x.backlog) for x in opened.listeners) == [(QUIET, 5), (QUIET + 1, 7)]
         again = _sample(agents)["gated"]
         assert _listener_status(again) == REUSED_LISTENERS and again.listeners == opened.listeners
-        assert gated.others is not None
-        real = gated.others.clock
-        gated.others.clock = lambda: real() + REUSE_MAX_S * 0.6  # a sample that takes them does not renew them,
+        assert gated.netns.others is not None
+        real = gated.netns.others.clock
+        gated.netns.others.clock = lambda: real() + REUSE_MAX_S * 0.6  # a sample that takes them does not renew them,
         gated.known.at -= OWNER_REFRESH_S  # not even one that scans owners (which copies the listeners):
         assert _listener_status(_sample(agents)["gated"]) == REUSED_LISTENERS
         assert gated.known.at > 0  # (it did scan)
-        gated.others.clock = lambda: real() + REUSE_MAX_S  # the last dump is REUSE_MAX_S old
+        gated.netns.others.clock = lambda: real() + REUSE_MAX_S  # the last dump is REUSE_MAX_S old
         assert _listener_status(_sample(agents)["gated"]) == ""
-        gated.others.clock = real
+        gated.netns.others.clock = real
         _no_alert(agents)
     finally:
         _close(agents)
@@ -398,12 +398,12 @@ def test_a_quiet_namespaces_sample_is_served_again_until_anything_moves(ns: Netn
         assert gated.known.at > scanned_at and _served(scanned)
         assert {(x.port, x.owner.pid if x.owner else None) for x in scanned.listeners} == {
             (QUIET, first_listener.pid), (QUIET + 1, second_listener.pid)}
-        assert gated.quiet is not None
-        real = gated.quiet.clock
-        gated.quiet.clock = lambda: real() + REUSE_MAX_S  # the kept sample is REUSE_MAX_S old
+        assert gated.netns.quiet is not None
+        real = gated.netns.quiet.clock
+        gated.netns.quiet.clock = lambda: real() + REUSE_MAX_S  # the kept sample is REUSE_MAX_S old
         assert not _served(_sample(agents)["gated"])
-        gated.quiet.clock = real
-        assert gated.quiet.reused >= 4 and gated.samples["netns_served_again"] == gated.quiet.reused
+        gated.netns.quiet.clock = real
+        assert gated.netns.quiet.reused >= 4 and gated.samples["netns_served_again"] == gated.netns.quiet.reused
         _no_alert(agents)
     finally:
         for proc in held:

@@ -236,7 +236,7 @@ def test_a_reused_poll_of_another_namespace_keeps_its_peaks_and_a_new_one_or_a_n
         tmp_path: Path) -> None:
     agent = _agent(tmp_path / "state")
     others = _Others()
-    agent.others = others  # type: ignore[assignment]
+    agent.netns.others = others  # type: ignore[assignment]
     agent.full_sample()
     idle = (Listener(4, "0.0.0.0", 9000, 0, 128, 0, 77001, 0, 5),)
     queued = (Listener(4, "0.0.0.0", 9000, 7, 128, 0, 77001, 0, 5),)

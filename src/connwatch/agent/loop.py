@@ -27,18 +27,16 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from connwatch.agent import systemd
 from connwatch.agent.delivery import Delivery, enqueue, reconcile
 from connwatch.agent.metrics_cache import MetricsCache
+from connwatch.agent.netns_sample import LISTENERS_SOURCE, NetnsSampler
 from connwatch.agent.options import AgentOptions
 from connwatch.agent.owned import Identity, KnownOwners, with_peaks
 from connwatch.agent.poll import ListenerPoller
-from connwatch.agent.quiet import QuietSamples
 from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
 from connwatch.agent.steady import Steady, reusable, steady_after
 from connwatch.agent.tw_plan import TIME_WAIT_ATTRIBUTES, count_time_wait, plan_time_wait
 from connwatch.clock import Clock
-from connwatch.collect import NETLINK, REUSED_LISTENERS, CollectOptions, collect
-from connwatch.collect_netns import NetnsListenerPoller, parse_selector
-from connwatch.collect_owners import attach_owners
+from connwatch.collect import CollectOptions, collect
 from connwatch.collect_tw import TimeWaitCaches
 from connwatch.engine import CheckResult, judge, retire_vanished
 from connwatch.errors import ConfigError, StateError
@@ -47,14 +45,13 @@ from connwatch.model import Listener, Snapshot
 from connwatch.outputs.prometheus import AgentStats, MetricsOptions, SnapshotCollector, View
 from connwatch.outputs.summary import cleared_line, log_lines
 from connwatch.perf import gc_paused
-from connwatch.record import replace
 from connwatch.rules.config import Config, load_config
 from connwatch.rules.rule import Rule
 from connwatch.sources.netns import run_scope
 from connwatch.sources.procfs import ProcFS
 
 log = logging.getLogger("connwatch.agent")
-LISTENERS_SOURCE = f"{NETLINK} listeners"  # a sample's LISTEN dump (collect._sockets)
+__all__ = ["LISTENERS_SOURCE", "Agent"]
 
 
 class Agent:
@@ -72,14 +69,12 @@ class Agent:
         self.delivery = (Delivery(opts.receivers, opts.state_dir, clock, opts.resend_s, opts.retry_max_s,
                                   instance=self.instance(None), scope=scope) if opts.receivers else None)
         self.poller = ListenerPoller(opts.proc_root, opts.use_netlink)
-        self.others: NetnsListenerPoller | None = None  # the other namespaces' listeners, when --netns takes them
         self.wake = threading.Event()
         self.stopping = False
         self.reload_requested = False
         self.prev: dict[tuple[int, str] | None, Snapshot] = {}  # the previous full sample, per namespace
         self.steady: dict[tuple[int, str] | None, Steady] = {}  # namespaces standing still (agent/steady.py)
         self.reuse_judgements = True  # (False: judge every namespace every sample, as tests compare)
-        self.quiet: QuietSamples | None = QuietSamples(clock.monotonic)  # (agent/quiet.py; None: never)
         self.peaks: dict[Identity, int] = {}
         # Another namespace's polled listeners (the poller's tuple, the same object while it reuses its dump)
         # and their owned copy, since the last full sample: a reused tuple's queues are in self.peaks already
@@ -90,16 +85,12 @@ class Agent:
         # that sample's dump (collect_netns.py adopt) then changes no peak and takes its owned copy.
         self._sampled: dict[int, tuple[tuple[Listener, ...], tuple[Listener, ...]]] = {}
         self.known = KnownOwners()  # the owners of the last scan (agent/owned.py)
-        # Every namespace's key on the host at the last discovery (None: not listed, or not completely), and
-        # whether alerts of namespaces gone may be left to step (engine.retire_vanished)
-        self.present: frozenset[str] | None = None
-        self.served: frozenset[int] = frozenset()  # the namespaces whose last sample served again (agent/quiet.py)
-        self._retire_due = True
         self.raised = False
         self.alerts: tuple[Alert, ...] = ()
         self.measurements: tuple[Measurement, ...] = ()
         self.measured: tuple[tuple[Measurement, ...], ...] = ()  # the same, one block per namespace judged
         self.samples = {"full": 0, "listeners": 0}
+        self.netns = NetnsSampler(opts.proc_root, opts.netns, clock, self.samples)  # (--netns other than own)
         self.time_wait = TimeWaitCaches() if opts.time_wait_when_due else None  # per namespace
         self.sample_seconds: dict[str, float] = {}
         self.source_errors: dict[str, int] = {}
@@ -146,8 +137,7 @@ class Agent:
                 self.delivery.join(timeout=15)
             self.keeper.close()
             self.poller.close()
-            if self.others is not None:
-                self.others.close()
+            self.netns.close()
         log.info("stopped")
         return 0
 
@@ -229,48 +219,12 @@ class Agent:
     # -- sampling --------------------------------------------------------------
 
     def _sample(self, opts: CollectOptions) -> list[Snapshot]:
-        """One snapshot per namespace `--netns` selects (own first); collect() alone for the own one.
-        The other namespaces' listeners are then polled between full samples too (their queue peaks)."""
+        """One snapshot per namespace `--netns` selects (own first: agent/netns_sample.py); collect() alone for
+        the own one. The other namespaces' listeners are then polled between full samples too (their peaks)."""
         if self.opts.netns == "own" or not ProcFS(self.opts.proc_root).is_live:
             # both families in one walk, per family where the kernel refuses that (collect._first_dump)
             return [collect(self.clock, opts)]
-        from connwatch.collect_netns import collect_selected, discover, present_keys, select
-
-        found, listing = discover(opts)  # once per sample: the poller and the sample share it
-        present = present_keys(found, listing)
-        self._retire_due = self._retire_due or present != self.present
-        self.present = present
-        chosen = select(found, parse_selector(self.opts.netns), self.opts.proc_root)
-        if self.others is None:
-            self.others = NetnsListenerPoller(self.opts.proc_root)
-        self.others.refresh(ref for ref, _info in chosen if not ref.own)
-        probes = self.others.probe_all()  # before the sample's dumps: its listeners then serve the next polls
-        known = self.others.known(probes)  # and quiet namespaces' samples take them without a dump
-        rests = self.others.rest_all() if self.quiet is not None else {}
-        kept = self.quiet.take(chosen, probes, rests, known) if self.quiet is not None else {}
-        fresh = [c for c in chosen if c[0].inode not in kept]
-        self.served = frozenset(kept)
-        if kept:
-            self.samples["netns_served_again"] = self.samples.get("netns_served_again", 0) + len(kept)
-        # owners are attached below, to the served samples too: the poller and the kept samples hold the
-        # listeners as dumped, and one scan names every listener's owner afresh
-        bare = replace(opts, owners=False, known_listeners=known or None)
-        snaps = collect_selected(self.clock, bare, fresh, listing) if fresh else []
-        self._adopt(snaps, probes)
-        if self.quiet is not None:
-            self.quiet.keep(chosen, snaps, probes, rests, known)
-            snaps = self.quiet.in_order(chosen, snaps, kept, self.clock.time(), self.clock.monotonic())
-        return attach_owners(snaps, opts.proc_root, opts.destination_owners, opts.owner_hints) if opts.owners \
-            else snaps
-
-    def _adopt(self, snaps: list[Snapshot], probes: dict[int, bytes]) -> None:
-        """The full sample's LISTEN dumps serve the next listener polls (NetnsListenerPoller.adopt); listeners
-        taken from `known` are no dump (collect.REUSED_LISTENERS): adopting them would renew their time."""
-        assert self.others is not None
-        for snap in snaps:
-            if snap.netns is not None and snap.netns.inode in probes and any(
-                    st.name == LISTENERS_SOURCE and st.ok and st.detail != REUSED_LISTENERS for st in snap.statuses):
-                self.others.adopt(snap.netns.inode, probes[snap.netns.inode], snap.listeners)
+        return self.netns.sample(opts)
 
     def _collect(self) -> list[Snapshot]:
         why = self.known.needs(not self.prev, self.raised, self.poller.last, self.clock.monotonic())
@@ -305,7 +259,7 @@ class Agent:
     def _count_time_wait(self, snaps: list[Snapshot]) -> None:
         """Forget the TIME_WAIT aggregates of namespaces gone; count the samples that dumped TIME_WAIT."""
         if self.time_wait is not None:
-            count_time_wait(self.time_wait, snaps, self.samples, self.served)
+            count_time_wait(self.time_wait, snaps, self.samples, self.netns.served)
 
     def _plan_time_wait(self, results: list[CheckResult]) -> None:
         """Dump TIME_WAIT every sample in a namespace while an attribute judged from it is near a threshold."""
@@ -325,7 +279,7 @@ class Agent:
     def listener_poll(self) -> None:
         start = time.perf_counter()
         listeners = self.poller.poll(self.clock)
-        polled = self.others.poll() if self.others else {}
+        polled = self.netns.others.poll() if self.netns.others else {}
         self.sample_seconds["listeners"] = time.perf_counter() - start
         self.samples["listeners"] += 1
         others: dict[int, tuple[Listener, ...] | None] = {}
@@ -418,18 +372,19 @@ class Agent:
         """Step the alerts of namespaces gone from the host (engine.retire_vanished) and queue their resolve:
         when the namespaces on the host changed, at the first sample, and while some are still counting."""
         store = self.keeper.get()
-        if not self._retire_due or self.present is None or store is None:
+        present = self.netns.present
+        if not self.netns.retire_due or present is None or store is None:
             return
         now, name = own.taken_at, self.instance(own)
         try:
-            stepped = retire_vanished(store, self.present, now)
+            stepped = retire_vanished(store, present, now)
             outbox = self.keeper.outbox() if self.opts.receivers and stepped.cleared else None
             if outbox is not None:
                 enqueue(outbox, self.opts.receivers, (), stepped.cleared, name, now)
         except StateError as exc:
             self.keeper.failed(exc)
             return
-        self._retire_due = bool(stepped.still_active_clean)
+        self.netns.retire_due = bool(stepped.still_active_clean)
         for alert in stepped.cleared:
             log.info("%s", cleared_line(alert, now))
         if stepped.cleared and self.delivery is not None:
