@@ -35,6 +35,7 @@ from connwatch.agent.server import serve
 from connwatch.agent.state import StateKeeper
 from connwatch.agent.steady import Steady, reusable, steady_after
 from connwatch.agent.tw_plan import TIME_WAIT_ATTRIBUTES, count_time_wait, plan_time_wait
+from connwatch.alerts.lifecycle import StepResult
 from connwatch.clock import Clock
 from connwatch.collect import CollectOptions, collect
 from connwatch.collect_tw import TimeWaitCaches
@@ -375,20 +376,16 @@ class Agent:
         present = self.netns.present
         if not self.netns.retire_due or present is None or store is None:
             return
-        now, name = own.taken_at, self.instance(own)
         try:
-            stepped = retire_vanished(store, present, now)
-            outbox = self.keeper.outbox() if self.opts.receivers and stepped.cleared else None
-            if outbox is not None:
-                enqueue(outbox, self.opts.receivers, (), stepped.cleared, name, now)
+            stepped = retire_vanished(store, present, own.taken_at)
         except StateError as exc:
             self.keeper.failed(exc)
             return
+        if not self._queue(stepped, self.instance(own), own.taken_at):
+            return
         self.netns.retire_due = bool(stepped.still_active_clean)
         for alert in stepped.cleared:
-            log.info("%s", cleared_line(alert, now))
-        if stepped.cleared and self.delivery is not None:
-            self.delivery.wake.set()
+            log.info("%s", cleared_line(alert, own.taken_at))
 
     def _judge(self, prev: Snapshot, cur: Snapshot) -> CheckResult:
         store = self.keeper.get()
@@ -396,21 +393,27 @@ class Agent:
         result = judge(prev, cur, self.config, store, system_name=name)
         if store is None:
             return result
-        step = result.step
+        if result.store_error is not None:
+            self.keeper.failed(StateError(result.store_error))
+        else:
+            self._queue(result.step, name, cur.taken_at)
+        return result
+
+    def _queue(self, step: StepResult, name: str, now: float) -> bool:
+        """A saved step's notifications queued for the receivers, the delivery woken for them; False (logged)
+        when the state dir refused."""
         try:
-            if result.store_error is not None:
-                raise StateError(result.store_error)
             outbox = self.keeper.outbox() if self.opts.receivers else None
             if outbox is not None:
-                enqueue(outbox, self.opts.receivers, step.raised + step.updated, step.cleared, name, cur.taken_at)
+                enqueue(outbox, self.opts.receivers, step.raised + step.updated, step.cleared, name, now)
         except StateError as exc:
             self.keeper.failed(exc)
-            return result
+            return False
         if self.keeper.succeeded():
             self._reconcile()  # queue what the failed writes could not
         if self.delivery is not None and (step.raised or step.updated or step.cleared):
             self.delivery.wake.set()
-        return result
+        return True
 
     def stats(self) -> AgentStats:
         pending, sent, failures = self.delivery.counts() if self.delivery else ({}, {}, {})
