@@ -11,7 +11,6 @@ namespace labels (the series prom_netns.without_empty makes of them, built once 
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -139,27 +138,13 @@ GroupSamples = tuple[Sample, Sample, Sample, Sample | None, Sample | None, Sampl
 
 class ListenerSamples:
     """Each group's samples, made once per Group object (a Group is never changed once made, and ListenerGroups
-    keeps a namespace's while its listeners stand), and the bounded selection, kept while the groups are the same
-    objects under the same keys. A poll that regrouped one busy namespace among 100 idle ones then hands out the
-    last families' Sample objects for all the others, which the /metrics rendering takes line by line without
-    writing their values again (agent/metrics_cache.py again()). Measured: see docs/benchmarks.md (twelfth pass)."""
+    keeps a namespace's while its listeners stand). A poll that regrouped one busy namespace among 100 idle ones
+    then hands out the last families' Sample objects for all the others, which the /metrics rendering takes line
+    by line without writing their values again (agent/metrics_cache.py again()). Measured: see
+    docs/benchmarks.md (twelfth pass)."""
 
     def __init__(self) -> None:
         self._made: dict[GroupKey, tuple[Group, GroupSamples]] = {}
-        self._bounded: tuple[list[GroupKey], list[Group], int, list[tuple[GroupKey, Group]]] | None = None
-
-    def bounded(self, groups: Mapping[GroupKey, Group], bound: int,
-                ordered: Sequence[tuple[GroupKey, Group]] | None = None) -> list[tuple[GroupKey, Group]]:
-        """bounded_groups (bounded_sorted of `ordered`, the same groups in key order, when given), the last
-        call's list while the groups are the same."""
-        keys, values = list(groups), list(groups.values())
-        last = self._bounded
-        if last is not None and last[2] == bound and len(last[1]) == len(values) and \
-                all(map(operator.is_, last[1], values)) and last[0] == keys:
-            return last[3]
-        chosen = bounded_groups(groups, bound) if ordered is None else bounded_sorted(ordered, bound)
-        self._bounded = (keys, values, bound, chosen)
-        return chosen
 
     def samples(self, chosen: list[tuple[GroupKey, Group]]) -> list[GroupSamples]:
         made: dict[GroupKey, tuple[Group, GroupSamples]] = {}
@@ -191,8 +176,8 @@ def listener_families(sets: Labelled, peaks: Peaks, grouped: dict[GroupKey, Grou
                       bound: int = MAX_LISTENER_GROUPS, kept: ListenerSamples | None = None,
                       ordered: Sequence[tuple[GroupKey, Group]] | None = None) -> list[Metric]:
     """The families, their samples without empty namespace labels (`grouped`: group_listeners(sets, peaks)
-    made already, by a ListenerGroups, and `ordered` its ordered; `kept`: the samples of groups that were in
-    the last families)."""
+    made already, by a ListenerGroups, and `ordered` its ordered: the same groups in key order; `kept`: the
+    samples of groups that were in the last families)."""
     labels = [*NS_LABELS, *LISTENER_LABELS]
     queue = GaugeMetricFamily("connwatch_listener_queue", "Accept-queue length now (idiag_rqueue), "
                               "summed over SO_REUSEPORT sockets", labels=labels)
@@ -207,7 +192,7 @@ def listener_families(sets: Labelled, peaks: Peaks, grouped: dict[GroupKey, Grou
     owner = GaugeMetricFamily("connwatch_listener_owner_info", "Process owning the listener (1)",
                               labels=[*labels, "command", "user", "pid"])
     groups = group_listeners(sets, peaks) if grouped is None else grouped
-    chosen = bounded_groups(groups, bound) if kept is None else kept.bounded(groups, bound, ordered)
+    chosen = bounded_groups(groups, bound) if ordered is None else bounded_sorted(ordered, bound)
     made = [group_samples(k, g) for k, g in chosen] if kept is None else kept.samples(chosen)
     q, p, s, b, d, o = (f.samples for f in (queue, peak, socks, backlog, drops, owner))
     for x in made:
