@@ -320,7 +320,10 @@ def test_an_alert_of_a_namespace_deleted_clears_saying_why(tmp_path: Path, ns: N
         assert poll(lambda: ns.ss_drops(PORT) >= 20 and doomed.ss_drops(PORT) >= 20, 15)
         for space in (ns, doomed):
             _code, report = _check(tmp_path, "--interval", "1", "--netns", space.name, "--config", str(config))
-            assert [a["attribute"] for a in _alerts_in(report, space)] == ["BacklogRejectsByPort"]
+            [raised] = _alerts_in(report, space)
+            # its value: that namespace's own overflows (a fresh namespace: its counter started at 0)
+            assert raised["attribute"] == "BacklogRejectsByPort"
+            assert 0 < raised["value"] <= space.nstat("TcpExtListenOverflows")
         name = doomed.name
     ids = {a["netns"]["name"]: a["id"] for a in _listed(tmp_path)}
     assert set(ids) == {ns.name, name}
@@ -380,6 +383,7 @@ def test_the_agent_clears_the_alert_of_a_namespace_deleted(tmp_path: Path) -> No
 
             assert poll(lambda: bool(mine("active")), 30, 0.5), "the agent never alerted the flooded namespace"
             [alert] = mine("active")
+            assert 0 < alert["value"] <= doomed.nstat("TcpExtListenOverflows")  # that namespace's own counter
         assert poll(lambda: bool(mine("cleared")), 30, 0.5), "the alert of the deleted namespace never cleared"
         [cleared] = mine("cleared")
         assert cleared["id"] == alert["id"] and cleared["clean_samples"] == 2
