@@ -9,7 +9,8 @@ script makes and deletes (bench/twload.py; TIME_WAIT topped up between rounds, n
 
 Every round runs `ss -tan` and each connwatch variant once, in alternating order; the figures are the
 medians of the per-round ratios connwatch / ss (and their range), with the machine's load average.
-`--namespaces N` adds N small namespaces (lo up, 5 listeners each) for the `--netns all` rows: connwatch
+`--namespaces N` adds N small namespaces (lo up, 5 listeners each) for the `--netns all` rows (also measured against
+`ss -tan` run in every namespace, EVERY_SS): connwatch
 then samples every namespace on the host (those of other jobs too: their count is printed).
 Start-up: from just before the fork to the first open of /proc/..., /run/netns or the first netlink
 socket, seen by an audit hook in the process; a bare interpreter's fork-to-first-statement for scale.
@@ -40,6 +41,11 @@ CONNWATCH = str(Path(sys.executable).parent / "connwatch") if (Path(sys.executab
     else None
 
 
+# The peer of the `--netns all` rows: ss sees one namespace per run, so `ss -tan` in the host's and in each named
+# one (`-N`, no `ip netns exec`: ss enters it itself). Each dump walks the kernel's host-wide socket hash, in
+# every namespace, as connwatch's do.
+EVERY_SS = "ss -tan, every namespace"
+EVERY_SS_LOOP = 'ss -tan; for n in $(ip netns list | cut -d" " -f1); do ss -tan -N "$n"; done'
 RUNQ = [math.nan]  # the last run()'s time runnable but waiting for a CPU (ms), read by rounds()
 
 
@@ -279,6 +285,8 @@ def main() -> int:
             runs["snapshot (--netns own)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], own)
         if not a.own_only and not a.no_snapshot:
             runs["snapshot (--netns all)"] = lambda: run([*inns, CONNWATCH, "snapshot", "--format", "json"], every)
+        if not a.own_only:  # what ss needs to see the same: one `ss -tan` in each namespace on the host
+            runs[EVERY_SS] = lambda: run(["sh", "-c", EVERY_SS_LOOP], own)
         check = [*inns, CONNWATCH, "check", "--interval", "0.5", "--format", "json", "--state-dir", str(state)]
         if not a.no_check:
             runs["check --interval 0.5 (own)"] = lambda: _ok(check, own)
@@ -323,6 +331,11 @@ def main() -> int:
             if key in res and mine in res:
                 cpu = [v[1] / b[1] for v, b in zip(res[mine], res[key], strict=True)]
                 print(f"{mine:30s} / {key}: CPU pair ratios {med(cpu)}")
+        for mine in ("snapshot (--netns all)", "check --interval 0.5 (all)"):
+            if mine in res and EVERY_SS in res:  # against ss looking into every namespace, in the same rounds
+                wall = [v[0] / b[0] for v, b in zip(res[mine], res[EVERY_SS], strict=True)]
+                cpu = [v[1] / b[1] for v, b in zip(res[mine], res[EVERY_SS], strict=True)]
+                print(f"{mine:30s} / {EVERY_SS}: wall {med(wall)}  CPU {med(cpu)}")
         for new, old in (("destinations text (own)", "BASELINE destinations text"),
                          ("destinations json (own)", "BASELINE destinations json")):
             if new in res and old in res:  # the same rounds: each pair interleaved

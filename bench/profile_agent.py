@@ -157,16 +157,19 @@ import contextlib, json, resource, socket, sys
 from connwatch.sources import netlink
 from connwatch.parsers.sock_diag import SocketAggregator
 states = netlink.TCPF_ALL_BUT_LISTEN & ~(1 << 6)
+# the load's listening ports, as a sample knows them (without them the 5,000 server-side held sockets decode as
+# outbound toward 5,000 destinations, ~10 us each: not what the agent pays)
+PORTS = frozenset(json.loads(sys.argv[2]))
 def ru():
     r = resource.getrusage(resource.RUSAGE_THREAD)
     return r.ru_utime + r.ru_stime, r.ru_stime
 def one():
     with contextlib.closing(netlink.open_socket()) as s:
-        netlink.dump_both_families(s, states, 0, SocketAggregator(frozenset()))
+        netlink.dump_both_families(s, states, 0, SocketAggregator(PORTS))
 def two():
     with contextlib.closing(netlink.open_socket()) as s:
         for fam in (socket.AF_INET, socket.AF_INET6):
-            netlink.dump(s, fam, states, 0, SocketAggregator(frozenset()))
+            netlink.dump(s, fam, states, 0, SocketAggregator(PORTS))
 def walk():  # SYN_SENT only (none here): the kernel's walk of its socket hashes, nearly nothing copied
     with contextlib.closing(netlink.open_socket()) as s:
         netlink.dump_both_families(s, 1 << 2, 0, SocketAggregator(frozenset()))
@@ -184,7 +187,8 @@ def walks(ns: str, reps: int) -> None:
     TIME_WAIT), and the walk alone, interleaved: CPU and system seconds of each, medians and the pair ratios."""
     import statistics
 
-    r = json.loads(ba.sh(ns, sys.executable, "-c", WALKS, str(reps)).strip().splitlines()[-1])
+    ports = json.dumps(sorted({ba.HOLD_PORT, *(port for _host, port in ba.DESTS)}))
+    r = json.loads(ba.sh(ns, sys.executable, "-c", WALKS, str(reps), ports).strip().splitlines()[-1])
     ratios = [a[0] / b[0] for a, b in zip(r["one"], r["two"], strict=True) if b[0] > 0]
     for k in ("one", "two"):
         print(f"non-TIME_WAIT dump, {k} walk(s): CPU median {statistics.median(x[0] for x in r[k]) * 1000:.1f} ms, "
@@ -194,6 +198,34 @@ def walks(ns: str, reps: int) -> None:
           f"system {statistics.median(x[1] for x in r['walk']) * 1000:.1f} ms")
     print(f"one walk / two walks CPU: median {statistics.median(ratios):.2f} "
           f"(range {min(ratios):.2f}-{max(ratios):.2f}), load {ba.uptime_load()}")
+    ss_walks(ns, reps, statistics.median(x[0] for x in r["walk"]))
+
+
+def _child_cpu(args: list[str]) -> float:
+    """CPU seconds (user + system) of one child process, from wait4's rusage."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _pid, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"profile_agent: {' '.join(args)} exited {proc.returncode}")
+    return ru.ru_utime + ru.ru_stime
+
+
+def ss_walks(ns: str, reps: int, ours: float) -> None:
+    """The same walk paid by `ss`: `ss -tanH state syn-sent` (nothing to print; one dump per family, so two walks)
+    against `ss -tanH -4 state syn-sent` (one walk), interleaved; the difference is one walk of the kernel's socket
+    hash as ss asks for it. (Not against an empty namespace: the hash is host-wide, a dump there walks it too.)"""
+    import statistics
+
+    both, four = [], []
+    for _ in range(reps):
+        both.append(_child_cpu(ba.cmd(ns, "ss", "-tanH", "state", "syn-sent")))
+        four.append(_child_cpu(ba.cmd(ns, "ss", "-tanH", "-4", "state", "syn-sent")))
+    walk = statistics.median(b - f for b, f in zip(both, four, strict=True))
+    print(f"`ss -tanH state syn-sent`: CPU median {statistics.median(both) * 1000:.1f} ms (two walks), with -4 "
+          f"{statistics.median(four) * 1000:.1f} ms (one): one walk {walk * 1000:.1f} ms"
+          + (f"; connwatch's walk alone / ss's: {ours / walk:.2f}" if walk > 0 else ""))
+    print(f"the walk alone every 5 s: connwatch {ours / 5 * 100:.2f} % of a core, ss {walk / 5 * 100:.2f} %")
 
 
 def main() -> int:
