@@ -304,6 +304,8 @@ def main() -> int:
             if not a.no_check:
                 b_check = [*check[:-1], str(state / "baseline")]  # its own alert store
                 runs["BASELINE check (own)"] = lambda: _ok(b_check, b_own)
+                if not a.own_only:
+                    runs["BASELINE check (all)"] = lambda: _ok(b_check, b_every)
         if a.destinations:
             _destination_rows(runs, inns, own, a.baseline_src)
         for spec in a.variant:
@@ -327,7 +329,8 @@ def main() -> int:
                   f"{_waits(runq.get(key, []))}")
         for key, mine in (("BASELINE snapshot (own)", "snapshot (--netns own)"),
                           ("BASELINE snapshot (all)", "snapshot (--netns all)"),
-                          ("BASELINE check (own)", "check --interval 0.5 (own)")):
+                          ("BASELINE check (own)", "check --interval 0.5 (own)"),
+                          ("BASELINE check (all)", "check --interval 0.5 (all)")):
             if key in res and mine in res:
                 cpu = [v[1] / b[1] for v, b in zip(res[mine], res[key], strict=True)]
                 print(f"{mine:30s} / {key}: CPU pair ratios {med(cpu)}")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the agent's TIME_WAIT plan and the port filter load only wh
     from typing import TypeVar
 
     from connwatch.collect_filtered import _TimeWaitPlan
+    from connwatch.collect_quiet import QuietSignals
     from connwatch.collect_tw import TimeWaitCache, TimeWaitCaches
 
     T = TypeVar("T")
@@ -87,6 +88,10 @@ class CollectOptions(Record):
     # still reads the same (NetnsListenerPoller.known): a sample of that namespace that dumps no other socket
     # (collect_quiet.sample_quietly's quiet path) takes them instead of walking the host-wide listening hash.
     known_listeners: Mapping[int, tuple[Listener, ...]] | None = field(default=None, compare=False)
+    # A pair's second sample (`check`): namespace inode -> the signals that proved its first sample's dump held
+    # no socket but its listeners (collect_quiet.empty_proof); that namespace's socket hash walk is skipped while
+    # they read the same (collect_quiet.sample_after_empty).
+    empty_before: Mapping[int, QuietSignals] | None = field(default=None, compare=False)
 
 
 REUSED_LISTENERS = ("reused: the namespace's sockstat, sockstat6 and snmp read as just before its last LISTEN "

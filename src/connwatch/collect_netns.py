@@ -182,11 +182,17 @@ def collect_many(clock: Clock, opts: CollectOptions, chosen: list[tuple[NetnsRef
 def _sample(clock: Clock, opts: CollectOptions, thread: bool, key: int, host: HostInfo) -> Snapshot:
     """sample() through /proc as the calling thread sees it (`thread`: a thread inside another namespace);
     the agent's (opts.time_wait set) skips the walk of a namespace proven to hold only its listeners
-    (collect_quiet.py) and does not parse again a counter file that reads as last time (ProcFS.memo)."""
+    (collect_quiet.py) and does not parse again a counter file that reads as last time (ProcFS.memo); so does
+    a pair's second sample for a namespace whose first held only its listeners (opts.empty_before)."""
     cache = opts.time_wait.get(key) if opts.time_wait is not None else None
     memo = cache.parsed if cache is not None else None
     proc = ThreadNetProcFS(opts.proc_root, memo) if thread else ProcFS(opts.proc_root, memo=memo)
     if cache is None or not opts.sockets:
+        proof = opts.empty_before.get(key) if opts.empty_before is not None and opts.sockets else None
+        if proof is not None:  # (a pair's second sample: check)
+            from connwatch.collect_quiet import sample_after_empty
+
+            return sample_after_empty(clock, opts, proc, key, proof, host)
         return sample(clock, opts, proc, key, host)
     from connwatch.collect_quiet import sample_quietly
 

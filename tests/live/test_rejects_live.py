@@ -113,10 +113,16 @@ def _syn_flood(ns: Netns, port: int, count: int) -> None:
 class GatedCheck:
     """`connwatch check --interval 1 --format json --netns own`, held after its first sample until finish()."""
 
-    def __init__(self, ns: Netns, state_dir: Any) -> None:
+    def __init__(self, ns: Netns, state_dir: Any, netns: str = "own", interval: str = "1") -> None:
         # --netns own: as root the default is every namespace on the host, other tests' included.
-        self.proc = ns.popen([sys.executable, str(PROGS / "gated_check.py"), "--interval", "1", "--format", "json",
-                              "--netns", "own", "--state-dir", str(state_dir)], stdin=subprocess.PIPE)
+        args = [sys.executable, str(PROGS / "gated_check.py"), "--interval", interval, "--format", "json",
+                "--netns", netns, "--state-dir", str(state_dir)]
+        if netns == "own":
+            self.proc = ns.popen(args, stdin=subprocess.PIPE)
+        else:  # from the host's namespace, entering the one `--netns` names (collect_netns)
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+            ns.procs.append(self.proc)
         assert self.proc.stderr is not None
         fd, seen, end = self.proc.stderr.fileno(), b"", time.monotonic() + 60
         while b"SAMPLED 1\n" not in seen:

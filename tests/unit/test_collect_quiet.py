@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from connwatch.collect_quiet import probe_inuse, probe_tw, read_probe, signals_of
+from connwatch.collect import NETLINK
+from connwatch.collect_quiet import SKIPPED, QuietSignals, empty_proof, probe_inuse, probe_tw, read_probe, signals_of
+from connwatch.model import Snapshot, SocketSummary, SourceStatus
+from connwatch.record import replace
+
+from .builders import listener, snapshot
 
 SOCKSTAT = (b"sockets: used 2\nTCP: inuse 1 orphan 0 tw 0 alloc 12018 mem 2379\nUDP: inuse 0 mem 0\n"
             b"UDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n")
@@ -185,3 +190,28 @@ def test_the_time_wait_plan_comes_from_the_counters_read_after_the_listener_dump
 class _FakeSocket:
     def close(self) -> None:
         pass
+
+
+# -- a pair's second sample (check): empty_proof ---------------------------------------------------------
+
+
+def _pair_first(total: int = 0, tw: int = 0, inuse: int = 1, detail: str = "", ok: bool = True,
+                dumped: bool = True) -> Snapshot:
+    base = snapshot(1.0, (listener(8080),), {"Tcp.InSegs": 9, "Tcp.OutSegs": 9, "TcpExt.TW": 4},
+                    sockets=SocketSummary(total, {"SYN_RECV": total} if total else {}, inbound_only=True)
+                    if dumped else None)
+    statuses = (SourceStatus(f"{NETLINK} listeners", True), SourceStatus(f"{NETLINK} sockets", ok, detail))
+    return replace(base, statuses=statuses, sockstat={"TCP.inuse": inuse, "TCP6.inuse": 0, "TCP.tw": tw})
+
+
+def test_only_a_dump_that_found_nothing_but_the_listeners_proves_the_next_one_empty() -> None:
+    proof = empty_proof(_pair_first())
+    assert proof == QuietSignals((("Tcp.InSegs", 9), ("Tcp.OutSegs", 9)), 1, 0)  # Tcp only, not TcpExt
+    assert empty_proof(_pair_first(total=1)) is None  # a half-open handshake on the listening port
+    assert empty_proof(_pair_first(tw=1)) is None  # TIME_WAIT (the inbound-only dump leaves it out)
+    assert empty_proof(_pair_first(inuse=2)) is None  # a full socket the inbound-only dump does not show
+    assert empty_proof(_pair_first(dumped=False)) is None
+    assert empty_proof(_pair_first(ok=False)) is None  # the dump failed: its empty summary proves nothing
+    assert empty_proof(_pair_first(detail=SKIPPED)) is None  # not dumped: only a dump proves
+    assert empty_proof(replace(_pair_first(), counters={})) is None  # no Tcp counters to compare
+    assert empty_proof(replace(_pair_first(), sockstat={"TCP.inuse": 1, "TCP.tw": 0})) is None  # no sockstat6

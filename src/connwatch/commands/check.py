@@ -118,10 +118,20 @@ def _checked(args: argparse.Namespace, clock: SystemClock, opts: CollectOptions)
 
         config = plugin.override(load_config(args.config), args.warning, args.critical)
         _wait(max(0.0, args.interval - (clock.monotonic() - sampled)), args.format == "text" and sys.stderr.isatty())
-        after, present = collect_listed(clock, args, opts)
+        after, present = collect_listed(clock, args, _second(opts, before))
         result = _judge_all(args, pairs(before, after), config, present)
     _print(args.format, result, args.verbose, config.rules)
     return result.exit_code
+
+
+def _second(opts: CollectOptions, before: list[Snapshot]) -> CollectOptions:
+    """The second sample of a pair: a namespace whose first sample's dump held nothing but its listeners is not
+    walked again while its Tcp counters, inuse and tw read the same (CollectOptions.empty_before)."""
+    from connwatch.collect_quiet import empty_proof
+    from connwatch.record import replace
+
+    proofs = {s.netns.inode: p for s in before if s.netns is not None and (p := empty_proof(s)) is not None}
+    return replace(opts, empty_before=proofs) if proofs else opts
 
 
 def _first(opts: CollectOptions) -> CollectOptions:
