@@ -350,13 +350,7 @@ class SocketAggregator:
         """
         if self.pending or self.held:
             self._flush()
-        dests: dict[tuple[str, str, int], list[int]] = {}
-        inodes: dict[tuple[str, str, int], list[int]] = {}
-        for key, counts in self.destinations.items():
-            fam, src, dst, dport = key
-            name = (format_address(fam, src), format_address(fam, dst), _socket.ntohs(dport))
-            merge_counts(dests, name, counts)
-            inodes.setdefault(name, []).extend(self.owner_inodes.get(key, ()))
+        dests, inodes = _by_text(self.destinations, self.owner_inodes)
         for addrs in self.sources.values():
             addrs.default_factory = None  # read-only from here: a missing key raises, as in a plain dict
         sources = SourceTable({_socket.ntohs(sport): addrs for sport, addrs in self.sources.items()})
@@ -376,14 +370,50 @@ def freeze(total: int, by_state: list[int], dests: dict[tuple[str, str, int], li
                          sources=sources, accepts=accepts)
 
 
-def _destinations(dests: dict[tuple[str, str, int], list[int]],
-                  inodes: dict[tuple[str, str, int], list[int]]) -> tuple[DestinationUsage, ...]:
-    return tuple(
-        DestinationUsage(local_address=local, remote_address=remote, remote_port=port,
-                         states=_named(counts[:_NSTATES]), time_wait_young=counts[_NSTATES],
-                         owner_inodes=tuple(inodes.get((local, remote, port), ())[:_OWNER_SAMPLE]))
-        for (local, remote, port), counts in dests.items()
-    )
+RawKey = tuple[int, bytes, bytes, int]  # (family, local address, remote address, remote port in network order)
+TextKey = tuple[str, str, int]
+
+
+def _by_text(raw: dict[RawKey, list[int]], owners: dict[RawKey, list[int]]
+             ) -> tuple[dict[TextKey, list[int]], dict[TextKey, list[int]]]:
+    """The destinations' counts and owner inodes keyed by address text, keys that differ only by an IPv4-mapped
+    form merged. Each local address (a host has few) is formatted once, a destination's counts are taken as they
+    are (a merge makes a new list: the aggregator's stay as counted), and only destinations with owner inodes
+    get an inode list: with one destination per socket (thousands of targets, or connections that outlived their
+    listener) the summary was ~10 us per destination (tests/unit/test_sock_diag_summary.py checks it against the
+    straightforward keying)."""
+    local_text: dict[tuple[int, bytes], str] = {}
+    dests: dict[TextKey, list[int]] = {}
+    inodes: dict[TextKey, list[int]] = {}
+    ntohs = _socket.ntohs
+    for key, counts in raw.items():
+        fam, src, dst, dport = key
+        local = local_text.get((fam, src))
+        if local is None:
+            local = local_text[(fam, src)] = format_address(fam, src)
+        name = (local, format_address(fam, dst), ntohs(dport))
+        have = dests.get(name)
+        dests[name] = counts if have is None else [a + b for a, b in zip(have, counts, strict=True)]
+        found = owners.get(key)
+        if found:
+            inodes.setdefault(name, []).extend(found)
+    return dests, inodes
+
+
+def _destinations(dests: dict[TextKey, list[int]], inodes: dict[TextKey, list[int]]) -> tuple[DestinationUsage, ...]:
+    """One DestinationUsage per key. Destinations with the same counts share one `states` mapping (read-only,
+    as every Mapping of the model): most hold one socket in one state."""
+    named: dict[tuple[int, ...], dict[str, int]] = {}
+    out = []
+    for key, counts in dests.items():
+        shape = tuple(counts[:_NSTATES])
+        states = named.get(shape)
+        if states is None:
+            states = named[shape] = _named(counts[:_NSTATES])
+        owned = inodes.get(key)
+        out.append(DestinationUsage(key[0], key[1], key[2], states, counts[_NSTATES],
+                                    tuple(owned[:_OWNER_SAMPLE]) if owned else ()))
+    return tuple(out)
 
 
 def merge_counts(into: dict[K, list[int]], key: K, counts: list[int]) -> None:
