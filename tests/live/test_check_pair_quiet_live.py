@@ -14,9 +14,9 @@ from pathlib import Path
 
 from connwatch.clock import SystemClock
 from connwatch.collect import CollectOptions
-from connwatch.collect_netns import collect_all
+from connwatch.collect_netns import collect_all, collect_listed
 from connwatch.collect_quiet import empty_proof
-from connwatch.commands.check import _first, _second
+from connwatch.commands.check import _first, _second, resampler
 from connwatch.model import Snapshot
 
 from .netns import Netns, poll
@@ -121,3 +121,25 @@ def test_check_of_a_namespace_flooded_between_its_samples_alerts_on_its_own_coun
     [alert] = _alerts(report, "BacklogRejectsByPort", QUIET)
     assert alert["value"] == full and alert["netns"]["name"] == ns.name, (alert["value"], moved)
     assert code == 2
+
+
+def test_watch_carries_the_proof_from_sample_to_sample_until_something_moves(ns: Netns) -> None:
+    """`check --watch`: each sample is judged against the one before; an idle namespace is walked at the first
+    sample only, while nothing moves, and a connection made between two samples is dumped at the next one."""
+    ns.python("listener.py", "--port", str(QUIET), "--backlog", "5")
+    listed: list[frozenset[str] | None] = [None]
+    first = collect_all(SystemClock(), _first(OPTS), ns.name)
+    again = resampler(lambda o: collect_listed(SystemClock(), o, ns.name), OPTS, first, listed)
+    skipped = [_skipped(again()[0]) for _ in range(3)]
+    assert skipped == [True, True, True]
+    client = ns.popen([sys.executable, "-c", CONNECT, "127.0.0.1", str(QUIET)], stdin=-1)
+    try:
+        assert client.stdout is not None and client.stdout.readline().startswith("READY")
+        assert poll(lambda: len(ns.run(["ss", "-tanH", "state", "established"]).stdout.splitlines()) == 2, 5)
+        [moved] = again()
+        assert not _skipped(moved)
+        assert moved.sockets is not None and moved.sockets.by_state.get("ESTABLISHED") == 2
+        [still] = again()  # the connection stands: a socket besides the listener, so no proof
+        assert not _skipped(still) and still.sockets is not None and still.sockets.total == 2
+    finally:
+        client.communicate("\n", timeout=10)

@@ -12,7 +12,7 @@ from connwatch.perf import gc_paused
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see connwatch.record)
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from rich.console import Console
 
@@ -79,13 +79,25 @@ def run(args: argparse.Namespace) -> int:
         config = plugin.override(load_config(args.config), args.warning, args.critical)
         before = collect_selected(clock, args, _first(opts))
         listed: list[frozenset[str] | None] = [None]  # the last sample's namespaces on the host
-
-        def again() -> list[Snapshot]:
-            snaps, listed[0] = collect_listed(clock, args, opts)
-            return snaps
-
+        again = resampler(lambda o: collect_listed(clock, args, o), opts, before, listed)
         return watch(args, before, again, lambda prev, cur: _judge_all(args, pairs(prev, cur), config, listed[0]))
     return _once(args, clock, opts)
+
+
+def resampler(collect: Callable[[CollectOptions], tuple[list[Snapshot], frozenset[str] | None]],
+              opts: CollectOptions, first: list[Snapshot], listed: list[frozenset[str] | None]
+              ) -> Callable[[], list[Snapshot]]:
+    """`--watch`'s next sample, each judged against the one before: a namespace that held nothing but its
+    listeners at the last sample is not walked again while nothing moved (_second; a sample that skipped the walk
+    carries the proof on: collect_quiet.empty_proof). `listed[0]`: the last sample's namespaces on the host."""
+    last = [first]
+
+    def again() -> list[Snapshot]:
+        snaps, listed[0] = collect(_second(opts, last[0]))
+        last[0] = snaps
+        return snaps
+
+    return again
 
 
 def _once(args: argparse.Namespace, clock: SystemClock, opts: CollectOptions) -> int:
