@@ -73,14 +73,13 @@ def sample_quietly(clock: Clock, opts: CollectOptions, proc: ProcFS, key: int, c
     its listeners since its last empty dump. `cache`: the namespace's state in the agent."""
     before = read_signals(proc)
     if before is not None and before == cache.quiet:
-        snap = sample(clock, replace(opts, sockets=False), proc, key, host)
-        after = signals_of(dict(snap.counters), dict(snap.sockstat))
-        if after == before and before.tw == 0 and before.inuse == len(snap.listeners):
+        skipped = _without_dump(clock, opts, proc, key, before, host)
+        if skipped is not None:
             from connwatch.collect_tw import QUIET
 
             cache.quiet_skips += 1
             cache.reason = QUIET
-            return _empty(snap)
+            return skipped
     snap = sample(clock, opts, proc, key, host)
     empty = snap.sockets is not None and snap.sockets.total == 0
     quiet = before is not None and empty and before.tw == 0 and before.inuse == len(snap.listeners)
@@ -111,11 +110,25 @@ def sample_after_empty(clock: Clock, opts: CollectOptions, proc: ProcFS, key: in
     """collect.sample(), without the non-listening dump when the namespace's Tcp counters, inuse and tw read as
     `proof` (empty_proof of the pair's first sample) and inuse still equals its listeners: no segment moved, no
     socket was hashed or unhashed since that empty dump, so a dump now is empty too (the module's docstring).
-    Anything else: the full sample."""
-    snap = sample(clock, replace(opts, sockets=False), proc, key, host)
-    if signals_of(dict(snap.counters), dict(snap.sockstat)) == proof and proof.inuse == len(snap.listeners):
-        return _empty(snap)
+    Anything else: the full sample. As in sample_quietly, the signals are read before the listener dump too, so a
+    namespace where something moved is sampled once, not once without its dump and then again."""
+    if read_signals(proc) == proof:
+        skipped = _without_dump(clock, opts, proc, key, proof, host)
+        if skipped is not None:
+            return skipped
     return sample(clock, opts, proc, key, host)
+
+
+def _without_dump(clock: Clock, opts: CollectOptions, proc: ProcFS, key: int, proof: QuietSignals,
+                  host: HostInfo | None) -> Snapshot | None:
+    """The sample without its non-listening dump, with an empty dump's summary, when `proof` (read just before, the
+    signals of an earlier empty dump) still stands after its listener dump and its listeners are all of inuse;
+    None otherwise (the caller samples in full). sample_quietly and sample_after_empty share it."""
+    snap = sample(clock, replace(opts, sockets=False), proc, key, host)
+    after = signals_of(dict(snap.counters), dict(snap.sockstat))
+    if after == proof and proof.tw == 0 and proof.inuse == len(snap.listeners):
+        return _empty(snap)
+    return None
 
 
 def _empty(snap: Snapshot) -> Snapshot:
