@@ -143,3 +143,21 @@ def test_watch_carries_the_proof_from_sample_to_sample_until_something_moves(ns:
         assert not _skipped(still) and still.sockets is not None and still.sockets.total == 2
     finally:
         client.communicate("\n", timeout=10)
+
+
+def test_check_of_a_healthy_namespace_connected_to_between_its_samples_raises_nothing(
+        ns: Netns, tmp_path: Path) -> None:
+    """The flood test's shape, healthy: the same idle namespace (proof made at the first sample), 50 connections
+    between the samples to a listener that accepts them. Nothing was rejected (the namespace's own nstat), and
+    the check says so: exit 0, no alert."""
+    ns.python("listener.py", "--port", str(QUIET), "--backlog", "64", "--accept")
+    gated = GatedCheck(ns, tmp_path, netns=ns.name, interval="0.5")
+    before = _kernel(ns, QUIET)
+    connect = ("import socket, sys\nfor _ in range(50):\n"
+               f"    socket.create_connection(('127.0.0.1', {QUIET}), timeout=5).close()\n")
+    ns.run([sys.executable, "-c", connect], timeout=60)
+    moved = _delta(before, _settled(ns, QUIET))
+    code, report = gated.finish()
+    assert moved["TcpExtListenOverflows"] == moved["TcpExtTCPReqQFullDrop"] == moved["d"] == 0, moved
+    assert [n["name"] for n in report["namespaces"] if not n["own"]] == [ns.name]
+    assert report["alerts"] == [] and code == 0, report["alerts"]
