@@ -97,10 +97,25 @@ def _both_kinds_of_time_wait(ns: Netns, outbound: int, inbound: int) -> None:
     assert held.stdout is not None and "error=none" in held.stdout.readline()
     # The client waits for the server's FIN before closing, so the server side ends in TIME_WAIT every
     # time (churn.py's immediate close raced the server's: CI once saw no server-side TIME_WAIT at all).
-    server_first = (f"import socket\nfor _ in range({inbound}):\n"
-                    f"    c = socket.create_connection(('127.0.0.1', {INBOUND}), timeout=5)\n"
-                    "    assert c.recv(1) == b''\n    c.close()\nprint('error=none')\n")
-    assert "error=none" in ns.run([sys.executable, "-c", server_first], timeout=100).stdout
+    def server_first(count: int) -> None:
+        prog = (f"import socket\nfor _ in range({count}):\n"
+                f"    c = socket.create_connection(('127.0.0.1', {INBOUND}), timeout=5)\n"
+                "    assert c.recv(1) == b''\n    c.close()\nprint('error=none')\n")
+        assert "error=none" in ns.run([sys.executable, "-c", prog], timeout=100).stdout
+
+    server_first(inbound)
+    # Now and then one server-side TIME_WAIT is gone at once (a reset took it: the namespace's TcpOutRsts moved;
+    # measured here, 3 of ~140 rounds of 50, and CI once dumped 49): top up until `inbound` are there (the
+    # server accepts 2 x inbound).
+    for _ in range(3):
+        if poll(lambda: _time_wait_on(ns, INBOUND) >= inbound, 2):
+            break
+        server_first(inbound - _time_wait_on(ns, INBOUND))
+    assert _time_wait_on(ns, INBOUND) >= inbound
+
+
+def _time_wait_on(ns: Netns, port: int) -> int:
+    return len(ns.run(["ss", "-tanH", "state", "time-wait", f"sport = :{port}"]).stdout.splitlines())
 
 
 def test_split_dumps_equal_one_dump(ns: Netns) -> None:
